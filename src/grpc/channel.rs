@@ -1,0 +1,172 @@
+//! HTTP/2 connections for the load, over `h2` directly. tonic's `Channel` puts every
+//! request through a tower `Buffer` (a channel message per request); here each worker holds
+//! a clone of its connection's `SendRequest` and sends on it directly. h2 itself serialises
+//! stream bookkeeping on a per-connection mutex, which no HTTP/2 client in Rust avoids.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// How to reach the target.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `host:port` to connect to.
+    pub address: String,
+    pub connect_timeout: Duration,
+}
+
+/// Why a connection could not be made, in words a user can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connection to {0} refused: nothing is listening there")]
+    Refused(String),
+    #[error("connection to {0} timed out after {1:?}: the target does not answer")]
+    Timeout(String, Duration),
+    #[error("cannot connect to {0}: {1}")]
+    Other(String, String),
+    #[error("{0} does not speak HTTP/2 (gRPC): {1}")]
+    Handshake(String, String),
+}
+
+/// Opens one HTTP/2 connection; its driver runs as a task until the connection ends.
+pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectError> {
+    let addr = &endpoint.address;
+    let tcp = match tokio::time::timeout(endpoint.connect_timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout(addr.clone(), endpoint.connect_timeout)),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Err(ConnectError::Refused(addr.clone()))
+        }
+        Ok(Err(e)) => return Err(ConnectError::Other(addr.clone(), e.to_string())),
+        Ok(Ok(s)) => s,
+    };
+    let _ = tcp.set_nodelay(true);
+    let handshake = h2::client::Builder::new()
+        // Large windows: a load generator should not be flow-controlled by its own defaults.
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(16 << 20)
+        .max_concurrent_reset_streams(4096)
+        .handshake::<_, Bytes>(tcp);
+    let (send, connection) = match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
+        Err(_) => return Err(ConnectError::Timeout(addr.clone(), endpoint.connect_timeout)),
+        Ok(Err(e)) => return Err(ConnectError::Handshake(addr.clone(), e.to_string())),
+        Ok(Ok(pair)) => pair,
+    };
+    tokio::spawn(async move {
+        // The connection's end is seen by its streams; nothing more to do with the error.
+        let _ = connection.await;
+    });
+    // The server's SETTINGS must arrive before we know it speaks HTTP/2.
+    let ready = tokio::time::timeout(endpoint.connect_timeout, send.ready()).await;
+    match ready {
+        Err(_) => Err(ConnectError::Timeout(addr.clone(), endpoint.connect_timeout)),
+        Ok(Err(e)) => Err(ConnectError::Handshake(addr.clone(), e.to_string())),
+        Ok(Ok(send)) => Ok(send),
+    }
+}
+
+/// A connection a worker uses, and its generation (bumped on each reconnect, so many
+/// workers seeing one broken connection reconnect it once).
+#[derive(Clone)]
+pub struct Lease {
+    pub send: SendRequest<Bytes>,
+    pub generation: u64,
+}
+
+struct SlotState {
+    current: Option<Lease>,
+    generation: u64,
+    /// Earliest time of the next attempt after a failed one (backoff).
+    next_attempt: Instant,
+    backoff: Duration,
+    last_error: Option<ConnectError>,
+}
+
+/// `connections` HTTP/2 connections; worker `i` uses slot `i % connections`.
+/// The mutex is taken only to lease a connection or to replace a broken one, never per request.
+pub struct Pool {
+    endpoint: Endpoint,
+    slots: Vec<Arc<Mutex<SlotState>>>,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+impl Pool {
+    /// Opens every connection up front, so a target that is down fails the run at once.
+    pub async fn open(endpoint: Endpoint, connections: usize) -> Result<Self, ConnectError> {
+        let mut slots = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            let send = connect(&endpoint).await?;
+            slots.push(Arc::new(Mutex::new(SlotState {
+                current: Some(Lease {
+                    send,
+                    generation: 1,
+                }),
+                generation: 1,
+                next_attempt: Instant::now(),
+                backoff: MIN_BACKOFF,
+                last_error: None,
+            })));
+        }
+        Ok(Self { endpoint, slots })
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The connection for `slot`; when the one a worker holds (`broken`) has failed, a new
+    /// one is made, at most once per generation and with backoff while the target is down.
+    pub async fn lease(&self, slot: usize, broken: Option<u64>) -> Result<Lease, ConnectError> {
+        let mut state = self.slots[slot % self.slots.len()].lock().await;
+        if let Some(gen) = broken {
+            if state.current.as_ref().is_some_and(|l| l.generation == gen) {
+                state.current = None;
+            }
+        }
+        if let Some(lease) = &state.current {
+            return Ok(lease.clone());
+        }
+        let now = Instant::now();
+        if now < state.next_attempt {
+            return Err(state
+                .last_error
+                .clone()
+                .unwrap_or_else(|| ConnectError::Other(self.endpoint.address.clone(), "reconnecting".into())));
+        }
+        match connect(&self.endpoint).await {
+            Ok(send) => {
+                state.generation += 1;
+                state.backoff = MIN_BACKOFF;
+                state.last_error = None;
+                let lease = Lease {
+                    send,
+                    generation: state.generation,
+                };
+                state.current = Some(lease.clone());
+                Ok(lease)
+            }
+            Err(e) => {
+                state.next_attempt = Instant::now() + state.backoff;
+                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+                state.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// When the slot's next connection attempt is allowed (for workers to wait, not spin).
+    pub async fn next_attempt(&self, slot: usize) -> Instant {
+        self.slots[slot % self.slots.len()].lock().await.next_attempt
+    }
+}

@@ -1,0 +1,224 @@
+//! Finds a method's descriptor from the scenario's schema source, checks the method's
+//! shape against the scenario's kind, and encodes the request message from its JSON form.
+
+use std::path::Path;
+use std::time::Duration;
+
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+
+use super::reflection::{self, ReflectionError};
+use crate::scenario::{Kind, Loc, Problem, Problems, Scenario, Schema};
+
+/// Why a scenario's method could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The scenario is wrong: exit 2.
+    #[error("{0}")]
+    Invalid(Problems),
+    /// The target could not be reached to ask it by reflection: exit 1.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// A resolved method: its descriptor and where the types came from.
+#[derive(Debug, Clone)]
+pub struct ResolvedMethod {
+    pub descriptor: MethodDescriptor,
+    pub schema_source: String,
+}
+
+/// Resolves the scenario's method. `address` is the target's `host:port`, used only when
+/// the types come from server reflection.
+pub async fn resolve(scenario: &Scenario, address: &str) -> Result<ResolvedMethod, ResolveError> {
+    let call = &scenario.call;
+    let invalid = |loc: Loc, key: &str, message: String| {
+        ResolveError::Invalid(Problems {
+            path: scenario.path.clone(),
+            list: vec![Problem {
+                loc,
+                key: key.to_string(),
+                message,
+            }],
+        })
+    };
+    let (pool, schema_source) = match &call.schema {
+        Schema::Protos {
+            files,
+            import_paths,
+        } => {
+            let pool = compile_protos(files.iter().map(|f| f.value.as_path()), import_paths)
+                .map_err(|e| invalid(files[0].loc, "call.proto", e))?;
+            (pool, "proto files".to_string())
+        }
+        Schema::Protoset(path) => {
+            let pool = load_protoset(&path.value).map_err(|e| invalid(path.loc, "call.protoset", e))?;
+            (pool, format!("protoset {}", path.value.display()))
+        }
+        Schema::Reflection => {
+            let (set, version) = reflection::fetch_service_files(
+                address,
+                scenario.target.authority.as_deref(),
+                &call.method.value.service,
+                scenario.target.connect_timeout.max(Duration::from_secs(1)),
+            )
+            .await
+            .map_err(|e| match e {
+                ReflectionError::Connect { .. } => ResolveError::Unreachable(format!(
+                    "{e}; is the target running, and is the address right?"
+                )),
+                ReflectionError::UnknownService { .. } => invalid(
+                    call.method.loc,
+                    "call.method",
+                    format!("{e}; check the service name"),
+                ),
+                _ => invalid(
+                    call.method.loc,
+                    "call.method",
+                    format!("{e}; give the method's types with `proto = [\"file.proto\"]` or `protoset = \"file.protoset\"` in [call]"),
+                ),
+            })?;
+            let pool = DescriptorPool::from_file_descriptor_set(set).map_err(|e| {
+                invalid(call.method.loc, "call.method", format!("the descriptors the server sent by reflection do not form a valid set: {e}"))
+            })?;
+            (pool, format!("server reflection ({version})"))
+        }
+    };
+    let descriptor = find_method(&pool, scenario)
+        .map_err(|m| invalid(call.method.loc, "call.method", m))?;
+    check_shape(scenario.kind, &descriptor).map_err(|m| invalid(call.method.loc, "call.method", m))?;
+    Ok(ResolvedMethod {
+        descriptor,
+        schema_source,
+    })
+}
+
+fn compile_protos<'a>(
+    files: impl Iterator<Item = &'a Path> + Clone,
+    import_paths: &[std::path::PathBuf],
+) -> Result<DescriptorPool, String> {
+    for f in files.clone() {
+        if !f.is_file() {
+            return Err(format!("proto file {} does not exist (paths are relative to the scenario file)", f.display()));
+        }
+    }
+    // Without import paths, each file's own folder is one, so a lone .proto just works.
+    let mut includes: Vec<std::path::PathBuf> = import_paths.to_vec();
+    if includes.is_empty() {
+        for f in files.clone() {
+            let dir = f.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir = if dir.as_os_str().is_empty() { ".".into() } else { dir };
+            if !includes.contains(&dir) {
+                includes.push(dir);
+            }
+        }
+    }
+    let mut compiler = protox::Compiler::new(&includes).map_err(|e| format!("import paths: {e}"))?;
+    compiler.include_imports(true);
+    for f in files {
+        compiler
+            .open_file(f)
+            .map_err(|e| format!("cannot compile {}: {e}", f.display()))?;
+    }
+    Ok(compiler.descriptor_pool())
+}
+
+fn load_protoset(path: &Path) -> Result<DescriptorPool, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!("cannot read protoset {}: {e} (paths are relative to the scenario file)", path.display())
+    })?;
+    let set = prost_types::FileDescriptorSet::decode(bytes.as_slice()).map_err(|e| {
+        format!("{} is not a protoset (a serialized FileDescriptorSet, as `protoc --include_imports -o FILE` writes): {e}", path.display())
+    })?;
+    DescriptorPool::from_file_descriptor_set(set).map_err(|e| {
+        format!("{} is not a complete descriptor set: {e}; write it with `protoc --include_imports -o`", path.display())
+    })
+}
+
+fn find_method(pool: &DescriptorPool, scenario: &Scenario) -> Result<MethodDescriptor, String> {
+    let name = &scenario.call.method.value;
+    let Some(service) = pool.get_service_by_name(&name.service) else {
+        let mut known: Vec<String> = pool.services().map(|s| s.full_name().to_string()).collect();
+        known.sort();
+        return Err(format!(
+            "no service `{}`; services defined: {}",
+            name.service,
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        ));
+    };
+    let found = service.methods().find(|m| m.name() == name.method);
+    found.ok_or_else(|| {
+        let methods: Vec<String> = service.methods().map(|m| m.name().to_string()).collect();
+        format!(
+            "service `{}` has no method `{}`; its methods: {}",
+            name.service,
+            name.method,
+            methods.join(", ")
+        )
+    })
+}
+
+/// The shape of a method, as a scenario's `kind` names it.
+pub fn shape(method: &MethodDescriptor) -> &'static str {
+    match (method.is_client_streaming(), method.is_server_streaming()) {
+        (false, false) => "unary",
+        (false, true) => "server_stream",
+        (true, false) => "client_stream",
+        (true, true) => "bidi_stream",
+    }
+}
+
+fn check_shape(kind: Kind, method: &MethodDescriptor) -> Result<(), String> {
+    let real = shape(method);
+    if real == kind.as_str() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is a {real} method, but the scenario's kind is \"{}\"; set `kind = \"{real}\"` or choose a {} method",
+            method.full_name(),
+            kind.as_str(),
+            kind.as_str()
+        ))
+    }
+}
+
+/// Encodes the scenario's request (`data`, in the protobuf JSON mapping) as the method's
+/// input message. Unknown fields, wrong types and unknown enum values are problems that
+/// point at the key in the scenario file.
+pub fn encode_request(scenario: &Scenario, method: &MethodDescriptor) -> Result<Vec<u8>, Problems> {
+    let call = &scenario.call;
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(&call.data, &mut track);
+    let result = DynamicMessage::deserialize(method.input(), de);
+    match result {
+        Ok(msg) => Ok(msg.encode_to_vec()),
+        Err(e) => {
+            let path = track.path().to_string();
+            let key = if path == "." || path.is_empty() {
+                "data".to_string()
+            } else {
+                format!("data.{path}")
+            };
+            // Point at the deepest key written in the file that leads to the problem.
+            let loc = call
+                .data_locs
+                .iter()
+                .filter(|(p, _)| key == *p || key.starts_with(&format!("{p}.")) || key.starts_with(&format!("{p}[")))
+                .max_by_key(|(p, _)| p.len())
+                .map(|(_, l)| *l)
+                .unwrap_or_default();
+            Err(Problems {
+                path: scenario.path.clone(),
+                list: vec![Problem {
+                    loc,
+                    key: format!("call.{key}"),
+                    message: format!(
+                        "does not fit {} (the input of {}): {e}",
+                        method.input().full_name(),
+                        method.full_name()
+                    ),
+                }],
+            })
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! gRPC: method descriptors (proto files, protosets, reflection), request encoding,
+//! status codes and the HTTP/2 transport the load runs over.
+
+pub mod channel;
+pub mod descriptors;
+pub mod frame;
+pub mod reflection;
+pub mod status;
+pub mod unary;

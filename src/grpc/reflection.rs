@@ -1,0 +1,232 @@
+//! Server reflection client: fetches the file descriptors that define a service.
+//! Tries grpc.reflection.v1 first and falls back to v1alpha when the server answers
+//! UNIMPLEMENTED. The two versions' messages are the same on the wire, so one set of
+//! types serves both; only the method path differs.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use prost::Message;
+use prost_types::{FileDescriptorProto, FileDescriptorSet};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic_reflection::pb::v1::{
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    ServerReflectionRequest, ServerReflectionResponse,
+};
+
+const PATH_V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+const PATH_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReflectionError {
+    #[error("cannot connect to {address}: {reason}")]
+    Connect { address: String, reason: String },
+    #[error("the server at {address} does not offer server reflection (grpc.reflection.v1 or v1alpha answered UNIMPLEMENTED)")]
+    Unsupported { address: String },
+    #[error("server reflection at {address} failed: {reason}")]
+    Failed { address: String, reason: String },
+    #[error("the server at {address} does not know the service `{service}` ({reason})")]
+    UnknownService {
+        address: String,
+        service: String,
+        reason: String,
+    },
+}
+
+/// Fetches every file needed to describe `service` (its file and all its imports).
+/// Returns the descriptor set and the reflection version that answered.
+pub async fn fetch_service_files(
+    address: &str,
+    authority: Option<&str>,
+    service: &str,
+    timeout: Duration,
+) -> Result<(FileDescriptorSet, &'static str), ReflectionError> {
+    let connect = |reason: String| ReflectionError::Connect {
+        address: address.to_string(),
+        reason,
+    };
+    let uri = format!("http://{}", authority.unwrap_or(address));
+    let endpoint = tonic::transport::Endpoint::from_shared(uri)
+        .map_err(|e| connect(e.to_string()))?
+        .connect_timeout(timeout)
+        .timeout(timeout);
+    let tcp_addr = address.to_string();
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let a = tcp_addr.clone();
+            async move {
+                let s = tokio::net::TcpStream::connect(a).await?;
+                s.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+            }
+        }))
+        .await
+        .map_err(|e| connect(error_chain(&e)))?;
+
+    for (path, version) in [(PATH_V1, "v1"), (PATH_V1ALPHA, "v1alpha")] {
+        match Session::open(channel.clone(), path).await {
+            Ok(mut session) => {
+                let files = session.service_files(service).await.map_err(|s| match s.code() {
+                    tonic::Code::NotFound => ReflectionError::UnknownService {
+                        address: address.to_string(),
+                        service: service.to_string(),
+                        reason: s.message().to_string(),
+                    },
+                    _ => ReflectionError::Failed {
+                        address: address.to_string(),
+                        reason: format!("{}: {}", s.code(), s.message()),
+                    },
+                })?;
+                return Ok((files, version));
+            }
+            Err(s) if s.code() == tonic::Code::Unimplemented => continue,
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                return Err(connect(s.message().to_string()))
+            }
+            Err(s) => {
+                return Err(ReflectionError::Failed {
+                    address: address.to_string(),
+                    reason: format!("{}: {}", s.code(), s.message()),
+                })
+            }
+        }
+    }
+    Err(ReflectionError::Unsupported {
+        address: address.to_string(),
+    })
+}
+
+/// One reflection stream: requests go out on `tx`, answers come back on `rx`.
+struct Session {
+    tx: mpsc::Sender<ServerReflectionRequest>,
+    rx: tonic::Streaming<ServerReflectionResponse>,
+}
+
+impl Session {
+    async fn open(channel: tonic::transport::Channel, path: &'static str) -> Result<Self, tonic::Status> {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
+        let (tx, rx) = mpsc::channel(4);
+        let codec = tonic_prost::ProstCodec::<ServerReflectionRequest, ServerReflectionResponse>::default();
+        let mut session = Self {
+            tx,
+            rx: grpc
+                .streaming(
+                    tonic::Request::new(ReceiverStream::new(rx)),
+                    PathAndQuery::from_static(path),
+                    codec,
+                )
+                .await?
+                .into_inner(),
+        };
+        // A server without this version answers UNIMPLEMENTED on the first exchange.
+        session.ask(MessageRequest::ListServices(String::new())).await?;
+        Ok(session)
+    }
+
+    async fn ask(&mut self, request: MessageRequest) -> Result<MessageResponse, tonic::Status> {
+        self.tx
+            .send(ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(request),
+            })
+            .await
+            .map_err(|_| tonic::Status::unavailable("reflection stream closed"))?;
+        let response = self
+            .rx
+            .message()
+            .await?
+            .and_then(|r| r.message_response)
+            .ok_or_else(|| tonic::Status::internal("reflection stream ended without an answer"))?;
+        match response {
+            MessageResponse::ErrorResponse(e) => Err(tonic::Status::new(
+                tonic::Code::from_i32(e.error_code),
+                e.error_message,
+            )),
+            other => Ok(other),
+        }
+    }
+
+    async fn files(&mut self, request: MessageRequest) -> Result<Vec<FileDescriptorProto>, tonic::Status> {
+        match self.ask(request).await? {
+            MessageResponse::FileDescriptorResponse(r) => r
+                .file_descriptor_proto
+                .iter()
+                .map(|b| {
+                    FileDescriptorProto::decode(b.as_slice())
+                        .map_err(|e| tonic::Status::internal(format!("undecodable descriptor: {e}")))
+                })
+                .collect(),
+            _ => Err(tonic::Status::internal("unexpected reflection answer")),
+        }
+    }
+
+    /// The service's file and, transitively, every file it imports, dependencies first.
+    async fn service_files(&mut self, service: &str) -> Result<FileDescriptorSet, tonic::Status> {
+        let mut known: HashMap<String, FileDescriptorProto> = HashMap::new();
+        let mut pending = self
+            .files(MessageRequest::FileContainingSymbol(service.to_string()))
+            .await?;
+        while let Some(file) = pending.pop() {
+            let name = file.name().to_string();
+            if known.contains_key(&name) {
+                continue;
+            }
+            for dep in &file.dependency {
+                if !known.contains_key(dep) && !pending.iter().any(|f| f.name() == dep) {
+                    pending.extend(self.files(MessageRequest::FileByFilename(dep.clone())).await?);
+                }
+            }
+            known.insert(name, file);
+        }
+        Ok(FileDescriptorSet {
+            file: dependency_order(known),
+        })
+    }
+}
+
+/// Orders files so each comes after the files it imports.
+fn dependency_order(mut files: HashMap<String, FileDescriptorProto>) -> Vec<FileDescriptorProto> {
+    fn visit(
+        name: &str,
+        files: &mut HashMap<String, FileDescriptorProto>,
+        seen: &mut HashSet<String>,
+        out: &mut Vec<FileDescriptorProto>,
+    ) {
+        if !seen.insert(name.to_string()) {
+            return;
+        }
+        if let Some(file) = files.remove(name) {
+            for dep in &file.dependency {
+                visit(dep, files, seen, out);
+            }
+            out.push(file);
+        }
+    }
+    let mut names: Vec<String> = files.keys().cloned().collect();
+    names.sort();
+    let (mut seen, mut out) = (HashSet::new(), Vec::new());
+    for name in names {
+        visit(&name, &mut files, &mut seen, &mut out);
+    }
+    out
+}
+
+/// An error and its causes on one line: transport errors hide the useful part in a source.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

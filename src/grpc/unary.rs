@@ -1,0 +1,204 @@
+//! One unary call over HTTP/2: send the pre-framed request, drain the response, read the
+//! status. The response message is not decoded: the load needs only its status.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+
+use super::status;
+use crate::scenario::Compression;
+
+/// Everything fixed about a call, built once before the load starts.
+#[derive(Debug, Clone)]
+pub struct UnaryCall {
+    uri: Uri,
+    headers: HeaderMap,
+    /// The framed request message (encoded, and compressed if asked, once).
+    body: Bytes,
+    timeout: Option<Duration>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub code: u8,
+    /// The status message (only for failures).
+    pub message: Option<String>,
+    /// The connection failed: the worker should lease a new one.
+    pub connection_failed: bool,
+}
+
+impl Outcome {
+    const OK: Self = Self {
+        code: status::OK,
+        message: None,
+        connection_failed: false,
+    };
+
+    fn failed(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: Some(message.into()),
+            connection_failed: false,
+        }
+    }
+
+    fn from_h2(e: &h2::Error) -> Self {
+        let connection_failed = e.is_io() || e.is_go_away() || e.is_library();
+        let code = match e.reason() {
+            Some(h2::Reason::REFUSED_STREAM) => status::UNAVAILABLE,
+            Some(h2::Reason::CANCEL) => status::CANCELLED,
+            Some(h2::Reason::ENHANCE_YOUR_CALM) => 8, // RESOURCE_EXHAUSTED
+            Some(h2::Reason::INADEQUATE_SECURITY) => status::PERMISSION_DENIED,
+            _ if connection_failed => status::UNAVAILABLE,
+            _ => status::INTERNAL,
+        };
+        let what = if e.is_go_away() {
+            "connection closed by the server (GOAWAY)"
+        } else if e.is_reset() {
+            "stream reset by the server"
+        } else if e.is_io() {
+            "connection lost"
+        } else {
+            "HTTP/2 error"
+        };
+        Self {
+            code,
+            message: Some(format!("{what}: {e}")),
+            connection_failed,
+        }
+    }
+}
+
+impl UnaryCall {
+    pub fn new(
+        authority: &str,
+        path: &str,
+        body: Bytes,
+        metadata: &[(String, String)],
+        timeout: Option<Duration>,
+        compression: Option<Compression>,
+    ) -> Result<Self, String> {
+        let uri: Uri = format!("http://{authority}{path}")
+            .parse()
+            .map_err(|e| format!("cannot make a request URI from authority `{authority}` and path `{path}`: {e}"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("user-agent", HeaderValue::from_static(concat!("loadagent/", env!("CARGO_PKG_VERSION"))));
+        headers.insert("grpc-accept-encoding", HeaderValue::from_static("identity,gzip"));
+        if compression == Some(Compression::Gzip) {
+            headers.insert("grpc-encoding", HeaderValue::from_static("gzip"));
+        }
+        if let Some(t) = timeout {
+            headers.insert("grpc-timeout", grpc_timeout(t));
+        }
+        for (k, v) in metadata {
+            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("metadata key {k}: {e}"))?;
+            let value = HeaderValue::from_str(v).map_err(|e| format!("metadata value of {k}: {e}"))?;
+            headers.append(name, value);
+        }
+        Ok(Self {
+            uri,
+            headers,
+            body,
+            timeout,
+        })
+    }
+
+    /// Makes the call on `send` and waits for its status, within the deadline if one is set.
+    pub async fn call(&self, send: &mut SendRequest<Bytes>) -> Outcome {
+        match self.timeout {
+            None => self.exchange(send).await,
+            Some(t) => match tokio::time::timeout(t, self.exchange(send)).await {
+                Ok(outcome) => outcome,
+                // Dropping the exchange resets the stream (RST_STREAM CANCEL), as gRPC does.
+                Err(_) => Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)"),
+            },
+        }
+    }
+
+    async fn exchange(&self, send: &mut SendRequest<Bytes>) -> Outcome {
+        if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
+            return Outcome::from_h2(&e);
+        }
+        let mut request = Request::new(());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        let (response, mut stream) = match send.send_request(request, false) {
+            Ok(pair) => pair,
+            Err(e) => return Outcome::from_h2(&e),
+        };
+        if let Err(e) = stream.send_data(self.body.clone(), true) {
+            return Outcome::from_h2(&e);
+        }
+        let response = match response.await {
+            Ok(r) => r,
+            Err(e) => return Outcome::from_h2(&e),
+        };
+        let (head, mut body) = response.into_parts();
+        if head.status != http::StatusCode::OK {
+            return Outcome::failed(
+                status::from_http_status(head.status.as_u16()),
+                format!("HTTP status {} from the server", head.status),
+            );
+        }
+        // A trailers-only response carries the status in its headers.
+        if let Some(code) = head.headers.get("grpc-status") {
+            return status_of(code.as_bytes(), head.headers.get("grpc-message"));
+        }
+        while let Some(chunk) = body.data().await {
+            match chunk {
+                Ok(data) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                }
+                Err(e) => return Outcome::from_h2(&e),
+            }
+        }
+        match body.trailers().await {
+            Ok(Some(trailers)) => match trailers.get("grpc-status") {
+                Some(code) => status_of(code.as_bytes(), trailers.get("grpc-message")),
+                None => Outcome::failed(status::INTERNAL, "response trailers have no grpc-status"),
+            },
+            Ok(None) => Outcome::failed(status::INTERNAL, "response ended without trailers (no grpc-status)"),
+            Err(e) => Outcome::from_h2(&e),
+        }
+    }
+}
+
+fn status_of(code: &[u8], message: Option<&HeaderValue>) -> Outcome {
+    let code = status::parse_code(code);
+    if code == status::OK {
+        return Outcome::OK;
+    }
+    let message = message.map_or_else(String::new, |m| status::decode_message(m.as_bytes()));
+    Outcome::failed(code, message)
+}
+
+/// The `grpc-timeout` header: at most 8 digits and a unit.
+fn grpc_timeout(t: Duration) -> HeaderValue {
+    let micros = t.as_micros();
+    let value = if micros < 100_000_000 {
+        format!("{micros}u")
+    } else if t.as_millis() < 100_000_000 {
+        format!("{}m", t.as_millis())
+    } else {
+        format!("{}S", t.as_secs().min(99_999_999))
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("99999999S"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_fits_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250000u");
+        assert_eq!(grpc_timeout(Duration::from_secs(1000)), "1000000m");
+        assert_eq!(grpc_timeout(Duration::from_secs(10_000_000)), "10000000S");
+    }
+}

@@ -1,0 +1,369 @@
+//! Scenario files: TOML → a validated [`Scenario`], with every problem reported at once.
+
+pub mod duration;
+pub mod model;
+pub mod problems;
+pub mod reader;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+pub use model::*;
+pub use problems::{Problem, Problems};
+use reader::{quoted_list, to_json, At, Ctx, TableReader};
+pub use source::{Loc, Source};
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Problems),
+}
+
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+const DEFAULT_CONCURRENCY: u64 = 64;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&Source::new(path, text)).map_err(ScenarioError::Invalid)
+}
+
+/// Validates a scenario's text, reporting every problem.
+pub fn parse(source: &Source) -> Result<Scenario, Problems> {
+    let fail = |list: Vec<Problem>| Problems {
+        path: source.path.clone(),
+        list,
+    };
+    let (doc, syntax_errors) = DeTable::parse_recoverable(&source.text);
+    if !syntax_errors.is_empty() {
+        let list = syntax_errors
+            .iter()
+            .map(|e| Problem {
+                loc: source.loc(e.span().map_or(0, |s| s.start)),
+                key: String::new(),
+                message: format!("TOML syntax error: {}", e.message().trim()),
+            })
+            .collect();
+        return Err(fail(list));
+    }
+    let ctx = Ctx::new(source);
+    let root = TableReader::root(&ctx, &doc);
+    let scenario = read_scenario(&root);
+    root.finish();
+    let problems = ctx.into_problems();
+    match scenario {
+        Some(s) if problems.is_empty() => Ok(s),
+        _ => Err(fail(problems)),
+    }
+}
+
+fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
+    let source = root.ctx().source;
+    let name = root.string("name").map(|s| s.value);
+    let kind = root
+        .choice("kind", Kind::NAMES)
+        .and_then(|k| Kind::parse(&k.value));
+    if !root.has("kind") {
+        root.ctx().report_at(
+            root.loc(),
+            "kind",
+            format!("missing; valid values: {}", quoted_list(Kind::NAMES)),
+        );
+    }
+    let target = section(root, "target", "add a [target] table with `address = \"embedded\"` or \"host:port\"")
+        .and_then(|t| read_target(&t));
+    let call = section(root, "call", "add a [call] table with `method = \"package.Service/Method\"`")
+        .and_then(|c| read_call(&c));
+    let load = match root.table("load") {
+        Some(l) => read_load(&l),
+        None => read_load_defaults(),
+    };
+    let name = name.unwrap_or_else(|| {
+        source
+            .path
+            .file_stem()
+            .map_or_else(|| "scenario".into(), |s| s.to_string_lossy().into_owned())
+    });
+    Some(Scenario {
+        path: source.path.clone(),
+        name,
+        kind: kind?,
+        target: target?,
+        call: call?,
+        load: load?,
+    })
+}
+
+/// A required table; a missing one is a problem, and so are its contents' problems.
+fn section<'c, 's, 'i>(
+    root: &TableReader<'c, 's, 'i>,
+    key: &'static str,
+    hint: &str,
+) -> Option<TableReader<'c, 's, 'i>> {
+    if !root.has(key) {
+        root.ctx().report_at(root.loc(), key, format!("missing; {hint}"));
+        return None;
+    }
+    root.table(key)
+}
+
+fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
+    let address = t.required_string("address", "write \"embedded\" or \"host:port\"");
+    let authority = t.string("authority").map(|a| a.value);
+    let connect_timeout = t
+        .duration("connect_timeout", true)
+        .map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.value);
+    let address = address.and_then(|a| {
+        if a.value == "embedded" {
+            return Some(Address::Embedded);
+        }
+        if valid_host_port(&a.value) {
+            Some(Address::Remote(a.value))
+        } else {
+            t.ctx().report_at(
+                a.loc,
+                &t.key_path("address"),
+                format!(
+                    "\"{}\" is not an address; write \"host:port\" (e.g. \"127.0.0.1:50051\", \"[::1]:50051\") or \"embedded\"",
+                    a.value
+                ),
+            );
+            None
+        }
+    });
+    t.finish();
+    Some(Target {
+        address: address?,
+        authority,
+        connect_timeout,
+    })
+}
+
+fn valid_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    };
+    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
+    let ctx = c.ctx();
+    let source = ctx.source;
+    let method = c
+        .required_string("method", "write `method = \"package.Service/Method\"`")
+        .and_then(|m| match MethodName::parse(&m.value) {
+            Some(name) => Some(At {
+                value: name,
+                loc: m.loc,
+            }),
+            None => {
+                ctx.report_at(
+                    m.loc,
+                    &c.key_path("method"),
+                    format!(
+                        "\"{}\" is not a method name; write \"package.Service/Method\"",
+                        m.value
+                    ),
+                );
+                None
+            }
+        });
+    let protos = c.string_list("proto").unwrap_or_default();
+    let import_paths = c.string_list("import_paths").unwrap_or_default();
+    let protoset = c.string("protoset");
+    let schema = if !protos.is_empty() {
+        let files = protos
+            .into_iter()
+            .map(|p| At {
+                value: source.resolve(&p.value),
+                loc: p.loc,
+            })
+            .collect();
+        let import_paths = import_paths.iter().map(|p| source.resolve(&p.value)).collect();
+        Schema::Protos {
+            files,
+            import_paths,
+        }
+    } else if let Some(set) = protoset {
+        Schema::Protoset(At {
+            value: source.resolve(&set.value),
+            loc: set.loc,
+        })
+    } else {
+        Schema::Reflection
+    };
+
+    let mut data_locs = Vec::new();
+    let data = match c.raw("data") {
+        Some(v) if v.get_ref().is_table() => to_json(ctx, v, "data", &mut data_locs),
+        Some(v) => {
+            ctx.report(
+                &v.span(),
+                &c.key_path("data"),
+                format!(
+                    "expected a table (the request message, e.g. {{ payload_size = 64 }}), found {}",
+                    v.get_ref().type_str()
+                ),
+            );
+            serde_json::Value::Null
+        }
+        None => serde_json::json!({}),
+    };
+    let metadata = c
+        .string_map("metadata")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| check_metadata(c, k, v))
+        .collect();
+    let timeout = c.duration("timeout", true).map(|d| d.value);
+    let compression = c
+        .choice("compression", &["gzip", "none"])
+        .and_then(|s| (s.value == "gzip").then_some(Compression::Gzip));
+    c.finish();
+    Some(Call {
+        method: method?,
+        schema,
+        data,
+        data_locs,
+        metadata,
+        timeout,
+        compression,
+    })
+}
+
+/// Headers the transport sets itself; a scenario may not override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "te",
+    "grpc-timeout",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+    "user-agent",
+    "host",
+    "connection",
+];
+
+fn check_metadata(
+    c: &TableReader<'_, '_, '_>,
+    key: At<String>,
+    value: String,
+) -> Option<(String, String)> {
+    let path = c.key_path(&format!("metadata.{}", key.value));
+    let name = key.value.to_ascii_lowercase();
+    let problem = if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.starts_with(':') {
+        Some(format!("\"{}\" is not a valid header name: use letters, digits and '-'", key.value))
+    } else if RESERVED_HEADERS.contains(&name.as_str()) {
+        Some(format!("\"{name}\" is set by loadagent itself; use `timeout`, `compression` or `[target] authority` instead"))
+    } else if !name.ends_with("-bin") && http::HeaderValue::from_str(&value).is_err() {
+        Some("the value has characters a header cannot carry; use printable ASCII, or a key ending in \"-bin\" with base64".into())
+    } else {
+        None
+    };
+    match problem {
+        Some(msg) => {
+            c.ctx().report_at(key.loc, &path, msg);
+            None
+        }
+        None => Some((name, value)),
+    }
+}
+
+fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
+    let ctx = l.ctx();
+    let rate = l.number("rate", true).map(|r| r.value);
+    let concurrency = l.integer("concurrency", 1).map(|c| c.value);
+    let connections = l.integer("connections", 1).map(|c| c.value);
+    let duration = l.duration("duration", true);
+    let requests = l.integer("requests", 1).map(|r| r.value);
+    let warmup = l.duration("warmup", false).map(|w| w.value);
+    let mut stages = Vec::new();
+    let stage_tables = l.tables("stages");
+    for st in &stage_tables {
+        let d = st.duration("duration", true);
+        let r = st.number("rate", false);
+        if !st.has("duration") {
+            ctx.report_at(st.loc(), &st.key_path("duration"), "missing; each stage needs `duration` and `rate`");
+        }
+        if !st.has("rate") {
+            ctx.report_at(st.loc(), &st.key_path("rate"), "missing; each stage needs `duration` and `rate` (the rate reached at its end)");
+        }
+        if let (Some(d), Some(r)) = (d, r) {
+            stages.push(Stage {
+                duration: d.value,
+                rate: r.value,
+            });
+        }
+    }
+    for st in &stage_tables {
+        st.finish();
+    }
+    if let (Some(d), false) = (&duration, stages.is_empty()) {
+        ctx.report_at(
+            d.loc,
+            &l.key_path("duration"),
+            "cannot be given with [[load.stages]]: the stages' durations add up to the run's length; remove one",
+        );
+    }
+    let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    let connections = connections.unwrap_or(1);
+    let bound = |v: u64, key: &str| -> Option<u32> {
+        match u32::try_from(v) {
+            Ok(n) if n <= 1_000_000 => Some(n),
+            _ => {
+                ctx.report_at(l.loc(), &l.key_path(key), format!("{v} is too large (at most 1000000)"));
+                None
+            }
+        }
+    };
+    let concurrency = bound(concurrency, "concurrency");
+    let connections = bound(connections, "connections");
+    l.finish();
+    let duration = duration.map(|d| d.value);
+    let duration = if duration.is_none() && requests.is_none() && stages.is_empty() {
+        Some(DEFAULT_DURATION)
+    } else {
+        duration
+    };
+    Some(Load {
+        rate,
+        stages,
+        concurrency: concurrency?,
+        connections: connections?,
+        duration,
+        requests,
+        warmup: warmup.unwrap_or(Duration::ZERO),
+    })
+}
+
+fn read_load_defaults() -> Option<Load> {
+    Some(Load {
+        rate: None,
+        stages: Vec::new(),
+        concurrency: DEFAULT_CONCURRENCY as u32,
+        connections: 1,
+        duration: Some(DEFAULT_DURATION),
+        requests: None,
+        warmup: Duration::ZERO,
+    })
+}

@@ -1,0 +1,220 @@
+//! The scenario model: what a scenario file says, typed and validated.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::duration::format_duration;
+use super::reader::At;
+use super::source::Loc;
+
+/// What each iteration of the load does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One request, one response.
+    Unary,
+}
+
+impl Kind {
+    pub const NAMES: &'static [&'static str] = &["unary"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unary" => Some(Self::Unary),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unary => "unary",
+        }
+    }
+}
+
+/// Where the load goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// The built-in reference target, started in-process on a loopback port the OS picks.
+    Embedded,
+    /// `host:port`.
+    Remote(String),
+}
+
+impl Address {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Embedded => "embedded".into(),
+            Self::Remote(a) => a.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub address: Address,
+    /// `:authority` override (virtual hosting, proxies).
+    pub authority: Option<String>,
+    /// How long to wait for a TCP connection before the run fails.
+    pub connect_timeout: Duration,
+}
+
+/// Request compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    Gzip,
+}
+
+/// A gRPC method named as `package.Service/Method`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodName {
+    pub service: String,
+    pub method: String,
+}
+
+impl MethodName {
+    /// Accepts `package.Service/Method`, `/package.Service/Method` and `package.Service.Method`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.strip_prefix('/').unwrap_or(s);
+        let (service, method) = match s.split_once('/') {
+            Some(parts) => parts,
+            None => s.rsplit_once('.')?,
+        };
+        let valid = |p: &str| {
+            !p.is_empty()
+                && p.split('.').all(|seg| {
+                    !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+        };
+        (valid(service) && valid(method) && !method.contains('.')).then(|| Self {
+            service: service.to_string(),
+            method: method.to_string(),
+        })
+    }
+
+    /// The HTTP/2 path of the method: `/package.Service/Method`.
+    pub fn path(&self) -> String {
+        format!("/{}/{}", self.service, self.method)
+    }
+}
+
+impl std::fmt::Display for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.service, self.method)
+    }
+}
+
+/// Where the method's types come from, in order of precedence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schema {
+    /// .proto files compiled at run time.
+    Protos {
+        files: Vec<At<PathBuf>>,
+        import_paths: Vec<PathBuf>,
+    },
+    /// A serialized FileDescriptorSet (`protoc -o`).
+    Protoset(At<PathBuf>),
+    /// Server reflection (grpc.reflection.v1, then v1alpha).
+    Reflection,
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: At<MethodName>,
+    pub schema: Schema,
+    /// The request, in the protobuf JSON mapping.
+    pub data: serde_json::Value,
+    /// Where `data` and each key inside it were written (`data.a.b` → line, column).
+    pub data_locs: Vec<(String, Loc)>,
+    pub metadata: Vec<(String, String)>,
+    /// The gRPC deadline of each call.
+    pub timeout: Option<Duration>,
+    pub compression: Option<Compression>,
+}
+
+/// One step of an open-model ramp: from the previous rate to `rate` over `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stage {
+    #[serde(serialize_with = "ser_duration")]
+    pub duration: Duration,
+    pub rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Load {
+    /// Requests per second (open model); `None` = closed model.
+    pub rate: Option<f64>,
+    pub stages: Vec<Stage>,
+    pub concurrency: u32,
+    pub connections: u32,
+    /// The measured part's length; for stages, their sum.
+    pub duration: Option<Duration>,
+    /// Stop after this many measured requests.
+    pub requests: Option<u64>,
+    pub warmup: Duration,
+}
+
+/// Open model: arrivals on a schedule. Closed model: each worker sends when the last is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    Open,
+    Closed,
+}
+
+impl Load {
+    pub fn model(&self) -> Model {
+        if self.rate.is_some() || !self.stages.is_empty() {
+            Model::Open
+        } else {
+            Model::Closed
+        }
+    }
+
+    /// The length of the measured part, when it is bounded by time.
+    pub fn measured_duration(&self) -> Option<Duration> {
+        if self.stages.is_empty() {
+            self.duration
+        } else {
+            Some(self.stages.iter().map(|s| s.duration).sum())
+        }
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub name: String,
+    pub kind: Kind,
+    pub target: Target,
+    pub call: Call,
+    pub load: Load,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_in_every_accepted_form() {
+        let want = MethodName {
+            service: "pkg.v1.Svc".into(),
+            method: "Call".into(),
+        };
+        for s in ["pkg.v1.Svc/Call", "/pkg.v1.Svc/Call", "pkg.v1.Svc.Call"] {
+            assert_eq!(MethodName::parse(s).as_ref(), Some(&want), "{s}");
+        }
+        assert_eq!(want.path(), "/pkg.v1.Svc/Call");
+        for bad in ["", "Svc", "pkg.Svc/", "/Call", "pkg Svc/Call", "a/b/c"] {
+            assert_eq!(MethodName::parse(bad), None, "{bad}");
+        }
+    }
+}
