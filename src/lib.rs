@@ -1,6 +1,12 @@
 //! loadagent: a gRPC load generator and node observability agent.
 #![forbid(unsafe_code)]
 
-pub mod target;
-pub mod scenario;
+pub mod cli;
+pub mod commands;
+pub mod error;
 pub mod grpc;
+pub mod load;
+pub mod record;
+pub mod report;
+pub mod scenario;
+pub mod target;

@@ -1,1 +1,31 @@
-fn main() {}
+//! The loadagent binary: parse the command line, build the runtime, run the command,
+//! turn its error into an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use loadagent::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(loadagent::commands::execute(cli.command));
+    // Do not wait for stray tasks (connection drivers) once the command is done.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.code as u8)
+        }
+    }
+}

@@ -38,7 +38,12 @@ pub enum ConnectError {
 pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectError> {
     let addr = &endpoint.address;
     let tcp = match tokio::time::timeout(endpoint.connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(ConnectError::Timeout(addr.clone(), endpoint.connect_timeout)),
+        Err(_) => {
+            return Err(ConnectError::Timeout(
+                addr.clone(),
+                endpoint.connect_timeout,
+            ))
+        }
         Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
             return Err(ConnectError::Refused(addr.clone()))
         }
@@ -53,7 +58,12 @@ pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectE
         .max_concurrent_reset_streams(4096)
         .handshake::<_, Bytes>(tcp);
     let (send, connection) = match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
-        Err(_) => return Err(ConnectError::Timeout(addr.clone(), endpoint.connect_timeout)),
+        Err(_) => {
+            return Err(ConnectError::Timeout(
+                addr.clone(),
+                endpoint.connect_timeout,
+            ))
+        }
         Ok(Err(e)) => return Err(ConnectError::Handshake(addr.clone(), e.to_string())),
         Ok(Ok(pair)) => pair,
     };
@@ -64,7 +74,10 @@ pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectE
     // The server's SETTINGS must arrive before we know it speaks HTTP/2.
     let ready = tokio::time::timeout(endpoint.connect_timeout, send.ready()).await;
     match ready {
-        Err(_) => Err(ConnectError::Timeout(addr.clone(), endpoint.connect_timeout)),
+        Err(_) => Err(ConnectError::Timeout(
+            addr.clone(),
+            endpoint.connect_timeout,
+        )),
         Ok(Err(e)) => Err(ConnectError::Handshake(addr.clone(), e.to_string())),
         Ok(Ok(send)) => Ok(send),
     }
@@ -139,10 +152,9 @@ impl Pool {
         }
         let now = Instant::now();
         if now < state.next_attempt {
-            return Err(state
-                .last_error
-                .clone()
-                .unwrap_or_else(|| ConnectError::Other(self.endpoint.address.clone(), "reconnecting".into())));
+            return Err(state.last_error.clone().unwrap_or_else(|| {
+                ConnectError::Other(self.endpoint.address.clone(), "reconnecting".into())
+            }));
         }
         match connect(&self.endpoint).await {
             Ok(send) => {
@@ -167,6 +179,9 @@ impl Pool {
 
     /// When the slot's next connection attempt is allowed (for workers to wait, not spin).
     pub async fn next_attempt(&self, slot: usize) -> Instant {
-        self.slots[slot % self.slots.len()].lock().await.next_attempt
+        self.slots[slot % self.slots.len()]
+            .lock()
+            .await
+            .next_attempt
     }
 }

@@ -52,7 +52,8 @@ pub async fn resolve(scenario: &Scenario, address: &str) -> Result<ResolvedMetho
             (pool, "proto files".to_string())
         }
         Schema::Protoset(path) => {
-            let pool = load_protoset(&path.value).map_err(|e| invalid(path.loc, "call.protoset", e))?;
+            let pool =
+                load_protoset(&path.value).map_err(|e| invalid(path.loc, "call.protoset", e))?;
             (pool, format!("protoset {}", path.value.display()))
         }
         Schema::Reflection => {
@@ -84,9 +85,10 @@ pub async fn resolve(scenario: &Scenario, address: &str) -> Result<ResolvedMetho
             (pool, format!("server reflection ({version})"))
         }
     };
-    let descriptor = find_method(&pool, scenario)
+    let descriptor =
+        find_method(&pool, scenario).map_err(|m| invalid(call.method.loc, "call.method", m))?;
+    check_shape(scenario.kind, &descriptor)
         .map_err(|m| invalid(call.method.loc, "call.method", m))?;
-    check_shape(scenario.kind, &descriptor).map_err(|m| invalid(call.method.loc, "call.method", m))?;
     Ok(ResolvedMethod {
         descriptor,
         schema_source,
@@ -99,7 +101,10 @@ fn compile_protos<'a>(
 ) -> Result<DescriptorPool, String> {
     for f in files.clone() {
         if !f.is_file() {
-            return Err(format!("proto file {} does not exist (paths are relative to the scenario file)", f.display()));
+            return Err(format!(
+                "proto file {} does not exist (paths are relative to the scenario file)",
+                f.display()
+            ));
         }
     }
     // Without import paths, each file's own folder is one, so a lone .proto just works.
@@ -107,13 +112,18 @@ fn compile_protos<'a>(
     if includes.is_empty() {
         for f in files.clone() {
             let dir = f.parent().map(Path::to_path_buf).unwrap_or_default();
-            let dir = if dir.as_os_str().is_empty() { ".".into() } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                ".".into()
+            } else {
+                dir
+            };
             if !includes.contains(&dir) {
                 includes.push(dir);
             }
         }
     }
-    let mut compiler = protox::Compiler::new(&includes).map_err(|e| format!("import paths: {e}"))?;
+    let mut compiler =
+        protox::Compiler::new(&includes).map_err(|e| format!("import paths: {e}"))?;
     compiler.include_imports(true);
     for f in files {
         compiler
@@ -125,13 +135,19 @@ fn compile_protos<'a>(
 
 fn load_protoset(path: &Path) -> Result<DescriptorPool, String> {
     let bytes = std::fs::read(path).map_err(|e| {
-        format!("cannot read protoset {}: {e} (paths are relative to the scenario file)", path.display())
+        format!(
+            "cannot read protoset {}: {e} (paths are relative to the scenario file)",
+            path.display()
+        )
     })?;
     let set = prost_types::FileDescriptorSet::decode(bytes.as_slice()).map_err(|e| {
         format!("{} is not a protoset (a serialized FileDescriptorSet, as `protoc --include_imports -o FILE` writes): {e}", path.display())
     })?;
     DescriptorPool::from_file_descriptor_set(set).map_err(|e| {
-        format!("{} is not a complete descriptor set: {e}; write it with `protoc --include_imports -o`", path.display())
+        format!(
+            "{} is not a complete descriptor set: {e}; write it with `protoc --include_imports -o`",
+            path.display()
+        )
     })
 }
 
@@ -143,7 +159,11 @@ fn find_method(pool: &DescriptorPool, scenario: &Scenario) -> Result<MethodDescr
         return Err(format!(
             "no service `{}`; services defined: {}",
             name.service,
-            if known.is_empty() { "none".into() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
         ));
     };
     let found = service.methods().find(|m| m.name() == name.method);
@@ -203,7 +223,11 @@ pub fn encode_request(scenario: &Scenario, method: &MethodDescriptor) -> Result<
             let loc = call
                 .data_locs
                 .iter()
-                .filter(|(p, _)| key == *p || key.starts_with(&format!("{p}.")) || key.starts_with(&format!("{p}[")))
+                .filter(|(p, _)| {
+                    key == *p
+                        || key.starts_with(&format!("{p}."))
+                        || key.starts_with(&format!("{p}["))
+                })
                 .max_by_key(|(p, _)| p.len())
                 .map(|(_, l)| *l)
                 .unwrap_or_default();

@@ -68,17 +68,20 @@ pub async fn fetch_service_files(
     for (path, version) in [(PATH_V1, "v1"), (PATH_V1ALPHA, "v1alpha")] {
         match Session::open(channel.clone(), path).await {
             Ok(mut session) => {
-                let files = session.service_files(service).await.map_err(|s| match s.code() {
-                    tonic::Code::NotFound => ReflectionError::UnknownService {
-                        address: address.to_string(),
-                        service: service.to_string(),
-                        reason: s.message().to_string(),
-                    },
-                    _ => ReflectionError::Failed {
-                        address: address.to_string(),
-                        reason: format!("{}: {}", s.code(), s.message()),
-                    },
-                })?;
+                let files = session
+                    .service_files(service)
+                    .await
+                    .map_err(|s| match s.code() {
+                        tonic::Code::NotFound => ReflectionError::UnknownService {
+                            address: address.to_string(),
+                            service: service.to_string(),
+                            reason: s.message().to_string(),
+                        },
+                        _ => ReflectionError::Failed {
+                            address: address.to_string(),
+                            reason: format!("{}: {}", s.code(), s.message()),
+                        },
+                    })?;
                 return Ok((files, version));
             }
             Err(s) if s.code() == tonic::Code::Unimplemented => continue,
@@ -105,13 +108,17 @@ struct Session {
 }
 
 impl Session {
-    async fn open(channel: tonic::transport::Channel, path: &'static str) -> Result<Self, tonic::Status> {
+    async fn open(
+        channel: tonic::transport::Channel,
+        path: &'static str,
+    ) -> Result<Self, tonic::Status> {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
         let (tx, rx) = mpsc::channel(4);
-        let codec = tonic_prost::ProstCodec::<ServerReflectionRequest, ServerReflectionResponse>::default();
+        let codec =
+            tonic_prost::ProstCodec::<ServerReflectionRequest, ServerReflectionResponse>::default();
         let mut session = Self {
             tx,
             rx: grpc
@@ -124,7 +131,9 @@ impl Session {
                 .into_inner(),
         };
         // A server without this version answers UNIMPLEMENTED on the first exchange.
-        session.ask(MessageRequest::ListServices(String::new())).await?;
+        session
+            .ask(MessageRequest::ListServices(String::new()))
+            .await?;
         Ok(session)
     }
 
@@ -151,14 +160,18 @@ impl Session {
         }
     }
 
-    async fn files(&mut self, request: MessageRequest) -> Result<Vec<FileDescriptorProto>, tonic::Status> {
+    async fn files(
+        &mut self,
+        request: MessageRequest,
+    ) -> Result<Vec<FileDescriptorProto>, tonic::Status> {
         match self.ask(request).await? {
             MessageResponse::FileDescriptorResponse(r) => r
                 .file_descriptor_proto
                 .iter()
                 .map(|b| {
-                    FileDescriptorProto::decode(b.as_slice())
-                        .map_err(|e| tonic::Status::internal(format!("undecodable descriptor: {e}")))
+                    FileDescriptorProto::decode(b.as_slice()).map_err(|e| {
+                        tonic::Status::internal(format!("undecodable descriptor: {e}"))
+                    })
                 })
                 .collect(),
             _ => Err(tonic::Status::internal("unexpected reflection answer")),
@@ -178,7 +191,10 @@ impl Session {
             }
             for dep in &file.dependency {
                 if !known.contains_key(dep) && !pending.iter().any(|f| f.name() == dep) {
-                    pending.extend(self.files(MessageRequest::FileByFilename(dep.clone())).await?);
+                    pending.extend(
+                        self.files(MessageRequest::FileByFilename(dep.clone()))
+                            .await?,
+                    );
                 }
             }
             known.insert(name, file);

@@ -35,7 +35,10 @@ pub const UNAUTHENTICATED: u8 = 16;
 pub const CODE_COUNT: usize = CODE_NAMES.len();
 
 pub fn code_name(code: u8) -> &'static str {
-    CODE_NAMES.get(usize::from(code)).copied().unwrap_or("UNKNOWN")
+    CODE_NAMES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or("UNKNOWN")
 }
 
 /// Parses a `grpc-status` header value; anything unreadable or out of range is UNKNOWN.

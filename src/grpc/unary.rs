@@ -81,14 +81,20 @@ impl UnaryCall {
         timeout: Option<Duration>,
         compression: Option<Compression>,
     ) -> Result<Self, String> {
-        let uri: Uri = format!("http://{authority}{path}")
-            .parse()
-            .map_err(|e| format!("cannot make a request URI from authority `{authority}` and path `{path}`: {e}"))?;
+        let uri: Uri = format!("http://{authority}{path}").parse().map_err(|e| {
+            format!("cannot make a request URI from authority `{authority}` and path `{path}`: {e}")
+        })?;
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
         headers.insert("te", HeaderValue::from_static("trailers"));
-        headers.insert("user-agent", HeaderValue::from_static(concat!("loadagent/", env!("CARGO_PKG_VERSION"))));
-        headers.insert("grpc-accept-encoding", HeaderValue::from_static("identity,gzip"));
+        headers.insert(
+            "user-agent",
+            HeaderValue::from_static(concat!("loadagent/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(
+            "grpc-accept-encoding",
+            HeaderValue::from_static("identity,gzip"),
+        );
         if compression == Some(Compression::Gzip) {
             headers.insert("grpc-encoding", HeaderValue::from_static("gzip"));
         }
@@ -96,8 +102,10 @@ impl UnaryCall {
             headers.insert("grpc-timeout", grpc_timeout(t));
         }
         for (k, v) in metadata {
-            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("metadata key {k}: {e}"))?;
-            let value = HeaderValue::from_str(v).map_err(|e| format!("metadata value of {k}: {e}"))?;
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("metadata key {k}: {e}"))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|e| format!("metadata value of {k}: {e}"))?;
             headers.append(name, value);
         }
         Ok(Self {
@@ -108,6 +116,11 @@ impl UnaryCall {
         })
     }
 
+    /// The gRPC deadline of each call, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Makes the call on `send` and waits for its status, within the deadline if one is set.
     pub async fn call(&self, send: &mut SendRequest<Bytes>) -> Outcome {
         match self.timeout {
@@ -115,7 +128,9 @@ impl UnaryCall {
             Some(t) => match tokio::time::timeout(t, self.exchange(send)).await {
                 Ok(outcome) => outcome,
                 // Dropping the exchange resets the stream (RST_STREAM CANCEL), as gRPC does.
-                Err(_) => Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)"),
+                Err(_) => {
+                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)")
+                }
             },
         }
     }
@@ -163,7 +178,10 @@ impl UnaryCall {
                 Some(code) => status_of(code.as_bytes(), trailers.get("grpc-message")),
                 None => Outcome::failed(status::INTERNAL, "response trailers have no grpc-status"),
             },
-            Ok(None) => Outcome::failed(status::INTERNAL, "response ended without trailers (no grpc-status)"),
+            Ok(None) => Outcome::failed(
+                status::INTERNAL,
+                "response ended without trailers (no grpc-status)",
+            ),
             Err(e) => Outcome::from_h2(&e),
         }
     }

@@ -83,10 +83,18 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
             format!("missing; valid values: {}", quoted_list(Kind::NAMES)),
         );
     }
-    let target = section(root, "target", "add a [target] table with `address = \"embedded\"` or \"host:port\"")
-        .and_then(|t| read_target(&t));
-    let call = section(root, "call", "add a [call] table with `method = \"package.Service/Method\"`")
-        .and_then(|c| read_call(&c));
+    let target = section(
+        root,
+        "target",
+        "add a [target] table with `address = \"embedded\"` or \"host:port\"",
+    )
+    .and_then(|t| read_target(&t));
+    let call = section(
+        root,
+        "call",
+        "add a [call] table with `method = \"package.Service/Method\"`",
+    )
+    .and_then(|c| read_call(&c));
     let load = match root.table("load") {
         Some(l) => read_load(&l),
         None => read_load_defaults(),
@@ -114,7 +122,8 @@ fn section<'c, 's, 'i>(
     hint: &str,
 ) -> Option<TableReader<'c, 's, 'i>> {
     if !root.has(key) {
-        root.ctx().report_at(root.loc(), key, format!("missing; {hint}"));
+        root.ctx()
+            .report_at(root.loc(), key, format!("missing; {hint}"));
         return None;
     }
     root.table(key)
@@ -200,7 +209,10 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
                 loc: p.loc,
             })
             .collect();
-        let import_paths = import_paths.iter().map(|p| source.resolve(&p.value)).collect();
+        let import_paths = import_paths
+            .iter()
+            .map(|p| source.resolve(&p.value))
+            .collect();
         Schema::Protos {
             files,
             import_paths,
@@ -271,8 +283,12 @@ fn check_metadata(
 ) -> Option<(String, String)> {
     let path = c.key_path(&format!("metadata.{}", key.value));
     let name = key.value.to_ascii_lowercase();
-    let problem = if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.starts_with(':') {
-        Some(format!("\"{}\" is not a valid header name: use letters, digits and '-'", key.value))
+    let problem = if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.starts_with(':')
+    {
+        Some(format!(
+            "\"{}\" is not a valid header name: use letters, digits and '-'",
+            key.value
+        ))
     } else if RESERVED_HEADERS.contains(&name.as_str()) {
         Some(format!("\"{name}\" is set by loadagent itself; use `timeout`, `compression` or `[target] authority` instead"))
     } else if !name.ends_with("-bin") && http::HeaderValue::from_str(&value).is_err() {
@@ -303,10 +319,18 @@ fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         let d = st.duration("duration", true);
         let r = st.number("rate", false);
         if !st.has("duration") {
-            ctx.report_at(st.loc(), &st.key_path("duration"), "missing; each stage needs `duration` and `rate`");
+            ctx.report_at(
+                st.loc(),
+                &st.key_path("duration"),
+                "missing; each stage needs `duration` and `rate`",
+            );
         }
         if !st.has("rate") {
-            ctx.report_at(st.loc(), &st.key_path("rate"), "missing; each stage needs `duration` and `rate` (the rate reached at its end)");
+            ctx.report_at(
+                st.loc(),
+                &st.key_path("rate"),
+                "missing; each stage needs `duration` and `rate` (the rate reached at its end)",
+            );
         }
         if let (Some(d), Some(r)) = (d, r) {
             stages.push(Stage {
@@ -331,7 +355,11 @@ fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         match u32::try_from(v) {
             Ok(n) if n <= 1_000_000 => Some(n),
             _ => {
-                ctx.report_at(l.loc(), &l.key_path(key), format!("{v} is too large (at most 1000000)"));
+                ctx.report_at(
+                    l.loc(),
+                    &l.key_path(key),
+                    format!("{v} is too large (at most 1000000)"),
+                );
                 None
             }
         }

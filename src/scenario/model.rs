@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::duration::format_duration;
 use super::reader::At;
 use super::source::Loc;
 
@@ -136,9 +135,8 @@ pub struct Call {
 }
 
 /// One step of an open-model ramp: from the previous rate to `rate` over `duration`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stage {
-    #[serde(serialize_with = "ser_duration")]
     pub duration: Duration,
     pub rate: f64,
 }
@@ -158,7 +156,7 @@ pub struct Load {
 }
 
 /// Open model: arrivals on a schedule. Closed model: each worker sends when the last is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Model {
     Open,
@@ -193,10 +191,6 @@ pub struct Scenario {
     pub target: Target,
     pub call: Call,
     pub load: Load,
-}
-
-fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_duration(*d))
 }
 
 #[cfg(test)]

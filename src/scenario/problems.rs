@@ -32,7 +32,13 @@ impl fmt::Display for Problems {
             if n == 1 { "" } else { "s" }
         )?;
         for p in &self.list {
-            write!(f, "  {}:{}:{}: ", self.path.display(), p.loc.line, p.loc.column)?;
+            write!(
+                f,
+                "  {}:{}:{}: ",
+                self.path.display(),
+                p.loc.line,
+                p.loc.column
+            )?;
             if !p.key.is_empty() {
                 write!(f, "`{}`: ", p.key)?;
             }

@@ -131,11 +131,8 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
     pub fn required_string(&self, key: &'static str, hint: &str) -> Option<At<String>> {
         let found = self.string(key);
         if found.is_none() && !self.table.contains_key(key) {
-            self.ctx.report(
-                &self.span,
-                &self.key_path(key),
-                format!("missing; {hint}"),
-            );
+            self.ctx
+                .report(&self.span, &self.key_path(key), format!("missing; {hint}"));
         }
         found
     }
@@ -195,9 +192,7 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
             }
         };
         match n {
-            Some(n) if n.is_finite() && (n > 0.0 || (!positive && n == 0.0)) => {
-                Some(self.at(v, n))
-            }
+            Some(n) if n.is_finite() && (n > 0.0 || (!positive && n == 0.0)) => Some(self.at(v, n)),
             Some(n) => {
                 let must = if positive {
                     "greater than zero"
@@ -289,7 +284,11 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
     pub fn string_map(&self, key: &'static str) -> Option<Vec<(At<String>, String)>> {
         let v = self.raw(key)?;
         let Some(table) = v.get_ref().as_table() else {
-            self.wrong_type(key, v, "a table of strings, e.g. { authorization = \"Bearer x\" }");
+            self.wrong_type(
+                key,
+                v,
+                "a table of strings, e.g. { authorization = \"Bearer x\" }",
+            );
             return None;
         };
         let mut out = Vec::new();

@@ -45,10 +45,12 @@ pub struct RunningTarget {
 /// Binds `addr` and serves Bench, grpc.health.v1 and server reflection (v1 and v1alpha)
 /// until `shutdown` is cancelled.
 pub async fn serve(addr: &str, shutdown: CancellationToken) -> Result<RunningTarget, TargetError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| TargetError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| TargetError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
     let local_addr = listener.local_addr().map_err(|source| TargetError::Bind {
         addr: addr.to_string(),
         source,

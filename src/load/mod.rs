@@ -1,0 +1,8 @@
+//! The load: a plan (what to call, on what schedule) driven by workers.
+
+pub mod driver;
+pub mod schedule;
+mod unary;
+
+pub use driver::{drive, Plan, RunOutcome};
+pub use schedule::Schedule;

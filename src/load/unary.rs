@@ -1,0 +1,140 @@
+//! The unary worker: take the next request, wait for its time (open model), call, record.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::driver::Shared;
+use crate::grpc::channel::Lease;
+use crate::grpc::status;
+use crate::record::WorkerRecorder;
+
+/// A request picked up more than this after its intended start counts as sent late.
+/// Below it is timer and scheduling jitter, not a generator that fell behind.
+const LATE_AFTER: Duration = Duration::from_millis(1);
+
+/// tokio's timer fires on 1 ms ticks, rounding a deadline up. Sleeping until half a tick
+/// before the intended start releases each request within ±0.5 ms of it, instead of
+/// always up to 1 ms after; the corrected latency is measured from the earlier of the
+/// intended start and the send, so it is never below the uncorrected one.
+const HALF_TICK: Duration = Duration::from_micros(500);
+
+/// Longest single sleep, so a stop is noticed quickly without a select per request.
+const MAX_NAP: Duration = Duration::from_millis(50);
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+pub(super) async fn worker(shared: Arc<Shared>, id: usize, mut rec: WorkerRecorder) {
+    let pool = &shared.pool;
+    let slot = id % pool.len();
+    let mut lease: Option<Lease> = pool.lease(slot, None).await.ok();
+    let mut broken: Option<u64> = None;
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Pick the next request: its intended start (open model) and whether it is measured.
+        let (intended, measured) = match &shared.plan.schedule {
+            Some(schedule) => {
+                let n = shared.next.fetch_add(1, Ordering::Relaxed);
+                let Some(due) = schedule.due(n) else { break };
+                (Some(shared.start + due), n >= schedule.warmup_requests())
+            }
+            None => {
+                let now = Instant::now();
+                if shared.end.is_some_and(|end| now >= end) {
+                    break;
+                }
+                let measured = now >= shared.origin;
+                if measured {
+                    if let Some(limit) = shared.plan.load.requests {
+                        if shared.next.fetch_add(1, Ordering::Relaxed) >= limit {
+                            break;
+                        }
+                    }
+                }
+                (None, measured)
+            }
+        };
+        // Late means no worker was free in time (the concurrency cap), judged when the
+        // request is taken, not after the timer: timer granularity is not lateness.
+        let picked = Instant::now();
+        let late = intended.is_some_and(|at| picked > at + LATE_AFTER);
+        if let Some(at) = intended {
+            if !wait_until(at.checked_sub(HALF_TICK).unwrap_or(at), &mut rec, &shared).await {
+                break;
+            }
+        }
+
+        if lease.is_none() {
+            match pool.lease(slot, broken.take()).await {
+                Ok(l) => lease = Some(l),
+                Err(e) => {
+                    let done = Instant::now();
+                    if measured {
+                        let corrected = intended.map(|at| micros(done - at.min(picked)));
+                        rec.record(
+                            done,
+                            corrected,
+                            micros(done - picked),
+                            status::UNAVAILABLE,
+                            Some(&e.to_string()),
+                            late,
+                        );
+                    }
+                    if shared.plan.schedule.is_none() {
+                        // Closed model: wait for the next reconnect attempt instead of spinning.
+                        let next = pool.next_attempt(slot).await;
+                        tokio::time::sleep_until(next.min(Instant::now() + MAX_NAP)).await;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(current) = lease.as_mut() else {
+            continue;
+        };
+        let sent = Instant::now();
+        let outcome = shared.plan.call.call(&mut current.send).await;
+        let done = Instant::now();
+        if outcome.connection_failed {
+            broken = Some(current.generation);
+            lease = None;
+        }
+        if measured {
+            let corrected = intended.map(|at| micros(done - at.min(sent)));
+            rec.record(
+                done,
+                corrected,
+                micros(done - sent),
+                outcome.code,
+                outcome.message.as_deref(),
+                late,
+            );
+        }
+    }
+}
+
+/// Sleeps until `at`, waking at interval ends to hand over recorded data and every
+/// `MAX_NAP` to notice a stop. Returns false when the run is stopping.
+async fn wait_until(at: Instant, rec: &mut WorkerRecorder, shared: &Shared) -> bool {
+    loop {
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut wake = at.min(now + MAX_NAP);
+        if let Some(flush) = rec.flush_deadline() {
+            wake = wake.min(flush);
+        }
+        tokio::time::sleep_until(wake).await;
+        rec.flush_if_due(Instant::now());
+    }
+}

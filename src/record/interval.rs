@@ -1,0 +1,147 @@
+//! What one worker saw in one interval: latencies, counts by status, error messages.
+
+use hdrhistogram::Histogram;
+
+use super::histogram::{new_histogram, record};
+use crate::grpc::status::{CODE_COUNT, OK};
+
+/// Distinct error messages a worker keeps per interval; more are counted under one entry,
+/// so a server that puts request ids in its messages cannot grow memory without bound.
+const MAX_DISTINCT_ERRORS: usize = 32;
+pub const OTHER_MESSAGES: &str = "(other messages)";
+
+/// One worker's (or, merged, the whole run's) data for an interval.
+#[derive(Debug, Clone)]
+pub struct IntervalData {
+    /// From each request's intended start (open model only).
+    pub corrected: Histogram<u64>,
+    /// From each request's actual send.
+    pub uncorrected: Histogram<u64>,
+    pub status: [u64; CODE_COUNT],
+    pub sent_late: u64,
+    /// (code, message, count), most recent first-seen order.
+    pub errors: Vec<(u8, String, u64)>,
+}
+
+impl Default for IntervalData {
+    fn default() -> Self {
+        Self {
+            corrected: new_histogram(),
+            uncorrected: new_histogram(),
+            status: [0; CODE_COUNT],
+            sent_late: 0,
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl IntervalData {
+    pub fn requests(&self) -> u64 {
+        self.status.iter().sum()
+    }
+
+    pub fn ok(&self) -> u64 {
+        self.status[usize::from(OK)]
+    }
+
+    pub fn errors_count(&self) -> u64 {
+        self.requests() - self.ok()
+    }
+
+    /// Records one finished request. `corrected_us` is `None` in the closed model.
+    #[inline]
+    pub fn record(
+        &mut self,
+        corrected_us: Option<u64>,
+        uncorrected_us: u64,
+        code: u8,
+        message: Option<&str>,
+        late: bool,
+    ) {
+        if let Some(c) = corrected_us {
+            record(&mut self.corrected, c);
+        }
+        record(&mut self.uncorrected, uncorrected_us);
+        self.status[usize::from(code).min(CODE_COUNT - 1)] += 1;
+        self.sent_late += u64::from(late);
+        if code != OK {
+            self.count_error(code, message.unwrap_or(""), 1);
+        }
+    }
+
+    fn count_error(&mut self, code: u8, message: &str, n: u64) {
+        if let Some(e) = self
+            .errors
+            .iter_mut()
+            .find(|e| e.0 == code && e.1 == message)
+        {
+            e.2 += n;
+            return;
+        }
+        if self.errors.len() < MAX_DISTINCT_ERRORS {
+            self.errors.push((code, message.to_string(), n));
+        } else if let Some(e) = self
+            .errors
+            .iter_mut()
+            .find(|e| e.0 == code && e.1 == OTHER_MESSAGES)
+        {
+            e.2 += n;
+        } else {
+            self.errors.push((code, OTHER_MESSAGES.to_string(), n));
+        }
+    }
+
+    /// Adds another interval's data into this one.
+    pub fn merge(&mut self, other: &IntervalData) {
+        // Both histograms auto-resize, so `add` cannot run out of range.
+        let _ = self.corrected.add(&other.corrected);
+        let _ = self.uncorrected.add(&other.uncorrected);
+        for (a, b) in self.status.iter_mut().zip(other.status.iter()) {
+            *a += b;
+        }
+        self.sent_late += other.sent_late;
+        for (code, msg, n) in &other.errors {
+            self.count_error(*code, msg, *n);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_merges() {
+        let mut a = IntervalData::default();
+        a.record(Some(100), 50, OK, None, false);
+        a.record(Some(200), 60, 14, Some("down"), true);
+        let mut b = IntervalData::default();
+        b.record(None, 70, 14, Some("down"), false);
+        b.record(None, 80, 4, Some("slow"), false);
+        a.merge(&b);
+        assert_eq!(
+            (a.requests(), a.ok(), a.errors_count(), a.sent_late),
+            (4, 1, 3, 1)
+        );
+        assert_eq!(
+            a.errors,
+            vec![(14, "down".into(), 2), (4, "slow".into(), 1)]
+        );
+        assert_eq!(a.uncorrected.len(), 4);
+        assert_eq!(a.corrected.len(), 2);
+    }
+
+    #[test]
+    fn distinct_messages_are_bounded() {
+        let mut a = IntervalData::default();
+        for i in 0..100 {
+            a.record(None, 1, 2, Some(&format!("request {i} failed")), false);
+        }
+        assert_eq!(a.errors.len(), MAX_DISTINCT_ERRORS + 1);
+        assert_eq!(a.errors.iter().map(|e| e.2).sum::<u64>(), 100);
+    }
+}

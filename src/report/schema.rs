@@ -1,0 +1,176 @@
+//! The JSON report (`loadagent.report/v1`). Field names are a contract: later tools
+//! (merge, compare, dashboards) read them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::platform::Platform;
+use super::process::ProcessUsage;
+use crate::grpc::status::code_name;
+use crate::load::RunOutcome;
+use crate::record::{IntervalSummary, LatencySummary};
+use crate::scenario::{Model, Scenario, Stage};
+
+pub const SCHEMA: &str = "loadagent.report/v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub name: String,
+    pub kind: String,
+    /// The scenario's target address ("embedded" or host:port).
+    pub target: String,
+    /// The method called, `package.Service/Method`.
+    pub method: String,
+    /// Where the method's types came from.
+    pub schema_source: String,
+    /// Start of the measured part, RFC 3339.
+    pub started_at: String,
+    /// Length of the measured part (warm-up excluded).
+    pub duration_seconds: f64,
+    /// The run was stopped by a signal before its end.
+    pub interrupted: bool,
+    pub platform: Platform,
+    pub load: LoadInfo,
+    pub totals: Totals,
+    /// gRPC code name → count.
+    pub status_codes: BTreeMap<String, u64>,
+    /// Most frequent first.
+    pub errors: Vec<ErrorCount>,
+    pub latency: Latency,
+    pub intervals: Vec<IntervalSummary>,
+    pub process: ProcessUsage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadInfo {
+    pub model: Model,
+    /// Asked requests per second (the start rate when there are stages); null when closed.
+    pub rate: Option<f64>,
+    pub concurrency: u32,
+    pub connections: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageInfo>,
+    pub warmup_seconds: f64,
+    /// Requests the schedule asked for in the measured part (open model, time-bounded).
+    pub asked_requests: Option<u64>,
+}
+
+/// One ramp of the open model: to `rate` over `duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageInfo {
+    pub duration_seconds: f64,
+    pub rate: f64,
+}
+
+impl From<&Stage> for StageInfo {
+    fn from(s: &Stage) -> Self {
+        Self {
+            duration_seconds: s.duration.as_secs_f64(),
+            rate: s.rate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Requests that started more than 1 ms after their intended time (open model).
+    pub sent_late: u64,
+    /// Completed requests per second of the measured part.
+    pub rps: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub status: String,
+    pub message: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// From each request's intended start (coordinated omission corrected); null when closed.
+    pub corrected: Option<LatencySummary>,
+    /// From each request's actual send.
+    pub uncorrected: LatencySummary,
+}
+
+impl Report {
+    pub fn build(
+        scenario: &Scenario,
+        schema_source: &str,
+        outcome: &RunOutcome,
+        asked_requests: Option<u64>,
+    ) -> Self {
+        let totals = &outcome.aggregate.totals;
+        let model = scenario.load.model();
+        let secs = outcome.measured.as_secs_f64();
+        let mut status_codes = BTreeMap::new();
+        for (code, &n) in totals.status.iter().enumerate() {
+            if n > 0 {
+                status_codes.insert(code_name(code as u8).to_string(), n);
+            }
+        }
+        let mut errors: Vec<ErrorCount> = totals
+            .errors
+            .iter()
+            .map(|(code, message, count)| ErrorCount {
+                status: code_name(*code).to_string(),
+                message: message.clone(),
+                count: *count,
+            })
+            .collect();
+        errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.status.cmp(&b.status)));
+        let started_at = time::OffsetDateTime::from(outcome.started_at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        Self {
+            schema: SCHEMA.to_string(),
+            name: scenario.name.clone(),
+            kind: scenario.kind.as_str().to_string(),
+            target: scenario.target.address.describe(),
+            method: scenario.call.method.value.to_string(),
+            schema_source: schema_source.to_string(),
+            started_at,
+            duration_seconds: round3(secs),
+            interrupted: outcome.interrupted,
+            platform: Platform::current(),
+            load: LoadInfo {
+                model,
+                rate: scenario.load.rate,
+                concurrency: scenario.load.concurrency,
+                connections: scenario.load.connections,
+                stages: scenario.load.stages.iter().map(StageInfo::from).collect(),
+                warmup_seconds: scenario.load.warmup.as_secs_f64(),
+                asked_requests,
+            },
+            totals: Totals {
+                requests: totals.requests(),
+                ok: totals.ok(),
+                errors: totals.errors_count(),
+                sent_late: totals.sent_late,
+                rps: if secs > 0.0 {
+                    round3(totals.requests() as f64 / secs)
+                } else {
+                    0.0
+                },
+            },
+            status_codes,
+            errors,
+            latency: Latency {
+                corrected: (model == Model::Open).then(|| LatencySummary::of(&totals.corrected)),
+                uncorrected: LatencySummary::of(&totals.uncorrected),
+            },
+            intervals: outcome.aggregate.intervals.clone(),
+            process: outcome.process.clone(),
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

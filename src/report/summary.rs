@@ -1,0 +1,158 @@
+//! The human summary printed at the end of a run.
+
+use std::fmt::Write;
+
+use super::schema::Report;
+use crate::record::LatencySummary;
+use crate::scenario::Model;
+
+/// How many distinct error messages the summary lists.
+const TOP_ERRORS: usize = 5;
+
+/// Formats microseconds the way people read latency: 850us, 12.34ms, 1.50s.
+pub fn human_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us}us")
+    } else if us < 1_000_000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = write_summary(&mut out, r);
+    out
+}
+
+fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
+    writeln!(
+        o,
+        "{} ({}) → {}{}",
+        r.name,
+        r.kind,
+        r.target,
+        if r.interrupted { "  [INTERRUPTED]" } else { "" }
+    )?;
+    writeln!(
+        o,
+        "  method    {} (types from {})",
+        r.method, r.schema_source
+    )?;
+    let l = &r.load;
+    let model = match (l.model, l.rate) {
+        (Model::Open, Some(rate)) if l.stages.is_empty() => {
+            format!("open model, {rate} req/s asked")
+        }
+        (Model::Open, _) => format!("open model, {} stages", l.stages.len()),
+        (Model::Closed, _) => "closed model".to_string(),
+    };
+    writeln!(
+        o,
+        "  load      {model}, concurrency {}, {} connection{}{}",
+        l.concurrency,
+        l.connections,
+        if l.connections == 1 { "" } else { "s" },
+        if l.warmup_seconds > 0.0 {
+            format!(", {}s warm-up (excluded)", l.warmup_seconds)
+        } else {
+            String::new()
+        }
+    )?;
+    let t = &r.totals;
+    write!(
+        o,
+        "  result    {} requests in {:.2}s: {:.1} req/s achieved",
+        t.requests, r.duration_seconds, t.rps
+    )?;
+    if let (Some(asked), true) = (l.asked_requests, r.duration_seconds > 0.0) {
+        if asked > 0 {
+            write!(
+                o,
+                " ({:.1}% of the {asked} asked)",
+                t.requests as f64 * 100.0 / asked as f64
+            )?;
+        }
+    }
+    writeln!(o)?;
+    writeln!(
+        o,
+        "            {} ok, {} errors, {} sent late",
+        t.ok, t.errors, t.sent_late
+    )?;
+    let codes: Vec<String> = r
+        .status_codes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    writeln!(
+        o,
+        "  status    {}",
+        if codes.is_empty() {
+            "none".into()
+        } else {
+            codes.join(", ")
+        }
+    )?;
+    if !r.errors.is_empty() {
+        writeln!(o, "  errors    (most frequent first)")?;
+        for e in r.errors.iter().take(TOP_ERRORS) {
+            writeln!(o, "    {:>8} × {}: {}", e.count, e.status, e.message)?;
+        }
+        if r.errors.len() > TOP_ERRORS {
+            writeln!(
+                o,
+                "    … {} more kinds in the JSON report",
+                r.errors.len() - TOP_ERRORS
+            )?;
+        }
+    }
+    writeln!(
+        o,
+        "  latency       {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"
+    )?;
+    if let Some(c) = &r.latency.corrected {
+        latency_row(o, "corrected", c)?;
+    }
+    latency_row(o, "uncorrected", &r.latency.uncorrected)?;
+    if r.latency.corrected.is_some() {
+        writeln!(o, "            corrected: from each request's intended start (coordinated omission); uncorrected: from its send")?;
+    }
+    let p = &r.process;
+    writeln!(
+        o,
+        "  process   cpu {:.2}s user + {:.2}s system, peak RSS {:.1} MiB",
+        p.cpu_user_seconds,
+        p.cpu_system_seconds,
+        p.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    )?;
+    Ok(())
+}
+
+fn latency_row(o: &mut String, label: &str, s: &LatencySummary) -> std::fmt::Result {
+    writeln!(
+        o,
+        "  {label:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        human_us(s.p50_us),
+        human_us(s.p90_us),
+        human_us(s.p99_us),
+        human_us(s.p999_us),
+        human_us(s.p9999_us),
+        human_us(s.max_us),
+        human_us(s.mean_us.round() as u64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_us;
+
+    #[test]
+    fn latency_units() {
+        assert_eq!(human_us(850), "850us");
+        assert_eq!(human_us(12_340), "12.34ms");
+        assert_eq!(human_us(1_500_000), "1.50s");
+    }
+}
