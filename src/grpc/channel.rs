@@ -26,7 +26,7 @@ pub struct Endpoint {
 pub enum ConnectError {
     #[error("connection to {0} refused: nothing is listening there")]
     Refused(String),
-    #[error("connection to {0} timed out after {1:?}: the target does not answer")]
+    #[error("connection to {0} timed out after {1:?}: the target does not answer (not at all, or not in HTTP/2)")]
     Timeout(String, Duration),
     #[error("cannot connect to {0}: {1}")]
     Other(String, String),
@@ -57,29 +57,34 @@ pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectE
         .initial_connection_window_size(16 << 20)
         .max_concurrent_reset_streams(4096)
         .handshake::<_, Bytes>(tcp);
-    let (send, connection) = match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
-        Err(_) => {
-            return Err(ConnectError::Timeout(
-                addr.clone(),
-                endpoint.connect_timeout,
-            ))
-        }
-        Ok(Err(e)) => return Err(ConnectError::Handshake(addr.clone(), e.to_string())),
-        Ok(Ok(pair)) => pair,
-    };
+    let (send, mut connection) =
+        match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
+            Err(_) => {
+                return Err(ConnectError::Timeout(
+                    addr.clone(),
+                    endpoint.connect_timeout,
+                ))
+            }
+            Ok(Err(e)) => return Err(ConnectError::Handshake(addr.clone(), e.to_string())),
+            Ok(Ok(pair)) => pair,
+        };
+    let ping_pong = connection.ping_pong();
     tokio::spawn(async move {
         // The connection's end is seen by its streams; nothing more to do with the error.
         let _ = connection.await;
     });
-    // The server's SETTINGS must arrive before we know it speaks HTTP/2.
-    let ready = tokio::time::timeout(endpoint.connect_timeout, send.ready()).await;
-    match ready {
+    // The handshake only writes our preface; a PING answered proves the peer reads HTTP/2
+    // and is alive, so a port that accepts TCP but never speaks fails here, not mid-run.
+    let Some(mut ping_pong) = ping_pong else {
+        return Ok(send);
+    };
+    match tokio::time::timeout(endpoint.connect_timeout, ping_pong.ping(h2::Ping::opaque())).await {
         Err(_) => Err(ConnectError::Timeout(
             addr.clone(),
             endpoint.connect_timeout,
         )),
         Ok(Err(e)) => Err(ConnectError::Handshake(addr.clone(), e.to_string())),
-        Ok(Ok(send)) => Ok(send),
+        Ok(Ok(_)) => Ok(send),
     }
 }
 

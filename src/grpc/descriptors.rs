@@ -213,7 +213,20 @@ pub fn encode_request(scenario: &Scenario, method: &MethodDescriptor) -> Result<
     match result {
         Ok(msg) => Ok(msg.encode_to_vec()),
         Err(e) => {
-            let path = track.path().to_string();
+            let mut path = track.path().to_string();
+            // An unknown field is reported at its parent; name the field itself.
+            let text = e.to_string();
+            if let Some(name) = text
+                .split_once("unrecognized field name '")
+                .and_then(|(_, rest)| rest.split_once('\''))
+                .map(|(name, _)| name)
+            {
+                path = if path == "." || path.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                };
+            }
             let key = if path == "." || path.is_empty() {
                 "data".to_string()
             } else {

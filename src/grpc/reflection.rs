@@ -117,6 +117,12 @@ impl Session {
             .await
             .map_err(|e| tonic::Status::unavailable(error_chain(&e)))?;
         let (tx, rx) = mpsc::channel(4);
+        // Queue the first question before opening the stream: `streaming` waits for the
+        // response headers, and some servers (Python grpcio) send them only with the first
+        // answer. A server without this version answers UNIMPLEMENTED here.
+        tx.send(list_services())
+            .await
+            .map_err(|_| tonic::Status::internal("reflection request queue closed"))?;
         let codec =
             tonic_prost::ProstCodec::<ServerReflectionRequest, ServerReflectionResponse>::default();
         let mut session = Self {
@@ -130,10 +136,7 @@ impl Session {
                 .await?
                 .into_inner(),
         };
-        // A server without this version answers UNIMPLEMENTED on the first exchange.
-        session
-            .ask(MessageRequest::ListServices(String::new()))
-            .await?;
+        session.answer().await?;
         Ok(session)
     }
 
@@ -145,6 +148,10 @@ impl Session {
             })
             .await
             .map_err(|_| tonic::Status::unavailable("reflection stream closed"))?;
+        self.answer().await
+    }
+
+    async fn answer(&mut self) -> Result<MessageResponse, tonic::Status> {
         let response = self
             .rx
             .message()
@@ -202,6 +209,13 @@ impl Session {
         Ok(FileDescriptorSet {
             file: dependency_order(known),
         })
+    }
+}
+
+fn list_services() -> ServerReflectionRequest {
+    ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
     }
 }
 

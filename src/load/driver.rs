@@ -101,20 +101,38 @@ pub async fn drive(
         _ = cancel.cancelled() => {}
     }
 
-    let interrupted = tokio::select! {
-        _ = join_all(&mut set) => false,
-        _ = cancel.cancelled() => true,
+    // A time-bounded run ends at its scheduled end; requests still in flight a deadline
+    // later (a target that stopped answering) are abandoned rather than waited for.
+    let natural_end = shared.plan.load.measured_duration().map(|d| origin + d);
+    let overran = async move {
+        match natural_end {
+            Some(end) => tokio::time::sleep_until(end + drain).await,
+            None => std::future::pending().await,
+        }
     };
-    if interrupted {
-        shared.stop.store(true, Ordering::Relaxed);
-        if tokio::time::timeout(drain, join_all(&mut set))
-            .await
-            .is_err()
-        {
+    let ended = tokio::select! {
+        _ = join_all(&mut set) => End::Done,
+        _ = cancel.cancelled() => End::Cancelled,
+        _ = overran => End::Overran,
+    };
+    shared.stop.store(true, Ordering::Relaxed);
+    match ended {
+        End::Done => {}
+        End::Cancelled => {
+            if tokio::time::timeout(drain, join_all(&mut set))
+                .await
+                .is_err()
+            {
+                set.abort_all();
+                join_all(&mut set).await;
+            }
+        }
+        End::Overran => {
             set.abort_all();
             join_all(&mut set).await;
         }
     }
+    let interrupted = ended == End::Cancelled;
     let finished = Instant::now();
     let process = sampler.map(ProcessSampler::finish).unwrap_or_default();
     let aggregate = match aggregator.await {
@@ -129,6 +147,13 @@ pub async fn drive(
         interrupted,
         process,
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Done,
+    Cancelled,
+    Overran,
 }
 
 async fn join_all(set: &mut JoinSet<()>) {

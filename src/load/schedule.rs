@@ -282,7 +282,7 @@ mod tests {
                 prop_assert!(s.due(w - 1).unwrap() < s.warmup());
             }
             if let Some(first_measured) = s.due(w) {
-                prop_assert!(first_measured >= s.warmup() - Duration::from_nanos(1));
+                prop_assert!(first_measured >= s.warmup().saturating_sub(Duration::from_nanos(1)));
             }
         }
     }

@@ -31,6 +31,9 @@ pub enum ScenarioError {
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const DEFAULT_CONCURRENCY: u64 = 64;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Every call has a deadline (ghz's default), so a target that stops answering cannot
+/// hang a run.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -248,7 +251,10 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         .into_iter()
         .filter_map(|(k, v)| check_metadata(c, k, v))
         .collect();
-    let timeout = c.duration("timeout", true).map(|d| d.value);
+    let timeout = Some(
+        c.duration("timeout", true)
+            .map_or(DEFAULT_CALL_TIMEOUT, |d| d.value),
+    );
     let compression = c
         .choice("compression", &["gzip", "none"])
         .and_then(|s| (s.value == "gzip").then_some(Compression::Gzip));

@@ -443,7 +443,11 @@ pub fn to_json(
             t.iter()
                 .map(|(k, item)| {
                     let name = k.get_ref().to_string();
-                    let child = to_json(ctx, item, &format!("{path}.{name}"), locs);
+                    let child_path = format!("{path}.{name}");
+                    let first = locs.len();
+                    let child = to_json(ctx, item, &child_path, locs);
+                    // A field is pointed at by its key, not its value.
+                    locs[first].1 = ctx.source.loc(k.span().start);
                     (name, child)
                 })
                 .collect(),

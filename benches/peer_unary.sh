@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Peer benchmark: loadagent vs h2load on the same server (`loadagent target`, a separate
+# process), at the same fixed rate over the same number of connections, in one run.
+# Prints each generator's CPU seconds (user+system) per 1,000 requests and the ratio, then
+# each one's maximum rate against the reference target, and loadagent's peak RSS at
+# 10,000 requests/s over 4 connections.
+#
+#   benches/peer_unary.sh            # RATE=10000 CONNS=4 SECS=10 by default
+#   RATE=5000 SECS=20 benches/peer_unary.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${RATE:-10000}
+CONNS=${CONNS:-4}
+SECS=${SECS:-10}
+command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
+cargo build --release --quiet
+BIN=target/release/loadagent
+work=$(mktemp -d)
+trap 'kill $target_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+
+"$BIN" target --listen 127.0.0.1:0 > "$work/target.out" &
+target_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/target.out" 2>/dev/null && break; sleep 0.1; done
+addr=$(sed -n 's/^listening on //p' "$work/target.out")
+[ -n "$addr" ] || { echo "the target did not start" >&2; exit 1; }
+
+# BenchRequest { payload_size: 64 } = 08 40, in a gRPC frame (flag 0, length 2).
+printf '\x00\x00\x00\x00\x02\x08\x40' > "$work/frame.bin"
+url="http://$addr/loadagent.bench.v1.Bench/Unary"
+h2() { h2load -d "$work/frame.bin" -H 'content-type: application/grpc' -H 'te: trailers' "$@" "$url"; }
+
+scenario() {  # $1 = load table body
+  cat > "$work/s.toml" <<TOML
+name = "peer-unary"
+kind = "unary"
+[target]
+address = "$addr"
+[call]
+method = "loadagent.bench.v1.Bench/Unary"
+proto = ["$PWD/proto/bench.proto"]
+data = { payload_size = 64 }
+timeout = "5s"
+[load]
+$1
+TOML
+}
+
+cpu() { python3 benches/cpu.py "$@" 2> >(tail -n 1 > "$work/cpu.json") ; sleep 0.2; cat "$work/cpu.json"; }
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$3"; }
+
+echo "== fixed rate: $RATE req/s over $CONNS connections for ${SECS}s (target: loadagent target on $addr)"
+h2_per_client=$((RATE / CONNS))
+h2_out=$(cpu h2 -c "$CONNS" -m 64 --rps "$h2_per_client" -D "$SECS" 2>&1 >"$work/h2.txt"; true)
+h2_cpu=$(cat "$work/cpu.json")
+h2_done=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$work/h2.txt")
+scenario "rate = $RATE
+concurrency = 64
+connections = $CONNS
+duration = \"${SECS}s\""
+cpu "$BIN" run -q "$work/s.toml" --out "$work/la.json" > "$work/la.txt" 2>&1 || { cat "$work/la.txt"; exit 1; }
+la_cpu=$(cat "$work/cpu.json")
+la_done=$(field "$work/la.json" "['totals']['ok']" "")
+python3 - "$h2_cpu" "$h2_done" "$la_cpu" "$la_done" "$work/la.json" "$RATE" <<'PY'
+import json, sys
+h2, h2n, la, lan, report, rate = json.loads(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), json.load(open(sys.argv[5])), float(sys.argv[6])
+per_k = lambda u, n: (u["user"] + u["system"]) / n * 1000
+a, b = per_k(h2, h2n), per_k(la, lan)
+print(f"| generator | requests ok | CPU s (user+sys) | CPU ms / 1,000 req | peak RSS |")
+print(f"|---|---|---|---|---|")
+print(f"| h2load    | {h2n} | {h2['user']+h2['system']:.2f} | {a:.1f} | {h2['maxrss_bytes']/2**20:.1f} MiB |")
+print(f"| loadagent | {lan} | {la['user']+la['system']:.2f} | {b:.1f} | {report['process']['peak_rss_bytes']/2**20:.1f} MiB |")
+print(f"loadagent / h2load CPU per request: {b/a:.2f}x   (bar <= 1.5x, goal <= 1.0x)")
+achieved = report["totals"]["rps"]
+print(f"loadagent achieved {achieved:.1f} req/s of {rate:.0f} asked ({achieved/rate*100:.2f}%), "
+      f"p99 {report['latency']['uncorrected']['p99_us']}us uncorrected, {report['latency']['corrected']['p99_us']}us corrected")
+PY
+
+echo
+echo "== maximum rate against the reference target, $CONNS connections, ${SECS}s"
+h2 -c "$CONNS" -m 64 -D "$SECS" > "$work/h2max.txt" 2>&1 || true
+sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/h2load:    \1 req\/s/p' "$work/h2max.txt"
+scenario "concurrency = 256
+connections = $CONNS
+duration = \"${SECS}s\""
+"$BIN" run -q "$work/s.toml" --out "$work/lamax.json" > /dev/null
+echo "loadagent: $(field "$work/lamax.json" "['totals']['rps']" "") req/s (closed model, 256 in flight)"

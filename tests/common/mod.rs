@@ -1,0 +1,210 @@
+//! Shared helpers for integration tests: the loadagent binary, scenario files in temporary
+//! folders, and gRPC servers started as child processes on ports the OS picks.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_loadagent")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `text` as a scenario file in `dir` and returns its path.
+pub fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// Runs loadagent with `args`, never hanging past two minutes.
+pub fn loadagent(args: &[&str]) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("120").arg(bin()).args(args);
+    cmd.output().expect("run loadagent")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a scenario with `--out` and returns the parsed report.
+pub fn run_report(dir: &Path, scenario: &Path) -> serde_json::Value {
+    let out_path = dir.join("report.json");
+    let out = loadagent(&[
+        "run",
+        "-q",
+        scenario.to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "run failed:\n{}", text(&out));
+    let json = std::fs::read_to_string(&out_path).expect("report written");
+    serde_json::from_str(&json).expect("report is JSON")
+}
+
+/// A child process that prints `<prefix> <port>` once listening.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Server {
+    fn start(mut cmd: Command, prefix: &str) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("start server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("server exited before printing `{prefix}`"))
+                .expect("read server output");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let port = rest
+                    .trim()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("port");
+                break port;
+            }
+        };
+        Self { child, port, lines }
+    }
+
+    /// The Python grpcio echo server (tests/python/echo_server.py) with extra options.
+    pub fn python(args: &[&str]) -> Self {
+        let check = Command::new("python3")
+            .args([
+                "-c",
+                "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha",
+            ])
+            .status()
+            .expect("python3 runs");
+        assert!(
+            check.success(),
+            "Python grpcio is missing: run tests/setup.sh (it installs tests/python/requirements.txt)"
+        );
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo().join("tests/python/echo_server.py"))
+            .args(args);
+        Self::start(cmd, "PORT ")
+    }
+
+    /// `loadagent target` as a child process.
+    pub fn reference_target() -> Self {
+        let mut cmd = Command::new(bin());
+        cmd.args(["target", "--listen", "127.0.0.1:0"]);
+        Self::start(cmd, "listening on ")
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for a line the server prints (e.g. `FIRST`), or for `give_up` to say stop
+    /// (checked between lines and every 100 ms), so a test fails instead of hanging.
+    pub fn wait_for_line(&mut self, want: &str, mut give_up: impl FnMut() -> bool) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let want_owned = want.to_string();
+        let lines = std::mem::replace(&mut self.lines, BufReader::new(empty_stdout()).lines());
+        let reader = std::thread::spawn(move || {
+            let mut lines = lines;
+            let mut seen = false;
+            for line in lines.by_ref() {
+                if line.map(|l| l.trim() == want_owned).unwrap_or(false) {
+                    seen = true;
+                    break;
+                }
+            }
+            let _ = tx.send(seen);
+            lines
+        });
+        loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(true) => break,
+                Ok(false) => panic!("server ended before printing {want}"),
+                Err(_) if give_up() => panic!("gave up waiting for the server to print {want}"),
+                Err(_) => {}
+            }
+        }
+        self.lines = reader.join().expect("reader thread");
+    }
+
+    /// SIGTERMs the Python server and returns the JSON line it prints with its counts.
+    pub fn stop_with_counts(mut self) -> serde_json::Value {
+        terminate(&self.child);
+        let mut last = None;
+        for line in self.lines.by_ref() {
+            let line = line.expect("read server output");
+            if line.starts_with('{') {
+                last = Some(line);
+            }
+        }
+        let _ = self.child.wait();
+        serde_json::from_str(&last.expect("server printed its counts")).expect("counts are JSON")
+    }
+}
+
+/// A stdout that is already at its end, to stand in while the real one is lent out.
+fn empty_stdout() -> ChildStdout {
+    let mut child = Command::new("true")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run true");
+    let out = child.stdout.take().expect("stdout");
+    let _ = child.wait();
+    out
+}
+
+pub fn terminate(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A unary scenario against the Python echo server.
+pub fn echo_scenario(address: &str, call_extra: &str, load: &str) -> String {
+    format!(
+        r#"
+name = "echo"
+kind = "unary"
+
+[target]
+address = "{address}"
+
+[call]
+method = "testing.echo.v1.Echo/Say"
+{call_extra}
+
+[load]
+{load}
+"#
+    )
+}
+
+pub fn num(v: &serde_json::Value, path: &str) -> f64 {
+    let mut cur = v;
+    for key in path.split('.') {
+        cur = &cur[key];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number in the report: {cur}"))
+}

@@ -1,0 +1,124 @@
+"""A gRPC echo server on Python grpcio, for loadagent's integration tests.
+
+It compiles tests/python/echo.proto at start-up (grpc_tools), serves testing.echo.v1.Echo
+with grpc.health.v1 and server reflection (grpcio-reflection: v1alpha only), prints
+`PORT <n>` once listening, `FIRST` on the first request, and on SIGTERM prints a JSON line
+with what it received, then exits.
+
+Options:
+  --stall-after N --stall-ms M   the Nth request holds a lock for M ms that every request
+                                 takes, so the whole server stalls once
+  --require-metadata KEY=VALUE   answer UNAUTHENTICATED unless the request carries it
+  --fail-every N                 every Nth request ends with UNAVAILABLE "planned failure"
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from grpc_tools import protoc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+
+def compile_proto(out_dir):
+    here = os.path.dirname(os.path.abspath(__file__))
+    import grpc_tools
+
+    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    code = protoc.main(
+        [
+            "protoc",
+            f"-I{here}",
+            f"-I{well_known}",
+            f"--python_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
+            os.path.join(here, "echo.proto"),
+        ]
+    )
+    if code != 0:
+        sys.exit(f"protoc failed with {code}")
+    sys.path.insert(0, out_dir)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stall-after", type=int, default=0)
+    parser.add_argument("--stall-ms", type=int, default=0)
+    parser.add_argument("--require-metadata", default="")
+    parser.add_argument("--fail-every", type=int, default=0)
+    args = parser.parse_args()
+
+    out_dir = tempfile.mkdtemp(prefix="echo-pb-")
+    compile_proto(out_dir)
+    import echo_pb2
+    import echo_pb2_grpc
+
+    lock = threading.Lock()
+    stall = threading.Lock()
+    state = {"requests": 0, "metadata_ok": 0, "compressed": 0}
+    required = tuple(args.require_metadata.split("=", 1)) if args.require_metadata else None
+
+    class Echo(echo_pb2_grpc.EchoServicer):
+        def Say(self, request, context):
+            with lock:
+                state["requests"] += 1
+                n = state["requests"]
+            if n == 1:
+                print("FIRST", flush=True)
+            if args.stall_after and n == args.stall_after:
+                with stall:
+                    time.sleep(args.stall_ms / 1000.0)
+            else:
+                with stall:
+                    pass
+            if request.delay_ms:
+                time.sleep(request.delay_ms / 1000.0)
+            md = dict(context.invocation_metadata())
+            if required:
+                if md.get(required[0]) != required[1]:
+                    context.abort(grpc.StatusCode.UNAUTHENTICATED, f"missing {required[0]}")
+                with lock:
+                    state["metadata_ok"] += 1
+            if args.fail_every and n % args.fail_every == 0:
+                context.abort(grpc.StatusCode.UNAVAILABLE, "planned failure")
+            return echo_pb2.SayReply(message=request.message)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    names = (
+        echo_pb2.DESCRIPTOR.services_by_name["Echo"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    server.start()
+    print(f"PORT {port}", flush=True)
+
+    done = threading.Event()
+
+    def on_term(*_):
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    done.wait()
+    server.stop(grace=1).wait()
+    with lock:
+        print(json.dumps(state), flush=True)
+
+
+if __name__ == "__main__":
+    main()
