@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs a command and prints, on stderr's last line, JSON with the CPU seconds (user, system)
+"""Usage: cpu.py OUT.json COMMAND...  Runs COMMAND and writes to OUT.json the CPU seconds (user, system)
 and wall seconds it used, from the kernel's accounting of the child (getrusage)."""
 import json
 import resource
@@ -8,9 +8,11 @@ import sys
 import time
 
 start = time.monotonic()
-proc = subprocess.run(sys.argv[1:])
+out, cmd = sys.argv[1], sys.argv[2:]
+proc = subprocess.run(cmd)
 wall = time.monotonic() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"user": usage.ru_utime, "system": usage.ru_stime, "wall": wall,
-                  "maxrss_bytes": usage.ru_maxrss * 1024, "exit": proc.returncode}), file=sys.stderr)
+with open(out, "w") as f:
+    json.dump({"user": usage.ru_utime, "system": usage.ru_stime, "wall": wall,
+               "maxrss_bytes": usage.ru_maxrss * 1024, "exit": proc.returncode}, f)
 sys.exit(proc.returncode)

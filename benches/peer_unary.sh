@@ -45,12 +45,13 @@ $1
 TOML
 }
 
-cpu() { python3 benches/cpu.py "$@" 2> >(tail -n 1 > "$work/cpu.json") ; sleep 0.2; cat "$work/cpu.json"; }
-field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$3"; }
+cpu() { python3 benches/cpu.py "$work/cpu.json" "$@"; }
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"; }
 
 echo "== fixed rate: $RATE req/s over $CONNS connections for ${SECS}s (target: loadagent target on $addr)"
 h2_per_client=$((RATE / CONNS))
-h2_out=$(cpu h2 -c "$CONNS" -m 64 --rps "$h2_per_client" -D "$SECS" 2>&1 >"$work/h2.txt"; true)
+cpu h2load -d "$work/frame.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+  -c "$CONNS" -m 64 --rps "$h2_per_client" -D "$SECS" "$url" > "$work/h2.txt" 2>&1 || { cat "$work/h2.txt"; exit 1; }
 h2_cpu=$(cat "$work/cpu.json")
 h2_done=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$work/h2.txt")
 scenario "rate = $RATE
@@ -59,11 +60,11 @@ connections = $CONNS
 duration = \"${SECS}s\""
 cpu "$BIN" run -q "$work/s.toml" --out "$work/la.json" > "$work/la.txt" 2>&1 || { cat "$work/la.txt"; exit 1; }
 la_cpu=$(cat "$work/cpu.json")
-la_done=$(field "$work/la.json" "['totals']['ok']" "")
+la_done=$(field "$work/la.json" "['totals']['ok']")
 python3 - "$h2_cpu" "$h2_done" "$la_cpu" "$la_done" "$work/la.json" "$RATE" <<'PY'
 import json, sys
 h2, h2n, la, lan, report, rate = json.loads(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), json.load(open(sys.argv[5])), float(sys.argv[6])
-per_k = lambda u, n: (u["user"] + u["system"]) / n * 1000
+per_k = lambda u, n: (u["user"] + u["system"]) / n * 1000 * 1000  # ms per 1,000
 a, b = per_k(h2, h2n), per_k(la, lan)
 print(f"| generator | requests ok | CPU s (user+sys) | CPU ms / 1,000 req | peak RSS |")
 print(f"|---|---|---|---|---|")
@@ -83,4 +84,4 @@ scenario "concurrency = 256
 connections = $CONNS
 duration = \"${SECS}s\""
 "$BIN" run -q "$work/s.toml" --out "$work/lamax.json" > /dev/null
-echo "loadagent: $(field "$work/lamax.json" "['totals']['rps']" "") req/s (closed model, 256 in flight)"
+echo "loadagent: $(field "$work/lamax.json" "['totals']['rps']") req/s (closed model, 256 in flight)"

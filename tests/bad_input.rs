@@ -67,7 +67,7 @@ fn unknown_key_lists_the_valid_ones() {
         &GOOD.replace("rate = 100", "rate = 100\nbogus = 1"),
         10,
         "load.bogus",
-        "valid keys here: concurrency, connections, duration, rate, requests, stages, warmup",
+        "valid keys here: concurrency, connections, duration, rate, requests, stages, threads, warmup",
     );
 }
 

@@ -1,14 +1,13 @@
 //! `loadagent run`: prepare, drive the load, summarise, write the report.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{prepare, progress};
 use crate::error::CommandError;
-use crate::grpc::channel::{Endpoint, Pool};
+use crate::grpc::channel::Endpoint;
 use crate::load::{drive, Plan, Schedule};
 use crate::record::Progress;
 use crate::report::summary::render;
@@ -25,14 +24,6 @@ pub async fn run(path: &Path, out: Option<&Path>, quiet: bool) -> Result<(), Com
         address: prepared.address.clone(),
         connect_timeout: scenario.target.connect_timeout,
     };
-    let pool = Pool::open(endpoint, scenario.load.connections as usize)
-        .await
-        .map_err(|e| {
-            CommandError::run_failed(format!(
-                "{e} (target {})",
-                scenario.target.address.describe()
-            ))
-        })?;
 
     let schedule = Schedule::for_load(&scenario.load);
     let asked = schedule.as_ref().and_then(|s| {
@@ -55,7 +46,14 @@ pub async fn run(path: &Path, out: Option<&Path>, quiet: bool) -> Result<(), Com
     stop_on_signal(cancel.clone());
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
-    let outcome = drive(plan, Arc::new(pool), cancel, progress_tx).await;
+    let outcome = drive(plan, endpoint, cancel, progress_tx)
+        .await
+        .map_err(|e| {
+            CommandError::run_failed(format!(
+                "{e} (target {})",
+                scenario.target.address.describe()
+            ))
+        })?;
     if let Some(task) = shown {
         let _ = task.await;
     }

@@ -1,6 +1,10 @@
-//! Runs a plan: spawns the workers, the aggregator and the stop watcher, and collects the
-//! result. Shutdown is two-phase: on cancellation workers stop taking new requests at once,
-//! requests in flight get until their deadline to finish, then whatever is left is aborted.
+//! Runs a plan. The load runs on generator threads, each with a single-threaded runtime that
+//! owns its share of the connections and the workers using them (thread-per-core, as h2load's
+//! `-t`): a request never crosses threads, so no work-stealing and no cross-thread wake-ups on
+//! the hot path. The calling runtime only aggregates, shows progress and watches for signals.
+//!
+//! Shutdown is two-phase: on cancellation workers stop taking new requests at once, requests
+//! in flight get until their deadline to finish, then whatever is left is aborted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::schedule::Schedule;
 use super::unary;
-use crate::grpc::channel::Pool;
+use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::unary::UnaryCall;
-use crate::record::{Aggregate, Aggregator, Progress, WorkerRecorder};
+use crate::record::{Aggregate, Aggregator, Flush, Progress, WorkerRecorder};
 use crate::report::process::{ProcessSampler, ProcessUsage};
-use crate::scenario::Load;
+use crate::scenario::{Load, Model};
 
 /// Everything the workers need, fixed before the load starts.
 pub struct Plan {
@@ -37,18 +41,13 @@ pub struct RunOutcome {
     pub measured: Duration,
     pub interrupted: bool,
     pub process: ProcessUsage,
+    /// Generator threads the load ran on.
+    pub threads: usize,
 }
 
 /// State shared by all workers of one run. Only atomics are written on the hot path.
 pub(super) struct Shared {
     pub plan: Plan,
-    pub pool: Arc<Pool>,
-    /// When the run began (time 0 of the schedule, start of the warm-up).
-    pub start: Instant,
-    /// When the measured part begins (start + warm-up).
-    pub origin: Instant,
-    /// Closed model: when to stop sending.
-    pub end: Option<Instant>,
     /// The next request number. Relaxed is enough: it only has to hand out each number
     /// once, which fetch_add guarantees at any ordering; no other memory hangs on it.
     pub next: AtomicU64,
@@ -57,42 +56,198 @@ pub(super) struct Shared {
     pub stop: AtomicBool,
 }
 
+/// The run's time line, fixed once every generator thread is connected.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    /// Time 0 of the schedule, start of the warm-up.
+    pub start: Instant,
+    /// Start of the measured part (start + warm-up).
+    pub origin: Instant,
+    /// Closed model: when to stop sending.
+    pub end: Option<Instant>,
+}
+
 /// How long requests in flight may take to finish after a stop when no deadline is set.
 const DRAIN_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Drives the plan until it ends or `cancel` fires.
+/// Requests per second one generator thread is given before another is added. One thread
+/// sustains several times this (see the README's benchmark); fewer threads at a fixed rate
+/// mean fewer wake-ups and context switches per request, which is most of a generator's CPU.
+const RATE_PER_THREAD: f64 = 25_000.0;
+
+/// Generator threads for a load: `threads` when given; otherwise enough for the open model's
+/// peak rate, or one per core for the closed model (which runs as fast as it can). Never
+/// more than the cores, nor than the connections (a connection is driven by one thread).
+pub fn generator_threads(load: &Load) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = match (load.threads, load.model()) {
+        (Some(t), _) => t as usize,
+        (None, Model::Open) => {
+            let peak = load
+                .stages
+                .iter()
+                .map(|s| s.rate)
+                .fold(load.rate.unwrap_or(0.0), f64::max);
+            (peak / RATE_PER_THREAD).ceil() as usize
+        }
+        (None, Model::Closed) => cores,
+    };
+    wanted.min(cores).min(load.connections as usize).max(1)
+}
+
+/// One generator thread's share of the run.
+struct ThreadWork {
+    index: usize,
+    threads: usize,
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    flushes: mpsc::UnboundedSender<Flush>,
+    ready: mpsc::UnboundedSender<Result<(), ConnectError>>,
+    go: watch::Receiver<Option<Clock>>,
+    abort: CancellationToken,
+}
+
+impl ThreadWork {
+    /// Connections `index, index + threads, …` and the workers that use them.
+    fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.ready.send(Err(ConnectError::Other(
+                    self.endpoint.address.clone(),
+                    format!("cannot start a generator thread's runtime: {e}"),
+                )));
+                return;
+            }
+        };
+        runtime.block_on(self.drive());
+    }
+
+    async fn drive(mut self) {
+        let load = &self.shared.plan.load;
+        let connections = load.connections as usize;
+        let my_slots = (self.index..connections).step_by(self.threads).count();
+        let pool = match Pool::open(self.endpoint.clone(), my_slots).await {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                let _ = self.ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = self.ready.send(Ok(()));
+        let clock = loop {
+            if let Some(clock) = *self.go.borrow_and_update() {
+                break clock;
+            }
+            if self.go.changed().await.is_err() {
+                return; // the run was called off before it began
+            }
+        };
+        let mut set = JoinSet::new();
+        for id in (0..load.concurrency as usize)
+            .filter(|w| (w % connections) % self.threads == self.index)
+        {
+            let local_slot = (id % connections) / self.threads;
+            let recorder = WorkerRecorder::new(clock.origin, self.flushes.clone());
+            set.spawn(unary::worker(
+                self.shared.clone(),
+                clock,
+                pool.clone(),
+                local_slot,
+                recorder,
+            ));
+        }
+        drop(self.flushes);
+        tokio::select! {
+            _ = join_all(&mut set) => {}
+            _ = self.abort.cancelled() => {
+                set.abort_all();
+                join_all(&mut set).await;
+            }
+        }
+    }
+}
+
+/// Drives the plan until it ends or `cancel` fires. Fails only if the target cannot be
+/// connected to before the load starts.
 pub async fn drive(
     plan: Plan,
-    pool: Arc<Pool>,
+    endpoint: Endpoint,
     cancel: CancellationToken,
     progress: watch::Sender<Progress>,
-) -> RunOutcome {
-    let start = Instant::now();
-    let origin = start + plan.load.warmup;
-    let end = match plan.schedule {
-        Some(_) => None,
-        None => plan.load.duration.map(|d| origin + d),
+) -> Result<RunOutcome, ConnectError> {
+    let threads = generator_threads(&plan.load);
+    let warmup = plan.load.warmup;
+    let closed_duration = if plan.schedule.is_none() {
+        plan.load.duration
+    } else {
+        None
     };
-    let workers = plan.load.concurrency as usize;
-    let drain = plan.call_timeout().unwrap_or(DRAIN_WITHOUT_DEADLINE) + Duration::from_secs(1);
+    let measured_duration = plan.load.measured_duration();
+    let drain = plan.call.timeout().unwrap_or(DRAIN_WITHOUT_DEADLINE) + Duration::from_secs(1);
     let shared = Arc::new(Shared {
         plan,
-        pool,
-        start,
-        origin,
-        end,
         next: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
 
-    let (tx, rx) = mpsc::unbounded_channel();
-    let aggregator = tokio::spawn(Aggregator::new(origin).run(rx, progress));
-    let mut set = JoinSet::new();
-    for id in 0..workers {
-        let recorder = WorkerRecorder::new(origin, tx.clone());
-        set.spawn(unary::worker(shared.clone(), id, recorder));
+    let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (go_tx, go_rx) = watch::channel(None);
+    let abort = CancellationToken::new();
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let work = ThreadWork {
+            index,
+            threads,
+            shared: shared.clone(),
+            endpoint: endpoint.clone(),
+            flushes: flush_tx.clone(),
+            ready: ready_tx.clone(),
+            go: go_rx.clone(),
+            abort: abort.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("generator-{index}"))
+            .spawn(move || work.run());
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                drop(go_tx);
+                join_threads(handles).await;
+                return Err(ConnectError::Other(
+                    endpoint.address.clone(),
+                    format!("cannot start a generator thread: {e}"),
+                ));
+            }
+        }
     }
-    drop(tx);
+    drop((flush_tx, ready_tx, go_rx));
+
+    // Every thread connects first, so a target that is down fails the run before any load.
+    for _ in 0..threads {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                drop(go_tx);
+                join_threads(handles).await;
+                return Err(e);
+            }
+            None => break,
+        }
+    }
+    let start = Instant::now();
+    let origin = start + warmup;
+    let clock = Clock {
+        start,
+        origin,
+        end: closed_duration.map(|d| origin + d),
+    };
+    let _ = go_tx.send(Some(clock));
+    let aggregator = tokio::spawn(Aggregator::new(origin).run(flush_rx, progress));
 
     // Usage is measured over the measured part only: sampled when the warm-up ends.
     let mut sampler = None;
@@ -103,15 +258,24 @@ pub async fn drive(
 
     // A time-bounded run ends at its scheduled end; requests still in flight a deadline
     // later (a target that stopped answering) are abandoned rather than waited for.
-    let natural_end = shared.plan.load.measured_duration().map(|d| origin + d);
+    let natural_end = measured_duration.map(|d| origin + d);
     let overran = async move {
         match natural_end {
             Some(end) => tokio::time::sleep_until(end + drain).await,
             None => std::future::pending().await,
         }
     };
+    let threads_done = abort.clone();
+    let mut finished = tokio::task::spawn_blocking(move || {
+        for h in handles {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        threads_done.is_cancelled()
+    });
     let ended = tokio::select! {
-        _ = join_all(&mut set) => End::Done,
+        r = &mut finished => { surface(r); End::Done }
         _ = cancel.cancelled() => End::Cancelled,
         _ = overran => End::Overran,
     };
@@ -119,34 +283,51 @@ pub async fn drive(
     match ended {
         End::Done => {}
         End::Cancelled => {
-            if tokio::time::timeout(drain, join_all(&mut set))
-                .await
-                .is_err()
-            {
-                set.abort_all();
-                join_all(&mut set).await;
+            if let Ok(r) = tokio::time::timeout(drain, &mut finished).await {
+                surface(r);
+            } else {
+                abort.cancel();
+                surface(finished.await);
             }
         }
         End::Overran => {
-            set.abort_all();
-            join_all(&mut set).await;
+            abort.cancel();
+            surface(finished.await);
         }
     }
-    let interrupted = ended == End::Cancelled;
-    let finished = Instant::now();
+    let finished_at = Instant::now();
     let process = sampler.map(ProcessSampler::finish).unwrap_or_default();
     let aggregate = match aggregator.await {
         Ok(a) => a,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
-    let measured = finished.saturating_duration_since(origin);
-    RunOutcome {
+    let measured = finished_at.saturating_duration_since(origin);
+    Ok(RunOutcome {
         aggregate,
         started_at: SystemTime::now() - measured,
         measured,
-        interrupted,
+        interrupted: ended == End::Cancelled,
         process,
+        threads,
+    })
+}
+
+/// Re-raises a generator thread's panic (a bug, never an input problem) on the caller.
+fn surface(r: Result<bool, tokio::task::JoinError>) {
+    if let Err(e) = r {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
+}
+
+async fn join_threads(handles: Vec<std::thread::JoinHandle<()>>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for h in handles {
+            let _ = h.join();
+        }
+    })
+    .await;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,11 +344,5 @@ async fn join_all(set: &mut JoinSet<()>) {
                 std::panic::resume_unwind(e.into_panic());
             }
         }
-    }
-}
-
-impl Plan {
-    fn call_timeout(&self) -> Option<Duration> {
-        self.call.timeout()
     }
 }

@@ -275,6 +275,7 @@ mod tests {
                 duration: Some(Duration::from_secs(1)),
                 requests: None,
                 warmup: Duration::from_millis(warm_ms),
+                threads: None,
             };
             let s = Schedule::for_load(&load).unwrap();
             let w = s.warmup_requests();

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::driver::Shared;
-use crate::grpc::channel::Lease;
+use super::driver::{Clock, Shared};
+use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::status;
 use crate::record::WorkerRecorder;
 
@@ -28,9 +28,13 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-pub(super) async fn worker(shared: Arc<Shared>, id: usize, mut rec: WorkerRecorder) {
-    let pool = &shared.pool;
-    let slot = id % pool.len();
+pub(super) async fn worker(
+    shared: Arc<Shared>,
+    clock: Clock,
+    pool: Arc<Pool>,
+    slot: usize,
+    mut rec: WorkerRecorder,
+) {
     let mut lease: Option<Lease> = pool.lease(slot, None).await.ok();
     let mut broken: Option<u64> = None;
     loop {
@@ -42,14 +46,14 @@ pub(super) async fn worker(shared: Arc<Shared>, id: usize, mut rec: WorkerRecord
             Some(schedule) => {
                 let n = shared.next.fetch_add(1, Ordering::Relaxed);
                 let Some(due) = schedule.due(n) else { break };
-                (Some(shared.start + due), n >= schedule.warmup_requests())
+                (Some(clock.start + due), n >= schedule.warmup_requests())
             }
             None => {
                 let now = Instant::now();
-                if shared.end.is_some_and(|end| now >= end) {
+                if clock.end.is_some_and(|end| now >= end) {
                     break;
                 }
-                let measured = now >= shared.origin;
+                let measured = now >= clock.origin;
                 if measured {
                     if let Some(limit) = shared.plan.load.requests {
                         if shared.next.fetch_add(1, Ordering::Relaxed) >= limit {

@@ -319,6 +319,9 @@ fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
     let duration = l.duration("duration", true);
     let requests = l.integer("requests", 1).map(|r| r.value);
     let warmup = l.duration("warmup", false).map(|w| w.value);
+    let threads = l
+        .integer("threads", 1)
+        .and_then(|t| u32::try_from(t.value).ok());
     let mut stages = Vec::new();
     let stage_tables = l.tables("stages");
     for st in &stage_tables {
@@ -387,6 +390,7 @@ fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         duration,
         requests,
         warmup: warmup.unwrap_or(Duration::ZERO),
+        threads,
     })
 }
 
@@ -399,5 +403,6 @@ fn read_load_defaults() -> Option<Load> {
         duration: Some(DEFAULT_DURATION),
         requests: None,
         warmup: Duration::ZERO,
+        threads: None,
     })
 }

@@ -153,6 +153,8 @@ pub struct Load {
     /// Stop after this many measured requests.
     pub requests: Option<u64>,
     pub warmup: Duration,
+    /// Generator threads; `None` = chosen from the rate, the cores and the connections.
+    pub threads: Option<u32>,
 }
 
 /// Open model: arrivals on a schedule. Closed model: each worker sends when the last is done.
