@@ -24,9 +24,41 @@ pub enum Command {
         /// Write the JSON report here (written whole or not at all).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Write a self-contained HTML report with plots.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write an HdrHistogram interval log (tags `corrected`, `uncorrected`).
+        #[arg(long, value_name = "FILE")]
+        hlog: Option<PathBuf>,
+        /// Write the per-interval series as CSV.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
         /// No live progress line.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Summarise a saved report, and write it as HTML or CSV.
+    Report {
+        /// A JSON report written by `loadagent run --out`.
+        report: PathBuf,
+        /// Write a self-contained HTML report with plots.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write the per-interval series as CSV.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+    },
+    /// Merge reports of one scenario from several machines or runs.
+    Merge {
+        /// Two or more JSON reports.
+        #[arg(required = true, num_args = 2..)]
+        reports: Vec<PathBuf>,
+        /// Write the merged report here.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Merge reports of different scenarios anyway (the result says so).
+        #[arg(long)]
+        force: bool,
     },
     /// Check a scenario without sending load: the file, the method and the request.
     Validate {

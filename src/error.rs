@@ -8,6 +8,7 @@ use std::fmt;
 pub enum ExitCode {
     RunFailed = 1,
     InvalidInput = 2,
+    ThresholdsFailed = 3,
 }
 
 /// An error a command ends with: what to print and which code to exit with.
@@ -21,6 +22,13 @@ impl CommandError {
     pub fn invalid(message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::InvalidInput,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn thresholds_failed(message: impl fmt::Display) -> Self {
+        Self {
+            code: ExitCode::ThresholdsFailed,
             message: message.to_string(),
         }
     }

@@ -1,6 +1,7 @@
 //! The commands: each takes typed arguments and returns a result or a `CommandError`.
 
 mod prepare;
+mod reports;
 mod progress;
 mod run;
 mod target;
@@ -17,8 +18,21 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
         Command::Run {
             scenario,
             out,
+            html,
+            hlog,
+            csv,
             quiet,
-        } => run::run(&scenario, out.as_deref(), quiet).await,
+        } => {
+            let outputs = run::RunOutputs {
+                json: out,
+                html,
+                hlog,
+                csv,
+            };
+            run::run(&scenario, outputs, quiet).await
+        }
+        Command::Report { report, html, csv } => reports::report(&report, html, csv),
+        Command::Merge { reports, out, force } => reports::merge(&reports, &out, force),
         Command::Validate { scenario } => validate::validate(&scenario).await,
         Command::Target { listen } => target::target(&listen).await,
     }

@@ -92,6 +92,8 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         ScenarioError::Read { .. } => CommandError::invalid(e),
         ScenarioError::Invalid(problems) => CommandError::invalid(problems.to_string().trim_end()),
     })?;
+    crate::report::thresholds::check(&scenario, &crate::report::Report::probe(&scenario))
+        .map_err(|p| CommandError::invalid(p.to_string().trim_end()))?;
     let (embedded, address) = match &scenario.target.address {
         Address::Embedded => {
             let (e, a) = start_embedded()?;

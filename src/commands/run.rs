@@ -1,6 +1,8 @@
-//! `loadagent run`: prepare, drive the load, summarise, write the report.
+//! `loadagent run`: prepare, drive the load, summarise, write the report and other outputs,
+//! judge the thresholds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -8,34 +10,45 @@ use tokio_util::sync::CancellationToken;
 use super::{prepare, progress};
 use crate::error::CommandError;
 use crate::grpc::channel::Endpoint;
-use crate::load::{drive, Plan, Schedule};
+use crate::load::{drive, Plan, RunOutcome, Schedule};
 use crate::record::Progress;
+use crate::report::outputs::{check_writable, write_outputs, Outputs};
 use crate::report::summary::render;
-use crate::report::write::write_atomically;
+use crate::report::thresholds::evaluate;
 use crate::report::Report;
+use crate::scenario::Scenario;
 
-pub async fn run(path: &Path, out: Option<&Path>, quiet: bool) -> Result<(), CommandError> {
-    if let Some(out) = out {
-        check_writable(out)?;
+/// Files a run writes besides the summary.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutputs {
+    pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub hlog: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+}
+
+pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), CommandError> {
+    let outputs = Outputs {
+        json: outputs.json,
+        html: outputs.html,
+        hlog: outputs.hlog,
+        csv: outputs.csv,
+    };
+    for p in outputs.paths() {
+        check_writable(p)?;
     }
     let prepared = prepare(path).await?;
-    let scenario = prepared.scenario;
+    let scenario = Arc::new(prepared.scenario);
     let endpoint = Endpoint {
         address: prepared.address.clone(),
         connect_timeout: scenario.target.connect_timeout,
     };
-
     let schedule = Schedule::for_load(&scenario.load);
     let asked = schedule.as_ref().and_then(|s| {
         let measured = scenario.load.measured_duration()?;
         let warm = s.warmup().as_secs_f64();
         let due = s.arrivals_by(warm + measured.as_secs_f64()) - s.arrivals_by(warm);
-        Some(
-            scenario
-                .load
-                .requests
-                .map_or(due.round() as u64, |r| r.min(due.round() as u64)),
-        )
+        Some(scenario.load.requests.map_or(due.round() as u64, |r| r.min(due.round() as u64)))
     });
     let plan = Plan {
         load: scenario.load.clone(),
@@ -44,68 +57,86 @@ pub async fn run(path: &Path, out: Option<&Path>, quiet: bool) -> Result<(), Com
     };
     let cancel = CancellationToken::new();
     stop_on_signal(cancel.clone());
+    let aborted_by = Arc::new(Mutex::new(None));
+    let check = abort_check(&scenario, &prepared.schema_source, asked, cancel.clone(), aborted_by.clone());
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
-    let outcome = drive(plan, endpoint, cancel, progress_tx)
+    let outcome = drive(plan, endpoint, cancel, progress_tx, check)
         .await
-        .map_err(|e| {
-            CommandError::run_failed(format!(
-                "{e} (target {})",
-                scenario.target.address.describe()
-            ))
-        })?;
+        .map_err(|e| CommandError::run_failed(format!("{e} (target {})", scenario.target.address.describe())))?;
     if let Some(task) = shown {
         let _ = task.await;
     }
     drop(prepared.embedded);
 
-    let report = Report::build(&scenario, &prepared.schema_source, &outcome, asked);
+    let mut report = Report::build(&scenario, &prepared.schema_source, &outcome, asked);
+    let json = serde_json::to_value(&report).unwrap_or_default();
+    report.thresholds = evaluate(&scenario.thresholds, &json, scenario.load.model());
+    report.aborted_by_threshold = aborted_by.lock().ok().and_then(|g| g.clone());
     print!("{}", render(&report));
-    if let Some(out) = out {
-        let json = serde_json::to_vec_pretty(&report)
-            .map_err(|e| CommandError::run_failed(format!("cannot serialise the report: {e}")))?;
-        write_atomically(out, &json).map_err(|e| {
-            CommandError::run_failed(format!("cannot write the report to {}: {e}", out.display()))
-        })?;
-        println!("  report    {}", out.display());
+    write_outputs(&outputs, &report, &outcome.aggregate.histograms)?;
+    for p in outputs.paths() {
+        println!("  wrote     {}", p.display());
+    }
+    let failed = report.thresholds.iter().filter(|t| !t.passed).count();
+    if failed > 0 {
+        return Err(CommandError::thresholds_failed(format!(
+            "{failed} of {} thresholds failed",
+            report.thresholds.len()
+        )));
     }
     Ok(())
 }
 
-/// Fails before the run, not after it, when the report could not be written.
-fn check_writable(out: &Path) -> Result<(), CommandError> {
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(CommandError::invalid(format!(
-            "--out {}: the folder {} does not exist; create it or choose another path",
-            out.display(),
-            dir.display()
-        )));
+/// With `abort_on_fail`, thresholds are checked on the data so far each time an interval
+/// closes; the first failure stops the run (and is named in the report).
+fn abort_check(
+    scenario: &Arc<Scenario>,
+    schema_source: &str,
+    asked: Option<u64>,
+    cancel: CancellationToken,
+    aborted_by: Arc<Mutex<Option<String>>>,
+) -> impl FnMut(&crate::record::Aggregate, std::time::Duration) + Send + 'static {
+    let scenario = scenario.clone();
+    let schema_source = schema_source.to_string();
+    move |aggregate, elapsed| {
+        if !scenario.thresholds.abort_on_fail || cancel.is_cancelled() {
+            return;
+        }
+        let outcome = RunOutcome {
+            aggregate: aggregate.clone(),
+            started_at: std::time::SystemTime::now(),
+            measured: elapsed,
+            interrupted: false,
+            process: Default::default(),
+            threads: 1,
+        };
+        let report = Report::build(&scenario, &schema_source, &outcome, asked);
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(failed) = evaluate(&scenario.thresholds, &json, scenario.load.model())
+            .into_iter()
+            .find(|t| !t.passed)
+        {
+            if let Ok(mut slot) = aborted_by.lock() {
+                *slot = Some(format!("{} {}", failed.metric, failed.condition));
+            }
+            eprintln!("stopping: threshold {} {} failed (abort_on_fail)", failed.metric, failed.condition);
+            cancel.cancel();
+        }
     }
-    if out.is_dir() {
-        return Err(CommandError::invalid(format!(
-            "--out {}: is a folder; give a file name",
-            out.display()
-        )));
-    }
-    Ok(())
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
 pub fn stop_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    token.cancel();
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                token.cancel();
+                return;
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

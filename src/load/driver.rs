@@ -178,6 +178,7 @@ pub async fn drive(
     endpoint: Endpoint,
     cancel: CancellationToken,
     progress: watch::Sender<Progress>,
+    check: impl FnMut(&Aggregate, Duration) + Send + 'static,
 ) -> Result<RunOutcome, ConnectError> {
     let threads = generator_threads(&plan.load);
     let warmup = plan.load.warmup;
@@ -247,7 +248,7 @@ pub async fn drive(
         end: closed_duration.map(|d| origin + d),
     };
     let _ = go_tx.send(Some(clock));
-    let aggregator = tokio::spawn(Aggregator::new(origin).run(flush_rx, progress));
+    let aggregator = tokio::spawn(Aggregator::new(origin).run(flush_rx, progress, check));
 
     // Usage is measured over the measured part only: sampled when the warm-up ends.
     let mut sampler = None;

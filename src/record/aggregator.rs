@@ -1,17 +1,20 @@
-//! Merges the workers' interval data: the run's totals (exact) and one summary per interval.
-//! An interval is closed a grace period after it ends; data that arrives later still counts
-//! in the totals and in the interval's counts, but not in its percentiles.
+//! Merges the workers' interval data: the run's totals and one summary per interval, both
+//! exact. An interval is summarised a grace period after it ends (for the live progress
+//! line); data that arrives later is merged into its histograms and its summary redone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::histogram::{decode, encode};
 use super::interval::IntervalData;
 use super::recorder::{Flush, INTERVAL};
+use crate::grpc::status::code_name;
 
 /// How long after an interval ends its data is waited for before it is summarised.
 const CLOSE_GRACE: Duration = Duration::from_millis(1500);
@@ -27,18 +30,15 @@ pub struct IntervalSummary {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// gRPC code name → count, for the codes seen in this interval.
+    #[serde(default)]
+    pub status_codes: BTreeMap<String, u64>,
 }
 
 impl IntervalSummary {
     fn of(t: u64, d: &IntervalData) -> Self {
         let h = &d.uncorrected;
-        let q = |p| {
-            if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(p)
-            }
-        };
+        let q = |p| if h.is_empty() { 0 } else { h.value_at_quantile(p) };
         Self {
             t_seconds: t,
             requests: d.requests(),
@@ -47,8 +47,31 @@ impl IntervalSummary {
             p50_us: q(0.5),
             p99_us: q(0.99),
             max_us: if h.is_empty() { 0 } else { h.max() },
+            status_codes: d
+                .status
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(code, n)| (code_name(code as u8).to_string(), *n))
+                .collect(),
         }
     }
+
+    fn empty(t: u64) -> Self {
+        Self::of(t, &IntervalData::default())
+    }
+}
+
+/// An interval's histograms, kept encoded (a few hundred bytes each) so a long run's
+/// intervals cost little memory; for interval logs and plots.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IntervalHistograms {
+    pub t_seconds: u64,
+    /// Empty in the closed model.
+    pub corrected: String,
+    pub uncorrected: String,
+    pub corrected_max_us: u64,
+    pub uncorrected_max_us: u64,
 }
 
 /// What the live progress line shows.
@@ -67,12 +90,58 @@ pub struct Progress {
 pub struct Aggregate {
     pub totals: IntervalData,
     pub intervals: Vec<IntervalSummary>,
+    pub histograms: Vec<IntervalHistograms>,
+}
+
+/// A closed interval: its merged data, encoded.
+struct Closed {
+    summary: IntervalSummary,
+    histograms: IntervalHistograms,
+}
+
+impl Closed {
+    fn of(t: u64, d: &IntervalData) -> Self {
+        Self {
+            summary: IntervalSummary::of(t, d),
+            histograms: IntervalHistograms {
+                t_seconds: t,
+                corrected: if d.corrected.is_empty() { String::new() } else { encode(&d.corrected) },
+                uncorrected: encode(&d.uncorrected),
+                corrected_max_us: if d.corrected.is_empty() { 0 } else { d.corrected.max() },
+                uncorrected_max_us: if d.uncorrected.is_empty() { 0 } else { d.uncorrected.max() },
+            },
+        }
+    }
+
+    /// Re-opens the interval's data to merge late arrivals (rare: a request that finished
+    /// more than the grace period before its worker handed it over).
+    fn reopen(&self) -> IntervalData {
+        let restore = |text: &str| -> Histogram<u64> {
+            let mut h = super::histogram::new_histogram();
+            if let Ok(d) = decode(text) {
+                let _ = h.add(&d);
+            }
+            h
+        };
+        let s = &self.summary;
+        let mut data = IntervalData {
+            corrected: restore(&self.histograms.corrected),
+            uncorrected: restore(&self.histograms.uncorrected),
+            ..IntervalData::default()
+        };
+        for (name, n) in &s.status_codes {
+            if let Some(code) = crate::grpc::status::CODE_NAMES.iter().position(|c| c == name) {
+                data.status[code] = *n;
+            }
+        }
+        data
+    }
 }
 
 pub struct Aggregator {
     origin: Instant,
     open: BTreeMap<u64, IntervalData>,
-    closed: BTreeMap<u64, IntervalSummary>,
+    closed: BTreeMap<u64, Closed>,
     totals: IntervalData,
 }
 
@@ -88,10 +157,10 @@ impl Aggregator {
 
     pub fn accept(&mut self, f: Flush) {
         self.totals.merge(&f.data);
-        if let Some(summary) = self.closed.get_mut(&f.interval) {
-            summary.requests += f.data.requests();
-            summary.ok += f.data.ok();
-            summary.errors += f.data.errors_count();
+        if let Some(closed) = self.closed.get(&f.interval) {
+            let mut data = closed.reopen();
+            data.merge(&f.data);
+            self.closed.insert(f.interval, Closed::of(f.interval, &data));
         } else {
             self.open.entry(f.interval).or_default().merge(&f.data);
         }
@@ -111,18 +180,27 @@ impl Aggregator {
 
     fn close_first(&mut self) {
         if let Some((idx, data)) = self.open.pop_first() {
-            self.closed.insert(idx, IntervalSummary::of(idx, &data));
+            self.closed.insert(idx, Closed::of(idx, &data));
         }
     }
 
     pub fn progress(&self, now: Instant) -> Progress {
-        let last = self.closed.last_key_value().map(|(_, s)| s);
+        let last = self.closed.last_key_value().map(|(_, c)| &c.summary);
         Progress {
             elapsed: now.saturating_duration_since(self.origin),
             requests: self.totals.requests(),
             errors: self.totals.errors_count(),
             rps: last.map_or(0.0, |s| s.requests as f64 / INTERVAL.as_secs_f64()),
             p99_us: last.map_or(0, |s| s.p99_us),
+        }
+    }
+
+    /// The totals so far and the closed intervals (for thresholds checked during a run).
+    pub fn snapshot(&self) -> Aggregate {
+        Aggregate {
+            totals: self.totals.clone(),
+            intervals: self.closed.values().map(|c| c.summary.clone()).collect(),
+            histograms: Vec::new(),
         }
     }
 
@@ -133,30 +211,30 @@ impl Aggregator {
             self.close_first();
         }
         let last = self.closed.last_key_value().map_or(0, |(k, _)| *k + 1);
-        let intervals = (0..last)
-            .map(|i| {
-                self.closed.remove(&i).unwrap_or(IntervalSummary {
-                    t_seconds: i,
-                    requests: 0,
-                    ok: 0,
-                    errors: 0,
-                    p50_us: 0,
-                    p99_us: 0,
-                    max_us: 0,
-                })
-            })
-            .collect();
+        let (mut intervals, mut histograms) = (Vec::new(), Vec::new());
+        for i in 0..last {
+            match self.closed.remove(&i) {
+                Some(c) => {
+                    intervals.push(c.summary);
+                    histograms.push(c.histograms);
+                }
+                None => intervals.push(IntervalSummary::empty(i)),
+            }
+        }
         Aggregate {
             totals: self.totals,
             intervals,
+            histograms,
         }
     }
 
-    /// Runs until every worker's sender is dropped, publishing progress each interval.
+    /// Runs until every worker's sender is dropped, publishing progress each quarter
+    /// interval and calling `check` with the data so far each time an interval closes.
     pub async fn run(
         mut self,
         mut rx: UnboundedReceiver<Flush>,
         progress: watch::Sender<Progress>,
+        mut check: impl FnMut(&Aggregate, Duration) + Send,
     ) -> Aggregate {
         let mut tick = tokio::time::interval_at(self.origin + INTERVAL, INTERVAL / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -168,8 +246,12 @@ impl Aggregator {
                 },
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    let closed_before = self.closed.len();
                     self.close_due(now);
                     let _ = progress.send(self.progress(now));
+                    if self.closed.len() != closed_before {
+                        check(&self.snapshot(), now.saturating_duration_since(self.origin));
+                    }
                 }
             }
         }
@@ -199,16 +281,16 @@ mod tests {
         let out = a.finish();
         assert_eq!(out.totals.requests(), 5);
         assert_eq!(out.intervals.len(), 3);
-        assert_eq!(
-            (out.intervals[0].requests, out.intervals[0].max_us),
-            (4, 40)
-        );
+        assert_eq!((out.intervals[0].requests, out.intervals[0].max_us), (4, 40));
+        assert_eq!(out.intervals[0].status_codes.get("OK"), Some(&4));
         assert_eq!(out.intervals[1].requests, 0);
         assert_eq!(out.intervals[2].p50_us, 100);
+        assert_eq!(out.histograms.len(), 2, "histograms for the intervals that had data");
+        assert_eq!(decode(&out.histograms[0].uncorrected).unwrap().len(), 4);
     }
 
     #[test]
-    fn late_data_counts_in_totals_and_interval_counts() {
+    fn late_data_is_merged_into_its_closed_interval() {
         let origin = Instant::now();
         let mut a = Aggregator::new(origin);
         a.accept(flush(0, &[10]));
@@ -216,14 +298,8 @@ mod tests {
         a.accept(flush(0, &[1_000_000]));
         let out = a.finish();
         assert_eq!(out.totals.requests(), 2);
-        assert_eq!(
-            out.totals.uncorrected.max(),
-            out.totals.uncorrected.highest_equivalent(1_000_000)
-        );
         assert_eq!(out.intervals[0].requests, 2);
-        assert_eq!(
-            out.intervals[0].max_us, 10,
-            "closed percentiles are not reopened"
-        );
+        assert_eq!(out.intervals[0].max_us, out.totals.uncorrected.highest_equivalent(1_000_000));
+        assert_eq!(decode(&out.histograms[0].corrected).unwrap().len(), 2);
     }
 }

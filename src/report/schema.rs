@@ -9,7 +9,8 @@ use super::platform::Platform;
 use super::process::ProcessUsage;
 use crate::grpc::status::code_name;
 use crate::load::RunOutcome;
-use crate::record::{IntervalSummary, LatencySummary};
+use super::thresholds::ThresholdResult;
+use crate::record::{Aggregate, IntervalData, IntervalSummary, LatencySummary};
 use crate::scenario::{Model, Scenario, Stage};
 
 pub const SCHEMA: &str = "loadagent.report/v1";
@@ -41,6 +42,18 @@ pub struct Report {
     pub latency: Latency,
     pub intervals: Vec<IntervalSummary>,
     pub process: ProcessUsage,
+    /// Each `[thresholds]` entry's verdict (empty when the scenario has none).
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// The threshold that stopped the run early (`abort_on_fail`), if one did.
+    #[serde(default)]
+    pub aborted_by_threshold: Option<String>,
+    /// For a merged report: the reports it holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<super::merge::MergedInput>,
+    /// A merged report whose inputs were of different scenarios (`merge --force`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merge_forced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +86,7 @@ impl From<&Stage> for StageInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Totals {
     pub requests: u64,
     pub ok: u64,
@@ -82,6 +95,9 @@ pub struct Totals {
     pub sent_late: u64,
     /// Completed requests per second of the measured part.
     pub rps: f64,
+    /// errors / requests (0 when there were none).
+    #[serde(default)]
+    pub error_rate: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,7 +115,33 @@ pub struct Latency {
     pub uncorrected: LatencySummary,
 }
 
+/// Why a file could not be read as a report.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("{0} is not JSON ({1}); give a report written by `loadagent run --out`")]
+    NotJson(String, String),
+    #[error("{0} is not a loadagent report of schema {SCHEMA} (its schema: {1}); give a report written by `loadagent run --out`")]
+    OtherSchema(String, String),
+    #[error("{0} claims schema {SCHEMA} but does not fit it: {1}")]
+    Malformed(String, String),
+}
+
 impl Report {
+    /// Reads a report file, checking its schema first so the error says what was expected.
+    pub fn load(path: &std::path::Path) -> Result<Self, LoadError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(name.clone(), e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| LoadError::NotJson(name.clone(), e.to_string()))?;
+        let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("none");
+        if schema != SCHEMA {
+            return Err(LoadError::OtherSchema(name, schema.to_string()));
+        }
+        serde_json::from_value(value).map_err(|e| LoadError::Malformed(name, e.to_string()))
+    }
+
     pub fn build(
         scenario: &Scenario,
         schema_source: &str,
@@ -158,6 +200,11 @@ impl Report {
                 } else {
                     0.0
                 },
+                error_rate: if totals.requests() > 0 {
+                    totals.errors_count() as f64 / totals.requests() as f64
+                } else {
+                    0.0
+                },
             },
             status_codes,
             errors,
@@ -167,7 +214,29 @@ impl Report {
             },
             intervals: outcome.aggregate.intervals.clone(),
             process: outcome.process.clone(),
+            thresholds: Vec::new(),
+            aborted_by_threshold: None,
+            merged_from: Vec::new(),
+            merge_forced: false,
         }
+    }
+
+    /// The report a scenario would produce, with every figure zero: its JSON shape is what
+    /// threshold metric names are checked against before a run.
+    pub fn probe(scenario: &Scenario) -> serde_json::Value {
+        let outcome = RunOutcome {
+            aggregate: Aggregate {
+                totals: IntervalData::default(),
+                intervals: Vec::new(),
+                histograms: Vec::new(),
+            },
+            started_at: std::time::SystemTime::now(),
+            measured: std::time::Duration::ZERO,
+            interrupted: false,
+            process: ProcessUsage::default(),
+            threads: 1,
+        };
+        serde_json::to_value(Self::build(scenario, "", &outcome, None)).unwrap_or_default()
     }
 }
 

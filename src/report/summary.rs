@@ -120,6 +120,17 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
     if r.latency.corrected.is_some() {
         writeln!(o, "            corrected: from each request's intended start (coordinated omission); uncorrected: from its send")?;
     }
+    if !r.thresholds.is_empty() {
+        writeln!(o, "  thresholds")?;
+        for t in &r.thresholds {
+            let actual = t.actual_text();
+            let verdict = if t.passed { "passed" } else { "FAILED" };
+            writeln!(o, "    {verdict:<7} {} {}  (actual {actual})", t.metric, t.condition)?;
+        }
+    }
+    if let Some(by) = &r.aborted_by_threshold {
+        writeln!(o, "  stopped early: threshold {by} failed (abort_on_fail)")?;
+    }
     let p = &r.process;
     writeln!(
         o,

@@ -5,6 +5,7 @@ pub mod model;
 pub mod problems;
 pub mod reader;
 pub mod source;
+pub mod thresholds;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,6 +99,10 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         "add a [call] table with `method = \"package.Service/Method\"`",
     )
     .and_then(|c| read_call(&c));
+    let thresholds = root
+        .table("thresholds")
+        .map(|t| thresholds::read(&t))
+        .unwrap_or_default();
     let load = match root.table("load") {
         Some(l) => read_load(&l),
         None => read_load_defaults(),
@@ -115,6 +120,7 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         target: target?,
         call: call?,
         load: load?,
+        thresholds,
     })
 }
 

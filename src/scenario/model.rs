@@ -193,6 +193,7 @@ pub struct Scenario {
     pub target: Target,
     pub call: Call,
     pub load: Load,
+    pub thresholds: super::thresholds::Thresholds,
 }
 
 #[cfg(test)]

@@ -137,6 +137,28 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
         found
     }
 
+    /// Every key of this table but `except`, with where it was written; each is marked
+    /// known (for tables whose keys are names the user chooses, such as thresholds).
+    pub fn keys_except(&self, except: &[&str]) -> Vec<(String, Loc)> {
+        self.table
+            .iter()
+            .filter(|(k, _)| !except.contains(&k.get_ref().as_ref()))
+            .map(|(k, _)| (k.get_ref().to_string(), self.ctx.source.loc(k.span().start)))
+            .collect()
+    }
+
+    /// A string under a key chosen by the user (not a fixed name).
+    pub fn string_dynamic(&self, key: &str) -> Option<At<String>> {
+        let v = self.table.get(key)?;
+        match v.get_ref().as_str() {
+            Some(s) => Some(self.at(v, s.to_string())),
+            None => {
+                self.wrong_type(key, v, "a condition string such as \"< 250ms\"");
+                None
+            }
+        }
+    }
+
     pub fn boolean(&self, key: &'static str) -> Option<bool> {
         let v = self.raw(key)?;
         match v.get_ref().as_bool() {

@@ -1,0 +1,48 @@
+//! `loadagent report` and `loadagent merge`: work on saved reports.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::CommandError;
+use crate::report::merge::merge as merge_reports;
+use crate::report::outputs::{check_writable, write_outputs, Outputs};
+use crate::report::summary::render;
+use crate::report::Report;
+
+fn load(path: &Path) -> Result<Report, CommandError> {
+    Report::load(path).map_err(CommandError::invalid)
+}
+
+pub fn report(path: &Path, html: Option<PathBuf>, csv: Option<PathBuf>) -> Result<(), CommandError> {
+    let outputs = Outputs {
+        html,
+        csv,
+        ..Outputs::default()
+    };
+    for p in outputs.paths() {
+        check_writable(p)?;
+    }
+    let report = load(path)?;
+    print!("{}", render(&report));
+    write_outputs(&outputs, &report, &[])?;
+    for p in outputs.paths() {
+        println!("  wrote     {}", p.display());
+    }
+    Ok(())
+}
+
+pub fn merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), CommandError> {
+    check_writable(out)?;
+    let inputs = paths
+        .iter()
+        .map(|p| load(p).map(|r| (p.display().to_string(), r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = merge_reports(&inputs, force).map_err(CommandError::invalid)?;
+    print!("{}", render(&merged));
+    let outputs = Outputs {
+        json: Some(out.to_path_buf()),
+        ..Outputs::default()
+    };
+    write_outputs(&outputs, &merged, &[])?;
+    println!("  merged    {} reports into {}{}", inputs.len(), out.display(), if merged.merge_forced { " (forced: different scenarios)" } else { "" });
+    Ok(())
+}

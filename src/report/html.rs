@@ -1,0 +1,214 @@
+//! The HTML report: one self-contained file (inline SVG and CSS, no scripts, nothing fetched)
+//! with the plots a performance engineer expects and the run's facts as tables.
+
+use std::fmt::Write;
+
+use super::schema::Report;
+use super::summary::human_us;
+use super::svg::{self, Chart, Series, XAxis};
+use crate::record::histogram::decode;
+use crate::record::LatencySummary;
+
+const BLUE: &str = "#1f6fb2";
+const ORANGE: &str = "#e07b00";
+const RED: &str = "#c62828";
+const GREEN: &str = "#2e7d32";
+const PALETTE: [&str; 8] = [GREEN, RED, ORANGE, "#6a1b9a", "#00838f", "#5d4037", "#ad1457", "#546e7a"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Points of a latency distribution on HdrHistogram's percentile axis (ms on y).
+fn distribution(summary: &LatencySummary) -> Vec<(f64, f64)> {
+    let Ok(h) = decode(&summary.hdr) else { return Vec::new() };
+    if h.is_empty() {
+        return Vec::new();
+    }
+    // The last point (quantile 1.0) is drawn where the sample count's resolution ends.
+    let q_cap = 1.0 - 1.0 / h.len().max(2) as f64;
+    let mut pts: Vec<(f64, f64)> = h
+        .iter_quantiles(5)
+        .map(|v| {
+            let q = v.quantile_iterated_to().min(q_cap);
+            ((1.0 / (1.0 - q)).log10(), h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0)
+        })
+        .collect();
+    pts.dedup_by(|a, b| (a.0 - b.0).abs() < 1e-9);
+    pts
+}
+
+fn percentile_chart(r: &Report) -> String {
+    let mut series = Vec::new();
+    if let Some(c) = &r.latency.corrected {
+        series.push(Series { name: "corrected".into(), color: RED, points: distribution(c) });
+    }
+    series.push(Series { name: "uncorrected".into(), color: BLUE, points: distribution(&r.latency.uncorrected) });
+    svg::render(&Chart {
+        title: "Latency by percentile".into(),
+        x_label: "percentile".into(),
+        y_label: "latency (ms)".into(),
+        x_axis: XAxis::Percentile,
+        series,
+    })
+}
+
+fn over_time(r: &Report, title: &str, y_label: &str, series: Vec<(&str, &'static str, fn(&crate::record::IntervalSummary) -> f64)>) -> String {
+    let series = series
+        .into_iter()
+        .map(|(name, color, f)| Series {
+            name: name.into(),
+            color,
+            points: r.intervals.iter().map(|i| (i.t_seconds as f64, f(i))).collect(),
+        })
+        .collect();
+    svg::render(&Chart {
+        title: title.into(),
+        x_label: "seconds into the measured part".into(),
+        y_label: y_label.into(),
+        x_axis: XAxis::Linear,
+        series,
+    })
+}
+
+fn status_chart(r: &Report) -> String {
+    let codes: Vec<&String> = r.status_codes.keys().collect();
+    let series = codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| Series {
+            name: (*code).clone(),
+            color: if code.as_str() == "OK" { GREEN } else { PALETTE[1 + i % (PALETTE.len() - 1)] },
+            points: r
+                .intervals
+                .iter()
+                .map(|iv| (iv.t_seconds as f64, iv.status_codes.get(*code).copied().unwrap_or(0) as f64))
+                .collect(),
+        })
+        .collect();
+    svg::render(&Chart {
+        title: "Status codes over time".into(),
+        x_label: "seconds into the measured part".into(),
+        y_label: "calls per second".into(),
+        x_axis: XAxis::Linear,
+        series,
+    })
+}
+
+fn table(o: &mut String, title: &str, rows: &[(&str, String)]) {
+    let _ = write!(o, "<h2>{}</h2><table>", esc(title));
+    for (k, v) in rows {
+        let _ = write!(o, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
+    }
+    o.push_str("</table>");
+}
+
+fn latency_table(o: &mut String, r: &Report) {
+    o.push_str("<h2>Latency</h2><table><tr><th></th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>p99.99</th><th>max</th><th>mean</th></tr>");
+    let mut row = |name: &str, s: &LatencySummary| {
+        let _ = write!(
+            o,
+            "<tr><th>{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            s.count,
+            human_us(s.min_us),
+            human_us(s.p50_us),
+            human_us(s.p90_us),
+            human_us(s.p99_us),
+            human_us(s.p999_us),
+            human_us(s.p9999_us),
+            human_us(s.max_us),
+            human_us(s.mean_us.round() as u64)
+        );
+    };
+    if let Some(c) = &r.latency.corrected {
+        row("corrected", c);
+    }
+    row("uncorrected", &r.latency.uncorrected);
+    o.push_str("</table>");
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>loadagent: {}</title><style>{}</style></head><body>",
+        esc(&r.name),
+        "body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}h1{margin-bottom:4px}\
+         h2{margin-top:28px;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:8px 0}\
+         th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}th{color:#555;font-weight:600}\
+         .fail{color:#c62828;font-weight:bold}.pass{color:#2e7d32}.note{color:#666}svg{margin:10px 0;max-width:100%;height:auto}"
+    );
+    let _ = write!(o, "<h1>{} <small class=\"note\">({})</small></h1>", esc(&r.name), esc(&r.kind));
+    let _ = write!(o, "<p class=\"note\">{} → {} · started {} · {:.2} s measured{}</p>", esc(&r.method), esc(&r.target), esc(&r.started_at), r.duration_seconds, if r.interrupted { " · <span class=\"fail\">interrupted</span>" } else { "" });
+    if !r.thresholds.is_empty() {
+        o.push_str("<h2>Thresholds</h2><table><tr><th>metric</th><th>condition</th><th>actual</th><th>verdict</th></tr>");
+        for t in &r.thresholds {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                esc(&t.metric),
+                esc(&t.condition),
+                t.actual_text(),
+                if t.passed { "pass" } else { "fail" },
+                if t.passed { "passed" } else { "FAILED" }
+            );
+        }
+        o.push_str("</table>");
+    }
+    o.push_str(&percentile_chart(r));
+    o.push_str(&over_time(r, "Latency over time (uncorrected)", "latency (ms)", vec![
+        ("p50", BLUE, |i| i.p50_us as f64 / 1000.0),
+        ("p99", ORANGE, |i| i.p99_us as f64 / 1000.0),
+        ("max", RED, |i| i.max_us as f64 / 1000.0),
+    ]));
+    o.push_str(&over_time(r, "Throughput over time", "calls per second", vec![
+        ("completed", BLUE, |i| i.requests as f64),
+        ("errors", RED, |i| i.errors as f64),
+    ]));
+    o.push_str(&status_chart(r));
+    latency_table(&mut o, r);
+    let t = &r.totals;
+    table(&mut o, "Totals", &[
+        ("requests", t.requests.to_string()),
+        ("ok", t.ok.to_string()),
+        ("errors", format!("{} ({:.3}%)", t.errors, t.error_rate * 100.0)),
+        ("sent late", t.sent_late.to_string()),
+        ("achieved rate", format!("{:.1} req/s", t.rps)),
+        ("status codes", r.status_codes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")),
+    ]);
+    if !r.errors.is_empty() {
+        o.push_str("<h2>Errors</h2><table><tr><th>count</th><th>status</th><th>message</th></tr>");
+        for e in &r.errors {
+            let _ = write!(o, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", e.count, esc(&e.status), esc(&e.message));
+        }
+        o.push_str("</table>");
+    }
+    let l = &r.load;
+    table(&mut o, "Scenario", &[
+        ("name", r.name.clone()),
+        ("kind", r.kind.clone()),
+        ("target", r.target.clone()),
+        ("method", r.method.clone()),
+        ("types from", r.schema_source.clone()),
+        ("model", format!("{:?}", l.model).to_lowercase()),
+        ("rate", l.rate.map_or("—".into(), |x| format!("{x} req/s"))),
+        ("stages", if l.stages.is_empty() { "—".into() } else { l.stages.iter().map(|s| format!("{}s→{}/s", s.duration_seconds, s.rate)).collect::<Vec<_>>().join(", ") }),
+        ("concurrency", l.concurrency.to_string()),
+        ("connections", l.connections.to_string()),
+        ("warm-up", format!("{} s", l.warmup_seconds)),
+    ]);
+    let p = &r.platform;
+    table(&mut o, "Platform", &[
+        ("arch", p.arch.clone()),
+        ("os", p.os.clone()),
+        ("cpu", p.cpu_model.clone()),
+        ("logical cpus", p.logical_cpus.to_string()),
+        ("kernel", p.kernel.clone()),
+        ("host", p.hostname.clone()),
+        ("loadagent", p.loadagent_version.clone()),
+        ("generator cpu", format!("{:.2} s user + {:.2} s system", r.process.cpu_user_seconds, r.process.cpu_system_seconds)),
+        ("generator peak RSS", format!("{:.1} MiB", r.process.peak_rss_bytes as f64 / 1048576.0)),
+    ]);
+    o.push_str("</body></html>\n");
+    o
+}

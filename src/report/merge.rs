@@ -1,0 +1,178 @@
+//! Merging reports of the same scenario from several machines or runs: latency histograms
+//! added exactly (HDR add), counts summed, rates summed, intervals aligned on wall-clock
+//! seconds. The merged report lists the inputs it holds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::schema::{ErrorCount, Latency, Report};
+use crate::record::histogram::{decode, new_histogram};
+use crate::record::{IntervalSummary, LatencySummary};
+
+/// One input of a merged report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedInput {
+    pub file: String,
+    pub name: String,
+    pub hostname: String,
+    pub arch: String,
+    pub started_at: String,
+    pub requests: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("merge needs at least two reports; got {0}")]
+    TooFew(usize),
+    #[error("{file} is of another scenario than {first} ({what}: {theirs} vs {ours}); merge reports of one scenario, or pass --force to merge anyway")]
+    Different {
+        file: String,
+        first: String,
+        what: &'static str,
+        ours: String,
+        theirs: String,
+    },
+    #[error("{file}: its `{which}` histogram cannot be read: {why}")]
+    Histogram { file: String, which: &'static str, why: String },
+}
+
+fn unix(rfc3339: &str) -> f64 {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+        .unwrap_or(0.0)
+}
+
+fn merge_latency(inputs: &[(String, Report)], which: &'static str) -> Result<Option<LatencySummary>, MergeError> {
+    let mut merged = new_histogram();
+    let mut any = false;
+    for (file, r) in inputs {
+        let summary = if which == "corrected" { r.latency.corrected.as_ref() } else { Some(&r.latency.uncorrected) };
+        let Some(s) = summary else { continue };
+        let h = decode(&s.hdr).map_err(|why| MergeError::Histogram { file: file.clone(), which, why })?;
+        let _ = merged.add(&h);
+        any = true;
+    }
+    Ok(any.then(|| LatencySummary::of(&merged)))
+}
+
+/// Merges `inputs` (file name, report). With `force`, reports of different scenarios merge
+/// too, and the result says so.
+pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeError> {
+    if inputs.len() < 2 {
+        return Err(MergeError::TooFew(inputs.len()));
+    }
+    let (first_file, first) = &inputs[0];
+    let mut forced = false;
+    for (file, r) in &inputs[1..] {
+        for (what, ours, theirs) in [
+            ("name", &first.name, &r.name),
+            ("kind", &first.kind, &r.kind),
+            ("method", &first.method, &r.method),
+        ] {
+            if ours != theirs {
+                if !force {
+                    return Err(MergeError::Different {
+                        file: file.clone(),
+                        first: first_file.clone(),
+                        what,
+                        ours: ours.clone(),
+                        theirs: theirs.clone(),
+                    });
+                }
+                forced = true;
+            }
+        }
+    }
+    let mut out = first.clone();
+    let starts: Vec<f64> = inputs.iter().map(|(_, r)| unix(&r.started_at)).collect();
+    let base = starts.iter().copied().fold(f64::INFINITY, f64::min);
+    let end = inputs.iter().zip(&starts).map(|((_, r), s)| s + r.duration_seconds).fold(0.0, f64::max);
+    out.started_at = inputs
+        .iter()
+        .zip(&starts)
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|((_, r), _)| r.started_at.clone())
+        .unwrap_or_default();
+    out.duration_seconds = ((end - base) * 1000.0).round() / 1000.0;
+    out.interrupted = inputs.iter().any(|(_, r)| r.interrupted);
+
+    let t = &mut out.totals;
+    *t = Default::default();
+    let mut status: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut intervals: BTreeMap<u64, IntervalSummary> = BTreeMap::new();
+    for ((_, r), start) in inputs.iter().zip(&starts) {
+        t.requests += r.totals.requests;
+        t.ok += r.totals.ok;
+        t.errors += r.totals.errors;
+        t.sent_late += r.totals.sent_late;
+        t.rps += r.totals.rps;
+        for (k, v) in &r.status_codes {
+            *status.entry(k.clone()).or_default() += v;
+        }
+        for e in &r.errors {
+            *errors.entry((e.status.clone(), e.message.clone())).or_default() += e.count;
+        }
+        let offset = (start - base).round().max(0.0) as u64;
+        for i in &r.intervals {
+            let at = i.t_seconds + offset;
+            let m = intervals.entry(at).or_insert_with(|| IntervalSummary {
+                t_seconds: at,
+                requests: 0,
+                ok: 0,
+                errors: 0,
+                p50_us: 0,
+                p99_us: 0,
+                max_us: 0,
+                status_codes: BTreeMap::new(),
+            });
+            m.requests += i.requests;
+            m.ok += i.ok;
+            m.errors += i.errors;
+            // Without per-interval histograms, the highest input is an upper bound.
+            m.p50_us = m.p50_us.max(i.p50_us);
+            m.p99_us = m.p99_us.max(i.p99_us);
+            m.max_us = m.max_us.max(i.max_us);
+            for (k, v) in &i.status_codes {
+                *m.status_codes.entry(k.clone()).or_default() += v;
+            }
+        }
+        out.process.cpu_user_seconds += if std::ptr::eq(r, first) { 0.0 } else { r.process.cpu_user_seconds };
+        out.process.cpu_system_seconds += if std::ptr::eq(r, first) { 0.0 } else { r.process.cpu_system_seconds };
+        out.process.peak_rss_bytes = out.process.peak_rss_bytes.max(r.process.peak_rss_bytes);
+    }
+    t.rps = (t.rps * 1000.0).round() / 1000.0;
+    t.error_rate = if t.requests > 0 { t.errors as f64 / t.requests as f64 } else { 0.0 };
+    out.status_codes = status;
+    let mut errors: Vec<ErrorCount> = errors
+        .into_iter()
+        .map(|((status, message), count)| ErrorCount { status, message, count })
+        .collect();
+    errors.sort_by(|a, b| b.count.cmp(&a.count));
+    out.errors = errors;
+    out.intervals = intervals.into_values().collect();
+    out.latency = Latency {
+        corrected: merge_latency(inputs, "corrected")?,
+        uncorrected: merge_latency(inputs, "uncorrected")?.unwrap_or_else(|| LatencySummary::of(&new_histogram())),
+    };
+    out.load.rate = inputs.iter().map(|(_, r)| r.load.rate).sum();
+    out.load.concurrency = inputs.iter().map(|(_, r)| r.load.concurrency).sum();
+    out.load.connections = inputs.iter().map(|(_, r)| r.load.connections).sum();
+    out.load.asked_requests = inputs.iter().map(|(_, r)| r.load.asked_requests).sum();
+    out.thresholds = Vec::new();
+    out.aborted_by_threshold = None;
+    out.merged_from = inputs
+        .iter()
+        .map(|(file, r)| MergedInput {
+            file: file.clone(),
+            name: r.name.clone(),
+            hostname: r.platform.hostname.clone(),
+            arch: r.platform.arch.clone(),
+            started_at: r.started_at.clone(),
+            requests: r.totals.requests,
+        })
+        .collect();
+    out.merge_forced = forced;
+    Ok(out)
+}

@@ -1,0 +1,174 @@
+//! Thresholds against a report: metric names resolved on the report's real JSON shape (so
+//! any numeric field can be named, and a misspelt one fails before the run), then evaluated.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::scenario::thresholds::{Limit, Threshold, Thresholds};
+use crate::scenario::{Model, Problem, Problems, Scenario};
+
+/// One threshold's verdict, as the report and the summary show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    pub metric: String,
+    pub condition: String,
+    /// The metric's value; null when the report has none (e.g. no requests).
+    pub actual: Option<f64>,
+    /// "us" when the metric is a latency (the report's unit for latencies), else null.
+    #[serde(default)]
+    pub unit: Option<String>,
+    pub passed: bool,
+}
+
+impl ThresholdResult {
+    /// The actual value as people read it: latencies with a unit.
+    pub fn actual_text(&self) -> String {
+        match (self.actual, self.unit.as_deref()) {
+            (None, _) => "none".into(),
+            (Some(a), Some("us")) => crate::report::summary::human_us(a.round() as u64),
+            (Some(a), _) => format!("{a}"),
+        }
+    }
+}
+
+const LATENCY_STATS: &[&str] = &["p50", "p90", "p99", "p999", "p9999", "max", "min", "mean", "stddev"];
+
+/// The JSON path a metric name stands for. Shorthands: `rps`, `error_rate`, `requests`
+/// (any `totals` field); `latency.p99` (the corrected histogram in the open model, the
+/// uncorrected one in the closed); a latency statistic without its `_us`.
+pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>, String> {
+    let mut path: Vec<String> = metric.split('.').map(str::to_string).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(format!("`{metric}` is not a metric path; write dotted names such as latency.p99"));
+    }
+    if path.len() == 1 && probe.get(&path[0]).is_none() && probe["totals"].get(&path[0]).is_some() {
+        path.insert(0, "totals".into());
+    }
+    if path[0] == "latency" && path.len() == 2 {
+        let which = if model == Model::Open { "corrected" } else { "uncorrected" };
+        path.insert(1, which.into());
+    }
+    if let Some(last) = path.last_mut() {
+        if LATENCY_STATS.contains(&last.as_str()) {
+            last.push_str("_us");
+        }
+    }
+    let mut cur = probe;
+    for (i, seg) in path.iter().enumerate() {
+        cur = match cur.get(seg) {
+            Some(v) if v.is_null() && seg == "corrected" => {
+                return Err("the closed model has no corrected latency; name latency.uncorrected.… instead".into())
+            }
+            Some(v) => v,
+            None => {
+                let here = if i == 0 { "the report".to_string() } else { path[..i].join(".") };
+                let mut keys: Vec<&str> = cur.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+                keys.sort_unstable();
+                return Err(format!("`{metric}` is not in the report: {here} has no `{seg}`; it has: {}", keys.join(", ")));
+            }
+        };
+    }
+    if !cur.is_number() {
+        return Err(format!("`{metric}` names {}, not a number", if cur.is_object() { "a group of metrics" } else { "a value that is not a number" }));
+    }
+    Ok(path)
+}
+
+fn is_latency(path: &[String]) -> bool {
+    path.last().is_some_and(|s| s.ends_with("_us"))
+}
+
+/// Checks every threshold's metric and unit against the report this scenario will produce.
+pub fn check(scenario: &Scenario, probe: &Value) -> Result<(), Problems> {
+    let mut list = Vec::new();
+    for th in &scenario.thresholds.list {
+        let key = format!("thresholds.\"{}\"", th.metric.value);
+        let problem = match resolve(&th.metric.value, probe, scenario.load.model()) {
+            Err(why) => Some(why),
+            Ok(path) => match (is_latency(&path), th.limit) {
+                (true, Limit::Number(_)) => Some(format!("{} is a latency: give the limit a unit, e.g. \"< 250ms\"", th.metric.value)),
+                (false, Limit::Micros(_)) => Some(format!("{} is not a latency: give a plain number, e.g. \"< 0.01\" or \"> 900\"", th.metric.value)),
+                _ => None,
+            },
+        };
+        if let Some(message) = problem {
+            list.push(Problem {
+                loc: th.metric.loc,
+                key,
+                message,
+            });
+        }
+    }
+    if list.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems {
+            path: scenario.path.clone(),
+            list,
+        })
+    }
+}
+
+/// Evaluates thresholds on a report (as JSON).
+pub fn evaluate(thresholds: &Thresholds, report: &Value, model: Model) -> Vec<ThresholdResult> {
+    thresholds
+        .list
+        .iter()
+        .map(|th| evaluate_one(th, report, model))
+        .collect()
+}
+
+fn evaluate_one(th: &Threshold, report: &Value, model: Model) -> ThresholdResult {
+    let path = resolve(&th.metric.value, report, model).ok();
+    let actual = path.as_ref().and_then(|path| {
+        let mut cur = report;
+        for seg in path {
+            cur = cur.get(seg)?;
+        }
+        cur.as_f64()
+    });
+    let unit = path.as_deref().filter(|p| is_latency(p)).map(|_| "us".to_string());
+    let limit = match th.limit {
+        Limit::Micros(v) | Limit::Number(v) => v,
+    };
+    ThresholdResult {
+        metric: th.metric.value.clone(),
+        condition: th.condition.clone(),
+        actual,
+        unit,
+        passed: actual.is_some_and(|a| th.op.holds(a, limit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn probe() -> Value {
+        json!({
+            "totals": {"requests": 10, "rps": 5.0, "error_rate": 0.1},
+            "latency": {"corrected": {"p99_us": 900, "max_us": 1000}, "uncorrected": {"p99_us": 500}},
+            "platform": {"arch": "x86_64"}
+        })
+    }
+
+    #[test]
+    fn shorthands_resolve_to_report_fields() {
+        let p = probe();
+        assert_eq!(resolve("rps", &p, Model::Open).unwrap(), ["totals", "rps"]);
+        assert_eq!(resolve("error_rate", &p, Model::Open).unwrap(), ["totals", "error_rate"]);
+        assert_eq!(resolve("latency.p99", &p, Model::Open).unwrap(), ["latency", "corrected", "p99_us"]);
+        assert_eq!(resolve("latency.p99", &p, Model::Closed).unwrap(), ["latency", "uncorrected", "p99_us"]);
+        assert_eq!(resolve("latency.corrected.max", &p, Model::Open).unwrap(), ["latency", "corrected", "max_us"]);
+    }
+
+    #[test]
+    fn unknown_or_non_numeric_metrics_are_explained() {
+        let p = probe();
+        assert!(resolve("latency.p42", &p, Model::Open).unwrap_err().contains("has no `p42`"));
+        assert!(resolve("platform.arch", &p, Model::Open).unwrap_err().contains("not a number"));
+        assert!(resolve("latency", &p, Model::Open).unwrap_err().contains("group"));
+        assert!(resolve("phases.tls_handshake.p99", &p, Model::Open).unwrap_err().contains("the report has no `phases`"));
+    }
+}

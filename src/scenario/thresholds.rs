@@ -1,0 +1,152 @@
+//! `[thresholds]`: k6-style pass/fail conditions on report metrics, checked at the end of a
+//! run (and every interval with `abort_on_fail = true`). This file reads their syntax; the
+//! metric names are checked against the report's real shape in `report::thresholds`.
+
+use super::reader::{At, TableReader};
+use super::source::Loc;
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    const ALL: [(&'static str, Op); 6] = [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("!=", Op::Ne),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ];
+
+    pub fn holds(self, actual: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => actual < limit,
+            Op::Le => actual <= limit,
+            Op::Gt => actual > limit,
+            Op::Ge => actual >= limit,
+            Op::Eq => (actual - limit).abs() < 1e-9,
+            Op::Ne => (actual - limit).abs() >= 1e-9,
+        }
+    }
+}
+
+/// The limit of a condition, as written.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// A duration, in microseconds (the unit of every latency in a report).
+    Micros(f64),
+    /// A plain number (a `%` suffix divides by 100).
+    Number(f64),
+}
+
+/// One threshold: `"latency.p99" = "< 250ms"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The metric as written (`latency.p99`, `error_rate`, `totals.rps`).
+    pub metric: At<String>,
+    pub condition: String,
+    pub op: Op,
+    pub limit: Limit,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Thresholds {
+    pub list: Vec<Threshold>,
+    /// Check at every interval and stop the run at the first failure.
+    pub abort_on_fail: bool,
+}
+
+const VALID: &str = "write an operator (<, <=, >, >=, ==, !=) and a number, with a unit for latencies: \"< 250ms\", \"< 0.01\", \"> 900\", \"< 1%\"";
+
+/// Parses a condition such as "< 250ms", "> 900" or "< 1%".
+pub fn parse_condition(text: &str) -> Result<(Op, Limit), String> {
+    let t = text.trim();
+    let (op, rest) = Op::ALL
+        .iter()
+        .find_map(|(sym, op)| t.strip_prefix(sym).map(|rest| (*op, rest.trim())))
+        .ok_or_else(|| format!("\"{text}\" has no comparison; {VALID}"))?;
+    let split = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'))
+        .unwrap_or(rest.len());
+    let (number, unit) = (&rest[..split], rest[split..].trim());
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("\"{text}\": `{}` is not a number; {VALID}", if number.is_empty() { rest } else { number }))?;
+    if !value.is_finite() {
+        return Err(format!("\"{text}\": the limit must be finite"));
+    }
+    let micros_per = match unit {
+        "" => return Ok((op, Limit::Number(value))),
+        "%" => return Ok((op, Limit::Number(value / 100.0))),
+        "ns" => 1e-3,
+        "us" | "µs" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        other => return Err(format!("\"{text}\": unknown unit `{other}`; units: ns, us, ms, s, m, or % for ratios")),
+    };
+    Ok((op, Limit::Micros(value * micros_per)))
+}
+
+/// Reads the `[thresholds]` table: metric = condition, plus `abort_on_fail`.
+pub fn read(t: &TableReader<'_, '_, '_>) -> Thresholds {
+    let abort_on_fail = t.boolean("abort_on_fail").unwrap_or(false);
+    let mut list = Vec::new();
+    for (key, loc) in t.keys_except(&["abort_on_fail"]) {
+        let Some(cond) = t.string_dynamic(&key) else { continue };
+        match parse_condition(&cond.value) {
+            Ok((op, limit)) => list.push(Threshold {
+                metric: At { value: key, loc },
+                condition: cond.value,
+                op,
+                limit,
+            }),
+            Err(why) => t.ctx().report_at(cond.loc, &t.key_path(&key), why),
+        }
+    }
+    Thresholds { list, abort_on_fail }
+}
+
+/// Where a threshold's metric was written, for problems found later.
+pub fn loc_of(th: &Threshold) -> Loc {
+    th.metric.loc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_with_and_without_units() {
+        assert_eq!(parse_condition("< 250ms"), Ok((Op::Lt, Limit::Micros(250_000.0))));
+        assert_eq!(parse_condition(">= 900"), Ok((Op::Ge, Limit::Number(900.0))));
+        assert_eq!(parse_condition("<1%"), Ok((Op::Lt, Limit::Number(0.01))));
+        assert_eq!(parse_condition("< 1s"), Ok((Op::Lt, Limit::Micros(1e6))));
+        assert_eq!(parse_condition("!= 0"), Ok((Op::Ne, Limit::Number(0.0))));
+    }
+
+    #[test]
+    fn bad_conditions_say_what_is_valid() {
+        for bad in ["<< 5ms", "< 5 parsecs", "5ms", "< fast", ""] {
+            let err = parse_condition(bad).unwrap_err();
+            assert!(err.contains(bad.trim()) || bad.is_empty(), "{bad}: {err}");
+        }
+        assert!(parse_condition("< 5 parsecs").unwrap_err().contains("unknown unit `parsecs`"));
+        assert!(parse_condition("<< 5ms").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn operators_compare() {
+        assert!(Op::Lt.holds(1.0, 2.0) && !Op::Lt.holds(2.0, 2.0));
+        assert!(Op::Le.holds(2.0, 2.0) && Op::Ge.holds(2.0, 2.0) && Op::Gt.holds(3.0, 2.0));
+        assert!(Op::Eq.holds(2.0, 2.0) && Op::Ne.holds(1.0, 2.0));
+    }
+}
