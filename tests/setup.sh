@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the integration tests need beyond the Rust toolchain: Python grpcio with
-# health checking, reflection and grpc_tools (for the server this project did not write).
+# Installs what the integration tests need beyond the Rust toolchain:
+# - Python grpcio with health checking, reflection and grpc_tools (the gRPC server this
+#   project did not write) and hdrhistogram (a reader of our interval logs we did not write);
+# - Chromium (Debian's package) to render the HTML report headless.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha" 2>/dev/null; then
+if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
 fi
-python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha; print('python grpcio', grpc.__version__)"
+python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh; print('python grpcio', grpc.__version__)"
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing: apt-get install chromium" >&2
+    exit 1
+  fi
+fi
+chromium --version

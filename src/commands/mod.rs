@@ -1,8 +1,8 @@
 //! The commands: each takes typed arguments and returns a result or a `CommandError`.
 
 mod prepare;
-mod reports;
 mod progress;
+mod reports;
 mod run;
 mod target;
 mod validate;
@@ -32,7 +32,11 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             run::run(&scenario, outputs, quiet).await
         }
         Command::Report { report, html, csv } => reports::report(&report, html, csv),
-        Command::Merge { reports, out, force } => reports::merge(&reports, &out, force),
+        Command::Merge {
+            reports,
+            out,
+            force,
+        } => reports::merge(&reports, &out, force),
         Command::Validate { scenario } => validate::validate(&scenario).await,
         Command::Target { listen } => target::target(&listen).await,
     }

@@ -12,7 +12,11 @@ fn load(path: &Path) -> Result<Report, CommandError> {
     Report::load(path).map_err(CommandError::invalid)
 }
 
-pub fn report(path: &Path, html: Option<PathBuf>, csv: Option<PathBuf>) -> Result<(), CommandError> {
+pub fn report(
+    path: &Path,
+    html: Option<PathBuf>,
+    csv: Option<PathBuf>,
+) -> Result<(), CommandError> {
     let outputs = Outputs {
         html,
         csv,
@@ -43,6 +47,15 @@ pub fn merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), CommandEr
         ..Outputs::default()
     };
     write_outputs(&outputs, &merged, &[])?;
-    println!("  merged    {} reports into {}{}", inputs.len(), out.display(), if merged.merge_forced { " (forced: different scenarios)" } else { "" });
+    println!(
+        "  merged    {} reports into {}{}",
+        inputs.len(),
+        out.display(),
+        if merged.merge_forced {
+            " (forced: different scenarios)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }

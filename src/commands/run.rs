@@ -48,7 +48,12 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
         let measured = scenario.load.measured_duration()?;
         let warm = s.warmup().as_secs_f64();
         let due = s.arrivals_by(warm + measured.as_secs_f64()) - s.arrivals_by(warm);
-        Some(scenario.load.requests.map_or(due.round() as u64, |r| r.min(due.round() as u64)))
+        Some(
+            scenario
+                .load
+                .requests
+                .map_or(due.round() as u64, |r| r.min(due.round() as u64)),
+        )
     });
     let plan = Plan {
         load: scenario.load.clone(),
@@ -58,12 +63,23 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     let cancel = CancellationToken::new();
     stop_on_signal(cancel.clone());
     let aborted_by = Arc::new(Mutex::new(None));
-    let check = abort_check(&scenario, &prepared.schema_source, asked, cancel.clone(), aborted_by.clone());
+    let check = abort_check(
+        &scenario,
+        &prepared.schema_source,
+        asked,
+        cancel.clone(),
+        aborted_by.clone(),
+    );
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
     let outcome = drive(plan, endpoint, cancel, progress_tx, check)
         .await
-        .map_err(|e| CommandError::run_failed(format!("{e} (target {})", scenario.target.address.describe())))?;
+        .map_err(|e| {
+            CommandError::run_failed(format!(
+                "{e} (target {})",
+                scenario.target.address.describe()
+            ))
+        })?;
     if let Some(task) = shown {
         let _ = task.await;
     }
@@ -120,7 +136,10 @@ fn abort_check(
             if let Ok(mut slot) = aborted_by.lock() {
                 *slot = Some(format!("{} {}", failed.metric, failed.condition));
             }
-            eprintln!("stopping: threshold {} {} failed (abort_on_fail)", failed.metric, failed.condition);
+            eprintln!(
+                "stopping: threshold {} {} failed (abort_on_fail)",
+                failed.metric, failed.condition
+            );
             cancel.cancel();
         }
     }
@@ -129,14 +148,15 @@ fn abort_check(
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
 pub fn stop_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                token.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

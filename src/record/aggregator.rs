@@ -38,7 +38,13 @@ pub struct IntervalSummary {
 impl IntervalSummary {
     fn of(t: u64, d: &IntervalData) -> Self {
         let h = &d.uncorrected;
-        let q = |p| if h.is_empty() { 0 } else { h.value_at_quantile(p) };
+        let q = |p| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
         Self {
             t_seconds: t,
             requests: d.requests(),
@@ -105,10 +111,22 @@ impl Closed {
             summary: IntervalSummary::of(t, d),
             histograms: IntervalHistograms {
                 t_seconds: t,
-                corrected: if d.corrected.is_empty() { String::new() } else { encode(&d.corrected) },
+                corrected: if d.corrected.is_empty() {
+                    String::new()
+                } else {
+                    encode(&d.corrected)
+                },
                 uncorrected: encode(&d.uncorrected),
-                corrected_max_us: if d.corrected.is_empty() { 0 } else { d.corrected.max() },
-                uncorrected_max_us: if d.uncorrected.is_empty() { 0 } else { d.uncorrected.max() },
+                corrected_max_us: if d.corrected.is_empty() {
+                    0
+                } else {
+                    d.corrected.max()
+                },
+                uncorrected_max_us: if d.uncorrected.is_empty() {
+                    0
+                } else {
+                    d.uncorrected.max()
+                },
             },
         }
     }
@@ -130,7 +148,10 @@ impl Closed {
             ..IntervalData::default()
         };
         for (name, n) in &s.status_codes {
-            if let Some(code) = crate::grpc::status::CODE_NAMES.iter().position(|c| c == name) {
+            if let Some(code) = crate::grpc::status::CODE_NAMES
+                .iter()
+                .position(|c| c == name)
+            {
                 data.status[code] = *n;
             }
         }
@@ -160,7 +181,8 @@ impl Aggregator {
         if let Some(closed) = self.closed.get(&f.interval) {
             let mut data = closed.reopen();
             data.merge(&f.data);
-            self.closed.insert(f.interval, Closed::of(f.interval, &data));
+            self.closed
+                .insert(f.interval, Closed::of(f.interval, &data));
         } else {
             self.open.entry(f.interval).or_default().merge(&f.data);
         }
@@ -281,11 +303,18 @@ mod tests {
         let out = a.finish();
         assert_eq!(out.totals.requests(), 5);
         assert_eq!(out.intervals.len(), 3);
-        assert_eq!((out.intervals[0].requests, out.intervals[0].max_us), (4, 40));
+        assert_eq!(
+            (out.intervals[0].requests, out.intervals[0].max_us),
+            (4, 40)
+        );
         assert_eq!(out.intervals[0].status_codes.get("OK"), Some(&4));
         assert_eq!(out.intervals[1].requests, 0);
         assert_eq!(out.intervals[2].p50_us, 100);
-        assert_eq!(out.histograms.len(), 2, "histograms for the intervals that had data");
+        assert_eq!(
+            out.histograms.len(),
+            2,
+            "histograms for the intervals that had data"
+        );
         assert_eq!(decode(&out.histograms[0].uncorrected).unwrap().len(), 4);
     }
 
@@ -299,7 +328,10 @@ mod tests {
         let out = a.finish();
         assert_eq!(out.totals.requests(), 2);
         assert_eq!(out.intervals[0].requests, 2);
-        assert_eq!(out.intervals[0].max_us, out.totals.uncorrected.highest_equivalent(1_000_000));
+        assert_eq!(
+            out.intervals[0].max_us,
+            out.totals.uncorrected.highest_equivalent(1_000_000)
+        );
         assert_eq!(decode(&out.histograms[0].corrected).unwrap().len(), 2);
     }
 }

@@ -9,19 +9,38 @@ use super::svg::{self, Chart, Series, XAxis};
 use crate::record::histogram::decode;
 use crate::record::LatencySummary;
 
+const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}h1{margin-bottom:4px}\
+         h2{margin-top:28px;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:8px 0}\
+         th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}th{color:#555;font-weight:600}\
+         .fail{color:#c62828;font-weight:bold}.pass{color:#2e7d32}.note{color:#666}svg{margin:10px 0;max-width:100%;height:auto}";
+
 const BLUE: &str = "#1f6fb2";
 const ORANGE: &str = "#e07b00";
 const RED: &str = "#c62828";
 const GREEN: &str = "#2e7d32";
-const PALETTE: [&str; 8] = [GREEN, RED, ORANGE, "#6a1b9a", "#00838f", "#5d4037", "#ad1457", "#546e7a"];
+/// A series drawn over the intervals: name, colour, and the value it takes from each.
+type IntervalSeries = (
+    &'static str,
+    &'static str,
+    fn(&crate::record::IntervalSummary) -> f64,
+);
+
+const PALETTE: [&str; 8] = [
+    GREEN, RED, ORANGE, "#6a1b9a", "#00838f", "#5d4037", "#ad1457", "#546e7a",
+];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Points of a latency distribution on HdrHistogram's percentile axis (ms on y).
 fn distribution(summary: &LatencySummary) -> Vec<(f64, f64)> {
-    let Ok(h) = decode(&summary.hdr) else { return Vec::new() };
+    let Ok(h) = decode(&summary.hdr) else {
+        return Vec::new();
+    };
     if h.is_empty() {
         return Vec::new();
     }
@@ -31,7 +50,10 @@ fn distribution(summary: &LatencySummary) -> Vec<(f64, f64)> {
         .iter_quantiles(5)
         .map(|v| {
             let q = v.quantile_iterated_to().min(q_cap);
-            ((1.0 / (1.0 - q)).log10(), h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0)
+            (
+                (1.0 / (1.0 - q)).log10(),
+                h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0,
+            )
         })
         .collect();
     pts.dedup_by(|a, b| (a.0 - b.0).abs() < 1e-9);
@@ -41,9 +63,17 @@ fn distribution(summary: &LatencySummary) -> Vec<(f64, f64)> {
 fn percentile_chart(r: &Report) -> String {
     let mut series = Vec::new();
     if let Some(c) = &r.latency.corrected {
-        series.push(Series { name: "corrected".into(), color: RED, points: distribution(c) });
+        series.push(Series {
+            name: "corrected".into(),
+            color: RED,
+            points: distribution(c),
+        });
     }
-    series.push(Series { name: "uncorrected".into(), color: BLUE, points: distribution(&r.latency.uncorrected) });
+    series.push(Series {
+        name: "uncorrected".into(),
+        color: BLUE,
+        points: distribution(&r.latency.uncorrected),
+    });
     svg::render(&Chart {
         title: "Latency by percentile".into(),
         x_label: "percentile".into(),
@@ -53,13 +83,17 @@ fn percentile_chart(r: &Report) -> String {
     })
 }
 
-fn over_time(r: &Report, title: &str, y_label: &str, series: Vec<(&str, &'static str, fn(&crate::record::IntervalSummary) -> f64)>) -> String {
+fn over_time(r: &Report, title: &str, y_label: &str, series: Vec<IntervalSeries>) -> String {
     let series = series
         .into_iter()
         .map(|(name, color, f)| Series {
             name: name.into(),
             color,
-            points: r.intervals.iter().map(|i| (i.t_seconds as f64, f(i))).collect(),
+            points: r
+                .intervals
+                .iter()
+                .map(|i| (i.t_seconds as f64, f(i)))
+                .collect(),
         })
         .collect();
     svg::render(&Chart {
@@ -78,11 +112,20 @@ fn status_chart(r: &Report) -> String {
         .enumerate()
         .map(|(i, code)| Series {
             name: (*code).clone(),
-            color: if code.as_str() == "OK" { GREEN } else { PALETTE[1 + i % (PALETTE.len() - 1)] },
+            color: if code.as_str() == "OK" {
+                GREEN
+            } else {
+                PALETTE[1 + i % (PALETTE.len() - 1)]
+            },
             points: r
                 .intervals
                 .iter()
-                .map(|iv| (iv.t_seconds as f64, iv.status_codes.get(*code).copied().unwrap_or(0) as f64))
+                .map(|iv| {
+                    (
+                        iv.t_seconds as f64,
+                        iv.status_codes.get(*code).copied().unwrap_or(0) as f64,
+                    )
+                })
                 .collect(),
         })
         .collect();
@@ -133,13 +176,27 @@ pub fn render(r: &Report) -> String {
         o,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>loadagent: {}</title><style>{}</style></head><body>",
         esc(&r.name),
-        "body{font-family:sans-serif;margin:24px;color:#222;max-width:1100px}h1{margin-bottom:4px}\
-         h2{margin-top:28px;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:8px 0}\
-         th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}th{color:#555;font-weight:600}\
-         .fail{color:#c62828;font-weight:bold}.pass{color:#2e7d32}.note{color:#666}svg{margin:10px 0;max-width:100%;height:auto}"
+        STYLE
     );
-    let _ = write!(o, "<h1>{} <small class=\"note\">({})</small></h1>", esc(&r.name), esc(&r.kind));
-    let _ = write!(o, "<p class=\"note\">{} → {} · started {} · {:.2} s measured{}</p>", esc(&r.method), esc(&r.target), esc(&r.started_at), r.duration_seconds, if r.interrupted { " · <span class=\"fail\">interrupted</span>" } else { "" });
+    let _ = write!(
+        o,
+        "<h1>{} <small class=\"note\">({})</small></h1>",
+        esc(&r.name),
+        esc(&r.kind)
+    );
+    let _ = write!(
+        o,
+        "<p class=\"note\">{} → {} · started {} · {:.2} s measured{}</p>",
+        esc(&r.method),
+        esc(&r.target),
+        esc(&r.started_at),
+        r.duration_seconds,
+        if r.interrupted {
+            " · <span class=\"fail\">interrupted</span>"
+        } else {
+            ""
+        }
+    );
     if !r.thresholds.is_empty() {
         o.push_str("<h2>Thresholds</h2><table><tr><th>metric</th><th>condition</th><th>actual</th><th>verdict</th></tr>");
         for t in &r.thresholds {
@@ -156,59 +213,117 @@ pub fn render(r: &Report) -> String {
         o.push_str("</table>");
     }
     o.push_str(&percentile_chart(r));
-    o.push_str(&over_time(r, "Latency over time (uncorrected)", "latency (ms)", vec![
-        ("p50", BLUE, |i| i.p50_us as f64 / 1000.0),
-        ("p99", ORANGE, |i| i.p99_us as f64 / 1000.0),
-        ("max", RED, |i| i.max_us as f64 / 1000.0),
-    ]));
-    o.push_str(&over_time(r, "Throughput over time", "calls per second", vec![
-        ("completed", BLUE, |i| i.requests as f64),
-        ("errors", RED, |i| i.errors as f64),
-    ]));
+    o.push_str(&over_time(
+        r,
+        "Latency over time (uncorrected)",
+        "latency (ms)",
+        vec![
+            ("p50", BLUE, |i| i.p50_us as f64 / 1000.0),
+            ("p99", ORANGE, |i| i.p99_us as f64 / 1000.0),
+            ("max", RED, |i| i.max_us as f64 / 1000.0),
+        ],
+    ));
+    o.push_str(&over_time(
+        r,
+        "Throughput over time",
+        "calls per second",
+        vec![
+            ("completed", BLUE, |i| i.requests as f64),
+            ("errors", RED, |i| i.errors as f64),
+        ],
+    ));
     o.push_str(&status_chart(r));
     latency_table(&mut o, r);
     let t = &r.totals;
-    table(&mut o, "Totals", &[
-        ("requests", t.requests.to_string()),
-        ("ok", t.ok.to_string()),
-        ("errors", format!("{} ({:.3}%)", t.errors, t.error_rate * 100.0)),
-        ("sent late", t.sent_late.to_string()),
-        ("achieved rate", format!("{:.1} req/s", t.rps)),
-        ("status codes", r.status_codes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")),
-    ]);
+    table(
+        &mut o,
+        "Totals",
+        &[
+            ("requests", t.requests.to_string()),
+            ("ok", t.ok.to_string()),
+            (
+                "errors",
+                format!("{} ({:.3}%)", t.errors, t.error_rate * 100.0),
+            ),
+            ("sent late", t.sent_late.to_string()),
+            ("achieved rate", format!("{:.1} req/s", t.rps)),
+            (
+                "status codes",
+                r.status_codes
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ],
+    );
     if !r.errors.is_empty() {
         o.push_str("<h2>Errors</h2><table><tr><th>count</th><th>status</th><th>message</th></tr>");
         for e in &r.errors {
-            let _ = write!(o, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", e.count, esc(&e.status), esc(&e.message));
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                e.count,
+                esc(&e.status),
+                esc(&e.message)
+            );
         }
         o.push_str("</table>");
     }
     let l = &r.load;
-    table(&mut o, "Scenario", &[
-        ("name", r.name.clone()),
-        ("kind", r.kind.clone()),
-        ("target", r.target.clone()),
-        ("method", r.method.clone()),
-        ("types from", r.schema_source.clone()),
-        ("model", format!("{:?}", l.model).to_lowercase()),
-        ("rate", l.rate.map_or("—".into(), |x| format!("{x} req/s"))),
-        ("stages", if l.stages.is_empty() { "—".into() } else { l.stages.iter().map(|s| format!("{}s→{}/s", s.duration_seconds, s.rate)).collect::<Vec<_>>().join(", ") }),
-        ("concurrency", l.concurrency.to_string()),
-        ("connections", l.connections.to_string()),
-        ("warm-up", format!("{} s", l.warmup_seconds)),
-    ]);
+    table(
+        &mut o,
+        "Scenario",
+        &[
+            ("name", r.name.clone()),
+            ("kind", r.kind.clone()),
+            ("target", r.target.clone()),
+            ("method", r.method.clone()),
+            ("types from", r.schema_source.clone()),
+            ("model", format!("{:?}", l.model).to_lowercase()),
+            ("rate", l.rate.map_or("—".into(), |x| format!("{x} req/s"))),
+            (
+                "stages",
+                if l.stages.is_empty() {
+                    "—".into()
+                } else {
+                    l.stages
+                        .iter()
+                        .map(|s| format!("{}s→{}/s", s.duration_seconds, s.rate))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+            ("concurrency", l.concurrency.to_string()),
+            ("connections", l.connections.to_string()),
+            ("warm-up", format!("{} s", l.warmup_seconds)),
+        ],
+    );
     let p = &r.platform;
-    table(&mut o, "Platform", &[
-        ("arch", p.arch.clone()),
-        ("os", p.os.clone()),
-        ("cpu", p.cpu_model.clone()),
-        ("logical cpus", p.logical_cpus.to_string()),
-        ("kernel", p.kernel.clone()),
-        ("host", p.hostname.clone()),
-        ("loadagent", p.loadagent_version.clone()),
-        ("generator cpu", format!("{:.2} s user + {:.2} s system", r.process.cpu_user_seconds, r.process.cpu_system_seconds)),
-        ("generator peak RSS", format!("{:.1} MiB", r.process.peak_rss_bytes as f64 / 1048576.0)),
-    ]);
+    table(
+        &mut o,
+        "Platform",
+        &[
+            ("arch", p.arch.clone()),
+            ("os", p.os.clone()),
+            ("cpu", p.cpu_model.clone()),
+            ("logical cpus", p.logical_cpus.to_string()),
+            ("kernel", p.kernel.clone()),
+            ("host", p.hostname.clone()),
+            ("loadagent", p.loadagent_version.clone()),
+            (
+                "generator cpu",
+                format!(
+                    "{:.2} s user + {:.2} s system",
+                    r.process.cpu_user_seconds, r.process.cpu_system_seconds
+                ),
+            ),
+            (
+                "generator peak RSS",
+                format!("{:.1} MiB", r.process.peak_rss_bytes as f64 / 1048576.0),
+            ),
+        ],
+    );
     o.push_str("</body></html>\n");
     o
 }

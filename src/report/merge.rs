@@ -34,7 +34,11 @@ pub enum MergeError {
         theirs: String,
     },
     #[error("{file}: its `{which}` histogram cannot be read: {why}")]
-    Histogram { file: String, which: &'static str, why: String },
+    Histogram {
+        file: String,
+        which: &'static str,
+        why: String,
+    },
 }
 
 fn unix(rfc3339: &str) -> f64 {
@@ -43,13 +47,24 @@ fn unix(rfc3339: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn merge_latency(inputs: &[(String, Report)], which: &'static str) -> Result<Option<LatencySummary>, MergeError> {
+fn merge_latency(
+    inputs: &[(String, Report)],
+    which: &'static str,
+) -> Result<Option<LatencySummary>, MergeError> {
     let mut merged = new_histogram();
     let mut any = false;
     for (file, r) in inputs {
-        let summary = if which == "corrected" { r.latency.corrected.as_ref() } else { Some(&r.latency.uncorrected) };
+        let summary = if which == "corrected" {
+            r.latency.corrected.as_ref()
+        } else {
+            Some(&r.latency.uncorrected)
+        };
         let Some(s) = summary else { continue };
-        let h = decode(&s.hdr).map_err(|why| MergeError::Histogram { file: file.clone(), which, why })?;
+        let h = decode(&s.hdr).map_err(|why| MergeError::Histogram {
+            file: file.clone(),
+            which,
+            why,
+        })?;
         let _ = merged.add(&h);
         any = true;
     }
@@ -87,7 +102,11 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
     let mut out = first.clone();
     let starts: Vec<f64> = inputs.iter().map(|(_, r)| unix(&r.started_at)).collect();
     let base = starts.iter().copied().fold(f64::INFINITY, f64::min);
-    let end = inputs.iter().zip(&starts).map(|((_, r), s)| s + r.duration_seconds).fold(0.0, f64::max);
+    let end = inputs
+        .iter()
+        .zip(&starts)
+        .map(|((_, r), s)| s + r.duration_seconds)
+        .fold(0.0, f64::max);
     out.started_at = inputs
         .iter()
         .zip(&starts)
@@ -112,7 +131,9 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
             *status.entry(k.clone()).or_default() += v;
         }
         for e in &r.errors {
-            *errors.entry((e.status.clone(), e.message.clone())).or_default() += e.count;
+            *errors
+                .entry((e.status.clone(), e.message.clone()))
+                .or_default() += e.count;
         }
         let offset = (start - base).round().max(0.0) as u64;
         for i in &r.intervals {
@@ -138,23 +159,40 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
                 *m.status_codes.entry(k.clone()).or_default() += v;
             }
         }
-        out.process.cpu_user_seconds += if std::ptr::eq(r, first) { 0.0 } else { r.process.cpu_user_seconds };
-        out.process.cpu_system_seconds += if std::ptr::eq(r, first) { 0.0 } else { r.process.cpu_system_seconds };
+        out.process.cpu_user_seconds += if std::ptr::eq(r, first) {
+            0.0
+        } else {
+            r.process.cpu_user_seconds
+        };
+        out.process.cpu_system_seconds += if std::ptr::eq(r, first) {
+            0.0
+        } else {
+            r.process.cpu_system_seconds
+        };
         out.process.peak_rss_bytes = out.process.peak_rss_bytes.max(r.process.peak_rss_bytes);
     }
     t.rps = (t.rps * 1000.0).round() / 1000.0;
-    t.error_rate = if t.requests > 0 { t.errors as f64 / t.requests as f64 } else { 0.0 };
+    t.error_rate = if t.requests > 0 {
+        t.errors as f64 / t.requests as f64
+    } else {
+        0.0
+    };
     out.status_codes = status;
     let mut errors: Vec<ErrorCount> = errors
         .into_iter()
-        .map(|((status, message), count)| ErrorCount { status, message, count })
+        .map(|((status, message), count)| ErrorCount {
+            status,
+            message,
+            count,
+        })
         .collect();
-    errors.sort_by(|a, b| b.count.cmp(&a.count));
+    errors.sort_by_key(|e| std::cmp::Reverse(e.count));
     out.errors = errors;
     out.intervals = intervals.into_values().collect();
     out.latency = Latency {
         corrected: merge_latency(inputs, "corrected")?,
-        uncorrected: merge_latency(inputs, "uncorrected")?.unwrap_or_else(|| LatencySummary::of(&new_histogram())),
+        uncorrected: merge_latency(inputs, "uncorrected")?
+            .unwrap_or_else(|| LatencySummary::of(&new_histogram())),
     };
     out.load.rate = inputs.iter().map(|(_, r)| r.load.rate).sum();
     out.load.concurrency = inputs.iter().map(|(_, r)| r.load.concurrency).sum();

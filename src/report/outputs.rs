@@ -19,7 +19,9 @@ pub struct Outputs {
 
 impl Outputs {
     pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.json, &self.html, &self.hlog, &self.csv].into_iter().flatten()
+        [&self.json, &self.html, &self.hlog, &self.csv]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -37,7 +39,10 @@ pub fn check_writable(out: &Path) -> Result<(), CommandError> {
         )));
     }
     if out.is_dir() {
-        return Err(CommandError::invalid(format!("{}: is a folder; give a file name", out.display())));
+        return Err(CommandError::invalid(format!(
+            "{}: is a folder; give a file name",
+            out.display()
+        )));
     }
     Ok(())
 }
@@ -49,7 +54,11 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
 
 /// Writes every output asked for. `histograms` are the run's interval histograms (for the
 /// interval log); a saved report has none, so `--hlog` needs a run.
-pub fn write_outputs(outputs: &Outputs, report: &Report, histograms: &[IntervalHistograms]) -> Result<(), CommandError> {
+pub fn write_outputs(
+    outputs: &Outputs,
+    report: &Report,
+    histograms: &[IntervalHistograms],
+) -> Result<(), CommandError> {
     if let Some(p) = &outputs.json {
         let json = serde_json::to_vec_pretty(report)
             .map_err(|e| CommandError::run_failed(format!("cannot serialise the report: {e}")))?;
@@ -59,10 +68,16 @@ pub fn write_outputs(outputs: &Outputs, report: &Report, histograms: &[IntervalH
         write(p, html::render(report).as_bytes())?;
     }
     if let Some(p) = &outputs.hlog {
-        let start = time::OffsetDateTime::parse(&report.started_at, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
-            .unwrap_or(0.0);
-        write(p, hlog::render(start, &report.started_at, histograms).as_bytes())?;
+        let start = time::OffsetDateTime::parse(
+            &report.started_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
+        .unwrap_or(0.0);
+        write(
+            p,
+            hlog::render(start, &report.started_at, histograms).as_bytes(),
+        )?;
     }
     if let Some(p) = &outputs.csv {
         write(p, csv::render(report).as_bytes())?;

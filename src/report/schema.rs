@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::platform::Platform;
 use super::process::ProcessUsage;
+use super::thresholds::ThresholdResult;
 use crate::grpc::status::code_name;
 use crate::load::RunOutcome;
-use super::thresholds::ThresholdResult;
 use crate::record::{Aggregate, IntervalData, IntervalSummary, LatencySummary};
 use crate::scenario::{Model, Scenario, Stage};
 
@@ -133,9 +133,12 @@ impl Report {
     pub fn load(path: &std::path::Path) -> Result<Self, LoadError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(name.clone(), e))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| LoadError::NotJson(name.clone(), e.to_string()))?;
-        let schema = value.get("schema").and_then(|s| s.as_str()).unwrap_or("none");
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| LoadError::NotJson(name.clone(), e.to_string()))?;
+        let schema = value
+            .get("schema")
+            .and_then(|s| s.as_str())
+            .unwrap_or("none");
         if schema != SCHEMA {
             return Err(LoadError::OtherSchema(name, schema.to_string()));
         }

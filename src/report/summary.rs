@@ -125,7 +125,11 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         for t in &r.thresholds {
             let actual = t.actual_text();
             let verdict = if t.passed { "passed" } else { "FAILED" };
-            writeln!(o, "    {verdict:<7} {} {}  (actual {actual})", t.metric, t.condition)?;
+            writeln!(
+                o,
+                "    {verdict:<7} {} {}  (actual {actual})",
+                t.metric, t.condition
+            )?;
         }
     }
     if let Some(by) = &r.aborted_by_threshold {

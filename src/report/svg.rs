@@ -68,7 +68,10 @@ fn fmt_num(v: f64) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub fn render(chart: &Chart) -> String {
@@ -79,7 +82,10 @@ pub fn render(chart: &Chart) -> String {
         y_hi = y_hi.max(y);
     }
     let x_ticks: Vec<(f64, String)> = match chart.x_axis {
-        XAxis::Linear => nice_ticks(0.0, x_hi.max(1.0), 8).into_iter().map(|t| (t, fmt_num(t))).collect(),
+        XAxis::Linear => nice_ticks(0.0, x_hi.max(1.0), 8)
+            .into_iter()
+            .map(|t| (t, fmt_num(t)))
+            .collect(),
         XAxis::Percentile => {
             let labels = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"];
             let n = (x_hi.ceil() as usize + 1).clamp(2, labels.len());
@@ -95,36 +101,102 @@ pub fn render(chart: &Chart) -> String {
     let sy = |y: f64| TOP + ph - y / y_max * ph;
 
     let mut o = String::new();
-    let _ = write!(o, r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"##);
+    let _ = write!(
+        o,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"##
+    );
     let _ = write!(o, r##"<rect width="{W}" height="{H}" fill="#ffffff"/>"##);
-    let _ = write!(o, r##"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"##, escape(&chart.title));
+    let _ = write!(
+        o,
+        r##"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"##,
+        escape(&chart.title)
+    );
     for &y in &y_ticks {
         let py = sy(y);
-        let _ = write!(o, r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e3e3e3"/>"##, LEFT + pw);
-        let _ = write!(o, r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##, LEFT - 6.0, py + 4.0, fmt_num(y));
+        let _ = write!(
+            o,
+            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#e3e3e3"/>"##,
+            LEFT + pw
+        );
+        let _ = write!(
+            o,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT - 6.0,
+            py + 4.0,
+            fmt_num(y)
+        );
     }
     for (x, label) in &x_ticks {
         let px = sx(*x);
-        let _ = write!(o, r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#eeeeee"/>"##, TOP + ph);
-        let _ = write!(o, r##"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##, TOP + ph + 16.0, escape(label));
+        let _ = write!(
+            o,
+            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#eeeeee"/>"##,
+            TOP + ph
+        );
+        let _ = write!(
+            o,
+            r##"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            TOP + ph + 16.0,
+            escape(label)
+        );
     }
-    let _ = write!(o, r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888888"/>"##);
-    let _ = write!(o, r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##, LEFT + pw / 2.0, H - 8.0, escape(&chart.x_label));
-    let _ = write!(o, r##"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##, TOP + ph / 2.0, escape(&chart.y_label));
+    let _ = write!(
+        o,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888888"/>"##
+    );
+    let _ = write!(
+        o,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+        LEFT + pw / 2.0,
+        H - 8.0,
+        escape(&chart.x_label)
+    );
+    let _ = write!(
+        o,
+        r##"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"##,
+        TOP + ph / 2.0,
+        escape(&chart.y_label)
+    );
     for (i, s) in chart.series.iter().enumerate() {
         if s.points.is_empty() {
             continue;
         }
-        let path: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-        let _ = write!(o, r##"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"##, s.color, path.join(" "));
+        let path: Vec<String> = s
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        let _ = write!(
+            o,
+            r##"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"##,
+            s.color,
+            path.join(" ")
+        );
         if s.points.len() == 1 {
             let (x, y) = s.points[0];
-            let _ = write!(o, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"##, sx(x), sy(y), s.color);
+            let _ = write!(
+                o,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"##,
+                sx(x),
+                sy(y),
+                s.color
+            );
         }
         let ly = TOP + 10.0 + i as f64 * 18.0;
         let lx = LEFT + pw + 14.0;
-        let _ = write!(o, r##"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{}" stroke-width="3"/>"##, lx + 18.0, s.color);
-        let _ = write!(o, r##"<text x="{:.1}" y="{:.1}">{}</text>"##, lx + 24.0, ly + 4.0, escape(&s.name));
+        let _ = write!(
+            o,
+            r##"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{}" stroke-width="3"/>"##,
+            lx + 18.0,
+            s.color
+        );
+        let _ = write!(
+            o,
+            r##"<text x="{:.1}" y="{:.1}">{}</text>"##,
+            lx + 24.0,
+            ly + 4.0,
+            escape(&s.name)
+        );
     }
     o.push_str("</svg>");
     o
@@ -136,7 +208,10 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(nice_ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        assert_eq!(
+            nice_ticks(0.0, 10.0, 5),
+            vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+        );
         let t = nice_ticks(0.0, 0.37, 4);
         assert!(t.last().unwrap() >= &0.37 && t.len() <= 6, "{t:?}");
     }
@@ -148,7 +223,11 @@ mod tests {
             x_label: "x".into(),
             y_label: "y".into(),
             x_axis: XAxis::Percentile,
-            series: vec![Series { name: "p99".into(), color: "#c00", points: vec![(0.0, 1.0), (2.0, 5.0)] }],
+            series: vec![Series {
+                name: "p99".into(),
+                color: "#c00",
+                points: vec![(0.0, 1.0), (2.0, 5.0)],
+            }],
         });
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("t &lt;1&gt;") && svg.contains("99%") && svg.contains("<polyline"));

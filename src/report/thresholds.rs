@@ -31,7 +31,9 @@ impl ThresholdResult {
     }
 }
 
-const LATENCY_STATS: &[&str] = &["p50", "p90", "p99", "p999", "p9999", "max", "min", "mean", "stddev"];
+const LATENCY_STATS: &[&str] = &[
+    "p50", "p90", "p99", "p999", "p9999", "max", "min", "mean", "stddev",
+];
 
 /// The JSON path a metric name stands for. Shorthands: `rps`, `error_rate`, `requests`
 /// (any `totals` field); `latency.p99` (the corrected histogram in the open model, the
@@ -39,13 +41,19 @@ const LATENCY_STATS: &[&str] = &["p50", "p90", "p99", "p999", "p9999", "max", "m
 pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>, String> {
     let mut path: Vec<String> = metric.split('.').map(str::to_string).collect();
     if path.iter().any(String::is_empty) {
-        return Err(format!("`{metric}` is not a metric path; write dotted names such as latency.p99"));
+        return Err(format!(
+            "`{metric}` is not a metric path; write dotted names such as latency.p99"
+        ));
     }
     if path.len() == 1 && probe.get(&path[0]).is_none() && probe["totals"].get(&path[0]).is_some() {
         path.insert(0, "totals".into());
     }
     if path[0] == "latency" && path.len() == 2 {
-        let which = if model == Model::Open { "corrected" } else { "uncorrected" };
+        let which = if model == Model::Open {
+            "corrected"
+        } else {
+            "uncorrected"
+        };
         path.insert(1, which.into());
     }
     if let Some(last) = path.last_mut() {
@@ -55,21 +63,40 @@ pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>,
     }
     let mut cur = probe;
     for (i, seg) in path.iter().enumerate() {
-        cur = match cur.get(seg) {
-            Some(v) if v.is_null() && seg == "corrected" => {
-                return Err("the closed model has no corrected latency; name latency.uncorrected.… instead".into())
-            }
-            Some(v) => v,
-            None => {
-                let here = if i == 0 { "the report".to_string() } else { path[..i].join(".") };
-                let mut keys: Vec<&str> = cur.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-                keys.sort_unstable();
-                return Err(format!("`{metric}` is not in the report: {here} has no `{seg}`; it has: {}", keys.join(", ")));
-            }
-        };
+        cur =
+            match cur.get(seg) {
+                Some(v) if v.is_null() && seg == "corrected" => return Err(
+                    "the closed model has no corrected latency; name latency.uncorrected.… instead"
+                        .into(),
+                ),
+                Some(v) => v,
+                None => {
+                    let here = if i == 0 {
+                        "the report".to_string()
+                    } else {
+                        path[..i].join(".")
+                    };
+                    let mut keys: Vec<&str> = cur
+                        .as_object()
+                        .map(|o| o.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    keys.sort_unstable();
+                    return Err(format!(
+                        "`{metric}` is not in the report: {here} has no `{seg}`; it has: {}",
+                        keys.join(", ")
+                    ));
+                }
+            };
     }
     if !cur.is_number() {
-        return Err(format!("`{metric}` names {}, not a number", if cur.is_object() { "a group of metrics" } else { "a value that is not a number" }));
+        return Err(format!(
+            "`{metric}` names {}, not a number",
+            if cur.is_object() {
+                "a group of metrics"
+            } else {
+                "a value that is not a number"
+            }
+        ));
     }
     Ok(path)
 }
@@ -86,8 +113,14 @@ pub fn check(scenario: &Scenario, probe: &Value) -> Result<(), Problems> {
         let problem = match resolve(&th.metric.value, probe, scenario.load.model()) {
             Err(why) => Some(why),
             Ok(path) => match (is_latency(&path), th.limit) {
-                (true, Limit::Number(_)) => Some(format!("{} is a latency: give the limit a unit, e.g. \"< 250ms\"", th.metric.value)),
-                (false, Limit::Micros(_)) => Some(format!("{} is not a latency: give a plain number, e.g. \"< 0.01\" or \"> 900\"", th.metric.value)),
+                (true, Limit::Number(_)) => Some(format!(
+                    "{} is a latency: give the limit a unit, e.g. \"< 250ms\"",
+                    th.metric.value
+                )),
+                (false, Limit::Micros(_)) => Some(format!(
+                    "{} is not a latency: give a plain number, e.g. \"< 0.01\" or \"> 900\"",
+                    th.metric.value
+                )),
                 _ => None,
             },
         };
@@ -127,7 +160,10 @@ fn evaluate_one(th: &Threshold, report: &Value, model: Model) -> ThresholdResult
         }
         cur.as_f64()
     });
-    let unit = path.as_deref().filter(|p| is_latency(p)).map(|_| "us".to_string());
+    let unit = path
+        .as_deref()
+        .filter(|p| is_latency(p))
+        .map(|_| "us".to_string());
     let limit = match th.limit {
         Limit::Micros(v) | Limit::Number(v) => v,
     };
@@ -157,18 +193,38 @@ mod tests {
     fn shorthands_resolve_to_report_fields() {
         let p = probe();
         assert_eq!(resolve("rps", &p, Model::Open).unwrap(), ["totals", "rps"]);
-        assert_eq!(resolve("error_rate", &p, Model::Open).unwrap(), ["totals", "error_rate"]);
-        assert_eq!(resolve("latency.p99", &p, Model::Open).unwrap(), ["latency", "corrected", "p99_us"]);
-        assert_eq!(resolve("latency.p99", &p, Model::Closed).unwrap(), ["latency", "uncorrected", "p99_us"]);
-        assert_eq!(resolve("latency.corrected.max", &p, Model::Open).unwrap(), ["latency", "corrected", "max_us"]);
+        assert_eq!(
+            resolve("error_rate", &p, Model::Open).unwrap(),
+            ["totals", "error_rate"]
+        );
+        assert_eq!(
+            resolve("latency.p99", &p, Model::Open).unwrap(),
+            ["latency", "corrected", "p99_us"]
+        );
+        assert_eq!(
+            resolve("latency.p99", &p, Model::Closed).unwrap(),
+            ["latency", "uncorrected", "p99_us"]
+        );
+        assert_eq!(
+            resolve("latency.corrected.max", &p, Model::Open).unwrap(),
+            ["latency", "corrected", "max_us"]
+        );
     }
 
     #[test]
     fn unknown_or_non_numeric_metrics_are_explained() {
         let p = probe();
-        assert!(resolve("latency.p42", &p, Model::Open).unwrap_err().contains("has no `p42`"));
-        assert!(resolve("platform.arch", &p, Model::Open).unwrap_err().contains("not a number"));
-        assert!(resolve("latency", &p, Model::Open).unwrap_err().contains("group"));
-        assert!(resolve("phases.tls_handshake.p99", &p, Model::Open).unwrap_err().contains("the report has no `phases`"));
+        assert!(resolve("latency.p42", &p, Model::Open)
+            .unwrap_err()
+            .contains("has no `p42`"));
+        assert!(resolve("platform.arch", &p, Model::Open)
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(resolve("latency", &p, Model::Open)
+            .unwrap_err()
+            .contains("group"));
+        assert!(resolve("phases.tls_handshake.p99", &p, Model::Open)
+            .unwrap_err()
+            .contains("the report has no `phases`"));
     }
 }

@@ -74,12 +74,17 @@ pub fn parse_condition(text: &str) -> Result<(Op, Limit), String> {
         .find_map(|(sym, op)| t.strip_prefix(sym).map(|rest| (*op, rest.trim())))
         .ok_or_else(|| format!("\"{text}\" has no comparison; {VALID}"))?;
     let split = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'))
+        .find(|c: char| {
+            !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')
+        })
         .unwrap_or(rest.len());
     let (number, unit) = (&rest[..split], rest[split..].trim());
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("\"{text}\": `{}` is not a number; {VALID}", if number.is_empty() { rest } else { number }))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!(
+            "\"{text}\": `{}` is not a number; {VALID}",
+            if number.is_empty() { rest } else { number }
+        )
+    })?;
     if !value.is_finite() {
         return Err(format!("\"{text}\": the limit must be finite"));
     }
@@ -91,7 +96,11 @@ pub fn parse_condition(text: &str) -> Result<(Op, Limit), String> {
         "ms" => 1e3,
         "s" => 1e6,
         "m" => 60e6,
-        other => return Err(format!("\"{text}\": unknown unit `{other}`; units: ns, us, ms, s, m, or % for ratios")),
+        other => {
+            return Err(format!(
+                "\"{text}\": unknown unit `{other}`; units: ns, us, ms, s, m, or % for ratios"
+            ))
+        }
     };
     Ok((op, Limit::Micros(value * micros_per)))
 }
@@ -101,7 +110,9 @@ pub fn read(t: &TableReader<'_, '_, '_>) -> Thresholds {
     let abort_on_fail = t.boolean("abort_on_fail").unwrap_or(false);
     let mut list = Vec::new();
     for (key, loc) in t.keys_except(&["abort_on_fail"]) {
-        let Some(cond) = t.string_dynamic(&key) else { continue };
+        let Some(cond) = t.string_dynamic(&key) else {
+            continue;
+        };
         match parse_condition(&cond.value) {
             Ok((op, limit)) => list.push(Threshold {
                 metric: At { value: key, loc },
@@ -112,7 +123,10 @@ pub fn read(t: &TableReader<'_, '_, '_>) -> Thresholds {
             Err(why) => t.ctx().report_at(cond.loc, &t.key_path(&key), why),
         }
     }
-    Thresholds { list, abort_on_fail }
+    Thresholds {
+        list,
+        abort_on_fail,
+    }
 }
 
 /// Where a threshold's metric was written, for problems found later.
@@ -126,8 +140,14 @@ mod tests {
 
     #[test]
     fn conditions_with_and_without_units() {
-        assert_eq!(parse_condition("< 250ms"), Ok((Op::Lt, Limit::Micros(250_000.0))));
-        assert_eq!(parse_condition(">= 900"), Ok((Op::Ge, Limit::Number(900.0))));
+        assert_eq!(
+            parse_condition("< 250ms"),
+            Ok((Op::Lt, Limit::Micros(250_000.0)))
+        );
+        assert_eq!(
+            parse_condition(">= 900"),
+            Ok((Op::Ge, Limit::Number(900.0)))
+        );
         assert_eq!(parse_condition("<1%"), Ok((Op::Lt, Limit::Number(0.01))));
         assert_eq!(parse_condition("< 1s"), Ok((Op::Lt, Limit::Micros(1e6))));
         assert_eq!(parse_condition("!= 0"), Ok((Op::Ne, Limit::Number(0.0))));
@@ -139,8 +159,12 @@ mod tests {
             let err = parse_condition(bad).unwrap_err();
             assert!(err.contains(bad.trim()) || bad.is_empty(), "{bad}: {err}");
         }
-        assert!(parse_condition("< 5 parsecs").unwrap_err().contains("unknown unit `parsecs`"));
-        assert!(parse_condition("<< 5ms").unwrap_err().contains("not a number"));
+        assert!(parse_condition("< 5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit `parsecs`"));
+        assert!(parse_condition("<< 5ms")
+            .unwrap_err()
+            .contains("not a number"));
     }
 
     #[test]
