@@ -230,3 +230,124 @@ fn sigterm_stops_the_run_and_writes_a_whole_report() {
         "requests in flight were drained and counted"
     );
 }
+
+#[test]
+fn templates_lists_and_data_files_reach_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[]);
+    let s = scenario(
+        dir.path(),
+        "tpl.toml",
+        &echo_scenario(
+            &server.address(),
+            r#"data = { message = "req-{{request_number}}-w{{worker_id}}", inner = { id = "{{request_number}}", tags = ["{{uuid}}"] } }"#,
+            "requests = 60\nconcurrency = 1",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    let counts = server.stop_with_counts();
+    assert_eq!(num(&r, "totals.ok"), 60.0, "{}", r["errors"]);
+    let messages = counts["messages"].as_object().unwrap();
+    assert_eq!(messages.len(), 60, "every request differs: {messages:?}");
+    for n in 0..60 {
+        assert!(
+            messages.contains_key(&format!("req-{n}-w0")),
+            "req-{n}-w0 missing"
+        );
+    }
+    assert_eq!(
+        counts["distinct_ids"].as_f64(),
+        Some(60.0),
+        "int64 field filled from a template"
+    );
+
+    // A list is sent round-robin; a JSON-lines file likewise.
+    let server = Server::python(&[]);
+    let s = scenario(
+        dir.path(),
+        "list.toml",
+        &echo_scenario(
+            &server.address(),
+            r#"data = [{ message = "a" }, { message = "b" }]"#,
+            "requests = 40\nconcurrency = 2",
+        ),
+    );
+    run_report(dir.path(), &s);
+    let counts = server.stop_with_counts();
+    assert_eq!(counts["messages"], serde_json::json!({"a": 20, "b": 20}));
+
+    let server = Server::python(&[]);
+    std::fs::write(
+        dir.path().join("msgs.jsonl"),
+        "{\"message\": \"x\"}\n\n{\"message\": \"y\", \"mood\": \"HAPPY\"}\n{\"message\": \"z\"}\n",
+    )
+    .unwrap();
+    let s = scenario(
+        dir.path(),
+        "file.toml",
+        &echo_scenario(
+            &server.address(),
+            r#"data_file = "msgs.jsonl""#,
+            "requests = 30\nconcurrency = 3",
+        ),
+    );
+    run_report(dir.path(), &s);
+    let counts = server.stop_with_counts();
+    assert_eq!(
+        counts["messages"],
+        serde_json::json!({"x": 10, "y": 10, "z": 10})
+    );
+}
+
+#[test]
+fn bad_templates_and_data_files_are_rejected_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[]);
+    std::fs::write(
+        dir.path().join("bad.jsonl"),
+        "{\"message\": \"ok\"}\nnot json\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("wrong.jsonl"),
+        "{\"message\": \"ok\"}\n{\"nosuch\": 1}\n",
+    )
+    .unwrap();
+    for (call, words) in [
+        (
+            r#"data = { message = "{{nope}}" }"#,
+            "not a template function",
+        ),
+        (
+            r#"data = { mood = "{{random_int(1, 2)}}" }"#,
+            "does not fit",
+        ),
+        (
+            r#"data = { message = "{{random_int(5)}}" }"#,
+            "random_int takes two whole numbers",
+        ),
+        (
+            r#"data_file = "bad.jsonl""#,
+            "bad.jsonl:2: not a JSON object",
+        ),
+        (r#"data_file = "missing.jsonl""#, "cannot read"),
+        (
+            r#"data_file = "wrong.jsonl""#,
+            "unrecognized field name 'nosuch'",
+        ),
+        (r#"data = []"#, "an empty list sends nothing"),
+    ] {
+        let s = scenario(
+            dir.path(),
+            "bad.toml",
+            &echo_scenario(&server.address(), call, "requests = 1"),
+        );
+        let out = loadagent(&["validate", s.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{call}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(words),
+            "{call}: {}",
+            text(&out)
+        );
+    }
+}

@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::CommandError;
-use crate::grpc::descriptors::{encode_request, resolve, ResolveError};
-use crate::grpc::frame::frame;
+use crate::grpc::descriptors::{resolve, ResolveError};
+use crate::grpc::request::Requests;
 use crate::grpc::unary::UnaryCall;
 use crate::scenario::{self, Address, Scenario, ScenarioError};
 use crate::target;
@@ -20,6 +19,7 @@ pub struct Prepared {
     pub address: String,
     pub schema_source: String,
     pub call: UnaryCall,
+    pub requests: Requests,
     /// Stops the embedded target, if one was started.
     pub embedded: Option<EmbeddedTarget>,
 }
@@ -105,10 +105,8 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         ResolveError::Invalid(p) => CommandError::invalid(p.to_string().trim_end()),
         ResolveError::Unreachable(m) => CommandError::run_failed(m),
     })?;
-    let encoded = encode_request(&scenario, &resolved.descriptor)
+    let requests = Requests::build(&scenario, &resolved.descriptor)
         .map_err(|p| CommandError::invalid(p.to_string().trim_end()))?;
-    let body: Bytes = frame(&encoded, scenario.call.compression)
-        .map_err(|e| CommandError::run_failed(format!("cannot frame the request: {e}")))?;
     let authority = scenario
         .target
         .authority
@@ -117,7 +115,6 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
     let call = UnaryCall::new(
         &authority,
         &scenario.call.method.value.path(),
-        body,
         &scenario.call.metadata,
         scenario.call.timeout,
         scenario.call.compression,
@@ -128,6 +125,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         address,
         schema_source: resolved.schema_source,
         call,
+        requests,
         embedded,
     })
 }

@@ -58,6 +58,7 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     let plan = Plan {
         load: scenario.load.clone(),
         call: prepared.call,
+        requests: prepared.requests,
         schedule,
     };
     let cancel = CancellationToken::new();

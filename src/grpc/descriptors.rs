@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+use prost_reflect::{DescriptorPool, MethodDescriptor};
 
 use super::reflection::{self, ReflectionError};
 use crate::scenario::{Kind, Loc, Problem, Problems, Scenario, Schema};
@@ -199,63 +199,5 @@ fn check_shape(kind: Kind, method: &MethodDescriptor) -> Result<(), String> {
             kind.as_str(),
             kind.as_str()
         ))
-    }
-}
-
-/// Encodes the scenario's request (`data`, in the protobuf JSON mapping) as the method's
-/// input message. Unknown fields, wrong types and unknown enum values are problems that
-/// point at the key in the scenario file.
-pub fn encode_request(scenario: &Scenario, method: &MethodDescriptor) -> Result<Vec<u8>, Problems> {
-    let call = &scenario.call;
-    let mut track = serde_path_to_error::Track::new();
-    let de = serde_path_to_error::Deserializer::new(&call.data, &mut track);
-    let result = DynamicMessage::deserialize(method.input(), de);
-    match result {
-        Ok(msg) => Ok(msg.encode_to_vec()),
-        Err(e) => {
-            let mut path = track.path().to_string();
-            // An unknown field is reported at its parent; name the field itself.
-            let text = e.to_string();
-            if let Some(name) = text
-                .split_once("unrecognized field name '")
-                .and_then(|(_, rest)| rest.split_once('\''))
-                .map(|(name, _)| name)
-            {
-                path = if path == "." || path.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{path}.{name}")
-                };
-            }
-            let key = if path == "." || path.is_empty() {
-                "data".to_string()
-            } else {
-                format!("data.{path}")
-            };
-            // Point at the deepest key written in the file that leads to the problem.
-            let loc = call
-                .data_locs
-                .iter()
-                .filter(|(p, _)| {
-                    key == *p
-                        || key.starts_with(&format!("{p}."))
-                        || key.starts_with(&format!("{p}["))
-                })
-                .max_by_key(|(p, _)| p.len())
-                .map(|(_, l)| *l)
-                .unwrap_or_default();
-            Err(Problems {
-                path: scenario.path.clone(),
-                list: vec![Problem {
-                    loc,
-                    key: format!("call.{key}"),
-                    message: format!(
-                        "does not fit {} (the input of {}): {e}",
-                        method.input().full_name(),
-                        method.full_name()
-                    ),
-                }],
-            })
-        }
     }
 }

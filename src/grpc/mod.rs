@@ -5,5 +5,7 @@ pub mod channel;
 pub mod descriptors;
 pub mod frame;
 pub mod reflection;
+pub mod request;
 pub mod status;
+pub mod template;
 pub mod unary;

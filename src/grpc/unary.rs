@@ -15,8 +15,6 @@ use crate::scenario::Compression;
 pub struct UnaryCall {
     uri: Uri,
     headers: HeaderMap,
-    /// The framed request message (encoded, and compressed if asked, once).
-    body: Bytes,
     timeout: Option<Duration>,
 }
 
@@ -76,7 +74,6 @@ impl UnaryCall {
     pub fn new(
         authority: &str,
         path: &str,
-        body: Bytes,
         metadata: &[(String, String)],
         timeout: Option<Duration>,
         compression: Option<Compression>,
@@ -111,7 +108,6 @@ impl UnaryCall {
         Ok(Self {
             uri,
             headers,
-            body,
             timeout,
         })
     }
@@ -121,11 +117,12 @@ impl UnaryCall {
         self.timeout
     }
 
-    /// Makes the call on `send` and waits for its status, within the deadline if one is set.
-    pub async fn call(&self, send: &mut SendRequest<Bytes>) -> Outcome {
+    /// Makes the call with the framed request `body` on `send` and waits for its status,
+    /// within the deadline if one is set.
+    pub async fn call(&self, send: &mut SendRequest<Bytes>, body: Bytes) -> Outcome {
         match self.timeout {
-            None => self.exchange(send).await,
-            Some(t) => match tokio::time::timeout(t, self.exchange(send)).await {
+            None => self.exchange(send, body).await,
+            Some(t) => match tokio::time::timeout(t, self.exchange(send, body)).await {
                 Ok(outcome) => outcome,
                 // Dropping the exchange resets the stream (RST_STREAM CANCEL), as gRPC does.
                 Err(_) => {
@@ -135,7 +132,7 @@ impl UnaryCall {
         }
     }
 
-    async fn exchange(&self, send: &mut SendRequest<Bytes>) -> Outcome {
+    async fn exchange(&self, send: &mut SendRequest<Bytes>, body: Bytes) -> Outcome {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
@@ -147,7 +144,7 @@ impl UnaryCall {
             Ok(pair) => pair,
             Err(e) => return Outcome::from_h2(&e),
         };
-        if let Err(e) = stream.send_data(self.body.clone(), true) {
+        if let Err(e) = stream.send_data(body, true) {
             return Outcome::from_h2(&e);
         }
         let response = match response.await {

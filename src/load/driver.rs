@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::schedule::Schedule;
 use super::unary;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
+use crate::grpc::request::Requests;
 use crate::grpc::unary::UnaryCall;
 use crate::record::{Aggregate, Aggregator, Flush, Progress, WorkerRecorder};
 use crate::report::process::{ProcessSampler, ProcessUsage};
@@ -27,6 +28,7 @@ use crate::scenario::{Load, Model};
 pub struct Plan {
     pub load: Load,
     pub call: UnaryCall,
+    pub requests: Requests,
     /// `None` for the closed model.
     pub schedule: Option<Schedule>,
 }
@@ -51,6 +53,9 @@ pub(super) struct Shared {
     /// The next request number. Relaxed is enough: it only has to hand out each number
     /// once, which fetch_add guarantees at any ordering; no other memory hangs on it.
     pub next: AtomicU64,
+    /// Numbers requests in the closed model when they differ by number (lists, templates).
+    /// Relaxed, like `next`: only uniqueness matters.
+    pub sequence: AtomicU64,
     /// Set when the run is being stopped. Relaxed: it carries no data, and a worker that
     /// sees it one request late sends one more request, which the drain then waits for.
     pub stop: AtomicBool,
@@ -157,6 +162,7 @@ impl ThreadWork {
                 clock,
                 pool.clone(),
                 local_slot,
+                id,
                 recorder,
             ));
         }
@@ -192,6 +198,7 @@ pub async fn drive(
     let shared = Arc::new(Shared {
         plan,
         next: AtomicU64::new(0),
+        sequence: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
 

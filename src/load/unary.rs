@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::driver::{Clock, Shared};
 use crate::grpc::channel::{Lease, Pool};
+use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::record::WorkerRecorder;
 
@@ -33,8 +34,12 @@ pub(super) async fn worker(
     clock: Clock,
     pool: Arc<Pool>,
     slot: usize,
+    worker_id: usize,
     mut rec: WorkerRecorder,
 ) {
+    let requests = &shared.plan.requests;
+    let numbered = requests.varies();
+    let mut renderer = Renderer::new(worker_id);
     let mut lease: Option<Lease> = pool.lease(slot, None).await.ok();
     let mut broken: Option<u64> = None;
     loop {
@@ -42,11 +47,11 @@ pub(super) async fn worker(
             break;
         }
         // Pick the next request: its intended start (open model) and whether it is measured.
-        let (intended, measured) = match &shared.plan.schedule {
+        let (intended, measured, number) = match &shared.plan.schedule {
             Some(schedule) => {
                 let n = shared.next.fetch_add(1, Ordering::Relaxed);
                 let Some(due) = schedule.due(n) else { break };
-                (Some(clock.start + due), n >= schedule.warmup_requests())
+                (Some(clock.start + due), n >= schedule.warmup_requests(), n)
             }
             None => {
                 let now = Instant::now();
@@ -61,7 +66,12 @@ pub(super) async fn worker(
                         }
                     }
                 }
-                (None, measured)
+                let number = if numbered {
+                    shared.sequence.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    0
+                };
+                (None, measured, number)
             }
         };
         // Late means no worker was free in time (the concurrency cap), judged when the
@@ -102,8 +112,9 @@ pub(super) async fn worker(
         let Some(current) = lease.as_mut() else {
             continue;
         };
+        let body = requests.body(number, &mut renderer);
         let sent = Instant::now();
-        let outcome = shared.plan.call.call(&mut current.send).await;
+        let outcome = shared.plan.call.call(&mut current.send, body).await;
         let done = Instant::now();
         if outcome.connection_failed {
             broken = Some(current.generation);

@@ -43,12 +43,12 @@ pub fn nice_ticks(lo: f64, hi: f64, want: usize) -> Vec<f64> {
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag);
     let start = (lo / step).floor() * step;
+    // Index-based, so ticks do not drift (0.30000000000000004); the last one reaches `hi`.
     let mut ticks = Vec::new();
-    let mut t = start;
-    while t <= hi + step * 1e-9 {
+    for k in 0..=50 {
+        let t = ((start + k as f64 * step) / step).round() * step;
         ticks.push(t);
-        t += step;
-        if ticks.len() > 50 {
+        if t >= hi - step * 1e-9 {
             break;
         }
     }

@@ -235,22 +235,7 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         Schema::Reflection
     };
 
-    let mut data_locs = Vec::new();
-    let data = match c.raw("data") {
-        Some(v) if v.get_ref().is_table() => to_json(ctx, v, "data", &mut data_locs),
-        Some(v) => {
-            ctx.report(
-                &v.span(),
-                &c.key_path("data"),
-                format!(
-                    "expected a table (the request message, e.g. {{ payload_size = 64 }}), found {}",
-                    v.get_ref().type_str()
-                ),
-            );
-            serde_json::Value::Null
-        }
-        None => serde_json::json!({}),
-    };
+    let messages = read_messages(c);
     let metadata = c
         .string_map("metadata")
         .unwrap_or_default()
@@ -268,12 +253,156 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
     Some(Call {
         method: method?,
         schema,
-        data,
-        data_locs,
+        messages: messages?,
         metadata,
         timeout,
         compression,
     })
+}
+
+/// The request messages: `data` (a table, or a list of tables sent round-robin) or
+/// `data_file` (JSON lines), not both; none means one empty message.
+fn read_messages(c: &TableReader<'_, '_, '_>) -> Option<Vec<RequestMessage>> {
+    let ctx = c.ctx();
+    let source = ctx.source;
+    let scenario_message = |json, key: String, locs| RequestMessage {
+        json,
+        file: source.path.clone(),
+        key,
+        locs,
+        from_data_file: false,
+    };
+    let data = c.raw("data");
+    let data_file = c.string("data_file");
+    match (data, data_file) {
+        (Some(_), Some(f)) => {
+            ctx.report_at(
+                f.loc,
+                &c.key_path("data_file"),
+                "give `data` or `data_file`, not both",
+            );
+            None
+        }
+        (Some(v), None) if v.get_ref().is_table() => {
+            let mut locs = Vec::new();
+            let json = to_json(ctx, v, "data", &mut locs);
+            Some(vec![scenario_message(json, "data".into(), locs)])
+        }
+        (Some(v), None) if v.get_ref().is_array() => {
+            let items = v
+                .get_ref()
+                .as_array()
+                .map(|a| a.iter().collect::<Vec<_>>())
+                .unwrap_or_default();
+            if items.is_empty() {
+                ctx.report(
+                    &v.span(),
+                    &c.key_path("data"),
+                    "an empty list sends nothing; give at least one message",
+                );
+                return None;
+            }
+            let mut out = Vec::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let key = format!("data[{i}]");
+                if !item.get_ref().is_table() {
+                    ctx.report(
+                        &item.span(),
+                        &c.key_path(&key),
+                        format!(
+                            "expected a table (a request message), found {}",
+                            item.get_ref().type_str()
+                        ),
+                    );
+                    continue;
+                }
+                let mut locs = Vec::new();
+                let json = to_json(ctx, item, &key, &mut locs);
+                out.push(scenario_message(json, key, locs));
+            }
+            Some(out)
+        }
+        (Some(v), None) => {
+            ctx.report(
+                &v.span(),
+                &c.key_path("data"),
+                format!(
+                    "expected a table (the request message, e.g. {{ payload_size = 64 }}) or a list of them, found {}",
+                    v.get_ref().type_str()
+                ),
+            );
+            None
+        }
+        (None, Some(f)) => read_data_file(c, &f),
+        (None, None) => Some(vec![scenario_message(
+            serde_json::json!({}),
+            "data".into(),
+            Vec::new(),
+        )]),
+    }
+}
+
+/// Reads a JSON-lines file of request messages; blank lines are skipped.
+fn read_data_file(c: &TableReader<'_, '_, '_>, f: &At<String>) -> Option<Vec<RequestMessage>> {
+    let ctx = c.ctx();
+    let path = ctx.source.resolve(&f.value);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            ctx.report_at(
+                f.loc,
+                &c.key_path("data_file"),
+                format!(
+                    "cannot read {}: {e} (paths are relative to the scenario file)",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let loc = Loc {
+            line: i + 1,
+            column: 1,
+        };
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(json) if json.is_object() => out.push(RequestMessage {
+                json,
+                file: path.clone(),
+                key: format!("line {}", i + 1),
+                locs: vec![(format!("line {}", i + 1), loc)],
+                from_data_file: true,
+            }),
+            Ok(_) | Err(_) => {
+                bad += 1;
+                if bad <= 5 {
+                    ctx.report_at(
+                        f.loc,
+                        &c.key_path("data_file"),
+                        format!(
+                            "{}:{}: not a JSON object (one request message per line)",
+                            path.display(),
+                            i + 1
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if out.is_empty() && bad == 0 {
+        ctx.report_at(
+            f.loc,
+            &c.key_path("data_file"),
+            format!("{} has no messages", path.display()),
+        );
+        return None;
+    }
+    (bad == 0).then_some(out)
 }
 
 /// Headers the transport sets itself; a scenario may not override them.

@@ -124,14 +124,25 @@ pub enum Schema {
 pub struct Call {
     pub method: At<MethodName>,
     pub schema: Schema,
-    /// The request, in the protobuf JSON mapping.
-    pub data: serde_json::Value,
-    /// Where `data` and each key inside it were written (`data.a.b` → line, column).
-    pub data_locs: Vec<(String, Loc)>,
+    /// The request messages, sent round-robin (one for a plain `data` table).
+    pub messages: Vec<RequestMessage>,
     pub metadata: Vec<(String, String)>,
     /// The gRPC deadline of each call.
     pub timeout: Option<Duration>,
     pub compression: Option<Compression>,
+}
+
+/// One request message, in the protobuf JSON mapping, and where it was written.
+#[derive(Debug, Clone)]
+pub struct RequestMessage {
+    pub json: serde_json::Value,
+    /// The file it was written in: the scenario, or its `data_file`.
+    pub file: PathBuf,
+    /// Its name in problems: `data`, `data[2]`, or `data_file line 7`.
+    pub key: String,
+    /// Where it and each key inside it were written (`data.a.b` → line, column).
+    pub locs: Vec<(String, Loc)>,
+    pub from_data_file: bool,
 }
 
 /// One step of an open-model ramp: from the previous rate to `rate` over `duration`.

@@ -64,7 +64,9 @@ def main():
 
     lock = threading.Lock()
     stall = threading.Lock()
-    state = {"requests": 0, "metadata_ok": 0, "compressed": 0}
+    state = {"requests": 0, "metadata_ok": 0}
+    messages = {}
+    ids = set()
     required = tuple(args.require_metadata.split("=", 1)) if args.require_metadata else None
 
     class Echo(echo_pb2_grpc.EchoServicer):
@@ -72,6 +74,9 @@ def main():
             with lock:
                 state["requests"] += 1
                 n = state["requests"]
+                if len(messages) < 10000:
+                    messages[request.message] = messages.get(request.message, 0) + 1
+                ids.add(request.inner.id)
             if n == 1:
                 print("FIRST", flush=True)
             if args.stall_after and n == args.stall_after:
@@ -117,6 +122,8 @@ def main():
     done.wait()
     server.stop(grace=1).wait()
     with lock:
+        state["messages"] = messages
+        state["distinct_ids"] = len(ids)
         print(json.dumps(state), flush=True)
 
 

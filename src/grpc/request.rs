@@ -1,0 +1,399 @@
+//! The requests a run sends. A static request is encoded and framed once; a list of
+//! messages (`data = [...]` or `data_file`) is encoded once per message and sent round-robin;
+//! a templated message is validated once and, per request, cloned, filled in and encoded
+//! once.
+
+use bytes::Bytes;
+use prost::Message;
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
+};
+
+use super::frame::frame;
+use super::template::{Context, Template};
+use crate::scenario::{Compression, Loc, Problem, Problems, RequestMessage, Scenario};
+
+/// A step from a message to a templated value.
+#[derive(Debug, Clone)]
+enum Step {
+    Field(FieldDescriptor),
+    Index(usize),
+}
+
+#[derive(Debug, Clone)]
+struct TemplatedField {
+    steps: Vec<Step>,
+    kind: Kind,
+    template: Template,
+}
+
+#[derive(Debug, Clone)]
+struct Prepared {
+    base: DynamicMessage,
+    /// Framed once when the message has no templates.
+    frame: Option<Bytes>,
+    fields: Vec<TemplatedField>,
+}
+
+/// The requests of a run.
+#[derive(Debug, Clone)]
+pub struct Requests {
+    messages: Vec<Prepared>,
+    compression: Option<Compression>,
+}
+
+/// Per-worker state for rendering requests (reused buffers and a random generator).
+pub struct Renderer {
+    pub worker_id: usize,
+    rng: rand::rngs::StdRng,
+    text: String,
+    buf: Vec<u8>,
+}
+
+impl Renderer {
+    pub fn new(worker_id: usize) -> Self {
+        use rand::SeedableRng;
+        Self {
+            worker_id,
+            rng: rand::rngs::StdRng::from_os_rng(),
+            text: String::new(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Requests {
+    /// Builds the run's requests from the scenario, reporting every message that does not
+    /// fit the method's input type, with where it was written.
+    pub fn build(scenario: &Scenario, method: &MethodDescriptor) -> Result<Self, Problems> {
+        let compression = scenario.call.compression;
+        let mut messages = Vec::new();
+        let mut problems: Vec<(std::path::PathBuf, Problem)> = Vec::new();
+        for msg in &scenario.call.messages {
+            match prepare(msg, method, compression) {
+                Ok(p) => messages.push(p),
+                Err(p) => problems.push((msg.file.clone(), p)),
+            }
+        }
+        if let Some((path, _)) = problems.first() {
+            let path = path.clone();
+            return Err(Problems {
+                path,
+                list: problems.into_iter().map(|(_, p)| p).collect(),
+            });
+        }
+        Ok(Self {
+            messages,
+            compression,
+        })
+    }
+
+    /// Whether requests differ by request number (lists and templates), so the caller must
+    /// number them.
+    pub fn varies(&self) -> bool {
+        self.messages.len() > 1 || self.messages.iter().any(|m| !m.fields.is_empty())
+    }
+
+    /// The framed body of request `n`.
+    pub fn body(&self, n: u64, r: &mut Renderer) -> Bytes {
+        let msg = &self.messages[(n % self.messages.len() as u64) as usize];
+        if let Some(frame) = &msg.frame {
+            return frame.clone();
+        }
+        let mut m = msg.base.clone();
+        for f in &msg.fields {
+            let mut ctx = Context {
+                request_number: n,
+                worker_id: r.worker_id,
+                rng: &mut r.rng,
+            };
+            f.template.render(&mut ctx, &mut r.text);
+            if let Ok(v) = convert(&r.text, &f.kind) {
+                set(&mut m, &f.steps, v);
+            }
+        }
+        r.buf.clear();
+        // Encoding into a Vec cannot fail; framing only fails past 4 GiB.
+        let _ = m.encode(&mut r.buf);
+        frame(&r.buf, self.compression).unwrap_or_default()
+    }
+}
+
+/// Converts a rendered template to a field's value.
+fn convert(text: &str, kind: &Kind) -> Result<Value, String> {
+    let num = |what: &str| format!("\"{text}\" is not {what}");
+    Ok(match kind {
+        Kind::String => Value::String(text.to_string()),
+        Kind::Bytes => Value::Bytes(Bytes::copy_from_slice(text.as_bytes())),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            Value::I32(text.parse().map_err(|_| num("a 32-bit integer"))?)
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            Value::I64(text.parse().map_err(|_| num("a 64-bit integer"))?)
+        }
+        Kind::Uint32 | Kind::Fixed32 => Value::U32(
+            text.parse()
+                .map_err(|_| num("an unsigned 32-bit integer"))?,
+        ),
+        Kind::Uint64 | Kind::Fixed64 => Value::U64(
+            text.parse()
+                .map_err(|_| num("an unsigned 64-bit integer"))?,
+        ),
+        Kind::Float => Value::F32(text.parse().map_err(|_| num("a number"))?),
+        Kind::Double => Value::F64(text.parse().map_err(|_| num("a number"))?),
+        Kind::Bool => Value::Bool(text.parse().map_err(|_| num("true or false"))?),
+        Kind::Enum(e) => Value::EnumNumber(
+            e.get_value_by_name(text)
+                .map(|v| v.number())
+                .ok_or_else(|| num(&format!("a value of {}", e.full_name())))?,
+        ),
+        Kind::Message(m) => {
+            return Err(format!(
+                "a template cannot fill the message field of type {}",
+                m.full_name()
+            ))
+        }
+    })
+}
+
+fn set(msg: &mut DynamicMessage, steps: &[Step], value: Value) {
+    let Some(Step::Field(f)) = steps.first() else {
+        return;
+    };
+    match &steps[1..] {
+        [] => msg.set_field(f, value),
+        [Step::Index(i), rest @ ..] => {
+            if let Value::List(list) = msg.get_field_mut(f) {
+                match (list.get_mut(*i), rest.is_empty()) {
+                    (Some(slot), true) => *slot = value,
+                    (Some(Value::Message(inner)), false) => set(inner, rest, value),
+                    _ => {}
+                }
+            }
+        }
+        rest => {
+            if let Value::Message(inner) = msg.get_field_mut(f) {
+                set(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// A template found in a message's JSON: where (object keys and list indexes) and what.
+struct Found {
+    path: Vec<serde_json::Value>,
+    template: Template,
+}
+
+/// Finds templates in string values, replacing each with a sample rendering so the whole
+/// message can be checked against its type once.
+fn find_templates(
+    v: &mut serde_json::Value,
+    path: &mut Vec<serde_json::Value>,
+    out: &mut Vec<Found>,
+    errors: &mut Vec<(String, String)>,
+) {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) => match Template::parse(s) {
+            Ok(Some(template)) => {
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+                let mut sample = String::new();
+                template.render(
+                    &mut Context {
+                        request_number: 0,
+                        worker_id: 0,
+                        rng: &mut rng,
+                    },
+                    &mut sample,
+                );
+                *s = sample;
+                out.push(Found {
+                    path: path.clone(),
+                    template,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => errors.push((json_path(path), e)),
+        },
+        J::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(J::from(i));
+                find_templates(item, path, out, errors);
+                path.pop();
+            }
+        }
+        J::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                path.push(J::from(k.clone()));
+                find_templates(item, path, out, errors);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn json_path(path: &[serde_json::Value]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            serde_json::Value::String(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            other => s.push_str(&format!("[{other}]")),
+        }
+    }
+    s
+}
+
+fn field_steps(
+    desc: &MessageDescriptor,
+    path: &[serde_json::Value],
+) -> Result<(Vec<Step>, Kind), String> {
+    let mut steps = Vec::new();
+    let mut msg = desc.clone();
+    let mut i = 0;
+    loop {
+        let Some(serde_json::Value::String(key)) = path.get(i) else {
+            return Err("templates go in string values of message fields".into());
+        };
+        let field = msg
+            .get_field_by_json_name(key)
+            .or_else(|| msg.get_field_by_name(key))
+            .ok_or_else(|| format!("no field `{key}` in {}", msg.full_name()))?;
+        steps.push(Step::Field(field.clone()));
+        i += 1;
+        if field.is_map() {
+            return Err(format!(
+                "templates in map values (`{key}`) are not supported"
+            ));
+        }
+        if field.is_list() {
+            let Some(idx) = path.get(i).and_then(|v| v.as_u64()) else {
+                return Err(format!("`{key}` is a list: template its items"));
+            };
+            steps.push(Step::Index(idx as usize));
+            i += 1;
+        }
+        match field.kind() {
+            Kind::Message(inner) if i < path.len() => msg = inner,
+            kind if i == path.len() => return Ok((steps, kind)),
+            _ => return Err(format!("`{key}` has no fields to template")),
+        }
+    }
+}
+
+fn prepare(
+    msg: &RequestMessage,
+    method: &MethodDescriptor,
+    compression: Option<Compression>,
+) -> Result<Prepared, Problem> {
+    let input = method.input();
+    let mut json = msg.json.clone();
+    let (mut found, mut errors) = (Vec::new(), Vec::new());
+    find_templates(&mut json, &mut Vec::new(), &mut found, &mut errors);
+    if let Some((path, why)) = errors.into_iter().next() {
+        return Err(msg.problem(&path, why));
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(&json, &mut track);
+    let base = match DynamicMessage::deserialize(input.clone(), de) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut path = track.path().to_string();
+            let text = e.to_string();
+            // An unknown field is reported at its parent; name the field itself.
+            if let Some(name) = text
+                .split_once("unrecognized field name '")
+                .and_then(|(_, rest)| rest.split_once('\''))
+                .map(|(name, _)| name)
+            {
+                path = if path == "." || path.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                };
+            }
+            let path = if path == "." || path.is_empty() {
+                String::new()
+            } else {
+                format!(".{path}")
+            };
+            return Err(msg.problem(
+                &path,
+                format!(
+                    "does not fit {} (the input of {}): {e}",
+                    input.full_name(),
+                    method.full_name()
+                ),
+            ));
+        }
+    };
+    let mut fields = Vec::new();
+    for f in found {
+        let at = json_path(&f.path);
+        let (steps, kind) = field_steps(&input, &f.path).map_err(|why| msg.problem(&at, why))?;
+        // The sample rendering already fitted the JSON mapping; it must fit the field too.
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+        let mut sample = String::new();
+        f.template.render(
+            &mut Context {
+                request_number: 0,
+                worker_id: 0,
+                rng: &mut rng,
+            },
+            &mut sample,
+        );
+        convert(&sample, &kind).map_err(|why| {
+            msg.problem(
+                &at,
+                format!("the template's output does not fit the field: {why}"),
+            )
+        })?;
+        fields.push(TemplatedField {
+            steps,
+            kind,
+            template: f.template,
+        });
+    }
+    let frame = if fields.is_empty() {
+        Some(
+            frame(&base.encode_to_vec(), compression)
+                .map_err(|e| msg.problem("", e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    Ok(Prepared {
+        base,
+        frame,
+        fields,
+    })
+}
+
+impl RequestMessage {
+    /// A problem at `path` inside this message (".a.b", "[0]"), pointing at the deepest key
+    /// written in the file that leads there.
+    fn problem(&self, path: &str, message: String) -> Problem {
+        let key = format!("{}{path}", self.key);
+        let loc = self
+            .locs
+            .iter()
+            .filter(|(p, _)| {
+                key == *p || key.starts_with(&format!("{p}.")) || key.starts_with(&format!("{p}["))
+            })
+            .max_by_key(|(p, _)| p.len())
+            .map_or(Loc::default(), |(_, l)| *l);
+        Problem {
+            loc,
+            key: if self.from_data_file {
+                key
+            } else {
+                format!("call.{key}")
+            },
+            message,
+        }
+    }
+}

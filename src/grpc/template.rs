@@ -1,0 +1,199 @@
+//! Request templates: `{{request_number}}`, `{{worker_id}}`, `{{uuid}}`,
+//! `{{random_int(1, 100)}}`, `{{random_string(16)}}`, `{{timestamp_unix_ms}}` inside the
+//! string values of a request. Parsed once, before the run; rendered per request.
+
+use std::fmt::Write;
+
+use rand::Rng;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    RequestNumber,
+    WorkerId,
+    Uuid,
+    RandomInt(i64, i64),
+    RandomString(usize),
+    TimestampUnixMs,
+}
+
+/// A string with placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// What a rendering may draw on.
+pub struct Context<'a, R: Rng> {
+    pub request_number: u64,
+    pub worker_id: usize,
+    pub rng: &'a mut R,
+}
+
+const FUNCTIONS: &str = "request_number, worker_id, uuid, random_int(min, max), random_string(length), timestamp_unix_ms";
+
+fn args(call: &str, name: &str) -> Option<Vec<String>> {
+    let inner = call
+        .strip_prefix(name)?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    Some(inner.split(',').map(|a| a.trim().to_string()).collect())
+}
+
+impl Template {
+    /// Parses `text`; `None` when it has no placeholder (a plain string).
+    pub fn parse(text: &str) -> Result<Option<Self>, String> {
+        if !text.contains("{{") {
+            return Ok(None);
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("`{{{{` without `}}}}` in \"{text}\""))?;
+            parts.push(Self::placeholder(after[..end].trim())?);
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(Some(Self { parts }))
+    }
+
+    fn placeholder(p: &str) -> Result<Part, String> {
+        let bad = || format!("`{{{{{p}}}}}` is not a template function; valid: {FUNCTIONS}");
+        Ok(match p {
+            "request_number" => Part::RequestNumber,
+            "worker_id" => Part::WorkerId,
+            "uuid" => Part::Uuid,
+            "timestamp_unix_ms" => Part::TimestampUnixMs,
+            _ => {
+                if let Some(a) = args(p, "random_int") {
+                    let nums: Vec<i64> = a.iter().filter_map(|x| x.parse().ok()).collect();
+                    match nums[..] {
+                        [lo, hi] if a.len() == 2 && lo <= hi => Part::RandomInt(lo, hi),
+                        _ => return Err(format!("`{p}`: random_int takes two whole numbers, min <= max, e.g. random_int(1, 100)")),
+                    }
+                } else if let Some(a) = args(p, "random_string") {
+                    match a.as_slice() {
+                        [n] => match n.parse::<usize>() {
+                            Ok(n) if (1..=65536).contains(&n) => Part::RandomString(n),
+                            _ => {
+                                return Err(format!(
+                                    "`{p}`: random_string takes a length from 1 to 65536"
+                                ))
+                            }
+                        },
+                        _ => {
+                            return Err(format!(
+                                "`{p}`: random_string takes one length, e.g. random_string(16)"
+                            ))
+                        }
+                    }
+                } else {
+                    return Err(bad());
+                }
+            }
+        })
+    }
+
+    /// Renders the template into `out` (cleared first).
+    pub fn render<R: Rng>(&self, ctx: &mut Context<'_, R>, out: &mut String) {
+        out.clear();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::RequestNumber => {
+                    let _ = write!(out, "{}", ctx.request_number);
+                }
+                Part::WorkerId => {
+                    let _ = write!(out, "{}", ctx.worker_id);
+                }
+                Part::Uuid => {
+                    let mut b: [u8; 16] = ctx.rng.random();
+                    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+                    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+                    for (i, byte) in b.iter().enumerate() {
+                        if matches!(i, 4 | 6 | 8 | 10) {
+                            out.push('-');
+                        }
+                        let _ = write!(out, "{byte:02x}");
+                    }
+                }
+                Part::RandomInt(lo, hi) => {
+                    let _ = write!(out, "{}", ctx.rng.random_range(*lo..=*hi));
+                }
+                Part::RandomString(n) => {
+                    const ALPHABET: &[u8] =
+                        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+                    for _ in 0..*n {
+                        out.push(ALPHABET[ctx.rng.random_range(0..ALPHABET.len())] as char);
+                    }
+                }
+                Part::TimestampUnixMs => {
+                    let ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis());
+                    let _ = write!(out, "{ms}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn render(t: &str, n: u64) -> String {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut out = String::new();
+        Template::parse(t).unwrap().unwrap().render(
+            &mut Context {
+                request_number: n,
+                worker_id: 3,
+                rng: &mut rng,
+            },
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn placeholders_render() {
+        assert_eq!(
+            render("req-{{request_number}}/w{{ worker_id }}", 42),
+            "req-42/w3"
+        );
+        let v: i64 = render("{{random_int(5, 9)}}", 0).parse().unwrap();
+        assert!((5..=9).contains(&v));
+        let s = render("{{random_string(16)}}", 0);
+        assert!(s.len() == 16 && s.chars().all(|c| c.is_ascii_alphanumeric()));
+        let u = render("{{uuid}}", 0);
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4", "version 4: {u}");
+        assert!(render("{{timestamp_unix_ms}}", 0).parse::<u128>().unwrap() > 1_600_000_000_000);
+    }
+
+    #[test]
+    fn plain_strings_and_bad_templates() {
+        assert_eq!(Template::parse("plain"), Ok(None));
+        assert!(Template::parse("{{nope}}")
+            .unwrap_err()
+            .contains("valid: request_number"));
+        assert!(Template::parse("{{random_int(9, 1)}}")
+            .unwrap_err()
+            .contains("min <= max"));
+        assert!(Template::parse("{{random_string(0)}}")
+            .unwrap_err()
+            .contains("1 to 65536"));
+        assert!(Template::parse("{{uuid").unwrap_err().contains("without"));
+    }
+}
