@@ -77,6 +77,27 @@ print(f"loadagent achieved {achieved:.1f} req/s of {rate:.0f} asked ({achieved/r
 PY
 
 echo
+echo "== loadagent variants at $RATE req/s over $CONNS connections, ${SECS}s: CPU ms per 1,000 requests"
+variant() {  # $1 = label, $2 = data, rest = extra run arguments
+  local label=$1 data=$2; shift 2
+  scenario "rate = $RATE
+concurrency = 64
+connections = $CONNS
+duration = \"${SECS}s\""
+  sed -i "s|^data = .*|data = $data|" "$work/s.toml"
+  cpu "$BIN" run -q "$work/s.toml" --out "$work/v.json" "$@" > /dev/null
+  python3 - "$label" "$work/cpu.json" "$work/v.json" <<'PY'
+import json, sys
+u, r = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+print(f"{sys.argv[1]:<34} {(u['user'] + u['system']) / r['totals']['ok'] * 1e6:6.1f}")
+PY
+}
+variant "static request" "{ payload_size = 64 }"
+variant "static, all outputs on" "{ payload_size = 64 }" --html "$work/v.html" --hlog "$work/v.hlog" --csv "$work/v.csv"
+variant "templated (one random field)" "{ payload_size = 64, error_message = \"{{random_int(1, 1000000)}}\" }"
+variant "static request (again, for noise)" "{ payload_size = 64 }"
+
+echo
 echo "== maximum rate against the reference target, $CONNS connections, ${SECS}s"
 h2 -c "$CONNS" -m 64 -D "$SECS" > "$work/h2max.txt" 2>&1 || true
 sed -n 's/^finished in .*, \([0-9.]*\) req\/s.*/h2load:    \1 req\/s/p' "$work/h2max.txt"

@@ -83,14 +83,27 @@ fn percentile_chart(r: &Report) -> String {
     })
 }
 
+/// The intervals the time plots show: a trailing interval shorter than half a second (the
+/// few requests that finished just after the end) would read as a collapse, so it is left
+/// out of the plots; it stays in the JSON, the CSV and the totals.
+fn plotted(r: &Report) -> &[crate::record::IntervalSummary] {
+    match r.intervals.last() {
+        Some(last)
+            if (last.t_seconds as f64) + 0.5 > r.duration_seconds && r.intervals.len() > 1 =>
+        {
+            &r.intervals[..r.intervals.len() - 1]
+        }
+        _ => &r.intervals,
+    }
+}
+
 fn over_time(r: &Report, title: &str, y_label: &str, series: Vec<IntervalSeries>) -> String {
     let series = series
         .into_iter()
         .map(|(name, color, f)| Series {
             name: name.into(),
             color,
-            points: r
-                .intervals
+            points: plotted(r)
                 .iter()
                 .map(|i| (i.t_seconds as f64, f(i)))
                 .collect(),
@@ -117,8 +130,7 @@ fn status_chart(r: &Report) -> String {
             } else {
                 PALETTE[1 + i % (PALETTE.len() - 1)]
             },
-            points: r
-                .intervals
+            points: plotted(r)
                 .iter()
                 .map(|iv| {
                     (
