@@ -20,7 +20,7 @@ use super::unary;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::request::Requests;
 use crate::grpc::unary::UnaryCall;
-use crate::record::{Aggregate, Aggregator, Flush, Progress, WorkerRecorder};
+use crate::record::{Aggregate, Aggregator, Flush, Progress, ThreadRecorder};
 use crate::report::process::{ProcessSampler, ProcessUsage};
 use crate::scenario::{Load, Model};
 
@@ -151,29 +151,39 @@ impl ThreadWork {
                 return; // the run was called off before it began
             }
         };
-        let mut set = JoinSet::new();
-        for id in (0..load.concurrency as usize)
-            .filter(|w| (w % connections) % self.threads == self.index)
-        {
-            let local_slot = (id % connections) / self.threads;
-            let recorder = WorkerRecorder::new(clock.origin, self.flushes.clone());
-            set.spawn(unary::worker(
-                self.shared.clone(),
-                clock,
-                pool.clone(),
-                local_slot,
-                id,
-                recorder,
-            ));
-        }
-        drop(self.flushes);
-        tokio::select! {
-            _ = join_all(&mut set) => {}
-            _ = self.abort.cancelled() => {
-                set.abort_all();
-                join_all(&mut set).await;
-            }
-        }
+        // Tasks share the thread's recorder (Rc<RefCell>), so they are local to this thread.
+        let recorder = std::rc::Rc::new(std::cell::RefCell::new(ThreadRecorder::new(
+            clock.origin,
+            self.flushes,
+        )));
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let mut set = JoinSet::new();
+                for id in (0..load.concurrency as usize)
+                    .filter(|w| (w % connections) % self.threads == self.index)
+                {
+                    let local_slot = (id % connections) / self.threads;
+                    set.spawn_local(unary::worker(
+                        self.shared.clone(),
+                        clock,
+                        pool.clone(),
+                        local_slot,
+                        id,
+                        recorder.clone(),
+                    ));
+                }
+                tokio::select! {
+                    _ = join_all(&mut set) => {}
+                    _ = self.abort.cancelled() => {
+                        set.abort_all();
+                        join_all(&mut set).await;
+                    }
+                }
+            })
+            .await;
+        // The last handle: dropping it hands over the thread's final interval.
+        drop(recorder);
     }
 }
 

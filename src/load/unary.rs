@@ -10,7 +10,7 @@ use super::driver::{Clock, Shared};
 use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
-use crate::record::WorkerRecorder;
+use crate::record::SharedRecorder;
 
 /// A request picked up more than this after its intended start counts as sent late.
 /// Below it is timer and scheduling jitter, not a generator that fell behind.
@@ -35,7 +35,7 @@ pub(super) async fn worker(
     pool: Arc<Pool>,
     slot: usize,
     worker_id: usize,
-    mut rec: WorkerRecorder,
+    rec: SharedRecorder,
 ) {
     let requests = &shared.plan.requests;
     let numbered = requests.varies();
@@ -79,7 +79,7 @@ pub(super) async fn worker(
         let picked = Instant::now();
         let late = intended.is_some_and(|at| picked > at + LATE_AFTER);
         if let Some(at) = intended {
-            if !wait_until(at.checked_sub(HALF_TICK).unwrap_or(at), &mut rec, &shared).await {
+            if !wait_until(at.checked_sub(HALF_TICK).unwrap_or(at), &rec, &shared).await {
                 break;
             }
         }
@@ -91,7 +91,7 @@ pub(super) async fn worker(
                     let done = Instant::now();
                     if measured {
                         let corrected = intended.map(|at| micros(done - at.min(picked)));
-                        rec.record(
+                        rec.borrow_mut().record(
                             done,
                             corrected,
                             micros(done - picked),
@@ -122,7 +122,7 @@ pub(super) async fn worker(
         }
         if measured {
             let corrected = intended.map(|at| micros(done - at.min(sent)));
-            rec.record(
+            rec.borrow_mut().record(
                 done,
                 corrected,
                 micros(done - sent),
@@ -136,7 +136,7 @@ pub(super) async fn worker(
 
 /// Sleeps until `at`, waking at interval ends to hand over recorded data and every
 /// `MAX_NAP` to notice a stop. Returns false when the run is stopping.
-async fn wait_until(at: Instant, rec: &mut WorkerRecorder, shared: &Shared) -> bool {
+async fn wait_until(at: Instant, rec: &SharedRecorder, shared: &Shared) -> bool {
     loop {
         let now = Instant::now();
         if now >= at {
@@ -146,10 +146,10 @@ async fn wait_until(at: Instant, rec: &mut WorkerRecorder, shared: &Shared) -> b
             return false;
         }
         let mut wake = at.min(now + MAX_NAP);
-        if let Some(flush) = rec.flush_deadline() {
+        if let Some(flush) = rec.borrow().flush_deadline() {
             wake = wake.min(flush);
         }
         tokio::time::sleep_until(wake).await;
-        rec.flush_if_due(Instant::now());
+        rec.borrow_mut().flush_if_due(Instant::now());
     }
 }

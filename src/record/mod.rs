@@ -1,4 +1,4 @@
-//! Latency recording: per-worker HDR histograms, handed over once per interval and merged.
+//! Latency recording: per-thread HDR histograms, handed over once per interval and merged.
 
 pub mod aggregator;
 pub mod histogram;
@@ -8,4 +8,4 @@ pub mod recorder;
 pub use aggregator::{Aggregate, Aggregator, IntervalSummary, Progress};
 pub use histogram::LatencySummary;
 pub use interval::IntervalData;
-pub use recorder::{Flush, WorkerRecorder, INTERVAL};
+pub use recorder::{Flush, SharedRecorder, ThreadRecorder, INTERVAL};
