@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::CommandError;
 use crate::grpc::descriptors::{resolve, ResolveError};
 use crate::grpc::request::Requests;
+use crate::grpc::stream::StreamCall;
 use crate::grpc::unary::UnaryCall;
+use crate::load::CallPlan;
 use crate::scenario::{self, Address, Scenario, ScenarioError};
 use crate::target;
 
@@ -18,7 +20,7 @@ pub struct Prepared {
     /// `host:port` to connect to (the embedded target's loopback port when embedded).
     pub address: String,
     pub schema_source: String,
-    pub call: UnaryCall,
+    pub call: CallPlan,
     pub requests: Requests,
     /// Stops the embedded target, if one was started.
     pub embedded: Option<EmbeddedTarget>,
@@ -120,6 +122,15 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         scenario.call.compression,
     )
     .map_err(|m| CommandError::invalid(format!("{}: {m}", path.display())))?;
+    let call = if scenario.kind.is_stream() {
+        CallPlan::Stream(StreamCall::new(
+            call,
+            scenario.kind,
+            scenario.stream.clone(),
+        ))
+    } else {
+        CallPlan::Unary(call)
+    };
     Ok(Prepared {
         scenario,
         address,

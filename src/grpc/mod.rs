@@ -7,5 +7,6 @@ pub mod frame;
 pub mod reflection;
 pub mod request;
 pub mod status;
+pub mod stream;
 pub mod template;
 pub mod unary;

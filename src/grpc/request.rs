@@ -96,7 +96,14 @@ impl Requests {
 
     /// The framed body of request `n`.
     pub fn body(&self, n: u64, r: &mut Renderer) -> Bytes {
-        let msg = &self.messages[(n % self.messages.len() as u64) as usize];
+        self.message(n, n, r)
+    }
+
+    /// Message `index` of the list (cycled), with templates rendered for request `number`
+    /// (a stream's messages are the list in order; its templates see the stream's number).
+    pub fn message(&self, index: u64, number: u64, r: &mut Renderer) -> Bytes {
+        let n = number;
+        let msg = &self.messages[(index % self.messages.len() as u64) as usize];
         if let Some(frame) = &msg.frame {
             return frame.clone();
         }

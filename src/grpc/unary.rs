@@ -29,13 +29,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    const OK: Self = Self {
+    pub(crate) const OK: Self = Self {
         code: status::OK,
         message: None,
         connection_failed: false,
     };
 
-    fn failed(code: u8, message: impl Into<String>) -> Self {
+    pub(crate) fn failed(code: u8, message: impl Into<String>) -> Self {
         Self {
             code,
             message: Some(message.into()),
@@ -43,7 +43,7 @@ impl Outcome {
         }
     }
 
-    fn from_h2(e: &h2::Error) -> Self {
+    pub(crate) fn from_h2(e: &h2::Error) -> Self {
         let connection_failed = e.is_io() || e.is_go_away() || e.is_library();
         let code = match e.reason() {
             Some(h2::Reason::REFUSED_STREAM) => status::UNAVAILABLE,
@@ -132,15 +132,20 @@ impl UnaryCall {
         }
     }
 
-    async fn exchange(&self, send: &mut SendRequest<Bytes>, body: Bytes) -> Outcome {
-        if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
-            return Outcome::from_h2(&e);
-        }
+    /// The request head: method, URI and headers, from the ones prepared once.
+    pub(crate) fn request(&self) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
-        let (response, mut stream) = match send.send_request(request, false) {
+        request
+    }
+
+    async fn exchange(&self, send: &mut SendRequest<Bytes>, body: Bytes) -> Outcome {
+        if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
+            return Outcome::from_h2(&e);
+        }
+        let (response, mut stream) = match send.send_request(self.request(), false) {
             Ok(pair) => pair,
             Err(e) => return Outcome::from_h2(&e),
         };
@@ -184,7 +189,7 @@ impl UnaryCall {
     }
 }
 
-fn status_of(code: &[u8], message: Option<&HeaderValue>) -> Outcome {
+pub(crate) fn status_of(code: &[u8], message: Option<&HeaderValue>) -> Outcome {
     let code = status::parse_code(code);
     if code == status::OK {
         return Outcome::OK;

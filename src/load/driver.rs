@@ -19,6 +19,7 @@ use super::schedule::Schedule;
 use super::unary;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::request::Requests;
+use crate::grpc::stream::StreamCall;
 use crate::grpc::unary::UnaryCall;
 use crate::record::{Aggregate, Aggregator, Flush, Progress, ThreadRecorder};
 use crate::report::process::{ProcessSampler, ProcessUsage};
@@ -27,10 +28,25 @@ use crate::scenario::{Load, Model};
 /// Everything the workers need, fixed before the load starts.
 pub struct Plan {
     pub load: Load,
-    pub call: UnaryCall,
+    pub call: CallPlan,
     pub requests: Requests,
     /// `None` for the closed model.
     pub schedule: Option<Schedule>,
+}
+
+/// What each iteration does.
+pub enum CallPlan {
+    Unary(UnaryCall),
+    Stream(StreamCall),
+}
+
+impl CallPlan {
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Self::Unary(c) => c.timeout(),
+            Self::Stream(c) => c.timeout(),
+        }
+    }
 }
 
 /// What a run produced.
@@ -59,6 +75,8 @@ pub(super) struct Shared {
     /// Set when the run is being stopped. Relaxed: it carries no data, and a worker that
     /// sees it one request late sends one more request, which the drain then waits for.
     pub stop: AtomicBool,
+    /// The same stop, for streams to await (each registers once per stream, never per message).
+    pub stop_token: CancellationToken,
 }
 
 /// The run's time line, fixed once every generator thread is connected.
@@ -210,6 +228,7 @@ pub async fn drive(
         next: AtomicU64::new(0),
         sequence: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        stop_token: CancellationToken::new(),
     });
 
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
@@ -274,12 +293,13 @@ pub async fn drive(
         _ = cancel.cancelled() => {}
     }
 
-    // A time-bounded run ends at its scheduled end; requests still in flight a deadline
-    // later (a target that stopped answering) are abandoned rather than waited for.
+    // A time-bounded run ends at its scheduled end: workers stop, streams end gracefully,
+    // and requests still in flight get until their deadline (a target that stopped
+    // answering is abandoned rather than waited for).
     let natural_end = measured_duration.map(|d| origin + d);
-    let overran = async move {
+    let at_end = async move {
         match natural_end {
-            Some(end) => tokio::time::sleep_until(end + drain).await,
+            Some(end) => tokio::time::sleep_until(end).await,
             None => std::future::pending().await,
         }
     };
@@ -295,20 +315,14 @@ pub async fn drive(
     let ended = tokio::select! {
         r = &mut finished => { surface(r); End::Done }
         _ = cancel.cancelled() => End::Cancelled,
-        _ = overran => End::Overran,
+        _ = at_end => End::Scheduled,
     };
     shared.stop.store(true, Ordering::Relaxed);
-    match ended {
-        End::Done => {}
-        End::Cancelled => {
-            if let Ok(r) = tokio::time::timeout(drain, &mut finished).await {
-                surface(r);
-            } else {
-                abort.cancel();
-                surface(finished.await);
-            }
-        }
-        End::Overran => {
+    shared.stop_token.cancel();
+    if ended != End::Done {
+        if let Ok(r) = tokio::time::timeout(drain, &mut finished).await {
+            surface(r);
+        } else {
             abort.cancel();
             surface(finished.await);
         }
@@ -350,9 +364,12 @@ async fn join_threads(handles: Vec<std::thread::JoinHandle<()>>) {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
+    /// Every worker finished by itself.
     Done,
+    /// A signal (or a failed `abort_on_fail` threshold).
     Cancelled,
-    Overran,
+    /// The scheduled end of a time-bounded run.
+    Scheduled,
 }
 
 async fn join_all(set: &mut JoinSet<()>) {

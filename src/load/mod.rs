@@ -4,5 +4,5 @@ pub mod driver;
 pub mod schedule;
 mod unary;
 
-pub use driver::{drive, generator_threads, Plan, RunOutcome};
+pub use driver::{drive, generator_threads, CallPlan, Plan, RunOutcome};
 pub use schedule::Schedule;

@@ -1,4 +1,5 @@
-//! The unary worker: take the next request, wait for its time (open model), call, record.
+//! The worker: take the next request (a call, or a whole stream), wait for its time (open
+//! model), run it, record.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -6,10 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::driver::{Clock, Shared};
+use super::driver::{CallPlan, Clock, Shared};
 use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
+use crate::grpc::stream::StreamContext;
 use crate::record::SharedRecorder;
 
 /// A request picked up more than this after its intended start counts as sent late.
@@ -112,9 +114,24 @@ pub(super) async fn worker(
         let Some(current) = lease.as_mut() else {
             continue;
         };
-        let body = requests.body(number, &mut renderer);
         let sent = Instant::now();
-        let outcome = shared.plan.call.call(&mut current.send, body).await;
+        let outcome = match &shared.plan.call {
+            CallPlan::Unary(call) => {
+                let body = requests.body(number, &mut renderer);
+                call.call(&mut current.send, body).await
+            }
+            CallPlan::Stream(call) => {
+                let ctx = StreamContext {
+                    requests,
+                    number,
+                    renderer: &mut renderer,
+                    recorder: &rec,
+                    measured,
+                    stop: &shared.stop_token,
+                };
+                call.run(&mut current.send, ctx).await
+            }
+        };
         let done = Instant::now();
         if outcome.connection_failed {
             broken = Some(current.generation);

@@ -33,6 +33,11 @@ pub struct IntervalSummary {
     /// gRPC code name → count, for the codes seen in this interval.
     #[serde(default)]
     pub status_codes: BTreeMap<String, u64>,
+    /// Streaming kinds: messages sent and received in this interval.
+    #[serde(default)]
+    pub messages_sent: u64,
+    #[serde(default)]
+    pub messages_received: u64,
 }
 
 impl IntervalSummary {
@@ -60,6 +65,8 @@ impl IntervalSummary {
                 .filter(|(_, n)| **n > 0)
                 .map(|(code, n)| (code_name(code as u8).to_string(), *n))
                 .collect(),
+            messages_sent: d.messages_sent,
+            messages_received: d.messages_received,
         }
     }
 

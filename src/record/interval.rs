@@ -21,6 +21,13 @@ pub struct IntervalData {
     pub sent_late: u64,
     /// (code, message, count), most recent first-seen order.
     pub errors: Vec<(u8, String, u64)>,
+    /// Streams: from opening a stream to its first response message.
+    pub first_message: Histogram<u64>,
+    /// Streams: per-message latency (bidi) or the gap between server messages (server streams).
+    pub message: Histogram<u64>,
+    pub streams_opened: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
 }
 
 impl Default for IntervalData {
@@ -31,6 +38,11 @@ impl Default for IntervalData {
             status: [0; CODE_COUNT],
             sent_late: 0,
             errors: Vec::new(),
+            first_message: new_histogram(),
+            message: new_histogram(),
+            streams_opened: 0,
+            messages_sent: 0,
+            messages_received: 0,
         }
     }
 }
@@ -100,13 +112,22 @@ impl IntervalData {
             *a += b;
         }
         self.sent_late += other.sent_late;
+        let _ = self.first_message.add(&other.first_message);
+        let _ = self.message.add(&other.message);
+        self.streams_opened += other.streams_opened;
+        self.messages_sent += other.messages_sent;
+        self.messages_received += other.messages_received;
         for (code, msg, n) in &other.errors {
             self.count_error(*code, msg, *n);
         }
     }
 
+    /// Nothing recorded at all (no finished call, no stream or message event).
     pub fn is_empty(&self) -> bool {
         self.requests() == 0
+            && self.streams_opened == 0
+            && self.messages_sent == 0
+            && self.messages_received == 0
     }
 }
 

@@ -64,6 +64,38 @@ impl ThreadRecorder {
             .record(corrected_us, uncorrected_us, code, message, late);
     }
 
+    fn at(&mut self, t: Instant) -> &mut IntervalData {
+        let idx = self.interval_of(t);
+        if idx != self.interval {
+            self.flush();
+            self.interval = idx;
+        }
+        &mut self.data
+    }
+
+    /// A stream was opened at `t`.
+    pub fn stream_opened(&mut self, t: Instant) {
+        self.at(t).streams_opened += 1;
+    }
+
+    /// A stream message was sent at `t`.
+    pub fn message_sent(&mut self, t: Instant) {
+        self.at(t).messages_sent += 1;
+    }
+
+    /// A stream message arrived at `t`; `latency_us` is its per-message latency (or gap),
+    /// `first_us` the stream's time to first message when it is the first.
+    pub fn message_received(&mut self, t: Instant, latency_us: Option<u64>, first_us: Option<u64>) {
+        let d = self.at(t);
+        d.messages_received += 1;
+        if let Some(us) = latency_us {
+            super::histogram::record(&mut d.message, us);
+        }
+        if let Some(us) = first_us {
+            super::histogram::record(&mut d.first_message, us);
+        }
+    }
+
     /// When this worker must wake to hand over its data even if it has nothing else to do,
     /// so an idle worker does not hold an interval back.
     pub fn flush_deadline(&self) -> Option<Instant> {

@@ -179,6 +179,19 @@ fn latency_table(o: &mut String, r: &Report) {
         row("corrected", c);
     }
     row("uncorrected", &r.latency.uncorrected);
+    if let Some(f) = &r.latency_first_message {
+        row("first message", f);
+    }
+    if let Some(m) = &r.latency_message {
+        row(
+            if r.kind == "server_stream" {
+                "message gap"
+            } else {
+                "message"
+            },
+            m,
+        );
+    }
     o.push_str("</table>");
 }
 
@@ -245,6 +258,17 @@ pub fn render(r: &Report) -> String {
         ],
     ));
     o.push_str(&status_chart(r));
+    if r.messages.is_some() {
+        o.push_str(&over_time(
+            r,
+            "Stream messages over time",
+            "messages per second",
+            vec![
+                ("sent", BLUE, |i| i.messages_sent as f64),
+                ("received", GREEN, |i| i.messages_received as f64),
+            ],
+        ));
+    }
     latency_table(&mut o, r);
     let t = &r.totals;
     table(

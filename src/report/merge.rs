@@ -147,6 +147,8 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
                 p99_us: 0,
                 max_us: 0,
                 status_codes: BTreeMap::new(),
+                messages_sent: 0,
+                messages_received: 0,
             });
             m.requests += i.requests;
             m.ok += i.ok;
@@ -155,6 +157,8 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
             m.p50_us = m.p50_us.max(i.p50_us);
             m.p99_us = m.p99_us.max(i.p99_us);
             m.max_us = m.max_us.max(i.max_us);
+            m.messages_sent += i.messages_sent;
+            m.messages_received += i.messages_received;
             for (k, v) in &i.status_codes {
                 *m.status_codes.entry(k.clone()).or_default() += v;
             }

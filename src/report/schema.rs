@@ -11,7 +11,7 @@ use super::thresholds::ThresholdResult;
 use crate::grpc::status::code_name;
 use crate::load::RunOutcome;
 use crate::record::{Aggregate, IntervalData, IntervalSummary, LatencySummary};
-use crate::scenario::{Model, Scenario, Stage};
+use crate::scenario::{Kind, Model, Scenario, Stage};
 
 pub const SCHEMA: &str = "loadagent.report/v1";
 
@@ -40,6 +40,18 @@ pub struct Report {
     /// Most frequent first.
     pub errors: Vec<ErrorCount>,
     pub latency: Latency,
+    /// Streaming kinds: how streams opened and ended (`status_codes` says how they ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamsInfo>,
+    /// Streaming kinds: messages sent and received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<MessagesInfo>,
+    /// Streaming kinds: from opening a stream to its first response message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_first_message: Option<LatencySummary>,
+    /// Bidi: per-message round trip; server streams: the gap between consecutive messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_message: Option<LatencySummary>,
     pub intervals: Vec<IntervalSummary>,
     pub process: ProcessUsage,
     /// Each `[thresholds]` entry's verdict (empty when the scenario has none).
@@ -98,6 +110,23 @@ pub struct Totals {
     /// errors / requests (0 when there were none).
     #[serde(default)]
     pub error_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamsInfo {
+    pub opened: u64,
+    /// Ended with OK (including streams the client ended by design).
+    pub completed: u64,
+    /// Ended with any other status (resets, GOAWAY, deadlines, server errors).
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagesInfo {
+    pub sent: u64,
+    pub received: u64,
+    pub sent_per_second: f64,
+    pub received_per_second: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,6 +244,32 @@ impl Report {
                 corrected: (model == Model::Open).then(|| LatencySummary::of(&totals.corrected)),
                 uncorrected: LatencySummary::of(&totals.uncorrected),
             },
+            streams: scenario.kind.is_stream().then(|| StreamsInfo {
+                opened: totals.streams_opened,
+                completed: totals.ok(),
+                failed: totals.errors_count(),
+            }),
+            messages: scenario.kind.is_stream().then(|| MessagesInfo {
+                sent: totals.messages_sent,
+                received: totals.messages_received,
+                sent_per_second: if secs > 0.0 {
+                    round3(totals.messages_sent as f64 / secs)
+                } else {
+                    0.0
+                },
+                received_per_second: if secs > 0.0 {
+                    round3(totals.messages_received as f64 / secs)
+                } else {
+                    0.0
+                },
+            }),
+            latency_first_message: scenario
+                .kind
+                .is_stream()
+                .then(|| LatencySummary::of(&totals.first_message)),
+            // Client streams get one response: there is no per-message latency to show.
+            latency_message: matches!(scenario.kind, Kind::BidiStream | Kind::ServerStream)
+                .then(|| LatencySummary::of(&totals.message)),
             intervals: outcome.aggregate.intervals.clone(),
             process: outcome.process.clone(),
             thresholds: Vec::new(),

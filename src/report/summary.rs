@@ -108,6 +108,18 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
             )?;
         }
     }
+    if let (Some(s), Some(m)) = (&r.streams, &r.messages) {
+        writeln!(
+            o,
+            "  streams   {} opened, {} completed, {} failed",
+            s.opened, s.completed, s.failed
+        )?;
+        writeln!(
+            o,
+            "  messages  {} sent ({:.1}/s), {} received ({:.1}/s)",
+            m.sent, m.sent_per_second, m.received, m.received_per_second
+        )?;
+    }
     writeln!(
         o,
         "  latency       {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -117,6 +129,17 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         latency_row(o, "corrected", c)?;
     }
     latency_row(o, "uncorrected", &r.latency.uncorrected)?;
+    if let Some(f) = &r.latency_first_message {
+        latency_row(o, "first msg", f)?;
+    }
+    if let Some(m) = &r.latency_message {
+        let label = if r.kind == "server_stream" {
+            "msg gap"
+        } else {
+            "message"
+        };
+        latency_row(o, label, m)?;
+    }
     if r.latency.corrected.is_some() {
         writeln!(o, "            corrected: from each request's intended start (coordinated omission); uncorrected: from its send")?;
     }

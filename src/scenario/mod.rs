@@ -34,6 +34,7 @@ const DEFAULT_CONCURRENCY: u64 = 64;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Every call has a deadline (ghz's default), so a target that stops answering cannot
 /// hang a run.
+/// For unary calls without a `timeout`.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Reads and validates a scenario file.
@@ -98,7 +99,18 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         "call",
         "add a [call] table with `method = \"package.Service/Method\"`",
     )
-    .and_then(|c| read_call(&c));
+    .and_then(|c| read_call(&c))
+    .map(|mut c| {
+        if kind == Some(Kind::Unary) && c.timeout.is_none() {
+            c.timeout = Some(DEFAULT_CALL_TIMEOUT);
+        }
+        c
+    });
+    let stream = read_stream(
+        root,
+        kind,
+        call.as_ref().map_or(1, |c: &Call| c.messages.len() as u64),
+    );
     let thresholds = root
         .table("thresholds")
         .map(|t| thresholds::read(&t))
@@ -121,7 +133,60 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         call: call?,
         load: load?,
         thresholds,
+        stream: stream?,
     })
+}
+
+/// `[stream]`, for the streaming kinds only. `messages` defaults to the number of messages in
+/// `data` for client and bidi streams (ghz's convention), and to 0 (until the server closes
+/// the stream) for server streams.
+fn read_stream(
+    root: &TableReader<'_, '_, '_>,
+    kind: Option<Kind>,
+    data_messages: u64,
+) -> Option<StreamOptions> {
+    let kind = kind.unwrap_or(Kind::Unary);
+    let default_messages = if kind == Kind::ServerStream {
+        0
+    } else {
+        data_messages.max(1)
+    };
+    let mut options = StreamOptions {
+        messages: default_messages,
+        message_interval: Duration::ZERO,
+        stream_duration: None,
+        mode: BidiMode::PingPong,
+    };
+    let Some(t) = root.table("stream") else {
+        return Some(options);
+    };
+    if !kind.is_stream() {
+        root.ctx().report_at(t.loc(), "stream", "[stream] applies to the streaming kinds (server_stream, client_stream, bidi_stream); remove it or change `kind`");
+    }
+    let min_messages = if kind == Kind::ServerStream { 0 } else { 1 };
+    if let Some(m) = t.integer("messages", min_messages) {
+        options.messages = m.value;
+    }
+    if let Some(d) = t.duration("message_interval", false) {
+        options.message_interval = d.value;
+    }
+    options.stream_duration = t.duration("stream_duration", true).map(|d| d.value);
+    if let Some(mode) = t.choice("mode", &["ping_pong", "pipelined"]) {
+        if kind != Kind::BidiStream {
+            root.ctx().report_at(
+                mode.loc,
+                &t.key_path("mode"),
+                "`mode` applies to bidi_stream only",
+            );
+        }
+        options.mode = if mode.value == "pipelined" {
+            BidiMode::Pipelined
+        } else {
+            BidiMode::PingPong
+        };
+    }
+    t.finish();
+    Some(options)
 }
 
 /// A required table; a missing one is a problem, and so are its contents' problems.

@@ -14,14 +14,24 @@ use super::source::Loc;
 pub enum Kind {
     /// One request, one response.
     Unary,
+    /// One request, a stream of responses.
+    ServerStream,
+    /// A stream of requests, one response.
+    ClientStream,
+    /// Streams both ways.
+    BidiStream,
 }
 
 impl Kind {
-    pub const NAMES: &'static [&'static str] = &["unary"];
+    pub const NAMES: &'static [&'static str] =
+        &["unary", "server_stream", "client_stream", "bidi_stream"];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "unary" => Some(Self::Unary),
+            "server_stream" => Some(Self::ServerStream),
+            "client_stream" => Some(Self::ClientStream),
+            "bidi_stream" => Some(Self::BidiStream),
             _ => None,
         }
     }
@@ -29,8 +39,38 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unary => "unary",
+            Self::ServerStream => "server_stream",
+            Self::ClientStream => "client_stream",
+            Self::BidiStream => "bidi_stream",
         }
     }
+
+    pub fn is_stream(self) -> bool {
+        self != Self::Unary
+    }
+}
+
+/// How a bidi stream measures message latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BidiMode {
+    /// Send one message, wait for its reply: the round trip is the message latency.
+    PingPong,
+    /// Send on schedule and receive concurrently; replies are matched to messages by order.
+    Pipelined,
+}
+
+/// `[stream]`: how each stream behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamOptions {
+    /// Messages the client sends per stream (client, bidi), or after which it ends a server
+    /// stream (0 = until the server closes it).
+    pub messages: u64,
+    /// Pause between the client's messages.
+    pub message_interval: Duration,
+    /// The client ends each stream after this long.
+    pub stream_duration: Option<Duration>,
+    pub mode: BidiMode,
 }
 
 /// Where the load goes.
@@ -205,6 +245,8 @@ pub struct Scenario {
     pub call: Call,
     pub load: Load,
     pub thresholds: super::thresholds::Thresholds,
+    /// For the streaming kinds.
+    pub stream: StreamOptions,
 }
 
 #[cfg(test)]

@@ -1,0 +1,438 @@
+//! Streaming calls over HTTP/2: server, client and bidirectional streams, with per-message
+//! timing recorded as it happens. Response messages are counted and timed, not decoded.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{RecvStream, SendStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::request::{Renderer, Requests};
+use super::status;
+use super::unary::{status_of, Outcome, UnaryCall};
+use crate::record::SharedRecorder;
+use crate::scenario::{BidiMode, Kind, StreamOptions};
+
+/// Largest response message accepted (gRPC's default max receive size).
+pub const MAX_RECEIVE_BYTES: usize = 4 << 20;
+
+/// A streaming call: the request head (shared with unary calls), the kind and its options.
+#[derive(Debug, Clone)]
+pub struct StreamCall {
+    head: UnaryCall,
+    kind: Kind,
+    options: StreamOptions,
+}
+
+/// What one stream needs from its worker.
+pub struct StreamContext<'a> {
+    pub requests: &'a Requests,
+    /// The stream's number (what its templates see as `request_number`).
+    pub number: u64,
+    pub renderer: &'a mut Renderer,
+    pub recorder: &'a SharedRecorder,
+    /// Warm-up streams are run but not recorded.
+    pub measured: bool,
+    /// Fires when the run ends: streams end gracefully (half-close, or cancel a server stream).
+    pub stop: &'a CancellationToken,
+}
+
+impl StreamContext<'_> {
+    fn sent(&self) {
+        if self.measured {
+            self.recorder.borrow_mut().message_sent(Instant::now());
+        }
+    }
+
+    fn received(&self, latency: Option<Duration>, first: Option<Duration>) {
+        if self.measured {
+            let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            self.recorder.borrow_mut().message_received(
+                Instant::now(),
+                latency.map(us),
+                first.map(us),
+            );
+        }
+    }
+}
+
+/// Why a stream stopped waiting.
+enum Wake {
+    Message,
+    End,
+    Failed(Outcome),
+    /// `stream_duration` passed, or the run is stopping: the client ends the stream.
+    Over,
+}
+
+/// The response side of a stream: headers first, then messages cut from DATA frames.
+struct Incoming {
+    response: Option<ResponseFuture>,
+    body: Option<RecvStream>,
+    buf: BytesMut,
+    /// Set when the status came in the response headers (trailers-only response).
+    early: Option<Outcome>,
+}
+
+impl Incoming {
+    fn new(response: ResponseFuture) -> Self {
+        Self {
+            response: Some(response),
+            body: None,
+            buf: BytesMut::new(),
+            early: None,
+        }
+    }
+
+    /// The next complete message; `Ok(false)` at the end of the stream. Cancel-safe: a
+    /// select that drops it loses neither the response future nor a received frame.
+    async fn next(&mut self) -> Result<bool, Outcome> {
+        loop {
+            if self.buf.len() >= 5 {
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                    as usize;
+                if len > MAX_RECEIVE_BYTES {
+                    return Err(Outcome::failed(
+                        8, // RESOURCE_EXHAUSTED, as gRPC clients report it
+                        format!("received message larger than max ({len} vs. {MAX_RECEIVE_BYTES})"),
+                    ));
+                }
+                if self.buf.len() >= 5 + len {
+                    self.buf.advance(5 + len);
+                    return Ok(true);
+                }
+            }
+            if self.early.is_some() {
+                return Ok(false);
+            }
+            if self.body.is_none() {
+                let Some(response) = self.response.as_mut() else {
+                    return Ok(false);
+                };
+                let response = response.await.map_err(|e| Outcome::from_h2(&e))?;
+                self.response = None;
+                let (head, body) = response.into_parts();
+                if head.status != http::StatusCode::OK {
+                    return Err(Outcome::failed(
+                        status::from_http_status(head.status.as_u16()),
+                        format!("HTTP status {} from the server", head.status),
+                    ));
+                }
+                if let Some(code) = head.headers.get("grpc-status") {
+                    self.early = Some(status_of(code.as_bytes(), head.headers.get("grpc-message")));
+                    return Ok(false);
+                }
+                self.body = Some(body);
+            }
+            let Some(body) = self.body.as_mut() else {
+                return Ok(false);
+            };
+            match body.data().await {
+                Some(Ok(chunk)) => {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    self.buf.extend_from_slice(&chunk);
+                }
+                Some(Err(e)) => return Err(Outcome::from_h2(&e)),
+                None => {
+                    if !self.buf.is_empty() {
+                        return Err(Outcome::failed(
+                            status::INTERNAL,
+                            "stream ended inside a message",
+                        ));
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    /// Reads to the end of the stream and returns its status; messages still arriving are
+    /// counted by `on_message`.
+    async fn finish(&mut self, mut on_message: impl FnMut()) -> Outcome {
+        loop {
+            match self.next().await {
+                Ok(true) => on_message(),
+                Ok(false) => break,
+                Err(o) => return o,
+            }
+        }
+        if let Some(o) = self.early.take() {
+            return o;
+        }
+        let Some(body) = self.body.as_mut() else {
+            return Outcome::failed(status::INTERNAL, "stream ended without a response");
+        };
+        match body.trailers().await {
+            Ok(Some(t)) => match t.get("grpc-status") {
+                Some(code) => status_of(code.as_bytes(), t.get("grpc-message")),
+                None => Outcome::failed(status::INTERNAL, "response trailers have no grpc-status"),
+            },
+            Ok(None) => Outcome::failed(
+                status::INTERNAL,
+                "response ended without trailers (no grpc-status)",
+            ),
+            Err(e) => Outcome::from_h2(&e),
+        }
+    }
+}
+
+/// Waits for the next message, the end of the client's time, or the run's stop.
+async fn wait_message(incoming: &mut Incoming, over: impl Future<Output = ()>) -> Wake {
+    tokio::select! {
+        biased;
+        r = incoming.next() => match r {
+            Ok(true) => Wake::Message,
+            Ok(false) => Wake::End,
+            Err(o) => Wake::Failed(o),
+        },
+        _ = over => Wake::Over,
+    }
+}
+
+fn send(stream: &mut SendStream<Bytes>, body: Bytes, end: bool) -> Result<(), Outcome> {
+    stream
+        .send_data(body, end)
+        .map_err(|e| Outcome::from_h2(&e))
+}
+
+impl StreamCall {
+    pub fn new(head: UnaryCall, kind: Kind, options: StreamOptions) -> Self {
+        Self {
+            head,
+            kind,
+            options,
+        }
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.head.timeout()
+    }
+
+    /// Runs one stream to its end and returns how it ended.
+    pub async fn run(&self, send: &mut SendRequest<Bytes>, mut ctx: StreamContext<'_>) -> Outcome {
+        let opened = Instant::now();
+        if ctx.measured {
+            ctx.recorder.borrow_mut().stream_opened(opened);
+        }
+        match self.timeout() {
+            None => self.exchange(send, &mut ctx, opened).await,
+            Some(t) => match tokio::time::timeout(t, self.exchange(send, &mut ctx, opened)).await {
+                Ok(o) => o,
+                Err(_) => {
+                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)")
+                }
+            },
+        }
+    }
+
+    async fn exchange(
+        &self,
+        send: &mut SendRequest<Bytes>,
+        ctx: &mut StreamContext<'_>,
+        opened: Instant,
+    ) -> Outcome {
+        if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
+            return Outcome::from_h2(&e);
+        }
+        let (response, mut stream) = match send.send_request(self.head.request(), false) {
+            Ok(pair) => pair,
+            Err(e) => return Outcome::from_h2(&e),
+        };
+        let mut incoming = Incoming::new(response);
+        // The client's time is over at `stream_duration`, or when the run stops.
+        let stop = ctx.stop.clone();
+        let until = self.options.stream_duration.map(|d| opened + d);
+        let mut over = pin!(async move {
+            match until {
+                Some(t) => {
+                    tokio::select! { _ = tokio::time::sleep_until(t) => {}, _ = stop.cancelled() => {} }
+                }
+                None => stop.cancelled().await,
+            }
+        });
+        let result = match (self.kind, self.options.mode) {
+            (Kind::ServerStream, _) => {
+                self.server_stream(&mut stream, &mut incoming, ctx, opened, over.as_mut())
+                    .await
+            }
+            (Kind::ClientStream, _) => {
+                self.client_stream(&mut stream, &mut incoming, ctx, opened, over.as_mut())
+                    .await
+            }
+            (Kind::BidiStream, BidiMode::PingPong) => {
+                self.ping_pong(&mut stream, &mut incoming, ctx, opened, over.as_mut())
+                    .await
+            }
+            (Kind::BidiStream, BidiMode::Pipelined) => {
+                self.pipelined(&mut stream, &mut incoming, ctx, opened, over.as_mut())
+                    .await
+            }
+            (Kind::Unary, _) => Err(Outcome::failed(
+                status::INTERNAL,
+                "a unary call was given to the stream runner",
+            )),
+        };
+        match result {
+            Ok(o) | Err(o) => o,
+        }
+    }
+
+    fn body(&self, ctx: &mut StreamContext<'_>, index: u64) -> Bytes {
+        ctx.requests.message(index, ctx.number, ctx.renderer)
+    }
+
+    /// One request; responses until the server closes, `messages` arrive, or time is over.
+    /// Ending the stream early is the client's choice, not an error: it resets the stream
+    /// (CANCEL) and counts it OK.
+    async fn server_stream(
+        &self,
+        stream: &mut SendStream<Bytes>,
+        incoming: &mut Incoming,
+        ctx: &mut StreamContext<'_>,
+        opened: Instant,
+        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Outcome, Outcome> {
+        let body = self.body(ctx, 0);
+        send(stream, body, true)?;
+        ctx.sent();
+        let (mut got, mut last) = (0u64, opened);
+        loop {
+            if self.options.messages > 0 && got >= self.options.messages {
+                stream.send_reset(h2::Reason::CANCEL);
+                return Ok(Outcome::OK);
+            }
+            match wait_message(incoming, over.as_mut()).await {
+                Wake::Message => {
+                    let now = Instant::now();
+                    let first = (got == 0).then(|| now - opened);
+                    let gap = (got > 0).then(|| now - last);
+                    ctx.received(gap, first);
+                    last = now;
+                    got += 1;
+                }
+                Wake::End => return Ok(incoming.finish(|| ctx.received(None, None)).await),
+                Wake::Failed(o) => return Err(o),
+                Wake::Over => {
+                    stream.send_reset(h2::Reason::CANCEL);
+                    return Ok(Outcome::OK);
+                }
+            }
+        }
+    }
+
+    /// `messages` requests (paced by `message_interval`), then half-close; one response.
+    async fn client_stream(
+        &self,
+        stream: &mut SendStream<Bytes>,
+        incoming: &mut Incoming,
+        ctx: &mut StreamContext<'_>,
+        opened: Instant,
+        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Outcome, Outcome> {
+        for i in 0..self.options.messages {
+            if i > 0 && !self.pause(over.as_mut()).await {
+                break;
+            }
+            let body = self.body(ctx, i);
+            send(stream, body, false)?;
+            ctx.sent();
+        }
+        send(stream, Bytes::new(), true)?;
+        match incoming.next().await {
+            Ok(true) => ctx.received(None, Some(opened.elapsed())),
+            Ok(false) => {}
+            Err(o) => return Err(o),
+        }
+        Ok(incoming.finish(|| ctx.received(None, None)).await)
+    }
+
+    /// Send one message, wait for one reply: the round trip is the message latency.
+    async fn ping_pong(
+        &self,
+        stream: &mut SendStream<Bytes>,
+        incoming: &mut Incoming,
+        ctx: &mut StreamContext<'_>,
+        opened: Instant,
+        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Outcome, Outcome> {
+        for i in 0..self.options.messages {
+            if i > 0 && !self.pause(over.as_mut()).await {
+                break;
+            }
+            let body = self.body(ctx, i);
+            let sent_at = Instant::now();
+            send(stream, body, false)?;
+            ctx.sent();
+            match wait_message(incoming, over.as_mut()).await {
+                Wake::Message => {
+                    let now = Instant::now();
+                    ctx.received(Some(now - sent_at), (i == 0).then(|| now - opened));
+                }
+                Wake::End => return Ok(incoming.finish(|| ctx.received(None, None)).await),
+                Wake::Failed(o) => return Err(o),
+                Wake::Over => break,
+            }
+        }
+        send(stream, Bytes::new(), true)?;
+        Ok(incoming.finish(|| ctx.received(None, None)).await)
+    }
+
+    /// Send on schedule while receiving; the k-th reply is matched to the k-th message.
+    async fn pipelined(
+        &self,
+        stream: &mut SendStream<Bytes>,
+        incoming: &mut Incoming,
+        ctx: &mut StreamContext<'_>,
+        opened: Instant,
+        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Outcome, Outcome> {
+        let total = self.options.messages;
+        let mut sent_times: VecDeque<Instant> = VecDeque::new();
+        let (mut sent, mut received) = (0u64, 0u64);
+        let mut next_send = opened;
+        let mut sending = true;
+        while sending && (sent < total || received < sent) {
+            tokio::select! {
+                biased;
+                r = incoming.next() => match r {
+                    Ok(true) => {
+                        let now = Instant::now();
+                        let latency = sent_times.pop_front().map(|t| now - t);
+                        ctx.received(latency, (received == 0).then(|| now - opened));
+                        received += 1;
+                    }
+                    Ok(false) => return Ok(incoming.finish(|| ctx.received(None, None)).await),
+                    Err(o) => return Err(o),
+                },
+                _ = tokio::time::sleep_until(next_send), if sent < total => {
+                    let body = self.body(ctx, sent);
+                    let now = Instant::now();
+                    send(stream, body, false)?;
+                    ctx.sent();
+                    sent_times.push_back(now);
+                    sent += 1;
+                    next_send = now + self.options.message_interval;
+                }
+                _ = over.as_mut() => sending = false,
+            }
+        }
+        send(stream, Bytes::new(), true)?;
+        Ok(incoming.finish(|| ctx.received(None, None)).await)
+    }
+
+    /// Waits `message_interval`; false when the client's time ran out meanwhile.
+    async fn pause(&self, over: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+        if self.options.message_interval.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(self.options.message_interval) => true,
+            _ = over => false,
+        }
+    }
+}
