@@ -60,15 +60,22 @@ pub struct Server {
 }
 
 impl Server {
-    fn start(mut cmd: Command, prefix: &str) -> Self {
+    fn start(cmd: Command, prefix: &str) -> Self {
+        Self::try_start(cmd, prefix)
+            .unwrap_or_else(|| panic!("server exited before printing `{prefix}`"))
+    }
+
+    /// Starts a server; `None` when it exits before printing `prefix` (e.g. port in use).
+    pub fn try_start(mut cmd: Command, prefix: &str) -> Option<Self> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let port = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("server exited before printing `{prefix}`"))
-                .expect("read server output");
+            let Some(line) = lines.next() else {
+                let _ = child.wait();
+                return None;
+            };
+            let line = line.expect("read server output");
             if let Some(rest) = line.strip_prefix(prefix) {
                 let port = rest
                     .trim()
@@ -80,7 +87,7 @@ impl Server {
                 break port;
             }
         };
-        Self { child, port, lines }
+        Some(Self { child, port, lines })
     }
 
     /// The Python grpcio echo server (tests/python/echo_server.py) with extra options.

@@ -97,7 +97,33 @@ def main():
                 context.abort(grpc.StatusCode.UNAVAILABLE, "planned failure")
             return echo_pb2.SayReply(message=request.message)
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        def Chat(self, request_iterator, context):
+            with lock:
+                state["streams"] = state.get("streams", 0) + 1
+            for request in request_iterator:
+                with lock:
+                    state["stream_received"] = state.get("stream_received", 0) + 1
+                if request.message == "fail":
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "asked to fail")
+                if request.delay_ms:
+                    time.sleep(request.delay_ms / 1000.0)
+                with lock:
+                    state["stream_sent"] = state.get("stream_sent", 0) + 1
+                yield echo_pb2.SayReply(message=request.message)
+
+        def Subscribe(self, request, context):
+            with lock:
+                state["streams"] = state.get("streams", 0) + 1
+            for i in range(request.inner.id):
+                if not context.is_active():
+                    return
+                if request.delay_ms:
+                    time.sleep(request.delay_ms / 1000.0)
+                with lock:
+                    state["stream_sent"] = state.get("stream_sent", 0) + 1
+                yield echo_pb2.SayReply(message=str(i))
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,0 +1,354 @@
+//! Streaming load: server, client and bidi streams against the reference target and a
+//! Python grpcio server, with per-message latency, stream statuses and a server restart.
+
+mod common;
+
+use common::*;
+
+fn stream_scenario(
+    address: &str,
+    kind: &str,
+    method: &str,
+    data: &str,
+    load: &str,
+    stream: &str,
+) -> String {
+    format!(
+        r#"
+name = "streams"
+kind = "{kind}"
+[target]
+address = "{address}"
+[call]
+method = "{method}"
+data = {data}
+timeout = "10s"
+[load]
+{load}
+[stream]
+{stream}
+"#
+    )
+}
+
+#[test]
+fn bidi_ping_pong_counts_every_message_and_times_each_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "pp.toml",
+        &stream_scenario(
+            "embedded",
+            "bidi_stream",
+            "loadagent.bench.v1.Bench/BidiStream",
+            "{ payload_size = 16, delay_ms = 20 }",
+            "requests = 12\nconcurrency = 4",
+            "messages = 5",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(
+        r["streams"],
+        serde_json::json!({"opened": 12, "completed": 12, "failed": 0})
+    );
+    assert_eq!(num(&r, "messages.sent"), 60.0);
+    assert_eq!(num(&r, "messages.received"), 60.0);
+    let p50 = num(&r, "latency_message.p50_us");
+    assert!(
+        (20_000.0..=26_000.0).contains(&p50),
+        "per-message p50 {p50}us for a 20 ms server delay"
+    );
+    assert_eq!(num(&r, "latency_message.count"), 60.0);
+    assert_eq!(num(&r, "latency_first_message.count"), 12.0);
+    assert!(
+        num(&r, "latency.uncorrected.p50_us") >= 100_000.0,
+        "a stream of 5 round trips of 20 ms"
+    );
+}
+
+#[test]
+fn server_stream_gaps_and_client_stream_counts_on_the_reference_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Server::reference_target();
+    let s = scenario(
+        dir.path(),
+        "ss.toml",
+        &stream_scenario(
+            &target.address(),
+            "server_stream",
+            "loadagent.bench.v1.Bench/ServerStream",
+            "{ delay_ms = 15, response_count = 8 }",
+            "requests = 6\nconcurrency = 3",
+            "",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(num(&r, "messages.received"), 48.0, "{}", r["errors"]);
+    let gap = num(&r, "latency_message.p50_us");
+    assert!(
+        (15_000.0..=21_000.0).contains(&gap),
+        "gap between messages {gap}us for 15 ms"
+    );
+    assert_eq!(
+        num(&r, "latency_message.count"),
+        42.0,
+        "7 gaps per stream of 8"
+    );
+
+    // The client ends a never-ending server stream after `messages`: counted OK.
+    let s = scenario(
+        dir.path(),
+        "ss2.toml",
+        &stream_scenario(
+            &target.address(),
+            "server_stream",
+            "loadagent.bench.v1.Bench/ServerStream",
+            "{ delay_ms = 1, response_count = 0 }",
+            "requests = 5\nconcurrency = 5",
+            "messages = 30",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(r["status_codes"], serde_json::json!({"OK": 5}));
+    assert_eq!(num(&r, "messages.received"), 150.0);
+
+    let s = scenario(
+        dir.path(),
+        "cs.toml",
+        &stream_scenario(
+            &target.address(),
+            "client_stream",
+            "loadagent.bench.v1.Bench/ClientStream",
+            "[{ payload_size = 8 }, { payload_size = 9 }]",
+            "requests = 10\nconcurrency = 2",
+            "messages = 7\nmessage_interval = \"1ms\"",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(num(&r, "messages.sent"), 70.0);
+    assert_eq!(
+        num(&r, "messages.received"),
+        10.0,
+        "one response per client stream"
+    );
+    assert!(
+        r.get("latency_message").is_none(),
+        "no per-message latency for client streams"
+    );
+}
+
+#[test]
+fn streams_ended_with_an_error_status_are_counted_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "err.toml",
+        &stream_scenario(
+            "embedded",
+            "bidi_stream",
+            "loadagent.bench.v1.Bench/BidiStream",
+            r#"{ error_code = 9, error_message = "not now" }"#,
+            "requests = 8\nconcurrency = 2",
+            "messages = 3",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(
+        r["status_codes"],
+        serde_json::json!({"FAILED_PRECONDITION": 8})
+    );
+    assert_eq!(r["streams"]["failed"], 8);
+    assert_eq!(r["errors"][0]["message"], "not now");
+}
+
+#[test]
+fn python_streams_agree_with_the_servers_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[]);
+    let s = scenario(
+        dir.path(),
+        "chat.toml",
+        &stream_scenario(
+            &server.address(),
+            "bidi_stream",
+            "testing.echo.v1.Echo/Chat",
+            r#"{ message = "hi", delay_ms = 15 }"#,
+            "rate = 10\nconcurrency = 8\nduration = \"2s\"",
+            "messages = 4\nmessage_interval = \"5ms\"",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    let sub = scenario(
+        dir.path(),
+        "sub.toml",
+        &stream_scenario(
+            &server.address(),
+            "server_stream",
+            "testing.echo.v1.Echo/Subscribe",
+            "{ delay_ms = 10, inner = { id = 6 } }",
+            "requests = 5\nconcurrency = 5",
+            "",
+        ),
+    );
+    let r2 = run_report(dir.path(), &sub);
+    let counts = server.stop_with_counts();
+    assert_eq!(
+        num(&r, "streams.opened") + num(&r2, "streams.opened"),
+        counts["streams"].as_f64().unwrap()
+    );
+    assert_eq!(
+        num(&r, "messages.sent"),
+        counts["stream_received"].as_f64().unwrap(),
+        "messages the server received"
+    );
+    assert_eq!(
+        num(&r, "messages.received") + num(&r2, "messages.received"),
+        counts["stream_sent"].as_f64().unwrap(),
+        "messages the server sent"
+    );
+    assert_eq!(num(&r, "messages.sent"), 80.0, "20 streams × 4 messages");
+    let p50 = num(&r, "latency_message.p50_us");
+    assert!(
+        (15_000.0..=22_000.0).contains(&p50),
+        "per-message p50 {p50}us for a 15 ms delay"
+    );
+    assert_eq!(num(&r2, "messages.received"), 30.0);
+}
+
+#[test]
+fn a_python_stream_failed_by_the_server_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[]);
+    let s = scenario(
+        dir.path(),
+        "fail.toml",
+        &stream_scenario(
+            &server.address(),
+            "bidi_stream",
+            "testing.echo.v1.Echo/Chat",
+            r#"[{ message = "a" }, { message = "fail" }]"#,
+            "requests = 6\nconcurrency = 2",
+            "messages = 4\nmode = \"pipelined\"",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(r["status_codes"], serde_json::json!({"UNAVAILABLE": 6}));
+    assert_eq!(r["errors"][0]["message"], "asked to fail");
+}
+
+#[test]
+fn a_server_restarted_mid_run_fails_some_streams_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Server::reference_target();
+    let port = target.port;
+    let s = scenario(
+        dir.path(),
+        "restart.toml",
+        &stream_scenario(
+            &target.address(),
+            "bidi_stream",
+            "loadagent.bench.v1.Bench/BidiStream",
+            "{ payload_size = 8 }",
+            "concurrency = 8\nconnections = 2\nduration = \"5s\"",
+            "messages = 1000\nmessage_interval = \"20ms\"\nstream_duration = \"600ms\"",
+        ),
+    );
+    let out_path = dir.path().join("restart.json");
+    let run = std::process::Command::new(bin())
+        .args([
+            "run",
+            "-q",
+            s.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The stimulus: kill the target one second in, restart it on the same port.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    target.child.kill().unwrap();
+    target.child.wait().unwrap();
+    let _second = restart_on(port);
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    eprintln!(
+        "restart run: streams {} status {} errors {}",
+        r["streams"], r["status_codes"], r["errors"]
+    );
+    let failed = num(&r, "streams.failed");
+    let completed = num(&r, "streams.completed");
+    assert!(
+        failed >= 1.0,
+        "streams cut by the restart are failed: {}",
+        r["status_codes"]
+    );
+    assert!(
+        completed >= 16.0,
+        "streams before and after the restart complete: {}",
+        r["streams"]
+    );
+    let after: f64 = r["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(3)
+        .map(|i| num(i, "messages_received"))
+        .sum();
+    assert!(after > 0.0, "new streams reconnected after the restart");
+}
+
+/// Starts `loadagent target` on `port` again, retrying briefly while the old one releases it.
+fn restart_on(port: u16) -> Server {
+    for _ in 0..50 {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["target", "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(s) = Server::try_start(cmd, "listening on ") {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the target could not listen on its old port again");
+}
+
+#[test]
+fn stream_kind_and_method_shape_must_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "shape.toml",
+        &stream_scenario(
+            "embedded",
+            "bidi_stream",
+            "loadagent.bench.v1.Bench/Unary",
+            "{}",
+            "requests = 1",
+            "messages = 1",
+        ),
+    );
+    let out = loadagent(&["validate", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`loadagent.bench.v1.Bench.Unary` is a unary method") && err.contains(":7:"),
+        "{err}"
+    );
+
+    let s = scenario(
+        dir.path(),
+        "mode.toml",
+        &stream_scenario(
+            "embedded",
+            "server_stream",
+            "loadagent.bench.v1.Bench/ServerStream",
+            "{}",
+            "requests = 1",
+            "mode = \"pipelined\"",
+        ),
+    );
+    let out = loadagent(&["validate", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`mode` applies to bidi_stream only"));
+}
