@@ -352,3 +352,59 @@ fn stream_kind_and_method_shape_must_match() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`mode` applies to bidi_stream only"));
 }
+
+#[test]
+fn messages_of_streams_opened_in_the_warmup_count_once_it_is_over() {
+    // Long-lived streams open during the warm-up and outlast it: their messages in the
+    // measured part are counted (4 streams × 20 messages/s × 2 s ≈ 160).
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "warm.toml",
+        &stream_scenario(
+            "embedded",
+            "bidi_stream",
+            "loadagent.bench.v1.Bench/BidiStream",
+            "{ payload_size = 8 }",
+            "concurrency = 4\nduration = \"2s\"\nwarmup = \"1s\"",
+            "messages = 100000\nmessage_interval = \"50ms\"",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    let received = num(&r, "messages.received");
+    assert!(
+        (120.0..=180.0).contains(&received),
+        "{received} messages in the measured part"
+    );
+    assert_eq!(
+        num(&r, "streams.opened"),
+        0.0,
+        "the streams opened in the warm-up are not the measured part's"
+    );
+}
+
+#[test]
+fn pipelined_streams_without_interval_deliver_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "pipe.toml",
+        &stream_scenario(
+            "embedded",
+            "bidi_stream",
+            "loadagent.bench.v1.Bench/BidiStream",
+            "{ payload_size = 8 }",
+            "requests = 6\nconcurrency = 3",
+            "messages = 500\nmode = \"pipelined\"",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(num(&r, "messages.sent"), 3000.0);
+    assert_eq!(num(&r, "messages.received"), 3000.0);
+    assert_eq!(
+        num(&r, "latency_message.count"),
+        3000.0,
+        "every reply matched to its message"
+    );
+    assert_eq!(r["status_codes"], serde_json::json!({"OK": 6}));
+}

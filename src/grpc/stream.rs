@@ -18,6 +18,10 @@ use super::unary::{status_of, Outcome, UnaryCall};
 use crate::record::SharedRecorder;
 use crate::scenario::{BidiMode, Kind, StreamOptions};
 
+/// Pipelined streams with no `message_interval`: messages in flight per stream at most, so
+/// sending is paced by the replies instead of buffering without bound.
+const PIPELINE_DEPTH: u64 = 32;
+
 /// Largest response message accepted (gRPC's default max receive size).
 pub const MAX_RECEIVE_BYTES: usize = 4 << 20;
 
@@ -36,21 +40,25 @@ pub struct StreamContext<'a> {
     pub number: u64,
     pub renderer: &'a mut Renderer,
     pub recorder: &'a SharedRecorder,
-    /// Warm-up streams are run but not recorded.
+    /// The stream opened after the warm-up: its end (status, whole-stream latency) counts.
     pub measured: bool,
+    /// Start of the measured part: a message event counts when it happens after it, even on
+    /// a stream opened during the warm-up (long-lived streams outlast any warm-up).
+    pub origin: Instant,
     /// Fires when the run ends: streams end gracefully (half-close, or cancel a server stream).
     pub stop: &'a CancellationToken,
 }
 
 impl StreamContext<'_> {
     fn sent(&self) {
-        if self.measured {
-            self.recorder.borrow_mut().message_sent(Instant::now());
+        let now = Instant::now();
+        if now >= self.origin {
+            self.recorder.borrow_mut().message_sent(now);
         }
     }
 
     fn received(&self, latency: Option<Duration>, first: Option<Duration>) {
-        if self.measured {
+        if Instant::now() >= self.origin {
             let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
             self.recorder.borrow_mut().message_received(
                 Instant::now(),
@@ -396,6 +404,7 @@ impl StreamCall {
         let (mut sent, mut received) = (0u64, 0u64);
         let mut next_send = opened;
         let mut sending = true;
+        let by_replies = self.options.message_interval.is_zero();
         while sending && (sent < total || received < sent) {
             tokio::select! {
                 biased;
@@ -409,7 +418,13 @@ impl StreamCall {
                     Ok(false) => return Ok(incoming.finish(|| ctx.received(None, None)).await),
                     Err(o) => return Err(o),
                 },
-                _ = tokio::time::sleep_until(next_send), if sent < total => {
+                // With no interval, no timer either (a 1 ms tick per message would cap a
+                // stream near 1,000 messages/s): send while fewer than the depth are in flight.
+                _ = async {
+                    if !by_replies {
+                        tokio::time::sleep_until(next_send).await;
+                    }
+                }, if sent < total && (!by_replies || sent - received < PIPELINE_DEPTH) => {
                     let body = self.body(ctx, sent);
                     let now = Instant::now();
                     send(stream, body, false)?;

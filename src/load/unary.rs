@@ -127,6 +127,7 @@ pub(super) async fn worker(
                     renderer: &mut renderer,
                     recorder: &rec,
                     measured,
+                    origin: clock.origin,
                     stop: &shared.stop_token,
                 };
                 call.run(&mut current.send, ctx).await

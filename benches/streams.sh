@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Streaming benchmark, one run against `loadagent target` in its own process:
+# - 10,000 concurrent bidi streams at 1 message/s each over 4 connections: the generator's
+#   peak RSS and CPU per 1,000 messages;
+# - unary CPU per 1,000 requests at the same message rate, measured in the same run;
+# - maximum messages/s on one bidi stream and on 100 (pipelined, as fast as flow control allows).
+#   benches/streams.sh            # STREAMS=10000 SECS=30 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STREAMS=${STREAMS:-10000}
+SECS=${SECS:-30}
+cargo build --release --quiet
+BIN=target/release/loadagent
+work=$(mktemp -d)
+trap 'kill $target_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+"$BIN" target --listen 127.0.0.1:0 > "$work/target.out" &
+target_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/target.out" 2>/dev/null && break; sleep 0.1; done
+addr=$(sed -n 's/^listening on //p' "$work/target.out")
+
+scenario() {  # $1 kind, $2 method, $3 load table, $4 stream table
+  cat > "$work/s.toml" <<TOML
+name = "bench-$1"
+kind = "$1"
+[target]
+address = "$addr"
+[call]
+method = "loadagent.bench.v1.Bench/$2"
+proto = ["$PWD/proto/bench.proto"]
+data = { payload_size = 64 }
+[load]
+$3
+[stream]
+$4
+TOML
+  [ "$1" = unary ] && sed -i '/^\[stream\]$/d' "$work/s.toml"
+  true
+}
+measure() {  # $1 label; prints CPU ms per 1,000 of `what` (messages or requests)
+  python3 benches/cpu.py "$work/cpu.json" "$BIN" run -q "$work/s.toml" --out "$work/r.json" > /dev/null
+  python3 - "$1" "$work/cpu.json" "$work/r.json" <<'PY'
+import json, sys
+u, r = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+cpu = u["user"] + u["system"]
+m = r.get("messages")
+n = m["sent"] if m else r["totals"]["ok"]
+what = "messages" if m else "requests"
+extra = f", {m['received_per_second']:.0f} msg/s received" if m else f", {r['totals']['rps']:.0f} req/s"
+s = r.get("streams")
+extra += f", streams {s['opened']} opened / {s['failed']} failed" if s else ""
+print(f"{sys.argv[1]:<44} {cpu/n*1e6:7.1f} ms CPU / 1,000 {what}, peak RSS {r['process']['peak_rss_bytes']/2**20:6.1f} MiB{extra}")
+PY
+}
+
+echo "== $STREAMS bidi streams x 1 msg/s over 4 connections, ${SECS}s (target $addr)"
+scenario bidi_stream BidiStream "concurrency = $STREAMS
+connections = 4
+duration = \"${SECS}s\"
+warmup = \"5s\"" "messages = 100000
+message_interval = \"1s\""
+measure "bidi, $STREAMS streams, 1 msg/s each"
+scenario unary Unary "rate = $STREAMS
+concurrency = 64
+connections = 4
+duration = \"${SECS}s\"" ""
+measure "unary at the same rate ($STREAMS req/s)"
+
+echo
+echo "== maximum messages/s (pipelined bidi, no pause), 10s"
+for n in 1 100; do
+  scenario bidi_stream BidiStream "concurrency = $n
+connections = 1
+duration = \"10s\"" "messages = 100000000
+mode = \"pipelined\""
+  measure "bidi, $n stream(s)"
+done
