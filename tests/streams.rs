@@ -408,3 +408,34 @@ fn pipelined_streams_without_interval_deliver_every_message() {
     );
     assert_eq!(r["status_codes"], serde_json::json!({"OK": 6}));
 }
+
+#[test]
+fn a_message_over_the_receive_limit_fails_its_stream_cleanly() {
+    // 4 MiB of payload plus the message's own bytes is just over gRPC's 4 MiB limit.
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "big.toml",
+        &stream_scenario(
+            "embedded",
+            "server_stream",
+            "loadagent.bench.v1.Bench/ServerStream",
+            "{ payload_size = 4194304, response_count = 2 }",
+            "requests = 3\nconcurrency = 1",
+            "",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(
+        r["status_codes"],
+        serde_json::json!({"RESOURCE_EXHAUSTED": 3})
+    );
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than max"),
+        "{}",
+        r["errors"]
+    );
+}
