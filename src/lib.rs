@@ -10,3 +10,4 @@ pub mod record;
 pub mod report;
 pub mod scenario;
 pub mod target;
+pub mod tls;

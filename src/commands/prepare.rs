@@ -11,8 +11,10 @@ use crate::grpc::request::Requests;
 use crate::grpc::stream::StreamCall;
 use crate::grpc::unary::UnaryCall;
 use crate::load::CallPlan;
-use crate::scenario::{self, Address, Scenario, ScenarioError};
+use crate::scenario::{self, Address, Kind, Scenario, ScenarioError};
 use crate::target;
+use crate::tls::handshake::HandshakeCall;
+use crate::tls::ClientTls;
 
 /// A scenario ready to run.
 pub struct Prepared {
@@ -22,6 +24,8 @@ pub struct Prepared {
     pub schema_source: String,
     pub call: CallPlan,
     pub requests: Requests,
+    /// The client TLS configuration, when the scenario has `[target.tls]`.
+    pub tls: Option<ClientTls>,
     /// Stops the embedded target, if one was started.
     pub embedded: Option<EmbeddedTarget>,
 }
@@ -42,7 +46,9 @@ impl Drop for EmbeddedTarget {
     }
 }
 
-fn start_embedded() -> Result<(EmbeddedTarget, String), CommandError> {
+fn start_embedded(
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> Result<(EmbeddedTarget, String), CommandError> {
     let shutdown = CancellationToken::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let token = shutdown.clone();
@@ -63,7 +69,7 @@ fn start_embedded() -> Result<(EmbeddedTarget, String), CommandError> {
                 }
             };
             runtime.block_on(async move {
-                match target::serve("127.0.0.1:0", token.clone()).await {
+                match target::serve("127.0.0.1:0", token.clone(), tls).await {
                     Ok(running) => {
                         let _ = tx.send(Ok(running.local_addr.to_string()));
                         let _ = running.served.await;
@@ -88,6 +94,12 @@ fn start_embedded() -> Result<(EmbeddedTarget, String), CommandError> {
     }
 }
 
+/// The host part of `host:port` (SNI and verification default).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// Loads and checks a scenario, resolves its method and encodes its request.
 pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
     let scenario = scenario::load(path).map_err(|e| match e {
@@ -96,40 +108,109 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
     })?;
     crate::report::thresholds::check(&scenario, &crate::report::Report::probe(&scenario))
         .map_err(|p| CommandError::invalid(p.to_string().trim_end()))?;
+    // The embedded target speaks TLS when the scenario asks for it, with a certificate
+    // generated now and trusted by this run's client only.
+    let generated = match (&scenario.target.address, &scenario.target.tls) {
+        (Address::Embedded, Some(_)) => {
+            Some(crate::tls::server::generate().map_err(CommandError::run_failed)?)
+        }
+        _ => None,
+    };
     let (embedded, address) = match &scenario.target.address {
         Address::Embedded => {
-            let (e, a) = start_embedded()?;
+            let server_tls = match &generated {
+                Some(g) => {
+                    Some(crate::tls::server::server_config(g).map_err(CommandError::run_failed)?)
+                }
+                None => None,
+            };
+            let (e, a) = start_embedded(server_tls)?;
             (Some(e), a)
         }
         Address::Remote(a) => (None, a.clone()),
     };
-    let resolved = resolve(&scenario, &address).await.map_err(|e| match e {
-        ResolveError::Invalid(p) => CommandError::invalid(p.to_string().trim_end()),
-        ResolveError::Unreachable(m) => CommandError::run_failed(m),
-    })?;
-    let requests = Requests::build(&scenario, &resolved.descriptor)
+    let tls = match &scenario.target.tls {
+        None => None,
+        Some(o) => {
+            let default_host = if generated.is_some() {
+                "localhost"
+            } else {
+                host_of(&address)
+            };
+            let built = ClientTls::build(o, default_host, generated.as_ref().map(|g| &g.cert))
+                .map_err(|e| {
+                    CommandError::invalid(format!(
+                        "{}:{}:{}: `target.tls.{}`: {}",
+                        scenario.path.display(),
+                        o.loc.line,
+                        o.loc.column,
+                        e.key,
+                        e.message
+                    ))
+                })?;
+            Some(built)
+        }
+    };
+    let Some(call_spec) = scenario.call.clone() else {
+        // A handshake storm without a call.
+        let Some(tls) = tls else {
+            return Err(CommandError::invalid(
+                "a handshake storm needs [target.tls]",
+            ));
+        };
+        let call = CallPlan::Handshake(HandshakeCall {
+            address: address.clone(),
+            tls: tls.clone(),
+            connect_timeout: scenario.target.connect_timeout,
+            call: None,
+        });
+        return Ok(Prepared {
+            scenario,
+            address,
+            schema_source: "none (handshakes only)".into(),
+            call,
+            requests: Requests::none(),
+            embedded,
+            tls: Some(tls),
+        });
+    };
+    let resolved = resolve(&scenario, &call_spec, &address, tls.as_ref())
+        .await
+        .map_err(|e| match e {
+            ResolveError::Invalid(p) => CommandError::invalid(p.to_string().trim_end()),
+            ResolveError::Unreachable(m) => CommandError::run_failed(m),
+        })?;
+    let requests = Requests::build(&call_spec, &resolved.descriptor)
         .map_err(|p| CommandError::invalid(p.to_string().trim_end()))?;
     let authority = scenario
         .target
         .authority
         .clone()
-        .unwrap_or_else(|| address.clone());
-    let call = UnaryCall::new(
+        .unwrap_or_else(|| match &tls {
+            Some(_) if generated.is_some() => {
+                format!("localhost:{}", address.rsplit(':').next().unwrap_or(""))
+            }
+            _ => address.clone(),
+        });
+    let unary = UnaryCall::new(
         &authority,
-        &scenario.call.method.value.path(),
-        &scenario.call.metadata,
-        scenario.call.timeout,
-        scenario.call.compression,
+        &call_spec.method.value.path(),
+        &call_spec.metadata,
+        call_spec.timeout,
+        call_spec.compression,
     )
     .map_err(|m| CommandError::invalid(format!("{}: {m}", path.display())))?;
-    let call = if scenario.kind.is_stream() {
-        CallPlan::Stream(StreamCall::new(
-            call,
-            scenario.kind,
-            scenario.stream.clone(),
-        ))
-    } else {
-        CallPlan::Unary(call)
+    let call = match (scenario.kind, &tls) {
+        (Kind::TlsHandshake, Some(t)) => CallPlan::Handshake(HandshakeCall {
+            address: address.clone(),
+            tls: t.clone(),
+            connect_timeout: scenario.target.connect_timeout,
+            call: Some(unary),
+        }),
+        (kind, _) if kind.is_stream() => {
+            CallPlan::Stream(StreamCall::new(unary, kind, scenario.stream.clone()))
+        }
+        _ => CallPlan::Unary(unary),
     };
     Ok(Prepared {
         scenario,
@@ -138,5 +219,6 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         call,
         requests,
         embedded,
+        tls,
     })
 }

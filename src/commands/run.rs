@@ -42,6 +42,7 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     let endpoint = Endpoint {
         address: prepared.address.clone(),
         connect_timeout: scenario.target.connect_timeout,
+        tls: prepared.tls.clone(),
     };
     let schedule = Schedule::for_load(&scenario.load);
     let asked = schedule.as_ref().and_then(|s| {

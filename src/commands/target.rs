@@ -8,7 +8,7 @@ use crate::target;
 
 pub async fn target(listen: &str) -> Result<(), CommandError> {
     let shutdown = CancellationToken::new();
-    let running = target::serve(listen, shutdown.clone())
+    let running = target::serve(listen, shutdown.clone(), None)
         .await
         .map_err(CommandError::run_failed)?;
     // Tests and scripts read this line to learn the port when listening on port 0.

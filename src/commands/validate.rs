@@ -8,13 +8,18 @@ use crate::error::CommandError;
 pub async fn validate(path: &Path) -> Result<(), CommandError> {
     let p = prepare(path).await?;
     println!(
-        "{}: ok — {} ({}) → {}, method {} (types from {})",
+        "{}: ok — {} ({}) → {}{}",
         path.display(),
         p.scenario.name,
         p.scenario.kind.as_str(),
         p.scenario.target.address.describe(),
-        p.scenario.call.method.value,
-        p.schema_source
+        match &p.scenario.call {
+            Some(c) => format!(
+                ", method {} (types from {})",
+                c.method.value, p.schema_source
+            ),
+            None => ", handshakes only (no call)".to_string(),
+        }
     );
     Ok(())
 }

@@ -14,11 +14,13 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// How to reach the target.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// `host:port` to connect to.
     pub address: String,
     pub connect_timeout: Duration,
+    /// TLS, when the scenario has `[target.tls]`.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// Why a connection could not be made, in words a user can act on.
@@ -32,6 +34,8 @@ pub enum ConnectError {
     Other(String, String),
     #[error("{0} does not speak HTTP/2 (gRPC): {1}")]
     Handshake(String, String),
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(String, String),
 }
 
 /// Opens one HTTP/2 connection; its driver runs as a task until the connection ends.
@@ -51,12 +55,45 @@ pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectE
         Ok(Ok(s)) => s,
     };
     let _ = tcp.set_nodelay(true);
+    match &endpoint.tls {
+        None => h2_over(tcp, endpoint).await,
+        Some(tls) => {
+            let handshake = tls.connector().connect(tls.server_name.clone(), tcp);
+            let stream = match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
+                Err(_) => {
+                    return Err(ConnectError::Timeout(
+                        addr.clone(),
+                        endpoint.connect_timeout,
+                    ))
+                }
+                Ok(Err(e)) => {
+                    return Err(ConnectError::Tls(
+                        addr.clone(),
+                        crate::tls::handshake::describe(&e),
+                    ))
+                }
+                Ok(Ok(s)) => s,
+            };
+            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(ConnectError::Tls(addr.clone(), "the server did not select h2 by ALPN: it does not serve gRPC over this TLS port".into()));
+            }
+            h2_over(stream, endpoint).await
+        }
+    }
+}
+
+/// The HTTP/2 handshake over an established byte stream (TCP or TLS).
+async fn h2_over<T>(io: T, endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = &endpoint.address;
     let handshake = h2::client::Builder::new()
         // Large windows: a load generator should not be flow-controlled by its own defaults.
         .initial_window_size(1 << 20)
         .initial_connection_window_size(16 << 20)
         .max_concurrent_reset_streams(4096)
-        .handshake::<_, Bytes>(tcp);
+        .handshake::<_, Bytes>(io);
     let (send, mut connection) =
         match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
             Err(_) => {

@@ -8,7 +8,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 
 use super::reflection::{self, ReflectionError};
-use crate::scenario::{Kind, Loc, Problem, Problems, Scenario, Schema};
+use crate::scenario::{Call, Kind, Loc, Problem, Problems, Scenario, Schema};
 
 /// Why a scenario's method could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,12 @@ pub struct ResolvedMethod {
 
 /// Resolves the scenario's method. `address` is the target's `host:port`, used only when
 /// the types come from server reflection.
-pub async fn resolve(scenario: &Scenario, address: &str) -> Result<ResolvedMethod, ResolveError> {
-    let call = &scenario.call;
+pub async fn resolve(
+    scenario: &Scenario,
+    call: &Call,
+    address: &str,
+    tls: Option<&crate::tls::ClientTls>,
+) -> Result<ResolvedMethod, ResolveError> {
     let invalid = |loc: Loc, key: &str, message: String| {
         ResolveError::Invalid(Problems {
             path: scenario.path.clone(),
@@ -62,6 +66,7 @@ pub async fn resolve(scenario: &Scenario, address: &str) -> Result<ResolvedMetho
                 scenario.target.authority.as_deref(),
                 &call.method.value.service,
                 scenario.target.connect_timeout.max(Duration::from_secs(1)),
+                tls,
             )
             .await
             .map_err(|e| match e {
@@ -86,7 +91,7 @@ pub async fn resolve(scenario: &Scenario, address: &str) -> Result<ResolvedMetho
         }
     };
     let descriptor =
-        find_method(&pool, scenario).map_err(|m| invalid(call.method.loc, "call.method", m))?;
+        find_method(&pool, call).map_err(|m| invalid(call.method.loc, "call.method", m))?;
     check_shape(scenario.kind, &descriptor)
         .map_err(|m| invalid(call.method.loc, "call.method", m))?;
     Ok(ResolvedMethod {
@@ -151,8 +156,8 @@ fn load_protoset(path: &Path) -> Result<DescriptorPool, String> {
     })
 }
 
-fn find_method(pool: &DescriptorPool, scenario: &Scenario) -> Result<MethodDescriptor, String> {
-    let name = &scenario.call.method.value;
+fn find_method(pool: &DescriptorPool, call: &Call) -> Result<MethodDescriptor, String> {
+    let name = &call.method.value;
     let Some(service) = pool.get_service_by_name(&name.service) else {
         let mut known: Vec<String> = pool.services().map(|s| s.full_name().to_string()).collect();
         known.sort();
@@ -190,7 +195,7 @@ pub fn shape(method: &MethodDescriptor) -> &'static str {
 
 fn check_shape(kind: Kind, method: &MethodDescriptor) -> Result<(), String> {
     let real = shape(method);
-    if real == kind.as_str() {
+    if real == kind.method_shape() {
         Ok(())
     } else {
         Err(format!(

@@ -42,6 +42,7 @@ pub async fn fetch_service_files(
     authority: Option<&str>,
     service: &str,
     timeout: Duration,
+    tls: Option<&crate::tls::ClientTls>,
 ) -> Result<(FileDescriptorSet, &'static str), ReflectionError> {
     let connect = |reason: String| ReflectionError::Connect {
         address: address.to_string(),
@@ -53,13 +54,19 @@ pub async fn fetch_service_files(
         .connect_timeout(timeout)
         .timeout(timeout);
     let tcp_addr = address.to_string();
+    let tls = tls.cloned();
     let channel = endpoint
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
             let a = tcp_addr.clone();
+            let tls = tls.clone();
             async move {
                 let s = tokio::net::TcpStream::connect(a).await?;
                 s.set_nodelay(true)?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                let io: Box<dyn Io> = match tls {
+                    None => Box::new(s),
+                    Some(t) => Box::new(t.connector().connect(t.server_name.clone(), s).await?),
+                };
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(io))
             }
         }))
         .await
@@ -100,6 +107,10 @@ pub async fn fetch_service_files(
         address: address.to_string(),
     })
 }
+
+/// A byte stream reflection can run over: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// One reflection stream: requests go out on `tx`, answers come back on `rx`.
 struct Session {

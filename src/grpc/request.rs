@@ -11,7 +11,7 @@ use prost_reflect::{
 
 use super::frame::frame;
 use super::template::{Context, Template};
-use crate::scenario::{Compression, Loc, Problem, Problems, RequestMessage, Scenario};
+use crate::scenario::{Call, Compression, Loc, Problem, Problems, RequestMessage};
 
 /// A step from a message to a templated value.
 #[derive(Debug, Clone)]
@@ -65,11 +65,11 @@ impl Renderer {
 impl Requests {
     /// Builds the run's requests from the scenario, reporting every message that does not
     /// fit the method's input type, with where it was written.
-    pub fn build(scenario: &Scenario, method: &MethodDescriptor) -> Result<Self, Problems> {
-        let compression = scenario.call.compression;
+    pub fn build(call: &Call, method: &MethodDescriptor) -> Result<Self, Problems> {
+        let compression = call.compression;
         let mut messages = Vec::new();
         let mut problems: Vec<(std::path::PathBuf, Problem)> = Vec::new();
-        for msg in &scenario.call.messages {
+        for msg in &call.messages {
             match prepare(msg, method, compression) {
                 Ok(p) => messages.push(p),
                 Err(p) => problems.push((msg.file.clone(), p)),
@@ -88,6 +88,14 @@ impl Requests {
         })
     }
 
+    /// No request at all (a handshake storm without a call).
+    pub fn none() -> Self {
+        Self {
+            messages: Vec::new(),
+            compression: None,
+        }
+    }
+
     /// Whether requests differ by request number (lists and templates), so the caller must
     /// number them.
     pub fn varies(&self) -> bool {
@@ -102,6 +110,9 @@ impl Requests {
     /// Message `index` of the list (cycled), with templates rendered for request `number`
     /// (a stream's messages are the list in order; its templates see the stream's number).
     pub fn message(&self, index: u64, number: u64, r: &mut Renderer) -> Bytes {
+        if self.messages.is_empty() {
+            return Bytes::new();
+        }
         let n = number;
         let msg = &self.messages[(index % self.messages.len() as u64) as usize];
         if let Some(frame) = &msg.frame {

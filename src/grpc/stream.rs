@@ -280,9 +280,9 @@ impl StreamCall {
                 self.pipelined(&mut stream, &mut incoming, ctx, opened, over.as_mut())
                     .await
             }
-            (Kind::Unary, _) => Err(Outcome::failed(
+            (Kind::Unary | Kind::TlsHandshake, _) => Err(Outcome::failed(
                 status::INTERNAL,
-                "a unary call was given to the stream runner",
+                "a non-stream call was given to the stream runner",
             )),
         };
         match result {

@@ -141,7 +141,34 @@ impl UnaryCall {
         request
     }
 
+    /// `call`, also returning when the response headers arrived (handshake storms time the
+    /// first response).
+    pub async fn call_timed(
+        &self,
+        send: &mut SendRequest<Bytes>,
+        body: Bytes,
+    ) -> (Outcome, Option<tokio::time::Instant>) {
+        let mut headers_at = None;
+        let exchange = self.exchange_timed(send, body, &mut headers_at);
+        let outcome = match self.timeout {
+            None => exchange.await,
+            Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
+                Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)")
+            }),
+        };
+        (outcome, headers_at)
+    }
+
     async fn exchange(&self, send: &mut SendRequest<Bytes>, body: Bytes) -> Outcome {
+        self.exchange_timed(send, body, &mut None).await
+    }
+
+    async fn exchange_timed(
+        &self,
+        send: &mut SendRequest<Bytes>,
+        body: Bytes,
+        headers_at: &mut Option<tokio::time::Instant>,
+    ) -> Outcome {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
@@ -156,6 +183,7 @@ impl UnaryCall {
             Ok(r) => r,
             Err(e) => return Outcome::from_h2(&e),
         };
+        *headers_at = Some(tokio::time::Instant::now());
         let (head, mut body) = response.into_parts();
         if head.status != http::StatusCode::OK {
             return Outcome::failed(

@@ -38,6 +38,8 @@ pub struct Plan {
 pub enum CallPlan {
     Unary(UnaryCall),
     Stream(StreamCall),
+    /// A new connection and TLS handshake per iteration (no pooled connection).
+    Handshake(crate::tls::handshake::HandshakeCall),
 }
 
 impl CallPlan {
@@ -45,6 +47,11 @@ impl CallPlan {
         match self {
             Self::Unary(c) => c.timeout(),
             Self::Stream(c) => c.timeout(),
+            Self::Handshake(h) => h
+                .call
+                .as_ref()
+                .and_then(UnaryCall::timeout)
+                .or(Some(h.connect_timeout * 2)),
         }
     }
 }
@@ -153,11 +160,17 @@ impl ThreadWork {
         let load = &self.shared.plan.load;
         let connections = load.connections as usize;
         let my_slots = (self.index..connections).step_by(self.threads).count();
-        let pool = match Pool::open(self.endpoint.clone(), my_slots).await {
-            Ok(p) => Arc::new(p),
-            Err(e) => {
-                let _ = self.ready.send(Err(e));
-                return;
+        // Handshake storms connect anew each iteration; every other kind shares pooled
+        // connections, opened (and proven) before the load starts.
+        let pool = if matches!(self.shared.plan.call, CallPlan::Handshake(_)) {
+            None
+        } else {
+            match Pool::open(self.endpoint.clone(), my_slots).await {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    let _ = self.ready.send(Err(e));
+                    return;
+                }
             }
         };
         let _ = self.ready.send(Ok(()));

@@ -34,7 +34,7 @@ fn micros(d: Duration) -> u64 {
 pub(super) async fn worker(
     shared: Arc<Shared>,
     clock: Clock,
-    pool: Arc<Pool>,
+    pool: Option<Arc<Pool>>,
     slot: usize,
     worker_id: usize,
     rec: SharedRecorder,
@@ -42,7 +42,10 @@ pub(super) async fn worker(
     let requests = &shared.plan.requests;
     let numbered = requests.varies();
     let mut renderer = Renderer::new(worker_id);
-    let mut lease: Option<Lease> = pool.lease(slot, None).await.ok();
+    let mut lease: Option<Lease> = match &pool {
+        Some(p) => p.lease(slot, None).await.ok(),
+        None => None,
+    };
     let mut broken: Option<u64> = None;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -86,6 +89,27 @@ pub(super) async fn worker(
             }
         }
 
+        // A handshake storm makes its own connection each iteration: no pool.
+        if let CallPlan::Handshake(call) = &shared.plan.call {
+            let sent = Instant::now();
+            let outcome = call
+                .run(requests, number, &mut renderer, &rec, measured)
+                .await;
+            let done = Instant::now();
+            if measured {
+                let corrected = intended.map(|at| micros(done - at.min(sent)));
+                rec.borrow_mut().record(
+                    done,
+                    corrected,
+                    micros(done - sent),
+                    outcome.code,
+                    outcome.message.as_deref(),
+                    late,
+                );
+            }
+            continue;
+        }
+        let Some(pool) = pool.as_deref() else { break };
         if lease.is_none() {
             match pool.lease(slot, broken.take()).await {
                 Ok(l) => lease = Some(l),
@@ -132,6 +156,11 @@ pub(super) async fn worker(
                 };
                 call.run(&mut current.send, ctx).await
             }
+            // Handled before leasing; kept total so no input can make a worker panic.
+            CallPlan::Handshake(_) => crate::grpc::unary::Outcome::failed(
+                status::INTERNAL,
+                "handshake plan on a pooled connection",
+            ),
         };
         let done = Instant::now();
         if outcome.connection_failed {

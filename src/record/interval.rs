@@ -28,6 +28,8 @@ pub struct IntervalData {
     pub streams_opened: u64,
     pub messages_sent: u64,
     pub messages_received: u64,
+    /// Handshake storms only, allocated on first use.
+    pub tls: Option<Box<super::tls::TlsData>>,
 }
 
 impl Default for IntervalData {
@@ -43,6 +45,7 @@ impl Default for IntervalData {
             streams_opened: 0,
             messages_sent: 0,
             messages_received: 0,
+            tls: None,
         }
     }
 }
@@ -117,6 +120,9 @@ impl IntervalData {
         self.streams_opened += other.streams_opened;
         self.messages_sent += other.messages_sent;
         self.messages_received += other.messages_received;
+        if let Some(o) = &other.tls {
+            self.tls.get_or_insert_with(Default::default).merge(o);
+        }
         for (code, msg, n) in &other.errors {
             self.count_error(*code, msg, *n);
         }

@@ -4,6 +4,7 @@ pub mod aggregator;
 pub mod histogram;
 pub mod interval;
 pub mod recorder;
+pub mod tls;
 
 pub use aggregator::{Aggregate, Aggregator, IntervalSummary, Progress};
 pub use histogram::LatencySummary;

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
 use super::interval::IntervalData;
+pub use super::tls::{CertInfo, Handshake};
 
 /// Length of one reporting interval.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -94,6 +95,14 @@ impl ThreadRecorder {
         if let Some(us) = first_us {
             super::histogram::record(&mut d.first_message, us);
         }
+    }
+
+    /// A handshake-storm iteration ended at `t`.
+    pub fn handshake(&mut self, t: Instant, h: Handshake) {
+        self.at(t)
+            .tls
+            .get_or_insert_with(Default::default)
+            .record(h);
     }
 
     /// When this worker must wake to hand over its data even if it has nothing else to do,

@@ -52,6 +52,21 @@ pub struct Report {
     /// Bidi: per-message round trip; server streams: the gap between consecutive messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_message: Option<LatencySummary>,
+    /// Handshake storms: each phase's latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
+    /// Handshake storms: what was negotiated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+    /// The server's leaf certificate (first successful handshake).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_certificate: Option<crate::record::tls::CertInfo>,
+    /// Handshake storms: failure class → count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_errors: Option<BTreeMap<String, u64>>,
+    /// Certificates were not verified (`insecure_skip_verify = true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
     pub intervals: Vec<IntervalSummary>,
     pub process: ProcessUsage,
     /// Each `[thresholds]` entry's verdict (empty when the scenario has none).
@@ -110,6 +125,32 @@ pub struct Totals {
     /// errors / requests (0 when there were none).
     #[serde(default)]
     pub error_rate: f64,
+    /// Handshake storms: completed handshakes per second of the measured part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshakes_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    pub dns: LatencySummary,
+    pub tcp_connect: LatencySummary,
+    pub tls_handshake: LatencySummary,
+    /// Handshake done → first response headers (when each iteration makes a call).
+    pub first_response: Option<LatencySummary>,
+    pub total: LatencySummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    pub versions: BTreeMap<String, u64>,
+    pub cipher_suites: BTreeMap<String, u64>,
+    pub groups: BTreeMap<String, u64>,
+    pub resumed: u64,
+    pub resumed_ratio: f64,
+    pub alpn: BTreeMap<String, u64>,
+    /// The first message seen for each failure class.
+    #[serde(default)]
+    pub first_errors: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,7 +248,10 @@ impl Report {
             name: scenario.name.clone(),
             kind: scenario.kind.as_str().to_string(),
             target: scenario.target.address.describe(),
-            method: scenario.call.method.value.to_string(),
+            method: scenario
+                .call
+                .as_ref()
+                .map_or_else(String::new, |c| c.method.value.to_string()),
             schema_source: schema_source.to_string(),
             started_at,
             duration_seconds: round3(secs),
@@ -232,6 +276,14 @@ impl Report {
                 } else {
                     0.0
                 },
+                handshakes_per_second: (scenario.kind == Kind::TlsHandshake).then(|| {
+                    let n = totals.tls.as_ref().map_or(0, |t| t.handshakes);
+                    if secs > 0.0 {
+                        round3(n as f64 / secs)
+                    } else {
+                        0.0
+                    }
+                }),
                 error_rate: if totals.requests() > 0 {
                     totals.errors_count() as f64 / totals.requests() as f64
                 } else {
@@ -270,6 +322,50 @@ impl Report {
             // Client streams get one response: there is no per-message latency to show.
             latency_message: matches!(scenario.kind, Kind::BidiStream | Kind::ServerStream)
                 .then(|| LatencySummary::of(&totals.message)),
+            phases: (scenario.kind == Kind::TlsHandshake).then(|| {
+                let empty = crate::record::tls::TlsData::default();
+                let t = totals.tls.as_deref().unwrap_or(&empty);
+                Phases {
+                    dns: LatencySummary::of(&t.dns),
+                    tcp_connect: LatencySummary::of(&t.tcp_connect),
+                    tls_handshake: LatencySummary::of(&t.tls_handshake),
+                    first_response: scenario
+                        .call
+                        .is_some()
+                        .then(|| LatencySummary::of(&t.first_response)),
+                    total: LatencySummary::of(&t.total),
+                }
+            }),
+            tls: (scenario.kind == Kind::TlsHandshake).then(|| {
+                let empty = crate::record::tls::TlsData::default();
+                let t = totals.tls.as_deref().unwrap_or(&empty);
+                TlsInfo {
+                    versions: t.versions.clone(),
+                    cipher_suites: t.cipher_suites.clone(),
+                    groups: t.groups.clone(),
+                    resumed: t.resumed,
+                    resumed_ratio: if t.handshakes > 0 {
+                        round3(t.resumed as f64 / t.handshakes as f64)
+                    } else {
+                        0.0
+                    },
+                    alpn: t.alpn.clone(),
+                    first_errors: t.first_errors.clone(),
+                }
+            }),
+            server_certificate: totals.tls.as_ref().and_then(|t| t.certificate.clone()),
+            handshake_errors: (scenario.kind == Kind::TlsHandshake).then(|| {
+                totals
+                    .tls
+                    .as_ref()
+                    .map(|t| t.handshake_errors.clone())
+                    .unwrap_or_default()
+            }),
+            insecure_skip_verify: scenario
+                .target
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.insecure_skip_verify),
             intervals: outcome.aggregate.intervals.clone(),
             process: outcome.process.clone(),
             thresholds: Vec::new(),

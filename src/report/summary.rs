@@ -108,6 +108,38 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
             )?;
         }
     }
+    if let Some(t) = &r.tls {
+        let list = |m: &std::collections::BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            o,
+            "  tls       {:.1} handshakes/s; {}; {}; groups {}; alpn {}; resumed {} ({:.1}%)",
+            r.totals.handshakes_per_second.unwrap_or(0.0),
+            list(&t.versions),
+            list(&t.cipher_suites),
+            list(&t.groups),
+            list(&t.alpn),
+            t.resumed,
+            t.resumed_ratio * 100.0
+        )?;
+        if let Some(errors) = r.handshake_errors.as_ref().filter(|e| !e.is_empty()) {
+            writeln!(o, "  failures  {}", list(errors))?;
+            for (class, message) in &t.first_errors {
+                writeln!(o, "    first {class}: {message}")?;
+            }
+        }
+    }
+    if let Some(c) = &r.server_certificate {
+        writeln!(
+            o,
+            "  server cert  {} (issuer {}), expires {} ({} days), sha256 {}",
+            c.subject, c.issuer, c.not_after, c.days_to_expiry, c.sha256_fingerprint
+        )?;
+    }
     if let (Some(s), Some(m)) = (&r.streams, &r.messages) {
         writeln!(
             o,
@@ -129,6 +161,15 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         latency_row(o, "corrected", c)?;
     }
     latency_row(o, "uncorrected", &r.latency.uncorrected)?;
+    if let Some(p) = &r.phases {
+        latency_row(o, "dns", &p.dns)?;
+        latency_row(o, "tcp connect", &p.tcp_connect)?;
+        latency_row(o, "tls hshake", &p.tls_handshake)?;
+        if let Some(f) = &p.first_response {
+            latency_row(o, "first resp", f)?;
+        }
+        latency_row(o, "total", &p.total)?;
+    }
     if let Some(f) = &r.latency_first_message {
         latency_row(o, "first msg", f)?;
     }

@@ -94,11 +94,15 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         "add a [target] table with `address = \"embedded\"` or \"host:port\"",
     )
     .and_then(|t| read_target(&t));
-    let call = section(
-        root,
-        "call",
-        "add a [call] table with `method = \"package.Service/Method\"`",
-    )
+    let call = if kind == Some(Kind::TlsHandshake) && !root.has("call") {
+        None
+    } else {
+        section(
+            root,
+            "call",
+            "add a [call] table with `method = \"package.Service/Method\"`",
+        )
+    }
     .and_then(|c| read_call(&c))
     .map(|mut c| {
         if kind == Some(Kind::Unary) && c.timeout.is_none() {
@@ -129,8 +133,18 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         path: source.path.clone(),
         name,
         kind: kind?,
-        target: target?,
-        call: call?,
+        target: {
+            let t = target?;
+            if kind == Some(Kind::TlsHandshake) && t.tls.is_none() {
+                root.ctx().report_at(root.loc(), "target.tls", "kind = \"tls_handshake\" needs a [target.tls] table (it may be empty: system roots, SNI from the address)");
+                return None;
+            }
+            t
+        },
+        call: match (call, kind) {
+            (None, Some(Kind::TlsHandshake)) if !root.has("call") => None,
+            (call, _) => Some(call?),
+        },
         load: load?,
         thresholds,
         stream: stream?,
@@ -227,12 +241,81 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             None
         }
     });
+    let tls = t.table("tls").map(|tt| read_tls(&tt));
     t.finish();
     Some(Target {
+        tls: match tls {
+            Some(None) => return None,
+            Some(Some(o)) => Some(o),
+            None => None,
+        },
         address: address?,
         authority,
         connect_timeout,
     })
+}
+
+fn read_tls(t: &TableReader<'_, '_, '_>) -> Option<TlsOptions> {
+    let source = t.ctx().source;
+    let path = |k: &'static str| t.string(k).map(|p| source.resolve(&p.value));
+    let list = |k: &'static str| {
+        t.string_list(k)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.value)
+            .collect::<Vec<_>>()
+    };
+    let ca = path("ca");
+    let server_name = t.string("server_name").map(|s| s.value);
+    let insecure_skip_verify = t.boolean("insecure_skip_verify").unwrap_or(false);
+    let cert = path("cert");
+    let key = path("key");
+    let versions = t.string_list("versions").unwrap_or_default();
+    let mut ok = true;
+    for v in &versions {
+        if v.value != "1.2" && v.value != "1.3" {
+            t.ctx().report_at(
+                v.loc,
+                &t.key_path("versions"),
+                format!(
+                    "\"{}\" is not a TLS version loadagent speaks; valid: \"1.2\", \"1.3\"",
+                    v.value
+                ),
+            );
+            ok = false;
+        }
+    }
+    let resumption = match t
+        .choice("resumption", &["none", "tickets", "session_id"])
+        .map(|r| r.value)
+    {
+        Some(r) if r == "tickets" => Resumption::Tickets,
+        Some(r) if r == "session_id" => Resumption::SessionId,
+        _ => Resumption::None,
+    };
+    let alpn = t
+        .string_list("alpn")
+        .map(|l| l.into_iter().map(|v| v.value).collect())
+        .unwrap_or_else(|| vec!["h2".to_string()]);
+    let close_with_rst = t
+        .choice("close", &["fin", "rst"])
+        .is_some_and(|c| c.value == "rst");
+    let options = TlsOptions {
+        ca,
+        server_name,
+        insecure_skip_verify,
+        cert,
+        key,
+        versions: versions.into_iter().map(|v| v.value).collect(),
+        cipher_suites: list("cipher_suites"),
+        groups: list("groups"),
+        resumption,
+        alpn,
+        close_with_rst,
+        loc: t.loc(),
+    };
+    t.finish();
+    ok.then_some(options)
 }
 
 fn valid_host_port(s: &str) -> bool {

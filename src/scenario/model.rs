@@ -20,11 +20,18 @@ pub enum Kind {
     ClientStream,
     /// Streams both ways.
     BidiStream,
+    /// A new TCP connection and TLS handshake per iteration, optionally one call over it.
+    TlsHandshake,
 }
 
 impl Kind {
-    pub const NAMES: &'static [&'static str] =
-        &["unary", "server_stream", "client_stream", "bidi_stream"];
+    pub const NAMES: &'static [&'static str] = &[
+        "unary",
+        "server_stream",
+        "client_stream",
+        "bidi_stream",
+        "tls_handshake",
+    ];
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -32,6 +39,7 @@ impl Kind {
             "server_stream" => Some(Self::ServerStream),
             "client_stream" => Some(Self::ClientStream),
             "bidi_stream" => Some(Self::BidiStream),
+            "tls_handshake" => Some(Self::TlsHandshake),
             _ => None,
         }
     }
@@ -42,11 +50,23 @@ impl Kind {
             Self::ServerStream => "server_stream",
             Self::ClientStream => "client_stream",
             Self::BidiStream => "bidi_stream",
+            Self::TlsHandshake => "tls_handshake",
         }
     }
 
     pub fn is_stream(self) -> bool {
-        self != Self::Unary
+        matches!(
+            self,
+            Self::ServerStream | Self::ClientStream | Self::BidiStream
+        )
+    }
+
+    /// The gRPC method shape this kind calls (a handshake storm's optional call is unary).
+    pub fn method_shape(self) -> &'static str {
+        match self {
+            Self::TlsHandshake => "unary",
+            other => other.as_str(),
+        }
     }
 }
 
@@ -91,8 +111,46 @@ impl Address {
     }
 }
 
+/// TLS session resumption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resumption {
+    /// Every handshake is full (the default: the worst case a storm can be).
+    None,
+    /// TLS 1.3 PSK and TLS 1.2 tickets.
+    Tickets,
+    /// TLS 1.2 session ids.
+    SessionId,
+}
+
+/// `[target.tls]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsOptions {
+    /// PEM file of trusted CAs; none = the system roots.
+    pub ca: Option<PathBuf>,
+    /// SNI and verification name; default: the address's host.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// "1.2", "1.3"; empty = both.
+    pub versions: Vec<String>,
+    /// rustls names, e.g. TLS13_AES_128_GCM_SHA256; empty = all.
+    pub cipher_suites: Vec<String>,
+    /// Key exchange groups, e.g. X25519, secp256r1; empty = all.
+    pub groups: Vec<String>,
+    pub resumption: Resumption,
+    pub alpn: Vec<String>,
+    /// Close each handshake-storm connection with RST instead of FIN.
+    pub close_with_rst: bool,
+    /// Where the table was written, for problems found when it is loaded.
+    pub loc: Loc,
+}
+
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// TLS to the target, when `[target.tls]` is present.
+    pub tls: Option<TlsOptions>,
     pub address: Address,
     /// `:authority` override (virtual hosting, proxies).
     pub authority: Option<String>,
@@ -242,7 +300,8 @@ pub struct Scenario {
     pub name: String,
     pub kind: Kind,
     pub target: Target,
-    pub call: Call,
+    /// Absent only for handshake storms without a call.
+    pub call: Option<Call>,
     pub load: Load,
     pub thresholds: super::thresholds::Thresholds,
     /// For the streaming kinds.

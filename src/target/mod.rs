@@ -43,8 +43,12 @@ pub struct RunningTarget {
 }
 
 /// Binds `addr` and serves Bench, grpc.health.v1 and server reflection (v1 and v1alpha)
-/// until `shutdown` is cancelled.
-pub async fn serve(addr: &str, shutdown: CancellationToken) -> Result<RunningTarget, TargetError> {
+/// until `shutdown` is cancelled; over TLS when `tls` is given.
+pub async fn serve(
+    addr: &str,
+    shutdown: CancellationToken,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> Result<RunningTarget, TargetError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| TargetError::Bind {
@@ -55,7 +59,6 @@ pub async fn serve(addr: &str, shutdown: CancellationToken) -> Result<RunningTar
         addr: addr.to_string(),
         source,
     })?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -76,7 +79,7 @@ pub async fn serve(addr: &str, shutdown: CancellationToken) -> Result<RunningTar
         .max_decoding_message_size(usize::MAX);
 
     let served = tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             // Streams are cheap here, and load tests open many: do not let the server's
             // default concurrency limit be what a test measures.
             .max_concurrent_streams(None)
@@ -85,10 +88,23 @@ pub async fn serve(addr: &str, shutdown: CancellationToken) -> Result<RunningTar
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(bench)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await
-            .map_err(|e| TargetError::Serve(e.to_string()))
+            .add_service(bench);
+        let done = shutdown.cancelled_owned();
+        let served = match tls {
+            Some(config) => {
+                router
+                    .serve_with_incoming_shutdown(
+                        crate::tls::server::accept_tls(listener, config),
+                        done,
+                    )
+                    .await
+            }
+            None => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                router.serve_with_incoming_shutdown(incoming, done).await
+            }
+        };
+        served.map_err(|e| TargetError::Serve(e.to_string()))
     });
     Ok(RunningTarget { local_addr, served })
 }

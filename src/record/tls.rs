@@ -1,0 +1,156 @@
+//! What handshake storms record: phase latencies, what was negotiated, how handshakes failed.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::histogram::{new_histogram, record};
+
+/// The server's leaf certificate, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
+    pub days_to_expiry: i64,
+    pub sha256_fingerprint: String,
+}
+
+/// One iteration's facts, handed to the recorder at its end.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    pub dns_us: Option<u64>,
+    pub tcp_us: Option<u64>,
+    pub tls_us: Option<u64>,
+    pub first_response_us: Option<u64>,
+    pub total_us: Option<u64>,
+    pub version: Option<String>,
+    pub cipher_suite: Option<String>,
+    pub group: Option<String>,
+    pub alpn: Option<String>,
+    pub resumed: bool,
+    pub certificate: Option<CertInfo>,
+    /// (class, message) when the iteration failed.
+    pub error: Option<(String, String)>,
+}
+
+/// A storm's data for one interval (or, merged, the run).
+#[derive(Debug, Clone)]
+pub struct TlsData {
+    pub dns: Histogram<u64>,
+    pub tcp_connect: Histogram<u64>,
+    pub tls_handshake: Histogram<u64>,
+    pub first_response: Histogram<u64>,
+    pub total: Histogram<u64>,
+    pub handshakes: u64,
+    pub resumed: u64,
+    pub versions: BTreeMap<String, u64>,
+    pub cipher_suites: BTreeMap<String, u64>,
+    pub groups: BTreeMap<String, u64>,
+    pub alpn: BTreeMap<String, u64>,
+    pub handshake_errors: BTreeMap<String, u64>,
+    /// The first message seen for each error class (the summary's "first error").
+    pub first_errors: BTreeMap<String, String>,
+    pub certificate: Option<CertInfo>,
+}
+
+impl Default for TlsData {
+    fn default() -> Self {
+        Self {
+            dns: new_histogram(),
+            tcp_connect: new_histogram(),
+            tls_handshake: new_histogram(),
+            first_response: new_histogram(),
+            total: new_histogram(),
+            handshakes: 0,
+            resumed: 0,
+            versions: BTreeMap::new(),
+            cipher_suites: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            alpn: BTreeMap::new(),
+            handshake_errors: BTreeMap::new(),
+            first_errors: BTreeMap::new(),
+            certificate: None,
+        }
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64) {
+    match map.get_mut(key) {
+        Some(v) => *v += n,
+        None => {
+            map.insert(key.to_string(), n);
+        }
+    }
+}
+
+impl TlsData {
+    pub fn record(&mut self, h: Handshake) {
+        for (hist, v) in [
+            (&mut self.dns, h.dns_us),
+            (&mut self.tcp_connect, h.tcp_us),
+            (&mut self.tls_handshake, h.tls_us),
+            (&mut self.first_response, h.first_response_us),
+            (&mut self.total, h.total_us),
+        ] {
+            if let Some(v) = v {
+                record(hist, v);
+            }
+        }
+        if h.tls_us.is_some() {
+            self.handshakes += 1;
+            self.resumed += u64::from(h.resumed);
+        }
+        for (map, v) in [
+            (&mut self.versions, &h.version),
+            (&mut self.cipher_suites, &h.cipher_suite),
+            (&mut self.groups, &h.group),
+            (&mut self.alpn, &h.alpn),
+        ] {
+            if let Some(v) = v {
+                bump(map, v, 1);
+            }
+        }
+        if self.certificate.is_none() {
+            self.certificate = h.certificate;
+        }
+        if let Some((class, message)) = h.error {
+            bump(&mut self.handshake_errors, &class, 1);
+            self.first_errors.entry(class).or_insert(message);
+        }
+    }
+
+    pub fn merge(&mut self, o: &TlsData) {
+        for (a, b) in [
+            (&mut self.dns, &o.dns),
+            (&mut self.tcp_connect, &o.tcp_connect),
+            (&mut self.tls_handshake, &o.tls_handshake),
+            (&mut self.first_response, &o.first_response),
+            (&mut self.total, &o.total),
+        ] {
+            let _ = a.add(b);
+        }
+        self.handshakes += o.handshakes;
+        self.resumed += o.resumed;
+        for (a, b) in [
+            (&mut self.versions, &o.versions),
+            (&mut self.cipher_suites, &o.cipher_suites),
+            (&mut self.groups, &o.groups),
+            (&mut self.alpn, &o.alpn),
+            (&mut self.handshake_errors, &o.handshake_errors),
+        ] {
+            for (k, v) in b {
+                bump(a, k, *v);
+            }
+        }
+        for (k, v) in &o.first_errors {
+            self.first_errors
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+        if self.certificate.is_none() {
+            self.certificate = o.certificate.clone();
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! One handshake-storm iteration: resolve, connect, TLS handshake, optionally one gRPC call,
+//! close — each phase timed; what was negotiated and how it failed, classified.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls::CertificateError;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::ClientTls;
+use crate::grpc::request::{Renderer, Requests};
+use crate::grpc::status;
+use crate::grpc::unary::{Outcome, UnaryCall};
+use crate::record::recorder::{CertInfo, Handshake};
+use crate::record::SharedRecorder;
+
+/// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// A handshake-storm iteration, prepared once.
+#[derive(Clone)]
+pub struct HandshakeCall {
+    pub address: String,
+    pub tls: ClientTls,
+    pub connect_timeout: Duration,
+    /// One gRPC call over each connection, when the scenario has `[call]`.
+    pub call: Option<UnaryCall>,
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if there is one.
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// `CertificateRequired` → `certificate_required`: the TLS alert names of RFC 8446.
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// The class of a connect-phase failure.
+pub fn classify_connect(e: &io::Error) -> &'static str {
+    match (e.kind(), e.raw_os_error()) {
+        (io::ErrorKind::ConnectionRefused, _) => "connect_refused",
+        (io::ErrorKind::TimedOut, _) => "connect_timeout",
+        // Out of ephemeral ports (EADDRNOTAVAIL) or descriptors (EMFILE, ENFILE).
+        (io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse, _)
+        | (_, Some(23 | 24 | 99)) => "address_unavailable",
+        (io::ErrorKind::ConnectionReset, _) => "reset",
+        _ => "other",
+    }
+}
+
+/// The class of a TLS-phase failure.
+pub fn classify_tls(e: &io::Error) -> String {
+    match rustls_error(e) {
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            CertificateError::UnknownIssuer => "cert_unknown_issuer".into(),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "cert_expired".into()
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "cert_name_mismatch".into()
+            }
+            _ => "other".into(),
+        },
+        Some(rustls::Error::AlertReceived(alert)) => {
+            format!("alert:{}", snake(&format!("{alert:?}")))
+        }
+        Some(_) => "other".into(),
+        None => match e.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe => "reset".into(),
+            io::ErrorKind::TimedOut => "handshake_timeout".into(),
+            _ => "other".into(),
+        },
+    }
+}
+
+/// A TLS failure in words: rustls says what was presented and what was expected.
+pub fn describe(e: &io::Error) -> String {
+    match rustls_error(e) {
+        Some(r) => r.to_string(),
+        None => e.to_string(),
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What the server's leaf certificate says.
+fn cert_info(der: &[u8]) -> Option<CertInfo> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let not_after = cert.validity().not_after.timestamp();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let fingerprint = ring::digest::digest(&ring::digest::SHA256, der);
+    Some(CertInfo {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        not_after: ::time::OffsetDateTime::from_unix_timestamp(not_after)
+            .ok()
+            .and_then(|t| {
+                t.format(&::time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default(),
+        days_to_expiry: (not_after - now) / 86_400,
+        sha256_fingerprint: fingerprint
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    })
+}
+
+impl HandshakeCall {
+    /// Runs one iteration. Phases are recorded when `measured`; the outcome is the call's
+    /// status (OK when there is no call), or UNAVAILABLE with the failure's class.
+    pub async fn run(
+        &self,
+        requests: &Requests,
+        number: u64,
+        renderer: &mut Renderer,
+        rec: &SharedRecorder,
+        measured: bool,
+    ) -> Outcome {
+        let mut hs = Handshake::default();
+        let outcome = self.iterate(requests, number, renderer, &mut hs).await;
+        if measured {
+            rec.borrow_mut().handshake(Instant::now(), hs);
+        }
+        outcome
+    }
+
+    async fn iterate(
+        &self,
+        requests: &Requests,
+        number: u64,
+        renderer: &mut Renderer,
+        hs: &mut Handshake,
+    ) -> Outcome {
+        let start = Instant::now();
+        let fail = |hs: &mut Handshake, class: String, message: String| {
+            let outcome = Outcome::failed(status::UNAVAILABLE, format!("{class}: {message}"));
+            hs.error = Some((class, message));
+            outcome
+        };
+        // Resolve.
+        let addr: SocketAddr = match tokio::net::lookup_host(&self.address)
+            .await
+            .map(|mut a| a.next())
+        {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                return fail(
+                    hs,
+                    "other".into(),
+                    format!("{} resolves to no address", self.address),
+                )
+            }
+            Err(e) => {
+                return fail(
+                    hs,
+                    "other".into(),
+                    format!("cannot resolve {}: {e}", self.address),
+                )
+            }
+        };
+        let resolved = Instant::now();
+        hs.dns_us = Some(micros(resolved - start));
+        // Connect.
+        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return fail(
+                    hs,
+                    "connect_timeout".into(),
+                    format!(
+                        "no TCP connection to {addr} within {:?}",
+                        self.connect_timeout
+                    ),
+                )
+            }
+            Ok(Err(e)) => return fail(hs, classify_connect(&e).into(), e.to_string()),
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+        let connected = Instant::now();
+        hs.tcp_us = Some(micros(connected - resolved));
+        // Handshake.
+        let handshake = self
+            .tls
+            .connector()
+            .connect(self.tls.server_name.clone(), tcp);
+        let mut stream = match tokio::time::timeout(self.connect_timeout, handshake).await {
+            Err(_) => {
+                return fail(
+                    hs,
+                    "handshake_timeout".into(),
+                    format!("no TLS handshake within {:?}", self.connect_timeout),
+                )
+            }
+            Ok(Err(e)) => return fail(hs, classify_tls(&e), describe(&e)),
+            Ok(Ok(s)) => s,
+        };
+        let done = Instant::now();
+        hs.tls_us = Some(micros(done - connected));
+        {
+            let conn = stream.get_ref().1;
+            hs.version = conn.protocol_version().map(|v| format!("{v:?}"));
+            hs.cipher_suite = conn
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()));
+            hs.group = conn
+                .negotiated_key_exchange_group()
+                .map(|g| format!("{:?}", g.name()));
+            hs.resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            hs.alpn = conn
+                .alpn_protocol()
+                .map(|a| String::from_utf8_lossy(a).into_owned());
+            hs.certificate = conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| cert_info(c));
+        }
+        let rst = self.tls.close_with_rst;
+        let outcome = match &self.call {
+            None => {
+                // The iteration ends after the handshake and the HTTP/2 preface.
+                let _ = stream.write_all(H2_PREFACE).await;
+                let _ = stream.flush().await;
+                Outcome::OK
+            }
+            Some(call) => {
+                if hs.alpn.as_deref() != Some("h2") {
+                    return fail(
+                        hs,
+                        "other".into(),
+                        "the server did not select h2 by ALPN: no gRPC call is possible".into(),
+                    );
+                }
+                let (mut send, connection) = match h2::client::handshake(stream).await {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        return fail(hs, "other".into(), format!("HTTP/2 handshake failed: {e}"))
+                    }
+                };
+                let driver = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                let body = requests.body(number, renderer);
+                let (outcome, headers_at) = call.call_timed(&mut send, body).await;
+                hs.first_response_us = headers_at.map(|t| micros(t - done));
+                drop(send);
+                driver.abort();
+                hs.total_us = Some(micros(Instant::now() - start));
+                return outcome;
+            }
+        };
+        if rst {
+            let tcp = stream.get_ref().0;
+            let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+        } else {
+            let _ = stream.shutdown().await;
+        }
+        drop(stream);
+        hs.total_us = Some(micros(Instant::now() - start));
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_names_are_snake_case() {
+        assert_eq!(snake("CertificateRequired"), "certificate_required");
+        assert_eq!(snake("HandshakeFailure"), "handshake_failure");
+    }
+
+    #[test]
+    fn connect_failures_are_classified() {
+        assert_eq!(
+            classify_connect(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+            "connect_refused"
+        );
+        assert_eq!(
+            classify_connect(&io::Error::from_raw_os_error(24)),
+            "address_unavailable"
+        );
+        assert_eq!(
+            classify_connect(&io::Error::from_raw_os_error(99)),
+            "address_unavailable"
+        );
+    }
+}
