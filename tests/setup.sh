@@ -2,19 +2,24 @@
 # Installs what the integration tests need beyond the Rust toolchain:
 # - Python grpcio with health checking, reflection and grpc_tools (the gRPC server this
 #   project did not write) and hdrhistogram (a reader of our interval logs we did not write);
-# - Chromium (Debian's package) to render the HTML report headless.
+# - Chromium (Debian's package) to render the HTML report headless;
+# - openssl (Debian's package): s_server is a TLS peer this project did not write.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
 fi
 python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh; print('python grpcio', grpc.__version__)"
-if ! command -v chromium >/dev/null; then
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v openssl >/dev/null || missing="$missing openssl"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "chromium is missing: apt-get install chromium" >&2
+    echo "missing:$missing (apt-get install$missing)" >&2
     exit 1
   fi
 fi
 chromium --version
+openssl version

@@ -35,11 +35,18 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         r.target,
         if r.interrupted { "  [INTERRUPTED]" } else { "" }
     )?;
-    writeln!(
-        o,
-        "  method    {} (types from {})",
-        r.method, r.schema_source
-    )?;
+    if r.insecure_skip_verify {
+        writeln!(o, "  !!! TLS CERTIFICATES WERE NOT VERIFIED (insecure_skip_verify = true): these handshakes prove nothing about trust !!!")?;
+    }
+    if r.method.is_empty() {
+        writeln!(o, "  method    none: handshakes only")?;
+    } else {
+        writeln!(
+            o,
+            "  method    {} (types from {})",
+            r.method, r.schema_source
+        )?;
+    }
     let l = &r.load;
     let model = match (l.model, l.rate) {
         (Model::Open, Some(rate)) if l.stages.is_empty() => {

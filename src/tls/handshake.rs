@@ -241,9 +241,31 @@ impl HandshakeCall {
         let rst = self.tls.close_with_rst;
         let outcome = match &self.call {
             None => {
-                // The iteration ends after the handshake and the HTTP/2 preface.
+                // The iteration ends after the handshake and the HTTP/2 preface. An HTTP/2
+                // server answers the preface with its SETTINGS; reading that completes the
+                // exchange, and it is also when TLS 1.3 session tickets arrive (they follow
+                // the handshake), so resumption can work.
                 let _ = stream.write_all(H2_PREFACE).await;
                 let _ = stream.flush().await;
+                if hs.alpn.as_deref() == Some("h2") {
+                    let mut first = [0u8; 64];
+                    match tokio::time::timeout(
+                        self.connect_timeout,
+                        tokio::io::AsyncReadExt::read(&mut stream, &mut first),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return fail(hs, classify_tls(&e), describe(&e)),
+                        Err(_) => {
+                            return fail(
+                                hs,
+                                "handshake_timeout".into(),
+                                "no HTTP/2 SETTINGS after the preface".into(),
+                            )
+                        }
+                    }
+                }
                 Outcome::OK
             }
             Some(call) => {

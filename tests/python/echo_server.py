@@ -55,6 +55,8 @@ def main():
     parser.add_argument("--stall-ms", type=int, default=0)
     parser.add_argument("--require-metadata", default="")
     parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument("--tls-cert", default="")
+    parser.add_argument("--tls-key", default="")
     args = parser.parse_args()
 
     out_dir = tempfile.mkdtemp(prefix="echo-pb-")
@@ -134,7 +136,12 @@ def main():
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+    if args.tls_cert:
+        with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        port = server.add_secure_port(f"127.0.0.1:{args.port}", creds)
+    else:
+        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     print(f"PORT {port}", flush=True)
 
