@@ -70,5 +70,11 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
+        /// Serve TLS (h2 by ALPN) with a certificate generated now for localhost and 127.0.0.1.
+        #[arg(long)]
+        tls: bool,
+        /// With --tls: write the generated certificate (PEM) here, for clients to trust.
+        #[arg(long, value_name = "FILE", requires = "tls")]
+        cert_out: Option<PathBuf>,
     },
 }

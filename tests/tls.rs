@@ -479,3 +479,40 @@ fn bad_tls_settings_exit_2_naming_the_key() {
         text(&out)
     );
 }
+
+#[test]
+fn running_out_of_descriptors_is_counted_not_fatal() {
+    // A hard limit of 40 open files and 64 handshakes in flight: some connections cannot be
+    // made (EMFILE), are counted as address_unavailable, and the run goes on to its end.
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "fds.toml",
+        &storm("embedded", "", "", "concurrency = 64\nduration = \"2s\""),
+    );
+    let out_path = dir.path().join("fds.json");
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "bash",
+            "-c",
+            "ulimit -n 40 && exec \"$0\" run -q \"$1\" --out \"$2\"",
+        ])
+        .arg(bin())
+        .arg(&s)
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert!(
+        num(&r, "handshake_errors.address_unavailable") > 0.0,
+        "{}",
+        r["handshake_errors"]
+    );
+    assert!(
+        num(&r, "totals.ok") > 0.0,
+        "handshakes that got a descriptor still complete"
+    );
+}

@@ -38,6 +38,10 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             force,
         } => reports::merge(&reports, &out, force),
         Command::Validate { scenario } => validate::validate(&scenario).await,
-        Command::Target { listen } => target::target(&listen).await,
+        Command::Target {
+            listen,
+            tls,
+            cert_out,
+        } => target::target(&listen, tls, cert_out.as_deref()).await,
     }
 }

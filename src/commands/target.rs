@@ -6,9 +6,24 @@ use super::run::stop_on_signal;
 use crate::error::CommandError;
 use crate::target;
 
-pub async fn target(listen: &str) -> Result<(), CommandError> {
+pub async fn target(
+    listen: &str,
+    tls: bool,
+    cert_out: Option<&std::path::Path>,
+) -> Result<(), CommandError> {
     let shutdown = CancellationToken::new();
-    let running = target::serve(listen, shutdown.clone(), None)
+    let server_tls = if tls {
+        let generated = crate::tls::server::generate().map_err(CommandError::run_failed)?;
+        if let Some(path) = cert_out {
+            crate::report::write::write_atomically(path, generated.cert_pem.as_bytes()).map_err(
+                |e| CommandError::invalid(format!("--cert-out {}: {e}", path.display())),
+            )?;
+        }
+        Some(crate::tls::server::server_config(&generated).map_err(CommandError::run_failed)?)
+    } else {
+        None
+    };
+    let running = target::serve(listen, shutdown.clone(), server_tls)
         .await
         .map_err(CommandError::run_failed)?;
     // Tests and scripts read this line to learn the port when listening on port 0.

@@ -258,6 +258,39 @@ pub fn render(r: &Report) -> String {
         ],
     ));
     o.push_str(&status_chart(r));
+    if let Some(p) = &r.phases {
+        let mut series = vec![
+            Series {
+                name: "tcp connect".into(),
+                color: BLUE,
+                points: distribution(&p.tcp_connect),
+            },
+            Series {
+                name: "tls handshake".into(),
+                color: RED,
+                points: distribution(&p.tls_handshake),
+            },
+        ];
+        if let Some(f) = &p.first_response {
+            series.push(Series {
+                name: "first response".into(),
+                color: ORANGE,
+                points: distribution(f),
+            });
+        }
+        series.push(Series {
+            name: "total".into(),
+            color: GREEN,
+            points: distribution(&p.total),
+        });
+        o.push_str(&svg::render(&Chart {
+            title: "Handshake phases by percentile".into(),
+            x_label: "percentile".into(),
+            y_label: "latency (ms)".into(),
+            x_axis: XAxis::Percentile,
+            series,
+        }));
+    }
     if r.messages.is_some() {
         o.push_str(&over_time(
             r,

@@ -15,6 +15,8 @@ use tokio_rustls::server::TlsStream;
 /// A generated certificate and key (for `localhost` and 127.0.0.1).
 pub struct Generated {
     pub cert: CertificateDer<'static>,
+    /// The certificate as PEM, for clients told to trust it (`target --cert-out`).
+    pub cert_pem: String,
     pub key: PrivateKeyDer<'static>,
 }
 
@@ -24,6 +26,7 @@ pub fn generate() -> Result<Generated, String> {
         .map_err(|e| format!("cannot generate a certificate: {e}"))?;
     Ok(Generated {
         cert: certified.cert.der().clone(),
+        cert_pem: certified.cert.pem(),
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             certified.signing_key.serialize_der(),
         )),
