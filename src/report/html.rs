@@ -192,6 +192,15 @@ fn latency_table(o: &mut String, r: &Report) {
             m,
         );
     }
+    if let Some(p) = &r.phases {
+        row("dns", &p.dns);
+        row("tcp connect", &p.tcp_connect);
+        row("tls handshake", &p.tls_handshake);
+        if let Some(f) = &p.first_response {
+            row("first response", f);
+        }
+        row("iteration total", &p.total);
+    }
     o.push_str("</table>");
 }
 
@@ -303,6 +312,58 @@ pub fn render(r: &Report) -> String {
         ));
     }
     latency_table(&mut o, r);
+    if let Some(t) = &r.tls {
+        let list = |m: &std::collections::BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut rows = vec![
+            (
+                "handshakes per second",
+                format!("{:.1}", r.totals.handshakes_per_second.unwrap_or(0.0)),
+            ),
+            ("versions", list(&t.versions)),
+            ("cipher suites", list(&t.cipher_suites)),
+            ("groups", list(&t.groups)),
+            ("alpn", list(&t.alpn)),
+            (
+                "resumed",
+                format!("{} ({:.1}%)", t.resumed, t.resumed_ratio * 100.0),
+            ),
+            (
+                "failures",
+                r.handshake_errors.as_ref().map(list).unwrap_or_default(),
+            ),
+        ];
+        if r.insecure_skip_verify {
+            rows.push((
+                "CERTIFICATES",
+                "NOT VERIFIED (insecure_skip_verify = true)".into(),
+            ));
+        }
+        if let Some(c) = &r.server_certificate {
+            rows.push((
+                "server certificate",
+                format!("{} (issuer {})", c.subject, c.issuer),
+            ));
+            rows.push((
+                "expires",
+                format!("{} ({} days)", c.not_after, c.days_to_expiry),
+            ));
+            rows.push(("sha256", c.sha256_fingerprint.clone()));
+        }
+        let first: Vec<String> = t
+            .first_errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        if !first.is_empty() {
+            rows.push(("first errors", first.join(" | ")));
+        }
+        table(&mut o, "TLS", &rows);
+    }
     let t = &r.totals;
     table(
         &mut o,
