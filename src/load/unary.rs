@@ -83,6 +83,11 @@ pub(super) async fn worker(
         // request is taken, not after the timer: timer granularity is not lateness.
         let picked = Instant::now();
         let late = intended.is_some_and(|at| picked > at + LATE_AFTER);
+        let taken = Taken {
+            intended,
+            measured,
+            late,
+        };
         if let Some(at) = intended {
             if !wait_until(at.checked_sub(HALF_TICK).unwrap_or(at), &rec, &shared).await {
                 break;
@@ -95,18 +100,7 @@ pub(super) async fn worker(
             let outcome = call
                 .run(requests, number, &mut renderer, &rec, measured)
                 .await;
-            let done = Instant::now();
-            if measured {
-                let corrected = intended.map(|at| micros(done - at.min(sent)));
-                rec.borrow_mut().record(
-                    done,
-                    corrected,
-                    micros(done - sent),
-                    outcome.code,
-                    outcome.message.as_deref(),
-                    late,
-                );
-            }
+            taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
             continue;
         }
         let Some(pool) = pool.as_deref() else { break };
@@ -114,18 +108,7 @@ pub(super) async fn worker(
             match pool.lease(slot, broken.take()).await {
                 Ok(l) => lease = Some(l),
                 Err(e) => {
-                    let done = Instant::now();
-                    if measured {
-                        let corrected = intended.map(|at| micros(done - at.min(picked)));
-                        rec.borrow_mut().record(
-                            done,
-                            corrected,
-                            micros(done - picked),
-                            status::UNAVAILABLE,
-                            Some(&e.to_string()),
-                            late,
-                        );
-                    }
+                    taken.record(&rec, picked, status::UNAVAILABLE, Some(&e.to_string()));
                     if shared.plan.schedule.is_none() {
                         // Closed model: wait for the next reconnect attempt instead of spinning.
                         let next = pool.next_attempt(slot).await;
@@ -162,22 +145,39 @@ pub(super) async fn worker(
                 "handshake plan on a pooled connection",
             ),
         };
-        let done = Instant::now();
         if outcome.connection_failed {
             broken = Some(current.generation);
             lease = None;
         }
-        if measured {
-            let corrected = intended.map(|at| micros(done - at.min(sent)));
-            rec.borrow_mut().record(
-                done,
-                corrected,
-                micros(done - sent),
-                outcome.code,
-                outcome.message.as_deref(),
-                late,
-            );
+        taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
+    }
+}
+
+/// When and how one request was taken, for recording its end.
+struct Taken {
+    /// Open model: the intended start.
+    intended: Option<Instant>,
+    measured: bool,
+    late: bool,
+}
+
+impl Taken {
+    /// Records a request that was sent at `sent` and ended now with `code`.
+    fn record(&self, rec: &SharedRecorder, sent: Instant, code: u8, message: Option<&str>) {
+        if !self.measured {
+            return;
         }
+        let done = Instant::now();
+        // The corrected latency runs from the earlier of the intended start and the send.
+        let corrected = self.intended.map(|at| micros(done - at.min(sent)));
+        rec.borrow_mut().record(
+            done,
+            corrected,
+            micros(done - sent),
+            code,
+            message,
+            self.late,
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::schema::Report;
-use super::summary::human_us;
+use super::summary::{counts, human_us};
 use super::svg::{self, Chart, Series, XAxis};
 use crate::record::histogram::decode;
 use crate::record::LatencySummary;
@@ -313,28 +313,22 @@ pub fn render(r: &Report) -> String {
     }
     latency_table(&mut o, r);
     if let Some(t) = &r.tls {
-        let list = |m: &std::collections::BTreeMap<String, u64>| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut rows = vec![
             (
                 "handshakes per second",
                 format!("{:.1}", r.totals.handshakes_per_second.unwrap_or(0.0)),
             ),
-            ("versions", list(&t.versions)),
-            ("cipher suites", list(&t.cipher_suites)),
-            ("groups", list(&t.groups)),
-            ("alpn", list(&t.alpn)),
+            ("versions", counts(&t.versions)),
+            ("cipher suites", counts(&t.cipher_suites)),
+            ("groups", counts(&t.groups)),
+            ("alpn", counts(&t.alpn)),
             (
                 "resumed",
                 format!("{} ({:.1}%)", t.resumed, t.resumed_ratio * 100.0),
             ),
             (
                 "failures",
-                r.handshake_errors.as_ref().map(list).unwrap_or_default(),
+                r.handshake_errors.as_ref().map(counts).unwrap_or_default(),
             ),
         ];
         if r.insecure_skip_verify {

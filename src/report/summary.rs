@@ -9,6 +9,14 @@ use crate::scenario::Model;
 /// How many distinct error messages the summary lists.
 const TOP_ERRORS: usize = 5;
 
+/// `{"a": 1, "b": 2}` as "a 1, b 2".
+pub fn counts(m: &std::collections::BTreeMap<String, u64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Formats microseconds the way people read latency: 850us, 12.34ms, 1.50s.
 pub fn human_us(us: u64) -> String {
     if us < 1_000 {
@@ -116,25 +124,19 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         }
     }
     if let Some(t) = &r.tls {
-        let list = |m: &std::collections::BTreeMap<String, u64>| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         writeln!(
             o,
             "  tls       {:.1} handshakes/s; {}; {}; groups {}; alpn {}; resumed {} ({:.1}%)",
             r.totals.handshakes_per_second.unwrap_or(0.0),
-            list(&t.versions),
-            list(&t.cipher_suites),
-            list(&t.groups),
-            list(&t.alpn),
+            counts(&t.versions),
+            counts(&t.cipher_suites),
+            counts(&t.groups),
+            counts(&t.alpn),
             t.resumed,
             t.resumed_ratio * 100.0
         )?;
         if let Some(errors) = r.handshake_errors.as_ref().filter(|e| !e.is_empty()) {
-            writeln!(o, "  failures  {}", list(errors))?;
+            writeln!(o, "  failures  {}", counts(errors))?;
             for (class, message) in &t.first_errors {
                 writeln!(o, "    first {class}: {message}")?;
             }
