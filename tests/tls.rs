@@ -516,3 +516,22 @@ fn running_out_of_descriptors_is_counted_not_fatal() {
         "handshakes that got a descriptor still complete"
     );
 }
+
+#[test]
+fn unary_and_streams_run_over_tls_to_the_embedded_target() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, method, extra) in [
+        ("unary", "Unary", ""),
+        ("bidi_stream", "BidiStream", "[stream]\nmessages = 5\n"),
+    ] {
+        let s = scenario(
+            dir.path(),
+            "over-tls.toml",
+            &format!(
+                "name = \"t\"\nkind = \"{kind}\"\n[target]\naddress = \"embedded\"\n[target.tls]\nversions = [\"1.2\"]\n[call]\nmethod = \"loadagent.bench.v1.Bench/{method}\"\n[load]\nrequests = 40\nconcurrency = 4\nconnections = 2\n{extra}"
+            ),
+        );
+        let r = run_report(dir.path(), &s);
+        assert_eq!(num(&r, "totals.ok"), 40.0, "{kind}: {}", r["errors"]);
+    }
+}
