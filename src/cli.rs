@@ -65,6 +65,38 @@ pub enum Command {
         /// The scenario file (TOML).
         scenario: PathBuf,
     },
+    /// Check a target's health once (grpc.health.v1), with grpc-health-probe's exit codes:
+    /// 0 SERVING, 1 bad arguments, 2 connection failed, 3 RPC failed, 4 not SERVING.
+    Probe {
+        /// `host:port`.
+        address: String,
+        /// The health service name ("" = the whole server).
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Deadline for connecting and for the check, e.g. "1s".
+        #[arg(long, default_value = "1s")]
+        timeout: String,
+        /// Use Watch (the first status it sends) instead of Check.
+        #[arg(long)]
+        watch: bool,
+        /// Request metadata, `-H key=value` (repeatable).
+        #[arg(long = "metadata", short = 'H', value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+        /// Connect with TLS (system roots unless --tls-ca).
+        #[arg(long)]
+        tls: bool,
+        #[arg(long, value_name = "PEM", requires = "tls")]
+        tls_ca: Option<PathBuf>,
+        #[arg(long, value_name = "NAME", requires = "tls")]
+        tls_server_name: Option<String>,
+        /// Accept any server certificate (says so on stderr).
+        #[arg(long, requires = "tls")]
+        tls_no_verify: bool,
+        #[arg(long, value_name = "PEM", requires = "tls")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, value_name = "PEM", requires = "tls")]
+        tls_key: Option<PathBuf>,
+    },
     /// Serve the built-in reference target (loadagent.bench.v1.Bench, health, reflection).
     Target {
         /// Address to listen on.

@@ -3,12 +3,25 @@
 use std::fmt;
 
 /// Exit codes: 0 ok, 1 the run failed at run time, 2 invalid input or usage,
-/// 3 thresholds not met.
+/// 3 thresholds not met. `loadagent probe` uses grpc-health-probe's instead (see `Probe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
-    RunFailed = 1,
-    InvalidInput = 2,
-    ThresholdsFailed = 3,
+    RunFailed,
+    InvalidInput,
+    ThresholdsFailed,
+    /// A code of grpc-health-probe's (`loadagent probe`).
+    Probe(u8),
+}
+
+impl ExitCode {
+    pub fn number(self) -> u8 {
+        match self {
+            Self::RunFailed => 1,
+            Self::InvalidInput => 2,
+            Self::ThresholdsFailed => 3,
+            Self::Probe(n) => n,
+        }
+    }
 }
 
 /// An error a command ends with: what to print and which code to exit with.
@@ -29,6 +42,15 @@ impl CommandError {
     pub fn thresholds_failed(message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::ThresholdsFailed,
+            message: message.to_string(),
+        }
+    }
+
+    /// grpc-health-probe's codes: 1 bad arguments, 2 connection failed, 3 RPC failed,
+    /// 4 not SERVING.
+    pub fn probe(code: u8, message: impl fmt::Display) -> Self {
+        Self {
+            code: ExitCode::Probe(code),
             message: message.to_string(),
         }
     }

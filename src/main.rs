@@ -17,7 +17,19 @@ fn raise_fd_limit() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS; // --help, --version
+            }
+            // `probe` keeps grpc-health-probe's exit code for bad arguments (1); every other
+            // command exits 2 on usage errors.
+            let probe = std::env::args().nth(1).as_deref() == Some("probe");
+            return ExitCode::from(if probe { 1 } else { 2 });
+        }
+    };
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,7 +48,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(e.code as u8)
+            ExitCode::from(e.code.number())
         }
     }
 }

@@ -535,3 +535,39 @@ fn unary_and_streams_run_over_tls_to_the_embedded_target() {
         assert_eq!(num(&r, "totals.ok"), 40.0, "{kind}: {}", r["errors"]);
     }
 }
+
+#[test]
+fn probe_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let server = Server::python(&[
+        "--tls-cert",
+        &pki.path("server.pem"),
+        "--tls-key",
+        &pki.path("server.key"),
+    ]);
+    let ca = pki.path("ca.pem");
+    let out = loadagent(&[
+        "probe",
+        &server.address(),
+        "--tls",
+        "--tls-ca",
+        &ca,
+        "--tls-server-name",
+        "localhost",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = loadagent(&[
+        "probe",
+        &server.address(),
+        "--tls",
+        "--tls-server-name",
+        "localhost",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an untrusted certificate fails the connection: {}",
+        text(&out)
+    );
+}

@@ -1,6 +1,7 @@
 //! The commands: each takes typed arguments and returns a result or a `CommandError`.
 
 mod prepare;
+mod probe;
 mod progress;
 mod reports;
 mod run;
@@ -37,6 +38,37 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             out,
             force,
         } => reports::merge(&reports, &out, force),
+        Command::Probe {
+            address,
+            service,
+            timeout,
+            watch,
+            metadata,
+            tls,
+            tls_ca,
+            tls_server_name,
+            tls_no_verify,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = probe::tls_options(
+                tls,
+                tls_ca,
+                tls_server_name,
+                tls_no_verify,
+                tls_cert,
+                tls_key,
+            );
+            probe::probe(probe::ProbeArgs {
+                address,
+                service,
+                timeout,
+                watch,
+                metadata,
+                tls,
+            })
+            .await
+        }
         Command::Validate { scenario } => validate::validate(&scenario).await,
         Command::Target {
             listen,

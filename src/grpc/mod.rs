@@ -2,6 +2,7 @@
 //! status codes and the HTTP/2 transport the load runs over.
 
 pub mod channel;
+pub mod control;
 pub mod descriptors;
 pub mod frame;
 pub mod reflection;

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use super::control::error_chain;
 use prost::Message;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use tokio::sync::mpsc;
@@ -48,29 +49,9 @@ pub async fn fetch_service_files(
         address: address.to_string(),
         reason,
     };
-    let uri = format!("http://{}", authority.unwrap_or(address));
-    let endpoint = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| connect(e.to_string()))?
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let tcp_addr = address.to_string();
-    let tls = tls.cloned();
-    let channel = endpoint
-        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
-            let a = tcp_addr.clone();
-            let tls = tls.clone();
-            async move {
-                let s = tokio::net::TcpStream::connect(a).await?;
-                s.set_nodelay(true)?;
-                let io: Box<dyn Io> = match tls {
-                    None => Box::new(s),
-                    Some(t) => Box::new(t.connector().connect(t.server_name.clone(), s).await?),
-                };
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(io))
-            }
-        }))
+    let channel = super::control::channel(address, authority, timeout, tls)
         .await
-        .map_err(|e| connect(error_chain(&e)))?;
+        .map_err(connect)?;
 
     for (path, version) in [(PATH_V1, "v1"), (PATH_V1ALPHA, "v1alpha")] {
         match Session::open(channel.clone(), path).await {
@@ -107,10 +88,6 @@ pub async fn fetch_service_files(
         address: address.to_string(),
     })
 }
-
-/// A byte stream reflection can run over: TCP, or TLS over TCP.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// One reflection stream: requests go out on `tx`, answers come back on `rx`.
 struct Session {
@@ -253,21 +230,6 @@ fn dependency_order(mut files: HashMap<String, FileDescriptorProto>) -> Vec<File
     let (mut seen, mut out) = (HashSet::new(), Vec::new());
     for name in names {
         visit(&name, &mut files, &mut seen, &mut out);
-    }
-    out
-}
-
-/// An error and its causes on one line: transport errors hide the useful part in a source.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
     }
     out
 }

@@ -55,6 +55,7 @@ def main():
     parser.add_argument("--stall-ms", type=int, default=0)
     parser.add_argument("--require-metadata", default="")
     parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument("--health", default="SERVING", help="the overall health status to report")
     parser.add_argument("--tls-cert", default="")
     parser.add_argument("--tls-key", default="")
     args = parser.parse_args()
@@ -129,7 +130,7 @@ def main():
     echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", getattr(health_pb2.HealthCheckResponse, args.health))
     names = (
         echo_pb2.DESCRIPTOR.services_by_name["Echo"].full_name,
         health.SERVICE_NAME,
