@@ -65,6 +65,19 @@ pub enum Command {
         /// The scenario file (TOML).
         scenario: PathBuf,
     },
+    /// Run the node agent: probe targets, export metrics for Prometheus, until SIGTERM.
+    Agent {
+        /// The agent's config (TOML); without it the agent probes nothing and exports its own
+        /// and the host's metrics.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address to serve /metrics on (overrides the config's `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Validate the config and exit (0 valid, 2 not).
+        #[arg(long, value_name = "FILE", conflicts_with = "config")]
+        check_config: Option<PathBuf>,
+    },
     /// Check a target's health once (grpc.health.v1), with grpc-health-probe's exit codes:
     /// 0 SERVING, 1 bad arguments, 2 connection failed, 3 RPC failed, 4 not SERVING.
     Probe {

@@ -1,6 +1,7 @@
 //! loadagent: a gRPC load generator and node observability agent.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod error;
@@ -10,4 +11,5 @@ pub mod record;
 pub mod report;
 pub mod scenario;
 pub mod target;
+pub mod telemetry;
 pub mod tls;

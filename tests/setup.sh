@@ -3,7 +3,8 @@
 # - Python grpcio with health checking, reflection and grpc_tools (the gRPC server this
 #   project did not write) and hdrhistogram (a reader of our interval logs we did not write);
 # - Chromium (Debian's package) to render the HTML report headless;
-# - openssl (Debian's package): s_server is a TLS peer this project did not write.
+# - openssl (Debian's package): s_server is a TLS peer this project did not write;
+# - prometheus (Debian's package): promtool checks /metrics, and a real server scrapes it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh" 2>/dev/null; then
@@ -13,6 +14,7 @@ python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hd
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v openssl >/dev/null || missing="$missing openssl"
+command -v promtool >/dev/null || missing="$missing prometheus"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
@@ -23,3 +25,4 @@ if [ -n "$missing" ]; then
 fi
 chromium --version
 openssl version
+promtool --version | head -n 1

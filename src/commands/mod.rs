@@ -1,5 +1,6 @@
 //! The commands: each takes typed arguments and returns a result or a `CommandError`.
 
+mod agent;
 mod prepare;
 mod probe;
 mod progress;
@@ -38,6 +39,11 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             out,
             force,
         } => reports::merge(&reports, &out, force),
+        Command::Agent {
+            config,
+            listen,
+            check_config,
+        } => agent::agent(config.as_deref(), listen, check_config.as_deref()).await,
         Command::Probe {
             address,
             service,

@@ -255,7 +255,7 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
     })
 }
 
-fn read_tls(t: &TableReader<'_, '_, '_>) -> Option<TlsOptions> {
+pub(crate) fn read_tls(t: &TableReader<'_, '_, '_>) -> Option<TlsOptions> {
     let source = t.ctx().source;
     let path = |k: &'static str| t.string(k).map(|p| source.resolve(&p.value));
     let list = |k: &'static str| {
@@ -318,7 +318,7 @@ fn read_tls(t: &TableReader<'_, '_, '_>) -> Option<TlsOptions> {
     ok.then_some(options)
 }
 
-fn valid_host_port(s: &str) -> bool {
+pub(crate) fn valid_host_port(s: &str) -> bool {
     let Some((host, port)) = s.rsplit_once(':') else {
         return false;
     };
@@ -565,7 +565,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "connection",
 ];
 
-fn check_metadata(
+pub(crate) fn check_metadata(
     c: &TableReader<'_, '_, '_>,
     key: At<String>,
     value: String,

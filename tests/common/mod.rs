@@ -67,7 +67,9 @@ impl Server {
 
     /// Starts a server; `None` when it exits before printing `prefix` (e.g. port in use).
     pub fn try_start(mut cmd: Command, prefix: &str) -> Option<Self> {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::piped());
         let mut child = cmd.spawn().expect("start server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let port = loop {
@@ -114,6 +116,14 @@ impl Server {
         let mut cmd = Command::new(bin());
         cmd.args(["target", "--listen", "127.0.0.1:0"]);
         Self::start(cmd, "listening on ")
+    }
+
+    /// Sends a command line to the server's stdin (the Python server's health switch).
+    pub fn command(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write command");
+        stdin.flush().expect("flush");
     }
 
     pub fn address(&self) -> String {
@@ -205,6 +215,42 @@ method = "testing.echo.v1.Echo/Say"
 {load}
 "#
     )
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read response");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// Polls `check` every 100 ms until it holds or `secs` pass; the check's last text on failure.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) if std::time::Instant::now() > deadline => panic!("not within {secs}s: {why}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
 }
 
 pub fn num(v: &serde_json::Value, path: &str) -> f64 {

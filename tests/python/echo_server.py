@@ -146,6 +146,16 @@ def main():
     server.start()
     print(f"PORT {port}", flush=True)
 
+    # Health flips on command: a line "SERVING" or "NOT_SERVING" on stdin sets the overall
+    # status, and "OK <word>" is printed back once it is set (tests wait for that, not sleep).
+    def commands():
+        for line in sys.stdin:
+            word = line.strip()
+            if word in ("SERVING", "NOT_SERVING"):
+                health_servicer.set("", getattr(health_pb2.HealthCheckResponse, word))
+                print(f"OK {word}", flush=True)
+
+    threading.Thread(target=commands, daemon=True).start()
     done = threading.Event()
 
     def on_term(*_):

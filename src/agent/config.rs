@@ -1,0 +1,176 @@
+//! `agent.toml`: where the agent listens and what it probes. Read like scenarios: every
+//! problem reported at once, with file, line, column and key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use crate::scenario::reader::{Ctx, TableReader};
+use crate::scenario::{
+    check_metadata, read_tls, valid_host_port, Problem, Problems, Source, TlsOptions,
+};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
+
+/// How a target is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// grpc.health.v1 Check every interval, over a kept connection.
+    Check,
+    /// A Watch stream kept open: the current status at once, then every change.
+    Watch,
+}
+
+/// One `[[targets]]` entry.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    pub name: String,
+    pub address: String,
+    /// The health service name ("" = the whole server).
+    pub service: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub mode: ProbeMode,
+    pub metadata: Vec<(String, String)>,
+    pub tls: Option<TlsOptions>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub path: Option<PathBuf>,
+    pub listen: String,
+    pub targets: Vec<ProbeTarget>,
+}
+
+impl Default for AgentConfig {
+    /// No targets: the agent exports its own and the host's metrics.
+    fn default() -> Self {
+        Self {
+            path: None,
+            listen: DEFAULT_LISTEN.into(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read agent config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Problems),
+}
+
+pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&Source::new(path, text)).map_err(ConfigError::Invalid)
+}
+
+pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
+    let fail = |list| Problems {
+        path: source.path.clone(),
+        list,
+    };
+    let (doc, syntax) = DeTable::parse_recoverable(&source.text);
+    if !syntax.is_empty() {
+        return Err(fail(
+            syntax
+                .iter()
+                .map(|e| Problem {
+                    loc: source.loc(e.span().map_or(0, |s| s.start)),
+                    key: String::new(),
+                    message: format!("TOML syntax error: {}", e.message().trim()),
+                })
+                .collect(),
+        ));
+    }
+    let ctx = Ctx::new(source);
+    let root = TableReader::root(&ctx, &doc);
+    let listen = root
+        .string("listen")
+        .map_or_else(|| DEFAULT_LISTEN.to_string(), |l| l.value);
+    let mut targets: Vec<ProbeTarget> = Vec::new();
+    for t in root.tables("targets") {
+        let name = t.required_string(
+            "name",
+            "each target needs a `name` (its label in the metrics)",
+        );
+        let address = t.required_string("address", "write \"host:port\"");
+        let service = t.string("service").map(|s| s.value).unwrap_or_default();
+        let interval = t
+            .duration("interval", true)
+            .map_or(Duration::from_secs(5), |d| d.value);
+        let timeout = t
+            .duration("timeout", true)
+            .map_or(Duration::from_secs(1), |d| d.value);
+        let mode = match t.choice("mode", &["check", "watch"]).map(|m| m.value) {
+            Some(m) if m == "watch" => ProbeMode::Watch,
+            _ => ProbeMode::Check,
+        };
+        let metadata: Vec<(String, String)> = t
+            .string_map("metadata")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| check_metadata(&t, k, v))
+            .collect();
+        let tls = t.table("tls").map(|tt| read_tls(&tt));
+        t.finish();
+        if let Some(a) = &address {
+            if !valid_host_port(&a.value) {
+                ctx.report_at(
+                    a.loc,
+                    &t.key_path("address"),
+                    format!("\"{}\" is not host:port", a.value),
+                );
+            }
+        }
+        if let Some(n) = &name {
+            if targets.iter().any(|o| o.name == n.value) {
+                ctx.report_at(
+                    n.loc,
+                    &t.key_path("name"),
+                    format!(
+                        "a second target named \"{}\": names label the metrics and must differ",
+                        n.value
+                    ),
+                );
+            }
+        }
+        // `tls`: absent, present and valid, or present with problems (already reported).
+        let tls = match tls {
+            None => Some(None),
+            Some(Some(o)) => Some(Some(o)),
+            Some(None) => None,
+        };
+        if let (Some(name), Some(address), Some(tls)) = (name, address, tls) {
+            targets.push(ProbeTarget {
+                name: name.value,
+                address: address.value,
+                service,
+                interval,
+                timeout,
+                mode,
+                metadata,
+                tls,
+            });
+        }
+    }
+    root.finish();
+    let problems = ctx.into_problems();
+    if problems.is_empty() {
+        Ok(AgentConfig {
+            path: Some(source.path.clone()),
+            listen,
+            targets,
+        })
+    } else {
+        Err(fail(problems))
+    }
+}

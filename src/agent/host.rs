@@ -1,0 +1,122 @@
+//! Host and process metrics, refreshed when Prometheus scrapes (sysinfo, /proc).
+//! Counters are advanced by the difference since the previous refresh.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sysinfo::{Networks, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
+
+use crate::telemetry::Metrics;
+
+pub struct HostCollector {
+    state: Mutex<State>,
+}
+
+struct State {
+    system: System,
+    networks: Networks,
+    /// Last totals seen, per interface: (received, transmitted).
+    net_seen: HashMap<String, (u64, u64)>,
+    /// The agent's own CPU seconds at the last refresh.
+    self_cpu_seen: f64,
+}
+
+fn open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
+}
+
+fn threads() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+impl Default for HostCollector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostCollector {
+    pub fn new() -> Self {
+        let system = System::new_with_specifics(
+            RefreshKind::nothing()
+                .with_cpu(sysinfo::CpuRefreshKind::nothing().with_cpu_usage())
+                .with_memory(sysinfo::MemoryRefreshKind::everything()),
+        );
+        Self {
+            state: Mutex::new(State {
+                system,
+                networks: Networks::new_with_refreshed_list(),
+                net_seen: HashMap::new(),
+                self_cpu_seen: 0.0,
+            }),
+        }
+    }
+
+    /// Updates the host and process metrics. One scrape at a time refreshes; a concurrent
+    /// scrape serves the values the other one is setting.
+    pub fn refresh(&self, m: &Metrics) {
+        let Ok(mut st) = self.state.try_lock() else {
+            return;
+        };
+        let st = &mut *st;
+        st.system.refresh_cpu_usage();
+        st.system.refresh_memory();
+        m.host_cpu_usage
+            .set(f64::from(st.system.global_cpu_usage()) / 100.0);
+        m.host_memory_total.set(st.system.total_memory() as f64);
+        m.host_memory_available
+            .set(st.system.available_memory() as f64);
+        let load = System::load_average();
+        for (w, v) in [("1m", load.one), ("5m", load.five), ("15m", load.fifteen)] {
+            m.host_load.with_label_values(&[w]).set(v);
+        }
+        st.networks.refresh(true);
+        for (name, data) in st.networks.iter() {
+            let (rx, tx) = (data.total_received(), data.total_transmitted());
+            let (seen_rx, seen_tx) = st.net_seen.get(name).copied().unwrap_or((0, 0));
+            m.host_net_rx
+                .with_label_values(&[name])
+                .inc_by(rx.saturating_sub(seen_rx));
+            m.host_net_tx
+                .with_label_values(&[name])
+                .inc_by(tx.saturating_sub(seen_tx));
+            st.net_seen.insert(name.clone(), (rx, tx));
+        }
+        // The agent itself, as process "loadagent".
+        let pid = sysinfo::get_current_pid().ok();
+        if let Some(pid) = pid {
+            st.system.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[pid]),
+                true,
+                ProcessRefreshKind::nothing().with_memory(),
+            );
+            if let Some(p) = st.system.process(pid) {
+                m.process_rss
+                    .with_label_values(&["loadagent"])
+                    .set(p.memory() as f64);
+            }
+        }
+        let cpu = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+            .map(|u| {
+                let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+                s(u.user_time()) + s(u.system_time())
+            })
+            .unwrap_or(0.0);
+        m.process_cpu
+            .with_label_values(&["loadagent"])
+            .inc_by((cpu - st.self_cpu_seen).max(0.0));
+        st.self_cpu_seen = st.self_cpu_seen.max(cpu);
+        if let Some(t) = threads() {
+            m.process_threads.with_label_values(&["loadagent"]).set(t);
+        }
+        if let Some(n) = open_fds() {
+            m.process_fds
+                .with_label_values(&["loadagent"])
+                .set(n as f64);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The agent's HTTP endpoints (axum): /metrics, /healthz, /readyz, /api/v1/targets.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::host::HostCollector;
+use super::probe::ProbeContext;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub probes: ProbeContext,
+    pub host: Arc<HostCollector>,
+    pub targets: usize,
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    s.host.refresh(&s.probes.metrics);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.probes.metrics.render(),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready once the config is loaded and every target has been probed once.
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let done = s.probes.first_round.load(Ordering::Relaxed);
+    if done >= s.targets {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("first probe round: {done} of {} targets\n", s.targets),
+        )
+    }
+}
+
+async fn targets(State(s): State<AppState>) -> impl IntoResponse {
+    let list: Vec<_> = s
+        .probes
+        .results
+        .lock()
+        .map(|r| r.values().cloned().collect())
+        .unwrap_or_default();
+    Json(list)
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/targets", get(targets))
+        .with_state(state)
+}

@@ -1,0 +1,392 @@
+//! Health probing, one task per target so a slow or hanging target never delays another.
+//! Check mode calls grpc.health.v1 Check every interval over a kept connection; Watch mode
+//! keeps a Watch stream open and follows its statuses, reconnecting with exponential backoff
+//! (except after UNIMPLEMENTED, which is reported and not retried).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use super::config::{ProbeMode, ProbeTarget};
+use crate::telemetry::Metrics;
+use crate::tls::ClientTls;
+
+/// The statuses a target can be in, as `serving_status` labels.
+const STATUSES: [&str; 4] = ["SERVING", "NOT_SERVING", "UNKNOWN", "SERVICE_UNKNOWN"];
+
+/// A target's last probe, for `/api/v1/targets`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeResult {
+    pub name: String,
+    pub address: String,
+    pub mode: &'static str,
+    pub success: bool,
+    /// The grpc.health.v1 status, when the RPC answered.
+    pub status: Option<String>,
+    pub grpc_status_code: Option<i32>,
+    pub duration_seconds: f64,
+    pub error: Option<String>,
+    /// Unix seconds of the probe.
+    pub at: f64,
+}
+
+pub type Results = Arc<Mutex<BTreeMap<String, ProbeResult>>>;
+
+/// Shared by every prober.
+#[derive(Clone)]
+pub struct ProbeContext {
+    pub metrics: Arc<Metrics>,
+    pub results: Results,
+    /// Counts targets whose first probe round is done (`/readyz`).
+    pub first_round: Arc<std::sync::atomic::AtomicUsize>,
+    pub stop: CancellationToken,
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+struct Prober {
+    target: ProbeTarget,
+    tls: Option<ClientTls>,
+    ctx: ProbeContext,
+    channel: Option<Channel>,
+    reported_first: bool,
+    /// Last rate-limited log line, so a down target does not flood the log.
+    last_log: Option<Instant>,
+}
+
+impl Prober {
+    fn label(&self) -> &str {
+        &self.target.name
+    }
+
+    fn set_status(&self, status: Option<&str>) {
+        for s in STATUSES {
+            let v = if Some(s) == status { 1.0 } else { 0.0 };
+            self.ctx
+                .metrics
+                .probe_health_status
+                .with_label_values(&[self.label(), s])
+                .set(v);
+        }
+    }
+
+    fn log_failure(&mut self, message: &str) {
+        let quiet = self
+            .last_log
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+        if !quiet {
+            eprintln!("probe {}: {message}", self.target.name);
+            self.last_log = Some(Instant::now());
+        }
+    }
+
+    /// Publishes one probe's result.
+    fn publish(
+        &mut self,
+        status: Option<String>,
+        code: Option<i32>,
+        took: Duration,
+        error: Option<String>,
+    ) {
+        let m = &self.ctx.metrics;
+        let name = self.target.name.clone();
+        let success = status.as_deref() == Some("SERVING");
+        m.probe_success
+            .with_label_values(&[name.as_str()])
+            .set(if success { 1.0 } else { 0.0 });
+        m.probe_grpc_status
+            .with_label_values(&[name.as_str()])
+            .set(f64::from(code.unwrap_or(14)));
+        m.probes_total
+            .with_label_values(&[name.as_str(), if success { "success" } else { "failure" }])
+            .inc();
+        self.set_status(status.as_deref());
+        if let Some(e) = &error {
+            m.errors_total.with_label_values(&["probe", "failed"]).inc();
+            self.log_failure(e);
+        }
+        let result = ProbeResult {
+            name: name.clone(),
+            address: self.target.address.clone(),
+            mode: if self.target.mode == ProbeMode::Watch {
+                "watch"
+            } else {
+                "check"
+            },
+            success,
+            status,
+            grpc_status_code: code,
+            duration_seconds: took.as_secs_f64(),
+            error,
+            at: now_unix(),
+        };
+        if let Ok(mut r) = self.ctx.results.lock() {
+            r.insert(name, result);
+        }
+        if !self.reported_first {
+            self.reported_first = true;
+            self.ctx
+                .first_round
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The kept channel, connecting (and timing resolve and connect) when there is none.
+    async fn channel(&mut self) -> Result<Channel, String> {
+        if let Some(c) = &self.channel {
+            return Ok(c.clone());
+        }
+        let m = self.ctx.metrics.clone();
+        let t0 = Instant::now();
+        let resolved = tokio::time::timeout(
+            self.target.timeout,
+            tokio::net::lookup_host(&self.target.address),
+        )
+        .await;
+        m.probe_duration
+            .with_label_values(&[self.label(), "resolve"])
+            .set(t0.elapsed().as_secs_f64());
+        match resolved {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.target.address)),
+            Err(_) => {
+                return Err(format!(
+                    "resolving {} took longer than {:?}",
+                    self.target.address, self.target.timeout
+                ))
+            }
+        }
+        let t1 = Instant::now();
+        let channel = crate::grpc::control::channel(
+            &self.target.address,
+            None,
+            self.target.timeout,
+            self.tls.as_ref(),
+        )
+        .await;
+        // With TLS, `connect` includes the handshake.
+        m.probe_duration
+            .with_label_values(&[self.label(), "connect"])
+            .set(t1.elapsed().as_secs_f64());
+        let channel =
+            channel.map_err(|e| format!("cannot connect to {}: {e}", self.target.address))?;
+        self.channel = Some(channel.clone());
+        Ok(channel)
+    }
+
+    fn request(&self) -> tonic::Request<HealthCheckRequest> {
+        let mut req = tonic::Request::new(HealthCheckRequest {
+            service: self.target.service.clone(),
+        });
+        for (k, v) in &self.target.metadata {
+            if let (Ok(k), Ok(v)) = (k.parse::<tonic::metadata::MetadataKey<_>>(), v.parse()) {
+                req.metadata_mut().insert(k, v);
+            }
+        }
+        req
+    }
+
+    async fn check_once(&mut self) {
+        let started = Instant::now();
+        let channel = match self.channel().await {
+            Ok(c) => c,
+            Err(e) => return self.publish(None, None, started.elapsed(), Some(e)),
+        };
+        let mut req = self.request();
+        req.set_timeout(self.target.timeout);
+        let t = Instant::now();
+        let answer =
+            tokio::time::timeout(self.target.timeout, HealthClient::new(channel).check(req)).await;
+        let took = t.elapsed();
+        self.ctx
+            .metrics
+            .probe_duration
+            .with_label_values(&[self.label(), "check"])
+            .set(took.as_secs_f64());
+        match answer {
+            Ok(Ok(resp)) => {
+                self.ctx
+                    .metrics
+                    .probe_latency
+                    .with_label_values(&[self.label()])
+                    .observe(took.as_secs_f64());
+                let status = ServingStatus::try_from(resp.into_inner().status)
+                    .map_or("UNKNOWN", |s| s.as_str_name());
+                let error = (status != "SERVING").then(|| format!("answered {status}"));
+                self.publish(Some(status.to_string()), Some(0), started.elapsed(), error);
+            }
+            Ok(Err(s)) => {
+                if s.code() == tonic::Code::Unavailable {
+                    self.channel = None;
+                }
+                let status =
+                    (s.code() == tonic::Code::NotFound).then(|| "SERVICE_UNKNOWN".to_string());
+                self.publish(
+                    status,
+                    Some(s.code() as i32),
+                    started.elapsed(),
+                    Some(format!(
+                        "health check failed: {}: {}",
+                        s.code(),
+                        s.message()
+                    )),
+                );
+            }
+            Err(_) => {
+                self.channel = None;
+                self.publish(
+                    None,
+                    Some(4),
+                    started.elapsed(),
+                    Some(format!("no answer within {:?}", self.target.timeout)),
+                );
+            }
+        }
+    }
+
+    async fn run_check(mut self) {
+        let mut tick = tokio::time::interval(self.target.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.check_once().await,
+                _ = self.ctx.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Follows a Watch stream; returns the delay before trying again, or None to stop.
+    async fn watch_once(&mut self) -> Option<Duration> {
+        let started = Instant::now();
+        let channel = match self.channel().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.publish(None, None, started.elapsed(), Some(e));
+                return Some(Duration::ZERO);
+            }
+        };
+        let mut stream = match HealthClient::new(channel).watch(self.request()).await {
+            Ok(s) => s.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                self.publish(None, Some(12), started.elapsed(), Some("the target does not implement Watch (UNIMPLEMENTED); not retried: use mode = \"check\"".into()));
+                return None;
+            }
+            Err(s) => {
+                self.channel = None;
+                self.publish(
+                    None,
+                    Some(s.code() as i32),
+                    started.elapsed(),
+                    Some(format!("watch failed: {}: {}", s.code(), s.message())),
+                );
+                return Some(Duration::ZERO);
+            }
+        };
+        let mut first = true;
+        loop {
+            let msg = tokio::select! {
+                m = stream.message() => m,
+                _ = self.ctx.stop.cancelled() => return None,
+            };
+            match msg {
+                Ok(Some(resp)) => {
+                    if first {
+                        self.ctx
+                            .metrics
+                            .probe_latency
+                            .with_label_values(&[self.label()])
+                            .observe(started.elapsed().as_secs_f64());
+                        first = false;
+                    }
+                    let status =
+                        ServingStatus::try_from(resp.status).map_or("UNKNOWN", |s| s.as_str_name());
+                    let error = (status != "SERVING").then(|| format!("answered {status}"));
+                    self.publish(Some(status.to_string()), Some(0), started.elapsed(), error);
+                }
+                Ok(None) => {
+                    self.channel = None;
+                    self.publish(
+                        None,
+                        Some(14),
+                        started.elapsed(),
+                        Some("the watch stream ended".into()),
+                    );
+                    return Some(Duration::ZERO);
+                }
+                Err(s) => {
+                    self.channel = None;
+                    self.publish(
+                        None,
+                        Some(s.code() as i32),
+                        started.elapsed(),
+                        Some(format!(
+                            "watch stream failed: {}: {}",
+                            s.code(),
+                            s.message()
+                        )),
+                    );
+                    return Some(Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    async fn run_watch(mut self) {
+        let min = Duration::from_millis(100);
+        let max = self.target.interval.max(min);
+        let mut backoff = min;
+        loop {
+            let t = Instant::now();
+            match self.watch_once().await {
+                None => {
+                    // Reported and not retried; wait for the agent to stop.
+                    self.ctx.stop.cancelled().await;
+                    return;
+                }
+                Some(_) => {
+                    // A stream that lasted a while earns a fresh backoff.
+                    if t.elapsed() > max {
+                        backoff = min;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.ctx.stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+    }
+}
+
+/// Starts one prober task for `target`.
+pub fn spawn(
+    target: ProbeTarget,
+    tls: Option<ClientTls>,
+    ctx: ProbeContext,
+) -> tokio::task::JoinHandle<()> {
+    let prober = Prober {
+        target,
+        tls,
+        ctx,
+        channel: None,
+        reported_first: false,
+        last_log: None,
+    };
+    prober.set_status(None);
+    match prober.target.mode {
+        ProbeMode::Check => tokio::spawn(prober.run_check()),
+        ProbeMode::Watch => tokio::spawn(prober.run_watch()),
+    }
+}

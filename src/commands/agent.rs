@@ -1,0 +1,48 @@
+//! `loadagent agent`: load the config, run the agent until SIGTERM/SIGINT.
+
+use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
+
+use super::run::stop_on_signal;
+use crate::agent::config::{self, AgentConfig, ConfigError};
+use crate::error::CommandError;
+
+fn load(path: &Path) -> Result<AgentConfig, CommandError> {
+    config::load(path).map_err(|e| match e {
+        ConfigError::Invalid(p) => CommandError::invalid(p.to_string().trim_end()),
+        other => CommandError::invalid(other),
+    })
+}
+
+pub async fn agent(
+    config: Option<&Path>,
+    listen: Option<String>,
+    check: Option<&Path>,
+) -> Result<(), CommandError> {
+    if let Some(path) = check {
+        let c = load(path)?;
+        println!(
+            "{}: ok — {} target(s), listen {}",
+            path.display(),
+            c.targets.len(),
+            c.listen
+        );
+        return Ok(());
+    }
+    let mut c = match config {
+        Some(p) => load(p)?,
+        None => AgentConfig::default(),
+    };
+    if let Some(l) = listen {
+        c.listen = l;
+    }
+    let stop = CancellationToken::new();
+    stop_on_signal(stop.clone());
+    crate::agent::run(c, stop, |addr| {
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("listening on {addr}");
+    })
+    .await
+    .map_err(CommandError::run_failed)
+}

@@ -1,0 +1,319 @@
+//! The agent's metrics: definitions and the registry that serves them.
+
+use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// What kind of metric a definition is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+/// One metric: its name, help text and labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Definition {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+}
+
+macro_rules! def {
+    ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
+        pub const $id: Definition = Definition { name: $name, help: $help, kind: Kind::$kind, labels: &[$($l),*] };
+    };
+}
+
+def!(
+    PROBE_SUCCESS,
+    "loadagent_probe_success",
+    Gauge,
+    ["target"],
+    "1 when the target's last health probe said SERVING, else 0."
+);
+def!(
+    PROBE_DURATION,
+    "loadagent_probe_duration_seconds",
+    Gauge,
+    ["target", "phase"],
+    "Duration of each phase of the last probe (resolve, connect, check)."
+);
+def!(
+    PROBE_HEALTH_STATUS,
+    "loadagent_probe_healthcheck_status",
+    Gauge,
+    ["target", "serving_status"],
+    "1 for the target's current grpc.health.v1 status, 0 for the others."
+);
+def!(
+    PROBE_GRPC_STATUS,
+    "loadagent_probe_grpc_status_code",
+    Gauge,
+    ["target"],
+    "gRPC status code of the last health RPC (0 = OK; 14 when the target is unreachable)."
+);
+def!(
+    PROBE_CERT_EXPIRY,
+    "loadagent_probe_ssl_earliest_cert_expiry",
+    Gauge,
+    ["target"],
+    "Expiry of the target's TLS certificate, Unix seconds."
+);
+def!(
+    PROBE_TLS_VERSION,
+    "loadagent_probe_tls_version_info",
+    Gauge,
+    ["target", "version"],
+    "1 for the TLS version negotiated with the target."
+);
+def!(
+    PROBE_LATENCY,
+    "loadagent_probe_latency_seconds",
+    Histogram,
+    ["target"],
+    "Latency of health checks (Check round trip, or time to the first Watch status)."
+);
+def!(
+    PROBES_TOTAL,
+    "loadagent_probes_total",
+    Counter,
+    ["target", "result"],
+    "Probes made, by result (success, failure)."
+);
+def!(
+    BUILD_INFO,
+    "loadagent_build_info",
+    Gauge,
+    ["version", "arch", "rustc"],
+    "Always 1: the agent's version, architecture and compiler."
+);
+def!(
+    NODE_INFO,
+    "loadagent_node_info",
+    Gauge,
+    ["node", "arch", "cpu_model", "logical_cpus"],
+    "Always 1: the node the agent runs on."
+);
+def!(
+    ERRORS_TOTAL,
+    "loadagent_errors_total",
+    Counter,
+    ["component", "kind"],
+    "Internal failures, by component and kind; they never stop the agent."
+);
+def!(
+    HOST_CPU_USAGE,
+    "loadagent_host_cpu_usage_ratio",
+    Gauge,
+    [],
+    "Host CPU busy ratio (0 to 1) since the previous scrape."
+);
+def!(
+    HOST_MEMORY_TOTAL,
+    "loadagent_host_memory_total_bytes",
+    Gauge,
+    [],
+    "Host memory."
+);
+def!(
+    HOST_MEMORY_AVAILABLE,
+    "loadagent_host_memory_available_bytes",
+    Gauge,
+    [],
+    "Host memory available to new work."
+);
+def!(
+    HOST_LOAD,
+    "loadagent_host_load_average",
+    Gauge,
+    ["window"],
+    "Host load average over 1m, 5m and 15m."
+);
+def!(
+    HOST_NET_RX,
+    "loadagent_host_network_receive_bytes_total",
+    Counter,
+    ["interface"],
+    "Bytes received, per network interface."
+);
+def!(
+    HOST_NET_TX,
+    "loadagent_host_network_transmit_bytes_total",
+    Counter,
+    ["interface"],
+    "Bytes sent, per network interface."
+);
+def!(
+    PROCESS_CPU,
+    "loadagent_process_cpu_seconds_total",
+    Counter,
+    ["process"],
+    "CPU time used, per watched process (the agent itself is `loadagent`)."
+);
+def!(
+    PROCESS_RSS,
+    "loadagent_process_resident_memory_bytes",
+    Gauge,
+    ["process"],
+    "Resident memory, per watched process."
+);
+def!(
+    PROCESS_THREADS,
+    "loadagent_process_threads",
+    Gauge,
+    ["process"],
+    "Threads, per watched process."
+);
+def!(
+    PROCESS_FDS,
+    "loadagent_process_open_fds",
+    Gauge,
+    ["process"],
+    "Open file descriptors, per watched process."
+);
+
+/// Every metric the agent exports.
+pub const DEFINITIONS: &[Definition] = &[
+    PROBE_SUCCESS,
+    PROBE_DURATION,
+    PROBE_HEALTH_STATUS,
+    PROBE_GRPC_STATUS,
+    PROBE_CERT_EXPIRY,
+    PROBE_TLS_VERSION,
+    PROBE_LATENCY,
+    PROBES_TOTAL,
+    BUILD_INFO,
+    NODE_INFO,
+    ERRORS_TOTAL,
+    HOST_CPU_USAGE,
+    HOST_MEMORY_TOTAL,
+    HOST_MEMORY_AVAILABLE,
+    HOST_LOAD,
+    HOST_NET_RX,
+    HOST_NET_TX,
+    PROCESS_CPU,
+    PROCESS_RSS,
+    PROCESS_THREADS,
+    PROCESS_FDS,
+];
+
+/// Latency buckets (seconds) of the probe latency histogram.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The registry and every metric in it.
+pub struct Metrics {
+    pub registry: Registry,
+    pub probe_success: GaugeVec,
+    pub probe_duration: GaugeVec,
+    pub probe_health_status: GaugeVec,
+    pub probe_grpc_status: GaugeVec,
+    pub probe_cert_expiry: GaugeVec,
+    pub probe_tls_version: GaugeVec,
+    pub probe_latency: HistogramVec,
+    pub probes_total: IntCounterVec,
+    pub build_info: GaugeVec,
+    pub node_info: GaugeVec,
+    pub errors_total: IntCounterVec,
+    pub host_cpu_usage: Gauge,
+    pub host_memory_total: Gauge,
+    pub host_memory_available: Gauge,
+    pub host_load: GaugeVec,
+    pub host_net_rx: IntCounterVec,
+    pub host_net_tx: IntCounterVec,
+    pub process_cpu: prometheus::CounterVec,
+    pub process_rss: GaugeVec,
+    pub process_threads: GaugeVec,
+    pub process_fds: GaugeVec,
+}
+
+fn opts(d: &Definition) -> Opts {
+    Opts::new(d.name, d.help)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let gauge_vec = |d: &Definition| -> Result<GaugeVec, prometheus::Error> {
+            let m = GaugeVec::new(opts(d), d.labels)?;
+            registry.register(Box::new(m.clone()))?;
+            Ok(m)
+        };
+        let gauge = |d: &Definition| -> Result<Gauge, prometheus::Error> {
+            let m = Gauge::with_opts(opts(d))?;
+            registry.register(Box::new(m.clone()))?;
+            Ok(m)
+        };
+        let int_counter_vec = |d: &Definition| -> Result<IntCounterVec, prometheus::Error> {
+            let m = IntCounterVec::new(opts(d), d.labels)?;
+            registry.register(Box::new(m.clone()))?;
+            Ok(m)
+        };
+        let probe_latency = HistogramVec::new(
+            HistogramOpts::new(PROBE_LATENCY.name, PROBE_LATENCY.help)
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            PROBE_LATENCY.labels,
+        )?;
+        registry.register(Box::new(probe_latency.clone()))?;
+        let process_cpu = prometheus::CounterVec::new(opts(&PROCESS_CPU), PROCESS_CPU.labels)?;
+        registry.register(Box::new(process_cpu.clone()))?;
+        Ok(Self {
+            probe_success: gauge_vec(&PROBE_SUCCESS)?,
+            probe_duration: gauge_vec(&PROBE_DURATION)?,
+            probe_health_status: gauge_vec(&PROBE_HEALTH_STATUS)?,
+            probe_grpc_status: gauge_vec(&PROBE_GRPC_STATUS)?,
+            probe_cert_expiry: gauge_vec(&PROBE_CERT_EXPIRY)?,
+            probe_tls_version: gauge_vec(&PROBE_TLS_VERSION)?,
+            probe_latency,
+            probes_total: int_counter_vec(&PROBES_TOTAL)?,
+            build_info: gauge_vec(&BUILD_INFO)?,
+            node_info: gauge_vec(&NODE_INFO)?,
+            errors_total: int_counter_vec(&ERRORS_TOTAL)?,
+            host_cpu_usage: gauge(&HOST_CPU_USAGE)?,
+            host_memory_total: gauge(&HOST_MEMORY_TOTAL)?,
+            host_memory_available: gauge(&HOST_MEMORY_AVAILABLE)?,
+            host_load: gauge_vec(&HOST_LOAD)?,
+            host_net_rx: int_counter_vec(&HOST_NET_RX)?,
+            host_net_tx: int_counter_vec(&HOST_NET_TX)?,
+            process_cpu,
+            process_rss: gauge_vec(&PROCESS_RSS)?,
+            process_threads: gauge_vec(&PROCESS_THREADS)?,
+            process_fds: gauge_vec(&PROCESS_FDS)?,
+            registry,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_definition_is_registered_once_with_its_name() {
+        let m = Metrics::new().unwrap();
+        m.build_info.with_label_values(&["v", "a", "r"]).set(1.0);
+        let mut names: Vec<&str> = DEFINITIONS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DEFINITIONS.len(), "no duplicate names");
+        for d in DEFINITIONS {
+            assert!(d.name.starts_with("loadagent_"), "{}", d.name);
+            if d.kind == Kind::Counter {
+                assert!(d.name.ends_with("_total"), "{}", d.name);
+            }
+        }
+        assert!(m
+            .render()
+            .contains("loadagent_build_info{arch=\"a\",rustc=\"r\",version=\"v\"} 1"));
+    }
+}

@@ -1,0 +1,6 @@
+//! Metric definitions: every metric the agent exports is defined once here (name, help,
+//! labels), so dashboards and alert rules can be generated from the same list.
+
+pub mod metrics;
+
+pub use metrics::{Metrics, DEFINITIONS};

@@ -1,0 +1,252 @@
+//! `loadagent agent`: probes a Python grpcio health server (this project did not write it)
+//! whose status the test flips, kills and restarts; /metrics passes promtool; a real
+//! Prometheus scrapes it; bad configs exit 2 with every problem.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+/// The agent as a child process, with the address it listens on.
+fn start_agent(dir: &std::path::Path, config: &str) -> Server {
+    let path = scenario(dir, "agent.toml", config);
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "agent",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    Server::try_start(cmd, "listening on ").expect("the agent starts")
+}
+
+/// The value of a sample line `name{labels} value` in a /metrics text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
+
+fn expect(agent: &str, series: &str, want: f64) -> Result<(), String> {
+    let (_, body) = http_get(agent, "/metrics");
+    match sample(&body, series) {
+        Some(v) if v == want => Ok(()),
+        other => Err(format!("{series} is {other:?}, want {want}")),
+    }
+}
+
+#[test]
+fn metrics_follow_health_changes_kills_and_restarts_in_check_and_watch_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut py = Server::python(&[]);
+    let port = py.port;
+    let config = format!(
+        "[[targets]]\nname = \"py-check\"\naddress = \"127.0.0.1:{port}\"\ninterval = \"300ms\"\ntimeout = \"500ms\"\n\n[[targets]]\nname = \"py-watch\"\naddress = \"127.0.0.1:{port}\"\nmode = \"watch\"\ninterval = \"300ms\"\n"
+    );
+    let agent = start_agent(dir.path(), &config);
+    let a = agent.address();
+    for t in ["py-check", "py-watch"] {
+        eventually(10, || {
+            expect(
+                &a,
+                &format!("loadagent_probe_success{{target=\"{t}\"}}"),
+                1.0,
+            )
+        });
+    }
+    let (code, ready) = http_get(&a, "/readyz");
+    assert_eq!((code, ready.trim()), (200, "ready"));
+
+    py.command("NOT_SERVING");
+    py.wait_for_line("OK NOT_SERVING", || false);
+    for t in ["py-check", "py-watch"] {
+        eventually(10, || {
+            expect(&a, &format!("loadagent_probe_healthcheck_status{{serving_status=\"NOT_SERVING\",target=\"{t}\"}}"), 1.0)
+        });
+        eventually(10, || {
+            expect(
+                &a,
+                &format!("loadagent_probe_success{{target=\"{t}\"}}"),
+                0.0,
+            )
+        });
+    }
+    py.command("SERVING");
+    py.wait_for_line("OK SERVING", || false);
+    for t in ["py-check", "py-watch"] {
+        eventually(10, || {
+            expect(
+                &a,
+                &format!("loadagent_probe_success{{target=\"{t}\"}}"),
+                1.0,
+            )
+        });
+    }
+
+    // Killed: both probes fail and the agent keeps running; restarted on the same port:
+    // both recover (watch reconnects with backoff).
+    py.child.kill().unwrap();
+    py.child.wait().unwrap();
+    for t in ["py-check", "py-watch"] {
+        eventually(10, || {
+            expect(
+                &a,
+                &format!("loadagent_probe_success{{target=\"{t}\"}}"),
+                0.0,
+            )
+        });
+    }
+    assert_eq!(http_get(&a, "/healthz").0, 200, "the agent survives");
+    let mut restarted = None;
+    for _ in 0..50 {
+        if let Some(s) = Server::try_start(
+            {
+                let mut c = Command::new("python3");
+                c.arg(repo().join("tests/python/echo_server.py"))
+                    .args(["--port", &port.to_string()]);
+                c
+            },
+            "PORT ",
+        ) {
+            restarted = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _restarted = restarted.expect("the server restarts on its port");
+    for t in ["py-check", "py-watch"] {
+        eventually(15, || {
+            expect(
+                &a,
+                &format!("loadagent_probe_success{{target=\"{t}\"}}"),
+                1.0,
+            )
+        });
+    }
+    let (_, targets) = http_get(&a, "/api/v1/targets");
+    let targets: serde_json::Value = serde_json::from_str(&targets).unwrap();
+    assert_eq!(targets.as_array().unwrap().len(), 2);
+    assert!(
+        targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["success"] == true),
+        "{targets}"
+    );
+}
+
+#[test]
+fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Server::reference_target();
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "[[targets]]\nname = \"bench\"\naddress = \"{}\"\ninterval = \"500ms\"\n",
+            target.address()
+        ),
+    );
+    let a = agent.address();
+    eventually(10, || {
+        expect(&a, "loadagent_probe_success{target=\"bench\"}", 1.0)
+    });
+    let (_, text) = http_get(&a, "/metrics");
+    for name in [
+        "loadagent_build_info",
+        "loadagent_node_info",
+        "loadagent_host_memory_total_bytes",
+        "loadagent_process_resident_memory_bytes",
+        "loadagent_probe_latency_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; tests/setup.sh installs it)");
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // A real Prometheus scraping the agent; the query API returns the probe's metric.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: loadagent\n    static_configs:\n      - targets: [\"{a}\"]\n")).unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package; tests/setup.sh installs it)");
+    let api = format!("127.0.0.1:{port}");
+    let result = std::panic::catch_unwind(|| {
+        eventually(30, || {
+            if std::net::TcpStream::connect(&api).is_err() {
+                return Err("prometheus is not listening yet".into());
+            }
+            let (code, body) = http_get(&api, "/api/v1/query?query=loadagent_probe_success");
+            if code == 200 && body.contains("\"target\":\"bench\"") && body.contains("\"1\"]") {
+                Ok(())
+            } else {
+                Err(format!("{code}: {body}"))
+            }
+        })
+    });
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    result.unwrap();
+}
+
+#[test]
+fn bad_configs_exit_2_listing_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[targets]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\ninterval = \"often\"\ncolour = \"red\"\n\n[[targets]]\nname = \"a\"\naddress = \"nowhere\"\ntls = { ca = \"missing.pem\", versions = [\"0.9\"] }\n";
+    let path = scenario(dir.path(), "bad-agent.toml", config);
+    let out = loadagent(&["agent", "--check-config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for (line, words) in [
+        (4, "not a duration"),
+        (5, "unknown key"),
+        (8, "a second target named \"a\""),
+        (9, "is not host:port"),
+        (10, "is not a TLS version"),
+    ] {
+        assert!(
+            err.contains(&format!("{}:{line}:", path.display())) && err.contains(words),
+            "line {line} `{words}`:\n{err}"
+        );
+    }
+    let good = scenario(dir.path(), "good.toml", "listen = \"127.0.0.1:0\"\n[[targets]]\nname = \"x\"\naddress = \"127.0.0.1:50051\"\nmode = \"watch\"\n");
+    let out = loadagent(&["agent", "--check-config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
