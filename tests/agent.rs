@@ -250,3 +250,69 @@ fn bad_configs_exit_2_listing_every_problem() {
     let out = loadagent(&["agent", "--check-config", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn sighup_reloads_a_good_config_and_rejects_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Server::reference_target();
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "[[targets]]\nname = \"first\"\naddress = \"{}\"\ninterval = \"300ms\"\n",
+            target.address()
+        ),
+    );
+    let a = agent.address();
+    eventually(10, || {
+        expect(&a, "loadagent_probe_success{target=\"first\"}", 1.0)
+    });
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(agent.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+
+    scenario(dir.path(), "agent.toml", &format!("[[targets]]\nname = \"second\"\naddress = \"{}\"\ninterval = \"300ms\"\nmode = \"watch\"\n", target.address()));
+    hup();
+    eventually(10, || {
+        expect(&a, "loadagent_probe_success{target=\"second\"}", 1.0)
+    });
+    let (_, metrics) = http_get(&a, "/metrics");
+    assert!(
+        !metrics.contains("target=\"first\""),
+        "the removed target's series are gone"
+    );
+
+    scenario(
+        dir.path(),
+        "agent.toml",
+        "[[targets]]\nname = \"broken\"\ninterval = \"never\"\n",
+    );
+    hup();
+    eventually(10, || {
+        expect(
+            &a,
+            "loadagent_errors_total{component=\"config\",kind=\"reload_rejected\"}",
+            1.0,
+        )
+    });
+    assert_eq!(http_get(&a, "/healthz").0, 200);
+    let (_, targets) = http_get(&a, "/api/v1/targets");
+    assert!(
+        targets.contains("\"second\"") && !targets.contains("broken"),
+        "the old config keeps running: {targets}"
+    );
+
+    // OpenMetrics when asked.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&a).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(
+        body.contains("application/openmetrics-text") && body.trim_end().ends_with("# EOF"),
+        "{body}"
+    );
+}

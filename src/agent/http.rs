@@ -16,18 +16,34 @@ use super::probe::ProbeContext;
 pub struct AppState {
     pub probes: ProbeContext,
     pub host: Arc<HostCollector>,
-    pub targets: usize,
+    /// Targets of the current configuration (changes on reload).
+    pub targets: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+/// Prometheus text format, or OpenMetrics when the scraper's Accept header asks for it.
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
     s.host.refresh(&s.probes.metrics);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.probes.metrics.render(),
-    )
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            s.probes.metrics.render_openmetrics(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.probes.metrics.render(),
+        )
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -37,12 +53,13 @@ async fn healthz() -> &'static str {
 /// Ready once the config is loaded and every target has been probed once.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let done = s.probes.first_round.load(Ordering::Relaxed);
-    if done >= s.targets {
+    let targets = s.targets.load(Ordering::Relaxed);
+    if done >= targets {
         (StatusCode::OK, "ready\n".to_string())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("first probe round: {done} of {} targets\n", s.targets),
+            format!("first probe round: {done} of {targets} targets\n"),
         )
     }
 }

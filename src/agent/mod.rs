@@ -35,7 +35,68 @@ fn node_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Runs the agent until `stop` fires. `ready` receives the address it listens on.
+fn build_tls(target: &config::ProbeTarget) -> Result<Option<ClientTls>, AgentError> {
+    match &target.tls {
+        None => Ok(None),
+        Some(o) => {
+            let host = target
+                .address
+                .rsplit_once(':')
+                .map_or(target.address.as_str(), |(h, _)| h);
+            ClientTls::build(o, host.trim_start_matches('[').trim_end_matches(']'), None)
+                .map(Some)
+                .map_err(|e| {
+                    AgentError::Tls(target.name.clone(), format!("tls.{}: {}", e.key, e.message))
+                })
+        }
+    }
+}
+
+/// The probers of one configuration; replaced whole on reload.
+struct Generation {
+    stop: CancellationToken,
+    probers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Generation {
+    fn start(
+        config: &AgentConfig,
+        ctx: &probe::ProbeContext,
+        targets: &AtomicUsize,
+    ) -> Result<Self, AgentError> {
+        let tls: Vec<Option<ClientTls>> = config
+            .targets
+            .iter()
+            .map(build_tls)
+            .collect::<Result<_, _>>()?;
+        let stop = ctx.stop.child_token();
+        let ctx = probe::ProbeContext {
+            stop: stop.clone(),
+            ..ctx.clone()
+        };
+        ctx.first_round
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        targets.store(config.targets.len(), std::sync::atomic::Ordering::Relaxed);
+        let probers = config
+            .targets
+            .iter()
+            .zip(tls)
+            .map(|(t, tls)| probe::spawn(t.clone(), tls, ctx.clone()))
+            .collect();
+        Ok(Self { stop, probers })
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for p in self.probers {
+            let _ = p.await;
+        }
+    }
+}
+
+/// Runs the agent until `stop` fires. `ready` receives the address it listens on. With a
+/// config `path`, SIGHUP reloads it: a valid new config replaces the probes, an invalid one is
+/// logged and counted, and the old one keeps running.
 pub async fn run(
     config: AgentConfig,
     stop: CancellationToken,
@@ -67,32 +128,12 @@ pub async fn run(
         first_round: Arc::new(AtomicUsize::new(0)),
         stop: stop.clone(),
     };
-    let mut probers = Vec::new();
-    for target in &config.targets {
-        let tls = match &target.tls {
-            None => None,
-            Some(o) => {
-                let host = target
-                    .address
-                    .rsplit_once(':')
-                    .map_or(target.address.as_str(), |(h, _)| h);
-                Some(
-                    ClientTls::build(o, host.trim_start_matches('[').trim_end_matches(']'), None)
-                        .map_err(|e| {
-                        AgentError::Tls(
-                            target.name.clone(),
-                            format!("tls.{}: {}", e.key, e.message),
-                        )
-                    })?,
-                )
-            }
-        };
-        probers.push(probe::spawn(target.clone(), tls, ctx.clone()));
-    }
+    let targets = Arc::new(AtomicUsize::new(0));
+    let mut generation = Generation::start(&config, &ctx, &targets)?;
     let state = http::AppState {
-        probes: ctx,
+        probes: ctx.clone(),
         host: Arc::new(host::HostCollector::new()),
-        targets: config.targets.len(),
+        targets: targets.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -100,13 +141,60 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| AgentError::Listen(config.listen.clone(), e))?;
+    let shutdown = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, http::router(state))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    });
     ready(addr);
-    let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stop.clone().cancelled_owned())
-        .await;
-    stop.cancel();
-    for p in probers {
-        let _ = p.await;
+
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let reload = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = reload => {
+                let Some(path) = &config.path else {
+                    eprintln!("SIGHUP: no config file to reload (started without --config)");
+                    continue;
+                };
+                match config::load(path).map_err(|e| e.to_string()).and_then(|c| {
+                    c.targets.iter().try_for_each(|t| build_tls(t).map(|_| ())).map_err(|e| e.to_string()).map(|()| c)
+                }) {
+                    Ok(new) => {
+                        generation.stop().await;
+                        // Series of targets that no longer exist must not linger; counters of
+                        // the ones that remain restart, which Prometheus reads as a reset.
+                        metrics.reset_probe_series();
+                        if let Ok(mut r) = ctx.results.lock() {
+                            r.clear();
+                        }
+                        generation = Generation::start(&new, &ctx, &targets).unwrap_or_else(|e| {
+                            eprintln!("SIGHUP: {e}");
+                            Generation { stop: CancellationToken::new(), probers: Vec::new() }
+                        });
+                        eprintln!("SIGHUP: reloaded {} ({} targets)", path.display(), new.targets.len());
+                    }
+                    Err(e) => {
+                        metrics.errors_total.with_label_values(&["config", "reload_rejected"]).inc();
+                        eprintln!("SIGHUP: the new config is rejected, the old one keeps running:\n{e}");
+                    }
+                }
+            }
+        }
     }
-    served.map_err(|e| AgentError::Listen(config.listen.clone(), e))
+    generation.stop().await;
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(AgentError::Listen(config.listen.clone(), e)),
+        Err(e) => Err(AgentError::Metrics(format!(
+            "the HTTP server task failed: {e}"
+        ))),
+    }
 }

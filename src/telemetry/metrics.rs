@@ -292,6 +292,52 @@ impl Metrics {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
     }
+
+    /// Drops every per-target series (on a config reload).
+    pub fn reset_probe_series(&self) {
+        for vec in [
+            &self.probe_success,
+            &self.probe_duration,
+            &self.probe_health_status,
+            &self.probe_grpc_status,
+            &self.probe_cert_expiry,
+            &self.probe_tls_version,
+        ] {
+            vec.reset();
+        }
+        self.probe_latency.reset();
+        self.probes_total.reset();
+    }
+
+    /// The OpenMetrics exposition (for scrapers that ask for it).
+    pub fn render_openmetrics(&self) -> String {
+        to_openmetrics(&self.render())
+    }
+}
+
+/// Converts the Prometheus text format to OpenMetrics 1.0: a counter family is named without
+/// its `_total` suffix (its samples keep it), and the exposition ends with `# EOF`.
+pub fn to_openmetrics(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            let counter = DEFINITIONS
+                .iter()
+                .any(|d| d.kind == Kind::Counter && d.name == name);
+            let base = if counter {
+                name.strip_suffix("_total").unwrap_or(name)
+            } else {
+                name
+            };
+            Some(format!("{prefix}{base} {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
 }
 
 #[cfg(test)]
@@ -315,5 +361,15 @@ mod tests {
         assert!(m
             .render()
             .contains("loadagent_build_info{arch=\"a\",rustc=\"r\",version=\"v\"} 1"));
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let m = Metrics::new().unwrap();
+        m.errors_total.with_label_values(&["probe", "failed"]).inc();
+        let text = m.render_openmetrics();
+        assert!(text.contains("# TYPE loadagent_errors counter\n"), "{text}");
+        assert!(text.contains("loadagent_errors_total{component=\"probe\",kind=\"failed\"} 1\n"));
+        assert!(text.ends_with("# EOF\n"));
     }
 }
