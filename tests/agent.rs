@@ -316,3 +316,90 @@ fn sighup_reloads_a_good_config_and_rejects_a_bad_one() {
         "{body}"
     );
 }
+
+fn proc_status(pid: u32, field: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn watched_processes_match_proc_by_pid_file_and_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // A child that burns a second of CPU, then waits; found through its pid file.
+    let mut busy = Command::new("python3")
+        .args([
+            "-c",
+            "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass\ntime.sleep(120)",
+        ])
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("busy.pid");
+    std::fs::write(&pid_file, busy.id().to_string()).unwrap();
+    // A child found by its (unique) name.
+    let sleeper = dir.path().join("la-sleeper");
+    std::fs::copy("/bin/sleep", &sleeper).unwrap();
+    let mut named = Command::new(&sleeper).arg("120").spawn().unwrap();
+
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "[host]\nprocesses = [{:?}, \"la-sleeper\"]\n",
+            pid_file.display().to_string()
+        ),
+    );
+    let a = agent.address();
+    eventually(15, || {
+        let (_, m) = http_get(&a, "/metrics");
+        match sample(&m, "loadagent_process_cpu_seconds_total{process=\"busy\"}") {
+            Some(v) if v >= 0.5 => Ok(()),
+            other => Err(format!("busy child CPU {other:?}")),
+        }
+    });
+    let (_, m) = http_get(&a, "/metrics");
+    let pid = busy.id();
+    let rss = sample(
+        &m,
+        "loadagent_process_resident_memory_bytes{process=\"busy\"}",
+    )
+    .unwrap();
+    let proc_rss = proc_status(pid, "VmRSS:") * 1024.0;
+    assert!(
+        (rss - proc_rss).abs() <= proc_rss * 0.2,
+        "RSS {rss} vs /proc {proc_rss}"
+    );
+    assert_eq!(
+        sample(&m, "loadagent_process_threads{process=\"busy\"}"),
+        Some(proc_status(pid, "Threads:"))
+    );
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as f64;
+    assert_eq!(
+        sample(&m, "loadagent_process_open_fds{process=\"busy\"}"),
+        Some(fds)
+    );
+    assert_eq!(
+        sample(&m, "loadagent_process_threads{process=\"la-sleeper\"}"),
+        Some(proc_status(named.id(), "Threads:"))
+    );
+    assert!(
+        sample(
+            &m,
+            "loadagent_process_resident_memory_bytes{process=\"loadagent\"}"
+        )
+        .unwrap()
+            > 1e6,
+        "the agent itself"
+    );
+    let _ = busy.kill();
+    let _ = named.kill();
+    let _ = busy.wait();
+    let _ = named.wait();
+}

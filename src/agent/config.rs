@@ -41,6 +41,9 @@ pub struct AgentConfig {
     pub path: Option<PathBuf>,
     pub listen: String,
     pub targets: Vec<ProbeTarget>,
+    /// `[host] processes`: processes to watch besides the agent itself, by name (all
+    /// processes of that name, summed) or by pid file (an entry with a `/`).
+    pub processes: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -50,6 +53,7 @@ impl Default for AgentConfig {
             path: None,
             listen: DEFAULT_LISTEN.into(),
             targets: Vec::new(),
+            processes: Vec::new(),
         }
     }
 }
@@ -162,6 +166,19 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             });
         }
     }
+    let processes = match root.table("host") {
+        Some(h) => {
+            let list = h
+                .string_list("processes")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.value)
+                .collect();
+            h.finish();
+            list
+        }
+        None => Vec::new(),
+    };
     root.finish();
     let problems = ctx.into_problems();
     if problems.is_empty() {
@@ -169,6 +186,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             path: Some(source.path.clone()),
             listen,
             targets,
+            processes,
         })
     } else {
         Err(fail(problems))

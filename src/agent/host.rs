@@ -10,6 +10,8 @@ use crate::telemetry::Metrics;
 
 pub struct HostCollector {
     state: Mutex<State>,
+    /// `[host] processes`, as written.
+    watched: Vec<String>,
 }
 
 struct State {
@@ -19,6 +21,44 @@ struct State {
     net_seen: HashMap<String, (u64, u64)>,
     /// The agent's own CPU seconds at the last refresh.
     self_cpu_seen: f64,
+    /// CPU seconds last seen per watched process label.
+    cpu_seen: HashMap<String, f64>,
+}
+
+/// What one watched entry adds up to right now.
+#[derive(Default)]
+struct Usage {
+    cpu_seconds: f64,
+    rss: u64,
+    threads: f64,
+    fds: f64,
+    found: bool,
+}
+
+fn proc_threads(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn proc_fds(pid: u32) -> f64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0.0, |d| d.count() as f64)
+}
+
+/// The label of a watched entry: its name, or a pid file's stem.
+fn label(entry: &str) -> String {
+    if entry.contains('/') {
+        std::path::Path::new(entry)
+            .file_stem()
+            .map_or_else(|| entry.to_string(), |s| s.to_string_lossy().into_owned())
+    } else {
+        entry.to_string()
+    }
 }
 
 fn open_fds() -> Option<usize> {
@@ -41,6 +81,11 @@ impl Default for HostCollector {
 
 impl HostCollector {
     pub fn new() -> Self {
+        Self::watching(Vec::new())
+    }
+
+    /// A collector that also watches `processes` (names, or pid files).
+    pub fn watching(processes: Vec<String>) -> Self {
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(sysinfo::CpuRefreshKind::nothing().with_cpu_usage())
@@ -52,7 +97,9 @@ impl HostCollector {
                 networks: Networks::new_with_refreshed_list(),
                 net_seen: HashMap::new(),
                 self_cpu_seen: 0.0,
+                cpu_seen: HashMap::new(),
             }),
+            watched: processes,
         }
     }
 
@@ -118,5 +165,68 @@ impl HostCollector {
                 .with_label_values(&["loadagent"])
                 .set(n as f64);
         }
+        if !self.watched.is_empty() {
+            st.system.refresh_processes_specifics(
+                ProcessesToUpdate::All,
+                true,
+                ProcessRefreshKind::nothing().with_memory().with_cpu(),
+            );
+            for entry in &self.watched {
+                let usage = usage_of(&st.system, entry);
+                let name = label(entry);
+                if !usage.found {
+                    m.errors_total
+                        .with_label_values(&["host", "process_not_found"])
+                        .inc();
+                    continue;
+                }
+                let seen = st.cpu_seen.get(&name).copied().unwrap_or(0.0);
+                // A restarted process starts again from zero: count it as a counter reset.
+                let delta = if usage.cpu_seconds >= seen {
+                    usage.cpu_seconds - seen
+                } else {
+                    usage.cpu_seconds
+                };
+                m.process_cpu.with_label_values(&[&name]).inc_by(delta);
+                st.cpu_seen.insert(name.clone(), usage.cpu_seconds);
+                m.process_rss
+                    .with_label_values(&[&name])
+                    .set(usage.rss as f64);
+                m.process_threads
+                    .with_label_values(&[&name])
+                    .set(usage.threads);
+                m.process_fds.with_label_values(&[&name]).set(usage.fds);
+            }
+        }
     }
+}
+
+/// The usage of one watched entry: the process in its pid file, or every process of its name.
+fn usage_of(system: &System, entry: &str) -> Usage {
+    let pids: Vec<sysinfo::Pid> = if entry.contains('/') {
+        std::fs::read_to_string(entry)
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .map(sysinfo::Pid::from)
+            .into_iter()
+            .collect()
+    } else {
+        system
+            .processes()
+            .iter()
+            .filter(|(_, p)| p.name() == entry)
+            .map(|(pid, _)| *pid)
+            .collect()
+    };
+    let mut u = Usage::default();
+    for pid in pids {
+        if let Some(p) = system.process(pid) {
+            u.found = true;
+            u.cpu_seconds += p.accumulated_cpu_time() as f64 / 1000.0;
+            u.rss += p.memory();
+            u.threads += proc_threads(pid.as_u32());
+            u.fds += proc_fds(pid.as_u32());
+        }
+    }
+    u
 }

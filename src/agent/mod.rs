@@ -132,7 +132,7 @@ pub async fn run(
     let mut generation = Generation::start(&config, &ctx, &targets)?;
     let state = http::AppState {
         probes: ctx.clone(),
-        host: Arc::new(host::HostCollector::new()),
+        host: Arc::new(host::HostCollector::watching(config.processes.clone())),
         targets: targets.clone(),
     };
     let listener = tokio::net::TcpListener::bind(&config.listen)
