@@ -403,3 +403,50 @@ fn watched_processes_match_proc_by_pid_file_and_by_name() {
     let _ = busy.wait();
     let _ = named.wait();
 }
+
+#[test]
+fn perf_software_counters_increase_for_a_watched_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spinner = Command::new("python3")
+        .args([
+            "-c",
+            "import time\nt = time.time()\nwhile time.time() - t < 20: pass",
+        ])
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("spinner.pid");
+    std::fs::write(&pid_file, spinner.id().to_string()).unwrap();
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "[host]\nprocesses = [{:?}]\n",
+            pid_file.display().to_string()
+        ),
+    );
+    let a = agent.address();
+    let (_, m) = http_get(&a, "/metrics");
+    assert_eq!(
+        sample(&m, "loadagent_perf_event_supported{event=\"task_clock\"}"),
+        Some(1.0),
+        "software counters are allowed here"
+    );
+    let clock = |m: &str| {
+        sample(
+            m,
+            "loadagent_perf_events_total{event=\"task_clock\",process=\"spinner\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let first = clock(&m);
+    eventually(10, || {
+        let (_, m) = http_get(&a, "/metrics");
+        let now = clock(&m);
+        if now > first + 1e8 {
+            Ok(())
+        } else {
+            Err(format!("task_clock {first} → {now}"))
+        }
+    });
+    let _ = spinner.kill();
+    let _ = spinner.wait();
+}

@@ -23,6 +23,8 @@ struct State {
     self_cpu_seen: f64,
     /// CPU seconds last seen per watched process label.
     cpu_seen: HashMap<String, f64>,
+    /// perf counters, opened on first refresh (it probes which events are allowed).
+    perf: Option<super::perf::PerfCollector>,
 }
 
 /// What one watched entry adds up to right now.
@@ -33,6 +35,7 @@ struct Usage {
     threads: f64,
     fds: f64,
     found: bool,
+    pids: Vec<u32>,
 }
 
 fn proc_threads(pid: u32) -> f64 {
@@ -98,6 +101,7 @@ impl HostCollector {
                 net_seen: HashMap::new(),
                 self_cpu_seen: 0.0,
                 cpu_seen: HashMap::new(),
+                perf: None,
             }),
             watched: processes,
         }
@@ -165,6 +169,10 @@ impl HostCollector {
                 .with_label_values(&["loadagent"])
                 .set(n as f64);
         }
+        let perf = st
+            .perf
+            .get_or_insert_with(|| super::perf::PerfCollector::new(m));
+        perf.refresh(m, "loadagent", std::process::id());
         if !self.watched.is_empty() {
             st.system.refresh_processes_specifics(
                 ProcessesToUpdate::All,
@@ -196,6 +204,11 @@ impl HostCollector {
                     .with_label_values(&[&name])
                     .set(usage.threads);
                 m.process_fds.with_label_values(&[&name]).set(usage.fds);
+                if let Some(perf) = st.perf.as_mut() {
+                    for pid in &usage.pids {
+                        perf.refresh(m, &name, *pid);
+                    }
+                }
             }
         }
     }
@@ -226,6 +239,7 @@ fn usage_of(system: &System, entry: &str) -> Usage {
             u.rss += p.memory();
             u.threads += proc_threads(pid.as_u32());
             u.fds += proc_fds(pid.as_u32());
+            u.pids.push(pid.as_u32());
         }
     }
     u

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod host;
 pub mod http;
+pub mod perf;
 pub mod probe;
 
 use std::collections::BTreeMap;

@@ -166,6 +166,20 @@ def!(
     "Threads, per watched process."
 );
 def!(
+    PERF_EVENTS,
+    "loadagent_perf_events_total",
+    Counter,
+    ["process", "event"],
+    "perf events counted per watched process (task_clock in nanoseconds)."
+);
+def!(
+    PERF_SUPPORTED,
+    "loadagent_perf_event_supported",
+    Gauge,
+    ["event"],
+    "1 when the kernel or VM allows the perf event, 0 when it refuses it (hardware counters on many VMs)."
+);
+def!(
     PROCESS_FDS,
     "loadagent_process_open_fds",
     Gauge,
@@ -196,6 +210,8 @@ pub const DEFINITIONS: &[Definition] = &[
     PROCESS_RSS,
     PROCESS_THREADS,
     PROCESS_FDS,
+    PERF_EVENTS,
+    PERF_SUPPORTED,
 ];
 
 /// Latency buckets (seconds) of the probe latency histogram.
@@ -227,6 +243,8 @@ pub struct Metrics {
     pub process_rss: GaugeVec,
     pub process_threads: GaugeVec,
     pub process_fds: GaugeVec,
+    pub perf_events: IntCounterVec,
+    pub perf_supported: GaugeVec,
 }
 
 fn opts(d: &Definition) -> Opts {
@@ -281,6 +299,8 @@ impl Metrics {
             process_rss: gauge_vec(&PROCESS_RSS)?,
             process_threads: gauge_vec(&PROCESS_THREADS)?,
             process_fds: gauge_vec(&PROCESS_FDS)?,
+            perf_events: int_counter_vec(&PERF_EVENTS)?,
+            perf_supported: gauge_vec(&PERF_SUPPORTED)?,
             registry,
         })
     }
