@@ -450,3 +450,56 @@ fn perf_software_counters_increase_for_a_watched_process() {
     let _ = spinner.kill();
     let _ = spinner.wait();
 }
+
+#[test]
+fn tls_probes_export_the_certificate_expiry_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let py = Server::python(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"300ms\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n",
+            py.address(),
+            cert_path.display().to_string()
+        ),
+    );
+    let a = agent.address();
+    eventually(10, || {
+        expect(&a, "loadagent_probe_success{target=\"tls\"}", 1.0)
+    });
+    eventually(5, || {
+        expect(
+            &a,
+            "loadagent_probe_ssl_earliest_cert_expiry{target=\"tls\"}",
+            1_893_456_000.0,
+        )
+    });
+    eventually(5, || {
+        expect(
+            &a,
+            "loadagent_probe_tls_version_info{target=\"tls\",version=\"TLSv1_3\"}",
+            1.0,
+        )
+    });
+    let (_, m) = http_get(&a, "/metrics");
+    assert!(
+        sample(
+            &m,
+            "loadagent_probe_duration_seconds{phase=\"tls\",target=\"tls\"}"
+        )
+        .is_some_and(|v| v > 0.0),
+        "a tls phase"
+    );
+}

@@ -63,6 +63,8 @@ struct Prober {
     reported_first: bool,
     /// Last rate-limited log line, so a down target does not flood the log.
     last_log: Option<Instant>,
+    /// What the connection's TLS handshake negotiated.
+    tls_facts: crate::grpc::control::TlsFactsSlot,
 }
 
 impl Prober {
@@ -168,19 +170,38 @@ impl Prober {
             }
         }
         let t1 = Instant::now();
-        let channel = crate::grpc::control::channel(
+        let channel = crate::grpc::control::channel_with_facts(
             &self.target.address,
             None,
             self.target.timeout,
             self.tls.as_ref(),
+            Some(self.tls_facts.clone()),
         )
         .await;
-        // With TLS, `connect` includes the handshake.
-        m.probe_duration
-            .with_label_values(&[self.label(), "connect"])
-            .set(t1.elapsed().as_secs_f64());
+        let mut connect = t1.elapsed();
         let channel =
             channel.map_err(|e| format!("cannot connect to {}: {e}", self.target.address))?;
+        let facts = self.tls_facts.lock().ok().and_then(|g| g.clone());
+        if let Some(f) = facts {
+            // `connect` is TCP alone; the handshake is its own phase.
+            connect = connect.saturating_sub(f.handshake);
+            m.probe_duration
+                .with_label_values(&[self.label(), "tls"])
+                .set(f.handshake.as_secs_f64());
+            if let Some(expiry) = f.earliest_expiry {
+                m.probe_cert_expiry
+                    .with_label_values(&[self.label()])
+                    .set(expiry as f64);
+            }
+            for v in ["TLSv1_2", "TLSv1_3"] {
+                m.probe_tls_version
+                    .with_label_values(&[self.label(), v])
+                    .set(if v == f.version { 1.0 } else { 0.0 });
+            }
+        }
+        m.probe_duration
+            .with_label_values(&[self.label(), "connect"])
+            .set(connect.as_secs_f64());
         self.channel = Some(channel.clone());
         Ok(channel)
     }
@@ -383,6 +404,7 @@ pub fn spawn(
         channel: None,
         reported_first: false,
         last_log: None,
+        tls_facts: Default::default(),
     };
     prober.set_status(None);
     match prober.target.mode {

@@ -20,6 +20,28 @@ pub async fn channel(
     timeout: Duration,
     tls: Option<&ClientTls>,
 ) -> Result<Channel, String> {
+    channel_with_facts(address, authority, timeout, tls, None).await
+}
+
+/// What the last TLS handshake of a channel negotiated (for probes' TLS metrics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsFacts {
+    pub handshake: Duration,
+    pub version: String,
+    /// The earliest `not_after` of the certificates the server presented, Unix seconds.
+    pub earliest_expiry: Option<i64>,
+}
+
+pub type TlsFactsSlot = std::sync::Arc<std::sync::Mutex<Option<TlsFacts>>>;
+
+/// `channel`, recording what each TLS handshake negotiated into `facts`.
+pub async fn channel_with_facts(
+    address: &str,
+    authority: Option<&str>,
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+    facts: Option<TlsFactsSlot>,
+) -> Result<Channel, String> {
     let uri = format!("http://{}", authority.unwrap_or(address));
     let endpoint = tonic::transport::Endpoint::from_shared(uri)
         .map_err(|e| e.to_string())?
@@ -31,12 +53,36 @@ pub async fn channel(
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
             let a = tcp_addr.clone();
             let tls = tls.clone();
+            let facts = facts.clone();
             async move {
                 let s = tokio::net::TcpStream::connect(a).await?;
                 s.set_nodelay(true)?;
                 let io: Box<dyn Io> = match tls {
                     None => Box::new(s),
-                    Some(t) => Box::new(t.connector().connect(t.server_name.clone(), s).await?),
+                    Some(t) => {
+                        let started = std::time::Instant::now();
+                        let stream = t.connector().connect(t.server_name.clone(), s).await?;
+                        if let Some(slot) = &facts {
+                            let conn = stream.get_ref().1;
+                            let f = TlsFacts {
+                                handshake: started.elapsed(),
+                                version: conn
+                                    .protocol_version()
+                                    .map(|v| format!("{v:?}"))
+                                    .unwrap_or_default(),
+                                earliest_expiry: conn
+                                    .peer_certificates()
+                                    .unwrap_or_default()
+                                    .iter()
+                                    .filter_map(|c| crate::tls::handshake::not_after_unix(c))
+                                    .min(),
+                            };
+                            if let Ok(mut g) = slot.lock() {
+                                *g = Some(f);
+                            }
+                        }
+                        Box::new(stream)
+                    }
                 };
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(io))
             }

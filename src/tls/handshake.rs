@@ -100,6 +100,13 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A certificate's `not_after`, Unix seconds.
+pub fn not_after_unix(der: &[u8]) -> Option<i64> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// What the server's leaf certificate says.
 fn cert_info(der: &[u8]) -> Option<CertInfo> {
     use x509_parser::prelude::*;
