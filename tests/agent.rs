@@ -503,3 +503,74 @@ fn tls_probes_export_the_certificate_expiry_and_version() {
         "a tls phase"
     );
 }
+
+#[test]
+fn scheduled_scenarios_run_and_export_their_results() {
+    let dir = tempfile::tempdir().unwrap();
+    scenario(
+        dir.path(),
+        "sched.toml",
+        "name = \"sched\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = { delay_ms = 2 }\n[load]\nrequests = 50\nconcurrency = 5\n[thresholds]\n\"error_rate\" = \"< 0.01\"\n",
+    );
+    let agent = start_agent(
+        dir.path(),
+        "[[schedules]]\nscenario = \"sched.toml\"\nevery = \"1s\"\n",
+    );
+    let a = agent.address();
+    eventually(30, || {
+        let (_, runs) = http_get(&a, "/api/v1/runs");
+        let runs: serde_json::Value = serde_json::from_str(&runs).map_err(|e| e.to_string())?;
+        match runs.as_array() {
+            Some(list) if !list.is_empty() => Ok(()),
+            _ => Err(format!("no runs yet: {runs}")),
+        }
+    });
+    let (_, runs) = http_get(&a, "/api/v1/runs");
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    let first = &runs[0];
+    assert_eq!(first["schema"], "loadagent.report/v1");
+    assert_eq!(num(first, "totals.requests"), 50.0);
+    let (_, m) = http_get(&a, "/metrics");
+    let done = runs.as_array().unwrap().len() as f64;
+    let ok = sample(
+        &m,
+        "loadagent_run_requests_total{scenario=\"sched\",status=\"OK\"}",
+    )
+    .unwrap();
+    assert!(
+        ok >= 50.0 * done && ok % 50.0 == 0.0,
+        "{ok} OK requests for {done}+ runs"
+    );
+    let observed = sample(
+        &m,
+        "loadagent_run_latency_seconds_count{latency=\"uncorrected\",scenario=\"sched\"}",
+    )
+    .unwrap();
+    // A scrape can fall between a run's counters and its histogram: allow one run's worth.
+    assert!(
+        observed % 50.0 == 0.0 && (observed - ok).abs() <= 50.0,
+        "every request's latency is in the histogram: {observed} vs {ok}"
+    );
+    assert_eq!(
+        sample(&m, "loadagent_run_success{scenario=\"sched\"}"),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &m,
+            "loadagent_runs_total{outcome=\"ok\",scenario=\"sched\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+
+    // A schedule whose scenario does not load is a config problem.
+    let bad = scenario(
+        dir.path(),
+        "bad-sched.toml",
+        "[[schedules]]\nscenario = \"missing.toml\"\nevery = \"1m\"\n",
+    );
+    let out = loadagent(&["agent", "--check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}

@@ -44,6 +44,19 @@ pub struct AgentConfig {
     /// `[host] processes`: processes to watch besides the agent itself, by name (all
     /// processes of that name, summed) or by pid file (an entry with a `/`).
     pub processes: Vec<String>,
+    pub schedules: Vec<ScheduleConfig>,
+}
+
+/// `[[schedules]]`: a scenario the agent runs every so often, with the same driver as
+/// `loadagent run`.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// The scenario file (relative paths are relative to the agent's config).
+    pub scenario: PathBuf,
+    pub every: Duration,
+    /// A random delay of up to this much before each run, so a fleet does not run in step.
+    pub jitter: Duration,
+    pub allow_overlap: bool,
 }
 
 impl Default for AgentConfig {
@@ -54,6 +67,7 @@ impl Default for AgentConfig {
             listen: DEFAULT_LISTEN.into(),
             targets: Vec::new(),
             processes: Vec::new(),
+            schedules: Vec::new(),
         }
     }
 }
@@ -166,6 +180,42 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             });
         }
     }
+    let mut schedules = Vec::new();
+    for t in root.tables("schedules") {
+        let scenario = t.required_string("scenario", "write `scenario = \"scenarios/unary.toml\"`");
+        let every = t.duration("every", true);
+        if !t.has("every") {
+            ctx.report_at(
+                t.loc(),
+                &t.key_path("every"),
+                "missing; write how often to run, e.g. every = \"5m\"",
+            );
+        }
+        let jitter = t
+            .duration("jitter", false)
+            .map_or(Duration::ZERO, |d| d.value);
+        let allow_overlap = t.boolean("allow_overlap").unwrap_or(false);
+        t.finish();
+        if let Some(s) = &scenario {
+            let path = source.resolve(&s.value);
+            // The scenario is checked now, so a broken one is a config problem, not a failed run.
+            if let Err(e) = crate::scenario::load(&path) {
+                ctx.report_at(
+                    s.loc,
+                    &t.key_path("scenario"),
+                    format!("{}", e).trim_end().to_string(),
+                );
+            }
+        }
+        if let (Some(s), Some(every)) = (scenario, every) {
+            schedules.push(ScheduleConfig {
+                scenario: source.resolve(&s.value),
+                every: every.value,
+                jitter,
+                allow_overlap,
+            });
+        }
+    }
     let processes = match root.table("host") {
         Some(h) => {
             let list = h
@@ -187,6 +237,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             listen,
             targets,
             processes,
+            schedules,
         })
     } else {
         Err(fail(problems))

@@ -14,6 +14,8 @@ use super::probe::ProbeContext;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Recent scheduled-run reports (the same JSON as `run --out`).
+    pub runs: super::schedule::Runs,
     pub probes: ProbeContext,
     pub host: Arc<HostCollector>,
     /// Targets of the current configuration (changes on reload).
@@ -74,11 +76,21 @@ async fn targets(State(s): State<AppState>) -> impl IntoResponse {
     Json(list)
 }
 
+async fn runs(State(s): State<AppState>) -> impl IntoResponse {
+    let list: Vec<_> = s
+        .runs
+        .lock()
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default();
+    Json(list)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/runs", get(runs))
         .with_state(state)
 }

@@ -6,6 +6,7 @@ pub mod host;
 pub mod http;
 pub mod perf;
 pub mod probe;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
@@ -131,7 +132,20 @@ pub async fn run(
     };
     let targets = Arc::new(AtomicUsize::new(0));
     let mut generation = Generation::start(&config, &ctx, &targets)?;
+    let runs: schedule::Runs = Default::default();
+    let schedule_ctx = schedule::ScheduleContext {
+        metrics: metrics.clone(),
+        runs: runs.clone(),
+        exclusive: Default::default(),
+        stop: stop.clone(),
+    };
+    let schedules: Vec<_> = config
+        .schedules
+        .iter()
+        .map(|s| schedule::spawn(s.clone(), schedule_ctx.clone()))
+        .collect();
     let state = http::AppState {
+        runs,
         probes: ctx.clone(),
         host: Arc::new(host::HostCollector::watching(config.processes.clone())),
         targets: targets.clone(),
@@ -191,6 +205,9 @@ pub async fn run(
         }
     }
     generation.stop().await;
+    for s in schedules {
+        let _ = s.await;
+    }
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(AgentError::Listen(config.listen.clone(), e)),

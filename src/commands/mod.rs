@@ -12,7 +12,7 @@ mod validate;
 use crate::cli::Command;
 use crate::error::CommandError;
 
-pub use prepare::{prepare, Prepared};
+pub use prepare::{prepare, Prepared, Ready};
 
 /// Runs one command to completion.
 pub async fn execute(command: Command) -> Result<(), CommandError> {

@@ -30,6 +30,55 @@ pub struct Prepared {
     pub embedded: Option<EmbeddedTarget>,
 }
 
+/// A prepared scenario turned into what the driver takes.
+pub struct Ready {
+    pub scenario: std::sync::Arc<Scenario>,
+    pub schema_source: String,
+    pub endpoint: crate::grpc::channel::Endpoint,
+    pub plan: crate::load::Plan,
+    /// Requests the schedule asks for in the measured part (open model, time-bounded).
+    pub asked: Option<u64>,
+    /// Keep until the run is over: dropping it stops the embedded target.
+    pub embedded: Option<EmbeddedTarget>,
+}
+
+impl Prepared {
+    pub fn ready(self) -> Ready {
+        let scenario = std::sync::Arc::new(self.scenario);
+        let endpoint = crate::grpc::channel::Endpoint {
+            address: self.address.clone(),
+            connect_timeout: scenario.target.connect_timeout,
+            tls: self.tls.clone(),
+        };
+        let schedule = crate::load::Schedule::for_load(&scenario.load);
+        let asked = schedule.as_ref().and_then(|s| {
+            let measured = scenario.load.measured_duration()?;
+            let warm = s.warmup().as_secs_f64();
+            let due = s.arrivals_by(warm + measured.as_secs_f64()) - s.arrivals_by(warm);
+            Some(
+                scenario
+                    .load
+                    .requests
+                    .map_or(due.round() as u64, |r| r.min(due.round() as u64)),
+            )
+        });
+        let plan = crate::load::Plan {
+            load: scenario.load.clone(),
+            call: self.call,
+            requests: self.requests,
+            schedule,
+        };
+        Ready {
+            scenario,
+            schema_source: self.schema_source,
+            endpoint,
+            plan,
+            asked,
+            embedded: self.embedded,
+        }
+    }
+}
+
 /// The in-process reference target, on a runtime of its own so the generator's tasks do
 /// not queue in front of the instrument's.
 pub struct EmbeddedTarget {

@@ -9,8 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{prepare, progress};
 use crate::error::CommandError;
-use crate::grpc::channel::Endpoint;
-use crate::load::{drive, Plan, RunOutcome, Schedule};
+use crate::load::{drive, RunOutcome};
 use crate::record::Progress;
 use crate::report::outputs::{check_writable, write_outputs, Outputs};
 use crate::report::summary::render;
@@ -37,44 +36,22 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     for p in outputs.paths() {
         check_writable(p)?;
     }
-    let prepared = prepare(path).await?;
-    let scenario = Arc::new(prepared.scenario);
-    let endpoint = Endpoint {
-        address: prepared.address.clone(),
-        connect_timeout: scenario.target.connect_timeout,
-        tls: prepared.tls.clone(),
-    };
-    let schedule = Schedule::for_load(&scenario.load);
-    let asked = schedule.as_ref().and_then(|s| {
-        let measured = scenario.load.measured_duration()?;
-        let warm = s.warmup().as_secs_f64();
-        let due = s.arrivals_by(warm + measured.as_secs_f64()) - s.arrivals_by(warm);
-        Some(
-            scenario
-                .load
-                .requests
-                .map_or(due.round() as u64, |r| r.min(due.round() as u64)),
-        )
-    });
-    let plan = Plan {
-        load: scenario.load.clone(),
-        call: prepared.call,
-        requests: prepared.requests,
-        schedule,
-    };
+    let ready = prepare(path).await?.ready();
+    let scenario = ready.scenario.clone();
+    let asked = ready.asked;
     let cancel = CancellationToken::new();
     stop_on_signal(cancel.clone());
     let aborted_by = Arc::new(Mutex::new(None));
     let check = abort_check(
         &scenario,
-        &prepared.schema_source,
+        &ready.schema_source,
         asked,
         cancel.clone(),
         aborted_by.clone(),
     );
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
-    let outcome = drive(plan, endpoint, cancel, progress_tx, check)
+    let outcome = drive(ready.plan, ready.endpoint, cancel, progress_tx, check)
         .await
         .map_err(|e| {
             CommandError::run_failed(format!(
@@ -85,9 +62,9 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     if let Some(task) = shown {
         let _ = task.await;
     }
-    drop(prepared.embedded);
+    drop(ready.embedded);
 
-    let mut report = Report::build(&scenario, &prepared.schema_source, &outcome, asked);
+    let mut report = Report::build(&scenario, &ready.schema_source, &outcome, asked);
     let json = serde_json::to_value(&report).unwrap_or_default();
     report.thresholds = evaluate(&scenario.thresholds, &json, scenario.load.model());
     report.aborted_by_threshold = aborted_by.lock().ok().and_then(|g| g.clone());

@@ -180,6 +180,48 @@ def!(
     "1 when the kernel or VM allows the perf event, 0 when it refuses it (hardware counters on many VMs)."
 );
 def!(
+    RUN_REQUESTS,
+    "loadagent_run_requests_total",
+    Counter,
+    ["scenario", "status"],
+    "Requests (or streams, or handshakes) of scheduled runs, by gRPC status."
+);
+def!(
+    RUN_LATENCY,
+    "loadagent_run_latency_seconds",
+    Histogram,
+    ["scenario", "latency"],
+    "Latency of scheduled runs' requests (latency = corrected or uncorrected), from their HDR histograms."
+);
+def!(
+    RUN_RPS,
+    "loadagent_run_rps",
+    Gauge,
+    ["scenario"],
+    "Achieved requests per second of the last scheduled run."
+);
+def!(
+    RUN_LAST,
+    "loadagent_run_last_timestamp_seconds",
+    Gauge,
+    ["scenario"],
+    "When the last scheduled run ended, Unix seconds."
+);
+def!(
+    RUN_SUCCESS,
+    "loadagent_run_success",
+    Gauge,
+    ["scenario"],
+    "1 when the last scheduled run completed and met its thresholds, else 0."
+);
+def!(
+    RUNS_TOTAL,
+    "loadagent_runs_total",
+    Counter,
+    ["scenario", "outcome"],
+    "Scheduled runs, by outcome (ok, thresholds_failed, failed)."
+);
+def!(
     PROCESS_FDS,
     "loadagent_process_open_fds",
     Gauge,
@@ -212,6 +254,12 @@ pub const DEFINITIONS: &[Definition] = &[
     PROCESS_FDS,
     PERF_EVENTS,
     PERF_SUPPORTED,
+    RUN_REQUESTS,
+    RUN_LATENCY,
+    RUN_RPS,
+    RUN_LAST,
+    RUN_SUCCESS,
+    RUNS_TOTAL,
 ];
 
 /// Latency buckets (seconds) of the probe latency histogram.
@@ -245,6 +293,12 @@ pub struct Metrics {
     pub process_fds: GaugeVec,
     pub perf_events: IntCounterVec,
     pub perf_supported: GaugeVec,
+    pub run_requests: IntCounterVec,
+    pub run_latency: HistogramVec,
+    pub run_rps: GaugeVec,
+    pub run_last: GaugeVec,
+    pub run_success: GaugeVec,
+    pub runs_total: IntCounterVec,
 }
 
 fn opts(d: &Definition) -> Opts {
@@ -275,6 +329,12 @@ impl Metrics {
             PROBE_LATENCY.labels,
         )?;
         registry.register(Box::new(probe_latency.clone()))?;
+        let run_latency = HistogramVec::new(
+            HistogramOpts::new(RUN_LATENCY.name, RUN_LATENCY.help)
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            RUN_LATENCY.labels,
+        )?;
+        registry.register(Box::new(run_latency.clone()))?;
         let process_cpu = prometheus::CounterVec::new(opts(&PROCESS_CPU), PROCESS_CPU.labels)?;
         registry.register(Box::new(process_cpu.clone()))?;
         Ok(Self {
@@ -301,6 +361,12 @@ impl Metrics {
             process_fds: gauge_vec(&PROCESS_FDS)?,
             perf_events: int_counter_vec(&PERF_EVENTS)?,
             perf_supported: gauge_vec(&PERF_SUPPORTED)?,
+            run_requests: int_counter_vec(&RUN_REQUESTS)?,
+            run_latency,
+            run_rps: gauge_vec(&RUN_RPS)?,
+            run_last: gauge_vec(&RUN_LAST)?,
+            run_success: gauge_vec(&RUN_SUCCESS)?,
+            runs_total: int_counter_vec(&RUNS_TOTAL)?,
             registry,
         })
     }

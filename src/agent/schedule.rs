@@ -1,0 +1,160 @@
+//! Scheduled scenarios: each `[[schedules]]` entry runs its scenario every `every` (plus
+//! jitter) with the same driver as `loadagent run`; results become metrics and are kept for
+//! `/api/v1/runs`. Two schedules never overlap on one node unless one allows it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use super::config::ScheduleConfig;
+use crate::record::histogram::decode;
+use crate::report::thresholds::evaluate;
+use crate::report::Report;
+use crate::telemetry::Metrics;
+
+/// Reports kept for `/api/v1/runs`.
+const KEPT_RUNS: usize = 20;
+
+pub type Runs = Arc<Mutex<VecDeque<Report>>>;
+
+#[derive(Clone)]
+pub struct ScheduleContext {
+    pub metrics: Arc<Metrics>,
+    pub runs: Runs,
+    /// Held while a run that must not overlap is in progress.
+    pub exclusive: Arc<tokio::sync::Mutex<()>>,
+    pub stop: CancellationToken,
+}
+
+fn jittered(base: Duration, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return base;
+    }
+    base + jitter.mul_f64(rand::rng().random::<f64>())
+}
+
+/// Exports a run's results as metrics.
+fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
+    for (status, n) in &report.status_codes {
+        m.run_requests.with_label_values(&[name, status]).inc_by(*n);
+    }
+    for (which, summary) in [
+        ("corrected", report.latency.corrected.as_ref()),
+        ("uncorrected", Some(&report.latency.uncorrected)),
+    ] {
+        let Some(h) = summary.and_then(|s| decode(&s.hdr).ok()) else {
+            continue;
+        };
+        let hist = m.run_latency.with_label_values(&[name, which]);
+        for v in h.iter_recorded() {
+            let seconds = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e6;
+            for _ in 0..v.count_at_value() {
+                hist.observe(seconds);
+            }
+        }
+    }
+    m.run_rps.with_label_values(&[name]).set(report.totals.rps);
+    m.run_last.with_label_values(&[name]).set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    );
+    m.run_success
+        .with_label_values(&[name])
+        .set(if ok { 1.0 } else { 0.0 });
+}
+
+/// Runs a scenario once; `None` with the failure counted when it could not run.
+async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
+    let fail = |kind: &str, why: String| {
+        ctx.metrics
+            .errors_total
+            .with_label_values(&["schedule", kind])
+            .inc();
+        eprintln!("schedule {}: {why}", s.scenario.display());
+    };
+    let ready = match crate::commands::prepare(&s.scenario).await {
+        Ok(p) => p.ready(),
+        Err(e) => {
+            fail("prepare", e.to_string());
+            return None;
+        }
+    };
+    let name = ready.scenario.name.clone();
+    let (progress, _) = tokio::sync::watch::channel(Default::default());
+    let outcome = match crate::load::drive(
+        ready.plan,
+        ready.endpoint,
+        ctx.stop.child_token(),
+        progress,
+        |_, _| {},
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            fail("connect", e.to_string());
+            ctx.metrics
+                .runs_total
+                .with_label_values(&[name.as_str(), "failed"])
+                .inc();
+            ctx.metrics
+                .run_success
+                .with_label_values(&[name.as_str()])
+                .set(0.0);
+            return None;
+        }
+    };
+    drop(ready.embedded);
+    let mut report = Report::build(&ready.scenario, &ready.schema_source, &outcome, ready.asked);
+    let json = serde_json::to_value(&report).unwrap_or_default();
+    report.thresholds = evaluate(
+        &ready.scenario.thresholds,
+        &json,
+        ready.scenario.load.model(),
+    );
+    let passed = report.thresholds.iter().all(|t| t.passed);
+    export(&ctx.metrics, &name, &report, passed);
+    ctx.metrics
+        .runs_total
+        .with_label_values(&[
+            name.as_str(),
+            if passed { "ok" } else { "thresholds_failed" },
+        ])
+        .inc();
+    Some(report)
+}
+
+/// Runs one schedule until the agent stops.
+pub fn spawn(s: ScheduleConfig, ctx: ScheduleContext) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut wait = jittered(Duration::ZERO, s.jitter);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = ctx.stop.cancelled() => return,
+            }
+            let report = if s.allow_overlap {
+                run_once(&s, &ctx).await
+            } else {
+                let _turn = tokio::select! {
+                    g = ctx.exclusive.lock() => g,
+                    _ = ctx.stop.cancelled() => return,
+                };
+                run_once(&s, &ctx).await
+            };
+            if let Some(r) = report {
+                if let Ok(mut runs) = ctx.runs.lock() {
+                    if runs.len() == KEPT_RUNS {
+                        runs.pop_front();
+                    }
+                    runs.push_back(r);
+                }
+            }
+            wait = jittered(s.every, s.jitter);
+        }
+    })
+}
