@@ -15,6 +15,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How the agent writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario's load and print a summary.
@@ -77,6 +84,9 @@ pub enum Command {
         /// Validate the config and exit (0 valid, 2 not).
         #[arg(long, value_name = "FILE", conflicts_with = "config")]
         check_config: Option<PathBuf>,
+        /// Log lines for people (`human`) or for log collectors (`json`).
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
     },
     /// Check a target's health once (grpc.health.v1), with grpc-health-probe's exit codes:
     /// 0 SERVING, 1 bad arguments, 2 connection failed, 3 RPC failed, 4 not SERVING.

@@ -176,7 +176,7 @@ pub async fn run(
             _ = stop.cancelled() => break,
             _ = reload => {
                 let Some(path) = &config.path else {
-                    eprintln!("SIGHUP: no config file to reload (started without --config)");
+                    tracing::warn!("SIGHUP: no config file to reload (started without --config)");
                     continue;
                 };
                 match config::load(path).map_err(|e| e.to_string()).and_then(|c| {
@@ -191,14 +191,14 @@ pub async fn run(
                             r.clear();
                         }
                         generation = Generation::start(&new, &ctx, &targets).unwrap_or_else(|e| {
-                            eprintln!("SIGHUP: {e}");
+                            tracing::error!(error = %e, "SIGHUP: the new config's probes could not start");
                             Generation { stop: CancellationToken::new(), probers: Vec::new() }
                         });
-                        eprintln!("SIGHUP: reloaded {} ({} targets)", path.display(), new.targets.len());
+                        tracing::info!(config = %path.display(), targets = new.targets.len(), "SIGHUP: config reloaded");
                     }
                     Err(e) => {
                         metrics.errors_total.with_label_values(&["config", "reload_rejected"]).inc();
-                        eprintln!("SIGHUP: the new config is rejected, the old one keeps running:\n{e}");
+                        tracing::error!(error = %e, "SIGHUP: the new config is rejected; the old one keeps running");
                     }
                 }
             }

@@ -88,7 +88,7 @@ impl Prober {
             .last_log
             .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
         if !quiet {
-            eprintln!("probe {}: {message}", self.target.name);
+            tracing::warn!(target = %self.target.name, address = %self.target.address, "probe failed: {message} (logged at most once a minute per target)");
             self.last_log = Some(Instant::now());
         }
     }
@@ -281,7 +281,11 @@ impl Prober {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.check_once().await,
+                scheduled = tick.tick() => {
+                    let late = tokio::time::Instant::now().saturating_duration_since(scheduled);
+                    self.ctx.metrics.probe_lateness.observe(late.as_secs_f64());
+                    self.check_once().await;
+                }
                 _ = self.ctx.stop.cancelled() => return,
             }
         }

@@ -74,7 +74,7 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
             .errors_total
             .with_label_values(&["schedule", kind])
             .inc();
-        eprintln!("schedule {}: {why}", s.scenario.display());
+        tracing::warn!(scenario = %s.scenario.display(), error = %why, "scheduled run failed");
     };
     let ready = match crate::commands::prepare(&s.scenario).await {
         Ok(p) => p.ready(),

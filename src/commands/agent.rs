@@ -8,6 +8,19 @@ use super::run::stop_on_signal;
 use crate::agent::config::{self, AgentConfig, ConfigError};
 use crate::error::CommandError;
 
+/// Logs via `tracing` to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: crate::cli::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::cli::LogFormat::Json => builder.json().try_init(),
+        crate::cli::LogFormat::Human => builder.try_init(),
+    };
+}
+
 fn load(path: &Path) -> Result<AgentConfig, CommandError> {
     config::load(path).map_err(|e| match e {
         ConfigError::Invalid(p) => CommandError::invalid(p.to_string().trim_end()),
@@ -38,7 +51,10 @@ pub async fn agent(
         c.listen = l;
     }
     let stop = CancellationToken::new();
-    stop_on_signal(stop.clone());
+    stop_on_signal(
+        stop.clone(),
+        "probes and schedules end, then the agent exits",
+    );
     crate::agent::run(c, stop, |addr| {
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("listening on {addr}");

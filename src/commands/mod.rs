@@ -43,7 +43,11 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             config,
             listen,
             check_config,
-        } => agent::agent(config.as_deref(), listen, check_config.as_deref()).await,
+            log_format,
+        } => {
+            agent::init_logging(log_format);
+            agent::agent(config.as_deref(), listen, check_config.as_deref()).await
+        }
         Command::Probe {
             address,
             service,

@@ -40,7 +40,10 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     let scenario = ready.scenario.clone();
     let asked = ready.asked;
     let cancel = CancellationToken::new();
-    stop_on_signal(cancel.clone());
+    stop_on_signal(
+        cancel.clone(),
+        "waiting for requests in flight, then writing the report",
+    );
     let aborted_by = Arc::new(Mutex::new(None));
     let check = abort_check(
         &scenario,
@@ -124,8 +127,8 @@ fn abort_check(
     }
 }
 
-/// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
-pub fn stop_on_signal(token: CancellationToken) {
+/// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM, printing what stopping means.
+pub fn stop_on_signal(token: CancellationToken, stopping: &'static str) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -140,7 +143,7 @@ pub fn stop_on_signal(token: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("stopping: waiting for requests in flight, then writing the report");
+        eprintln!("stopping: {stopping}");
         token.cancel();
     });
 }

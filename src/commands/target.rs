@@ -28,7 +28,7 @@ pub async fn target(
         .map_err(CommandError::run_failed)?;
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("listening on {}", running.local_addr);
-    stop_on_signal(shutdown.clone());
+    stop_on_signal(shutdown.clone(), "closing connections");
     match running.served.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(CommandError::run_failed(e)),

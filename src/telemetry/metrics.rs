@@ -222,6 +222,13 @@ def!(
     "Scheduled runs, by outcome (ok, thresholds_failed, failed)."
 );
 def!(
+    PROBE_LATENESS,
+    "loadagent_probe_lateness_seconds",
+    Histogram,
+    [],
+    "How late Check probes start after their scheduled time (all targets together)."
+);
+def!(
     PROCESS_FDS,
     "loadagent_process_open_fds",
     Gauge,
@@ -260,6 +267,7 @@ pub const DEFINITIONS: &[Definition] = &[
     RUN_LAST,
     RUN_SUCCESS,
     RUNS_TOTAL,
+    PROBE_LATENESS,
 ];
 
 /// Latency buckets (seconds) of the probe latency histogram.
@@ -299,6 +307,7 @@ pub struct Metrics {
     pub run_last: GaugeVec,
     pub run_success: GaugeVec,
     pub runs_total: IntCounterVec,
+    pub probe_lateness: prometheus::Histogram,
 }
 
 fn opts(d: &Definition) -> Opts {
@@ -335,6 +344,12 @@ impl Metrics {
             RUN_LATENCY.labels,
         )?;
         registry.register(Box::new(run_latency.clone()))?;
+        let probe_lateness = prometheus::Histogram::with_opts(
+            HistogramOpts::new(PROBE_LATENESS.name, PROBE_LATENESS.help).buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+            ]),
+        )?;
+        registry.register(Box::new(probe_lateness.clone()))?;
         let process_cpu = prometheus::CounterVec::new(opts(&PROCESS_CPU), PROCESS_CPU.labels)?;
         registry.register(Box::new(process_cpu.clone()))?;
         Ok(Self {
@@ -367,6 +382,7 @@ impl Metrics {
             run_last: gauge_vec(&RUN_LAST)?,
             run_success: gauge_vec(&RUN_SUCCESS)?,
             runs_total: int_counter_vec(&RUNS_TOTAL)?,
+            probe_lateness,
             registry,
         })
     }
