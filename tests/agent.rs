@@ -229,7 +229,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
 #[test]
 fn bad_configs_exit_2_listing_every_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let config = "[[targets]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\ninterval = \"often\"\ncolour = \"red\"\n\n[[targets]]\nname = \"a\"\naddress = \"nowhere\"\ntls = { ca = \"missing.pem\", versions = [\"0.9\"] }\n";
+    let config = "[[targets]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\ninterval = \"often\"\ncolour = \"red\"\n\n[[targets]]\nname = \"a\"\naddress = \"nowhere\"\ntls = { ca = \"missing.pem\", versions = [\"0.9\"] }\n\n[[targets]]\nname = \"c\"\naddress = \"127.0.0.1:2\"\ntls = { ca = \"unreadable.pem\" }\n";
     let path = scenario(dir.path(), "bad-agent.toml", config);
     let out = loadagent(&["agent", "--check-config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -573,4 +573,37 @@ fn scheduled_scenarios_run_and_export_their_results() {
     let out = loadagent(&["agent", "--check-config", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn a_scrape_storm_gets_whole_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Server::reference_target();
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "[[targets]]\nname = \"bench\"\naddress = \"{}\"\ninterval = \"200ms\"\n",
+            target.address()
+        ),
+    );
+    let a = agent.address();
+    eventually(10, || {
+        expect(&a, "loadagent_probe_success{target=\"bench\"}", 1.0)
+    });
+    let scrapes: Vec<_> = (0..48)
+        .map(|_| {
+            let a = a.clone();
+            std::thread::spawn(move || http_get(&a, "/metrics"))
+        })
+        .collect();
+    for s in scrapes {
+        let (code, body) = s.join().unwrap();
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("loadagent_probe_success{target=\"bench\"} 1")
+                && body.contains("loadagent_build_info"),
+            "a whole answer"
+        );
+    }
+    assert_eq!(http_get(&a, "/healthz").0, 200);
 }

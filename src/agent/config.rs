@@ -161,10 +161,28 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
                 );
             }
         }
-        // `tls`: absent, present and valid, or present with problems (already reported).
+        // `tls`: absent, present and valid, or present with problems (already reported). Files
+        // (CA, client certificate) are read now, so an unreadable one fails the config.
         let tls = match tls {
             None => Some(None),
-            Some(Some(o)) => Some(Some(o)),
+            Some(Some(o)) => {
+                let host = address.as_ref().map_or("localhost", |a| {
+                    a.value
+                        .rsplit_once(':')
+                        .map_or(a.value.as_str(), |(h, _)| h)
+                });
+                match crate::tls::ClientTls::build(
+                    &o,
+                    host.trim_start_matches('[').trim_end_matches(']'),
+                    None,
+                ) {
+                    Ok(_) => Some(Some(o)),
+                    Err(e) => {
+                        ctx.report_at(o.loc, &t.key_path(&format!("tls.{}", e.key)), e.message);
+                        None
+                    }
+                }
+            }
             Some(None) => None,
         };
         if let (Some(name), Some(address), Some(tls)) = (name, address, tls) {
