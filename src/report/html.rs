@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::schema::Report;
-use super::summary::{counts, human_us};
+use super::summary::{counts, human_us, latency_cells};
 use super::svg::{self, Chart, Series, XAxis};
 use crate::record::histogram::decode;
 use crate::record::LatencySummary;
@@ -161,18 +161,15 @@ fn table(o: &mut String, title: &str, rows: &[(&str, String)]) {
 fn latency_table(o: &mut String, r: &Report) {
     o.push_str("<h2>Latency</h2><table><tr><th></th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>p99.99</th><th>max</th><th>mean</th></tr>");
     let mut row = |name: &str, s: &LatencySummary| {
+        let cells: String = latency_cells(s)
+            .iter()
+            .map(|c| format!("<td>{c}</td>"))
+            .collect();
         let _ = write!(
             o,
-            "<tr><th>{name}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><th>{name}</th><td>{}</td><td>{}</td>{cells}</tr>",
             s.count,
-            human_us(s.min_us),
-            human_us(s.p50_us),
-            human_us(s.p90_us),
-            human_us(s.p99_us),
-            human_us(s.p999_us),
-            human_us(s.p9999_us),
-            human_us(s.max_us),
-            human_us(s.mean_us.round() as u64)
+            human_us(s.min_us)
         );
     };
     if let Some(c) = &r.latency.corrected {

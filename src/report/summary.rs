@@ -219,18 +219,26 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
     Ok(())
 }
 
+/// p50, p90, p99, p99.9, p99.99, max and mean, as people read them.
+pub fn latency_cells(s: &LatencySummary) -> [String; 7] {
+    [
+        s.p50_us,
+        s.p90_us,
+        s.p99_us,
+        s.p999_us,
+        s.p9999_us,
+        s.max_us,
+        s.mean_us.round() as u64,
+    ]
+    .map(human_us)
+}
+
 fn latency_row(o: &mut String, label: &str, s: &LatencySummary) -> std::fmt::Result {
-    writeln!(
-        o,
-        "  {label:<12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        human_us(s.p50_us),
-        human_us(s.p90_us),
-        human_us(s.p99_us),
-        human_us(s.p999_us),
-        human_us(s.p9999_us),
-        human_us(s.max_us),
-        human_us(s.mean_us.round() as u64)
-    )
+    let cells: String = latency_cells(s)
+        .iter()
+        .map(|c| format!(" {c:>9}"))
+        .collect();
+    writeln!(o, "  {label:<12}{cells}")
 }
 
 #[cfg(test)]
