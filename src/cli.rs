@@ -88,6 +88,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
     },
+    /// Write the Prometheus alerting and recording rules (generated from the metric definitions).
+    Alerts {
+        /// The folder to write `loadagent.rules.yml` into (it must exist).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Check a target's health once (grpc.health.v1), with grpc-health-probe's exit codes:
     /// 0 SERVING, 1 bad arguments, 2 connection failed, 3 RPC failed, 4 not SERVING.
     Probe {

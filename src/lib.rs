@@ -7,6 +7,7 @@ pub mod commands;
 pub mod error;
 pub mod grpc;
 pub mod load;
+pub mod observe;
 pub mod record;
 pub mod report;
 pub mod scenario;

@@ -56,6 +56,15 @@ fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
             }
         }
     }
+    if let Some(errors) = &report.handshake_errors {
+        for (class, n) in errors {
+            m.run_handshake_errors
+                .with_label_values(&[name, class])
+                .inc_by(*n);
+        }
+        let done = report.phases.as_ref().map_or(0, |p| p.tls_handshake.count);
+        m.run_handshakes.with_label_values(&[name]).inc_by(done);
+    }
     m.run_rps.with_label_values(&[name]).set(report.totals.rps);
     m.run_last.with_label_values(&[name]).set(
         std::time::SystemTime::now()

@@ -48,6 +48,22 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             agent::init_logging(log_format);
             agent::agent(config.as_deref(), listen, check_config.as_deref()).await
         }
+        Command::Alerts { out } => {
+            if !out.is_dir() {
+                return Err(CommandError::invalid(format!(
+                    "--out {}: not a folder that exists; create it first",
+                    out.display()
+                )));
+            }
+            let path = out.join("loadagent.rules.yml");
+            crate::report::write::write_atomically(
+                &path,
+                crate::observe::alerts::render().as_bytes(),
+            )
+            .map_err(|e| CommandError::invalid(format!("cannot write {}: {e}", path.display())))?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
         Command::Probe {
             address,
             service,

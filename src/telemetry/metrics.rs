@@ -229,6 +229,20 @@ def!(
     "How late Check probes start after their scheduled time (all targets together)."
 );
 def!(
+    RUN_HANDSHAKE_ERRORS,
+    "loadagent_run_handshake_errors_total",
+    Counter,
+    ["scenario", "class"],
+    "Failed TLS handshakes of scheduled handshake storms, by failure class."
+);
+def!(
+    RUN_HANDSHAKES,
+    "loadagent_run_handshakes_total",
+    Counter,
+    ["scenario"],
+    "Completed TLS handshakes of scheduled handshake storms."
+);
+def!(
     PROCESS_FDS,
     "loadagent_process_open_fds",
     Gauge,
@@ -268,6 +282,8 @@ pub const DEFINITIONS: &[Definition] = &[
     RUN_SUCCESS,
     RUNS_TOTAL,
     PROBE_LATENESS,
+    RUN_HANDSHAKE_ERRORS,
+    RUN_HANDSHAKES,
 ];
 
 /// Latency buckets (seconds) of the probe latency histogram.
@@ -308,6 +324,8 @@ pub struct Metrics {
     pub run_success: GaugeVec,
     pub runs_total: IntCounterVec,
     pub probe_lateness: prometheus::Histogram,
+    pub run_handshake_errors: IntCounterVec,
+    pub run_handshakes: IntCounterVec,
 }
 
 fn opts(d: &Definition) -> Opts {
@@ -383,6 +401,8 @@ impl Metrics {
             run_success: gauge_vec(&RUN_SUCCESS)?,
             runs_total: int_counter_vec(&RUNS_TOTAL)?,
             probe_lateness,
+            run_handshake_errors: int_counter_vec(&RUN_HANDSHAKE_ERRORS)?,
+            run_handshakes: int_counter_vec(&RUN_HANDSHAKES)?,
             registry,
         })
     }

@@ -1,0 +1,259 @@
+//! Prometheus rules, generated. Every rule names the metric definitions it uses, and a test
+//! checks each expression mentions only metrics the agent exports.
+
+use std::fmt::Write;
+
+use crate::telemetry::metrics::{self as m, Definition};
+
+/// Where each alert's runbook section lives (anchors are the lower-cased alert names).
+pub const RUNBOOK: &str = "docs/runbook.md";
+
+pub struct Alert {
+    pub name: &'static str,
+    pub expr: &'static str,
+    pub for_: &'static str,
+    pub severity: &'static str,
+    pub summary: &'static str,
+    pub description: &'static str,
+    pub uses: &'static [Definition],
+}
+
+pub struct Recording {
+    pub record: &'static str,
+    pub expr: &'static str,
+    pub uses: &'static [Definition],
+}
+
+pub const RECORDINGS: &[Recording] = &[
+    Recording {
+        record: "loadagent:probe_latency_seconds:p99_5m",
+        expr: "histogram_quantile(0.99, sum by (instance, target, le) (rate(loadagent_probe_latency_seconds_bucket[5m])))",
+        uses: &[m::PROBE_LATENCY],
+    },
+    Recording {
+        record: "loadagent:run_error_ratio:30m",
+        expr: "sum by (instance, scenario) (increase(loadagent_run_requests_total{status!=\"OK\"}[30m])) / sum by (instance, scenario) (increase(loadagent_run_requests_total[30m]))",
+        uses: &[m::RUN_REQUESTS],
+    },
+    Recording {
+        record: "loadagent:run_latency_seconds:p99_30m",
+        expr: "histogram_quantile(0.99, sum by (instance, scenario, latency, le) (increase(loadagent_run_latency_seconds_bucket[30m])))",
+        uses: &[m::RUN_LATENCY],
+    },
+    Recording {
+        record: "loadagent:run_handshake_error_ratio:30m",
+        expr: "sum by (instance, scenario) (increase(loadagent_run_handshake_errors_total[30m])) / (sum by (instance, scenario) (increase(loadagent_run_handshake_errors_total[30m])) + sum by (instance, scenario) (increase(loadagent_run_handshakes_total[30m])))",
+        uses: &[m::RUN_HANDSHAKE_ERRORS, m::RUN_HANDSHAKES],
+    },
+];
+
+pub const ALERTS: &[Alert] = &[
+    Alert {
+        name: "LoadagentTargetDown",
+        expr: "loadagent_probe_grpc_status_code != 0",
+        for_: "1m",
+        severity: "critical",
+        summary: "gRPC target {{ $labels.target }} is down",
+        description: "The health probe of {{ $labels.target }} from {{ $labels.instance }} has failed (not connected, or the health RPC failed) for a minute.",
+        uses: &[m::PROBE_GRPC_STATUS],
+    },
+    Alert {
+        name: "LoadagentTargetNotServing",
+        expr: "loadagent_probe_healthcheck_status{serving_status=\"NOT_SERVING\"} == 1",
+        for_: "1m",
+        severity: "critical",
+        summary: "gRPC target {{ $labels.target }} reports NOT_SERVING",
+        description: "grpc.health.v1 on {{ $labels.target }} has answered NOT_SERVING to {{ $labels.instance }} for a minute.",
+        uses: &[m::PROBE_HEALTH_STATUS],
+    },
+    Alert {
+        name: "LoadagentProbeLatencyHigh",
+        expr: "loadagent:probe_latency_seconds:p99_5m > 0.5",
+        for_: "10m",
+        severity: "warning",
+        summary: "Health checks of {{ $labels.target }} are slow",
+        description: "The p99 health-check latency of {{ $labels.target }} seen from {{ $labels.instance }} has been over the 500 ms SLO for 10 minutes.",
+        uses: &[m::PROBE_LATENCY],
+    },
+    Alert {
+        name: "LoadagentCertificateExpiringSoon",
+        expr: "loadagent_probe_ssl_earliest_cert_expiry - time() < 14 * 86400",
+        for_: "10m",
+        severity: "warning",
+        summary: "The TLS certificate of {{ $labels.target }} expires within 14 days",
+        description: "A certificate presented by {{ $labels.target }} expires in less than 14 days; renew it.",
+        uses: &[m::PROBE_CERT_EXPIRY],
+    },
+    Alert {
+        name: "LoadagentCertificateExpiringCritical",
+        expr: "loadagent_probe_ssl_earliest_cert_expiry - time() < 3 * 86400",
+        for_: "10m",
+        severity: "critical",
+        summary: "The TLS certificate of {{ $labels.target }} expires within 3 days",
+        description: "A certificate presented by {{ $labels.target }} expires in less than 3 days; renew it now.",
+        uses: &[m::PROBE_CERT_EXPIRY],
+    },
+    Alert {
+        name: "LoadagentScheduledRunErrorRatioHigh",
+        expr: "loadagent:run_error_ratio:30m > 0.01",
+        for_: "0m",
+        severity: "warning",
+        summary: "Scheduled runs of {{ $labels.scenario }} see errors",
+        description: "More than 1% of the requests of scheduled scenario {{ $labels.scenario }} on {{ $labels.instance }} failed over 30 minutes.",
+        uses: &[m::RUN_REQUESTS],
+    },
+    Alert {
+        name: "LoadagentScheduledRunLatencyHigh",
+        expr: "loadagent:run_latency_seconds:p99_30m{latency=\"corrected\"} > 0.25",
+        for_: "0m",
+        severity: "warning",
+        summary: "Scheduled runs of {{ $labels.scenario }} are slow",
+        description: "The corrected p99 latency of scheduled scenario {{ $labels.scenario }} on {{ $labels.instance }} was over 250 ms over 30 minutes.",
+        uses: &[m::RUN_LATENCY],
+    },
+    Alert {
+        name: "LoadagentScheduledRunThresholdsFailed",
+        expr: "loadagent_run_success == 0",
+        for_: "0m",
+        severity: "warning",
+        summary: "The last scheduled run of {{ $labels.scenario }} failed",
+        description: "The last run of {{ $labels.scenario }} on {{ $labels.instance }} did not complete or did not meet its thresholds (see /api/v1/runs).",
+        uses: &[m::RUN_SUCCESS],
+    },
+    Alert {
+        name: "LoadagentTlsHandshakeErrorRatioHigh",
+        expr: "loadagent:run_handshake_error_ratio:30m > 0.01",
+        for_: "0m",
+        severity: "warning",
+        summary: "TLS handshakes to {{ $labels.scenario }} fail",
+        description: "More than 1% of the TLS handshakes of scheduled storm {{ $labels.scenario }} on {{ $labels.instance }} failed over 30 minutes.",
+        uses: &[m::RUN_HANDSHAKE_ERRORS, m::RUN_HANDSHAKES],
+    },
+    Alert {
+        name: "LoadagentAgentAbsent",
+        expr: "up{job=\"loadagent\"} == 0 or absent(up{job=\"loadagent\"})",
+        for_: "5m",
+        severity: "critical",
+        summary: "A loadagent is not reporting",
+        description: "Prometheus has not scraped the loadagent on {{ $labels.instance }} for 5 minutes (or no agent reports at all): that node is unobserved.",
+        uses: &[],
+    },
+    Alert {
+        name: "LoadagentMemoryGrowing",
+        expr: "deriv(loadagent_process_resident_memory_bytes{process=\"loadagent\"}[30m]) > 10240",
+        for_: "30m",
+        severity: "warning",
+        summary: "The loadagent on {{ $labels.instance }} keeps growing",
+        description: "The agent's resident memory on {{ $labels.instance }} has grown faster than 10 KiB/s (36 MiB/h) for 30 minutes.",
+        uses: &[m::PROCESS_RSS],
+    },
+    Alert {
+        name: "LoadagentPerfCountersUnsupported",
+        expr: "loadagent_perf_event_supported == 0",
+        for_: "10m",
+        severity: "info",
+        summary: "perf event {{ $labels.event }} is not available on {{ $labels.instance }}",
+        description: "The kernel or VM refuses perf event {{ $labels.event }} on {{ $labels.instance }} (common for hardware counters on VMs): its panels stay empty there.",
+        uses: &[m::PERF_SUPPORTED],
+    },
+];
+
+/// YAML single-quoted scalar.
+fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The rule file (Prometheus YAML).
+pub fn render() -> String {
+    let mut o = String::from("# Generated by `loadagent alerts --out alerts/` from src/observe/alerts.rs: do not edit.\ngroups:\n");
+    let _ = writeln!(o, "  - name: loadagent-recording\n    rules:");
+    for r in RECORDINGS {
+        let _ = writeln!(
+            o,
+            "      - record: {}\n        expr: {}",
+            r.record,
+            q(r.expr)
+        );
+    }
+    let _ = writeln!(o, "  - name: loadagent-alerts\n    rules:");
+    for a in ALERTS {
+        let _ = writeln!(
+            o,
+            "      - alert: {}\n        expr: {}\n        for: {}",
+            a.name,
+            q(a.expr),
+            a.for_
+        );
+        let _ = writeln!(o, "        labels:\n          severity: {}", a.severity);
+        let _ = writeln!(
+            o,
+            "        annotations:\n          summary: {}\n          description: {}",
+            q(a.summary),
+            q(a.description)
+        );
+        let _ = writeln!(
+            o,
+            "          runbook_url: {}",
+            q(&format!("{RUNBOOK}#{}", a.name.to_lowercase()))
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::DEFINITIONS;
+
+    /// Every `loadagent_…` name in an expression is an exported metric (or one of its
+    /// histogram series), and every metric a rule declares appears in it.
+    #[test]
+    fn rules_use_only_exported_metrics() {
+        let exprs = ALERTS
+            .iter()
+            .map(|a| (a.name, a.expr, a.uses))
+            .chain(RECORDINGS.iter().map(|r| (r.record, r.expr, r.uses)));
+        for (name, expr, uses) in exprs {
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+                if !word.starts_with("loadagent_") {
+                    continue;
+                }
+                let base = word
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_count")
+                    .trim_end_matches("_sum");
+                assert!(
+                    DEFINITIONS.iter().any(|d| d.name == word || d.name == base),
+                    "{name}: `{word}` is not an exported metric"
+                );
+            }
+            for d in uses {
+                assert!(
+                    expr.contains(d.name)
+                        || RECORDINGS
+                            .iter()
+                            .any(|r| expr.contains(r.record) && r.expr.contains(d.name)),
+                    "{name} declares {} but does not use it",
+                    d.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn alerts_follow_the_naming_and_annotation_rules() {
+        for a in ALERTS {
+            assert!(
+                a.name.starts_with("Loadagent") && !a.name.contains('_'),
+                "{}",
+                a.name
+            );
+            assert!(["critical", "warning", "info"].contains(&a.severity));
+            assert!(!a.summary.is_empty() && !a.description.is_empty());
+            assert!(
+                !a.summary.contains("$value") && !a.description.contains("$value"),
+                "annotations use labels only, so tests can state them exactly"
+            );
+        }
+    }
+}
