@@ -88,6 +88,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
     },
+    /// Write the Grafana dashboards (generated from the metric definitions).
+    Dashboards {
+        /// The folder to write the dashboards' JSON into (it must exist).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Write the Prometheus alerting and recording rules (generated from the metric definitions).
     Alerts {
         /// The folder to write `loadagent.rules.yml` into (it must exist).

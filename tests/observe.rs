@@ -65,3 +65,176 @@ fn generating_into_a_missing_folder_exits_2_with_the_path() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/alerts"));
 }
+
+#[test]
+fn committed_dashboards_are_what_the_code_generates_and_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = loadagent(&["dashboards", "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut names = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let generated = std::fs::read_to_string(&path).unwrap();
+        let committed =
+            std::fs::read_to_string(repo().join("dashboards").join(path.file_name().unwrap()))
+                .unwrap_or_default();
+        assert!(
+            generated == committed,
+            "dashboards/ is stale: run `cargo run -- dashboards --out dashboards` and commit"
+        );
+        let v: serde_json::Value = serde_json::from_str(&generated).expect("valid JSON");
+        let vars: Vec<&str> = v["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            vars.contains(&"datasource") && vars.contains(&"node") && vars.contains(&"arch"),
+            "{vars:?}"
+        );
+        names += 1;
+    }
+    assert_eq!(names, 5, "fleet, runs, tls, node, arch");
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Panels whose data this test cannot have: hardware counters (refused on VMs) and errors
+/// that a healthy run does not make.
+const MAY_BE_EMPTY: &[&str] = &["Instructions per cycle", "Handshake errors by class"];
+
+#[test]
+fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls_target_cert = dir.path().join("cert.pem");
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "target",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls",
+        "--cert-out",
+        tls_target_cert.to_str().unwrap(),
+    ]);
+    let tls_target = Server::try_start(cmd, "listening on ").expect("TLS target");
+    scenario(dir.path(), "unary.toml", "name = \"unary\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\n[load]\nrate = 100\nduration = \"1s\"\n");
+    scenario(dir.path(), "storm.toml", "name = \"storm\"\nkind = \"tls_handshake\"\n[target]\naddress = \"embedded\"\n[target.tls]\n[load]\nrequests = 20\nconcurrency = 2\n");
+    let config = format!(
+        "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n",
+        tls_target.address(),
+        tls_target_cert.display().to_string()
+    );
+    let path = scenario(dir.path(), "agent.toml", &config);
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "agent",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let agent = Server::try_start(cmd, "listening on ").expect("the agent starts");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: loadagent\n    static_configs:\n      - targets: [\"{}\"]\n",
+            repo().join("alerts/loadagent.rules.yml").display(),
+            agent.address()
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package; tests/setup.sh installs it)");
+    let api = format!("127.0.0.1:{port}");
+    let query = |expr: &str| -> Result<serde_json::Value, String> {
+        if std::net::TcpStream::connect(&api).is_err() {
+            return Err("prometheus is not listening yet".into());
+        }
+        let (code, body) = http_get(&api, &format!("/api/v1/query?query={}", encode(expr)));
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
+        if v["status"] != "success" {
+            return Err(format!("`{expr}` does not evaluate: {body}"));
+        }
+        Ok(v["data"]["result"].clone())
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Every dashboard query, with the variables as Grafana would fill them.
+        let dashboards = std::fs::read_dir(repo().join("dashboards")).unwrap();
+        let mut panels = Vec::new();
+        for entry in dashboards {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
+                    .unwrap();
+            for panel in v["panels"].as_array().unwrap() {
+                for t in panel["targets"].as_array().unwrap() {
+                    let expr = t["expr"]
+                        .as_str()
+                        .unwrap()
+                        .replace("$__rate_interval", "1m")
+                        .replace("$__range", "5m");
+                    let expr = ["$node", "$arch", "$target", "$scenario"]
+                        .iter()
+                        .fold(expr, |e, v| e.replace(v, ".*"));
+                    panels.push((panel["title"].as_str().unwrap().to_string(), expr));
+                }
+            }
+        }
+        eventually(60, || {
+            for (title, expr) in &panels {
+                let result = query(expr)?;
+                let empty = result.as_array().is_none_or(|r| r.is_empty());
+                if empty && !MAY_BE_EMPTY.contains(&title.as_str()) {
+                    return Err(format!("panel `{title}` has no data yet: {expr}"));
+                }
+            }
+            Ok(())
+        });
+        // Every rule expression parses and evaluates.
+        let rules = std::fs::read_to_string(repo().join("alerts/loadagent.rules.yml")).unwrap();
+        for line in rules.lines() {
+            if let Some(expr) = line.trim().strip_prefix("expr: '") {
+                let expr = expr.trim_end_matches('\'').replace("''", "'");
+                query(&expr).unwrap();
+            }
+        }
+        // The rules are loaded in Prometheus.
+        let (_, body) = http_get(&api, "/api/v1/rules");
+        assert!(
+            body.contains("LoadagentTargetDown") && body.contains("loadagent:run_error_ratio:30m"),
+            "rules loaded: {body}"
+        );
+    }));
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -124,6 +124,7 @@ pub async fn run(
         ])
         .set(1.0);
 
+    metrics.node_cpus.set(platform.logical_cpus as f64);
     let ctx = probe::ProbeContext {
         metrics: metrics.clone(),
         results: Arc::new(Mutex::new(BTreeMap::new())),

@@ -66,6 +66,41 @@ fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
         m.run_handshakes.with_label_values(&[name]).inc_by(done);
     }
     m.run_rps.with_label_values(&[name]).set(report.totals.rps);
+    if let (Some(asked), true) = (report.load.asked_requests, report.duration_seconds > 0.0) {
+        m.run_asked_rps
+            .with_label_values(&[name])
+            .set(asked as f64 / report.duration_seconds);
+    }
+    if report.totals.ok > 0 {
+        let cpu = report.process.cpu_user_seconds + report.process.cpu_system_seconds;
+        m.run_cpu_per_1k
+            .with_label_values(&[name])
+            .set(cpu / report.totals.requests as f64 * 1000.0);
+    }
+    if let Some(p) = &report.phases {
+        let mut phases = vec![
+            ("dns", &p.dns),
+            ("tcp_connect", &p.tcp_connect),
+            ("tls_handshake", &p.tls_handshake),
+            ("total", &p.total),
+        ];
+        if let Some(f) = &p.first_response {
+            phases.push(("first_response", f));
+        }
+        for (phase, s) in phases {
+            m.run_phase
+                .with_label_values(&[name, phase, "0.5"])
+                .set(s.p50_us as f64 / 1e6);
+            m.run_phase
+                .with_label_values(&[name, phase, "0.99"])
+                .set(s.p99_us as f64 / 1e6);
+        }
+    }
+    if let Some(t) = &report.tls {
+        m.run_resumed_ratio
+            .with_label_values(&[name])
+            .set(t.resumed_ratio);
+    }
     m.run_last.with_label_values(&[name]).set(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -48,6 +48,25 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             agent::init_logging(log_format);
             agent::agent(config.as_deref(), listen, check_config.as_deref()).await
         }
+        Command::Dashboards { out } => {
+            if !out.is_dir() {
+                return Err(CommandError::invalid(format!(
+                    "--out {}: not a folder that exists; create it first",
+                    out.display()
+                )));
+            }
+            for d in crate::observe::dashboards::all() {
+                let path = out.join(format!("{}.json", d.uid));
+                let json = serde_json::to_string_pretty(&crate::observe::dashboards::render(&d))
+                    .unwrap_or_default()
+                    + "\n";
+                crate::report::write::write_atomically(&path, json.as_bytes()).map_err(|e| {
+                    CommandError::invalid(format!("cannot write {}: {e}", path.display()))
+                })?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
         Command::Alerts { out } => {
             if !out.is_dir() {
                 return Err(CommandError::invalid(format!(

@@ -2,3 +2,4 @@
 //! alerting and recording rules (and, next, Grafana dashboards).
 
 pub mod alerts;
+pub mod dashboards;

@@ -243,6 +243,41 @@ def!(
     "Completed TLS handshakes of scheduled handshake storms."
 );
 def!(
+    RUN_ASKED_RPS,
+    "loadagent_run_asked_rps",
+    Gauge,
+    ["scenario"],
+    "Requests per second the last scheduled run asked for (open model)."
+);
+def!(
+    RUN_CPU_PER_1K,
+    "loadagent_run_cpu_seconds_per_1k_requests",
+    Gauge,
+    ["scenario"],
+    "The generator's CPU seconds per 1,000 requests in the last scheduled run."
+);
+def!(
+    RUN_PHASE,
+    "loadagent_run_phase_seconds",
+    Gauge,
+    ["scenario", "phase", "quantile"],
+    "Handshake-storm phase latencies of the last scheduled run (dns, tcp_connect, tls_handshake, first_response, total) at quantiles 0.5 and 0.99."
+);
+def!(
+    RUN_RESUMED_RATIO,
+    "loadagent_run_tls_resumed_ratio",
+    Gauge,
+    ["scenario"],
+    "Share of resumed TLS handshakes in the last scheduled storm."
+);
+def!(
+    NODE_CPUS,
+    "loadagent_node_cpus",
+    Gauge,
+    [],
+    "Logical CPUs of the node (for per-core figures)."
+);
+def!(
     PROCESS_FDS,
     "loadagent_process_open_fds",
     Gauge,
@@ -284,6 +319,11 @@ pub const DEFINITIONS: &[Definition] = &[
     PROBE_LATENESS,
     RUN_HANDSHAKE_ERRORS,
     RUN_HANDSHAKES,
+    RUN_ASKED_RPS,
+    RUN_CPU_PER_1K,
+    RUN_PHASE,
+    RUN_RESUMED_RATIO,
+    NODE_CPUS,
 ];
 
 /// Latency buckets (seconds) of the probe latency histogram.
@@ -326,6 +366,11 @@ pub struct Metrics {
     pub probe_lateness: prometheus::Histogram,
     pub run_handshake_errors: IntCounterVec,
     pub run_handshakes: IntCounterVec,
+    pub run_asked_rps: GaugeVec,
+    pub run_cpu_per_1k: GaugeVec,
+    pub run_phase: GaugeVec,
+    pub run_resumed_ratio: GaugeVec,
+    pub node_cpus: Gauge,
 }
 
 fn opts(d: &Definition) -> Opts {
@@ -403,6 +448,11 @@ impl Metrics {
             probe_lateness,
             run_handshake_errors: int_counter_vec(&RUN_HANDSHAKE_ERRORS)?,
             run_handshakes: int_counter_vec(&RUN_HANDSHAKES)?,
+            run_asked_rps: gauge_vec(&RUN_ASKED_RPS)?,
+            run_cpu_per_1k: gauge_vec(&RUN_CPU_PER_1K)?,
+            run_phase: gauge_vec(&RUN_PHASE)?,
+            run_resumed_ratio: gauge_vec(&RUN_RESUMED_RATIO)?,
+            node_cpus: gauge(&NODE_CPUS)?,
             registry,
         })
     }
