@@ -238,3 +238,72 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn the_compose_stack_is_valid_and_points_at_files_that_exist() {
+    let compose = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config", "--quiet"])
+        .current_dir(repo())
+        .output()
+        .expect("docker-compose (Debian package; tests/setup.sh installs it)");
+    assert!(compose.status.success(), "{}", text(&compose));
+    let text_yml = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    let mut mounts = 0;
+    for line in text_yml.lines() {
+        if let Some(host) = line
+            .trim()
+            .strip_prefix("- ./")
+            .and_then(|l| l.split(':').next())
+        {
+            assert!(
+                repo().join(host).exists(),
+                "docker-compose.yml mounts ./{host}, which does not exist"
+            );
+            mounts += 1;
+        }
+    }
+    assert!(mounts >= 6, "agent config and scenarios, prometheus config and alerts, grafana provisioning and dashboards");
+    assert!(repo().join("deploy/Dockerfile").is_file());
+
+    // Prometheus's config, laid out as in its container (alerts/ beside it).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("deploy/compose/prometheus.yml"),
+        dir.path().join("prometheus.yml"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("alerts")).unwrap();
+    std::fs::copy(
+        repo().join("alerts/loadagent.rules.yml"),
+        dir.path().join("alerts/loadagent.rules.yml"),
+    )
+    .unwrap();
+    let check = Command::new("promtool")
+        .args(["check", "config", "prometheus.yml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+
+    // Grafana's provisioning: the datasource and the dashboards folder.
+    let datasource = std::fs::read_to_string(
+        repo().join("deploy/compose/grafana/provisioning/datasources/prometheus.yml"),
+    )
+    .unwrap();
+    assert!(datasource.contains("url: http://prometheus:9090"));
+    let provider = std::fs::read_to_string(
+        repo().join("deploy/compose/grafana/provisioning/dashboards/loadagent.yml"),
+    )
+    .unwrap();
+    assert!(
+        provider.contains("path: /var/lib/grafana/dashboards")
+            && text_yml.contains("./dashboards:/var/lib/grafana/dashboards")
+    );
+
+    let agent = loadagent(&[
+        "agent",
+        "--check-config",
+        repo().join("deploy/compose/agent.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(agent.status.code(), Some(0), "{}", text(&agent));
+}

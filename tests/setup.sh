@@ -4,7 +4,8 @@
 #   project did not write) and hdrhistogram (a reader of our interval logs we did not write);
 # - Chromium (Debian's package) to render the HTML report headless;
 # - openssl (Debian's package): s_server is a TLS peer this project did not write;
-# - prometheus (Debian's package): promtool checks /metrics, and a real server scrapes it.
+# - prometheus (Debian's package): promtool checks /metrics, and a real server scrapes it;
+# - docker-compose (Debian's package): validates docker-compose.yml without an engine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh" 2>/dev/null; then
@@ -15,6 +16,7 @@ missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v openssl >/dev/null || missing="$missing openssl"
 command -v promtool >/dev/null || missing="$missing prometheus"
+command -v docker-compose >/dev/null || missing="$missing docker-compose"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
