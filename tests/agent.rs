@@ -8,20 +8,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// The agent as a child process, with the address it listens on.
-fn start_agent(dir: &std::path::Path, config: &str) -> Server {
-    let path = scenario(dir, "agent.toml", config);
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "agent",
-        "--config",
-        path.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    Server::try_start(cmd, "listening on ").expect("the agent starts")
-}
-
 /// The value of a sample line `name{labels} value` in a /metrics text.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {

@@ -135,16 +135,7 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         tls_target.address(),
         tls_target_cert.display().to_string()
     );
-    let path = scenario(dir.path(), "agent.toml", &config);
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "agent",
-        "--config",
-        path.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let agent = Server::try_start(cmd, "listening on ").expect("the agent starts");
+    let agent = start_agent(dir.path(), &config);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -172,14 +172,6 @@ impl Pool {
         Ok(Self { endpoint, slots })
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// The connection for `slot`; when the one a worker holds (`broken`) has failed, a new
     /// one is made, at most once per generation and with backoff while the target is down.
     pub async fn lease(&self, slot: usize, broken: Option<u64>) -> Result<Lease, ConnectError> {

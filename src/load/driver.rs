@@ -316,14 +316,12 @@ pub async fn drive(
             None => std::future::pending().await,
         }
     };
-    let threads_done = abort.clone();
     let mut finished = tokio::task::spawn_blocking(move || {
         for h in handles {
             if let Err(panic) = h.join() {
                 std::panic::resume_unwind(panic);
             }
         }
-        threads_done.is_cancelled()
     });
     let ended = tokio::select! {
         r = &mut finished => { surface(r); End::Done }
@@ -358,7 +356,7 @@ pub async fn drive(
 }
 
 /// Re-raises a generator thread's panic (a bug, never an input problem) on the caller.
-fn surface(r: Result<bool, tokio::task::JoinError>) {
+fn surface(r: Result<(), tokio::task::JoinError>) {
     if let Err(e) = r {
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());

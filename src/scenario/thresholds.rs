@@ -3,7 +3,6 @@
 //! metric names are checked against the report's real shape in `report::thresholds`.
 
 use super::reader::{At, TableReader};
-use super::source::Loc;
 
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,11 +126,6 @@ pub fn read(t: &TableReader<'_, '_, '_>) -> Thresholds {
         list,
         abort_on_fail,
     }
-}
-
-/// Where a threshold's metric was written, for problems found later.
-pub fn loc_of(th: &Threshold) -> Loc {
-    th.metric.loc
 }
 
 #[cfg(test)]

@@ -197,6 +197,20 @@ impl Drop for Server {
     }
 }
 
+/// `loadagent agent` as a child process, with `config` written as `agent.toml` in `dir`.
+pub fn start_agent(dir: &Path, config: &str) -> Server {
+    let path = scenario(dir, "agent.toml", config);
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "agent",
+        "--config",
+        path.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    Server::try_start(cmd, "listening on ").expect("the agent starts")
+}
+
 /// A unary scenario against the Python echo server.
 pub fn echo_scenario(address: &str, call_extra: &str, load: &str) -> String {
     format!(
