@@ -45,6 +45,8 @@ pub struct AgentConfig {
     /// processes of that name, summed) or by pid file (an entry with a `/`).
     pub processes: Vec<String>,
     pub schedules: Vec<ScheduleConfig>,
+    /// `[tracing]`: spans for probes and scheduled runs.
+    pub tracing: crate::telemetry::traces::TracingConfig,
 }
 
 /// `[[schedules]]`: a scenario the agent runs every so often, with the same driver as
@@ -68,6 +70,7 @@ impl Default for AgentConfig {
             targets: Vec::new(),
             processes: Vec::new(),
             schedules: Vec::new(),
+            tracing: Default::default(),
         }
     }
 }
@@ -247,6 +250,10 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
         }
         None => Vec::new(),
     };
+    let tracing = root
+        .table("tracing")
+        .map(|t| crate::telemetry::traces::read_config(&t))
+        .unwrap_or_default();
     root.finish();
     let problems = ctx.into_problems();
     if problems.is_empty() {
@@ -256,6 +263,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             targets,
             processes,
             schedules,
+            tracing,
         })
     } else {
         Err(fail(problems))

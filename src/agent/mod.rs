@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::traces::Traces;
 use crate::telemetry::Metrics;
 use crate::tls::ClientTls;
 use config::AgentConfig;
@@ -26,6 +27,8 @@ pub enum AgentError {
     Tls(String, String),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("tracing: {0}")]
+    Tracing(String),
 }
 
 /// The node's name: `NODE_NAME` (set by the DaemonSet from the downward API), else the hostname.
@@ -125,7 +128,19 @@ pub async fn run(
         .set(1.0);
 
     metrics.node_cpus.set(platform.logical_cpus as f64);
+    // Traces start with the agent and stay as they are across reloads.
+    let traces = Traces::start(
+        &config.tracing,
+        Some(metrics.errors_total.clone()),
+        |m| tracing::warn!("{m}"),
+    )
+    .map_err(AgentError::Tracing)?
+    .map(Arc::new);
+    if let Some(t) = &traces {
+        tracing::info!(endpoint = %t.endpoint, sample_ratio = t.sample_ratio, "exporting traces over OTLP");
+    }
     let ctx = probe::ProbeContext {
+        traces: traces.clone(),
         metrics: metrics.clone(),
         results: Arc::new(Mutex::new(BTreeMap::new())),
         first_round: Arc::new(AtomicUsize::new(0)),
@@ -139,6 +154,7 @@ pub async fn run(
         runs: runs.clone(),
         exclusive: Default::default(),
         stop: stop.clone(),
+        traces: traces.clone(),
     };
     let schedules: Vec<_> = config
         .schedules
@@ -208,6 +224,11 @@ pub async fn run(
     generation.stop().await;
     for s in schedules {
         let _ = s.await;
+    }
+    if let Some(t) = traces {
+        // The last probe and run spans, within a bounded time.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown(std::time::Duration::from_secs(5)))
+            .await;
     }
     match server.await {
         Ok(Ok(())) => Ok(()),

@@ -15,7 +15,10 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use super::config::{ProbeMode, ProbeTarget};
+use crate::telemetry::traces::{end_span, traceparent, Traces};
 use crate::telemetry::Metrics;
+use opentelemetry::trace::{SpanKind, TraceContextExt};
+use opentelemetry::KeyValue;
 use crate::tls::ClientTls;
 
 /// The statuses a target can be in, as `serving_status` labels.
@@ -47,6 +50,8 @@ pub struct ProbeContext {
     /// Counts targets whose first probe round is done (`/readyz`).
     pub first_round: Arc<std::sync::atomic::AtomicUsize>,
     pub stop: CancellationToken,
+    /// A span per probe when tracing is on.
+    pub traces: Option<Arc<Traces>>,
 }
 
 fn now_unix() -> f64 {
@@ -65,6 +70,8 @@ struct Prober {
     last_log: Option<Instant>,
     /// What the connection's TLS handshake negotiated.
     tls_facts: crate::grpc::control::TlsFactsSlot,
+    /// The span of the probe in progress (tracing on), ended when its result is published.
+    span: Option<opentelemetry::Context>,
 }
 
 impl Prober {
@@ -93,6 +100,41 @@ impl Prober {
         }
     }
 
+    /// Opens the span of one probe round (a Check call, or a Watch stream up to its first
+    /// answer), when tracing is on.
+    fn open_span(&mut self, method: &'static str) {
+        let Some(traces) = &self.ctx.traces else {
+            return;
+        };
+        let attributes = vec![
+            KeyValue::new("loadagent.target", self.target.name.clone()),
+            KeyValue::new("server.address", self.target.address.clone()),
+            KeyValue::new("rpc.system", "grpc"),
+            KeyValue::new("rpc.service", "grpc.health.v1.Health"),
+            KeyValue::new("rpc.method", method),
+            KeyValue::new("grpc.health.service", self.target.service.clone()),
+        ];
+        self.span = Some(traces.span("loadagent.probe", SpanKind::Client, None, attributes));
+    }
+
+    /// Ends the open probe span, if any, with the probe's result.
+    fn close_span(&mut self, status: Option<&str>, code: Option<i32>, error: Option<&str>) {
+        let Some(cx) = self.span.take() else {
+            return;
+        };
+        let mut attributes = vec![KeyValue::new(
+            "loadagent.probe.success",
+            status == Some("SERVING"),
+        )];
+        if let Some(s) = status {
+            attributes.push(KeyValue::new("grpc.health.status", s.to_string()));
+        }
+        if let Some(c) = code {
+            attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(c)));
+        }
+        end_span(&cx, attributes, error.map(str::to_string));
+    }
+
     /// Publishes one probe's result.
     fn publish(
         &mut self,
@@ -101,6 +143,7 @@ impl Prober {
         took: Duration,
         error: Option<String>,
     ) {
+        self.close_span(status.as_deref(), code, error.as_deref());
         let m = &self.ctx.metrics;
         let name = self.target.name.clone();
         let success = status.as_deref() == Some("SERVING");
@@ -215,10 +258,18 @@ impl Prober {
                 req.metadata_mut().insert(k, v);
             }
         }
+        // The target's own span of this call joins the probe's trace.
+        let parent = self.span.as_ref().map(|cx| cx.span().span_context().clone());
+        if let Some(tp) = parent.as_ref().and_then(traceparent) {
+            if let Ok(v) = tonic::metadata::MetadataValue::try_from(tp.as_bytes()) {
+                req.metadata_mut().insert("traceparent", v);
+            }
+        }
         req
     }
 
     async fn check_once(&mut self) {
+        self.open_span("Check");
         let started = Instant::now();
         let channel = match self.channel().await {
             Ok(c) => c,
@@ -293,6 +344,7 @@ impl Prober {
 
     /// Follows a Watch stream; returns the delay before trying again, or None to stop.
     async fn watch_once(&mut self) -> Option<Duration> {
+        self.open_span("Watch");
         let started = Instant::now();
         let channel = match self.channel().await {
             Ok(c) => c,
@@ -409,6 +461,7 @@ pub fn spawn(
         reported_first: false,
         last_log: None,
         tls_facts: Default::default(),
+        span: None,
     };
     prober.set_status(None);
     match prober.target.mode {

@@ -13,6 +13,8 @@ use super::config::ScheduleConfig;
 use crate::record::histogram::decode;
 use crate::report::thresholds::evaluate;
 use crate::report::Report;
+use crate::telemetry::run_span::RunSpan;
+use crate::telemetry::traces::Traces;
 use crate::telemetry::Metrics;
 
 /// Reports kept for `/api/v1/runs`.
@@ -27,6 +29,7 @@ pub struct ScheduleContext {
     /// Held while a run that must not overlap is in progress.
     pub exclusive: Arc<tokio::sync::Mutex<()>>,
     pub stop: CancellationToken,
+    pub traces: Option<Arc<Traces>>,
 }
 
 fn jittered(base: Duration, jitter: Duration) -> Duration {
@@ -120,7 +123,7 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
             .inc();
         tracing::warn!(scenario = %s.scenario.display(), error = %why, "scheduled run failed");
     };
-    let ready = match crate::commands::prepare(&s.scenario).await {
+    let mut ready = match crate::commands::prepare(&s.scenario).await {
         Ok(p) => p.ready(),
         Err(e) => {
             fail("prepare", e.to_string());
@@ -128,6 +131,11 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
         }
     };
     let name = ready.scenario.name.clone();
+    let span = ctx.traces.as_deref().map(|t| {
+        let (span, sampler) = RunSpan::start(t, &ready.scenario, &ready.endpoint.address);
+        ready.plan.trace = Some(sampler);
+        span
+    });
     let (progress, _) = tokio::sync::watch::channel(Default::default());
     let outcome = match crate::load::drive(
         ready.plan,
@@ -140,6 +148,9 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
     {
         Ok(o) => o,
         Err(e) => {
+            if let Some(span) = span {
+                span.failed(&e.to_string());
+            }
             fail("connect", e.to_string());
             ctx.metrics
                 .runs_total
@@ -161,6 +172,9 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
         ready.scenario.load.model(),
     );
     let passed = report.thresholds.iter().all(|t| t.passed);
+    if let Some(span) = span {
+        span.finish(&report);
+    }
     export(&ctx.metrics, &name, &report, passed);
     ctx.metrics
         .runs_total

@@ -63,6 +63,7 @@ impl Prepared {
             )
         });
         let plan = crate::load::Plan {
+            trace: None,
             load: scenario.load.clone(),
             call: self.call,
             requests: self.requests,

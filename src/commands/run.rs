@@ -16,6 +16,8 @@ use crate::report::summary::render;
 use crate::report::thresholds::evaluate;
 use crate::report::Report;
 use crate::scenario::Scenario;
+use crate::telemetry::run_span::RunSpan;
+use crate::telemetry::traces::Traces;
 
 /// Files a run writes besides the summary.
 #[derive(Debug, Clone, Default)]
@@ -36,8 +38,15 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     for p in outputs.paths() {
         check_writable(p)?;
     }
-    let ready = prepare(path).await?.ready();
+    let mut ready = prepare(path).await?.ready();
     let scenario = ready.scenario.clone();
+    let traces = Traces::start(&scenario.tracing, None, |m| eprintln!("warning: {m}"))
+        .map_err(CommandError::invalid)?;
+    let run_span = traces.as_ref().map(|t| {
+        let (span, sampler) = RunSpan::start(t, &scenario, &ready.endpoint.address);
+        ready.plan.trace = Some(sampler);
+        span
+    });
     let asked = ready.asked;
     let cancel = CancellationToken::new();
     stop_on_signal(
@@ -54,14 +63,18 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     );
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
-    let outcome = drive(ready.plan, ready.endpoint, cancel, progress_tx, check)
-        .await
-        .map_err(|e| {
-            CommandError::run_failed(format!(
-                "{e} (target {})",
-                scenario.target.address.describe()
-            ))
-        })?;
+    let driven = drive(ready.plan, ready.endpoint, cancel, progress_tx, check).await;
+    let outcome = match driven {
+        Ok(o) => o,
+        Err(e) => {
+            let why = format!("{e} (target {})", scenario.target.address.describe());
+            if let Some(span) = run_span {
+                span.failed(&why);
+            }
+            finish_traces(traces).await;
+            return Err(CommandError::run_failed(why));
+        }
+    };
     if let Some(task) = shown {
         let _ = task.await;
     }
@@ -76,6 +89,12 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     for p in outputs.paths() {
         println!("  wrote     {}", p.display());
     }
+    if let Some(span) = run_span {
+        span.finish(&report);
+    }
+    if let Some(line) = finish_traces(traces).await {
+        println!("  traces    {line}");
+    }
     let failed = report.thresholds.iter().filter(|t| !t.passed).count();
     if failed > 0 {
         return Err(CommandError::thresholds_failed(format!(
@@ -84,6 +103,20 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
         )));
     }
     Ok(())
+}
+
+/// How long the end of a run waits for its last spans to be exported.
+const TRACE_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Exports the spans still queued (waiting at most `TRACE_FLUSH`) and says what went out.
+async fn finish_traces(traces: Option<Traces>) -> Option<String> {
+    let traces = traces?;
+    tokio::task::spawn_blocking(move || {
+        traces.shutdown(TRACE_FLUSH);
+        traces.describe()
+    })
+    .await
+    .ok()
 }
 
 /// With `abort_on_fail`, thresholds are checked on the data so far each time an interval

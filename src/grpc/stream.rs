@@ -47,6 +47,8 @@ pub struct StreamContext<'a> {
     pub origin: Instant,
     /// Fires when the run ends: streams end gracefully (half-close, or cancel a server stream).
     pub stop: &'a CancellationToken,
+    /// The W3C `traceparent` of a sampled stream.
+    pub trace: Option<http::HeaderValue>,
 }
 
 impl StreamContext<'_> {
@@ -247,7 +249,7 @@ impl StreamCall {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
-        let (response, mut stream) = match send.send_request(self.head.request(), false) {
+        let (response, mut stream) = match send.send_request(self.head.request(ctx.trace.as_ref()), false) {
             Ok(pair) => pair,
             Err(e) => return Outcome::from_h2(&e),
         };

@@ -119,10 +119,16 @@ impl UnaryCall {
 
     /// Makes the call with the framed request `body` on `send` and waits for its status,
     /// within the deadline if one is set.
-    pub async fn call(&self, send: &mut SendRequest<Bytes>, body: Bytes) -> Outcome {
+    /// `trace` is a W3C `traceparent` to send, for a sampled call.
+    pub async fn call(
+        &self,
+        send: &mut SendRequest<Bytes>,
+        body: Bytes,
+        trace: Option<&HeaderValue>,
+    ) -> Outcome {
         match self.timeout {
-            None => self.exchange(send, body).await,
-            Some(t) => match tokio::time::timeout(t, self.exchange(send, body)).await {
+            None => self.exchange(send, body, trace).await,
+            Some(t) => match tokio::time::timeout(t, self.exchange(send, body, trace)).await {
                 Ok(outcome) => outcome,
                 // Dropping the exchange resets the stream (RST_STREAM CANCEL), as gRPC does.
                 Err(_) => {
@@ -132,12 +138,16 @@ impl UnaryCall {
         }
     }
 
-    /// The request head: method, URI and headers, from the ones prepared once.
-    pub(crate) fn request(&self) -> Request<()> {
+    /// The request head: method, URI and headers, from the ones prepared once, plus the
+    /// `traceparent` of a sampled call.
+    pub(crate) fn request(&self, trace: Option<&HeaderValue>) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
+        if let Some(t) = trace {
+            request.headers_mut().insert("traceparent", t.clone());
+        }
         request
     }
 
@@ -147,9 +157,10 @@ impl UnaryCall {
         &self,
         send: &mut SendRequest<Bytes>,
         body: Bytes,
+        trace: Option<&HeaderValue>,
     ) -> (Outcome, Option<tokio::time::Instant>) {
         let mut headers_at = None;
-        let exchange = self.exchange_timed(send, body, &mut headers_at);
+        let exchange = self.exchange_timed(send, body, trace, &mut headers_at);
         let outcome = match self.timeout {
             None => exchange.await,
             Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
@@ -159,20 +170,26 @@ impl UnaryCall {
         (outcome, headers_at)
     }
 
-    async fn exchange(&self, send: &mut SendRequest<Bytes>, body: Bytes) -> Outcome {
-        self.exchange_timed(send, body, &mut None).await
+    async fn exchange(
+        &self,
+        send: &mut SendRequest<Bytes>,
+        body: Bytes,
+        trace: Option<&HeaderValue>,
+    ) -> Outcome {
+        self.exchange_timed(send, body, trace, &mut None).await
     }
 
     async fn exchange_timed(
         &self,
         send: &mut SendRequest<Bytes>,
         body: Bytes,
+        trace: Option<&HeaderValue>,
         headers_at: &mut Option<tokio::time::Instant>,
     ) -> Outcome {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
-        let (response, mut stream) = match send.send_request(self.request(), false) {
+        let (response, mut stream) = match send.send_request(self.request(trace), false) {
             Ok(pair) => pair,
             Err(e) => return Outcome::from_h2(&e),
         };

@@ -32,6 +32,8 @@ pub struct Plan {
     pub requests: Requests,
     /// `None` for the closed model.
     pub schedule: Option<Schedule>,
+    /// Gives a sampled fraction of calls a span (when tracing is on).
+    pub trace: Option<crate::telemetry::traces::CallSampler>,
 }
 
 /// What each iteration does.

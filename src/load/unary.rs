@@ -12,7 +12,9 @@ use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::stream::StreamContext;
+use crate::grpc::unary::Outcome;
 use crate::record::SharedRecorder;
+use crate::telemetry::traces::CallSpan;
 
 /// A request picked up more than this after its intended start counts as sent late.
 /// Below it is timer and scheduling jitter, not a generator that fell behind.
@@ -96,11 +98,13 @@ pub(super) async fn worker(
 
         // A handshake storm makes its own connection each iteration: no pool.
         if let CallPlan::Handshake(call) = &shared.plan.call {
+            let mut span = shared.plan.trace.as_ref().and_then(|t| t.sample());
             let sent = Instant::now();
             let outcome = call
-                .run(requests, number, &mut renderer, &rec, measured)
+                .run(requests, number, &mut renderer, &rec, measured, span.as_mut())
                 .await;
             taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
+            taken.end_span(span, &outcome);
             continue;
         }
         let Some(pool) = pool.as_deref() else { break };
@@ -121,11 +125,13 @@ pub(super) async fn worker(
         let Some(current) = lease.as_mut() else {
             continue;
         };
+        let span = shared.plan.trace.as_ref().and_then(|t| t.sample());
+        let trace = span.as_ref().and_then(|s| s.traceparent.clone());
         let sent = Instant::now();
         let outcome = match &shared.plan.call {
             CallPlan::Unary(call) => {
                 let body = requests.body(number, &mut renderer);
-                call.call(&mut current.send, body).await
+                call.call(&mut current.send, body, trace.as_ref()).await
             }
             CallPlan::Stream(call) => {
                 let ctx = StreamContext {
@@ -136,11 +142,12 @@ pub(super) async fn worker(
                     measured,
                     origin: clock.origin,
                     stop: &shared.stop_token,
+                    trace,
                 };
                 call.run(&mut current.send, ctx).await
             }
             // Handled before leasing; kept total so no input can make a worker panic.
-            CallPlan::Handshake(_) => crate::grpc::unary::Outcome::failed(
+            CallPlan::Handshake(_) => Outcome::failed(
                 status::INTERNAL,
                 "handshake plan on a pooled connection",
             ),
@@ -150,6 +157,7 @@ pub(super) async fn worker(
             lease = None;
         }
         taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
+        taken.end_span(span, &outcome);
     }
 }
 
@@ -178,6 +186,20 @@ impl Taken {
             message,
             self.late,
         );
+    }
+}
+
+impl Taken {
+    /// Ends a sampled call's span (after recording, so tracing never delays the figures).
+    fn end_span(&self, span: Option<CallSpan>, outcome: &Outcome) {
+        if let Some(span) = span {
+            span.end(
+                outcome.code,
+                outcome.message.as_deref(),
+                self.measured,
+                self.late,
+            );
+        }
     }
 }
 

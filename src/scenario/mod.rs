@@ -119,6 +119,10 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         .table("thresholds")
         .map(|t| thresholds::read(&t))
         .unwrap_or_default();
+    let tracing = root
+        .table("tracing")
+        .map(|t| crate::telemetry::traces::read_config(&t))
+        .unwrap_or_default();
     let load = match root.table("load") {
         Some(l) => read_load(&l),
         None => read_load_defaults(),
@@ -148,6 +152,7 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         load: load?,
         thresholds,
         stream: stream?,
+        tracing,
     })
 }
 

@@ -274,6 +274,15 @@ pub enum Model {
     Closed,
 }
 
+impl Model {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 impl Load {
     pub fn model(&self) -> Model {
         if self.rate.is_some() || !self.stages.is_empty() {
@@ -306,6 +315,8 @@ pub struct Scenario {
     pub thresholds: super::thresholds::Thresholds,
     /// For the streaming kinds.
     pub stream: StreamOptions,
+    /// `[tracing]`: where spans go and which fraction of calls get one.
+    pub tracing: crate::telemetry::traces::TracingConfig,
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
 use crate::record::recorder::{CertInfo, Handshake};
 use crate::record::SharedRecorder;
+use crate::telemetry::traces::CallSpan;
+use opentelemetry::KeyValue;
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
@@ -136,6 +138,31 @@ fn cert_info(der: &[u8]) -> Option<CertInfo> {
     })
 }
 
+/// A sampled handshake's phases and parameters, as span attributes.
+fn describe_in_span(hs: &Handshake, span: &mut CallSpan) {
+    let phases = [
+        ("loadagent.tls.dns_us", hs.dns_us),
+        ("loadagent.tls.tcp_connect_us", hs.tcp_us),
+        ("loadagent.tls.handshake_us", hs.tls_us),
+        ("loadagent.tls.first_response_us", hs.first_response_us),
+    ];
+    for (key, value) in phases {
+        if let Some(us) = value {
+            span.set_attribute(KeyValue::new(key, i64::try_from(us).unwrap_or(i64::MAX)));
+        }
+    }
+    if let Some(v) = &hs.version {
+        span.set_attribute(KeyValue::new("tls.protocol.version", v.clone()));
+    }
+    if let Some(c) = &hs.cipher_suite {
+        span.set_attribute(KeyValue::new("tls.cipher", c.clone()));
+    }
+    span.set_attribute(KeyValue::new("tls.resumed", hs.resumed));
+    if let Some((class, _)) = &hs.error {
+        span.set_attribute(KeyValue::new("error.type", class.clone()));
+    }
+}
+
 impl HandshakeCall {
     /// Runs one iteration. Phases are recorded when `measured`; the outcome is the call's
     /// status (OK when there is no call), or UNAVAILABLE with the failure's class.
@@ -146,9 +173,16 @@ impl HandshakeCall {
         renderer: &mut Renderer,
         rec: &SharedRecorder,
         measured: bool,
+        span: Option<&mut CallSpan>,
     ) -> Outcome {
         let mut hs = Handshake::default();
-        let outcome = self.iterate(requests, number, renderer, &mut hs).await;
+        let trace = span.as_ref().and_then(|s| s.traceparent.clone());
+        let outcome = self
+            .iterate(requests, number, renderer, &mut hs, trace.as_ref())
+            .await;
+        if let Some(span) = span {
+            describe_in_span(&hs, span);
+        }
         if measured {
             rec.borrow_mut().handshake(Instant::now(), hs);
         }
@@ -161,6 +195,7 @@ impl HandshakeCall {
         number: u64,
         renderer: &mut Renderer,
         hs: &mut Handshake,
+        trace: Option<&http::HeaderValue>,
     ) -> Outcome {
         let start = Instant::now();
         let fail = |hs: &mut Handshake, class: String, message: String| {
@@ -293,7 +328,7 @@ impl HandshakeCall {
                     let _ = connection.await;
                 });
                 let body = requests.body(number, renderer);
-                let (outcome, headers_at) = call.call_timed(&mut send, body).await;
+                let (outcome, headers_at) = call.call_timed(&mut send, body, trace).await;
                 hs.first_response_us = headers_at.map(|t| micros(t - done));
                 drop(send);
                 driver.abort();
