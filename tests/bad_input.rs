@@ -287,3 +287,39 @@ fn a_target_that_never_answers_times_out_with_exit_1() {
     assert!(started.elapsed().as_secs() < 30, "no hang");
     drop(silent);
 }
+
+#[test]
+fn a_bad_tracing_table_is_named() {
+    assert_problem(
+        &format!("{GOOD}[tracing]\notlp_endpoint = \"localhost:4317\"\n"),
+        12,
+        "tracing.otlp_endpoint",
+        "http://",
+    );
+    assert_problem(
+        &format!("{GOOD}[tracing]\nsample_ratio = 1.5\n"),
+        12,
+        "tracing.sample_ratio",
+        "fraction from 0",
+    );
+    assert_problem(
+        &format!("{GOOD}[tracing]\nsample_rate = 0.1\n"),
+        12,
+        "tracing.sample_rate",
+        "sample_ratio",
+    );
+    // The standard variable is checked too when the file has no endpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let path = scenario(dir.path(), "env.toml", GOOD);
+    let out = std::process::Command::new(bin())
+        .args(["run", "-q", path.to_str().unwrap()])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OTEL_EXPORTER_OTLP"),
+        "{}",
+        text(&out)
+    );
+}

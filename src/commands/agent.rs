@@ -60,5 +60,9 @@ pub async fn agent(
         println!("listening on {addr}");
     })
     .await
-    .map_err(CommandError::run_failed)
+    .map_err(|e| match e {
+        // A bad OTLP endpoint in the environment is bad input, like one in the file.
+        crate::agent::AgentError::Tracing(_) => CommandError::invalid(e),
+        other => CommandError::run_failed(other),
+    })
 }

@@ -58,14 +58,20 @@ impl TracingConfig {
         self.sample_ratio.unwrap_or(DEFAULT_SAMPLE_RATIO)
     }
 
-    /// The endpoint to export to, from the file or the standard environment variables.
-    pub fn endpoint(&self) -> Option<String> {
-        self.otlp_endpoint.clone().or_else(|| {
-            ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-                .iter()
-                .filter_map(|k| std::env::var(k).ok())
-                .find(|v| !v.trim().is_empty())
-        })
+    /// The endpoint to export to and where it was set: the file, else the standard
+    /// environment variables.
+    pub fn endpoint(&self) -> Option<(String, &'static str)> {
+        if let Some(e) = &self.otlp_endpoint {
+            return Some((e.clone(), "[tracing] otlp_endpoint"));
+        }
+        ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+            .into_iter()
+            .find_map(|k| {
+                std::env::var(k)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (v, k))
+            })
     }
 }
 
@@ -198,11 +204,10 @@ impl Traces {
         errors_total: Option<IntCounterVec>,
         warn: Warn,
     ) -> Result<Option<Self>, String> {
-        let Some(endpoint) = config.endpoint() else {
+        let Some((endpoint, from)) = config.endpoint() else {
             return Ok(None);
         };
-        check_endpoint(&endpoint)
-            .map_err(|e| format!("OTLP endpoint from the environment: {e}"))?;
+        check_endpoint(&endpoint).map_err(|e| format!("{from}: {e}"))?;
         let stats = Arc::new(ExportStats {
             errors_total,
             ..Default::default()

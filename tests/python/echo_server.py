@@ -3,7 +3,7 @@
 It compiles tests/python/echo.proto at start-up (grpc_tools), serves testing.echo.v1.Echo
 with grpc.health.v1 and server reflection (grpcio-reflection: v1alpha only), prints
 `PORT <n>` once listening, `FIRST` on the first request, and on SIGTERM prints a JSON line
-with what it received, then exits.
+with what it received (counts, and the traceparent of every call by method), then exits.
 
 Options:
   --stall-after N --stall-ms M   the Nth request holds a lock for M ms that every request
@@ -70,6 +70,20 @@ def main():
     state = {"requests": 0, "metadata_ok": 0}
     messages = {}
     ids = set()
+    traceparents = {}
+
+    class TraceparentRecorder(grpc.ServerInterceptor):
+        """Keeps the W3C traceparent of every call, by method (health checks included)."""
+
+        def intercept_service(self, continuation, details):
+            for key, value in details.invocation_metadata or ():
+                if key == "traceparent":
+                    with lock:
+                        seen = traceparents.setdefault(details.method, [])
+                        if len(seen) < 10000:
+                            seen.append(value)
+            return continuation(details)
+
     required = tuple(args.require_metadata.split("=", 1)) if args.require_metadata else None
 
     class Echo(echo_pb2_grpc.EchoServicer):
@@ -126,7 +140,9 @@ def main():
                     state["stream_sent"] = state.get("stream_sent", 0) + 1
                 yield echo_pb2.SayReply(message=str(i))
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=64), interceptors=[TraceparentRecorder()]
+    )
     echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -168,6 +184,7 @@ def main():
     with lock:
         state["messages"] = messages
         state["distinct_ids"] = len(ids)
+        state["traceparents"] = traceparents
         print(json.dumps(state), flush=True)
 
 
