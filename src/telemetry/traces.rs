@@ -474,13 +474,18 @@ pub fn traceparent(context: &opentelemetry::trace::SpanContext) -> Option<Header
     if !context.is_valid() {
         return None;
     }
-    HeaderValue::from_str(&format!(
+    let mut value = HeaderValue::from_str(&format!(
         "00-{}-{}-{:02x}",
         context.trace_id(),
         context.span_id(),
         context.trace_flags().to_u8()
     ))
-    .ok()
+    .ok()?;
+    // Unique per call: HPACK must not index it, or each sampled call would evict the
+    // connection's reusable headers (path, content-type …) from the dynamic table and make
+    // the next calls re-send them in full. Sensitive values are sent "never indexed".
+    value.set_sensitive(true);
+    Some(value)
 }
 
 fn split_host_port(address: &str) -> (&str, Option<u16>) {
@@ -567,6 +572,7 @@ mod tests {
             traceparent(&sc).unwrap(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
+        assert!(traceparent(&sc).unwrap().is_sensitive(), "never HPACK-indexed");
         assert!(traceparent(&SpanContext::empty_context()).is_none());
     }
 
