@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map_or_else(|| "unknown".to_string(), |v| v.trim().to_string());
     println!("cargo:rustc-env=RUSTC_VERSION={version}");
+    // For the platform fingerprint: the target this binary was built for.
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
+    println!("cargo:rustc-env=LOADAGENT_TARGET={target}");
     let fds = protox::compile(["bench.proto"], ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -427,11 +427,42 @@ pub fn render(r: &Report) -> String {
         &[
             ("arch", p.arch.clone()),
             ("os", p.os.clone()),
-            ("cpu", p.cpu_model.clone()),
-            ("logical cpus", p.logical_cpus.to_string()),
+            ("cpu", format!("{} ({})", p.cpu_model, p.cpu_vendor)),
+            (
+                "cores",
+                format!(
+                    "{} logical, {} physical, {} usable",
+                    p.logical_cpus,
+                    p.physical_cores.map_or("?".into(), |c| c.to_string()),
+                    p.cores()
+                ),
+            ),
+            (
+                "memory",
+                format!("{:.1} GiB", p.memory_total_bytes as f64 / 1073741824.0),
+            ),
+            (
+                "cgroup limits",
+                match &p.cgroup {
+                    Some(c) => format!(
+                        "{} {}: cpu {}, memory {}",
+                        c.version,
+                        c.path,
+                        c.cpu_limit_cores.map_or("none".into(), |n| format!("{n} cores")),
+                        c.memory_limit_bytes.map_or("none".into(), |m| format!(
+                            "{:.1} GiB",
+                            m as f64 / 1073741824.0
+                        ))
+                    ),
+                    None => "none found".into(),
+                },
+            ),
             ("kernel", p.kernel.clone()),
             ("host", p.hostname.clone()),
-            ("loadagent", p.loadagent_version.clone()),
+            (
+                "loadagent",
+                format!("{} ({})", p.loadagent_version, p.rust_target),
+            ),
             (
                 "generator cpu",
                 format!(

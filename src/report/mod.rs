@@ -1,5 +1,6 @@
 //! Reports: the JSON schema, the human summary, platform and process facts, file writing.
 
+pub mod cgroup;
 pub mod csv;
 pub mod hlog;
 pub mod html;

@@ -92,8 +92,22 @@ def!(
     NODE_INFO,
     "loadagent_node_info",
     Gauge,
-    ["node", "arch", "cpu_model", "logical_cpus"],
-    "Always 1: the node the agent runs on."
+    [
+        "node",
+        "arch",
+        "cpu_model",
+        "cpu_vendor",
+        "logical_cpus",
+        "physical_cores",
+        "cpu_mhz",
+        "usable_cpus",
+        "memory_bytes",
+        "cgroup_cpu_limit",
+        "cgroup_memory_limit_bytes",
+        "kernel",
+        "rust_target"
+    ],
+    "Always 1: the node the agent runs on and its fingerprint (empty where unknown or unlimited)."
 );
 def!(
     ERRORS_TOTAL,
@@ -275,7 +289,7 @@ def!(
     "loadagent_node_cpus",
     Gauge,
     [],
-    "Logical CPUs of the node (for per-core figures)."
+    "CPUs the agent may use: the CPUs it may run on, capped by its cgroup quota (for per-core figures)."
 );
 def!(
     PROCESS_FDS,

@@ -120,10 +120,14 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
 /// How many spans went out and how many were lost.
 #[derive(Debug, Default)]
 pub struct ExportStats {
+    /// Spans handed to the exporter thread.
+    queued: AtomicU64,
     pub exported: AtomicU64,
     pub dropped: AtomicU64,
     /// Of `dropped`, those lost because the queue was full.
     queue_full: AtomicU64,
+    /// Of `dropped`, those never queued: the queue was full or the exporter had stopped.
+    not_queued: AtomicU64,
     /// The agent's `loadagent_errors_total`, counted by span under component "tracing".
     errors_total: Option<IntCounterVec>,
 }
@@ -166,12 +170,18 @@ impl SpanProcessor for QueueProcessor {
 
     fn on_end(&self, span: SpanData) {
         match self.queue.try_send(Message::Span(Box::new(span))) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_)) => {
                 self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                self.stats.not_queued.fetch_add(1, Ordering::Relaxed);
                 self.stats.dropped(1, "queue_full");
             }
-            Err(TrySendError::Disconnected(_)) => self.stats.dropped(1, "exporter_stopped"),
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.not_queued.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped(1, "exporter_stopped");
+            }
         }
     }
 
@@ -265,13 +275,21 @@ impl Traces {
         let _ = self.provider.shutdown_with_timeout(timeout);
     }
 
-    /// One line for a summary: how many spans went where.
+    /// One line for a summary: how many spans went where. After `shutdown`, spans still
+    /// queued or in an unfinished export are lost too, and counted with the dropped ones.
     pub fn describe(&self) -> String {
+        let s = &self.stats;
+        let exported = s.exported.load(Ordering::Relaxed);
+        let dropped = s.dropped.load(Ordering::Relaxed);
+        let failed = dropped - s.not_queued.load(Ordering::Relaxed);
+        let unsent = s
+            .queued
+            .load(Ordering::Relaxed)
+            .saturating_sub(exported + failed);
         format!(
-            "{} spans exported to {}, {} dropped",
-            self.stats.exported.load(Ordering::Relaxed),
+            "{exported} spans exported to {}, {} dropped",
             self.endpoint,
-            self.stats.dropped.load(Ordering::Relaxed)
+            dropped + unsent
         )
     }
 
