@@ -22,6 +22,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// How `compare` writes its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareFormat {
+    Text,
+    Markdown,
+    Json,
+    Html,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario's load and print a summary.
@@ -43,6 +52,33 @@ pub enum Command {
         /// No live progress line.
         #[arg(long, short)]
         quiet: bool,
+        /// Run the scenario this many times, one JSON report each in --out-dir (for compare).
+        #[arg(long, value_name = "N", requires = "out_dir", conflicts_with_all = ["html", "hlog", "csv"], value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: Option<u32>,
+        /// With --repeat: the folder for the reports, named SCENARIO-HOST-N.json.
+        #[arg(long, value_name = "DIR", requires = "repeat", conflicts_with = "out")]
+        out_dir: Option<PathBuf>,
+        /// With --repeat: the pause between runs ("5s", "1m").
+        #[arg(long, value_name = "DURATION", default_value = "5s", requires = "repeat")]
+        pause: String,
+    },
+    /// Compare reports grouped by a platform field (arch by default): figures side by side,
+    /// ratios, and whether each difference is beyond the run-to-run noise.
+    Compare {
+        /// Two or more JSON reports (several runs per group give a noise estimate).
+        #[arg(required = true, num_args = 1..)]
+        reports: Vec<PathBuf>,
+        /// The platform field to group by: arch, cpu_model, hostname, rust_target, …
+        #[arg(long, default_value = "arch")]
+        by: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: CompareFormat,
+        /// Write here instead of stdout (written whole or not at all).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Compare reports of different scenarios anyway (the result says so).
+        #[arg(long)]
+        force: bool,
     },
     /// Summarise a saved report, and write it as HTML or CSV.
     Report {

@@ -24,6 +24,9 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             hlog,
             csv,
             quiet,
+            repeat,
+            out_dir,
+            pause,
         } => {
             let outputs = run::RunOutputs {
                 json: out,
@@ -31,8 +34,20 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
                 hlog,
                 csv,
             };
-            run::run(&scenario, outputs, quiet).await
+            match (repeat, out_dir) {
+                (Some(times), Some(dir)) => {
+                    run::repeat(&scenario, outputs, quiet, times, &dir, &pause).await
+                }
+                _ => run::run(&scenario, outputs, quiet).await,
+            }
         }
+        Command::Compare {
+            reports,
+            by,
+            format,
+            out,
+            force,
+        } => reports::compare(&reports, &by, format, out.as_deref(), force),
         Command::Report { report, html, csv } => reports::report(&report, html, csv),
         Command::Merge {
             reports,

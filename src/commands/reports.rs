@@ -2,7 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cli::CompareFormat;
 use crate::error::CommandError;
+use crate::report::compare::compare as compare_reports;
+use crate::report::compare_format;
+use crate::report::write::write_atomically;
 use crate::report::merge::merge as merge_reports;
 use crate::report::outputs::{check_writable, write_outputs, Outputs};
 use crate::report::summary::render;
@@ -30,6 +34,39 @@ pub fn report(
     write_outputs(&outputs, &report, &[])?;
     for p in outputs.paths() {
         println!("  wrote     {}", p.display());
+    }
+    Ok(())
+}
+
+pub fn compare(
+    paths: &[PathBuf],
+    by: &str,
+    format: CompareFormat,
+    out: Option<&Path>,
+    force: bool,
+) -> Result<(), CommandError> {
+    if let Some(o) = out {
+        check_writable(o)?;
+    }
+    let inputs = paths
+        .iter()
+        .map(|p| load(p).map(|r| (p.display().to_string(), r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let result = compare_reports(&inputs, by, force).map_err(CommandError::invalid)?;
+    let text = match format {
+        CompareFormat::Text => compare_format::text(&result),
+        CompareFormat::Markdown => compare_format::markdown(&result),
+        CompareFormat::Json => compare_format::json(&result),
+        CompareFormat::Html => compare_format::html(&result),
+    };
+    match out {
+        Some(o) => {
+            write_atomically(o, text.as_bytes()).map_err(|e| {
+                CommandError::run_failed(format!("cannot write {}: {e}", o.display()))
+            })?;
+            println!("  wrote     {}", o.display());
+        }
+        None => print!("{text}"),
     }
     Ok(())
 }

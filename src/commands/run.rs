@@ -105,6 +105,73 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     Ok(())
 }
 
+/// `run --repeat N --out-dir DIR`: the scenario N times with `pause` between runs, one JSON
+/// report each, named SCENARIO-HOST-N.json so the folders of several nodes can be pooled.
+/// A run that cannot run stops the series; failed thresholds do not (exit 3 at the end).
+pub async fn repeat(
+    path: &Path,
+    outputs: RunOutputs,
+    quiet: bool,
+    times: u32,
+    dir: &Path,
+    pause: &str,
+) -> Result<(), CommandError> {
+    let pause = crate::scenario::duration::parse_duration(pause)
+        .map_err(|e| CommandError::invalid(format!("--pause {pause}: {e}")))?;
+    let scenario = crate::scenario::load(path).map_err(CommandError::invalid)?;
+    if !dir.is_dir() {
+        std::fs::create_dir(dir).map_err(|e| {
+            CommandError::invalid(format!(
+                "--out-dir {}: cannot create it ({e}); create its parent folder first",
+                dir.display()
+            ))
+        })?;
+    }
+    let host = crate::report::platform::Platform::current().hostname;
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect()
+    };
+    // Ctrl-C or SIGTERM ends the series: the run in progress drains and writes its report.
+    let stop = CancellationToken::new();
+    stop_on_signal(stop.clone(), "the series ends after this run");
+    let mut failed_thresholds = 0;
+    for i in 1..=times {
+        let file = dir.join(format!("{}-{}-{i:02}.json", safe(&scenario.name), safe(&host)));
+        println!("run {i} of {times} -> {}", file.display());
+        let once = RunOutputs {
+            json: Some(file),
+            ..outputs.clone()
+        };
+        match run(path, once, quiet).await {
+            Ok(()) => {}
+            Err(e) if e.code == crate::error::ExitCode::ThresholdsFailed => {
+                eprintln!("run {i}: {e}");
+                failed_thresholds += 1;
+            }
+            Err(e) => return Err(e),
+        }
+        if i < times {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.cancelled() => {}
+            }
+            if stop.is_cancelled() {
+                return Err(CommandError::run_failed(format!(
+                    "stopped after {i} of {times} runs"
+                )));
+            }
+        }
+    }
+    if failed_thresholds > 0 {
+        return Err(CommandError::thresholds_failed(format!(
+            "thresholds failed in {failed_thresholds} of {times} runs"
+        )));
+    }
+    Ok(())
+}
+
 /// How long the end of a run waits for its last spans to be exported.
 const TRACE_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 

@@ -1,6 +1,8 @@
 //! Reports: the JSON schema, the human summary, platform and process facts, file writing.
 
 pub mod cgroup;
+pub mod compare;
+pub mod compare_format;
 pub mod csv;
 pub mod hlog;
 pub mod html;
@@ -10,6 +12,7 @@ pub mod platform;
 pub mod process;
 pub mod schema;
 pub mod summary;
+pub mod target_process;
 pub mod svg;
 pub mod thresholds;
 pub mod write;

@@ -69,6 +69,9 @@ pub struct Report {
     pub insecure_skip_verify: bool,
     pub intervals: Vec<IntervalSummary>,
     pub process: ProcessUsage,
+    /// The target's side (`[target] process` / `metrics_url`): its memory and CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_process: Option<super::target_process::TargetProcess>,
     /// Each `[thresholds]` entry's verdict (empty when the scenario has none).
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,
@@ -368,6 +371,7 @@ impl Report {
                 .is_some_and(|t| t.insecure_skip_verify),
             intervals: outcome.aggregate.intervals.clone(),
             process: outcome.process.clone(),
+            target_process: None,
             thresholds: Vec::new(),
             aborted_by_threshold: None,
             merged_from: Vec::new(),
