@@ -59,7 +59,12 @@ pub enum Command {
         #[arg(long, value_name = "DIR", requires = "repeat", conflicts_with = "out")]
         out_dir: Option<PathBuf>,
         /// With --repeat: the pause between runs ("5s", "1m").
-        #[arg(long, value_name = "DURATION", default_value = "5s", requires = "repeat")]
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "5s",
+            requires = "repeat"
+        )]
         pause: String,
     },
     /// Compare reports grouped by a platform field (arch by default): figures side by side,

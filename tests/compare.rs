@@ -113,7 +113,10 @@ fn compare_groups_by_arch_computes_ratios_and_judges_noise() {
     assert_eq!(c["schema"], "loadagent.compare/v1");
     assert_eq!(c["by"], "arch");
     let here = std::env::consts::ARCH;
-    assert_eq!(c["groups"][0]["value"], here, "the first report's group is the baseline");
+    assert_eq!(
+        c["groups"][0]["value"], here,
+        "the first report's group is the baseline"
+    );
     assert_eq!(c["groups"][1]["value"], "aarch64");
     let m = &c["comparisons"][0]["metrics"];
     let by_hand = |f: &dyn Fn(&Value) -> f64| mean(&fast_arm, f) / mean(&slow, f);
@@ -124,17 +127,32 @@ fn compare_groups_by_arch_computes_ratios_and_judges_noise() {
             by_hand(&|r| num(r, "totals.rps") / num(r, "platform.usable_cpus")),
         ),
         ("cpu_seconds_per_1k", by_hand(&cpu_per_1k)),
-        ("peak_rss_bytes", by_hand(&|r| num(r, "process.peak_rss_bytes"))),
+        (
+            "peak_rss_bytes",
+            by_hand(&|r| num(r, "process.peak_rss_bytes")),
+        ),
     ] {
         let got = num(m, &format!("{key}.ratio"));
-        assert!((got - want).abs() < 1e-9, "{key}: compare says {got}, by hand {want}");
+        assert!(
+            (got - want).abs() < 1e-9,
+            "{key}: compare says {got}, by hand {want}"
+        );
     }
     let rps = num(m, "rps.ratio");
     assert!((1.9..2.1).contains(&rps), "asked 200 vs 100 req/s: {rps}");
     assert_eq!(m["rps"]["verdict"], "better");
     let ci = &m["rps"]["ci95"];
-    assert!(ci[0].as_f64().unwrap() > 1.0, "the interval excludes 1: {ci}");
-    assert_eq!(c["groups"][0]["metrics"]["rps"]["runs"].as_array().unwrap().len(), 3);
+    assert!(
+        ci[0].as_f64().unwrap() > 1.0,
+        "the interval excludes 1: {ci}"
+    );
+    assert_eq!(
+        c["groups"][0]["metrics"]["rps"]["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 
     // The same runs on both sides: every ratio is 1 and within noise.
     let slow_arm = rewritten(&slow, &dir.path().join("a-arm"), "arch", "aarch64");
@@ -149,7 +167,10 @@ fn compare_groups_by_arch_computes_ratios_and_judges_noise() {
 
     // One run per group: the difference is not established.
     let c = compare_json(&[&slow[0], &fast_arm[0]], &[]);
-    assert_eq!(c["comparisons"][0]["metrics"]["rps"]["verdict"], "not_established");
+    assert_eq!(
+        c["comparisons"][0]["metrics"]["rps"]["verdict"],
+        "not_established"
+    );
     assert!(c["comparisons"][0]["metrics"]["rps"]["ci95"].is_null());
 
     // Text, markdown and HTML say the same.
@@ -164,7 +185,12 @@ fn compare_groups_by_arch_computes_ratios_and_judges_noise() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let md = String::from_utf8_lossy(&out.stdout);
-    assert!(md.contains(&format!("| metric | {here} (2 runs) | aarch64 (2 runs) | aarch64 / {here} | 95% CI | verdict |")), "{md}");
+    assert!(
+        md.contains(&format!(
+            "| metric | {here} (2 runs) | aarch64 (2 runs) | aarch64 / {here} | 95% CI | verdict |"
+        )),
+        "{md}"
+    );
     let html = dir.path().join("compare.html");
     let out = loadagent(&[
         "compare",
@@ -202,21 +228,36 @@ fn compare_refuses_what_it_cannot_compare() {
     let expect_2 = |args: &[&str], words: &str| {
         let out = loadagent(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
-        assert!(text(&out).contains(words), "{args:?} should say `{words}`: {}", text(&out));
+        assert!(
+            text(&out).contains(words),
+            "{args:?} should say `{words}`: {}",
+            text(&out)
+        );
     };
     let r = report.to_str().unwrap();
     expect_2(&["compare", r], "at least two reports");
 
-    let arm = rewritten(&[report.clone()], &dir.path().join("arm"), "arch", "aarch64");
+    let arm = rewritten(
+        std::slice::from_ref(&report),
+        &dir.path().join("arm"),
+        "arch",
+        "aarch64",
+    );
     let arm = arm[0].to_str().unwrap();
-    expect_2(&["compare", r, arm, "--by", "colour"], "not a platform field; valid:");
+    expect_2(
+        &["compare", r, arm, "--by", "colour"],
+        "not a platform field; valid:",
+    );
 
     // Another schema.
     let mut other = read(&report);
     other["schema"] = Value::String("someone.else/v9".into());
     let other_path = dir.path().join("other.json");
     std::fs::write(&other_path, other.to_string()).unwrap();
-    expect_2(&["compare", r, other_path.to_str().unwrap()], "someone.else/v9");
+    expect_2(
+        &["compare", r, other_path.to_str().unwrap()],
+        "someone.else/v9",
+    );
 
     // A group without one successful request.
     let mut failed = read(Path::new(arm));

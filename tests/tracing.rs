@@ -189,8 +189,14 @@ sample_ratio = 1.0
         spans.len()
     );
     for c in &calls {
-        assert_eq!(c.span.trace_id, run.span.trace_id, "calls are in the run's trace");
-        assert_eq!(c.span.parent_span_id, run.span.span_id, "calls are the run's children");
+        assert_eq!(
+            c.span.trace_id, run.span.trace_id,
+            "calls are in the run's trace"
+        );
+        assert_eq!(
+            c.span.parent_span_id, run.span.span_id,
+            "calls are the run's children"
+        );
         assert_eq!(c.span.kind, SpanKind::Client as i32);
         assert_eq!(c.string("rpc.system").as_deref(), Some("grpc"));
         assert_eq!(c.string("rpc.method").as_deref(), Some("Unary"));
@@ -252,17 +258,14 @@ fn sampled_calls_carry_their_traceparent_to_a_python_server_and_failures_are_err
         .collect();
     let mut expected: Vec<String> = calls
         .iter()
-        .map(|c| {
-            format!(
-                "00-{}-{}-01",
-                hex(&c.span.trace_id),
-                hex(&c.span.span_id)
-            )
-        })
+        .map(|c| format!("00-{}-{}-01", hex(&c.span.trace_id), hex(&c.span.span_id)))
         .collect();
     sent.sort();
     expected.sort();
-    assert_eq!(sent, expected, "the server saw each sampled call's traceparent");
+    assert_eq!(
+        sent, expected,
+        "the server saw each sampled call's traceparent"
+    );
     // Every fifth request fails (UNAVAILABLE, 14): those spans are errors with the message.
     let failed: Vec<_> = calls
         .iter()
@@ -379,7 +382,10 @@ sample_ratio = 0.0
         match run {
             // The scenario's own sample_ratio (1) wins over the agent's (0).
             Some(_) if probes >= 3 && calls == 20 => Ok(()),
-            _ => Err(format!("{probes} probe spans, run span {}, {calls} call spans", run.is_some())),
+            _ => Err(format!(
+                "{probes} probe spans, run span {}, {calls} call spans",
+                run.is_some()
+            )),
         }
     });
     let spans = receiver.spans();
@@ -388,7 +394,10 @@ sample_ratio = 0.0
         .find(|r| r.span.name == "loadagent.probe")
         .unwrap();
     assert_eq!(probe.string("loadagent.target").as_deref(), Some("py"));
-    assert_eq!(probe.string("grpc.health.status").as_deref(), Some("SERVING"));
+    assert_eq!(
+        probe.string("grpc.health.status").as_deref(),
+        Some("SERVING")
+    );
     assert_eq!(probe.span.kind, SpanKind::Client as i32);
     // A graceful stop exports the last spans: every traceparent the server saw names one.
     let mut agent = agent;
@@ -405,7 +414,10 @@ sample_ratio = 0.0
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert!(checks.len() >= 3, "health checks carried a traceparent: {counts}");
+    assert!(
+        checks.len() >= 3,
+        "health checks carried a traceparent: {counts}"
+    );
     for tp in &checks {
         let span_id = tp.as_str().unwrap().split('-').nth(2).unwrap();
         assert!(probe_ids.contains(span_id), "{tp} names a probe span");

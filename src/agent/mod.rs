@@ -45,8 +45,12 @@ fn node_info_labels(p: &crate::report::platform::Platform) -> Vec<String> {
         opt(p.cpu_mhz.map(|m| m.to_string())),
         p.usable_cpus.to_string(),
         p.memory_total_bytes.to_string(),
-        opt(cgroup.and_then(|c| c.cpu_limit_cores).map(|c| c.to_string())),
-        opt(cgroup.and_then(|c| c.memory_limit_bytes).map(|m| m.to_string())),
+        opt(cgroup
+            .and_then(|c| c.cpu_limit_cores)
+            .map(|c| c.to_string())),
+        opt(cgroup
+            .and_then(|c| c.memory_limit_bytes)
+            .map(|m| m.to_string())),
         p.kernel.clone(),
         p.rust_target.clone(),
     ]
@@ -144,11 +148,9 @@ pub async fn run(
         .set(1.0);
     metrics.node_cpus.set(platform.cores());
     // Traces start with the agent and stay as they are across reloads.
-    let traces = Traces::start(
-        &config.tracing,
-        Some(metrics.errors_total.clone()),
-        |m| tracing::warn!("{m}"),
-    )
+    let traces = Traces::start(&config.tracing, Some(metrics.errors_total.clone()), |m| {
+        tracing::warn!("{m}")
+    })
     .map_err(AgentError::Tracing)?
     .map(Arc::new);
     if let Some(t) = &traces {

@@ -17,9 +17,9 @@ use tonic_health::pb::HealthCheckRequest;
 use super::config::{ProbeMode, ProbeTarget};
 use crate::telemetry::traces::{end_span, traceparent, Traces};
 use crate::telemetry::Metrics;
+use crate::tls::ClientTls;
 use opentelemetry::trace::{SpanKind, TraceContextExt};
 use opentelemetry::KeyValue;
-use crate::tls::ClientTls;
 
 /// The statuses a target can be in, as `serving_status` labels.
 const STATUSES: [&str; 4] = ["SERVING", "NOT_SERVING", "UNKNOWN", "SERVICE_UNKNOWN"];
@@ -259,7 +259,10 @@ impl Prober {
             }
         }
         // The target's own span of this call joins the probe's trace.
-        let parent = self.span.as_ref().map(|cx| cx.span().span_context().clone());
+        let parent = self
+            .span
+            .as_ref()
+            .map(|cx| cx.span().span_context().clone());
         if let Some(tp) = parent.as_ref().and_then(traceparent) {
             if let Ok(v) = tonic::metadata::MetadataValue::try_from(tp.as_bytes()) {
                 req.metadata_mut().insert("traceparent", v);

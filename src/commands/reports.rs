@@ -6,10 +6,10 @@ use crate::cli::CompareFormat;
 use crate::error::CommandError;
 use crate::report::compare::compare as compare_reports;
 use crate::report::compare_format;
-use crate::report::write::write_atomically;
 use crate::report::merge::merge as merge_reports;
 use crate::report::outputs::{check_writable, write_outputs, Outputs};
 use crate::report::summary::render;
+use crate::report::write::write_atomically;
 use crate::report::Report;
 
 fn load(path: &Path) -> Result<Report, CommandError> {

@@ -130,7 +130,13 @@ pub async fn repeat(
     let host = crate::report::platform::Platform::current().hostname;
     let safe = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     // Ctrl-C or SIGTERM ends the series: the run in progress drains and writes its report.
@@ -138,7 +144,11 @@ pub async fn repeat(
     stop_on_signal(stop.clone(), "the series ends after this run");
     let mut failed_thresholds = 0;
     for i in 1..=times {
-        let file = dir.join(format!("{}-{}-{i:02}.json", safe(&scenario.name), safe(&host)));
+        let file = dir.join(format!(
+            "{}-{}-{i:02}.json",
+            safe(&scenario.name),
+            safe(&host)
+        ));
         println!("run {i} of {times} -> {}", file.display());
         let once = RunOutputs {
             json: Some(file),

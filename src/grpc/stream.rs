@@ -249,10 +249,11 @@ impl StreamCall {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
-        let (response, mut stream) = match send.send_request(self.head.request(ctx.trace.as_ref()), false) {
-            Ok(pair) => pair,
-            Err(e) => return Outcome::from_h2(&e),
-        };
+        let (response, mut stream) =
+            match send.send_request(self.head.request(ctx.trace.as_ref()), false) {
+                Ok(pair) => pair,
+                Err(e) => return Outcome::from_h2(&e),
+            };
         let mut incoming = Incoming::new(response);
         // The client's time is over at `stream_duration`, or when the run stops.
         let stop = ctx.stop.clone();

@@ -101,7 +101,14 @@ pub(super) async fn worker(
             let mut span = shared.plan.trace.as_ref().and_then(|t| t.sample());
             let sent = Instant::now();
             let outcome = call
-                .run(requests, number, &mut renderer, &rec, measured, span.as_mut())
+                .run(
+                    requests,
+                    number,
+                    &mut renderer,
+                    &rec,
+                    measured,
+                    span.as_mut(),
+                )
                 .await;
             taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
             taken.end_span(span, &outcome);
@@ -147,10 +154,9 @@ pub(super) async fn worker(
                 call.run(&mut current.send, ctx).await
             }
             // Handled before leasing; kept total so no input can make a worker panic.
-            CallPlan::Handshake(_) => Outcome::failed(
-                status::INTERNAL,
-                "handshake plan on a pooled connection",
-            ),
+            CallPlan::Handshake(_) => {
+                Outcome::failed(status::INTERNAL, "handshake plan on a pooled connection")
+            }
         };
         if outcome.connection_failed {
             broken = Some(current.generation);

@@ -175,7 +175,11 @@ mod tests {
         assert_eq!(l.version, "v2");
         assert_eq!(l.path, "/kubepods.slice/pod1");
         assert_eq!(l.cpu_limit_cores, Some(1.5));
-        assert_eq!(l.memory_limit_bytes, Some(8 << 30), "the parent's limit binds");
+        assert_eq!(
+            l.memory_limit_bytes,
+            Some(8 << 30),
+            "the parent's limit binds"
+        );
     }
 
     #[test]
@@ -201,8 +205,16 @@ mod tests {
         write(root, "cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
         write(root, "cpu,cpuacct/cpu.cfs_quota_us", "-1\n");
         write(root, "cpu,cpuacct/cpu.cfs_period_us", "100000\n");
-        write(root, "memory/docker/abc/memory.limit_in_bytes", "536870912\n");
-        write(root, "memory/memory.limit_in_bytes", "9223372036854771712\n");
+        write(
+            root,
+            "memory/docker/abc/memory.limit_in_bytes",
+            "536870912\n",
+        );
+        write(
+            root,
+            "memory/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
         let own = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n";
         let l = read(root, own).unwrap();
         assert_eq!(l.version, "v1");
@@ -216,7 +228,11 @@ mod tests {
         let root = dir.path();
         write(root, "cpu/cpu.cfs_quota_us", "-1\n");
         write(root, "cpu/cpu.cfs_period_us", "100000\n");
-        write(root, "memory/memory.limit_in_bytes", "9223372036854771712\n");
+        write(
+            root,
+            "memory/memory.limit_in_bytes",
+            "9223372036854771712\n",
+        );
         let l = read(root, "3:cpu:/\n2:memory:/\n").unwrap();
         assert_eq!((l.cpu_limit_cores, l.memory_limit_bytes), (None, None));
     }

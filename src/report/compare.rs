@@ -122,7 +122,12 @@ pub struct CompareResult {
 /// Metrics in display order: key, label, unit, which way is better.
 pub const METRICS: &[(&str, &str, &str, Better)] = &[
     ("rps", "throughput", "/s", Better::Higher),
-    ("rps_per_core", "throughput per usable core", "/s", Better::Higher),
+    (
+        "rps_per_core",
+        "throughput per usable core",
+        "/s",
+        Better::Higher,
+    ),
     ("latency_p50_us", "latency p50", "us", Better::Lower),
     ("latency_p99_us", "latency p99", "us", Better::Lower),
     ("latency_p999_us", "latency p99.9", "us", Better::Lower),
@@ -135,7 +140,12 @@ pub const METRICS: &[(&str, &str, &str, Better)] = &[
         Better::Higher,
     ),
     ("error_ratio", "error ratio", "", Better::Lower),
-    ("target_peak_rss_bytes", "target peak RSS", "B", Better::Lower),
+    (
+        "target_peak_rss_bytes",
+        "target peak RSS",
+        "B",
+        Better::Lower,
+    ),
     (
         "target_cpu_seconds_per_1k",
         "target CPU per 1,000",
@@ -175,7 +185,11 @@ fn run_metrics(r: &Report) -> BTreeMap<&'static str, f64> {
     let cores = r.platform.cores();
     m.insert("rps", r.totals.rps);
     m.insert("rps_per_core", r.totals.rps / cores);
-    let lat = r.latency.corrected.as_ref().unwrap_or(&r.latency.uncorrected);
+    let lat = r
+        .latency
+        .corrected
+        .as_ref()
+        .unwrap_or(&r.latency.uncorrected);
     m.insert("latency_p50_us", lat.p50_us as f64);
     m.insert("latency_p99_us", lat.p99_us as f64);
     m.insert("latency_p999_us", lat.p999_us as f64);
@@ -225,7 +239,10 @@ pub fn bootstrap_ratio(a: &[f64], b: &[f64], rng: &mut StdRng) -> Option<(f64, [
     let ratio = mean(b) / ma;
     let mut draws = Vec::with_capacity(RESAMPLES);
     let resample = |v: &[f64], rng: &mut StdRng| {
-        (0..v.len()).map(|_| v[rng.random_range(0..v.len())]).sum::<f64>() / v.len() as f64
+        (0..v.len())
+            .map(|_| v[rng.random_range(0..v.len())])
+            .sum::<f64>()
+            / v.len() as f64
     };
     for _ in 0..RESAMPLES {
         let ra = resample(a, rng);
@@ -455,6 +472,10 @@ mod tests {
         let a: Vec<f64> = (0..10).map(|_| normal()).collect();
         let b: Vec<f64> = (0..10).map(|_| normal()).collect();
         let (r, ci) = bootstrap_ratio(&a, &b, &mut rng()).unwrap();
-        assert_eq!(verdict(r, Some(ci), Better::Higher), Verdict::WithinNoise, "{r} {ci:?}");
+        assert_eq!(
+            verdict(r, Some(ci), Better::Higher),
+            Verdict::WithinNoise,
+            "{r} {ci:?}"
+        );
     }
 }

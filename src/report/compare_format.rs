@@ -51,7 +51,11 @@ fn rows(c: &CompareResult) -> (Vec<String>, Vec<Vec<String>>) {
         }
         let mut row = vec![label.to_string()];
         for g in &c.groups {
-            row.push(g.metrics.get(*key).map_or("-".into(), |m| figure(m.value, unit)));
+            row.push(
+                g.metrics
+                    .get(*key)
+                    .map_or("-".into(), |m| figure(m.value, unit)),
+            );
         }
         for cmp in &c.comparisons {
             match cmp.metrics.get(*key) {

@@ -448,7 +448,8 @@ pub fn render(r: &Report) -> String {
                         "{} {}: cpu {}, memory {}",
                         c.version,
                         c.path,
-                        c.cpu_limit_cores.map_or("none".into(), |n| format!("{n} cores")),
+                        c.cpu_limit_cores
+                            .map_or("none".into(), |n| format!("{n} cores")),
                         c.memory_limit_bytes.map_or("none".into(), |m| format!(
                             "{:.1} GiB",
                             m as f64 / 1073741824.0

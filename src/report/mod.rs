@@ -12,8 +12,8 @@ pub mod platform;
 pub mod process;
 pub mod schema;
 pub mod summary;
-pub mod target_process;
 pub mod svg;
+pub mod target_process;
 pub mod thresholds;
 pub mod write;
 

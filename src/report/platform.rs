@@ -105,7 +105,9 @@ mod tests {
         assert_eq!(p.arch, std::env::consts::ARCH);
         assert!(p.logical_cpus >= 1);
         assert!(p.usable_cpus > 0.0 && p.usable_cpus <= p.logical_cpus as f64);
-        assert!(p.physical_cores.is_none_or(|c| c >= 1 && c <= p.logical_cpus));
+        assert!(p
+            .physical_cores
+            .is_none_or(|c| c >= 1 && c <= p.logical_cpus));
         // /proc/meminfo's MemTotal, in bytes.
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
         let kib: u64 = meminfo
@@ -114,7 +116,11 @@ mod tests {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap();
         assert_eq!(p.memory_total_bytes, kib * 1024);
-        assert!(p.rust_target.starts_with(std::env::consts::ARCH), "{}", p.rust_target);
+        assert!(
+            p.rust_target.starts_with(std::env::consts::ARCH),
+            "{}",
+            p.rust_target
+        );
         assert_ne!(p.kernel, "unknown");
     }
 }

@@ -44,10 +44,12 @@ impl RunSpan {
         let cx = traces.span("loadagent.run", SpanKind::Internal, None, attributes);
         // A scenario's own ratio wins over the agent's for its scheduled runs.
         let sample_ratio = scenario.tracing.sample_ratio.unwrap_or(traces.sample_ratio);
-        let method = scenario
-            .call
-            .as_ref()
-            .map(|c| (c.method.value.service.as_str(), c.method.value.method.as_str()));
+        let method = scenario.call.as_ref().map(|c| {
+            (
+                c.method.value.service.as_str(),
+                c.method.value.method.as_str(),
+            )
+        });
         let sampler = CallSampler::new(traces, &cx, sample_ratio, method, address, &scenario.name);
         (Self { cx }, sampler)
     }

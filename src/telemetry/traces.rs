@@ -64,14 +64,17 @@ impl TracingConfig {
         if let Some(e) = &self.otlp_endpoint {
             return Some((e.clone(), "[tracing] otlp_endpoint"));
         }
-        ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-            .into_iter()
-            .find_map(|k| {
-                std::env::var(k)
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-                    .map(|v| (v, k))
-            })
+        [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .into_iter()
+        .find_map(|k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (v, k))
+        })
     }
 }
 
@@ -81,9 +84,7 @@ pub fn read_config(t: &TableReader<'_, '_, '_>) -> TracingConfig {
     if let Some(e) = t.string("otlp_endpoint") {
         match check_endpoint(&e.value) {
             Ok(()) => config.otlp_endpoint = Some(e.value),
-            Err(why) => t
-                .ctx()
-                .report_at(e.loc, &t.key_path("otlp_endpoint"), why),
+            Err(why) => t.ctx().report_at(e.loc, &t.key_path("otlp_endpoint"), why),
         }
     }
     if let Some(r) = t.number("sample_ratio", false) {
@@ -590,13 +591,19 @@ mod tests {
             traceparent(&sc).unwrap(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
-        assert!(traceparent(&sc).unwrap().is_sensitive(), "never HPACK-indexed");
+        assert!(
+            traceparent(&sc).unwrap().is_sensitive(),
+            "never HPACK-indexed"
+        );
         assert!(traceparent(&SpanContext::empty_context()).is_none());
     }
 
     #[test]
     fn host_and_port_are_split() {
-        assert_eq!(split_host_port("127.0.0.1:50051"), ("127.0.0.1", Some(50051)));
+        assert_eq!(
+            split_host_port("127.0.0.1:50051"),
+            ("127.0.0.1", Some(50051))
+        );
         assert_eq!(split_host_port("[::1]:443"), ("::1", Some(443)));
         assert_eq!(split_host_port("svc"), ("svc", None));
     }
