@@ -140,6 +140,10 @@ pub enum Command {
         /// The folder to write `loadagent.rules.yml` into (it must exist).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also write the rules as a prometheus-operator PrometheusRule
+        /// (`prometheusrule.yaml`) into this folder (it must exist).
+        #[arg(long, value_name = "DIR")]
+        kubernetes: Option<PathBuf>,
     },
     /// Check a target's health once (grpc.health.v1), with grpc-health-probe's exit codes:
     /// 0 SERVING, 1 bad arguments, 2 connection failed, 3 RPC failed, 4 not SERVING.

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond the Rust toolchain:
 # - Python grpcio with health checking, reflection and grpc_tools (the gRPC server this
-#   project did not write) and hdrhistogram (a reader of our interval logs we did not write);
+#   project did not write), hdrhistogram (a reader of our interval logs we did not write) and
+#   kubernetes-validate (Kubernetes' own schemas for deploy/kubernetes/);
 # - Chromium (Debian's package) to render the HTML report headless;
 # - openssl (Debian's package): s_server is a TLS peer this project did not write;
 # - prometheus (Debian's package): promtool checks /metrics, and a real server scrapes it;
 # - docker-compose (Debian's package): validates docker-compose.yml without an engine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh" 2>/dev/null; then
+if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh, kubernetes_validate" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
 fi
-python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh; print('python grpcio', grpc.__version__)"
+python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh, kubernetes_validate; print('python grpcio', grpc.__version__)"
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v openssl >/dev/null || missing="$missing openssl"

@@ -82,20 +82,34 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             }
             Ok(())
         }
-        Command::Alerts { out } => {
-            if !out.is_dir() {
-                return Err(CommandError::invalid(format!(
-                    "--out {}: not a folder that exists; create it first",
-                    out.display()
-                )));
+        Command::Alerts { out, kubernetes } => {
+            let mut files = vec![(
+                "--out",
+                out.join("loadagent.rules.yml"),
+                crate::observe::alerts::render(),
+            )];
+            if let Some(k) = kubernetes {
+                files.push((
+                    "--kubernetes",
+                    k.join("prometheusrule.yaml"),
+                    crate::observe::alerts::render_prometheus_rule(),
+                ));
             }
-            let path = out.join("loadagent.rules.yml");
-            crate::report::write::write_atomically(
-                &path,
-                crate::observe::alerts::render().as_bytes(),
-            )
-            .map_err(|e| CommandError::invalid(format!("cannot write {}: {e}", path.display())))?;
-            println!("wrote {}", path.display());
+            for (flag, path, _) in &files {
+                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                if !dir.is_dir() {
+                    return Err(CommandError::invalid(format!(
+                        "{flag} {}: not a folder that exists; create it first",
+                        dir.display()
+                    )));
+                }
+            }
+            for (_, path, text) in files {
+                crate::report::write::write_atomically(&path, text.as_bytes()).map_err(|e| {
+                    CommandError::invalid(format!("cannot write {}: {e}", path.display()))
+                })?;
+                println!("wrote {}", path.display());
+            }
             Ok(())
         }
         Command::Probe {
