@@ -78,11 +78,18 @@ fn manifests_pass_kubernetes_schemas_strictly() {
     let ds = std::fs::read_to_string(k8s().join("daemonset.yaml")).unwrap();
     std::fs::write(
         &broken,
-        ds.replace("terminationGracePeriodSeconds: 30", "terminationGracePeriod: 30"),
+        ds.replace(
+            "terminationGracePeriodSeconds: 30",
+            "terminationGracePeriod: 30",
+        ),
     )
     .unwrap();
     let out = validate(&[broken]);
-    assert!(!out.status.success(), "a broken manifest must fail: {}", text(&out));
+    assert!(
+        !out.status.success(),
+        "a broken manifest must fail: {}",
+        text(&out)
+    );
 
     // kustomize's list names every resource file, and each exists.
     let kustomization = one("kustomization.yaml");
@@ -90,8 +97,16 @@ fn manifests_pass_kubernetes_schemas_strictly() {
     for r in resources {
         assert!(k8s().join(r.as_str().unwrap()).is_file(), "{r}");
     }
-    for needed in ["daemonset.yaml", "service.yaml", "podmonitor.yaml", "prometheusrule.yaml"] {
-        assert!(resources.iter().any(|r| r == needed), "{needed} in kustomization");
+    for needed in [
+        "daemonset.yaml",
+        "service.yaml",
+        "podmonitor.yaml",
+        "prometheusrule.yaml",
+    ] {
+        assert!(
+            resources.iter().any(|r| r == needed),
+            "{needed} in kustomization"
+        );
     }
 }
 
@@ -145,8 +160,10 @@ fn the_pieces_fit_together() {
     let c = &spec["containers"][0];
     assert_eq!(c["args"][0], "agent");
     let env = c["env"].as_array().unwrap();
-    assert!(env.iter().any(|e| e["name"] == "NODE_NAME"
-        && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"));
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "NODE_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"));
     assert_eq!(c["ports"][0]["name"], "metrics");
     assert_eq!(c["ports"][0]["containerPort"], 9477);
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");

@@ -4,7 +4,8 @@
 //!
 //! Noise: with at least two runs in both groups, a percentile bootstrap (10,000 resamples,
 //! fixed seed so the verdict is reproducible) of the ratio of the groups' means gives a 95%
-//! confidence interval; a difference is established when the interval excludes 1. With one
+//! confidence interval; a difference is established when the interval excludes 1 (and called
+//! negligible when the whole interval is within 2% of 1). With one
 //! run in a group there is no noise estimate, and the comparison says the difference is not
 //! established rather than guess.
 
@@ -88,6 +89,8 @@ pub enum Verdict {
     Worse,
     /// The interval includes 1.
     WithinNoise,
+    /// The interval excludes 1 but lies within ±2% of it: real, too small to matter.
+    Negligible,
     /// A group has one run: no noise estimate.
     NotEstablished,
 }
@@ -259,10 +262,14 @@ pub fn bootstrap_ratio(a: &[f64], b: &[f64], rng: &mut StdRng) -> Option<(f64, [
     Some((ratio, [at(0.025), at(0.975)]))
 }
 
+/// A difference whose whole interval lies within this of 1 is real but too small to act on.
+pub const NEGLIGIBLE: f64 = 0.02;
+
 fn verdict(ratio: f64, ci: Option<[f64; 2]>, better: Better) -> Verdict {
     match ci {
         None => Verdict::NotEstablished,
         Some([lo, hi]) if lo <= 1.0 && 1.0 <= hi => Verdict::WithinNoise,
+        Some([lo, hi]) if lo >= 1.0 - NEGLIGIBLE && hi <= 1.0 + NEGLIGIBLE => Verdict::Negligible,
         Some(_) => match (ratio > 1.0, better) {
             (true, Better::Higher) | (false, Better::Lower) => Verdict::Better,
             _ => Verdict::Worse,
@@ -444,6 +451,10 @@ mod tests {
     fn one_run_per_group_is_not_established() {
         assert!(bootstrap_ratio(&[1.0], &[2.0, 2.1], &mut rng()).is_none());
         assert_eq!(verdict(2.0, None, Better::Higher), Verdict::NotEstablished);
+        assert_eq!(
+            verdict(0.998, Some([0.996, 0.999]), Better::Higher),
+            Verdict::Negligible
+        );
     }
 
     #[test]

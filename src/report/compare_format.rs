@@ -24,6 +24,7 @@ fn verdict_text(v: &Verdict) -> &'static str {
         Verdict::Better => "better, beyond noise",
         Verdict::Worse => "worse, beyond noise",
         Verdict::WithinNoise => "within noise",
+        Verdict::Negligible => "beyond noise but under 2%",
         Verdict::NotEstablished => "not established (one run per group)",
     }
 }
