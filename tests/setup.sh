@@ -9,7 +9,7 @@
 # - docker-compose (Debian's package): validates docker-compose.yml without an engine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh, kubernetes_validate" 2>/dev/null; then
+if ! python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh, kubernetes_validate, prometheus_client" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
 fi
 python3 -c "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha, hdrh, kubernetes_validate; print('python grpcio', grpc.__version__)"

@@ -216,7 +216,7 @@ impl HostCollector {
 
 /// The usage of one watched entry: the process in its pid file, or every process of its name.
 fn usage_of(system: &System, entry: &str) -> Usage {
-    let pids: Vec<sysinfo::Pid> = if entry.contains('/') {
+    let pids: Vec<sysinfo::Pid> = if crate::report::target_process::is_pid_file(entry) {
         std::fs::read_to_string(entry)
             .ok()
             .and_then(|t| t.trim().parse::<usize>().ok())

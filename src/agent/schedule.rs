@@ -131,6 +131,13 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
         }
     };
     let name = ready.scenario.name.clone();
+    let watch = match crate::commands::watch_target(&ready.scenario).await {
+        Ok(w) => w,
+        Err(e) => {
+            fail("target_process", e.to_string());
+            None
+        }
+    };
     let span = ctx.traces.as_deref().map(|t| {
         let (span, sampler) = RunSpan::start(t, &ready.scenario, &ready.endpoint.address);
         ready.plan.trace = Some(sampler);
@@ -165,6 +172,9 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
     };
     drop(ready.embedded);
     let mut report = Report::build(&ready.scenario, &ready.schema_source, &outcome, ready.asked);
+    if let Some(w) = watch {
+        report.target_process = Some(w.finish(outcome.started_at, report.totals.requests).await);
+    }
     let json = serde_json::to_value(&report).unwrap_or_default();
     report.thresholds = evaluate(
         &ready.scenario.thresholds,

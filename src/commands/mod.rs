@@ -13,6 +13,7 @@ use crate::cli::Command;
 use crate::error::CommandError;
 
 pub use prepare::{prepare, Prepared, Ready};
+pub use run::watch_target;
 
 /// Runs one command to completion.
 pub async fn execute(command: Command) -> Result<(), CommandError> {

@@ -13,6 +13,7 @@ use crate::load::{drive, RunOutcome};
 use crate::record::Progress;
 use crate::report::outputs::{check_writable, write_outputs, Outputs};
 use crate::report::summary::render;
+use crate::report::target_process::TargetWatch;
 use crate::report::thresholds::evaluate;
 use crate::report::Report;
 use crate::scenario::Scenario;
@@ -48,6 +49,7 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
         span
     });
     let asked = ready.asked;
+    let watch = watch_target(&scenario).await?;
     let cancel = CancellationToken::new();
     stop_on_signal(
         cancel.clone(),
@@ -81,6 +83,9 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     drop(ready.embedded);
 
     let mut report = Report::build(&scenario, &ready.schema_source, &outcome, asked);
+    if let Some(w) = watch {
+        report.target_process = Some(w.finish(outcome.started_at, report.totals.requests).await);
+    }
     let json = serde_json::to_value(&report).unwrap_or_default();
     report.thresholds = evaluate(&scenario.thresholds, &json, scenario.load.model());
     report.aborted_by_threshold = aborted_by.lock().ok().and_then(|g| g.clone());
@@ -180,6 +185,17 @@ pub async fn repeat(
         )));
     }
     Ok(())
+}
+
+/// Starts watching the target's process and metrics endpoint, when the scenario names them.
+pub async fn watch_target(scenario: &Scenario) -> Result<Option<TargetWatch>, CommandError> {
+    if scenario.target.watch.is_empty() {
+        return Ok(None);
+    }
+    TargetWatch::start(scenario.target.watch.clone())
+        .await
+        .map(Some)
+        .map_err(|e| CommandError::invalid(format!("{}: {e}", scenario.path.display())))
 }
 
 /// How long the end of a run waits for its last spans to be exported.

@@ -216,6 +216,32 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         p.cpu_system_seconds,
         p.peak_rss_bytes as f64 / (1024.0 * 1024.0)
     )?;
+    if let Some(t) = &r.target_process {
+        let mut parts = Vec::new();
+        if let Some(c) = t.cpu_seconds {
+            parts.push(format!("cpu {c:.2}s"));
+        }
+        if let Some(c) = t.cpu_seconds_per_1k_requests {
+            parts.push(format!("{:.1} ms per 1,000 requests", c * 1000.0));
+        }
+        if let Some(m) = t.peak_rss_bytes {
+            parts.push(format!("peak RSS {:.1} MiB", m as f64 / 1048576.0));
+        }
+        for (k, v) in &t.runtime {
+            parts.push(format!("{k} {v}"));
+        }
+        let what = t
+            .process
+            .iter()
+            .chain(t.metrics_url.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" + ");
+        writeln!(o, "  target    {what}: {}", parts.join(", "))?;
+        for e in &t.errors {
+            writeln!(o, "            ({e})")?;
+        }
+    }
     Ok(())
 }
 

@@ -36,3 +36,354 @@ pub struct TargetProcess {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
 }
+
+use std::time::{Duration, SystemTime};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::exposition::{parse, Exposition};
+
+/// How often the process is read from /proc, and the endpoint scraped.
+const PROC_EVERY: Duration = Duration::from_millis(100);
+const SCRAPE_EVERY: Duration = Duration::from_secs(1);
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runtime gauges worth showing beside memory and CPU, where the endpoint has them.
+const RUNTIME: &[&str] = &[
+    "go_goroutines",
+    "go_threads",
+    "process_open_fds",
+    "process_threads",
+    "jvm_threads_current",
+    "nodejs_active_handles_total",
+    "python_gc_objects_collected_total",
+    "dotnet_threadpool_num_threads",
+];
+
+/// `[target] process` and `metrics_url`, as the scenario gives them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetSpec {
+    /// A process name (every process of that name, summed) or a pid file (a path, or a
+    /// name ending in `.pid`).
+    pub process: Option<String>,
+    pub metrics_url: Option<String>,
+}
+
+impl TargetSpec {
+    pub fn is_empty(&self) -> bool {
+        self.process.is_none() && self.metrics_url.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ProcSample {
+    at: SystemTime,
+    cpu_ticks: u64,
+    rss_bytes: u64,
+}
+
+struct Scrape {
+    at: SystemTime,
+    exposition: Exposition,
+}
+
+/// Watches the target while a run goes on.
+pub struct TargetWatch {
+    spec: TargetSpec,
+    pids: Vec<u32>,
+    stop: CancellationToken,
+    task: JoinHandle<(Vec<ProcSample>, Vec<Scrape>, Vec<String>)>,
+}
+
+/// A process entry names a pid file when it is a path or ends in `.pid`; otherwise it is a
+/// process name.
+pub fn is_pid_file(entry: &str) -> bool {
+    entry.contains('/') || entry.ends_with(".pid")
+}
+
+/// The pids of `entry`: the pid in a pid file, or every process of that name (not this one).
+pub fn resolve_pids(entry: &str) -> Result<Vec<u32>, String> {
+    if is_pid_file(entry) {
+        let text = std::fs::read_to_string(entry)
+            .map_err(|e| format!("[target] process: cannot read the pid file {entry}: {e}"))?;
+        let pid: u32 = text.trim().parse().map_err(|_| {
+            format!(
+                "[target] process: the pid file {entry} does not hold a pid: `{}`",
+                text.trim()
+            )
+        })?;
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(format!(
+                "[target] process: pid {pid} from {entry} is not running on this node"
+            ));
+        }
+        return Ok(vec![pid]);
+    }
+    let mut system = sysinfo::System::new();
+    system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
+    let me = std::process::id();
+    let mut pids: Vec<u32> = system
+        .processes()
+        .iter()
+        .filter(|(pid, p)| p.name() == entry && pid.as_u32() != me)
+        .map(|(pid, _)| pid.as_u32())
+        .collect();
+    pids.sort_unstable();
+    if pids.is_empty() {
+        return Err(format!(
+            "[target] process: no process named `{entry}` runs on this node (the name as in /proc/PID/comm, or a pid file path)"
+        ));
+    }
+    Ok(pids)
+}
+
+fn clock_ticks() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
+}
+
+/// utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat, counted
+/// after the parenthesised command name, which may hold spaces).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+fn sample(pids: &[u32]) -> ProcSample {
+    let mut s = ProcSample {
+        at: SystemTime::now(),
+        cpu_ticks: 0,
+        rss_bytes: 0,
+    };
+    for &pid in pids {
+        s.cpu_ticks += cpu_ticks(pid).unwrap_or(0);
+        s.rss_bytes += rss_bytes(pid).unwrap_or(0);
+    }
+    s
+}
+
+/// `http://host:port/path` → its parts; other schemes are refused (a scenario error).
+pub fn check_metrics_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL ({e}); write \"http://host:port/metrics\""))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(format!(
+            "`{url}`: only http:// URLs with a host are scraped, as \"http://10.0.0.7:9090/metrics\""
+        ));
+    }
+    Ok(())
+}
+
+/// One GET of the endpoint, parsed.
+pub async fn scrape(url: &str) -> Result<Exposition, String> {
+    let body = tokio::time::timeout(SCRAPE_TIMEOUT, get(url))
+        .await
+        .map_err(|_| format!("{url}: no answer within {SCRAPE_TIMEOUT:?}"))??;
+    parse(&body).map_err(|e| format!("{url}: not the Prometheus text format: {e}"))
+}
+
+async fn get(url: &str) -> Result<String, String> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("{url}: cannot connect: {e}"))?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+    tokio::spawn(conn);
+    let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(
+            http::header::HOST,
+            uri.authority().map_or(host, |a| a.as_str()),
+        )
+        .header(http::header::ACCEPT, "text/plain;version=0.0.4")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| format!("{url}: {e}"))?;
+    let response = send
+        .send_request(request)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: HTTP status {}", response.status()));
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?
+        .to_bytes();
+    String::from_utf8(body.to_vec()).map_err(|_| format!("{url}: the body is not UTF-8"))
+}
+
+impl TargetWatch {
+    /// Finds the process and scrapes the endpoint once (both must work: a name that matches
+    /// nothing or an endpoint that does not answer is a scenario mistake), then samples in
+    /// the background until `finish`.
+    pub async fn start(spec: TargetSpec) -> Result<Self, String> {
+        let pids = match &spec.process {
+            Some(entry) => resolve_pids(entry)?,
+            None => Vec::new(),
+        };
+        let first = match &spec.metrics_url {
+            Some(url) => Some(
+                scrape(url)
+                    .await
+                    .map_err(|e| format!("[target] metrics_url: {e}"))?,
+            ),
+            None => None,
+        };
+        let stop = CancellationToken::new();
+        let (task_pids, url, token) = (pids.clone(), spec.metrics_url.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut procs = Vec::new();
+            let mut scrapes: Vec<Scrape> = first
+                .into_iter()
+                .map(|exposition| Scrape {
+                    at: SystemTime::now(),
+                    exposition,
+                })
+                .collect();
+            let mut errors = Vec::new();
+            let mut tick = tokio::time::interval(PROC_EVERY);
+            let mut next_scrape = tokio::time::Instant::now() + SCRAPE_EVERY;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = token.cancelled() => break,
+                }
+                if !task_pids.is_empty() {
+                    procs.push(sample(&task_pids));
+                }
+                if let Some(url) = url.as_deref() {
+                    if tokio::time::Instant::now() >= next_scrape {
+                        next_scrape += SCRAPE_EVERY;
+                        match scrape(url).await {
+                            Ok(exposition) => scrapes.push(Scrape {
+                                at: SystemTime::now(),
+                                exposition,
+                            }),
+                            Err(e) if errors.len() < 5 => errors.push(e),
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+            // The closing readings, after the run.
+            if !task_pids.is_empty() {
+                procs.push(sample(&task_pids));
+            }
+            if let Some(url) = url.as_deref() {
+                match scrape(url).await {
+                    Ok(exposition) => scrapes.push(Scrape {
+                        at: SystemTime::now(),
+                        exposition,
+                    }),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (procs, scrapes, errors)
+        });
+        Ok(Self {
+            spec,
+            pids,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops sampling and sums up the measured part (from `started_at`, `measured` long).
+    pub async fn finish(self, started_at: SystemTime, requests: u64) -> TargetProcess {
+        self.stop.cancel();
+        let (procs, scrapes, mut errors) = self
+            .task
+            .await
+            .unwrap_or_else(|e| (Vec::new(), Vec::new(), vec![format!("sampler failed: {e}")]));
+        let mut out = TargetProcess {
+            process: self.spec.process.clone(),
+            pids: self.pids.clone(),
+            metrics_url: self.spec.metrics_url.clone(),
+            ..Default::default()
+        };
+        let per_1k = |cpu: f64| (requests > 0).then(|| round6(cpu / requests as f64 * 1000.0));
+        // The process: CPU from the last reading before the measured part to the closing
+        // one; peak memory over the readings from the start of the measured part.
+        if let (Some(first), Some(last)) = (
+            procs
+                .iter()
+                .rev()
+                .find(|s| s.at <= started_at)
+                .or(procs.first()),
+            procs.last(),
+        ) {
+            let cpu = last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64 / clock_ticks();
+            out.cpu_seconds = Some(round6(cpu));
+            out.cpu_seconds_per_1k_requests = per_1k(cpu);
+            out.peak_rss_bytes = procs
+                .iter()
+                .filter(|s| s.at >= first.at)
+                .map(|s| s.rss_bytes)
+                .max();
+        }
+        // The endpoint: the same, from its own process_* metrics.
+        let before = scrapes
+            .iter()
+            .rev()
+            .find(|s| s.at <= started_at)
+            .or(scrapes.first());
+        if let (Some(before), Some(last)) = (before, scrapes.last()) {
+            out.process_resident_memory_bytes = scrapes
+                .iter()
+                .filter(|s| s.at >= before.at)
+                .filter_map(|s| s.exposition.sum("process_resident_memory_bytes"))
+                .reduce(f64::max);
+            if let (Some(a), Some(b)) = (
+                before.exposition.sum("process_cpu_seconds_total"),
+                last.exposition.sum("process_cpu_seconds_total"),
+            ) {
+                out.process_cpu_seconds_total = Some(round6(b - a));
+                if out.cpu_seconds.is_none() {
+                    out.cpu_seconds = Some(round6(b - a));
+                    out.cpu_seconds_per_1k_requests = per_1k(b - a);
+                }
+            }
+            if out.peak_rss_bytes.is_none() {
+                out.peak_rss_bytes = out.process_resident_memory_bytes.map(|b| b as u64);
+            }
+            for name in RUNTIME {
+                if let Some(v) = last.exposition.sum(name) {
+                    out.runtime.insert((*name).to_string(), v);
+                }
+            }
+        }
+        errors.truncate(5);
+        out.errors = errors;
+        out
+    }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}

@@ -247,8 +247,38 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
         }
     });
     let tls = t.table("tls").map(|tt| read_tls(&tt));
+    let process = t.string("process").and_then(|p| {
+        if p.value.trim().is_empty() {
+            t.ctx().report_at(
+                p.loc,
+                &t.key_path("process"),
+                "empty; write the target's process name (as in /proc/PID/comm) or a pid file path",
+            );
+            return None;
+        }
+        // A relative pid file path is relative to the scenario, like every other path.
+        Some(if crate::report::target_process::is_pid_file(&p.value) {
+            t.ctx().source.resolve(&p.value).display().to_string()
+        } else {
+            p.value
+        })
+    });
+    let metrics_url =
+        t.string("metrics_url").and_then(
+            |u| match crate::report::target_process::check_metrics_url(&u.value) {
+                Ok(()) => Some(u.value),
+                Err(why) => {
+                    t.ctx().report_at(u.loc, &t.key_path("metrics_url"), why);
+                    None
+                }
+            },
+        );
     t.finish();
     Some(Target {
+        watch: crate::report::target_process::TargetSpec {
+            process,
+            metrics_url,
+        },
         tls: match tls {
             Some(None) => return None,
             Some(Some(o)) => Some(o),

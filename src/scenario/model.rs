@@ -156,6 +156,8 @@ pub struct Target {
     pub authority: Option<String>,
     /// How long to wait for a TCP connection before the run fails.
     pub connect_timeout: Duration,
+    /// `process` and `metrics_url`: the target's side, sampled during the run.
+    pub watch: crate::report::target_process::TargetSpec,
 }
 
 /// Request compression.

@@ -9,6 +9,9 @@ Options:
   --stall-after N --stall-ms M   the Nth request holds a lock for M ms that every request
                                  takes, so the whole server stalls once
   --require-metadata KEY=VALUE   answer UNAUTHENTICATED unless the request carries it
+  --pid-file PATH                write the server's pid there
+  --metrics-port-file PATH       serve prometheus_client's default metrics on a loopback port
+                                 and write the port there
   --fail-every N                 every Nth request ends with UNAVAILABLE "planned failure"
 """
 
@@ -58,6 +61,12 @@ def main():
     parser.add_argument("--health", default="SERVING", help="the overall health status to report")
     parser.add_argument("--tls-cert", default="")
     parser.add_argument("--tls-key", default="")
+    parser.add_argument("--pid-file", default="", help="write this process's pid here")
+    parser.add_argument(
+        "--metrics-port-file",
+        default="",
+        help="serve prometheus_client's default metrics on a loopback port written here",
+    )
     args = parser.parse_args()
 
     out_dir = tempfile.mkdtemp(prefix="echo-pb-")
@@ -160,6 +169,15 @@ def main():
     else:
         port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
+    if args.pid_file:
+        with open(args.pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    if args.metrics_port_file:
+        from prometheus_client import start_http_server
+
+        metrics_server, _ = start_http_server(0, addr="127.0.0.1")
+        with open(args.metrics_port_file, "w") as f:
+            f.write(f"{metrics_server.server_port}\n")
     print(f"PORT {port}", flush=True)
 
     # Health flips on command: a line "SERVING" or "NOT_SERVING" on stdin sets the overall
