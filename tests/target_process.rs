@@ -119,6 +119,21 @@ fn a_python_target_is_sampled_from_proc_and_its_metrics_endpoint() {
         t["errors"].is_null() || t["errors"].as_array().unwrap().is_empty(),
         "{t}"
     );
+    // The summary and the HTML page show the target's side too.
+    let html = dir.path().join("r.html");
+    let out = loadagent(&[
+        "report",
+        dir.path().join("report.json").to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("  target    "), "{}", text(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("process_resident_memory_bytes"),
+        "the Target table"
+    );
 }
 
 #[test]

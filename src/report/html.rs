@@ -477,6 +477,45 @@ pub fn render(r: &Report) -> String {
             ),
         ],
     );
+    if let Some(t) = &r.target_process {
+        target_table(&mut o, t);
+    }
     o.push_str("</body></html>\n");
     o
+}
+
+/// The target's side: what was watched and what it used.
+fn target_table(o: &mut String, t: &super::target_process::TargetProcess) {
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    if let Some(p) = &t.process {
+        rows.push(("process", format!("{p} (pids {:?})", t.pids)));
+    }
+    if let Some(u) = &t.metrics_url {
+        rows.push(("metrics endpoint", u.clone()));
+    }
+    if let Some(c) = t.cpu_seconds {
+        rows.push(("cpu", format!("{c:.3} s")));
+    }
+    if let Some(c) = t.cpu_seconds_per_1k_requests {
+        rows.push(("cpu per 1,000 requests", format!("{:.2} ms", c * 1000.0)));
+    }
+    if let Some(m) = t.peak_rss_bytes {
+        rows.push(("peak RSS", format!("{:.1} MiB", m as f64 / 1048576.0)));
+    }
+    if let Some(m) = t.process_resident_memory_bytes {
+        rows.push((
+            "process_resident_memory_bytes",
+            format!("{:.1} MiB", m / 1048576.0),
+        ));
+    }
+    if let Some(c) = t.process_cpu_seconds_total {
+        rows.push(("process_cpu_seconds_total (increase)", format!("{c:.3} s")));
+    }
+    for (k, v) in &t.runtime {
+        rows.push((k.as_str(), v.to_string()));
+    }
+    for e in &t.errors {
+        rows.push(("error", e.clone()));
+    }
+    table(o, "Target", &rows);
 }
