@@ -287,27 +287,19 @@ pub fn compare(
         return Err(CompareError::TooFew(inputs.len()));
     }
     let (first_file, first) = &inputs[0];
-    let mut forced = false;
-    for (file, r) in &inputs[1..] {
-        for (what, ours, theirs) in [
-            ("name", &first.name, &r.name),
-            ("kind", &first.kind, &r.kind),
-            ("method", &first.method, &r.method),
-        ] {
-            if ours != theirs {
-                if !force {
-                    return Err(CompareError::Different {
-                        file: file.clone(),
-                        first: first_file.clone(),
-                        what,
-                        ours: ours.clone(),
-                        theirs: theirs.clone(),
-                    });
-                }
-                forced = true;
-            }
+    let forced = match super::merge::first_difference(inputs) {
+        Some(d) if !force => {
+            return Err(CompareError::Different {
+                file: d.file,
+                first: first_file.clone(),
+                what: d.what,
+                ours: d.ours,
+                theirs: d.theirs,
+            })
         }
-    }
+        Some(_) => true,
+        None => false,
+    };
     // Groups in order of first appearance: the first is the baseline.
     let mut order: Vec<String> = Vec::new();
     let mut members: BTreeMap<String, Vec<&(String, Report)>> = BTreeMap::new();

@@ -71,6 +71,35 @@ fn merge_latency(
     Ok(any.then(|| LatencySummary::of(&merged)))
 }
 
+/// Where a report is of another scenario than the first input.
+pub struct Difference {
+    pub file: String,
+    /// "name", "kind" or "method".
+    pub what: &'static str,
+    pub ours: String,
+    pub theirs: String,
+}
+
+/// The first input whose scenario (name, kind, method) differs from the first one's.
+pub fn first_difference(inputs: &[(String, Report)]) -> Option<Difference> {
+    let (_, first) = inputs.first()?;
+    inputs[1..].iter().find_map(|(file, r)| {
+        [
+            ("name", &first.name, &r.name),
+            ("kind", &first.kind, &r.kind),
+            ("method", &first.method, &r.method),
+        ]
+        .into_iter()
+        .find(|(_, ours, theirs)| ours != theirs)
+        .map(|(what, ours, theirs)| Difference {
+            file: file.clone(),
+            what,
+            ours: ours.clone(),
+            theirs: theirs.clone(),
+        })
+    })
+}
+
 /// Merges `inputs` (file name, report). With `force`, reports of different scenarios merge
 /// too, and the result says so.
 pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeError> {
@@ -78,27 +107,19 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
         return Err(MergeError::TooFew(inputs.len()));
     }
     let (first_file, first) = &inputs[0];
-    let mut forced = false;
-    for (file, r) in &inputs[1..] {
-        for (what, ours, theirs) in [
-            ("name", &first.name, &r.name),
-            ("kind", &first.kind, &r.kind),
-            ("method", &first.method, &r.method),
-        ] {
-            if ours != theirs {
-                if !force {
-                    return Err(MergeError::Different {
-                        file: file.clone(),
-                        first: first_file.clone(),
-                        what,
-                        ours: ours.clone(),
-                        theirs: theirs.clone(),
-                    });
-                }
-                forced = true;
-            }
+    let forced = match first_difference(inputs) {
+        Some(d) if !force => {
+            return Err(MergeError::Different {
+                file: d.file,
+                first: first_file.clone(),
+                what: d.what,
+                ours: d.ours,
+                theirs: d.theirs,
+            })
         }
-    }
+        Some(_) => true,
+        None => false,
+    };
     let mut out = first.clone();
     let starts: Vec<f64> = inputs.iter().map(|(_, r)| unix(&r.started_at)).collect();
     let base = starts.iter().copied().fold(f64::INFINITY, f64::min);
