@@ -366,7 +366,8 @@ impl Exporter {
             let (send_now, ack, stop) = match incoming.recv_timeout(wait) {
                 Ok(Message::Span(s)) => {
                     batch.push(*s);
-                    (batch.len() >= BATCH, None, false)
+                    // Full, or lingered long enough (a steady trickle never times out).
+                    (batch.len() >= BATCH || Instant::now() >= due, None, false)
                 }
                 Ok(Message::Flush(ack)) => (true, Some(ack), false),
                 Err(RecvTimeoutError::Timeout) => (true, None, false),
