@@ -119,6 +119,8 @@ pub fn all() -> Vec<Dashboard> {
                     q(format!("loadagent_process_open_fds {NODE}"), "{{process}} fds"),
                 ]),
                 p("perf events per second", "timeseries", "none", vec![q(format!("rate(loadagent_perf_events_total[$__rate_interval]) {NODE}"), "{{process}} {{event}}")]),
+                // Never fatal, so easy to miss: failed probes, rejected reloads, lost spans.
+                p("Agent internal errors", "timeseries", "none", vec![q(format!("sum by (component, kind) (increase(loadagent_errors_total[$__rate_interval]) {NODE})"), "{{component}} {{kind}}")]),
                 Panel {
                     needs_hardware_counters: true,
                     ..p("Instructions per cycle", "timeseries", "none", vec![q(format!("sum by (process) (rate(loadagent_perf_events_total{{event=\"instructions\"}}[$__rate_interval]) {NODE}) / sum by (process) (rate(loadagent_perf_events_total{{event=\"cycles\"}}[$__rate_interval]) {NODE})"), "{{process}}")])
