@@ -165,6 +165,36 @@ concurrency = 4
     assert!(num(t, "cpu_seconds") > 0.0, "{t}");
     assert!(num(t, "peak_rss_bytes") > 1_000_000.0, "{t}");
 
+    // Thresholds may name the target's figures: they hold, or fail with exit 3.
+    let limits = |rss: &str| {
+        format!(
+            "{}[thresholds]\n\"target_process.peak_rss_bytes\" = \"{rss}\"\n\"target_process.cpu_seconds\" = \">= 0\"\n",
+            body("process = \"loadagent\"")
+        )
+    };
+    let s = scenario(dir.path(), "limits.toml", &limits("< 10000000000"));
+    let report = run_report(dir.path(), &s);
+    assert!(report["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["passed"] == true));
+    let s = scenario(dir.path(), "limits.toml", &limits("< 1000"));
+    let out = loadagent(&["run", "-q", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // Without a watched target there is nothing to hold the threshold against: exit 2.
+    let s = scenario(
+        dir.path(),
+        "unwatched.toml",
+        &format!(
+            "{}[thresholds]\n\"target_process.peak_rss_bytes\" = \"< 1000\"\n",
+            body("")
+        ),
+    );
+    let out = loadagent(&["validate", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("target_process"), "{}", text(&out));
+
     let expect_2 = |extra: &str, words: &str| {
         let s = scenario(dir.path(), "bad.toml", &body(extra));
         let out = loadagent(&["run", "-q", s.to_str().unwrap()]);

@@ -394,7 +394,22 @@ impl Report {
             process: ProcessUsage::default(),
             threads: 1,
         };
-        serde_json::to_value(Self::build(scenario, "", &outcome, None)).unwrap_or_default()
+        let mut report = Self::build(scenario, "", &outcome, None);
+        // The target's side has figures when the scenario watches it, so thresholds may
+        // name them (`"target_process.peak_rss_bytes" = "< 512000000"`).
+        let watch = &scenario.target.watch;
+        if !watch.is_empty() {
+            let endpoint = watch.metrics_url.is_some().then_some(0.0);
+            report.target_process = Some(super::target_process::TargetProcess {
+                peak_rss_bytes: Some(0),
+                cpu_seconds: Some(0.0),
+                cpu_seconds_per_1k_requests: Some(0.0),
+                process_resident_memory_bytes: endpoint,
+                process_cpu_seconds_total: endpoint,
+                ..Default::default()
+            });
+        }
+        serde_json::to_value(report).unwrap_or_default()
     }
 }
 
