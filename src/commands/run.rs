@@ -41,6 +41,7 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     }
     let mut ready = prepare(path).await?.ready();
     let scenario = ready.scenario.clone();
+    let watch = watch_target(&scenario).await?;
     let traces = Traces::start(&scenario.tracing, None, |m| eprintln!("warning: {m}"))
         .map_err(CommandError::invalid)?;
     let run_span = traces.as_ref().map(|t| {
@@ -49,7 +50,6 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
         span
     });
     let asked = ready.asked;
-    let watch = watch_target(&scenario).await?;
     let cancel = CancellationToken::new();
     stop_on_signal(
         cancel.clone(),
