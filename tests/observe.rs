@@ -128,7 +128,9 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         tls_target_cert.to_str().unwrap(),
     ]);
     let tls_target = Server::try_start(cmd, "listening on ").expect("TLS target");
-    scenario(dir.path(), "unary.toml", "name = \"unary\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\n[load]\nrate = 100\nduration = \"1s\"\n");
+    // The unary run watches a process named loadagent: the TLS target child (the agent itself
+    // is never counted), so the target-side panels have data.
+    scenario(dir.path(), "unary.toml", "name = \"unary\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\nprocess = \"loadagent\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\n[load]\nrate = 100\nduration = \"1s\"\n");
     scenario(dir.path(), "storm.toml", "name = \"storm\"\nkind = \"tls_handshake\"\n[target]\naddress = \"embedded\"\n[target.tls]\n[load]\nrequests = 20\nconcurrency = 2\n");
     let config = format!(
         "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",

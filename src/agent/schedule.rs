@@ -80,6 +80,14 @@ fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
             .with_label_values(&[name])
             .set(cpu / report.totals.requests as f64 * 1000.0);
     }
+    if let Some(t) = &report.target_process {
+        if let Some(c) = t.cpu_seconds_per_1k_requests {
+            m.run_target_cpu_per_1k.with_label_values(&[name]).set(c);
+        }
+        if let Some(b) = t.peak_rss_bytes {
+            m.run_target_rss.with_label_values(&[name]).set(b as f64);
+        }
+    }
     if let Some(p) = &report.phases {
         let mut phases = vec![
             ("dns", &p.dns),

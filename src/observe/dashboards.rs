@@ -139,6 +139,9 @@ pub fn all() -> Vec<Dashboard> {
                 ]),
                 p("Agent RSS", "timeseries", "bytes", vec![q(format!("avg by (arch) (loadagent_process_resident_memory_bytes{{process=\"loadagent\"}} {by_arch})"), "{{arch}}")]),
                 p("CPU seconds per 1,000 requests", "timeseries", "s", vec![q(format!("avg by (arch) (loadagent_run_cpu_seconds_per_1k_requests{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}}")]),
+                // The server's side, for scenarios that watch their target ([target] process / metrics_url).
+                p("Target CPU seconds per 1,000 requests", "timeseries", "s", vec![q(format!("avg by (arch) (loadagent_run_target_cpu_seconds_per_1k_requests{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}}")]),
+                p("Target peak RSS", "timeseries", "bytes", vec![q(format!("avg by (arch) (loadagent_run_target_peak_resident_memory_bytes{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}}")]),
             ],
         },
     ]

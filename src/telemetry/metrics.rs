@@ -271,6 +271,20 @@ def!(
     "The generator's CPU seconds per 1,000 requests in the last scheduled run."
 );
 def!(
+    RUN_TARGET_CPU_PER_1K,
+    "loadagent_run_target_cpu_seconds_per_1k_requests",
+    Gauge,
+    ["scenario"],
+    "The target's CPU seconds per 1,000 requests in the last scheduled run ([target] process or metrics_url)."
+);
+def!(
+    RUN_TARGET_RSS,
+    "loadagent_run_target_peak_resident_memory_bytes",
+    Gauge,
+    ["scenario"],
+    "The target's peak resident memory during the last scheduled run ([target] process or metrics_url)."
+);
+def!(
     RUN_PHASE,
     "loadagent_run_phase_seconds",
     Gauge,
@@ -335,6 +349,8 @@ pub const DEFINITIONS: &[Definition] = &[
     RUN_HANDSHAKES,
     RUN_ASKED_RPS,
     RUN_CPU_PER_1K,
+    RUN_TARGET_CPU_PER_1K,
+    RUN_TARGET_RSS,
     RUN_PHASE,
     RUN_RESUMED_RATIO,
     NODE_CPUS,
@@ -382,6 +398,8 @@ pub struct Metrics {
     pub run_handshakes: IntCounterVec,
     pub run_asked_rps: GaugeVec,
     pub run_cpu_per_1k: GaugeVec,
+    pub run_target_cpu_per_1k: GaugeVec,
+    pub run_target_rss: GaugeVec,
     pub run_phase: GaugeVec,
     pub run_resumed_ratio: GaugeVec,
     pub node_cpus: Gauge,
@@ -464,6 +482,8 @@ impl Metrics {
             run_handshakes: int_counter_vec(&RUN_HANDSHAKES)?,
             run_asked_rps: gauge_vec(&RUN_ASKED_RPS)?,
             run_cpu_per_1k: gauge_vec(&RUN_CPU_PER_1K)?,
+            run_target_cpu_per_1k: gauge_vec(&RUN_TARGET_CPU_PER_1K)?,
+            run_target_rss: gauge_vec(&RUN_TARGET_RSS)?,
             run_phase: gauge_vec(&RUN_PHASE)?,
             run_resumed_ratio: gauge_vec(&RUN_RESUMED_RATIO)?,
             node_cpus: gauge(&NODE_CPUS)?,
