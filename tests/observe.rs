@@ -64,6 +64,35 @@ fn generating_into_a_missing_folder_exits_2_with_the_path() {
     let out = loadagent(&["alerts", "--out", "/nonexistent/alerts"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/alerts"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = loadagent(&[
+        "alerts",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--kubernetes",
+        "/nonexistent/kube",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--kubernetes /nonexistent/kube"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !dir.path().join("loadagent.rules.yml").exists(),
+        "nothing is written when one destination is wrong"
+    );
+    let out = loadagent(&["dashboards", "--out", "/nonexistent/dash"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("/nonexistent/dash"));
+    // A folder that exists but cannot be written (even by root): /proc.
+    let out = loadagent(&["alerts", "--out", "/proc"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("/proc/loadagent.rules.yml"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
