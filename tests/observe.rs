@@ -334,4 +334,14 @@ fn the_compose_stack_is_valid_and_points_at_files_that_exist() {
         repo().join("deploy/compose/agent.toml").to_str().unwrap(),
     ]);
     assert_eq!(agent.status.code(), Some(0), "{}", text(&agent));
+    // The storm runs against an embedded target, so it validates here (the unary scenario
+    // needs the compose network's `target` for reflection).
+    let storm = loadagent(&[
+        "validate",
+        repo()
+            .join("deploy/compose/scenarios/tls-storm.toml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(storm.status.code(), Some(0), "{}", text(&storm));
 }
