@@ -216,15 +216,8 @@ fn compare_groups_by_arch_computes_ratios_and_judges_noise() {
 fn compare_refuses_what_it_cannot_compare() {
     let dir = tempfile::tempdir().unwrap();
     let s = scenario_at(dir.path(), "one", 50);
-    let report = dir.path().join("r.json");
-    let out = loadagent(&[
-        "run",
-        "-q",
-        s.to_str().unwrap(),
-        "--out",
-        report.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    run_report(dir.path(), &s);
+    let report = dir.path().join("report.json");
     let expect_2 = |args: &[&str], words: &str| {
         let out = loadagent(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));

@@ -34,14 +34,8 @@ pub enum CompareError {
         by: String,
         value: String,
     },
-    #[error("{file} is of another scenario than {first} ({what}: {theirs} vs {ours}); compare runs of one scenario, or pass --force")]
-    Different {
-        file: String,
-        first: String,
-        what: &'static str,
-        ours: String,
-        theirs: String,
-    },
+    #[error(transparent)]
+    Different(#[from] super::merge::DifferentScenario),
     #[error("group {by} = {value} has no successful requests ({files}): nothing to compare")]
     NoSuccess {
         by: String,
@@ -286,20 +280,8 @@ pub fn compare(
     if inputs.len() < 2 {
         return Err(CompareError::TooFew(inputs.len()));
     }
-    let (first_file, first) = &inputs[0];
-    let forced = match super::merge::first_difference(inputs) {
-        Some(d) if !force => {
-            return Err(CompareError::Different {
-                file: d.file,
-                first: first_file.clone(),
-                what: d.what,
-                ours: d.ours,
-                theirs: d.theirs,
-            })
-        }
-        Some(_) => true,
-        None => false,
-    };
+    let first = &inputs[0].1;
+    let forced = super::merge::same_scenario(inputs, force)?;
     // Groups in order of first appearance: the first is the baseline.
     let mut order: Vec<String> = Vec::new();
     let mut members: BTreeMap<String, Vec<&(String, Report)>> = BTreeMap::new();

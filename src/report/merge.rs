@@ -25,14 +25,8 @@ pub struct MergedInput {
 pub enum MergeError {
     #[error("merge needs at least two reports; got {0}")]
     TooFew(usize),
-    #[error("{file} is of another scenario than {first} ({what}: {theirs} vs {ours}); merge reports of one scenario, or pass --force to merge anyway")]
-    Different {
-        file: String,
-        first: String,
-        what: &'static str,
-        ours: String,
-        theirs: String,
-    },
+    #[error(transparent)]
+    Different(#[from] DifferentScenario),
     #[error("{file}: its `{which}` histogram cannot be read: {why}")]
     Histogram {
         file: String,
@@ -71,19 +65,25 @@ fn merge_latency(
     Ok(any.then(|| LatencySummary::of(&merged)))
 }
 
-/// Where a report is of another scenario than the first input.
-pub struct Difference {
+/// A report of another scenario than the first input's, where one scenario was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("{file} is of another scenario than {first} ({what}: {theirs} vs {ours}); use reports of one scenario, or pass --force")]
+pub struct DifferentScenario {
     pub file: String,
+    pub first: String,
     /// "name", "kind" or "method".
     pub what: &'static str,
     pub ours: String,
     pub theirs: String,
 }
 
-/// The first input whose scenario (name, kind, method) differs from the first one's.
-pub fn first_difference(inputs: &[(String, Report)]) -> Option<Difference> {
-    let (_, first) = inputs.first()?;
-    inputs[1..].iter().find_map(|(file, r)| {
+/// Checks that every input is of the first one's scenario (name, kind, method). With
+/// `force` a difference is allowed; the answer says whether there was one.
+pub fn same_scenario(inputs: &[(String, Report)], force: bool) -> Result<bool, DifferentScenario> {
+    let Some((first_file, first)) = inputs.first() else {
+        return Ok(false);
+    };
+    let difference = inputs[1..].iter().find_map(|(file, r)| {
         [
             ("name", &first.name, &r.name),
             ("kind", &first.kind, &r.kind),
@@ -91,13 +91,19 @@ pub fn first_difference(inputs: &[(String, Report)]) -> Option<Difference> {
         ]
         .into_iter()
         .find(|(_, ours, theirs)| ours != theirs)
-        .map(|(what, ours, theirs)| Difference {
+        .map(|(what, ours, theirs)| DifferentScenario {
             file: file.clone(),
+            first: first_file.clone(),
             what,
             ours: ours.clone(),
             theirs: theirs.clone(),
         })
-    })
+    });
+    match difference {
+        Some(d) if !force => Err(d),
+        Some(_) => Ok(true),
+        None => Ok(false),
+    }
 }
 
 /// Merges `inputs` (file name, report). With `force`, reports of different scenarios merge
@@ -106,20 +112,8 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
     if inputs.len() < 2 {
         return Err(MergeError::TooFew(inputs.len()));
     }
-    let (first_file, first) = &inputs[0];
-    let forced = match first_difference(inputs) {
-        Some(d) if !force => {
-            return Err(MergeError::Different {
-                file: d.file,
-                first: first_file.clone(),
-                what: d.what,
-                ours: d.ours,
-                theirs: d.theirs,
-            })
-        }
-        Some(_) => true,
-        None => false,
-    };
+    let first = &inputs[0].1;
+    let forced = same_scenario(inputs, force)?;
     let mut out = first.clone();
     let starts: Vec<f64> = inputs.iter().map(|(_, r)| unix(&r.started_at)).collect();
     let base = starts.iter().copied().fold(f64::INFINITY, f64::min);
