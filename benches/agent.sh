@@ -7,6 +7,7 @@
 #   benches/agent.sh            # SECS=30
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 SECS=${SECS:-30}
 cargo build --release --quiet
 BIN=target/release/loadagent
@@ -14,15 +15,13 @@ work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 "$BIN" target --listen 127.0.0.1:0 > "$work/target.out" & pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$work/target.out" 2>/dev/null && break; sleep 0.1; done
-taddr=$(sed -n 's/^listening on //p' "$work/target.out")
+taddr=$(listening_on "$work/target.out")
 
 agent() {  # $1 targets, $2 interval → starts the agent, sets $apid $aaddr
   : > "$work/agent.toml"
   for i in $(seq "$1"); do printf '[[targets]]\nname = "t%d"\naddress = "%s"\ninterval = "%s"\n' "$i" "$taddr" "$2" >> "$work/agent.toml"; done
   "$BIN" agent --config "$work/agent.toml" --listen 127.0.0.1:0 > "$work/agent.out" 2>/dev/null & apid=$!; pids+=($apid)
-  for _ in $(seq 100); do grep -q "listening on" "$work/agent.out" 2>/dev/null && break; sleep 0.1; done
-  aaddr=$(sed -n 's/^listening on //p' "$work/agent.out")
+  aaddr=$(listening_on "$work/agent.out")
 }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }

@@ -9,6 +9,7 @@
 #   RATE=5000 SECS=20 benches/peer_unary.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 RATE=${RATE:-10000}
 CONNS=${CONNS:-4}
 SECS=${SECS:-10}
@@ -20,9 +21,7 @@ trap 'kill $target_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$BIN" target --listen 127.0.0.1:0 > "$work/target.out" &
 target_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/target.out" 2>/dev/null && break; sleep 0.1; done
-addr=$(sed -n 's/^listening on //p' "$work/target.out")
-[ -n "$addr" ] || { echo "the target did not start" >&2; exit 1; }
+addr=$(listening_on "$work/target.out")
 
 # BenchRequest { payload_size: 64 } = 08 40, in a gRPC frame (flag 0, length 2).
 printf '\x00\x00\x00\x00\x02\x08\x40' > "$work/frame.bin"

@@ -7,6 +7,7 @@
 #   benches/streams.sh            # STREAMS=10000 SECS=30 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 STREAMS=${STREAMS:-10000}
 SECS=${SECS:-30}
 cargo build --release --quiet
@@ -16,8 +17,7 @@ trap 'kill $target_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$BIN" target --listen 127.0.0.1:0 > "$work/target.out" &
 target_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/target.out" 2>/dev/null && break; sleep 0.1; done
-addr=$(sed -n 's/^listening on //p' "$work/target.out")
+addr=$(listening_on "$work/target.out")
 
 scenario() {  # $1 kind, $2 method, $3 load table, $4 stream table
   cat > "$work/s.toml" <<TOML

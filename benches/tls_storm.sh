@@ -10,6 +10,7 @@
 #   benches/tls_storm.sh            # RATE=500 SECS=10
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 RATE=${RATE:-500}
 SECS=${SECS:-10}
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
@@ -20,8 +21,7 @@ trap 'kill $target_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$BIN" target --listen 127.0.0.1:0 --tls --cert-out "$work/cert.pem" > "$work/target.out" &
 target_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/target.out" 2>/dev/null && break; sleep 0.1; done
-addr=$(sed -n 's/^listening on //p' "$work/target.out")
+addr=$(listening_on "$work/target.out")
 printf '\x00\x00\x00\x00\x02\x08\x40' > "$work/frame.bin"
 
 scenario() {  # $1 load table, $2 "call" or ""

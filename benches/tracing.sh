@@ -7,6 +7,7 @@
 #   benches/tracing.sh                 # RATE=10000 CONNS=4 SECS=10
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 RATE=${RATE:-10000}
 CONNS=${CONNS:-4}
 SECS=${SECS:-10}
@@ -20,12 +21,8 @@ trap 'kill $target_pid $sink_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 target_pid=$!
 python3 benches/otlp_sink.py > "$work/sink.out" &
 sink_pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$work/target.out" 2>/dev/null && grep -q PORT "$work/sink.out" 2>/dev/null && break
-  sleep 0.1
-done
-addr=$(sed -n 's/^listening on //p' "$work/target.out")
-sink=$(sed -n 's/^PORT //p' "$work/sink.out")
+addr=$(listening_on "$work/target.out")
+sink=$(listening_on "$work/sink.out" "PORT ")
 closed=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 
 variant() {  # $1 = label, $2 = [tracing] body (empty: none)
