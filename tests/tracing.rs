@@ -122,6 +122,14 @@ impl Receiver {
     fn spans(&self) -> Vec<Received> {
         self.collector.spans.lock().unwrap().clone()
     }
+
+    /// The received spans called `name`.
+    fn named(&self, name: &str) -> Vec<Received> {
+        self.spans()
+            .into_iter()
+            .filter(|r| r.span.name == name)
+            .collect()
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -167,21 +175,15 @@ sample_ratio = 1.0
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // The run flushes before it exits: everything is there when it returns.
     let spans = receiver.spans();
-    let runs: Vec<_> = spans
-        .iter()
-        .filter(|r| r.span.name == "loadagent.run")
-        .collect();
+    let runs = receiver.named("loadagent.run");
     assert_eq!(runs.len(), 1, "one run span: {spans:#?}");
-    let run = runs[0];
+    let run = &runs[0];
     assert_eq!(run.service, "loadagent");
     assert!(run.span.parent_span_id.is_empty(), "the run span is a root");
     assert_eq!(run.string("loadagent.scenario").as_deref(), Some("traced"));
     assert_eq!(run.int("loadagent.requests"), Some(40));
     assert_eq!(run.int("loadagent.errors"), Some(0));
-    let calls: Vec<_> = spans
-        .iter()
-        .filter(|r| r.span.name == "loadagent.bench.v1.Bench/Unary")
-        .collect();
+    let calls = receiver.named("loadagent.bench.v1.Bench/Unary");
     assert_eq!(
         calls.len(),
         40,
@@ -236,11 +238,7 @@ fn sampled_calls_carry_their_traceparent_to_a_python_server_and_failures_are_err
     let out = loadagent(&["run", "-q", s.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let counts = py.stop_with_counts();
-    let calls: Vec<_> = receiver
-        .spans()
-        .into_iter()
-        .filter(|r| r.span.name == "testing.echo.v1.Echo/Say")
-        .collect();
+    let calls = receiver.named("testing.echo.v1.Echo/Say");
     // Binomial(400, 0.5): 200 ± 10 (one standard deviation); these bounds are 7 of them.
     assert!(
         (130..=270).contains(&calls.len()),
@@ -369,16 +367,9 @@ sample_ratio = 0.0
         ),
     );
     eventually(30, || {
-        let spans = receiver.spans();
-        let probes = spans
-            .iter()
-            .filter(|r| r.span.name == "loadagent.probe")
-            .count();
-        let run = spans.iter().find(|r| r.span.name == "loadagent.run");
-        let calls = spans
-            .iter()
-            .filter(|r| r.span.name == "loadagent.bench.v1.Bench/Unary")
-            .count();
+        let probes = receiver.named("loadagent.probe").len();
+        let run = receiver.named("loadagent.run").pop();
+        let calls = receiver.named("loadagent.bench.v1.Bench/Unary").len();
         match run {
             // The scenario's own sample_ratio (1) wins over the agent's (0).
             Some(_) if probes >= 3 && calls == 20 => Ok(()),
@@ -388,11 +379,7 @@ sample_ratio = 0.0
             )),
         }
     });
-    let spans = receiver.spans();
-    let probe = spans
-        .iter()
-        .find(|r| r.span.name == "loadagent.probe")
-        .unwrap();
+    let probe = receiver.named("loadagent.probe").remove(0);
     assert_eq!(probe.string("loadagent.target").as_deref(), Some("py"));
     assert_eq!(
         probe.string("grpc.health.status").as_deref(),
@@ -403,10 +390,9 @@ sample_ratio = 0.0
     let mut agent = agent;
     terminate(&agent.child);
     let _ = agent.child.wait();
-    let spans = receiver.spans();
-    let probe_ids: std::collections::HashSet<String> = spans
+    let probe_ids: std::collections::HashSet<String> = receiver
+        .named("loadagent.probe")
         .iter()
-        .filter(|r| r.span.name == "loadagent.probe")
         .map(|r| hex(&r.span.span_id))
         .collect();
     let counts = py.stop_with_counts();

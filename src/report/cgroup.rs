@@ -246,11 +246,12 @@ mod tests {
 
     #[test]
     fn this_machine_reads_without_error() {
-        // Whatever this machine has, the reading is sane: limits are positive.
-        if let Some(l) = current() {
-            assert!(l.version == "v1" || l.version == "v2");
-            assert!(l.cpu_limit_cores.is_none_or(|c| c > 0.0));
-            assert!(l.memory_limit_bytes.is_none_or(|m| m > 0));
-        }
+        // Every Linux machine these tests run on has a cgroup file system; whatever its
+        // limits, the reading is sane: a known version, the process's own path, positive limits.
+        let l = current().expect("/proc/self/cgroup and /sys/fs/cgroup are readable");
+        assert!(l.version == "v1" || l.version == "v2", "{l:?}");
+        assert!(l.path.starts_with('/'), "{l:?}");
+        assert!(l.cpu_limit_cores.is_none_or(|c| c > 0.0));
+        assert!(l.memory_limit_bytes.is_none_or(|m| m > 0));
     }
 }

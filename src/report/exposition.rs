@@ -1,9 +1,7 @@
 //! A parser for the Prometheus text exposition format (and the OpenMetrics text that
 //! prometheus_client and promhttp also serve): a scanner over each line following the format's
-//! grammar, `name{label="value",…} value [timestamp]`, with `# HELP` / `# TYPE` comments,
-//! escaped label values, and NaN / ±Inf. Used to read a target's own /metrics.
-
-use std::collections::BTreeMap;
+//! grammar, `name{label="value",…} value [timestamp]`, comments (`# HELP`, `# TYPE`,
+//! `# EOF`) skipped, escaped label values, and NaN / ±Inf. Used to read a target's own /metrics.
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,11 +11,11 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// A whole exposition: samples in order, and the declared type of each metric family.
+/// A whole exposition: its samples in order (`# HELP` / `# TYPE` comments are not needed:
+/// the names read from it are known).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exposition {
     pub samples: Vec<Sample>,
-    pub types: BTreeMap<String, String>,
 }
 
 impl Exposition {
@@ -186,18 +184,7 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
         s.skip_blanks();
         match s.peek() {
             None => continue,
-            Some(b'#') => {
-                s.at += 1;
-                s.skip_blanks();
-                if s.token() == "TYPE" {
-                    s.skip_blanks();
-                    let name = s.name(true)?;
-                    s.skip_blanks();
-                    let kind = s.token().to_string();
-                    out.types.insert(name, kind);
-                }
-                continue;
-            }
+            Some(b'#') => continue,
             Some(_) => {}
         }
         let name = s.name(true)?;
@@ -243,7 +230,6 @@ mod tests {
                     inf +Inf\n\
                     # EOF\n";
         let e = parse(text).unwrap();
-        assert_eq!(e.types["process_cpu_seconds_total"], "counter");
         assert_eq!(e.sum("process_cpu_seconds_total"), Some(1.25));
         assert_eq!(e.sum("python_gc_objects_collected_total"), Some(150.0));
         assert_eq!(e.sum("absent"), None);

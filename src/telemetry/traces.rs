@@ -267,10 +267,6 @@ impl Traces {
         }))
     }
 
-    pub fn tracer(&self) -> &SdkTracer {
-        &self.tracer
-    }
-
     /// Flushes and stops; spans still queued after `timeout` are lost (and were counted).
     pub fn shutdown(&self, timeout: Duration) {
         let _ = self.provider.shutdown_with_timeout(timeout);
