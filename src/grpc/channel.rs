@@ -38,8 +38,60 @@ pub enum ConnectError {
     Tls(String, String),
 }
 
-/// Opens one HTTP/2 connection; its driver runs as a task until the connection ends.
-pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectError> {
+/// A connected byte stream to the target: TCP, or TLS over TCP with h2 negotiated.
+pub enum Transport {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Transport {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Transport {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects TCP and, when the scenario asks, TLS (which must negotiate h2 by ALPN).
+pub async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectError> {
     let addr = &endpoint.address;
     let tcp = match tokio::time::timeout(endpoint.connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => {
@@ -55,31 +107,35 @@ pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectE
         Ok(Ok(s)) => s,
     };
     let _ = tcp.set_nodelay(true);
-    match &endpoint.tls {
-        None => h2_over(tcp, endpoint).await,
-        Some(tls) => {
-            let handshake = tls.connector().connect(tls.server_name.clone(), tcp);
-            let stream = match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
-                Err(_) => {
-                    return Err(ConnectError::Timeout(
-                        addr.clone(),
-                        endpoint.connect_timeout,
-                    ))
-                }
-                Ok(Err(e)) => {
-                    return Err(ConnectError::Tls(
-                        addr.clone(),
-                        crate::tls::handshake::describe(&e),
-                    ))
-                }
-                Ok(Ok(s)) => s,
-            };
-            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err(ConnectError::Tls(addr.clone(), "the server did not select h2 by ALPN: it does not serve gRPC over this TLS port".into()));
-            }
-            h2_over(stream, endpoint).await
+    let Some(tls) = &endpoint.tls else {
+        return Ok(Transport::Tcp(tcp));
+    };
+    let handshake = tls.connector().connect(tls.server_name.clone(), tcp);
+    let stream = match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
+        Err(_) => {
+            return Err(ConnectError::Timeout(
+                addr.clone(),
+                endpoint.connect_timeout,
+            ))
         }
+        Ok(Err(e)) => {
+            return Err(ConnectError::Tls(
+                addr.clone(),
+                crate::tls::handshake::describe(&e),
+            ))
+        }
+        Ok(Ok(s)) => s,
+    };
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(ConnectError::Tls(addr.clone(), "the server did not select h2 by ALPN: it does not serve gRPC over this TLS port".into()));
     }
+    Ok(Transport::Tls(Box::new(stream)))
+}
+
+/// Opens one HTTP/2 connection; its driver runs as a task until the connection ends.
+pub async fn connect(endpoint: &Endpoint) -> Result<SendRequest<Bytes>, ConnectError> {
+    let transport = open_transport(endpoint).await?;
+    h2_over(transport, endpoint).await
 }
 
 /// The HTTP/2 handshake over an established byte stream (TCP or TLS).

@@ -5,6 +5,7 @@ pub mod channel;
 pub mod control;
 pub mod descriptors;
 pub mod frame;
+pub mod lean;
 pub mod reflection;
 pub mod request;
 pub mod status;

@@ -1,0 +1,665 @@
+//! One HTTP/2 connection that makes unary gRPC calls and nothing else. The caller owns it
+//! and polls it from one task: no connection task, no per-stream tasks, wakers, locks or
+//! channels. A call is written into the connection's buffer (a pre-encoded header block and
+//! the pre-framed request) and ends as a `Completion` when its status arrives; responses
+//! are not decoded, only their headers and trailers.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::frame::{self, Head};
+use super::hpack::{Decoder, Indexing, RequestHeaders};
+use crate::grpc::channel::{open_transport, ConnectError, Endpoint, Transport};
+use crate::grpc::status;
+use crate::grpc::unary::Outcome;
+
+/// What we let the server send before it must wait for a WINDOW_UPDATE, per stream and per
+/// connection: a load generator should not be flow-controlled by its own defaults.
+const RECEIVE_WINDOW: u32 = 1 << 30;
+/// Our HPACK table for the server's encoder (the protocol's default).
+const DECODER_TABLE: usize = 4096;
+/// Frames larger than this are refused (we advertise the default 16 KiB; this is lenient).
+const MAX_ACCEPTED_FRAME: usize = 1 << 24;
+/// Reads per poll before yielding, so one busy connection cannot starve the others.
+const READS_PER_POLL: usize = 16;
+const READ_CHUNK: usize = 64 * 1024;
+/// The last client stream id (odd, below 2^31).
+const LAST_STREAM_ID: u32 = (1 << 31) - 1;
+
+/// A call that ended: the caller's token and how.
+#[derive(Debug)]
+pub struct Completion {
+    pub token: usize,
+    pub outcome: Outcome,
+}
+
+/// Why the connection cannot go on; every call still on it has failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLost(pub String);
+
+struct Stream {
+    token: usize,
+    send_window: i64,
+    /// Request bytes not yet sent (flow control).
+    pending: Bytes,
+    response_started: bool,
+    received_unacked: u32,
+}
+
+/// The headers a response's HEADERS frame carried that decide its outcome.
+#[derive(Default)]
+struct Heads {
+    http_status: Option<u16>,
+    grpc_status: Option<u8>,
+    message: Option<Vec<u8>>,
+}
+
+/// Stream ids are odd and increasing: a multiplicative hash spreads them.
+#[derive(Default)]
+struct StreamIdHasher(u64);
+
+impl Hasher for StreamIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type StreamMap = HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>;
+
+pub struct Connection {
+    io: Transport,
+    read: Vec<u8>,
+    read_start: usize,
+    read_len: usize,
+    write: Vec<u8>,
+    written: usize,
+    decoder: Decoder,
+    headers: Arc<RequestHeaders>,
+    indexing: Indexing,
+    block: Vec<u8>,
+    /// A header block split over CONTINUATION frames: stream, flags, the block so far.
+    continuation: Option<(u32, u8, Vec<u8>)>,
+    streams: StreamMap,
+    /// Streams with request bytes waiting for send window.
+    blocked: VecDeque<u32>,
+    next_id: u32,
+    send_window: i64,
+    received_unacked: u32,
+    peer_max_streams: usize,
+    peer_initial_window: i64,
+    peer_max_frame: usize,
+    peer_table_size: usize,
+    peer_settings_seen: bool,
+    ping_acked: bool,
+    /// GOAWAY received: no new streams; those at or below this id may still finish.
+    goaway: Option<u32>,
+}
+
+impl Connection {
+    /// Connects, exchanges SETTINGS and proves the peer answers HTTP/2 (a PING), within the
+    /// endpoint's connect timeout.
+    pub async fn open(
+        endpoint: &Endpoint,
+        headers: Arc<RequestHeaders>,
+    ) -> Result<Self, ConnectError> {
+        let addr = &endpoint.address;
+        let io = open_transport(endpoint).await?;
+        let mut conn = Self::new(io, headers);
+        let mut ignored = Vec::new();
+        let handshake = std::future::poll_fn(|cx| {
+            if let Err(ConnectionLost(why)) = conn.poll_io(cx, &mut ignored) {
+                return Poll::Ready(Err(why));
+            }
+            if conn.peer_settings_seen && conn.ping_acked {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        });
+        match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
+            Err(_) => Err(ConnectError::Timeout(
+                addr.clone(),
+                endpoint.connect_timeout,
+            )),
+            Ok(Err(why)) => Err(ConnectError::Handshake(addr.clone(), why)),
+            Ok(Ok(())) => {
+                conn.indexing = conn.headers.first_indexing(conn.peer_table_size);
+                Ok(conn)
+            }
+        }
+    }
+
+    fn new(io: Transport, headers: Arc<RequestHeaders>) -> Self {
+        let mut write = Vec::with_capacity(READ_CHUNK);
+        write.extend_from_slice(frame::PREFACE);
+        let settings = [
+            (frame::SETTINGS_ENABLE_PUSH, 0),
+            (frame::SETTINGS_INITIAL_WINDOW_SIZE, RECEIVE_WINDOW),
+        ];
+        frame::put_head(&mut write, settings.len() * 6, frame::SETTINGS, 0, 0);
+        for (id, value) in settings {
+            write.extend_from_slice(&id.to_be_bytes());
+            write.extend_from_slice(&value.to_be_bytes());
+        }
+        frame::put_window_update(&mut write, 0, RECEIVE_WINDOW - 65_535);
+        frame::put_head(&mut write, 8, frame::PING, 0, 0);
+        write.extend_from_slice(b"loadagnt");
+        Self {
+            io,
+            read: vec![0; READ_CHUNK],
+            read_start: 0,
+            read_len: 0,
+            write,
+            written: 0,
+            decoder: Decoder::new(DECODER_TABLE),
+            headers,
+            indexing: Indexing::Literal,
+            block: Vec::new(),
+            continuation: None,
+            streams: StreamMap::default(),
+            blocked: VecDeque::new(),
+            next_id: 1,
+            send_window: 65_535,
+            received_unacked: 0,
+            peer_max_streams: usize::MAX,
+            peer_initial_window: 65_535,
+            peer_max_frame: 16_384,
+            peer_settings_seen: false,
+            ping_acked: false,
+            goaway: None,
+            peer_table_size: 4096,
+        }
+    }
+
+    /// Whether a new call may start here now.
+    pub fn can_start(&self) -> bool {
+        self.goaway.is_none()
+            && self.streams.len() < self.peer_max_streams
+            && self.next_id < LAST_STREAM_ID
+    }
+
+    /// Whether the connection may take calls at all (it may still be finishing some).
+    pub fn accepting(&self) -> bool {
+        self.goaway.is_none() && self.next_id < LAST_STREAM_ID
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Starts a call: its header block (plus a `traceparent`) and as much of the framed
+    /// request `body` as the windows allow go into the write buffer. Returns the stream id.
+    pub fn start(&mut self, token: usize, body: Bytes, trace: Option<&[u8]>) -> u32 {
+        let id = self.next_id;
+        self.next_id += 2;
+        self.block.clear();
+        self.indexing = self.headers.encode(self.indexing, trace, &mut self.block);
+        let mut rest = &self.block[..];
+        let mut kind = frame::HEADERS;
+        loop {
+            let n = rest.len().min(self.peer_max_frame);
+            let flags = if n == rest.len() { frame::END_HEADERS } else { 0 };
+            frame::put_head(&mut self.write, n, kind, flags, id);
+            self.write.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            kind = frame::CONTINUATION;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        self.streams.insert(
+            id,
+            Stream {
+                token,
+                send_window: self.peer_initial_window,
+                pending: body,
+                response_started: false,
+                received_unacked: 0,
+            },
+        );
+        if !self.send_data(id) {
+            self.blocked.push_back(id);
+        }
+        id
+    }
+
+    /// Abandons a call (its deadline passed): the server is told with RST_STREAM CANCEL.
+    pub fn cancel(&mut self, id: u32) {
+        if self.streams.remove(&id).is_some() {
+            frame::put_rst_stream(&mut self.write, id, frame::CANCEL);
+        }
+    }
+
+    /// The tokens of every call still on the connection, which is being given up.
+    pub fn abandon(&mut self) -> Vec<usize> {
+        self.blocked.clear();
+        self.streams.drain().map(|(_, s)| s.token).collect()
+    }
+
+    /// Writes what is buffered and reads what arrived, pushing the calls that ended. Wakes
+    /// `cx` when there is more to read or room to write. An error means the connection is
+    /// gone (the calls still on it are the caller's to fail, with `abandon`).
+    pub fn poll_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: &mut Vec<Completion>,
+    ) -> Result<(), ConnectionLost> {
+        self.poll_flush(cx)?;
+        for _ in 0..READS_PER_POLL {
+            if self.read_len == self.read.len() {
+                let grown = (self.read.len() * 2).max(READ_CHUNK);
+                self.read.resize(grown, 0);
+            }
+            let mut buf = ReadBuf::new(&mut self.read[self.read_len..]);
+            match std::pin::Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                Poll::Pending => return self.poll_flush(cx),
+                Poll::Ready(Err(e)) => return Err(ConnectionLost(format!("connection lost: {e}"))),
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    if n == 0 {
+                        return Err(ConnectionLost(match self.goaway {
+                            Some(_) => "connection closed by the server (after GOAWAY)".into(),
+                            None => "connection closed by the server".into(),
+                        }));
+                    }
+                    self.read_len += n;
+                    self.process(done)?;
+                }
+            }
+        }
+        // More may be waiting: come back after the other connections had their turn.
+        cx.waker().wake_by_ref();
+        self.poll_flush(cx)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Result<(), ConnectionLost> {
+        while self.written < self.write.len() {
+            match std::pin::Pin::new(&mut self.io).poll_write(cx, &self.write[self.written..]) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Err(e)) => return Err(ConnectionLost(format!("connection lost: {e}"))),
+                Poll::Ready(Ok(0)) => {
+                    return Err(ConnectionLost("connection lost: wrote zero bytes".into()))
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+            }
+        }
+        self.write.clear();
+        self.written = 0;
+        // TLS keeps records in rustls until flushed; for TCP this is a no-op.
+        match std::pin::Pin::new(&mut self.io).poll_flush(cx) {
+            Poll::Ready(Err(e)) => Err(ConnectionLost(format!("connection lost: {e}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Handles every whole frame in the read buffer.
+    fn process(&mut self, done: &mut Vec<Completion>) -> Result<(), ConnectionLost> {
+        loop {
+            let available = self.read_len - self.read_start;
+            if available < frame::HEADER_LEN {
+                break;
+            }
+            let head_bytes: &[u8; frame::HEADER_LEN] = self.read
+                [self.read_start..self.read_start + frame::HEADER_LEN]
+                .try_into()
+                .map_err(|_| ConnectionLost("internal: frame header slice".into()))?;
+            let head = Head::parse(head_bytes);
+            if head.len > MAX_ACCEPTED_FRAME {
+                return Err(protocol_error("a frame larger than 16 MiB"));
+            }
+            if available < frame::HEADER_LEN + head.len {
+                if self.read.len() < frame::HEADER_LEN + head.len {
+                    // Make room for a frame larger than the buffer.
+                    self.read.resize(frame::HEADER_LEN + head.len, 0);
+                }
+                break;
+            }
+            let start = self.read_start + frame::HEADER_LEN;
+            let payload = std::mem::take(&mut self.read);
+            let result = self.frame(head, &payload[start..start + head.len], done);
+            self.read = payload;
+            result?;
+            self.read_start = start + head.len;
+        }
+        // Keep the unread tail at the front.
+        if self.read_start > 0 {
+            self.read.copy_within(self.read_start..self.read_len, 0);
+            self.read_len -= self.read_start;
+            self.read_start = 0;
+        }
+        Ok(())
+    }
+
+    fn frame(
+        &mut self,
+        head: Head,
+        payload: &[u8],
+        done: &mut Vec<Completion>,
+    ) -> Result<(), ConnectionLost> {
+        if self.continuation.is_some() && head.kind != frame::CONTINUATION {
+            return Err(protocol_error("a frame inside a header block"));
+        }
+        match head.kind {
+            frame::DATA => self.data(head, payload, done),
+            frame::HEADERS => {
+                let block = frame::unpadded(head.flags, head.kind, payload)
+                    .ok_or_else(|| protocol_error("bad padding in HEADERS"))?;
+                if head.flags & frame::END_HEADERS == 0 {
+                    self.continuation = Some((head.stream, head.flags, block.to_vec()));
+                    return Ok(());
+                }
+                self.header_block(head.stream, head.flags, block, done)
+            }
+            frame::CONTINUATION => {
+                let Some((stream, flags, mut block)) = self.continuation.take() else {
+                    return Err(protocol_error("CONTINUATION without HEADERS"));
+                };
+                if stream != head.stream {
+                    return Err(protocol_error("CONTINUATION on another stream"));
+                }
+                block.extend_from_slice(payload);
+                if head.flags & frame::END_HEADERS == 0 {
+                    self.continuation = Some((stream, flags, block));
+                    return Ok(());
+                }
+                self.header_block(stream, flags, &block, done)
+            }
+            frame::RST_STREAM => {
+                let reason = be_u32(payload).ok_or_else(|| protocol_error("short RST_STREAM"))?;
+                if let Some(s) = self.streams.remove(&head.stream) {
+                    done.push(Completion {
+                        token: s.token,
+                        outcome: reset_outcome(reason),
+                    });
+                }
+                Ok(())
+            }
+            frame::SETTINGS => self.settings(head, payload),
+            frame::PUSH_PROMISE => Err(protocol_error("PUSH_PROMISE although push is disabled")),
+            frame::PING => {
+                if payload.len() != 8 {
+                    return Err(protocol_error("PING of the wrong length"));
+                }
+                if head.flags & frame::ACK != 0 {
+                    self.ping_acked = true;
+                } else {
+                    frame::put_head(&mut self.write, 8, frame::PING, frame::ACK, 0);
+                    self.write.extend_from_slice(payload);
+                }
+                Ok(())
+            }
+            frame::GOAWAY => {
+                let last = be_u32(payload).ok_or_else(|| protocol_error("short GOAWAY"))? & 0x7fff_ffff;
+                let reason = payload.get(4..8).and_then(be_u32).unwrap_or(0);
+                self.goaway = Some(last);
+                let refused: Vec<u32> = self.streams.keys().copied().filter(|&id| id > last).collect();
+                for id in refused {
+                    if let Some(s) = self.streams.remove(&id) {
+                        let mut outcome = Outcome::failed(
+                            status::UNAVAILABLE,
+                            format!(
+                                "connection closed by the server (GOAWAY {}) before the call was processed",
+                                frame::reason_name(reason)
+                            ),
+                        );
+                        outcome.connection_failed = true;
+                        done.push(Completion {
+                            token: s.token,
+                            outcome,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            frame::WINDOW_UPDATE => {
+                let increment = i64::from(
+                    be_u32(payload).ok_or_else(|| protocol_error("short WINDOW_UPDATE"))?
+                        & 0x7fff_ffff,
+                );
+                if head.stream == 0 {
+                    self.send_window += increment;
+                    if self.send_window > frame::MAX_WINDOW {
+                        return Err(protocol_error("connection window above 2^31-1"));
+                    }
+                } else if let Some(s) = self.streams.get_mut(&head.stream) {
+                    s.send_window += increment;
+                }
+                self.unblock();
+                Ok(())
+            }
+            _ => Ok(()), // PRIORITY and unknown frame types are ignored (RFC 9113 §5.5)
+        }
+    }
+
+    fn data(
+        &mut self,
+        head: Head,
+        payload: &[u8],
+        done: &mut Vec<Completion>,
+    ) -> Result<(), ConnectionLost> {
+        // Flow control counts the whole payload, padding included.
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        self.received_unacked = self.received_unacked.saturating_add(len);
+        if self.received_unacked >= RECEIVE_WINDOW / 2 {
+            frame::put_window_update(&mut self.write, 0, self.received_unacked);
+            self.received_unacked = 0;
+        }
+        frame::unpadded(head.flags, head.kind, payload)
+            .ok_or_else(|| protocol_error("bad padding in DATA"))?;
+        let end = head.flags & frame::END_STREAM != 0;
+        let Some(stream) = self.streams.get_mut(&head.stream) else {
+            return Ok(()); // a stream we gave up on
+        };
+        if !stream.response_started {
+            return Err(protocol_error("DATA before the response headers"));
+        }
+        if end {
+            self.finish(
+                head.stream,
+                true,
+                Outcome::failed(
+                    status::INTERNAL,
+                    "response ended without trailers (no grpc-status)",
+                ),
+                done,
+            );
+            return Ok(());
+        }
+        stream.received_unacked = stream.received_unacked.saturating_add(len);
+        if stream.received_unacked >= RECEIVE_WINDOW / 2 {
+            let increment = stream.received_unacked;
+            stream.received_unacked = 0;
+            frame::put_window_update(&mut self.write, head.stream, increment);
+        }
+        Ok(())
+    }
+
+    fn header_block(
+        &mut self,
+        id: u32,
+        flags: u8,
+        block: &[u8],
+        done: &mut Vec<Completion>,
+    ) -> Result<(), ConnectionLost> {
+        // Every block is decoded, even for streams given up on: HPACK state is shared.
+        let mut heads = Heads::default();
+        self.decoder
+            .decode(block, |name, value| match name {
+                b":status" => {
+                    heads.http_status = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+                }
+                b"grpc-status" => heads.grpc_status = Some(status::parse_code(value)),
+                b"grpc-message" => heads.message = Some(value.to_vec()),
+                _ => {}
+            })
+            .map_err(|e| ConnectionLost(e.to_string()))?;
+        let end = flags & frame::END_STREAM != 0;
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let outcome = if stream.response_started {
+            match heads.grpc_status {
+                Some(code) => grpc_outcome(code, heads.message.as_deref()),
+                None => Outcome::failed(status::INTERNAL, "response trailers have no grpc-status"),
+            }
+        } else {
+            stream.response_started = true;
+            match (heads.http_status, heads.grpc_status) {
+                (Some(200), Some(code)) => grpc_outcome(code, heads.message.as_deref()),
+                (Some(200), None) if end => Outcome::failed(
+                    status::INTERNAL,
+                    "response ended without trailers (no grpc-status)",
+                ),
+                (Some(200), None) => return Ok(()), // the message and trailers follow
+                (Some(other), _) => Outcome::failed(
+                    status::from_http_status(other),
+                    format!("HTTP status {other} from the server"),
+                ),
+                (None, _) => Outcome::failed(status::INTERNAL, "response without :status"),
+            }
+        };
+        self.finish(id, end, outcome, done);
+        Ok(())
+    }
+
+    /// Ends a call; a stream the server has not ended is reset, so it stops sending.
+    fn finish(&mut self, id: u32, server_ended: bool, outcome: Outcome, done: &mut Vec<Completion>) {
+        if let Some(s) = self.streams.remove(&id) {
+            if !server_ended || !s.pending.is_empty() {
+                frame::put_rst_stream(&mut self.write, id, frame::CANCEL);
+            }
+            done.push(Completion {
+                token: s.token,
+                outcome,
+            });
+        }
+    }
+
+    fn settings(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnectionLost> {
+        if head.flags & frame::ACK != 0 {
+            return Ok(());
+        }
+        if payload.len() % 6 != 0 || head.stream != 0 {
+            return Err(protocol_error("malformed SETTINGS"));
+        }
+        for setting in payload.chunks_exact(6) {
+            let id = u16::from_be_bytes([setting[0], setting[1]]);
+            let value = u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+            match id {
+                frame::SETTINGS_HEADER_TABLE_SIZE => {
+                    self.peer_table_size = value as usize;
+                    if self.peer_settings_seen {
+                        self.indexing =
+                            self.headers.after_table_change(self.indexing, self.peer_table_size);
+                    }
+                }
+                frame::SETTINGS_MAX_CONCURRENT_STREAMS => self.peer_max_streams = value as usize,
+                frame::SETTINGS_INITIAL_WINDOW_SIZE => {
+                    let value = i64::from(value);
+                    if value > frame::MAX_WINDOW {
+                        return Err(protocol_error("initial window above 2^31-1"));
+                    }
+                    let delta = value - self.peer_initial_window;
+                    self.peer_initial_window = value;
+                    for s in self.streams.values_mut() {
+                        s.send_window += delta;
+                    }
+                }
+                frame::SETTINGS_MAX_FRAME_SIZE => {
+                    if !(16_384..1 << 24).contains(&value) {
+                        return Err(protocol_error("max frame size out of range"));
+                    }
+                    self.peer_max_frame = value as usize;
+                }
+                _ => {}
+            }
+        }
+        self.peer_settings_seen = true;
+        frame::put_head(&mut self.write, 0, frame::SETTINGS, frame::ACK, 0);
+        self.unblock();
+        Ok(())
+    }
+
+    /// Sends what the windows allow of stream `id`'s request; true when all of it is sent.
+    fn send_data(&mut self, id: u32) -> bool {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return true; // ended or given up
+        };
+        loop {
+            let window = self.send_window.min(s.send_window).max(0) as usize;
+            let n = s.pending.len().min(self.peer_max_frame).min(window);
+            if n == 0 && !s.pending.is_empty() {
+                return false;
+            }
+            let last = n == s.pending.len();
+            let chunk = s.pending.split_to(n);
+            frame::put_head(
+                &mut self.write,
+                n,
+                frame::DATA,
+                if last { frame::END_STREAM } else { 0 },
+                id,
+            );
+            self.write.extend_from_slice(&chunk);
+            self.send_window -= n as i64;
+            s.send_window -= n as i64;
+            if last {
+                return true;
+            }
+        }
+    }
+
+    fn unblock(&mut self) {
+        for _ in 0..self.blocked.len() {
+            let Some(id) = self.blocked.pop_front() else {
+                break;
+            };
+            if !self.send_data(id) {
+                self.blocked.push_back(id);
+            }
+        }
+    }
+}
+
+fn be_u32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+fn protocol_error(what: &str) -> ConnectionLost {
+    ConnectionLost(format!("HTTP/2 protocol error from the server: {what}"))
+}
+
+fn grpc_outcome(code: u8, message: Option<&[u8]>) -> Outcome {
+    if code == status::OK {
+        return Outcome::OK;
+    }
+    Outcome::failed(code, message.map_or_else(String::new, status::decode_message))
+}
+
+/// A stream reset by the server, as gRPC maps the reason (as `Outcome::from_h2` does).
+fn reset_outcome(reason: u32) -> Outcome {
+    let code = match reason {
+        0x7 => status::UNAVAILABLE,          // REFUSED_STREAM
+        0x8 => status::CANCELLED,            // CANCEL
+        0xb => 8,                            // ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED
+        0xc => status::PERMISSION_DENIED,    // INADEQUATE_SECURITY
+        _ => status::INTERNAL,
+    };
+    Outcome::failed(
+        code,
+        format!("stream reset by the server: {}", frame::reason_name(reason)),
+    )
+}
