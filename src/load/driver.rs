@@ -16,8 +16,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::Schedule;
+use super::dispatch::{self, DispatchSetup};
 use super::unary;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
+use crate::grpc::lean::Connection;
 use crate::grpc::request::Requests;
 use crate::grpc::stream::StreamCall;
 use crate::grpc::unary::UnaryCall;
@@ -162,9 +164,26 @@ impl ThreadWork {
         let load = &self.shared.plan.load;
         let connections = load.connections as usize;
         let my_slots = (self.index..connections).step_by(self.threads).count();
-        // Handshake storms connect anew each iteration; every other kind shares pooled
-        // connections, opened (and proven) before the load starts.
-        let pool = if matches!(self.shared.plan.call, CallPlan::Handshake(_)) {
+        // Handshake storms connect anew each iteration; unary calls go over the thread's
+        // own lean connections; streams share pooled h2 connections. All are opened (and
+        // proven) before the load starts.
+        let lean = match &self.shared.plan.call {
+            CallPlan::Unary(call) => Some(Arc::new(call.lean_headers(self.endpoint.tls.is_some()))),
+            _ => None,
+        };
+        let mut lean_connections = Vec::new();
+        if let Some(headers) = &lean {
+            for _ in 0..my_slots.max(1) {
+                match Connection::open(&self.endpoint, headers.clone()).await {
+                    Ok(c) => lean_connections.push(c),
+                    Err(e) => {
+                        let _ = self.ready.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        }
+        let pool = if lean.is_some() || matches!(self.shared.plan.call, CallPlan::Handshake(_)) {
             None
         } else {
             match Pool::open(self.endpoint.clone(), my_slots).await {
@@ -193,9 +212,24 @@ impl ThreadWork {
         local
             .run_until(async {
                 let mut set = JoinSet::new();
-                for id in (0..load.concurrency as usize)
+                let worker_ids: Vec<usize> = (0..load.concurrency as usize)
                     .filter(|w| (w % connections) % self.threads == self.index)
-                {
+                    .collect();
+                let workers = if let Some(headers) = lean {
+                    set.spawn_local(dispatch::run(DispatchSetup {
+                        shared: self.shared.clone(),
+                        clock,
+                        endpoint: self.endpoint.clone(),
+                        headers,
+                        connections: std::mem::take(&mut lean_connections),
+                        worker_ids,
+                        recorder: recorder.clone(),
+                    }));
+                    Vec::new()
+                } else {
+                    worker_ids
+                };
+                for id in workers {
                     let local_slot = (id % connections) / self.threads;
                     set.spawn_local(unary::worker(
                         self.shared.clone(),

@@ -18,18 +18,18 @@ use crate::telemetry::traces::CallSpan;
 
 /// A request picked up more than this after its intended start counts as sent late.
 /// Below it is timer and scheduling jitter, not a generator that fell behind.
-const LATE_AFTER: Duration = Duration::from_millis(1);
+pub(super) const LATE_AFTER: Duration = Duration::from_millis(1);
 
 /// tokio's timer fires on 1 ms ticks, rounding a deadline up. Sleeping until half a tick
 /// before the intended start releases each request within ±0.5 ms of it, instead of
 /// always up to 1 ms after; the corrected latency is measured from the earlier of the
 /// intended start and the send, so it is never below the uncorrected one.
-const HALF_TICK: Duration = Duration::from_micros(500);
+pub(super) const HALF_TICK: Duration = Duration::from_micros(500);
 
 /// Longest single sleep, so a stop is noticed quickly without a select per request.
-const MAX_NAP: Duration = Duration::from_millis(50);
+pub(super) const MAX_NAP: Duration = Duration::from_millis(50);
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 

@@ -1,0 +1,588 @@
+//! Unary load on one generator thread: a single task that owns the thread's connections
+//! (`grpc::lean`), releases each request at its time, writes every request due in one
+//! wake-up with one write per connection, and records each call as its status is read. No
+//! task, timer, waker or channel message per request: a request is a slot in a table, a
+//! header block and a frame appended to a buffer.
+//!
+//! The semantics are the workers' (`load::unary`): `concurrency` caps calls in flight; in
+//! the open model a request is taken from the schedule as soon as a slot is free, released
+//! half a timer tick before its time, and counted late when no slot was free within
+//! `LATE_AFTER` of it; in the closed model a slot sends its next request when its call ends.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use super::driver::{Clock, Shared};
+use super::unary::{micros, HALF_TICK, LATE_AFTER, MAX_NAP};
+use crate::grpc::channel::{ConnectError, Endpoint};
+use crate::grpc::lean::{Completion, Connection, RequestHeaders};
+use crate::grpc::request::Renderer;
+use crate::grpc::status;
+use crate::grpc::unary::{Outcome, UnaryCall};
+use crate::record::SharedRecorder;
+use crate::telemetry::traces::CallSpan;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// tokio's timer resolution.
+const TICK: Duration = Duration::from_millis(1);
+
+/// When a request due `at` is released: half a tick early, so that with tokio rounding
+/// timers up to its next tick each request goes within ±0.5 ms of its time.
+fn release_time(at: Instant) -> Instant {
+    at.checked_sub(HALF_TICK).unwrap_or(at)
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Connection, ConnectError>>>>;
+
+/// One of the thread's connections, and its replacement while it is down.
+struct Slot {
+    conn: Option<(u64, Connection)>,
+    connecting: Option<Connecting>,
+    next_attempt: Instant,
+    backoff: Duration,
+    last_error: Option<ConnectError>,
+}
+
+/// A request taken from the schedule (or, closed model, for a free slot), not yet sent.
+struct Due {
+    number: u64,
+    intended: Option<Instant>,
+    measured: bool,
+    late: bool,
+}
+
+/// A call in flight.
+struct Call {
+    serial: u64,
+    connection: u64,
+    stream: u32,
+    intended: Option<Instant>,
+    sent: Instant,
+    measured: bool,
+    late: bool,
+    span: Option<CallSpan>,
+}
+
+/// What the dispatcher of one generator thread is given.
+pub(super) struct DispatchSetup {
+    pub shared: Arc<Shared>,
+    pub clock: Clock,
+    pub endpoint: Endpoint,
+    pub headers: Arc<RequestHeaders>,
+    pub connections: Vec<Connection>,
+    /// The worker ids this thread stands for: its share of `concurrency` (and the
+    /// `{{worker_id}}` of a call is the id of the slot it occupies).
+    pub worker_ids: Vec<usize>,
+    pub recorder: SharedRecorder,
+}
+
+pub(super) async fn run(setup: DispatchSetup) {
+    let mut d = Dispatcher::new(setup);
+    std::future::poll_fn(|cx| d.poll(cx)).await;
+}
+
+struct Dispatcher {
+    shared: Arc<Shared>,
+    clock: Clock,
+    endpoint: Endpoint,
+    headers: Arc<RequestHeaders>,
+    timeout: Option<Duration>,
+    slots: Vec<Slot>,
+    /// Connections the server sent GOAWAY on, finishing the calls they still carry.
+    draining: Vec<(u64, Connection)>,
+    connection_ids: u64,
+    round_robin: usize,
+    worker_ids: Vec<usize>,
+    /// In-flight calls by token; `free` lists the empty entries.
+    calls: Vec<Option<Call>>,
+    free: Vec<usize>,
+    in_flight: usize,
+    serial: u64,
+    /// (deadline, token, serial), in sending order: deadlines are sent + timeout.
+    deadlines: VecDeque<(Instant, usize, u64)>,
+    due: VecDeque<Due>,
+    /// No more requests will be taken (schedule exhausted, time or count reached, stop).
+    finished: bool,
+    renderer: Renderer,
+    recorder: SharedRecorder,
+    completions: Vec<Completion>,
+    /// Wakes for deadlines, interval ends, reconnects and to notice a stop.
+    timer: Pin<Box<Sleep>>,
+    /// Wakes for the next release (open model); see `may_release`.
+    release_timer: Pin<Box<Sleep>>,
+    /// What `release_timer` is set to, once set.
+    release_at: Option<Instant>,
+}
+
+impl Dispatcher {
+    fn new(s: DispatchSetup) -> Self {
+        let now = Instant::now();
+        let mut ids = 0;
+        let slots = s
+            .connections
+            .into_iter()
+            .map(|c| {
+                ids += 1;
+                Slot {
+                    conn: Some((ids, c)),
+                    connecting: None,
+                    next_attempt: now,
+                    backoff: MIN_BACKOFF,
+                    last_error: None,
+                }
+            })
+            .collect();
+        let cap = s.worker_ids.len();
+        let timeout = match &s.shared.plan.call {
+            super::driver::CallPlan::Unary(call) => UnaryCall::timeout(call),
+            _ => None,
+        };
+        Self {
+            timeout,
+            slots,
+            draining: Vec::new(),
+            connection_ids: ids,
+            round_robin: 0,
+            renderer: Renderer::new(s.worker_ids.first().copied().unwrap_or(0)),
+            worker_ids: s.worker_ids,
+            calls: (0..cap).map(|_| None).collect(),
+            free: (0..cap).rev().collect(),
+            in_flight: 0,
+            serial: 0,
+            deadlines: VecDeque::new(),
+            due: VecDeque::with_capacity(cap),
+            finished: cap == 0,
+            recorder: s.recorder,
+            completions: Vec::new(),
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            release_timer: Box::pin(tokio::time::sleep_until(now)),
+            release_at: None,
+            shared: s.shared,
+            clock: s.clock,
+            endpoint: s.endpoint,
+            headers: s.headers,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let now = Instant::now();
+            if self.shared.stop.load(Ordering::Relaxed) {
+                // Stop sending at once; calls in flight may finish (the driver bounds the wait).
+                self.finished = true;
+                self.due.clear();
+            }
+            self.take(now);
+            let mut progress = self.connect(cx, now);
+            self.dispatch(now);
+            self.expire(now);
+            progress |= self.poll_connections(cx);
+            self.recorder.borrow_mut().flush_if_due(now);
+            if self.finished && self.due.is_empty() && self.in_flight == 0 {
+                return Poll::Ready(());
+            }
+            if progress {
+                continue;
+            }
+            if let Some(at) = self.release_wanted(now) {
+                self.release_timer.as_mut().reset(at);
+                self.release_at = Some(at);
+                if self.release_timer.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+            }
+            let wake = self.next_wake(now);
+            self.timer.as_mut().reset(wake);
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Takes requests for every free slot: from the schedule (open model), or to send now
+    /// (closed model). A request taken more than `LATE_AFTER` after its time had to wait
+    /// for a slot: it is sent late.
+    fn take(&mut self, now: Instant) {
+        while !self.finished && self.in_flight + self.due.len() < self.calls.len() {
+            let shared = &*self.shared;
+            let due = match &shared.plan.schedule {
+                Some(schedule) => {
+                    let n = shared.next.fetch_add(1, Ordering::Relaxed);
+                    let Some(offset) = schedule.due(n) else {
+                        self.finished = true;
+                        break;
+                    };
+                    let at = self.clock.start + offset;
+                    Due {
+                        number: n,
+                        intended: Some(at),
+                        measured: n >= schedule.warmup_requests(),
+                        late: now > at + LATE_AFTER,
+                    }
+                }
+                None => {
+                    if self.clock.end.is_some_and(|end| now >= end) {
+                        self.finished = true;
+                        break;
+                    }
+                    let measured = now >= self.clock.origin;
+                    if measured {
+                        if let Some(limit) = shared.plan.load.requests {
+                            if shared.next.fetch_add(1, Ordering::Relaxed) >= limit {
+                                self.finished = true;
+                                break;
+                            }
+                        }
+                    }
+                    let number = if shared.plan.requests.varies() {
+                        shared.sequence.fetch_add(1, Ordering::Relaxed)
+                    } else {
+                        0
+                    };
+                    Due {
+                        number,
+                        intended: None,
+                        measured,
+                        late: false,
+                    }
+                }
+            };
+            self.due.push_back(due);
+        }
+    }
+
+    /// Sends every request whose time has come. They all go on one connection, the next in
+    /// turn, while it can take them: the load is spread over the connections wake-up by
+    /// wake-up rather than call by call, so a wake-up costs one write, not one per
+    /// connection (on loopback a write also pays for the receiver's network stack).
+    fn dispatch(&mut self, now: Instant) {
+        let mut batch: Option<usize> = None;
+        let may_release = self.may_release(now);
+        while let Some(front) = self.due.front() {
+            if front
+                .intended
+                .is_some_and(|at| !may_release || release_time(at) > now)
+            {
+                return;
+            }
+            let current = batch.filter(|&b| {
+                self.slots[b]
+                    .conn
+                    .as_ref()
+                    .is_some_and(|(_, c)| c.can_start())
+            });
+            let Some(slot) = current.or_else(|| self.pick_connection()) else {
+                let waiting = self.slots.iter().any(|s| s.conn.is_some() || s.connecting.is_some());
+                if waiting || self.shared.plan.schedule.is_none() {
+                    // Wait for a stream slot or the connection being made; in the closed
+                    // model the next attempt's failure fails the requests (`connect`).
+                    return;
+                }
+                // Every connection is down and waiting to retry: the request fails now.
+                let error = self.last_error();
+                if let Some(due) = self.due.pop_front() {
+                    self.fail_unsent(&due, now, &error);
+                }
+                continue;
+            };
+            let Some(due) = self.due.pop_front() else {
+                return;
+            };
+            batch = Some(slot);
+            self.send(slot, due, now);
+        }
+    }
+
+    fn send(&mut self, slot: usize, due: Due, now: Instant) {
+        let Some(token) = self.free.pop() else {
+            return; // cannot happen: `take` keeps due + in flight within the slots
+        };
+        let Some((connection, conn)) = self.slots[slot].conn.as_mut() else {
+            self.free.push(token);
+            return;
+        };
+        self.renderer.worker_id = self.worker_ids[token];
+        let body = self.shared.plan.requests.body(due.number, &mut self.renderer);
+        let span = self.shared.plan.trace.as_ref().and_then(|t| t.sample());
+        let trace = span
+            .as_ref()
+            .and_then(|s| s.traceparent.as_ref())
+            .map(|t| t.as_bytes());
+        let stream = conn.start(token, body, trace);
+        self.serial += 1;
+        if let Some(t) = self.timeout {
+            self.deadlines.push_back((now + t, token, self.serial));
+        }
+        self.calls[token] = Some(Call {
+            serial: self.serial,
+            connection: *connection,
+            stream,
+            intended: due.intended,
+            sent: now,
+            measured: due.measured,
+            late: due.late,
+            span,
+        });
+        self.in_flight += 1;
+    }
+
+    /// The next connection (round robin) that can start a call now.
+    fn pick_connection(&mut self) -> Option<usize> {
+        let n = self.slots.len();
+        for i in 0..n {
+            let slot = (self.round_robin + i) % n;
+            if self.slots[slot]
+                .conn
+                .as_ref()
+                .is_some_and(|(_, c)| c.can_start())
+            {
+                self.round_robin = slot + 1;
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// Fails calls whose deadline passed, resetting their streams.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(deadline, token, serial)) = self.deadlines.front() {
+            let live = self.calls[token].as_ref().is_some_and(|c| c.serial == serial);
+            if live && deadline > now {
+                return;
+            }
+            self.deadlines.pop_front();
+            if !live {
+                continue; // ended before its deadline
+            }
+            if let Some(call) = &self.calls[token] {
+                let (connection, stream) = (call.connection, call.stream);
+                if let Some(conn) = self.connection_mut(connection) {
+                    conn.cancel(stream);
+                }
+            }
+            self.complete(
+                token,
+                Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)"),
+                now,
+            );
+        }
+    }
+
+    fn connection_mut(&mut self, id: u64) -> Option<&mut Connection> {
+        let in_slots = self.slots.iter_mut().filter_map(|s| s.conn.as_mut());
+        in_slots
+            .chain(self.draining.iter_mut())
+            .find(|(i, _)| *i == id)
+            .map(|(_, c)| c)
+    }
+
+    /// Writes and reads on every connection and records the calls that ended. True when
+    /// any did (slots were freed) or a connection was lost.
+    fn poll_connections(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut lost = Vec::new();
+        for slot in &mut self.slots {
+            let Some((_, conn)) = slot.conn.as_mut() else {
+                continue;
+            };
+            if let Err(why) = conn.poll_io(cx, &mut self.completions) {
+                lost.push((conn.abandon(), why.0));
+                slot.conn = None;
+            } else if !conn.accepting() {
+                // GOAWAY, or stream ids used up: finish its calls aside, open a new one.
+                if let Some(c) = slot.conn.take() {
+                    self.draining.push(c);
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.draining.len() {
+            let conn = &mut self.draining[i].1;
+            let result = conn.poll_io(cx, &mut self.completions);
+            if let Err(why) = result {
+                lost.push((conn.abandon(), why.0));
+                self.draining.swap_remove(i);
+            } else if conn.in_flight() == 0 {
+                self.draining.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        let progress = !self.completions.is_empty() || !lost.is_empty();
+        let now = Instant::now();
+        let mut completions = std::mem::take(&mut self.completions);
+        for c in completions.drain(..) {
+            self.complete(c.token, c.outcome, now);
+        }
+        self.completions = completions;
+        for (tokens, why) in lost {
+            for token in tokens {
+                let mut outcome = Outcome::failed(status::UNAVAILABLE, why.clone());
+                outcome.connection_failed = true;
+                self.complete(token, outcome, now);
+            }
+        }
+        progress
+    }
+
+    /// Ends call `token` at `now` with `outcome`: records it and ends its span.
+    fn complete(&mut self, token: usize, outcome: Outcome, now: Instant) {
+        let Some(call) = self.calls.get_mut(token).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(token);
+        self.in_flight -= 1;
+        if call.measured {
+            let corrected = call.intended.map(|at| micros(now - at.min(call.sent)));
+            self.recorder.borrow_mut().record(
+                now,
+                corrected,
+                micros(now - call.sent),
+                outcome.code,
+                outcome.message.as_deref(),
+                call.late,
+            );
+        }
+        if let Some(span) = call.span {
+            span.end(
+                outcome.code,
+                outcome.message.as_deref(),
+                call.measured,
+                call.late,
+            );
+        }
+    }
+
+    /// Records a request that could not be sent (no connection) as failed.
+    fn fail_unsent(&mut self, due: &Due, now: Instant, error: &str) {
+        if !due.measured {
+            return;
+        }
+        let corrected = due.intended.map(|at| micros(now.saturating_duration_since(at)));
+        self.recorder.borrow_mut().record(
+            now,
+            corrected,
+            0,
+            status::UNAVAILABLE,
+            Some(error),
+            due.late,
+        );
+    }
+
+    fn last_error(&self) -> String {
+        self.slots
+            .iter()
+            .find_map(|s| s.last_error.as_ref())
+            .map_or_else(|| "no connection to the target".to_string(), |e| e.to_string())
+    }
+
+    /// Replaces lost connections, with backoff while the target is down. True when a
+    /// connection came up (requests may be sent on it).
+    fn connect(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        let mut failed = None;
+        for slot in &mut self.slots {
+            if slot.conn.is_some() {
+                continue;
+            }
+            if slot.connecting.is_none() {
+                if self.finished || now < slot.next_attempt {
+                    continue;
+                }
+                let (endpoint, headers) = (self.endpoint.clone(), self.headers.clone());
+                slot.connecting = Some(Box::pin(async move {
+                    Connection::open(&endpoint, headers).await
+                }));
+            }
+            let Some(connecting) = slot.connecting.as_mut() else {
+                continue;
+            };
+            match connecting.as_mut().poll(cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(conn)) => {
+                    self.connection_ids += 1;
+                    slot.conn = Some((self.connection_ids, conn));
+                    slot.connecting = None;
+                    slot.backoff = MIN_BACKOFF;
+                    slot.last_error = None;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    slot.connecting = None;
+                    slot.next_attempt = Instant::now() + slot.backoff;
+                    slot.backoff = (slot.backoff * 2).min(MAX_BACKOFF);
+                    failed = Some(e.to_string());
+                    slot.last_error = Some(e);
+                }
+            }
+        }
+        // Requests waiting for that attempt fail with its error, as each worker's would.
+        if let Some(error) = failed {
+            if self.pick_connection().is_none() {
+                while let Some(front) = self.due.front() {
+                    if front.intended.is_some_and(|at| at > now) {
+                        break;
+                    }
+                    if let Some(due) = self.due.pop_front() {
+                        self.fail_unsent(&due, now, &error);
+                    }
+                }
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    /// Whether requests may be released now (open model). Only on the release timer's
+    /// firing, which tokio does on its 1 ms ticks: responses wake the dispatcher between
+    /// ticks, and releasing on those wakes would send each tick's requests a few at a time,
+    /// a write each. A request whose time came while the timer was not set (waiting for a
+    /// free slot or a connection) goes as soon as it can.
+    fn may_release(&self, now: Instant) -> bool {
+        match self.release_at {
+            None => true,
+            Some(at) => self.release_timer.is_elapsed() || now >= at + TICK,
+        }
+    }
+
+    /// The release time to set the release timer to, when it must change: the next request's,
+    /// if it is in the future (one already due waits for a slot, not for the timer).
+    fn release_wanted(&self, now: Instant) -> Option<Instant> {
+        let at = release_time(self.due.front()?.intended?);
+        (at > now && self.release_at != Some(at)).then_some(at)
+    }
+
+    /// When to look again: the next release, deadline, interval end or reconnect attempt,
+    /// and at least every `MAX_NAP` to notice a stop.
+    fn next_wake(&self, now: Instant) -> Instant {
+        // Only future times: what is due already waits for I/O, which wakes us itself.
+        let mut wake = now + MAX_NAP;
+        let mut consider = |t: Instant| {
+            if t > now {
+                wake = wake.min(t);
+            }
+        };
+        if let Some(&(deadline, _, _)) = self.deadlines.front() {
+            consider(deadline);
+        }
+        if let Some(flush) = self.recorder.borrow().flush_deadline() {
+            consider(flush);
+        }
+        if !self.finished {
+            for slot in &self.slots {
+                if slot.conn.is_none() && slot.connecting.is_none() {
+                    consider(slot.next_attempt);
+                }
+            }
+        }
+        wake
+    }
+}
