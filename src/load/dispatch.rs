@@ -58,11 +58,31 @@ struct Due {
     intended: Option<Instant>,
     measured: bool,
     late: bool,
+    /// Set when the server refused an earlier attempt.
+    retry: Option<Retry>,
 }
+
+/// What a call retried after a refusal keeps: its latency and span run from the first send.
+struct Retry {
+    attempts: u8,
+    sent: Instant,
+    span: Option<CallSpan>,
+    /// Backoff: not sent again before this.
+    not_before: Instant,
+}
+
+/// Attempts a call gets when the server refuses its stream before processing it. gRPC
+/// clients retry those transparently; grpcio, for one, refuses a new stream that arrives
+/// while it still counts a finished one against its MAX_CONCURRENT_STREAMS. With the
+/// backoff doubling from 1 ms, ten attempts span about a second.
+const MAX_ATTEMPTS: u8 = 10;
+const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(1);
 
 /// A call in flight.
 struct Call {
     serial: u64,
+    number: u64,
+    attempts: u8,
     connection: u64,
     stream: u32,
     intended: Option<Instant>,
@@ -227,6 +247,7 @@ impl Dispatcher {
                         intended: Some(at),
                         measured: n >= schedule.warmup_requests(),
                         late: now > at + LATE_AFTER,
+                        retry: None,
                     }
                 }
                 None => {
@@ -253,6 +274,7 @@ impl Dispatcher {
                         intended: None,
                         measured,
                         late: false,
+                        retry: None,
                     }
                 }
             };
@@ -271,6 +293,7 @@ impl Dispatcher {
             if front
                 .intended
                 .is_some_and(|at| !may_release || release_time(at) > now)
+                || front.retry.as_ref().is_some_and(|r| r.not_before > now)
             {
                 return;
             }
@@ -312,7 +335,14 @@ impl Dispatcher {
         };
         self.renderer.worker_id = self.worker_ids[token];
         let body = self.shared.plan.requests.body(due.number, &mut self.renderer);
-        let span = self.shared.plan.trace.as_ref().and_then(|t| t.sample());
+        let (sent, span, attempts) = match due.retry {
+            Some(r) => (r.sent, r.span, r.attempts + 1),
+            None => (
+                now,
+                self.shared.plan.trace.as_ref().and_then(|t| t.sample()),
+                1,
+            ),
+        };
         let trace = span
             .as_ref()
             .and_then(|s| s.traceparent.as_ref())
@@ -320,14 +350,19 @@ impl Dispatcher {
         let stream = conn.start(token, body, trace);
         self.serial += 1;
         if let Some(t) = self.timeout {
-            self.deadlines.push_back((now + t, token, self.serial));
+            // In sending order, except a retry, which keeps its first deadline.
+            let deadline = sent + t;
+            let at = self.deadlines.partition_point(|&(d, _, _)| d <= deadline);
+            self.deadlines.insert(at, (deadline, token, self.serial));
         }
         self.calls[token] = Some(Call {
             serial: self.serial,
+            number: due.number,
+            attempts,
             connection: *connection,
             stream,
             intended: due.intended,
-            sent: now,
+            sent,
             measured: due.measured,
             late: due.late,
             span,
@@ -420,7 +455,9 @@ impl Dispatcher {
         let now = Instant::now();
         let mut completions = std::mem::take(&mut self.completions);
         for c in completions.drain(..) {
-            self.complete(c.token, c.outcome, now);
+            if !(c.refused && self.retry(c.token)) {
+                self.complete(c.token, c.outcome, now);
+            }
         }
         self.completions = completions;
         for (tokens, why) in lost {
@@ -431,6 +468,35 @@ impl Dispatcher {
             }
         }
         progress
+    }
+
+    /// Puts a refused call back at the head of the queue, unless it has had its attempts or
+    /// the run is stopping. True when it will be sent again.
+    fn retry(&mut self, token: usize) -> bool {
+        let retryable = self.calls[token]
+            .as_ref()
+            .is_some_and(|c| c.attempts < MAX_ATTEMPTS);
+        if !retryable || self.finished && self.shared.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(call) = self.calls[token].take() else {
+            return false;
+        };
+        self.free.push(token);
+        self.in_flight -= 1;
+        self.due.push_front(Due {
+            number: call.number,
+            intended: call.intended,
+            measured: call.measured,
+            late: call.late,
+            retry: Some(Retry {
+                attempts: call.attempts,
+                sent: call.sent,
+                span: call.span,
+                not_before: Instant::now() + FIRST_RETRY_BACKOFF * (1 << (call.attempts - 1)),
+            }),
+        });
+        true
     }
 
     /// Ends call `token` at `now` with `outcome`: records it and ends its span.
@@ -572,6 +638,9 @@ impl Dispatcher {
         };
         if let Some(&(deadline, _, _)) = self.deadlines.front() {
             consider(deadline);
+        }
+        if let Some(retry) = self.due.front().and_then(|d| d.retry.as_ref()) {
+            consider(retry.not_before);
         }
         if let Some(flush) = self.recorder.borrow().flush_deadline() {
             consider(flush);

@@ -13,6 +13,7 @@ Options:
   --metrics-port-file PATH       serve prometheus_client's default metrics on a loopback port
                                  and write the port there
   --fail-every N                 every Nth request ends with UNAVAILABLE "planned failure"
+  --max-concurrent-streams N     the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS to announce
 """
 
 import argparse
@@ -58,6 +59,7 @@ def main():
     parser.add_argument("--stall-ms", type=int, default=0)
     parser.add_argument("--require-metadata", default="")
     parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument("--max-concurrent-streams", type=int, default=0)
     parser.add_argument("--health", default="SERVING", help="the overall health status to report")
     parser.add_argument("--tls-cert", default="")
     parser.add_argument("--tls-key", default="")
@@ -149,8 +151,13 @@ def main():
                     state["stream_sent"] = state.get("stream_sent", 0) + 1
                 yield echo_pb2.SayReply(message=str(i))
 
+    options = []
+    if args.max_concurrent_streams:
+        options.append(("grpc.max_concurrent_streams", args.max_concurrent_streams))
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=64), interceptors=[TraceparentRecorder()]
+        futures.ThreadPoolExecutor(max_workers=64),
+        interceptors=[TraceparentRecorder()],
+        options=options,
     )
     echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
     health_servicer = health.HealthServicer()

@@ -36,6 +36,9 @@ const LAST_STREAM_ID: u32 = (1 << 31) - 1;
 pub struct Completion {
     pub token: usize,
     pub outcome: Outcome,
+    /// The server refused the stream before processing it (REFUSED_STREAM, or above a
+    /// GOAWAY's last stream id): the call may be retried transparently, as gRPC does.
+    pub refused: bool,
 }
 
 /// Why the connection cannot go on; every call still on it has failed.
@@ -383,6 +386,7 @@ impl Connection {
                     done.push(Completion {
                         token: s.token,
                         outcome: reset_outcome(reason),
+                        refused: reason == frame::REFUSED_STREAM,
                     });
                 }
                 Ok(())
@@ -419,6 +423,7 @@ impl Connection {
                         done.push(Completion {
                             token: s.token,
                             outcome,
+                            refused: true,
                         });
                     }
                 }
@@ -544,6 +549,7 @@ impl Connection {
             done.push(Completion {
                 token: s.token,
                 outcome,
+                refused: false,
             });
         }
     }
