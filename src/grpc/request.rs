@@ -131,9 +131,20 @@ impl Requests {
             }
         }
         r.buf.clear();
-        // Encoding into a Vec cannot fail; framing only fails past 4 GiB.
+        if self.compression.is_some() {
+            // Encoding into a Vec cannot fail; framing only fails past 4 GiB.
+            let _ = m.encode(&mut r.buf);
+            return frame(&r.buf, self.compression).unwrap_or_default();
+        }
+        // Uncompressed: encode after a 5-byte prefix and fill its length in, so the request
+        // is copied once (into the returned Bytes) instead of three times.
+        r.buf.extend_from_slice(&[0; 5]);
         let _ = m.encode(&mut r.buf);
-        frame(&r.buf, self.compression).unwrap_or_default()
+        let Ok(len) = u32::try_from(r.buf.len() - 5) else {
+            return Bytes::new();
+        };
+        r.buf[1..5].copy_from_slice(&len.to_be_bytes());
+        Bytes::copy_from_slice(&r.buf)
     }
 }
 
