@@ -25,9 +25,18 @@ fn messages_larger_than_the_flow_control_windows_go_both_ways() {
     );
     let report = run_report(dir.path(), &s);
     let counts = server.stop_with_counts();
-    assert_eq!(report["status_codes"], serde_json::json!({"OK": 24}), "{}", report["errors"]);
+    assert_eq!(
+        report["status_codes"],
+        serde_json::json!({"OK": 24}),
+        "{}",
+        report["errors"]
+    );
     assert_eq!(num(&counts, "requests"), 24.0);
-    assert_eq!(counts["messages"][&big], serde_json::json!(24), "the server got whole messages");
+    assert_eq!(
+        counts["messages"][&big],
+        serde_json::json!(24),
+        "the server got whole messages"
+    );
 }
 
 #[test]
@@ -48,7 +57,12 @@ fn the_servers_limit_on_concurrent_streams_is_respected() {
     );
     let report = run_report(dir.path(), &s);
     let counts = server.stop_with_counts();
-    assert_eq!(report["status_codes"], serde_json::json!({"OK": 300}), "{}", report["errors"]);
+    assert_eq!(
+        report["status_codes"],
+        serde_json::json!({"OK": 300}),
+        "{}",
+        report["errors"]
+    );
     assert_eq!(num(&counts, "requests"), 300.0);
 }
 
@@ -68,7 +82,13 @@ fn a_graceful_stop_finishes_calls_in_flight_and_the_load_moves_to_the_next_serve
     );
     let out_path = dir.path().join("goaway.json");
     let run = std::process::Command::new(bin())
-        .args(["run", "-q", s.to_str().unwrap(), "--out", out_path.to_str().unwrap()])
+        .args([
+            "run",
+            "-q",
+            s.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -81,7 +101,10 @@ fn a_graceful_stop_finishes_calls_in_flight_and_the_load_moves_to_the_next_serve
     let second_counts = second.stop_with_counts();
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
-    eprintln!("graceful stop: status {} errors {}", r["status_codes"], r["errors"]);
+    eprintln!(
+        "graceful stop: status {} errors {}",
+        r["status_codes"], r["errors"]
+    );
     // Every call a server took was answered: no call is lost or counted twice.
     let served = num(&first_counts, "requests") + num(&second_counts, "requests");
     assert_eq!(num(&r, "status_codes.OK"), served, "{}", r["errors"]);
@@ -95,7 +118,11 @@ fn a_graceful_stop_finishes_calls_in_flight_and_the_load_moves_to_the_next_serve
         "{}",
         r["status_codes"]
     );
-    assert!(unavailable >= 1.0, "the gap between the servers shows: {}", r["status_codes"]);
+    assert!(
+        unavailable >= 1.0,
+        "the gap between the servers shows: {}",
+        r["status_codes"]
+    );
     assert!(num(&r, "totals.requests") >= 590.0, "{}", r["totals"]);
     let last_seconds: f64 = r["intervals"]
         .as_array()
@@ -137,7 +164,13 @@ duration = "5s"
     );
     let out_path = dir.path().join("lost.json");
     let run = std::process::Command::new(bin())
-        .args(["run", "-q", s.to_str().unwrap(), "--out", out_path.to_str().unwrap()])
+        .args([
+            "run",
+            "-q",
+            s.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -151,9 +184,16 @@ duration = "5s"
     assert_eq!(out.status.code(), Some(0));
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
-    eprintln!("lost connection: status {} errors {}", r["status_codes"], r["errors"]);
+    eprintln!(
+        "lost connection: status {} errors {}",
+        r["status_codes"], r["errors"]
+    );
     let unavailable = num(&r, "status_codes.UNAVAILABLE");
-    assert!(unavailable >= 10.0, "calls in flight (about 10 at 200/s × 50 ms) failed: {}", r["status_codes"]);
+    assert!(
+        unavailable >= 10.0,
+        "calls in flight (about 10 at 200/s × 50 ms) failed: {}",
+        r["status_codes"]
+    );
     let messages: Vec<&str> = r["errors"]
         .as_array()
         .unwrap()
@@ -165,7 +205,12 @@ duration = "5s"
         "the errors say what happened: {messages:?}"
     );
     let ok = num(&r, "status_codes.OK");
-    assert_eq!(ok + unavailable, num(&r, "totals.requests"), "{}", r["status_codes"]);
+    assert_eq!(
+        ok + unavailable,
+        num(&r, "totals.requests"),
+        "{}",
+        r["status_codes"]
+    );
     let after: f64 = r["intervals"]
         .as_array()
         .unwrap()

@@ -127,7 +127,11 @@ pub async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectErr
         Ok(Ok(s)) => s,
     };
     if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-        return Err(ConnectError::Tls(addr.clone(), "the server did not select h2 by ALPN: it does not serve gRPC over this TLS port".into()));
+        return Err(ConnectError::Tls(
+            addr.clone(),
+            "the server did not select h2 by ALPN: it does not serve gRPC over this TLS port"
+                .into(),
+        ));
     }
     Ok(Transport::Tls(Box::new(stream)))
 }

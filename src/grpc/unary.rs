@@ -131,27 +131,6 @@ impl UnaryCall {
         self.timeout
     }
 
-    /// Makes the call with the framed request `body` on `send` and waits for its status,
-    /// within the deadline if one is set.
-    /// `trace` is a W3C `traceparent` to send, for a sampled call.
-    pub async fn call(
-        &self,
-        send: &mut SendRequest<Bytes>,
-        body: Bytes,
-        trace: Option<&HeaderValue>,
-    ) -> Outcome {
-        match self.timeout {
-            None => self.exchange(send, body, trace).await,
-            Some(t) => match tokio::time::timeout(t, self.exchange(send, body, trace)).await {
-                Ok(outcome) => outcome,
-                // Dropping the exchange resets the stream (RST_STREAM CANCEL), as gRPC does.
-                Err(_) => {
-                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)")
-                }
-            },
-        }
-    }
-
     /// The request head: method, URI and headers, from the ones prepared once, plus the
     /// `traceparent` of a sampled call.
     pub(crate) fn request(&self, trace: Option<&HeaderValue>) -> Request<()> {
@@ -182,15 +161,6 @@ impl UnaryCall {
             }),
         };
         (outcome, headers_at)
-    }
-
-    async fn exchange(
-        &self,
-        send: &mut SendRequest<Bytes>,
-        body: Bytes,
-        trace: Option<&HeaderValue>,
-    ) -> Outcome {
-        self.exchange_timed(send, body, trace, &mut None).await
     }
 
     async fn exchange_timed(

@@ -304,7 +304,10 @@ impl Dispatcher {
                     .is_some_and(|(_, c)| c.can_start())
             });
             let Some(slot) = current.or_else(|| self.pick_connection()) else {
-                let waiting = self.slots.iter().any(|s| s.conn.is_some() || s.connecting.is_some());
+                let waiting = self
+                    .slots
+                    .iter()
+                    .any(|s| s.conn.is_some() || s.connecting.is_some());
                 if waiting || self.shared.plan.schedule.is_none() {
                     // Wait for a stream slot or the connection being made; in the closed
                     // model the next attempt's failure fails the requests (`connect`).
@@ -334,7 +337,11 @@ impl Dispatcher {
             return;
         };
         self.renderer.worker_id = self.worker_ids[token];
-        let body = self.shared.plan.requests.body(due.number, &mut self.renderer);
+        let body = self
+            .shared
+            .plan
+            .requests
+            .body(due.number, &mut self.renderer);
         let (sent, span, attempts) = match due.retry {
             Some(r) => (r.sent, r.span, r.attempts + 1),
             None => (
@@ -390,7 +397,9 @@ impl Dispatcher {
     /// Fails calls whose deadline passed, resetting their streams.
     fn expire(&mut self, now: Instant) {
         while let Some(&(deadline, token, serial)) = self.deadlines.front() {
-            let live = self.calls[token].as_ref().is_some_and(|c| c.serial == serial);
+            let live = self.calls[token]
+                .as_ref()
+                .is_some_and(|c| c.serial == serial);
             if live && deadline > now {
                 return;
             }
@@ -532,7 +541,9 @@ impl Dispatcher {
         if !due.measured {
             return;
         }
-        let corrected = due.intended.map(|at| micros(now.saturating_duration_since(at)));
+        let corrected = due
+            .intended
+            .map(|at| micros(now.saturating_duration_since(at)));
         self.recorder.borrow_mut().record(
             now,
             corrected,
@@ -547,7 +558,10 @@ impl Dispatcher {
         self.slots
             .iter()
             .find_map(|s| s.last_error.as_ref())
-            .map_or_else(|| "no connection to the target".to_string(), |e| e.to_string())
+            .map_or_else(
+                || "no connection to the target".to_string(),
+                |e| e.to_string(),
+            )
     }
 
     /// Replaces lost connections, with backoff while the target is down. True when a

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::schedule::Schedule;
 use super::dispatch::{self, DispatchSetup};
+use super::schedule::Schedule;
 use super::unary;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::lean::Connection;

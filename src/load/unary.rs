@@ -1,5 +1,5 @@
-//! The worker: take the next request (a call, or a whole stream), wait for its time (open
-//! model), run it, record.
+//! The worker: take the next request (a whole stream, or a handshake storm's connection),
+//! wait for its time (open model), run it, record. Unary calls go through `dispatch`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -136,10 +136,6 @@ pub(super) async fn worker(
         let trace = span.as_ref().and_then(|s| s.traceparent.clone());
         let sent = Instant::now();
         let outcome = match &shared.plan.call {
-            CallPlan::Unary(call) => {
-                let body = requests.body(number, &mut renderer);
-                call.call(&mut current.send, body, trace.as_ref()).await
-            }
             CallPlan::Stream(call) => {
                 let ctx = StreamContext {
                     requests,
@@ -153,10 +149,12 @@ pub(super) async fn worker(
                 };
                 call.run(&mut current.send, ctx).await
             }
-            // Handled before leasing; kept total so no input can make a worker panic.
-            CallPlan::Handshake(_) => {
-                Outcome::failed(status::INTERNAL, "handshake plan on a pooled connection")
-            }
+            // Unary calls have their own dispatcher and storms are handled before leasing;
+            // kept total so no input can make a worker panic.
+            CallPlan::Unary(_) | CallPlan::Handshake(_) => Outcome::failed(
+                status::INTERNAL,
+                "unary or handshake plan given to a stream worker",
+            ),
         };
         if outcome.connection_failed {
             broken = Some(current.generation);

@@ -214,7 +214,11 @@ impl Connection {
         let mut kind = frame::HEADERS;
         loop {
             let n = rest.len().min(self.peer_max_frame);
-            let flags = if n == rest.len() { frame::END_HEADERS } else { 0 };
+            let flags = if n == rest.len() {
+                frame::END_HEADERS
+            } else {
+                0
+            };
             frame::put_head(&mut self.write, n, kind, flags, id);
             self.write.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
@@ -406,10 +410,16 @@ impl Connection {
                 Ok(())
             }
             frame::GOAWAY => {
-                let last = be_u32(payload).ok_or_else(|| protocol_error("short GOAWAY"))? & 0x7fff_ffff;
+                let last =
+                    be_u32(payload).ok_or_else(|| protocol_error("short GOAWAY"))? & 0x7fff_ffff;
                 let reason = payload.get(4..8).and_then(be_u32).unwrap_or(0);
                 self.goaway = Some(last);
-                let refused: Vec<u32> = self.streams.keys().copied().filter(|&id| id > last).collect();
+                let refused: Vec<u32> = self
+                    .streams
+                    .keys()
+                    .copied()
+                    .filter(|&id| id > last)
+                    .collect();
                 for id in refused {
                     if let Some(s) = self.streams.remove(&id) {
                         let mut outcome = Outcome::failed(
@@ -541,7 +551,13 @@ impl Connection {
     }
 
     /// Ends a call; a stream the server has not ended is reset, so it stops sending.
-    fn finish(&mut self, id: u32, server_ended: bool, outcome: Outcome, done: &mut Vec<Completion>) {
+    fn finish(
+        &mut self,
+        id: u32,
+        server_ended: bool,
+        outcome: Outcome,
+        done: &mut Vec<Completion>,
+    ) {
         if let Some(s) = self.streams.remove(&id) {
             if !server_ended || !s.pending.is_empty() {
                 frame::put_rst_stream(&mut self.write, id, frame::CANCEL);
@@ -568,8 +584,9 @@ impl Connection {
                 frame::SETTINGS_HEADER_TABLE_SIZE => {
                     self.peer_table_size = value as usize;
                     if self.peer_settings_seen {
-                        self.indexing =
-                            self.headers.after_table_change(self.indexing, self.peer_table_size);
+                        self.indexing = self
+                            .headers
+                            .after_table_change(self.indexing, self.peer_table_size);
                     }
                 }
                 frame::SETTINGS_MAX_CONCURRENT_STREAMS => self.peer_max_streams = value as usize,
@@ -652,16 +669,19 @@ fn grpc_outcome(code: u8, message: Option<&[u8]>) -> Outcome {
     if code == status::OK {
         return Outcome::OK;
     }
-    Outcome::failed(code, message.map_or_else(String::new, status::decode_message))
+    Outcome::failed(
+        code,
+        message.map_or_else(String::new, status::decode_message),
+    )
 }
 
 /// A stream reset by the server, as gRPC maps the reason (as `Outcome::from_h2` does).
 fn reset_outcome(reason: u32) -> Outcome {
     let code = match reason {
-        0x7 => status::UNAVAILABLE,          // REFUSED_STREAM
-        0x8 => status::CANCELLED,            // CANCEL
-        0xb => 8,                            // ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED
-        0xc => status::PERMISSION_DENIED,    // INADEQUATE_SECURITY
+        0x7 => status::UNAVAILABLE,       // REFUSED_STREAM
+        0x8 => status::CANCELLED,         // CANCEL
+        0xb => 8,                         // ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED
+        0xc => status::PERMISSION_DENIED, // INADEQUATE_SECURITY
         _ => status::INTERNAL,
     };
     Outcome::failed(

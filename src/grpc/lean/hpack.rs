@@ -84,10 +84,13 @@ impl std::fmt::Display for HpackError {
     }
 }
 
+/// A dynamic table entry: name and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// The receiving side's HPACK state for one connection.
 pub struct Decoder {
     /// Newest entry first.
-    table: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    table: VecDeque<Entry>,
     size: usize,
     max_size: usize,
     /// The most the server may set `max_size` to: our SETTINGS_HEADER_TABLE_SIZE.
@@ -180,7 +183,7 @@ impl Decoder {
         }
     }
 
-    fn insert(&mut self, (name, value): (Box<[u8]>, Box<[u8]>)) {
+    fn insert(&mut self, (name, value): Entry) {
         let size = name.len() + value.len() + ENTRY_OVERHEAD;
         if size > self.max_size {
             // An entry larger than the table empties it and is not added (RFC 7541 §4.4).
@@ -397,7 +400,9 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

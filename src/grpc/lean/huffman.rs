@@ -56,7 +56,8 @@ fn codes() -> &'static Codes {
     static CODES: std::sync::OnceLock<Codes> = std::sync::OnceLock::new();
     CODES.get_or_init(|| {
         let mut by_length = vec![Vec::new(); 31];
-        for (symbol, (&code, &length)) in ENCODE_CODES.iter().zip(&ENCODE_CODE_LENGTHS).enumerate() {
+        for (symbol, (&code, &length)) in ENCODE_CODES.iter().zip(&ENCODE_CODE_LENGTHS).enumerate()
+        {
             by_length[usize::from(length)].push((code, symbol as u8));
         }
         for codes in &mut by_length {
@@ -103,7 +104,8 @@ pub(crate) fn encode(src: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut bits, mut pending) = (0u64, 0usize);
     for &b in src {
-        bits = (bits << ENCODE_CODE_LENGTHS[usize::from(b)]) | u64::from(ENCODE_CODES[usize::from(b)]);
+        bits =
+            (bits << ENCODE_CODE_LENGTHS[usize::from(b)]) | u64::from(ENCODE_CODES[usize::from(b)]);
         pending += usize::from(ENCODE_CODE_LENGTHS[usize::from(b)]);
         while pending >= 8 {
             pending -= 8;
@@ -141,7 +143,9 @@ mod tests {
 
     #[test]
     fn every_byte_round_trips_and_bad_padding_is_refused() {
-        let all: Vec<u8> = (0..=255u8).chain(b"grpc-status: 0".iter().copied()).collect();
+        let all: Vec<u8> = (0..=255u8)
+            .chain(b"grpc-status: 0".iter().copied())
+            .collect();
         let mut out = Vec::new();
         decode(&encode(&all), &mut out).unwrap();
         assert_eq!(out, all);
