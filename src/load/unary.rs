@@ -112,6 +112,12 @@ pub(super) async fn worker(
                 .await;
             taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
             taken.end_span(span, &outcome);
+            if outcome.connection_failed && shared.plan.schedule.is_none() {
+                // Closed model out of ports or descriptors: retrying at once would spin
+                // (hundreds of thousands of failures a second) and starve the handshakes
+                // that did get one. Wait a timer tick for some to free up.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             continue;
         }
         let Some(pool) = pool.as_deref() else { break };

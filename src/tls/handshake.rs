@@ -199,7 +199,9 @@ impl HandshakeCall {
     ) -> Outcome {
         let start = Instant::now();
         let fail = |hs: &mut Handshake, class: String, message: String| {
-            let outcome = Outcome::failed(status::UNAVAILABLE, format!("{class}: {message}"));
+            let mut outcome = Outcome::failed(status::UNAVAILABLE, format!("{class}: {message}"));
+            // Out of ports or descriptors: the worker should let some free up first.
+            outcome.connection_failed = class == "address_unavailable";
             hs.error = Some((class, message));
             outcome
         };

@@ -91,8 +91,14 @@ pub fn accept_tls(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
+            let tcp = match listener.accept().await {
+                Ok((tcp, _)) => tcp,
+                Err(_) => {
+                    // Out of descriptors (EMFILE) fails at once while the connection waits
+                    // in the backlog: retrying without a pause would spin a core.
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             if tx.is_closed() {
