@@ -269,7 +269,7 @@ fn a_server_restarted_mid_run_fails_some_streams_and_the_run_goes_on() {
     std::thread::sleep(std::time::Duration::from_millis(1200));
     target.child.kill().unwrap();
     target.child.wait().unwrap();
-    let _second = restart_on(port);
+    let _second = Server::reference_target_on(port);
     let out = run.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let r: serde_json::Value =
@@ -298,19 +298,6 @@ fn a_server_restarted_mid_run_fails_some_streams_and_the_run_goes_on() {
         .map(|i| num(i, "messages_received"))
         .sum();
     assert!(after > 0.0, "new streams reconnected after the restart");
-}
-
-/// Starts `loadagent target` on `port` again, retrying briefly while the old one releases it.
-fn restart_on(port: u16) -> Server {
-    for _ in 0..50 {
-        let mut cmd = std::process::Command::new(bin());
-        cmd.args(["target", "--listen", &format!("127.0.0.1:{port}")]);
-        if let Some(s) = Server::try_start(cmd, "listening on ") {
-            return s;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("the target could not listen on its old port again");
 }
 
 #[test]

@@ -81,26 +81,14 @@ fn a_graceful_stop_finishes_calls_in_flight_and_the_load_moves_to_the_next_serve
         ),
     );
     let out_path = dir.path().join("goaway.json");
-    let run = std::process::Command::new(bin())
-        .args([
-            "run",
-            "-q",
-            s.to_str().unwrap(),
-            "--out",
-            out_path.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let run = spawn_run(&s, &out_path);
     // SIGTERM: grpcio sends GOAWAY and gives calls in flight a second to finish.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let first_counts = first.stop_with_counts();
     let second = Server::python(&["--port", &port.to_string()]);
-    let out = run.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    let r = finish_run(run, &out_path);
     let second_counts = second.stop_with_counts();
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+
     eprintln!(
         "graceful stop: status {} errors {}",
         r["status_codes"], r["errors"]
@@ -163,27 +151,15 @@ duration = "5s"
         ),
     );
     let out_path = dir.path().join("lost.json");
-    let run = std::process::Command::new(bin())
-        .args([
-            "run",
-            "-q",
-            s.to_str().unwrap(),
-            "--out",
-            out_path.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let run = spawn_run(&s, &out_path);
     // Killed, not stopped: the connections just end, with calls in flight on them.
     std::thread::sleep(std::time::Duration::from_millis(1200));
     target.child.kill().unwrap();
     target.child.wait().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let _second = restart_reference_target(port);
-    let out = run.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    let _second = Server::reference_target_on(port);
+    let r = finish_run(run, &out_path);
+
     eprintln!(
         "lost connection: status {} errors {}",
         r["status_codes"], r["errors"]
@@ -219,17 +195,4 @@ duration = "5s"
         .map(|i| num(i, "ok"))
         .sum();
     assert!(after > 0.0, "the load reconnected after the restart");
-}
-
-/// Starts `loadagent target` on `port` again, retrying briefly while the old one releases it.
-fn restart_reference_target(port: u16) -> Server {
-    for _ in 0..50 {
-        let mut cmd = std::process::Command::new(bin());
-        cmd.args(["target", "--listen", &format!("127.0.0.1:{port}")]);
-        if let Some(s) = Server::try_start(cmd, "listening on ") {
-            return s;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("the target could not listen on its old port again");
 }

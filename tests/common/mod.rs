@@ -275,3 +275,42 @@ pub fn num(v: &serde_json::Value, path: &str) -> f64 {
     cur.as_f64()
         .unwrap_or_else(|| panic!("{path} is not a number in the report: {cur}"))
 }
+
+/// Starts `loadagent run -q SCENARIO --out OUT` in the background (stdout discarded), for
+/// tests that act on a server while the run goes on.
+pub fn spawn_run(scenario: &Path, out: &Path) -> Child {
+    Command::new(bin())
+        .args([
+            "run",
+            "-q",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a run started by `spawn_run`, asserts it exited 0 and returns its report.
+pub fn finish_run(run: Child, out: &Path) -> serde_json::Value {
+    let done = run.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+impl Server {
+    /// Starts `loadagent target` on `port` again, retrying briefly while the old one
+    /// releases it.
+    pub fn reference_target_on(port: u16) -> Self {
+        for _ in 0..50 {
+            let mut cmd = Command::new(bin());
+            cmd.args(["target", "--listen", &format!("127.0.0.1:{port}")]);
+            if let Some(s) = Self::try_start(cmd, "listening on ") {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the target could not listen on its old port again");
+    }
+}
