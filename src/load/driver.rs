@@ -1,6 +1,7 @@
 //! Runs a plan. The load runs on generator threads, each with a single-threaded runtime that
-//! owns its share of the connections and the workers using them (thread-per-core, as h2load's
-//! `-t`): a request never crosses threads, so no work-stealing and no cross-thread wake-ups on
+//! owns its share of the connections and what uses them — for unary calls one dispatcher
+//! (`dispatch`), for streams and handshake storms the workers (`unary`) — (thread-per-core,
+//! as h2load's `-t`): a request never crosses threads, so no work-stealing and no cross-thread wake-ups on
 //! the hot path. The calling runtime only aggregates, shows progress and watches for signals.
 //!
 //! Shutdown is two-phase: on cancellation workers stop taking new requests at once, requests
