@@ -125,7 +125,6 @@ struct Dispatcher {
     /// In-flight calls by token; `free` lists the empty entries.
     calls: Vec<Option<Call>>,
     free: Vec<usize>,
-    in_flight: usize,
     serial: u64,
     /// (deadline, token, serial), in sending order: deadlines are sent + timeout.
     deadlines: VecDeque<(Instant, usize, u64)>,
@@ -176,7 +175,6 @@ impl Dispatcher {
             worker_ids: s.worker_ids,
             calls: (0..cap).map(|_| None).collect(),
             free: (0..cap).rev().collect(),
-            in_flight: 0,
             serial: 0,
             deadlines: VecDeque::new(),
             due: VecDeque::with_capacity(cap),
@@ -193,6 +191,11 @@ impl Dispatcher {
         }
     }
 
+    /// Calls in flight: the taken slots.
+    fn in_flight(&self) -> usize {
+        self.calls.len() - self.free.len()
+    }
+
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let now = Instant::now();
@@ -207,7 +210,7 @@ impl Dispatcher {
             self.expire(now);
             progress |= self.poll_connections(cx);
             self.recorder.borrow_mut().flush_if_due(now);
-            if self.finished && self.due.is_empty() && self.in_flight == 0 {
+            if self.finished && self.due.is_empty() && self.in_flight() == 0 {
                 return Poll::Ready(());
             }
             if progress {
@@ -232,7 +235,7 @@ impl Dispatcher {
     /// (closed model). A request taken more than `LATE_AFTER` after its time had to wait
     /// for a slot: it is sent late.
     fn take(&mut self, now: Instant) {
-        while !self.finished && self.in_flight + self.due.len() < self.calls.len() {
+        while !self.finished && self.in_flight() + self.due.len() < self.calls.len() {
             let shared = &*self.shared;
             let due = match &shared.plan.schedule {
                 Some(schedule) => {
@@ -374,7 +377,6 @@ impl Dispatcher {
             late: due.late,
             span,
         });
-        self.in_flight += 1;
     }
 
     /// The next connection (round robin) that can start a call now.
@@ -492,7 +494,6 @@ impl Dispatcher {
             return false;
         };
         self.free.push(token);
-        self.in_flight -= 1;
         self.due.push_front(Due {
             number: call.number,
             intended: call.intended,
@@ -514,7 +515,6 @@ impl Dispatcher {
             return;
         };
         self.free.push(token);
-        self.in_flight -= 1;
         if call.measured {
             let corrected = call.intended.map(|at| micros(now - at.min(call.sent)));
             self.recorder.borrow_mut().record(
