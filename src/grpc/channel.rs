@@ -1,7 +1,8 @@
-//! HTTP/2 connections for the load, over `h2` directly. tonic's `Channel` puts every
+//! Connections to the target: the transport (TCP, or TLS with h2 by ALPN) every kind of load
+//! uses, and the pooled `h2` connections of stream workers. tonic's `Channel` puts every
 //! request through a tower `Buffer` (a channel message per request); here each worker holds
-//! a clone of its connection's `SendRequest` and sends on it directly. h2 itself serialises
-//! stream bookkeeping on a per-connection mutex, which no HTTP/2 client in Rust avoids.
+//! a clone of its connection's `SendRequest` and sends on it directly. Unary calls have their
+//! own leaner client on the same transport (`grpc::lean`).
 
 use std::io;
 use std::sync::Arc;
