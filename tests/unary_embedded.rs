@@ -4,23 +4,6 @@ mod common;
 
 use common::*;
 
-fn bench_scenario(address: &str, data: &str, load: &str) -> String {
-    format!(
-        r#"
-name = "bench"
-kind = "unary"
-[target]
-address = "{address}"
-[call]
-method = "loadagent.bench.v1.Bench/Unary"
-data = {data}
-timeout = "2s"
-[load]
-{load}
-"#
-    )
-}
-
 #[test]
 fn shipped_scenarios_validate() {
     for entry in std::fs::read_dir(repo().join("scenarios")).unwrap() {

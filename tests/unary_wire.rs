@@ -131,23 +131,10 @@ fn a_connection_lost_mid_run_fails_its_calls_and_reconnects() {
     let s = scenario(
         dir.path(),
         "lost.toml",
-        &format!(
-            r#"
-name = "lost"
-kind = "unary"
-[target]
-address = "{}"
-[call]
-method = "loadagent.bench.v1.Bench/Unary"
-data = {{ payload_size = 16, delay_ms = 50 }}
-timeout = "2s"
-[load]
-rate = 200
-concurrency = 64
-connections = 2
-duration = "5s"
-"#,
-            target.address()
+        &bench_scenario(
+            &target.address(),
+            "{ payload_size = 16, delay_ms = 50 }",
+            "rate = 200\nconcurrency = 64\nconnections = 2\nduration = \"5s\"",
         ),
     );
     let out_path = dir.path().join("lost.json");

@@ -231,6 +231,24 @@ method = "testing.echo.v1.Echo/Say"
     )
 }
 
+/// A unary scenario calling the reference target's `Bench/Unary` with a 2 s deadline.
+pub fn bench_scenario(address: &str, data: &str, load: &str) -> String {
+    format!(
+        r#"
+name = "bench"
+kind = "unary"
+[target]
+address = "{address}"
+[call]
+method = "loadagent.bench.v1.Bench/Unary"
+data = {data}
+timeout = "2s"
+[load]
+{load}
+"#
+    )
+}
+
 /// A plain HTTP/1.1 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
