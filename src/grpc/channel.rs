@@ -210,8 +210,9 @@ pub struct Pool {
     slots: Vec<Arc<Mutex<SlotState>>>,
 }
 
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Reconnect backoff while the target is down (also the unary dispatcher's).
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Pool {
     /// Opens every connection up front, so a target that is down fails the run at once.

@@ -43,15 +43,23 @@ impl Outcome {
         }
     }
 
+    /// A call that ended with gRPC status `code` and its raw (percent-encoded) message.
+    pub(crate) fn from_status(code: u8, message: Option<&[u8]>) -> Self {
+        if code == status::OK {
+            return Self::OK;
+        }
+        Self::failed(
+            code,
+            message.map_or_else(String::new, status::decode_message),
+        )
+    }
+
     pub(crate) fn from_h2(e: &h2::Error) -> Self {
         let connection_failed = e.is_io() || e.is_go_away() || e.is_library();
-        let code = match e.reason() {
-            Some(h2::Reason::REFUSED_STREAM) => status::UNAVAILABLE,
-            Some(h2::Reason::CANCEL) => status::CANCELLED,
-            Some(h2::Reason::ENHANCE_YOUR_CALM) => 8, // RESOURCE_EXHAUSTED
-            Some(h2::Reason::INADEQUATE_SECURITY) => status::PERMISSION_DENIED,
-            _ if connection_failed => status::UNAVAILABLE,
-            _ => status::INTERNAL,
+        let code = match e.reason().map(u32::from).and_then(code_of_reset) {
+            Some(code) => code,
+            None if connection_failed => status::UNAVAILABLE,
+            None => status::INTERNAL,
         };
         let what = if e.is_go_away() {
             "connection closed by the server (GOAWAY)"
@@ -218,13 +226,20 @@ impl UnaryCall {
     }
 }
 
-pub(crate) fn status_of(code: &[u8], message: Option<&HeaderValue>) -> Outcome {
-    let code = status::parse_code(code);
-    if code == status::OK {
-        return Outcome::OK;
+/// The gRPC code an HTTP/2 error code maps to, for the codes gRPC names
+/// (grpc/doc/PROTOCOL-HTTP2.md, "Errors").
+pub(crate) fn code_of_reset(reason: u32) -> Option<u8> {
+    match reason {
+        0x7 => Some(status::UNAVAILABLE),       // REFUSED_STREAM
+        0x8 => Some(status::CANCELLED),         // CANCEL
+        0xb => Some(8),                         // ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED
+        0xc => Some(status::PERMISSION_DENIED), // INADEQUATE_SECURITY
+        _ => None,
     }
-    let message = message.map_or_else(String::new, |m| status::decode_message(m.as_bytes()));
-    Outcome::failed(code, message)
+}
+
+pub(crate) fn status_of(code: &[u8], message: Option<&HeaderValue>) -> Outcome {
+    Outcome::from_status(status::parse_code(code), message.map(HeaderValue::as_bytes))
 }
 
 /// The `grpc-timeout` header: at most 8 digits and a unit.

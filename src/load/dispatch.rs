@@ -21,16 +21,13 @@ use tokio::time::{Instant, Sleep};
 
 use super::driver::{Clock, Shared};
 use super::unary::{micros, HALF_TICK, LATE_AFTER, MAX_NAP};
-use crate::grpc::channel::{ConnectError, Endpoint};
+use crate::grpc::channel::{ConnectError, Endpoint, MAX_BACKOFF, MIN_BACKOFF};
 use crate::grpc::lean::{Completion, Connection, RequestHeaders};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
 use crate::record::SharedRecorder;
 use crate::telemetry::traces::CallSpan;
-
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// tokio's timer resolution.
 const TICK: Duration = Duration::from_millis(1);

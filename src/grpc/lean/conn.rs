@@ -16,7 +16,7 @@ use super::frame::{self, Head};
 use super::hpack::{Decoder, Indexing, RequestHeaders};
 use crate::grpc::channel::{open_transport, ConnectError, Endpoint, Transport};
 use crate::grpc::status;
-use crate::grpc::unary::Outcome;
+use crate::grpc::unary::{code_of_reset, Outcome};
 
 /// What we let the server send before it must wait for a WINDOW_UPDATE, per stream and per
 /// connection: a load generator should not be flow-controlled by its own defaults.
@@ -527,13 +527,13 @@ impl Connection {
         };
         let outcome = if stream.response_started {
             match heads.grpc_status {
-                Some(code) => grpc_outcome(code, heads.message.as_deref()),
+                Some(code) => Outcome::from_status(code, heads.message.as_deref()),
                 None => Outcome::failed(status::INTERNAL, "response trailers have no grpc-status"),
             }
         } else {
             stream.response_started = true;
             match (heads.http_status, heads.grpc_status) {
-                (Some(200), Some(code)) => grpc_outcome(code, heads.message.as_deref()),
+                (Some(200), Some(code)) => Outcome::from_status(code, heads.message.as_deref()),
                 (Some(200), None) if end => Outcome::failed(
                     status::INTERNAL,
                     "response ended without trailers (no grpc-status)",
@@ -665,27 +665,10 @@ fn protocol_error(what: &str) -> ConnectionLost {
     ConnectionLost(format!("HTTP/2 protocol error from the server: {what}"))
 }
 
-fn grpc_outcome(code: u8, message: Option<&[u8]>) -> Outcome {
-    if code == status::OK {
-        return Outcome::OK;
-    }
-    Outcome::failed(
-        code,
-        message.map_or_else(String::new, status::decode_message),
-    )
-}
-
-/// A stream reset by the server, as gRPC maps the reason (as `Outcome::from_h2` does).
+/// A stream reset by the server, mapped as for `h2` streams (`unary::code_of_reset`).
 fn reset_outcome(reason: u32) -> Outcome {
-    let code = match reason {
-        0x7 => status::UNAVAILABLE,       // REFUSED_STREAM
-        0x8 => status::CANCELLED,         // CANCEL
-        0xb => 8,                         // ENHANCE_YOUR_CALM: RESOURCE_EXHAUSTED
-        0xc => status::PERMISSION_DENIED, // INADEQUATE_SECURITY
-        _ => status::INTERNAL,
-    };
     Outcome::failed(
-        code,
+        code_of_reset(reason).unwrap_or(status::INTERNAL),
         format!("stream reset by the server: {}", frame::reason_name(reason)),
     )
 }
