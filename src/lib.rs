@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod grpc;
+pub mod input;
 pub mod load;
 pub mod observe;
 pub mod record;

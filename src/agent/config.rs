@@ -77,20 +77,33 @@ impl Default for AgentConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read agent config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Read(#[from] crate::input::InputError),
+    #[error("{0} is empty (a file being written?); the old config keeps running")]
+    Empty(PathBuf),
     #[error("{0}")]
     Invalid(Problems),
 }
 
+/// Why a listen address is refused, and how to write one.
+pub fn bad_listen(value: &str) -> String {
+    format!(
+        "\"{value}\" is not an address to listen on; write \"host:port\" with a port from 0 to 65535 (e.g. \"0.0.0.0:9477\", \"127.0.0.1:9477\", \"[::]:9477\")"
+    )
+}
+
+/// Reads the config again on SIGHUP. An empty file is refused: it is almost always one
+/// being written, and taking it would silently drop every target.
+pub fn reload(path: &Path) -> Result<AgentConfig, ConfigError> {
+    let text = crate::input::read_text(path, crate::input::FileKind::AgentConfig)?;
+    if text.trim().is_empty() {
+        return Err(ConfigError::Empty(path.to_path_buf()));
+    }
+    parse(&Source::new(path, text)).map_err(ConfigError::Invalid)
+}
+
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::input::read_text(path, crate::input::FileKind::AgentConfig)?;
     parse(&Source::new(path, text)).map_err(ConfigError::Invalid)
 }
 
@@ -114,9 +127,15 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
     }
     let ctx = Ctx::new(source);
     let root = TableReader::root(&ctx, &doc);
-    let listen = root
-        .string("listen")
-        .map_or_else(|| DEFAULT_LISTEN.to_string(), |l| l.value);
+    let listen = root.string("listen").map_or_else(
+        || DEFAULT_LISTEN.to_string(),
+        |l| {
+            if !crate::scenario::valid_listen(&l.value) {
+                ctx.report_at(l.loc, "listen", bad_listen(&l.value));
+            }
+            l.value
+        },
+    );
     let mut targets: Vec<ProbeTarget> = Vec::new();
     for t in root.tables("targets") {
         let name = t.required_string(

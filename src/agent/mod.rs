@@ -213,7 +213,7 @@ pub async fn run(
                     tracing::warn!("SIGHUP: no config file to reload (started without --config)");
                     continue;
                 };
-                match config::load(path).map_err(|e| e.to_string()).and_then(|c| {
+                match config::reload(path).map_err(|e| e.to_string()).and_then(|c| {
                     c.targets.iter().try_for_each(|t| build_tls(t).map(|_| ())).map_err(|e| e.to_string()).map(|()| c)
                 }) {
                     Ok(new) => {

@@ -204,6 +204,26 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
     Some(report)
 }
 
+/// Runs a scenario once in a task of its own, so that a bug that panics is counted
+/// (`loadagent_errors_total{component="schedule",kind="panic"}`) and the schedule runs again
+/// at its next time instead of dying silently.
+async fn run_guarded(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
+    let (s, ctx) = (s.clone(), ctx.clone());
+    let scenario = s.scenario.clone();
+    let metrics = ctx.metrics.clone();
+    match tokio::spawn(async move { run_once(&s, &ctx).await }).await {
+        Ok(report) => report,
+        Err(e) => {
+            metrics
+                .errors_total
+                .with_label_values(&["schedule", "panic"])
+                .inc();
+            tracing::error!(scenario = %scenario.display(), error = %e, "scheduled run panicked (a bug: please report it)");
+            None
+        }
+    }
+}
+
 /// Runs one schedule until the agent stops.
 pub fn spawn(s: ScheduleConfig, ctx: ScheduleContext) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -214,13 +234,13 @@ pub fn spawn(s: ScheduleConfig, ctx: ScheduleContext) -> tokio::task::JoinHandle
                 _ = ctx.stop.cancelled() => return,
             }
             let report = if s.allow_overlap {
-                run_once(&s, &ctx).await
+                run_guarded(&s, &ctx).await
             } else {
                 let _turn = tokio::select! {
                     g = ctx.exclusive.lock() => g,
                     _ = ctx.stop.cancelled() => return,
                 };
-                run_once(&s, &ctx).await
+                run_guarded(&s, &ctx).await
             };
             if let Some(r) = report {
                 if let Ok(mut runs) = ctx.runs.lock() {

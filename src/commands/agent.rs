@@ -48,6 +48,12 @@ pub async fn agent(
         None => AgentConfig::default(),
     };
     if let Some(l) = listen {
+        if !crate::scenario::valid_listen(&l) {
+            return Err(CommandError::invalid(format!(
+                "--listen: {}",
+                config::bad_listen(&l)
+            )));
+        }
         c.listen = l;
     }
     let stop = CancellationToken::new();

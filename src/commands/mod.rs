@@ -76,7 +76,7 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
                 let json = serde_json::to_string_pretty(&crate::observe::dashboards::render(&d))
                     .unwrap_or_default()
                     + "\n";
-                crate::report::write::write_atomically(&path, json.as_bytes()).map_err(|e| {
+                crate::report::write::write_output(&path, json.as_bytes()).map_err(|e| {
                     CommandError::invalid(format!("cannot write {}: {e}", path.display()))
                 })?;
                 println!("wrote {}", path.display());
@@ -106,7 +106,7 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
                 }
             }
             for (_, path, text) in files {
-                crate::report::write::write_atomically(&path, text.as_bytes()).map_err(|e| {
+                crate::report::write::write_output(&path, text.as_bytes()).map_err(|e| {
                     CommandError::invalid(format!("cannot write {}: {e}", path.display()))
                 })?;
                 println!("wrote {}", path.display());

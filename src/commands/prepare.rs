@@ -153,7 +153,7 @@ fn host_of(address: &str) -> &str {
 /// Loads and checks a scenario, resolves its method and encodes its request.
 pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
     let scenario = scenario::load(path).map_err(|e| match e {
-        ScenarioError::Read { .. } => CommandError::invalid(e),
+        ScenarioError::Read(_) => CommandError::invalid(e),
         ScenarioError::Invalid(problems) => CommandError::invalid(problems.to_string().trim_end()),
     })?;
     crate::report::thresholds::check(&scenario, &crate::report::Report::probe(&scenario))

@@ -9,7 +9,7 @@ use crate::report::compare_format;
 use crate::report::merge::merge as merge_reports;
 use crate::report::outputs::{check_writable, write_outputs, Outputs};
 use crate::report::summary::render;
-use crate::report::write::write_atomically;
+use crate::report::write::write_output;
 use crate::report::Report;
 
 fn load(path: &Path) -> Result<Report, CommandError> {
@@ -30,11 +30,9 @@ pub fn report(
         check_writable(p)?;
     }
     let report = load(path)?;
-    print!("{}", render(&report));
+    outputs.say(&render(&report));
     write_outputs(&outputs, &report, &[])?;
-    for p in outputs.paths() {
-        println!("  wrote     {}", p.display());
-    }
+    outputs.say_written();
     Ok(())
 }
 
@@ -61,7 +59,7 @@ pub fn compare(
     };
     match out {
         Some(o) => {
-            write_atomically(o, text.as_bytes()).map_err(|e| {
+            write_output(o, text.as_bytes()).map_err(|e| {
                 CommandError::run_failed(format!("cannot write {}: {e}", o.display()))
             })?;
             println!("  wrote     {}", o.display());
@@ -78,14 +76,14 @@ pub fn merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), CommandEr
         .map(|p| load(p).map(|r| (p.display().to_string(), r)))
         .collect::<Result<Vec<_>, _>>()?;
     let merged = merge_reports(&inputs, force).map_err(CommandError::invalid)?;
-    print!("{}", render(&merged));
     let outputs = Outputs {
         json: Some(out.to_path_buf()),
         ..Outputs::default()
     };
+    outputs.say(&render(&merged));
     write_outputs(&outputs, &merged, &[])?;
-    println!(
-        "  merged    {} reports into {}{}",
+    outputs.say(&format!(
+        "  merged    {} reports into {}{}\n",
         inputs.len(),
         out.display(),
         if merged.merge_forced {
@@ -93,6 +91,6 @@ pub fn merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), CommandEr
         } else {
             ""
         }
-    );
+    ));
     Ok(())
 }

@@ -89,11 +89,9 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
     let json = serde_json::to_value(&report).unwrap_or_default();
     report.thresholds = evaluate(&scenario.thresholds, &json, scenario.load.model());
     report.aborted_by_threshold = aborted_by.lock().ok().and_then(|g| g.clone());
-    print!("{}", render(&report));
+    outputs.say(&render(&report));
     write_outputs(&outputs, &report, &outcome.aggregate.histograms)?;
-    for p in outputs.paths() {
-        println!("  wrote     {}", p.display());
-    }
+    outputs.say_written();
     if let Some(span) = run_span {
         span.finish(&report);
     }

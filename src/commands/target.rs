@@ -15,7 +15,7 @@ pub async fn target(
     let server_tls = if tls {
         let generated = crate::tls::server::generate().map_err(CommandError::run_failed)?;
         if let Some(path) = cert_out {
-            crate::report::write::write_atomically(path, generated.cert_pem.as_bytes()).map_err(
+            crate::report::write::write_output(path, generated.cert_pem.as_bytes()).map_err(
                 |e| CommandError::invalid(format!("--cert-out {}: {e}", path.display())),
             )?;
         }

@@ -105,7 +105,7 @@ fn compile_protos<'a>(
     import_paths: &[std::path::PathBuf],
 ) -> Result<DescriptorPool, String> {
     for f in files.clone() {
-        if !f.is_file() {
+        if std::fs::symlink_metadata(f).is_err() {
             return Err(format!(
                 "proto file {} does not exist (paths are relative to the scenario file)",
                 f.display()
@@ -127,8 +127,7 @@ fn compile_protos<'a>(
             }
         }
     }
-    let mut compiler =
-        protox::Compiler::new(&includes).map_err(|e| format!("import paths: {e}"))?;
+    let mut compiler = protox::Compiler::with_file_resolver(BoundedIncludes::new(includes));
     compiler.include_imports(true);
     for f in files {
         compiler
@@ -138,13 +137,50 @@ fn compile_protos<'a>(
     Ok(compiler.descriptor_pool())
 }
 
+/// protox's include-path resolver, but every file is read through [`crate::input`]: a
+/// regular file under the proto cap (protox alone reads up to 2 GiB, from devices too).
+struct BoundedIncludes {
+    includes: Vec<std::path::PathBuf>,
+    names: protox::file::ChainFileResolver,
+    google: protox::file::GoogleFileResolver,
+}
+
+impl BoundedIncludes {
+    fn new(includes: Vec<std::path::PathBuf>) -> Self {
+        let mut names = protox::file::ChainFileResolver::new();
+        for dir in &includes {
+            names.add(protox::file::IncludeFileResolver::new(dir.clone()));
+        }
+        Self {
+            includes,
+            names,
+            google: protox::file::GoogleFileResolver::new(),
+        }
+    }
+}
+
+impl protox::file::FileResolver for BoundedIncludes {
+    fn resolve_path(&self, path: &Path) -> Option<String> {
+        self.names.resolve_path(path)
+    }
+
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        for dir in &self.includes {
+            let path = dir.join(name);
+            if std::fs::symlink_metadata(&path).is_err() {
+                continue;
+            }
+            let text = crate::input::read_text(&path, crate::input::FileKind::Proto)
+                .map_err(protox::Error::new)?;
+            return protox::file::File::from_source(name, &text);
+        }
+        self.google.open_file(name)
+    }
+}
+
 fn load_protoset(path: &Path) -> Result<DescriptorPool, String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        format!(
-            "cannot read protoset {}: {e} (paths are relative to the scenario file)",
-            path.display()
-        )
-    })?;
+    let bytes = crate::input::read_bytes(path, crate::input::FileKind::Protoset)
+        .map_err(|e| format!("{e} (paths are relative to the scenario file)"))?;
     let set = prost_types::FileDescriptorSet::decode(bytes.as_slice()).map_err(|e| {
         format!("{} is not a protoset (a serialized FileDescriptorSet, as `protoc --include_imports -o FILE` writes): {e}", path.display())
     })?;

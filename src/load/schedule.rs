@@ -173,7 +173,12 @@ impl Schedule {
             .iter()
             .find(|s| target < s.arrivals_before + s.arrivals())?;
         let t = seg.start + seg.time_of(target - seg.arrivals_before);
-        (t < self.end).then(|| Duration::from_secs_f64(t))
+        // A request due past the longest run anything accepts (`requests` at a tiny rate)
+        // is never due: every instant a run adds a due time to then exists.
+        (t < self.end)
+            .then(|| Duration::try_from_secs_f64(t).ok())
+            .flatten()
+            .filter(|d| *d <= crate::scenario::duration::MAX_DURATION)
     }
 
     /// Requests `0..warmup_requests()` are warm-up: sent, not measured.
@@ -182,7 +187,7 @@ impl Schedule {
     }
 
     pub fn warmup(&self) -> Duration {
-        Duration::from_secs_f64(self.warmup)
+        Duration::try_from_secs_f64(self.warmup).unwrap_or(crate::scenario::duration::MAX_DURATION)
     }
 
     /// The asked rate at `t` seconds.

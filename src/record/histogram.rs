@@ -74,13 +74,64 @@ pub fn encode(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(buf)
 }
 
-/// Decodes `encode`'s output.
+/// HdrHistogram V2 cookies (uncompressed, deflate) and the uncompressed header's size.
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
+const V2_HEADER_LEN: usize = 40;
+/// The most a histogram may inflate to. One of 3 significant figures up to an hour is under
+/// 1 MB even with every bucket counted.
+const MAX_INFLATED: u64 = 16 * 1024 * 1024;
+
+fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Decodes `encode`'s output (or any HdrHistogram V2 histogram, compressed or not).
+///
+/// The declared lengths are checked against the bytes present before anything is
+/// allocated: the hdrhistogram crate trusts them, so a 52-character value could make it
+/// allocate 4 GB. Inflating is bounded too.
 pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| format!("not base64: {e}"))?;
+    let cookie = be_u32(&bytes, 0).ok_or("too short for an HdrHistogram")?;
+    let plain = match cookie {
+        V2_COOKIE => bytes,
+        V2_COMPRESSED_COOKIE => {
+            let declared = be_u32(&bytes, 4).ok_or("too short for an HdrHistogram")? as usize;
+            let present = bytes.len() - 8;
+            if declared > present {
+                return Err(format!(
+                    "declares {declared} compressed bytes but holds {present}"
+                ));
+            }
+            let mut plain = Vec::new();
+            let inflater = flate2::read::ZlibDecoder::new(&bytes[8..8 + declared]);
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(inflater, MAX_INFLATED + 1),
+                &mut plain,
+            )
+            .map_err(|e| format!("not deflate data: {e}"))?;
+            if plain.len() as u64 > MAX_INFLATED {
+                return Err(format!("inflates to more than {MAX_INFLATED} bytes"));
+            }
+            plain
+        }
+        other => return Err(format!("not an HdrHistogram V2 (cookie {other:#x})")),
+    };
+    if be_u32(&plain, 0) != Some(V2_COOKIE) || plain.len() < V2_HEADER_LEN {
+        return Err("not an HdrHistogram V2: bad inner header".into());
+    }
+    let declared = be_u32(&plain, 4).unwrap_or(u32::MAX) as usize;
+    let present = plain.len() - V2_HEADER_LEN;
+    if declared > present {
+        return Err(format!(
+            "declares {declared} bytes of counts but holds {present}"
+        ));
+    }
     hdrhistogram::serialization::Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
+        .deserialize(&mut plain.as_slice())
         .map_err(|e| format!("not an HdrHistogram: {e:?}"))
 }
 
@@ -88,6 +139,38 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn declared_lengths_beyond_the_bytes_are_refused_before_allocating() {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        // The 52 characters: a compressed cookie claiming 4 GB.
+        let mut bomb = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        bomb.extend_from_slice(&u32::MAX.to_be_bytes());
+        bomb.extend_from_slice(&[0x78, 0x9c]);
+        assert!(decode(&b64(&bomb)).unwrap_err().contains("declares"));
+        // An uncompressed header claiming 4 GB of counts.
+        let mut plain = V2_COOKIE.to_be_bytes().to_vec();
+        plain.extend_from_slice(&u32::MAX.to_be_bytes());
+        plain.extend_from_slice(&[0; 4]);
+        plain.extend_from_slice(&3u32.to_be_bytes());
+        plain.extend_from_slice(&1u64.to_be_bytes());
+        plain.extend_from_slice(&3_600_000_000u64.to_be_bytes());
+        plain.extend_from_slice(&1f64.to_be_bytes());
+        assert!(decode(&b64(&plain)).unwrap_err().contains("declares"));
+        for short in [&b""[..], &[0x1c], &V2_COMPRESSED_COOKIE.to_be_bytes()] {
+            assert!(decode(&b64(short)).is_err());
+        }
+        // An honest histogram still decodes, compressed or not.
+        let mut h = new_histogram();
+        record(&mut h, 1234);
+        assert_eq!(decode(&encode(&h)).unwrap().len(), 1);
+        let mut raw = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&h, &mut raw)
+            .unwrap();
+        assert_eq!(decode(&b64(&raw)).unwrap().len(), 1);
+    }
 
     proptest! {
         #[test]

@@ -1,10 +1,11 @@
 //! Writing a run's files: the JSON report, HTML, HdrHistogram interval log and CSV series.
-//! Each is written whole or not at all, and every path is checked before the run starts.
+//! Each is written whole or not at all (see [`super::write`]), and every path is proven
+//! writable before the run starts.
 
 use std::path::{Path, PathBuf};
 
 use super::schema::Report;
-use super::write::write_atomically;
+use super::write::{prove_writable, write_fallback, write_output};
 use super::{csv, hlog, html};
 use crate::error::CommandError;
 use crate::record::aggregator::IntervalHistograms;
@@ -23,33 +24,40 @@ impl Outputs {
             .into_iter()
             .flatten()
     }
+
+    /// Prints text meant for a person: on stderr when an output goes to stdout (`-`), so
+    /// that stdout holds that output alone.
+    pub fn say(&self, text: &str) {
+        if self.paths().any(|p| p.as_os_str() == "-") {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+
+    /// Says which files were written.
+    pub fn say_written(&self) {
+        for p in self.paths().filter(|p| p.as_os_str() != "-") {
+            self.say(&format!("  wrote     {}\n", p.display()));
+        }
+    }
 }
 
 /// Fails before the run, not after it, when an output could not be written.
 pub fn check_writable(out: &Path) -> Result<(), CommandError> {
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(CommandError::invalid(format!(
-            "{}: the folder {} does not exist; create it or choose another path",
-            out.display(),
-            dir.display()
-        )));
-    }
-    if out.is_dir() {
-        return Err(CommandError::invalid(format!(
-            "{}: is a folder; give a file name",
-            out.display()
-        )));
-    }
-    Ok(())
+    prove_writable(out).map_err(|e| CommandError::invalid(format!("cannot write {e}")))
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
-    write_atomically(path, bytes)
-        .map_err(|e| CommandError::run_failed(format!("cannot write {}: {e}", path.display())))
+/// Writes one output; when that fails the bytes go to a file in the temporary folder
+/// instead, and the message says where.
+fn write(path: &Path, bytes: &[u8], failures: &mut Vec<String>) {
+    if let Err(e) = write_output(path, bytes) {
+        let saved = match write_fallback(path, bytes) {
+            Ok(kept) => format!("written to {} instead", kept.display()),
+            Err(e2) => format!("and not to the temporary folder either: {e2}"),
+        };
+        failures.push(format!("cannot write {}: {e}; {saved}", path.display()));
+    }
 }
 
 /// Writes every output asked for. `histograms` are the run's interval histograms (for the
@@ -59,13 +67,14 @@ pub fn write_outputs(
     report: &Report,
     histograms: &[IntervalHistograms],
 ) -> Result<(), CommandError> {
+    let mut failures = Vec::new();
     if let Some(p) = &outputs.json {
         let json = serde_json::to_vec_pretty(report)
             .map_err(|e| CommandError::run_failed(format!("cannot serialise the report: {e}")))?;
-        write(p, &json)?;
+        write(p, &json, &mut failures);
     }
     if let Some(p) = &outputs.html {
-        write(p, html::render(report).as_bytes())?;
+        write(p, html::render(report).as_bytes(), &mut failures);
     }
     if let Some(p) = &outputs.hlog {
         let start = time::OffsetDateTime::parse(
@@ -74,13 +83,15 @@ pub fn write_outputs(
         )
         .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
         .unwrap_or(0.0);
-        write(
-            p,
-            hlog::render(start, &report.started_at, histograms).as_bytes(),
-        )?;
+        let text = hlog::render(start, &report.started_at, histograms);
+        write(p, text.as_bytes(), &mut failures);
     }
     if let Some(p) = &outputs.csv {
-        write(p, csv::render(report).as_bytes())?;
+        write(p, csv::render(report).as_bytes(), &mut failures);
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::run_failed(failures.join("\n")))
+    }
 }

@@ -191,8 +191,8 @@ pub struct Latency {
 /// Why a file could not be read as a report.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {0}: {1}")]
-    Read(String, std::io::Error),
+    #[error("{0}")]
+    Read(crate::input::InputError),
     #[error("{0} is not JSON ({1}); give a report written by `loadagent run --out`")]
     NotJson(String, String),
     #[error("{0} is not a loadagent report of schema {SCHEMA} (its schema: {1}); give a report written by `loadagent run --out`")]
@@ -205,7 +205,8 @@ impl Report {
     /// Reads a report file, checking its schema first so the error says what was expected.
     pub fn load(path: &std::path::Path) -> Result<Self, LoadError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(name.clone(), e))?;
+        let text = crate::input::read_text(path, crate::input::FileKind::Report)
+            .map_err(LoadError::Read)?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| LoadError::NotJson(name.clone(), e.to_string()))?;
         let schema = value
@@ -215,6 +216,8 @@ impl Report {
         if schema != SCHEMA {
             return Err(LoadError::OtherSchema(name, schema.to_string()));
         }
+        let mut at = Vec::new();
+        check_histograms(&value, &mut at).map_err(|why| LoadError::Malformed(name.clone(), why))?;
         serde_json::from_value(value).map_err(|e| LoadError::Malformed(name, e.to_string()))
     }
 
@@ -411,6 +414,61 @@ impl Report {
         }
         serde_json::to_value(report).unwrap_or_default()
     }
+}
+
+/// The most values a histogram in a report may count: beyond 2^53 counts are not exact in
+/// the floating point that percentiles and charts are computed in.
+const MAX_HISTOGRAM_COUNT: u64 = 1 << 53;
+
+/// Decodes every `hdr` field of a report (nested anywhere) and checks it against its
+/// sibling `count`, so that `merge`, `compare` and `report` never work from a histogram they
+/// cannot read, and never chart counts that overflowed. The error names the field.
+fn check_histograms(v: &serde_json::Value, at: &mut Vec<String>) -> Result<(), String> {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            if let Some(hdr) = map.get("hdr") {
+                at.push("hdr".into());
+                let field = at.join(".");
+                at.pop();
+                let text = hdr
+                    .as_str()
+                    .ok_or_else(|| format!("`{field}` is not a string"))?;
+                let h = crate::record::histogram::decode(text)
+                    .map_err(|why| format!("`{field}` cannot be decoded: {why}"))?;
+                if h.len() >= MAX_HISTOGRAM_COUNT {
+                    return Err(format!(
+                        "`{field}` counts {} values, more than a report can hold exactly (2^53)",
+                        h.len()
+                    ));
+                }
+                if let Some(count) = map.get("count").and_then(Value::as_u64) {
+                    if count != h.len() {
+                        return Err(format!(
+                            "`{field}` holds {} values but `count` says {count}",
+                            h.len()
+                        ));
+                    }
+                }
+            }
+            for (key, child) in map {
+                at.push(key.clone());
+                let result = check_histograms(child, at);
+                at.pop();
+                result?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                at.push(i.to_string());
+                let result = check_histograms(child, at);
+                at.pop();
+                result?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn round3(x: f64) -> f64 {

@@ -105,8 +105,8 @@ pub fn is_pid_file(entry: &str) -> bool {
 /// The pids of `entry`: the pid in a pid file, or every process of that name (not this one).
 pub fn resolve_pids(entry: &str) -> Result<Vec<u32>, String> {
     if is_pid_file(entry) {
-        let text = std::fs::read_to_string(entry)
-            .map_err(|e| format!("[target] process: cannot read the pid file {entry}: {e}"))?;
+        let text = crate::input::read_text(entry.as_ref(), crate::input::FileKind::PidFile)
+            .map_err(|e| format!("[target] process: {e}"))?;
         let pid: u32 = text.trim().parse().map_err(|_| {
             format!(
                 "[target] process: the pid file {entry} does not hold a pid: `{}`",

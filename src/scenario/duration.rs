@@ -2,6 +2,13 @@
 
 use std::time::Duration;
 
+/// The longest duration anything accepts: a run, a stage, a timeout, an interval. Far above
+/// any real one, and small enough that adding it (or a whole run's worth of them) to an
+/// instant cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How [`MAX_DURATION`] is written in messages.
+pub const MAX_DURATION_TEXT: &str = "8760h (365 days)";
+
 /// Parses a duration such as "250ms", "10s", "1m", "1m30s" or "1.5s".
 /// Units: ns, us (or µs), ms, s, m, h. A number needs a unit, so "10" is rejected
 /// rather than guessed.
@@ -40,7 +47,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total += number * seconds_per_unit;
         rest = &rest[unit_len..];
     }
-    Duration::try_from_secs_f64(total).map_err(|e| e.to_string())
+    match Duration::try_from_secs_f64(total) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("longer than the maximum, {MAX_DURATION_TEXT}")),
+    }
 }
 
 /// Writes a duration back in the form it is read ("250ms", "10s").
@@ -75,9 +85,27 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_read() {
-        for bad in ["", "10", "ms", "10 parsecs", "1.2.3s", "-5s", "5x"] {
+        for bad in [
+            "",
+            "10",
+            "ms",
+            "10 parsecs",
+            "1.2.3s",
+            "-5s",
+            "5x",
+            "3000000000000000h",
+            "8761h",
+            "1e400s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn the_maximum_is_accepted_and_named() {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        let why = parse_duration("3000000000000000h").unwrap_err();
+        assert!(why.contains(MAX_DURATION_TEXT), "{why}");
     }
 
     #[test]

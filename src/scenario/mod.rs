@@ -7,7 +7,7 @@ pub mod reader;
 pub mod source;
 pub mod thresholds;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use toml::de::DeTable;
@@ -20,11 +20,8 @@ pub use source::{Loc, Source};
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("cannot read scenario {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Read(#[from] crate::input::InputError),
     #[error("{0}")]
     Invalid(Problems),
 }
@@ -39,10 +36,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::input::read_text(path, crate::input::FileKind::Scenario)?;
     parse(&Source::new(path, text)).map_err(ScenarioError::Invalid)
 }
 
@@ -353,10 +347,9 @@ pub(crate) fn read_tls(t: &TableReader<'_, '_, '_>) -> Option<TlsOptions> {
     ok.then_some(options)
 }
 
-pub(crate) fn valid_host_port(s: &str) -> bool {
-    let Some((host, port)) = s.rsplit_once(':') else {
-        return false;
-    };
+/// `host:port` with a host name, an IPv4 address or a bracketed IPv6 address.
+fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
     let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         inner.parse::<std::net::Ipv6Addr>().is_ok()
     } else {
@@ -365,7 +358,18 @@ pub(crate) fn valid_host_port(s: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
     };
-    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+    host_ok.then_some(())?;
+    Some((host, port.parse::<u16>().ok()?))
+}
+
+/// An address to connect to: `host:port`, port not 0.
+pub(crate) fn valid_host_port(s: &str) -> bool {
+    split_host_port(s).is_some_and(|(_, port)| port != 0)
+}
+
+/// An address to listen on: `host:port`, where port 0 asks the system for a free one.
+pub fn valid_listen(s: &str) -> bool {
+    split_host_port(s).is_some()
 }
 
 fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
@@ -529,16 +533,13 @@ fn read_messages(c: &TableReader<'_, '_, '_>) -> Option<Vec<RequestMessage>> {
 fn read_data_file(c: &TableReader<'_, '_, '_>, f: &At<String>) -> Option<Vec<RequestMessage>> {
     let ctx = c.ctx();
     let path = ctx.source.resolve(&f.value);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::input::read_text(&path, crate::input::FileKind::DataFile) {
         Ok(t) => t,
         Err(e) => {
             ctx.report_at(
                 f.loc,
                 &c.key_path("data_file"),
-                format!(
-                    "cannot read {}: {e} (paths are relative to the scenario file)",
-                    path.display()
-                ),
+                format!("{e} (paths are relative to the scenario file)"),
             );
             return None;
         }
@@ -674,6 +675,28 @@ fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
             d.loc,
             &l.key_path("duration"),
             "cannot be given with [[load.stages]]: the stages' durations add up to the run's length; remove one",
+        );
+    }
+    // Each duration is bounded when read; their sum is bounded too, so the run's end is an
+    // instant that exists.
+    let length = stages
+        .iter()
+        .map(|s| s.duration)
+        .chain(duration.as_ref().map(|d| d.value))
+        .chain(warmup)
+        .try_fold(Duration::ZERO, Duration::checked_add);
+    if length.is_none_or(|t| t > duration::MAX_DURATION) {
+        ctx.report_at(
+            l.loc(),
+            &l.key_path(if stages.is_empty() {
+                "duration"
+            } else {
+                "stages"
+            }),
+            format!(
+                "the run (warm-up, duration and stages together) is longer than the maximum, {}",
+                duration::MAX_DURATION_TEXT
+            ),
         );
     }
     let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY);

@@ -40,8 +40,9 @@ pub fn read_certs(
     key: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     use rustls::pki_types::pem::PemObject;
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(key, format!("cannot read {}: {e}", path.display())))?
+    let pem = crate::input::read_bytes(path, crate::input::FileKind::Pem)
+        .map_err(|e| err(key, e.to_string()))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| {
             err(
@@ -63,7 +64,9 @@ pub fn read_certs(
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     use rustls::pki_types::pem::PemObject;
-    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+    let pem = crate::input::read_bytes(path, crate::input::FileKind::Pem)
+        .map_err(|e| err("key", e.to_string()))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         err(
             "key",
             format!("{} has no usable PEM private key: {e}", path.display()),
