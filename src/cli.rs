@@ -125,6 +125,10 @@ pub enum Command {
         /// Validate the config and exit (0 valid, 2 not).
         #[arg(long, value_name = "FILE", conflicts_with = "config")]
         check_config: Option<PathBuf>,
+        /// TLS and basic auth for the agent's endpoints, in the web config format Prometheus
+        /// exporters share (exporter-toolkit); checked with --check-config too.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
         /// Log lines for people (`human`) or for log collectors (`json`).
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,

@@ -7,6 +7,8 @@ pub mod http;
 pub mod perf;
 pub mod probe;
 pub mod schedule;
+pub mod serve;
+pub mod web_config;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
@@ -129,6 +131,7 @@ impl Generation {
 /// logged and counted, and the old one keeps running.
 pub async fn run(
     config: AgentConfig,
+    web: Arc<web_config::WebConfig>,
     stop: CancellationToken,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), AgentError> {
@@ -190,12 +193,16 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| AgentError::Listen(config.listen.clone(), e))?;
-    let shutdown = stop.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-    });
+    let server = serve::Server {
+        router: http::router(state).layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            web_config::guard,
+        )),
+        web,
+        errors: metrics.errors_total.clone(),
+        cap: serve::connection_cap(),
+    };
+    let server = tokio::spawn(server.run(listener, stop.clone()));
     ready(addr);
 
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -247,11 +254,7 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || t.shutdown(std::time::Duration::from_secs(5)))
             .await;
     }
-    match server.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(AgentError::Listen(config.listen.clone(), e)),
-        Err(e) => Err(AgentError::Metrics(format!(
-            "the HTTP server task failed: {e}"
-        ))),
-    }
+    server
+        .await
+        .map_err(|e| AgentError::Metrics(format!("the HTTP server task failed: {e}")))
 }

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::stop_on_signal;
 use crate::agent::config::{self, AgentConfig, ConfigError};
+use crate::agent::web_config::WebConfig;
 use crate::error::CommandError;
 
 /// Logs via `tracing` to stderr; `RUST_LOG` filters (default `info`).
@@ -32,7 +33,12 @@ pub async fn agent(
     config: Option<&Path>,
     listen: Option<String>,
     check: Option<&Path>,
+    web_config: Option<&Path>,
 ) -> Result<(), CommandError> {
+    let web = match web_config {
+        Some(p) => WebConfig::load(p).map_err(CommandError::invalid)?,
+        None => WebConfig::default(),
+    };
     if let Some(path) = check {
         let c = load(path)?;
         println!(
@@ -61,7 +67,7 @@ pub async fn agent(
         stop.clone(),
         "probes and schedules end, then the agent exits",
     );
-    crate::agent::run(c, stop, |addr| {
+    crate::agent::run(c, std::sync::Arc::new(web), stop, |addr| {
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("listening on {addr}");
     })

@@ -60,9 +60,16 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             listen,
             check_config,
             log_format,
+            web_config_file,
         } => {
             agent::init_logging(log_format);
-            agent::agent(config.as_deref(), listen, check_config.as_deref()).await
+            agent::agent(
+                config.as_deref(),
+                listen,
+                check_config.as_deref(),
+                web_config_file.as_deref(),
+            )
+            .await
         }
         Command::Dashboards { out } => {
             if !out.is_dir() {

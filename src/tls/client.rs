@@ -62,13 +62,13 @@ pub fn read_certs(
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub fn read_key(path: &Path, key: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     let pem = crate::input::read_bytes(path, crate::input::FileKind::Pem)
-        .map_err(|e| err("key", e.to_string()))?;
+        .map_err(|e| err(key, e.to_string()))?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         err(
-            "key",
+            key,
             format!("{} has no usable PEM private key: {e}", path.display()),
         )
     })
@@ -187,7 +187,7 @@ impl ClientTls {
         };
         let mut config = match (&o.cert, &o.key) {
             (Some(c), Some(k)) => builder
-                .with_client_auth_cert(read_certs(c, "cert")?, read_key(k)?)
+                .with_client_auth_cert(read_certs(c, "cert")?, read_key(k, "key")?)
                 .map_err(|e| {
                     err(
                         "cert",

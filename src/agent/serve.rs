@@ -1,0 +1,172 @@
+//! The agent's HTTP listener: hyper's HTTP/1.1 server under rules that keep `/metrics`
+//! answering whatever the network does.
+//!
+//! - A connection that has not sent a whole request head within [`HEADER_READ_TIMEOUT`] is
+//!   closed; since hyper 1.6 that timer also runs while a kept-alive connection waits for
+//!   its next request, so it is the idle timeout too.
+//! - A TLS handshake gets [`TLS_HANDSHAKE_TIMEOUT`]; no connection lives past
+//!   [`MAX_CONNECTION_AGE`] (a client that never reads its response cannot hold one).
+//! - At most [`connection_cap`] connections are open. A new one beyond that evicts the
+//!   oldest, so silent sockets cannot starve a scrape: an attacker must open connections
+//!   faster than a scrape takes, not merely hold them.
+//!
+//! What is shed is counted in `loadagent_errors_total{component="http"}`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::IntCounterVec;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::web_config::WebConfig;
+
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// How long open connections get to finish when the agent stops.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// The most connections served at once: 256, or a quarter of the open-file limit when
+/// that is lower, so that probes and scheduled runs always have descriptors left.
+pub fn connection_cap() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    (soft / 4).clamp(8, 256) as usize
+}
+
+/// Open connections by age (ids increase), each with the token that closes it.
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    by_age: BTreeMap<u64, CancellationToken>,
+}
+
+pub struct Server {
+    pub router: Router,
+    pub web: Arc<WebConfig>,
+    pub errors: IntCounterVec,
+    pub cap: usize,
+}
+
+impl Server {
+    fn count(&self, kind: &str) {
+        self.errors.with_label_values(&["http", kind]).inc();
+    }
+
+    /// Accepts and serves until `stop` fires, then gives open connections [`DRAIN`].
+    pub async fn run(self, listener: TcpListener, stop: CancellationToken) {
+        let me = Arc::new(self);
+        let open: Arc<Mutex<Open>> = Default::default();
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.cancelled() => break,
+            };
+            let (tcp, _) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors (or a connection reset before accept): pause briefly
+                    // rather than spin; eviction frees descriptors meanwhile.
+                    me.count("accept");
+                    tracing::warn!(error = %e, "agent HTTP: accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (id, evict) = {
+                let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
+                if o.by_age.len() >= me.cap {
+                    if let Some((_, oldest)) = o.by_age.pop_first() {
+                        oldest.cancel();
+                        me.count("shed");
+                    }
+                }
+                let id = o.next_id;
+                o.next_id += 1;
+                let token = CancellationToken::new();
+                o.by_age.insert(id, token.clone());
+                (id, token)
+            };
+            while tasks.try_join_next().is_some() {}
+            let (me2, open2, stop2) = (me.clone(), open.clone(), stop.clone());
+            tasks.spawn(async move {
+                me2.connection(tcp, evict, stop2).await;
+                open2
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .by_age
+                    .remove(&id);
+            });
+        }
+        let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        evict: CancellationToken,
+        stop: CancellationToken,
+    ) {
+        match self.web.tls.clone() {
+            None => self.http(tcp, evict, stop).await,
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                let handshake = tokio::select! {
+                    h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => h,
+                    _ = evict.cancelled() => return,
+                };
+                match handshake {
+                    Ok(Ok(stream)) => self.http(stream, evict, stop).await,
+                    Ok(Err(e)) => {
+                        self.count("tls_handshake");
+                        tracing::debug!(error = %e, "agent HTTP: TLS handshake failed");
+                    }
+                    Err(_) => self.count("tls_handshake_timeout"),
+                }
+            }
+        }
+    }
+
+    async fn http<S>(self: Arc<Self>, io: S, evict: CancellationToken, stop: CancellationToken)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(64 * 1024);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let aged = tokio::time::sleep(MAX_CONNECTION_AGE);
+        tokio::pin!(aged);
+        let graceful = tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    // A client that hangs up is no error of ours; a silent one is.
+                    if e.is_timeout() {
+                        self.count("header_timeout");
+                    }
+                }
+                return;
+            }
+            _ = evict.cancelled() => return,
+            _ = &mut aged => { self.count("max_age"); false }
+            _ = stop.cancelled() => true,
+        };
+        if graceful {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN, conn).await;
+        }
+    }
+}
