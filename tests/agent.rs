@@ -291,6 +291,22 @@ fn sighup_reloads_a_good_config_and_rejects_a_bad_one() {
         "the old config keeps running: {targets}"
     );
 
+    // An empty file (one being written) is refused too, rather than dropping every target.
+    scenario(dir.path(), "agent.toml", "");
+    hup();
+    eventually(10, || {
+        expect(
+            &a,
+            "loadagent_errors_total{component=\"config\",kind=\"reload_rejected\"}",
+            2.0,
+        )
+    });
+    let (_, targets) = http_get(&a, "/api/v1/targets");
+    assert!(
+        targets.contains("\"second\""),
+        "the old config keeps running: {targets}"
+    );
+
     // OpenMetrics when asked.
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(&a).unwrap();

@@ -4,63 +4,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-/// A CA and certificates it signed, written as PEM files in a folder.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Self {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "loadagent test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let leaf = |name: &str, sans: Vec<String>, expired: bool| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, name);
-            if expired {
-                p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-                p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-            }
-            let cert = p.signed_by(&key, &issuer).unwrap();
-            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        };
-        leaf(
-            "server",
-            vec!["localhost".into(), "127.0.0.1".into()],
-            false,
-        );
-        leaf("expired", vec!["localhost".into()], true);
-        leaf("client", vec!["client.example".into()], false);
-        Self {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `openssl s_server`, serving connections one after another.
 struct SServer(Child);

@@ -35,6 +35,8 @@ pub enum ConnectError {
     Other(String, String),
     #[error("{0} does not speak HTTP/2 (gRPC): {1}")]
     Handshake(String, String),
+    #[error("connection to {0} reset by the server before its HTTP/2 handshake finished: {1}")]
+    Lost(String, String),
     #[error("TLS handshake with {0} failed: {1}")]
     Tls(String, String),
 }
@@ -163,6 +165,7 @@ where
                     endpoint.connect_timeout,
                 ))
             }
+            Ok(Err(e)) if e.is_io() => return Err(ConnectError::Lost(addr.clone(), e.to_string())),
             Ok(Err(e)) => return Err(ConnectError::Handshake(addr.clone(), e.to_string())),
             Ok(Ok(pair)) => pair,
         };
@@ -181,6 +184,7 @@ where
             addr.clone(),
             endpoint.connect_timeout,
         )),
+        Ok(Err(e)) if e.is_io() => Err(ConnectError::Lost(addr.clone(), e.to_string())),
         Ok(Err(e)) => Err(ConnectError::Handshake(addr.clone(), e.to_string())),
         Ok(Ok(_)) => Ok(send),
     }

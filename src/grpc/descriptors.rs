@@ -61,6 +61,17 @@ pub async fn resolve(
             (pool, format!("protoset {}", path.value.display()))
         }
         Schema::Reflection => {
+            // Prove the target speaks HTTP/2 the way the load will connect, so a target that
+            // does not fails here with the load's own message (exit 1), not as a problem with
+            // `call.method`.
+            let endpoint = crate::grpc::channel::Endpoint {
+                address: address.to_string(),
+                connect_timeout: scenario.target.connect_timeout.max(Duration::from_secs(1)),
+                tls: tls.cloned(),
+            };
+            crate::grpc::channel::connect(&endpoint)
+                .await
+                .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
             let (set, version) = reflection::fetch_service_files(
                 address,
                 scenario.target.authority.as_deref(),

@@ -25,9 +25,171 @@ pub fn frame(message: &[u8], compression: Option<Compression>) -> std::io::Resul
     Ok(out.freeze())
 }
 
+/// gRPC's default limit on a received message (grpc-go, grpc-java, grpcio): 4 MiB.
+pub const DEFAULT_MAX_RECEIVE_BYTES: u32 = 4 << 20;
+
+/// Reads the framing of a response body as it arrives, without keeping or decoding the
+/// messages: it counts them and checks what a gRPC client checks (the compressed flag only
+/// with a `grpc-encoding`, each message within the receive limit).
+#[derive(Debug, Clone)]
+pub struct MessageReader {
+    prefix: [u8; 5],
+    prefix_len: usize,
+    /// Bytes of the current message still to come.
+    remaining: u64,
+    /// Whole messages read so far.
+    pub messages: u64,
+    max: u32,
+    encoded: bool,
+}
+
+/// A framing violation: the gRPC code a client reports it with, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramingError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl MessageReader {
+    /// `encoded`: the response named a `grpc-encoding` other than identity.
+    pub fn new(max: u32, encoded: bool) -> Self {
+        Self {
+            prefix: [0; 5],
+            prefix_len: 0,
+            remaining: 0,
+            messages: 0,
+            max,
+            encoded,
+        }
+    }
+
+    /// Feeds the next bytes of the body.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), FramingError> {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(data.len() as u64) as usize;
+                self.remaining -= take as u64;
+                data = &data[take..];
+                if self.remaining == 0 {
+                    self.messages += 1;
+                }
+                continue;
+            }
+            let take = (5 - self.prefix_len).min(data.len());
+            self.prefix[self.prefix_len..self.prefix_len + take].copy_from_slice(&data[..take]);
+            self.prefix_len += take;
+            data = &data[take..];
+            if self.prefix_len < 5 {
+                break;
+            }
+            self.prefix_len = 0;
+            let len = u32::from_be_bytes([
+                self.prefix[1],
+                self.prefix[2],
+                self.prefix[3],
+                self.prefix[4],
+            ]);
+            match self.prefix[0] {
+                0 => {}
+                1 if self.encoded => {}
+                1 => {
+                    return Err(FramingError {
+                        code: super::status::INTERNAL,
+                        message: "compressed message but the response has no grpc-encoding".into(),
+                    })
+                }
+                flag => {
+                    return Err(FramingError {
+                        code: super::status::INTERNAL,
+                        message: format!("message flag {flag} is neither 0 nor 1 (compressed)"),
+                    })
+                }
+            }
+            if len > self.max {
+                return Err(FramingError {
+                    code: super::status::RESOURCE_EXHAUSTED,
+                    message: format!("received message larger than max ({len} vs. {})", self.max),
+                });
+            }
+            if len == 0 {
+                self.messages += 1;
+            } else {
+                self.remaining = u64::from(len);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the body ended inside a message (or its prefix).
+    pub fn inside_message(&self) -> bool {
+        self.remaining > 0 || self.prefix_len > 0
+    }
+
+    /// The check at the end of a unary response whose status is OK: exactly one message,
+    /// whole (gRPC clients fail a unary call otherwise).
+    pub fn unary_end(&self) -> Result<(), FramingError> {
+        let fail = |message: String| {
+            Err(FramingError {
+                code: super::status::INTERNAL,
+                message,
+            })
+        };
+        if self.inside_message() {
+            return fail("response ended inside a message".into());
+        }
+        match self.messages {
+            1 => Ok(()),
+            0 => fail("a unary response with status OK but no message".into()),
+            n => fail(format!(
+                "a unary response with {n} messages (exactly one expected)"
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_messages_split_anywhere() {
+        let mut body = Vec::new();
+        for len in [0usize, 1, 300, 70_000] {
+            body.extend_from_slice(&frame(&vec![7; len], None).unwrap());
+        }
+        for chunk in [1, 2, 5, 7, 4096, body.len()] {
+            let mut r = MessageReader::new(DEFAULT_MAX_RECEIVE_BYTES, false);
+            for part in body.chunks(chunk) {
+                r.feed(part).unwrap();
+            }
+            assert_eq!(r.messages, 4, "chunks of {chunk}");
+            assert!(!r.inside_message());
+        }
+    }
+
+    #[test]
+    fn flags_limits_and_cardinality() {
+        let gz = frame(b"hello", Some(Compression::Gzip)).unwrap();
+        let e = MessageReader::new(1 << 20, false).feed(&gz).unwrap_err();
+        assert_eq!(e.code, super::super::status::INTERNAL);
+        assert!(MessageReader::new(1 << 20, true).feed(&gz).is_ok());
+        let mut bad_flag = frame(b"x", None).unwrap().to_vec();
+        bad_flag[0] = 2;
+        assert!(MessageReader::new(1 << 20, true).feed(&bad_flag).is_err());
+        let big = frame(&[0; 11], None).unwrap();
+        let e = MessageReader::new(10, false).feed(&big).unwrap_err();
+        assert_eq!(e.code, super::super::status::RESOURCE_EXHAUSTED);
+        let one = frame(b"x", None).unwrap();
+        let mut r = MessageReader::new(10, false);
+        r.feed(&one).unwrap();
+        assert!(r.unary_end().is_ok());
+        r.feed(&one).unwrap();
+        assert!(r.unary_end().unwrap_err().message.contains("2 messages"));
+        let mut r = MessageReader::new(10, false);
+        assert!(r.unary_end().is_err(), "no message");
+        r.feed(&one[..3]).unwrap();
+        assert!(r.unary_end().unwrap_err().message.contains("inside"));
+    }
 
     #[test]
     fn prefix_carries_flag_and_length() {

@@ -26,6 +26,7 @@ pub const CANCELLED: u8 = 1;
 pub const UNKNOWN: u8 = 2;
 pub const DEADLINE_EXCEEDED: u8 = 4;
 pub const PERMISSION_DENIED: u8 = 7;
+pub const RESOURCE_EXHAUSTED: u8 = 8;
 pub const UNIMPLEMENTED: u8 = 12;
 pub const INTERNAL: u8 = 13;
 pub const UNAVAILABLE: u8 = 14;

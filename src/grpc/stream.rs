@@ -6,24 +6,22 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::frame::MessageReader;
 use super::request::{Renderer, Requests};
 use super::status;
-use super::unary::{status_of, Outcome, UnaryCall};
+use super::unary::{judge_response_head, status_of, Outcome, UnaryCall};
 use crate::record::SharedRecorder;
 use crate::scenario::{BidiMode, Kind, StreamOptions};
 
 /// Pipelined streams with no `message_interval`: messages in flight per stream at most, so
 /// sending is paced by the replies instead of buffering without bound.
 const PIPELINE_DEPTH: u64 = 32;
-
-/// Largest response message accepted (gRPC's default max receive size).
-pub const MAX_RECEIVE_BYTES: usize = 4 << 20;
 
 /// A streaming call: the request head (shared with unary calls), the kind and its options.
 #[derive(Debug, Clone)]
@@ -80,21 +78,27 @@ enum Wake {
     Over,
 }
 
-/// The response side of a stream: headers first, then messages cut from DATA frames.
+/// The response side of a stream: headers first, then messages counted as DATA arrives
+/// (their framing checked, their bytes not kept).
 struct Incoming {
     response: Option<ResponseFuture>,
     body: Option<RecvStream>,
-    buf: BytesMut,
+    reader: MessageReader,
+    max_receive: u32,
+    /// Messages read whole but not yet returned by `next`.
+    ready: u64,
     /// Set when the status came in the response headers (trailers-only response).
     early: Option<Outcome>,
 }
 
 impl Incoming {
-    fn new(response: ResponseFuture) -> Self {
+    fn new(response: ResponseFuture, max_receive: u32) -> Self {
         Self {
             response: Some(response),
             body: None,
-            buf: BytesMut::new(),
+            reader: MessageReader::new(max_receive, false),
+            max_receive,
+            ready: 0,
             early: None,
         }
     }
@@ -103,19 +107,9 @@ impl Incoming {
     /// select that drops it loses neither the response future nor a received frame.
     async fn next(&mut self) -> Result<bool, Outcome> {
         loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                    as usize;
-                if len > MAX_RECEIVE_BYTES {
-                    return Err(Outcome::failed(
-                        8, // RESOURCE_EXHAUSTED, as gRPC clients report it
-                        format!("received message larger than max ({len} vs. {MAX_RECEIVE_BYTES})"),
-                    ));
-                }
-                if self.buf.len() >= 5 + len {
-                    self.buf.advance(5 + len);
-                    return Ok(true);
-                }
+            if self.ready > 0 {
+                self.ready -= 1;
+                return Ok(true);
             }
             if self.early.is_some() {
                 return Ok(false);
@@ -127,16 +121,21 @@ impl Incoming {
                 let response = response.await.map_err(|e| Outcome::from_h2(&e))?;
                 self.response = None;
                 let (head, body) = response.into_parts();
-                if head.status != http::StatusCode::OK {
-                    return Err(Outcome::failed(
-                        status::from_http_status(head.status.as_u16()),
-                        format!("HTTP status {} from the server", head.status),
-                    ));
+                let header = |name: &str| head.headers.get(name).map(http::HeaderValue::as_bytes);
+                if let Some(outcome) = judge_response_head(
+                    Some(head.status.as_u16()),
+                    header("content-type"),
+                    header("grpc-status"),
+                    header("grpc-message"),
+                ) {
+                    if outcome.code == status::OK || head.headers.contains_key("grpc-status") {
+                        self.early = Some(outcome);
+                        return Ok(false);
+                    }
+                    return Err(outcome);
                 }
-                if let Some(code) = head.headers.get("grpc-status") {
-                    self.early = Some(status_of(code.as_bytes(), head.headers.get("grpc-message")));
-                    return Ok(false);
-                }
+                let encoded = header("grpc-encoding").is_some_and(|e| e != b"identity");
+                self.reader = MessageReader::new(self.max_receive, encoded);
                 self.body = Some(body);
             }
             let Some(body) = self.body.as_mut() else {
@@ -145,11 +144,15 @@ impl Incoming {
             match body.data().await {
                 Some(Ok(chunk)) => {
                     let _ = body.flow_control().release_capacity(chunk.len());
-                    self.buf.extend_from_slice(&chunk);
+                    let before = self.reader.messages;
+                    self.reader
+                        .feed(&chunk)
+                        .map_err(|e| Outcome::failed(e.code, e.message))?;
+                    self.ready += self.reader.messages - before;
                 }
                 Some(Err(e)) => return Err(Outcome::from_h2(&e)),
                 None => {
-                    if !self.buf.is_empty() {
+                    if self.reader.inside_message() {
                         return Err(Outcome::failed(
                             status::INTERNAL,
                             "stream ended inside a message",
@@ -254,7 +257,7 @@ impl StreamCall {
                 Ok(pair) => pair,
                 Err(e) => return Outcome::from_h2(&e),
             };
-        let mut incoming = Incoming::new(response);
+        let mut incoming = Incoming::new(response, self.head.max_receive());
         // The client's time is over at `stream_duration`, or when the run stops.
         let stop = ctx.stop.clone();
         let until = self.options.stream_duration.map(|d| opened + d);
@@ -407,6 +410,7 @@ impl StreamCall {
         let (mut sent, mut received) = (0u64, 0u64);
         let mut next_send = opened;
         let mut sending = true;
+        let mut half_closed = false;
         let by_replies = self.options.message_interval.is_zero();
         while sending && (sent < total || received < sent) {
             tokio::select! {
@@ -435,11 +439,19 @@ impl StreamCall {
                     sent_times.push_back(now);
                     sent += 1;
                     next_send = now + self.options.message_interval;
+                    // Half-close right after the last message, as gRPC clients do: a
+                    // half-duplex server answers only once the client has closed.
+                    if sent == total {
+                        send(stream, Bytes::new(), true)?;
+                        half_closed = true;
+                    }
                 }
                 _ = over.as_mut() => sending = false,
             }
         }
-        send(stream, Bytes::new(), true)?;
+        if !half_closed {
+            send(stream, Bytes::new(), true)?;
+        }
         Ok(incoming.finish(|| ctx.received(None, None)).await)
     }
 

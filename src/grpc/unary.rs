@@ -16,6 +16,8 @@ pub struct UnaryCall {
     uri: Uri,
     headers: HeaderMap,
     timeout: Option<Duration>,
+    /// The largest response message accepted (`[call] max_receive_message_size`).
+    max_receive: u32,
 }
 
 /// How a call ended.
@@ -117,7 +119,18 @@ impl UnaryCall {
             uri,
             headers,
             timeout,
+            max_receive: super::frame::DEFAULT_MAX_RECEIVE_BYTES,
         })
+    }
+
+    /// Sets the largest response message accepted (gRPC's default: 4 MiB).
+    pub fn with_max_receive(mut self, bytes: u32) -> Self {
+        self.max_receive = bytes;
+        self
+    }
+
+    pub fn max_receive(&self) -> u32 {
+        self.max_receive
     }
 
     /// The request headers for the lean client (`grpc::lean`): the same ones `request`
@@ -131,7 +144,9 @@ impl UnaryCall {
         for (name, value) in &self.headers {
             headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
         }
-        super::lean::RequestHeaders::new(tls, headers)
+        let mut lean = super::lean::RequestHeaders::new(tls, headers);
+        lean.max_receive = self.max_receive;
+        lean
     }
 
     /// The gRPC deadline of each call, if any.
@@ -194,25 +209,29 @@ impl UnaryCall {
         };
         *headers_at = Some(tokio::time::Instant::now());
         let (head, mut body) = response.into_parts();
-        if head.status != http::StatusCode::OK {
-            return Outcome::failed(
-                status::from_http_status(head.status.as_u16()),
-                format!("HTTP status {} from the server", head.status),
-            );
+        let header = |name: &str| head.headers.get(name).map(HeaderValue::as_bytes);
+        if let Some(outcome) = judge_response_head(
+            Some(head.status.as_u16()),
+            header("content-type"),
+            header("grpc-status"),
+            header("grpc-message"),
+        ) {
+            return outcome;
         }
-        // A trailers-only response carries the status in its headers.
-        if let Some(code) = head.headers.get("grpc-status") {
-            return status_of(code.as_bytes(), head.headers.get("grpc-message"));
-        }
+        let encoded = header("grpc-encoding").is_some_and(|e| e != b"identity");
+        let mut reader = super::frame::MessageReader::new(self.max_receive, encoded);
         while let Some(chunk) = body.data().await {
             match chunk {
                 Ok(data) => {
                     let _ = body.flow_control().release_capacity(data.len());
+                    if let Err(e) = reader.feed(&data) {
+                        return Outcome::failed(e.code, e.message);
+                    }
                 }
                 Err(e) => return Outcome::from_h2(&e),
             }
         }
-        match body.trailers().await {
+        let outcome = match body.trailers().await {
             Ok(Some(trailers)) => match trailers.get("grpc-status") {
                 Some(code) => status_of(code.as_bytes(), trailers.get("grpc-message")),
                 None => Outcome::failed(status::INTERNAL, "response trailers have no grpc-status"),
@@ -222,6 +241,10 @@ impl UnaryCall {
                 "response ended without trailers (no grpc-status)",
             ),
             Err(e) => Outcome::from_h2(&e),
+        };
+        match reader.unary_end() {
+            Err(e) if outcome.code == status::OK => Outcome::failed(e.code, e.message),
+            _ => outcome,
         }
     }
 }
@@ -236,6 +259,52 @@ pub(crate) fn code_of_reset(reason: u32) -> Option<u8> {
         0xc => Some(status::PERMISSION_DENIED), // INADEQUATE_SECURITY
         _ => None,
     }
+}
+
+/// What a response's first HEADERS say, judged as gRPC clients judge them
+/// (grpc/doc/http-grpc-status-mapping.md): `Some` when they end the call (an HTTP error, a
+/// body that is not gRPC, a trailers-only status), `None` when messages and trailers follow.
+pub(crate) fn judge_response_head(
+    http_status: Option<u16>,
+    content_type: Option<&[u8]>,
+    grpc_status: Option<&[u8]>,
+    message: Option<&[u8]>,
+) -> Option<Outcome> {
+    let Some(http_status) = http_status else {
+        return Some(Outcome::failed(
+            status::INTERNAL,
+            "response without :status",
+        ));
+    };
+    let shown = content_type.map_or_else(
+        || "none".to_string(),
+        |c| String::from_utf8_lossy(c).into_owned(),
+    );
+    if http_status != 200 {
+        return Some(Outcome::failed(
+            status::from_http_status(http_status),
+            format!("HTTP status {http_status} from the server (content-type {shown})"),
+        ));
+    }
+    let is_grpc = content_type.is_some_and(|c| {
+        c == b"application/grpc"
+            || c.starts_with(b"application/grpc+")
+            || c.starts_with(b"application/grpc;")
+    });
+    // A status in the headers (trailers-only) ends the call; it is trusted even when the
+    // server omitted the content-type, not when it named another one.
+    if let Some(code) = grpc_status.filter(|_| is_grpc || content_type.is_none()) {
+        return Some(Outcome::from_status(status::parse_code(code), message));
+    }
+    if is_grpc {
+        return None;
+    }
+    Some(Outcome::failed(
+        status::UNKNOWN,
+        format!(
+            "the server answered HTTP 200 with content-type {shown}, not gRPC (application/grpc)"
+        ),
+    ))
 }
 
 pub(crate) fn status_of(code: &[u8], message: Option<&HeaderValue>) -> Outcome {
@@ -258,6 +327,43 @@ fn grpc_timeout(t: Duration) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_heads_are_judged_as_grpc_clients_do() {
+        let judge = |http, ct: Option<&str>, st: Option<&str>| {
+            judge_response_head(http, ct.map(str::as_bytes), st.map(str::as_bytes), None)
+                .map(|o| o.code)
+        };
+        assert_eq!(judge(Some(200), Some("application/grpc"), None), None);
+        assert_eq!(judge(Some(200), Some("application/grpc+proto"), None), None);
+        assert_eq!(
+            judge(Some(200), Some("application/grpc"), Some("5")),
+            Some(5)
+        );
+        assert_eq!(judge(Some(200), None, Some("0")), Some(status::OK));
+        assert_eq!(
+            judge(Some(200), Some("text/html"), None),
+            Some(status::UNKNOWN)
+        );
+        assert_eq!(
+            judge(Some(200), Some("text/html"), Some("0")),
+            Some(status::UNKNOWN)
+        );
+        assert_eq!(
+            judge(Some(200), Some("application/grpc-web"), None),
+            Some(status::UNKNOWN)
+        );
+        assert_eq!(judge(Some(200), None, None), Some(status::UNKNOWN));
+        assert_eq!(
+            judge(Some(404), Some("text/html"), None),
+            Some(status::UNIMPLEMENTED)
+        );
+        assert_eq!(judge(Some(503), None, None), Some(status::UNAVAILABLE));
+        assert_eq!(judge(Some(500), None, None), Some(status::UNKNOWN));
+        assert_eq!(judge(None, None, None), Some(status::INTERNAL));
+        let o = judge_response_head(Some(200), Some(b"text/html"), None, None).unwrap();
+        assert!(o.message.unwrap().contains("text/html"));
+    }
 
     #[test]
     fn grpc_timeout_fits_eight_digits() {

@@ -33,6 +33,9 @@ pub struct Handshake {
     pub certificate: Option<CertInfo>,
     /// (class, message) when the iteration failed.
     pub error: Option<(String, String)>,
+    /// What did not arrive after a completed handshake (`no_settings`, `no_session_ticket`,
+    /// `closed`, `read_error`): the handshake still counts.
+    pub after_handshake: Option<String>,
 }
 
 /// A storm's data for one interval (or, merged, the run).
@@ -50,6 +53,8 @@ pub struct TlsData {
     pub groups: BTreeMap<String, u64>,
     pub alpn: BTreeMap<String, u64>,
     pub handshake_errors: BTreeMap<String, u64>,
+    /// Completed handshakes by what did not follow them (see `Handshake::after_handshake`).
+    pub after_handshake: BTreeMap<String, u64>,
     /// The first message seen for each error class (the summary's "first error").
     pub first_errors: BTreeMap<String, String>,
     pub certificate: Option<CertInfo>,
@@ -70,6 +75,7 @@ impl Default for TlsData {
             groups: BTreeMap::new(),
             alpn: BTreeMap::new(),
             handshake_errors: BTreeMap::new(),
+            after_handshake: BTreeMap::new(),
             first_errors: BTreeMap::new(),
             certificate: None,
         }
@@ -115,6 +121,9 @@ impl TlsData {
         if self.certificate.is_none() {
             self.certificate = h.certificate;
         }
+        if let Some(class) = &h.after_handshake {
+            bump(&mut self.after_handshake, class, 1);
+        }
         if let Some((class, message)) = h.error {
             bump(&mut self.handshake_errors, &class, 1);
             self.first_errors.entry(class).or_insert(message);
@@ -139,6 +148,7 @@ impl TlsData {
             (&mut self.groups, &o.groups),
             (&mut self.alpn, &o.alpn),
             (&mut self.handshake_errors, &o.handshake_errors),
+            (&mut self.after_handshake, &o.after_handshake),
         ] {
             for (k, v) in b {
                 bump(a, k, *v);

@@ -151,6 +151,11 @@ pub struct TlsInfo {
     pub resumed: u64,
     pub resumed_ratio: f64,
     pub alpn: BTreeMap<String, u64>,
+    /// Completed handshakes after which something did not arrive in time: `no_settings`
+    /// (an h2 server's SETTINGS), `no_session_ticket` (TLS 1.3 tickets), `closed`,
+    /// `read_error`. They count as handshakes; this says why resumption may be low.
+    #[serde(default)]
+    pub after_handshake: BTreeMap<String, u64>,
     /// The first message seen for each failure class.
     #[serde(default)]
     pub first_errors: BTreeMap<String, String>,
@@ -356,6 +361,7 @@ impl Report {
                         0.0
                     },
                     alpn: t.alpn.clone(),
+                    after_handshake: t.after_handshake.clone(),
                     first_errors: t.first_errors.clone(),
                 }
             }),

@@ -135,6 +135,13 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
             t.resumed,
             t.resumed_ratio * 100.0
         )?;
+        if !t.after_handshake.is_empty() {
+            writeln!(
+                o,
+                "  after handshake (not in time; the handshakes count)  {}",
+                counts(&t.after_handshake)
+            )?;
+        }
         if let Some(errors) = r.handshake_errors.as_ref().filter(|e| !e.is_empty()) {
             writeln!(o, "  failures  {}", counts(errors))?;
             for (class, message) in &t.first_errors {

@@ -33,6 +33,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// hang a run.
 /// For unary calls without a `timeout`.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// The most `max_receive_message_size` may be: 1 GiB.
+const MAX_RECEIVE_LIMIT: u32 = 1 << 30;
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -99,7 +101,7 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
     }
     .and_then(|c| read_call(&c))
     .map(|mut c| {
-        if kind == Some(Kind::Unary) && c.timeout.is_none() {
+        if matches!(kind, Some(Kind::Unary | Kind::TlsHandshake)) && c.timeout.is_none() {
             c.timeout = Some(DEFAULT_CALL_TIMEOUT);
         }
         c
@@ -429,10 +431,25 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         .into_iter()
         .filter_map(|(k, v)| check_metadata(c, k, v))
         .collect();
-    let timeout = Some(
-        c.duration("timeout", true)
-            .map_or(DEFAULT_CALL_TIMEOUT, |d| d.value),
-    );
+    // Unary calls (and a storm's calls) get DEFAULT_CALL_TIMEOUT when this is absent
+    // (read_scenario); a stream has no deadline unless one is written.
+    let timeout = c.duration("timeout", true).map(|d| d.value);
+    let max_receive_message_size =
+        c.integer("max_receive_message_size", 1)
+            .and_then(|m| match u32::try_from(m.value) {
+                Ok(n) if n <= MAX_RECEIVE_LIMIT => Some(n),
+                _ => {
+                    c.ctx().report_at(
+                        m.loc,
+                        &c.key_path("max_receive_message_size"),
+                        format!(
+                            "{} is too large (at most {MAX_RECEIVE_LIMIT} bytes, 1 GiB)",
+                            m.value
+                        ),
+                    );
+                    None
+                }
+            });
     let compression = c
         .choice("compression", &["gzip", "none"])
         .and_then(|s| (s.value == "gzip").then_some(Compression::Gzip));
@@ -444,6 +461,8 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         metadata,
         timeout,
         compression,
+        max_receive_message_size: max_receive_message_size
+            .unwrap_or(crate::grpc::frame::DEFAULT_MAX_RECEIVE_BYTES),
     })
 }
 

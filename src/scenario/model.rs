@@ -230,6 +230,9 @@ pub struct Call {
     /// The gRPC deadline of each call.
     pub timeout: Option<Duration>,
     pub compression: Option<Compression>,
+    /// The largest response message accepted, unary and streams alike (gRPC's default:
+    /// 4 MiB); a larger one fails its call as RESOURCE_EXHAUSTED.
+    pub max_receive_message_size: u32,
 }
 
 /// One request message, in the protobuf JSON mapping, and where it was written.

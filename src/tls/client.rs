@@ -18,6 +18,70 @@ pub struct ClientTls {
     pub server_name: ServerName<'static>,
     pub close_with_rst: bool,
     pub insecure: bool,
+    /// With `resumption = "tickets"`: signalled as each TLS 1.3 session ticket arrives.
+    pub tickets: Option<Arc<TicketStore>>,
+}
+
+/// rustls' in-memory session store, plus a signal when a TLS 1.3 ticket is stored: tickets
+/// come after the handshake, and a storm waits for them (bounded) so the next handshake
+/// can resume, whatever the server speaks over TLS.
+#[derive(Debug)]
+pub struct TicketStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    /// Tickets stored so far.
+    pub received: std::sync::atomic::AtomicU64,
+    pub arrived: tokio::sync::Notify,
+}
+
+impl TicketStore {
+    fn new() -> Self {
+        Self {
+            inner: rustls::client::ClientSessionMemoryCache::new(1024),
+            received: std::sync::atomic::AtomicU64::new(0),
+            arrived: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketStore {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(name, value);
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.arrived.notify_waiters();
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
 }
 
 /// Why `[target.tls]` could not be turned into a configuration (the key, and why).
@@ -203,10 +267,14 @@ impl ClientTls {
             }
         };
         config.alpn_protocols = o.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
-        config.resumption = match o.resumption {
-            Resumption::None => RustlsResumption::disabled(),
-            Resumption::Tickets => RustlsResumption::in_memory_sessions(1024),
-            Resumption::SessionId => RustlsResumption::in_memory_sessions(1024)
+        let tickets = (o.resumption == Resumption::Tickets).then(|| Arc::new(TicketStore::new()));
+        config.resumption = match (&o.resumption, &tickets) {
+            (Resumption::Tickets, Some(store)) => {
+                RustlsResumption::store(store.clone() as Arc<dyn rustls::client::ClientSessionStore>)
+            }
+            (Resumption::None, _) => RustlsResumption::disabled(),
+            (Resumption::Tickets, None) => RustlsResumption::in_memory_sessions(1024),
+            (Resumption::SessionId, _) => RustlsResumption::in_memory_sessions(1024)
                 .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOnly),
         };
         let host = o
@@ -224,6 +292,7 @@ impl ClientTls {
             server_name,
             close_with_rst: o.close_with_rst,
             insecure: o.insecure_skip_verify,
+            tickets,
         })
     }
 

@@ -285,31 +285,11 @@ impl HandshakeCall {
         let rst = self.tls.close_with_rst;
         let outcome = match &self.call {
             None => {
-                // The iteration ends after the handshake and the HTTP/2 preface. An HTTP/2
-                // server answers the preface with its SETTINGS; reading that completes the
-                // exchange, and it is also when TLS 1.3 session tickets arrive (they follow
-                // the handshake), so resumption can work.
-                let _ = stream.write_all(H2_PREFACE).await;
-                let _ = stream.flush().await;
-                if hs.alpn.as_deref() == Some("h2") {
-                    let mut first = [0u8; 64];
-                    match tokio::time::timeout(
-                        self.connect_timeout,
-                        tokio::io::AsyncReadExt::read(&mut stream, &mut first),
-                    )
-                    .await
-                    {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return fail(hs, classify_tls(&e), describe(&e)),
-                        Err(_) => {
-                            return fail(
-                                hs,
-                                "handshake_timeout".into(),
-                                "no HTTP/2 SETTINGS after the preface".into(),
-                            )
-                        }
-                    }
-                }
+                // The handshake completed: it counts, whatever follows. What follows is a
+                // phase of its own, bounded and classified apart (`tls.after_handshake`).
+                let h2 = hs.alpn.as_deref() == Some("h2");
+                let tls13 = hs.version.as_deref() == Some("TLSv1_3");
+                hs.after_handshake = self.after_handshake(&mut stream, h2, tls13).await;
                 Outcome::OK
             }
             Some(call) => {
@@ -347,6 +327,64 @@ impl HandshakeCall {
         drop(stream);
         hs.total_us = Some(micros(Instant::now() - start));
         outcome
+    }
+}
+
+/// The longest wait for what follows a completed handshake.
+const AFTER_HANDSHAKE_WAIT: Duration = Duration::from_secs(1);
+
+impl HandshakeCall {
+    /// After a handshake without a call: an HTTP/2 server is sent the preface and answers
+    /// with SETTINGS; on TLS 1.3 with `resumption = "tickets"`, the server's session tickets
+    /// follow the handshake (whatever the server speaks) and are waited for, so that the
+    /// next handshake can resume. Bounded by the connect timeout and one second; `None`
+    /// when everything expected arrived, or what did not.
+    async fn after_handshake<S>(&self, stream: &mut S, h2: bool, tls13: bool) -> Option<String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use std::sync::atomic::Ordering;
+        let tickets = self.tls.tickets.as_deref().filter(|_| tls13);
+        let before = tickets.map_or(0, |t| t.received.load(Ordering::Acquire));
+        if h2 {
+            let _ = stream.write_all(H2_PREFACE).await;
+            let _ = stream.flush().await;
+        }
+        let mut settings_seen = !h2;
+        let wait = async {
+            let mut buf = [0u8; 256];
+            loop {
+                let notified = tickets.map(|t| t.arrived.notified());
+                tokio::pin!(notified);
+                if let Some(n) = notified.as_mut().as_pin_mut() {
+                    n.enable();
+                }
+                let ticket_seen =
+                    tickets.is_none_or(|t| t.received.load(Ordering::Acquire) > before);
+                if settings_seen && ticket_seen {
+                    return None;
+                }
+                tokio::select! {
+                    r = tokio::io::AsyncReadExt::read(stream, &mut buf) => match r {
+                        Ok(0) => return Some("closed".to_string()),
+                        Ok(_) => settings_seen = true,
+                        Err(_) => return Some("read_error".to_string()),
+                    },
+                    _ = async {
+                        match notified.as_mut().as_pin_mut() {
+                            Some(n) => n.await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
+                }
+            }
+        };
+        let limit = self.connect_timeout.min(AFTER_HANDSHAKE_WAIT);
+        match tokio::time::timeout(limit, wait).await {
+            Ok(done) => done,
+            Err(_) if !settings_seen => Some("no_settings".into()),
+            Err(_) => Some("no_session_ticket".into()),
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::frame::{self, Head};
 use super::hpack::{Decoder, Indexing, RequestHeaders};
 use crate::grpc::channel::{open_transport, ConnectError, Endpoint, Transport};
+use crate::grpc::frame::MessageReader;
 use crate::grpc::status;
-use crate::grpc::unary::{code_of_reset, Outcome};
+use crate::grpc::unary::{code_of_reset, judge_response_head, Outcome};
 
 /// What we let the server send before it must wait for a WINDOW_UPDATE, per stream and per
 /// connection: a load generator should not be flow-controlled by its own defaults.
@@ -52,14 +53,19 @@ struct Stream {
     pending: Bytes,
     response_started: bool,
     received_unacked: u32,
+    /// The response's message framing, read as DATA arrives (from its first HEADERS on).
+    reader: Option<MessageReader>,
 }
 
 /// The headers a response's HEADERS frame carried that decide its outcome.
 #[derive(Default)]
 struct Heads {
     http_status: Option<u16>,
-    grpc_status: Option<u8>,
+    grpc_status: Option<Vec<u8>>,
     message: Option<Vec<u8>>,
+    content_type: Option<Vec<u8>>,
+    /// A `grpc-encoding` other than identity: compressed messages are allowed.
+    encoded: bool,
 }
 
 /// Stream ids are odd and increasing: a multiplicative hash spreads them.
@@ -107,6 +113,8 @@ pub struct Connection {
     peer_table_size: usize,
     peer_settings_seen: bool,
     ping_acked: bool,
+    /// Whether the peer has sent any byte at all.
+    heard_from_peer: bool,
     /// GOAWAY received: no new streams; those at or below this id may still finish.
     goaway: Option<u32>,
 }
@@ -137,6 +145,12 @@ impl Connection {
                 addr.clone(),
                 endpoint.connect_timeout,
             )),
+            // Bytes that are not HTTP/2 prove the peer speaks something else; a connection
+            // reset or closed before any byte (a target being killed), or after its SETTINGS
+            // proved HTTP/2, proves nothing of the kind.
+            Ok(Err(why)) if conn.peer_settings_seen || !conn.heard_from_peer => {
+                Err(ConnectError::Lost(addr.clone(), why))
+            }
             Ok(Err(why)) => Err(ConnectError::Handshake(addr.clone(), why)),
             Ok(Ok(())) => {
                 conn.indexing = conn.headers.first_indexing(conn.peer_table_size);
@@ -182,6 +196,7 @@ impl Connection {
             peer_max_frame: 16_384,
             peer_settings_seen: false,
             ping_acked: false,
+            heard_from_peer: false,
             goaway: None,
             peer_table_size: 4096,
         }
@@ -234,6 +249,7 @@ impl Connection {
                 send_window: self.peer_initial_window,
                 pending: body,
                 response_started: false,
+                reader: None,
                 received_unacked: 0,
             },
         );
@@ -283,6 +299,7 @@ impl Connection {
                         }));
                     }
                     self.read_len += n;
+                    self.heard_from_peer = true;
                     self.process(done)?;
                 }
             }
@@ -472,7 +489,7 @@ impl Connection {
             frame::put_window_update(&mut self.write, 0, self.received_unacked);
             self.received_unacked = 0;
         }
-        frame::unpadded(head.flags, head.kind, payload)
+        let data = frame::unpadded(head.flags, head.kind, payload)
             .ok_or_else(|| protocol_error("bad padding in DATA"))?;
         let end = head.flags & frame::END_STREAM != 0;
         let Some(stream) = self.streams.get_mut(&head.stream) else {
@@ -480,6 +497,14 @@ impl Connection {
         };
         if !stream.response_started {
             return Err(protocol_error("DATA before the response headers"));
+        }
+        let framing = match stream.reader.as_mut() {
+            Some(r) => r.feed(data),
+            None => Ok(()),
+        };
+        if let Err(e) = framing {
+            self.finish(head.stream, end, Outcome::failed(e.code, e.message), done);
+            return Ok(());
         }
         if end {
             self.finish(
@@ -516,34 +541,51 @@ impl Connection {
                 b":status" => {
                     heads.http_status = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
                 }
-                b"grpc-status" => heads.grpc_status = Some(status::parse_code(value)),
+                b"grpc-status" => heads.grpc_status = Some(value.to_vec()),
                 b"grpc-message" => heads.message = Some(value.to_vec()),
+                b"content-type" => heads.content_type = Some(value.to_vec()),
+                b"grpc-encoding" => heads.encoded = value != b"identity",
                 _ => {}
             })
             .map_err(|e| ConnectionLost(e.to_string()))?;
         let end = flags & frame::END_STREAM != 0;
+        let max_receive = self.headers.max_receive;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
         let outcome = if stream.response_started {
             match heads.grpc_status {
-                Some(code) => Outcome::from_status(code, heads.message.as_deref()),
+                Some(code) => {
+                    let outcome =
+                        Outcome::from_status(status::parse_code(&code), heads.message.as_deref());
+                    // An OK unary call carries exactly one whole message.
+                    match stream.reader.as_ref().map(MessageReader::unary_end) {
+                        Some(Err(e)) if outcome.code == status::OK => {
+                            Outcome::failed(e.code, e.message)
+                        }
+                        _ => outcome,
+                    }
+                }
                 None => Outcome::failed(status::INTERNAL, "response trailers have no grpc-status"),
             }
         } else {
             stream.response_started = true;
-            match (heads.http_status, heads.grpc_status) {
-                (Some(200), Some(code)) => Outcome::from_status(code, heads.message.as_deref()),
-                (Some(200), None) if end => Outcome::failed(
+            match judge_response_head(
+                heads.http_status,
+                heads.content_type.as_deref(),
+                heads.grpc_status.as_deref(),
+                heads.message.as_deref(),
+            ) {
+                Some(outcome) => outcome,
+                None if end => Outcome::failed(
                     status::INTERNAL,
                     "response ended without trailers (no grpc-status)",
                 ),
-                (Some(200), None) => return Ok(()), // the message and trailers follow
-                (Some(other), _) => Outcome::failed(
-                    status::from_http_status(other),
-                    format!("HTTP status {other} from the server"),
-                ),
-                (None, _) => Outcome::failed(status::INTERNAL, "response without :status"),
+                None => {
+                    // The message and trailers follow.
+                    stream.reader = Some(MessageReader::new(max_receive, heads.encoded));
+                    return Ok(());
+                }
             }
         };
         self.finish(id, end, outcome, done);

@@ -277,6 +277,8 @@ pub struct RequestHeaders {
     headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// What indexing all of them costs in the server's dynamic table.
     table_size: usize,
+    /// The largest response message a call accepts (`[call] max_receive_message_size`).
+    pub max_receive: u32,
 }
 
 /// How a connection's next header block is written.
@@ -303,6 +305,7 @@ impl RequestHeaders {
             fixed: [0x83, if tls { 0x87 } else { 0x86 }],
             headers,
             table_size,
+            max_receive: crate::grpc::frame::DEFAULT_MAX_RECEIVE_BYTES,
         }
     }
 
