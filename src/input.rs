@@ -72,7 +72,7 @@ pub enum InputError {
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io(p, k, e) => write!(f, "cannot read {} {}: {e}", k.noun(), p.display()),
+            Self::Io(p, k, e) => write!(f, "cannot read the {} {}: {e}", k.noun(), p.display()),
             Self::NotRegular(p, k, what) => write!(
                 f,
                 "{} is {what}, not a regular file; give the path of a {} file",

@@ -41,6 +41,22 @@ pub enum ConnectError {
     Tls(String, String),
 }
 
+impl ConnectError {
+    /// The error of the first connection a run makes. A reset before any HTTP/2 answer
+    /// there means the peer does not speak HTTP/2 (an HTTP/1 server answers the preface
+    /// and closes); later in a run, once the target has spoken HTTP/2, the same reset is a
+    /// target going away (`Lost`: UNAVAILABLE, "reset by the server").
+    pub fn first_contact(self) -> Self {
+        match self {
+            Self::Lost(addr, why) => Self::Handshake(
+                addr,
+                format!("{why} (the connection was closed before any HTTP/2 answer)"),
+            ),
+            other => other,
+        }
+    }
+}
+
 /// A connected byte stream to the target: TCP, or TLS over TCP with h2 negotiated.
 pub enum Transport {
     Tcp(TcpStream),

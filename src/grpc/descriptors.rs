@@ -71,7 +71,7 @@ pub async fn resolve(
             };
             crate::grpc::channel::connect(&endpoint)
                 .await
-                .map_err(|e| ResolveError::Unreachable(e.to_string()))?;
+                .map_err(|e| ResolveError::Unreachable(e.first_contact().to_string()))?;
             let (set, version) = reflection::fetch_service_files(
                 address,
                 scenario.target.authority.as_deref(),

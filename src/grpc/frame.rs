@@ -128,21 +128,26 @@ impl MessageReader {
     /// The check at the end of a unary response whose status is OK: exactly one message,
     /// whole (gRPC clients fail a unary call otherwise).
     pub fn unary_end(&self) -> Result<(), FramingError> {
-        let fail = |message: String| {
-            Err(FramingError {
-                code: super::status::INTERNAL,
-                message,
-            })
-        };
+        let fail = |code, message: String| Err(FramingError { code, message });
         if self.inside_message() {
-            return fail("response ended inside a message".into());
+            return fail(
+                super::status::INTERNAL,
+                "response ended inside a message".into(),
+            );
         }
+        // No message: UNIMPLEMENTED, as grpc-js reports it (grpcio lets it pass as OK). Two
+        // or more: INTERNAL, a cardinality violation (grpcio and grpc-js wait for the
+        // deadline instead).
         match self.messages {
             1 => Ok(()),
-            0 => fail("a unary response with status OK but no message".into()),
-            n => fail(format!(
-                "a unary response with {n} messages (exactly one expected)"
-            )),
+            0 => fail(
+                super::status::UNIMPLEMENTED,
+                "no message received for a unary call (status OK)".into(),
+            ),
+            n => fail(
+                super::status::INTERNAL,
+                format!("a unary response with {n} messages (exactly one expected)"),
+            ),
         }
     }
 }

@@ -321,7 +321,7 @@ pub async fn drive(
             Some(Err(e)) => {
                 drop(go_tx);
                 join_threads(handles).await;
-                return Err(e);
+                return Err(e.first_contact());
             }
             None => break,
         }

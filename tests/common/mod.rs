@@ -111,6 +111,27 @@ impl Server {
         Self::start(cmd, "PORT ")
     }
 
+    /// gRPC's interop TestService on Python grpcio (tests/python/interop_server.py).
+    pub fn python_interop() -> Self {
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo().join("tests/python/interop_server.py"));
+        Self::start(cmd, "PORT ")
+    }
+
+    /// gRPC's interop TestService on Node's @grpc/grpc-js (tests/node/interop_server.js).
+    pub fn node_interop() -> Self {
+        let mut cmd = Command::new("node");
+        cmd.arg(repo().join("tests/node/interop_server.js"));
+        Self::start(cmd, "PORT ")
+    }
+
+    /// Node's HTTP/2 server answering every request in `mode` (tests/node/h2_server.js).
+    pub fn node_h2(mode: &str) -> Self {
+        let mut cmd = Command::new("node");
+        cmd.arg(repo().join("tests/node/h2_server.js")).arg(mode);
+        Self::start(cmd, "PORT ")
+    }
+
     /// `loadagent target` as a child process.
     pub fn reference_target() -> Self {
         let mut cmd = Command::new(bin());
