@@ -206,12 +206,12 @@ fn a_real_prometheus_scrapes_over_mutual_tls_with_basic_auth_from_a_web_config_f
     };
     let result = std::panic::catch_unwind(|| {
         eventually(40, || match up("good") {
-            Ok(v) if v == 1.0 => Ok(()),
+            Ok(1.0) => Ok(()),
             other => Err(format!("good: {other:?}")),
         });
         for job in ["wrong_password", "no_client_cert"] {
             eventually(20, || match up(job) {
-                Ok(v) if v == 0.0 => Ok(()),
+                Ok(0.0) => Ok(()),
                 other => Err(format!("{job}: {other:?}")),
             });
         }

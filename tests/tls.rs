@@ -204,6 +204,64 @@ fn openssl_s_server_proves_resumption() {
 }
 
 #[test]
+fn completed_handshakes_count_and_tls13_tickets_are_awaited_on_any_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let tls = |extra: &str| {
+        format!(
+            "ca = {:?}\nserver_name = \"localhost\"\nversions = [\"1.3\"]\n{extra}",
+            pki.path("ca.pem")
+        )
+    };
+    // ALPN h2 selected, but the server never speaks HTTP/2 (s_server -www waits for an
+    // HTTP/1 request): every handshake completes and counts; the missing SETTINGS are
+    // classified apart.
+    let port = free_port();
+    let _h2 = SServer::start(
+        port,
+        &pki.path("server.pem"),
+        &pki.path("server.key"),
+        &["-alpn", "h2", "-www"],
+    );
+    let (out, r) = run_storm(
+        dir.path(),
+        "slow-h2",
+        &storm(
+            &format!("127.0.0.1:{port}"),
+            &tls("alpn = [\"h2\"]"),
+            "",
+            "requests = 6\nconcurrency = 1",
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(num(&r, "totals.ok"), 6.0, "{}", r["handshake_errors"]);
+    assert_eq!(r["handshake_errors"], serde_json::json!({}));
+    assert_eq!(r["tls"]["after_handshake"]["no_settings"], 6, "{}", r["tls"]);
+    // TLS 1.3 without HTTP/2 at all: tickets arrive after the handshake and are awaited,
+    // so handshakes resume.
+    let port = free_port();
+    let _plain = SServer::start(
+        port,
+        &pki.path("server.pem"),
+        &pki.path("server.key"),
+        &["-www"],
+    );
+    let (out, r) = run_storm(
+        dir.path(),
+        "tls13-tickets",
+        &storm(
+            &format!("127.0.0.1:{port}"),
+            &tls("resumption = \"tickets\"\nalpn = []"),
+            "",
+            "requests = 30\nconcurrency = 1",
+        ),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(num(&r, "totals.ok"), 30.0, "{}", r["handshake_errors"]);
+    assert!(num(&r, "tls.resumed_ratio") >= 0.9, "tickets: {}", r["tls"]);
+}
+
+#[test]
 fn every_failure_class_is_provoked_for_real() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
