@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod fuzzing;
 pub mod grpc;
 pub mod input;
 pub mod load;

@@ -236,7 +236,11 @@ fn completed_handshakes_count_and_tls13_tickets_are_awaited_on_any_endpoint() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(num(&r, "totals.ok"), 6.0, "{}", r["handshake_errors"]);
     assert_eq!(r["handshake_errors"], serde_json::json!({}));
-    assert_eq!(r["tls"]["after_handshake"]["no_settings"], 6, "{}", r["tls"]);
+    assert_eq!(
+        r["tls"]["after_handshake"]["no_settings"], 6,
+        "{}",
+        r["tls"]
+    );
     // TLS 1.3 without HTTP/2 at all: tickets arrive after the handshake and are awaited,
     // so handshakes resume.
     let port = free_port();

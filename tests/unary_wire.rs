@@ -170,7 +170,9 @@ fn a_connection_lost_mid_run_fails_its_calls_and_reconnects() {
     // The target had spoken HTTP/2: a reset now is the target going away, never "does
     // not speak HTTP/2".
     assert!(
-        messages.iter().all(|m| !m.contains("does not speak HTTP/2")),
+        messages
+            .iter()
+            .all(|m| !m.contains("does not speak HTTP/2")),
         "a reset is not a protocol mismatch: {messages:?}"
     );
     let ok = num(&r, "status_codes.OK");

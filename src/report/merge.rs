@@ -25,6 +25,8 @@ pub struct MergedInput {
 pub enum MergeError {
     #[error("merge needs at least two reports; got {0}")]
     TooFew(usize),
+    #[error("merge takes at most {max} reports at once; got {0} (merge them in groups, then merge the results)", max = crate::report::schema::MAX_MERGED)]
+    TooMany(usize),
     #[error(transparent)]
     Different(#[from] DifferentScenario),
     #[error("{file}: its `{which}` histogram cannot be read: {why}")]
@@ -111,6 +113,9 @@ pub fn same_scenario(inputs: &[(String, Report)], force: bool) -> Result<bool, D
 pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeError> {
     if inputs.len() < 2 {
         return Err(MergeError::TooFew(inputs.len()));
+    }
+    if inputs.len() > crate::report::schema::MAX_MERGED {
+        return Err(MergeError::TooMany(inputs.len()));
     }
     let first = &inputs[0].1;
     let forced = same_scenario(inputs, force)?;
@@ -214,8 +219,13 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
             .unwrap_or_else(|| LatencySummary::of(&new_histogram())),
     };
     out.load.rate = inputs.iter().map(|(_, r)| r.load.rate).sum();
-    out.load.concurrency = inputs.iter().map(|(_, r)| r.load.concurrency).sum();
-    out.load.connections = inputs.iter().map(|(_, r)| r.load.connections).sum();
+    // Sums of u32 fields in u64, then bounded: informational, never an overflow.
+    let sum_u32 = |f: fn(&Report) -> u32| {
+        let total: u64 = inputs.iter().map(|(_, r)| u64::from(f(r))).sum();
+        u32::try_from(total).unwrap_or(u32::MAX)
+    };
+    out.load.concurrency = sum_u32(|r| r.load.concurrency);
+    out.load.connections = sum_u32(|r| r.load.connections);
     out.load.asked_requests = inputs.iter().map(|(_, r)| r.load.asked_requests).sum();
     out.thresholds = Vec::new();
     out.aborted_by_threshold = None;

@@ -212,7 +212,12 @@ impl Report {
         let name = path.display().to_string();
         let text = crate::input::read_text(path, crate::input::FileKind::Report)
             .map_err(LoadError::Read)?;
-        let value: serde_json::Value = serde_json::from_str(&text)
+        Self::parse(name, &text)
+    }
+
+    /// Reads a report's text; `name` is how errors call it.
+    pub fn parse(name: String, text: &str) -> Result<Self, LoadError> {
+        let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| LoadError::NotJson(name.clone(), e.to_string()))?;
         let schema = value
             .get("schema")
@@ -422,13 +427,17 @@ impl Report {
     }
 }
 
-/// The most values a histogram in a report may count: beyond 2^53 counts are not exact in
-/// the floating point that percentiles and charts are computed in.
+/// The most values a histogram in a report may count, and the largest whole number a
+/// report may hold: beyond 2^53 counts are not exact in the floating point that
+/// percentiles and charts are computed in.
 const MAX_HISTOGRAM_COUNT: u64 = 1 << 53;
+/// The most reports one merge takes: with every count at most 2^53, their sums fit in u64.
+pub const MAX_MERGED: usize = 1024;
 
 /// Decodes every `hdr` field of a report (nested anywhere) and checks it against its
-/// sibling `count`, so that `merge`, `compare` and `report` never work from a histogram they
-/// cannot read, and never chart counts that overflowed. The error names the field.
+/// sibling `count`, and bounds every whole number, so that `merge`, `compare` and `report`
+/// never work from a histogram they cannot read, and never add or chart counts that
+/// overflow. The error names the field.
 fn check_histograms(v: &serde_json::Value, at: &mut Vec<String>) -> Result<(), String> {
     use serde_json::Value;
     match v {
@@ -471,6 +480,12 @@ fn check_histograms(v: &serde_json::Value, at: &mut Vec<String>) -> Result<(), S
                 at.pop();
                 result?;
             }
+        }
+        Value::Number(n) if n.as_u64().is_some_and(|v| v > MAX_HISTOGRAM_COUNT) => {
+            return Err(format!(
+                "`{}` is {n}, more than a report's numbers may be (2^53: exact in floating point, and a sum of {MAX_MERGED} of them cannot overflow)",
+                at.join(".")
+            ));
         }
         _ => {}
     }

@@ -714,3 +714,193 @@ fn reset_outcome(reason: u32) -> Outcome {
         format!("stream reset by the server: {}", frame::reason_name(reason)),
     )
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The frame reader under the stable fuzz loop (`crate::fuzzing`): a connection with
+    //! calls in flight is fed server bytes (valid frames, mutated) in pieces, as reads
+    //! deliver them. Nothing may panic; a protocol error ends the connection, as it should.
+    use super::*;
+
+    fn literal_block(headers: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, v) in headers {
+            out.push(0x00);
+            out.push(n.len() as u8);
+            out.extend_from_slice(n.as_bytes());
+            out.push(v.len() as u8);
+            out.extend_from_slice(v.as_bytes());
+        }
+        out
+    }
+
+    fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::put_head(&mut out, payload.len(), kind, flags, stream);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let settings = frame_bytes(
+            frame::SETTINGS,
+            0,
+            0,
+            &[0, 3, 0, 0, 0, 100, 0, 1, 0, 0, 0x10, 0],
+        );
+        let head = literal_block(&[(":status", "200"), ("content-type", "application/grpc")]);
+        let trailers = literal_block(&[("grpc-status", "0")]);
+        let message = [0u8, 0, 0, 0, 2, 8, 1];
+        let mut whole = settings.clone();
+        whole.extend(frame_bytes(frame::SETTINGS, frame::ACK, 0, &[]));
+        whole.extend(frame_bytes(frame::PING, frame::ACK, 0, b"loadagnt"));
+        whole.extend(frame_bytes(frame::HEADERS, frame::END_HEADERS, 1, &head));
+        whole.extend(frame_bytes(frame::DATA, 0, 1, &message));
+        whole.extend(frame_bytes(
+            frame::HEADERS,
+            frame::END_HEADERS | frame::END_STREAM,
+            1,
+            &trailers,
+        ));
+        let mut split = settings.clone();
+        split.extend(frame_bytes(frame::HEADERS, 0, 3, &head[..5]));
+        split.extend(frame_bytes(
+            frame::CONTINUATION,
+            frame::END_HEADERS,
+            3,
+            &head[5..],
+        ));
+        let mut padded = vec![3u8];
+        padded.extend_from_slice(&message);
+        padded.extend_from_slice(&[0, 0, 0]);
+        split.extend(frame_bytes(frame::DATA, frame::PADDED, 3, &padded));
+        split.extend(frame_bytes(frame::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+        split.extend(frame_bytes(
+            frame::RST_STREAM,
+            0,
+            5,
+            &frame::REFUSED_STREAM.to_be_bytes(),
+        ));
+        split.extend(frame_bytes(frame::GOAWAY, 0, 0, &[0, 0, 0, 3, 0, 0, 0, 0]));
+        let mut trailers_only = settings;
+        trailers_only.extend(frame_bytes(
+            frame::HEADERS,
+            frame::END_HEADERS | frame::END_STREAM,
+            5,
+            &literal_block(&[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", "5"),
+                ("grpc-message", "x%20y"),
+            ]),
+        ));
+        vec![whole, split, trailers_only]
+    }
+
+    #[test]
+    fn fuzz_frame_reader() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accept and keep each connection until the next, so connects never queue up.
+        std::thread::spawn(move || {
+            let mut last = None;
+            for s in listener.incoming() {
+                last = s.ok();
+            }
+            drop(last);
+        });
+        let headers = Arc::new(RequestHeaders::new(
+            false,
+            vec![
+                (b":path".to_vec(), b"/a.B/C".to_vec()),
+                (b":authority".to_vec(), b"x".to_vec()),
+            ],
+        ));
+        let check = |input: &[u8]| {
+            let _guard = runtime.enter();
+            let tcp = std::net::TcpStream::connect(addr).unwrap();
+            tcp.set_nonblocking(true).unwrap();
+            let io = Transport::Tcp(tokio::net::TcpStream::from_std(tcp).unwrap());
+            let mut conn = Connection::new(io, headers.clone());
+            for token in 0..3 {
+                conn.start(token, Bytes::from_static(&[0, 0, 0, 0, 1, 7]), None);
+            }
+            let mut done = Vec::new();
+            let mut rest = input;
+            while !rest.is_empty() {
+                // The input picks how reads cut it.
+                let n = (usize::from(rest[0]) * 7 % 97 + 1).min(rest.len());
+                if conn.read.len() < conn.read_len + n {
+                    conn.read.resize(conn.read_len + n, 0);
+                }
+                conn.read[conn.read_len..conn.read_len + n].copy_from_slice(&rest[..n]);
+                conn.read_len += n;
+                rest = &rest[n..];
+                if conn.process(&mut done).is_err() {
+                    break;
+                }
+                // Bytes consumed are dropped, as poll_io does.
+                conn.read.copy_within(conn.read_start..conn.read_len, 0);
+                conn.read_len -= conn.read_start;
+                conn.read_start = 0;
+                conn.write.clear();
+            }
+        };
+        let target = crate::fuzzing::Target {
+            name: "http2_frame_reader",
+            seeds: seeds(),
+            dictionary: vec![
+                &[0, 0, 0, 0x1, 0x4, 0, 0, 0, 0x1],
+                &[0xff, 0xff, 0xff],
+                &[0x3f, 0xe1, 0x1f],
+                &[0x20],
+                &[0x7f, 0xff, 0xff, 0xff],
+            ],
+            check: &check,
+        };
+        let ran = crate::fuzzing::run(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &target);
+        assert!(ran.cases > 0);
+    }
+
+    #[test]
+    fn fuzz_hpack_decoder() {
+        let check = |input: &[u8]| {
+            // The first byte sets the table limit, as SETTINGS_HEADER_TABLE_SIZE would.
+            let limit = usize::from(input.first().copied().unwrap_or(0)) * 64;
+            let mut decoder = Decoder::new(limit);
+            for block in input.split(|&b| b == 0xfe) {
+                if decoder.decode(block, |_, _| {}).is_err() {
+                    break;
+                }
+            }
+        };
+        let target = crate::fuzzing::Target {
+            name: "hpack_decoder",
+            seeds: vec![
+                // RFC 7541 C.4.1-C.4.3: requests with Huffman, and a size update.
+                vec![
+                    64, 0x82, 0x86, 0x84, 0x41, 0x8c, 0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b,
+                    0xa0, 0xab, 0x90, 0xf4, 0xff,
+                ],
+                vec![
+                    64, 0x3f, 0xe1, 0x1f, 0x82, 0x86, 0x84, 0xbe, 0x58, 0x08, 0x6e, 0x6f, 0x2d,
+                    0x63, 0x61, 0x63, 0x68, 0x65,
+                ],
+                literal_block(&[(":status", "200"), ("grpc-status", "0")]),
+            ],
+            dictionary: vec![
+                &[0x3f, 0xe1, 0x1f],
+                &[0xff, 0xff, 0xff, 0x0f],
+                &[0x80],
+                &[0xfe],
+            ],
+            check: &check,
+        };
+        let ran = crate::fuzzing::run(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &target);
+        assert!(ran.cases > 0);
+    }
+}

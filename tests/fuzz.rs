@@ -1,0 +1,299 @@
+//! Fuzz targets for the readers of untrusted input, run for a bounded time in every test run
+//! (`LOADAGENT_FUZZ_SECONDS` per target, default 5; see `loadagent::fuzzing`). Every case
+//! that ever failed stays in tests/fuzz/regressions/<target>/ and is replayed first. The
+//! HPACK decoder and the HTTP/2 frame reader are fuzzed in the library's own tests (they
+//! are private to the lean client).
+
+mod common;
+
+use loadagent::fuzzing::{run, Target};
+use loadagent::scenario::Source;
+
+fn files(dir: &str, ext: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(common::repo().join(dir)).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == ext) {
+            out.push(std::fs::read(p).unwrap());
+        }
+    }
+    assert!(!out.is_empty(), "seeds in {dir}");
+    out
+}
+
+fn fuzz(target: Target<'_>) {
+    let ran = run(&common::repo(), &target);
+    eprintln!(
+        "fuzz {}: {} regressions replayed, {} cases (LOADAGENT_FUZZ_SEED={})",
+        target.name, ran.regressions, ran.cases, ran.seed
+    );
+    assert!(ran.cases > 0, "the loop ran");
+}
+
+const TOML_WORDS: [&[u8]; 16] = [
+    b"duration = \"3000000000000000h\"\n",
+    b"[[load.stages]]\nduration = \"8760h\"\nrate = 1\n",
+    b"rate = 1e308\n",
+    b"requests = 18446744073709551615\n",
+    b"timeout = \"0.000000001ns\"\n",
+    b"[target.tls]\nca = \"/dev/zero\"\n",
+    b"data_file = \"/dev/urandom\"\n",
+    b"proto = [\"/dev/zero\"]\n",
+    b"\"{{request_number}}\"",
+    b"data = [{}, {}, {}]\n",
+    b"[thresholds]\n\"latency.p99\" = \"< 1e400ms\"\n",
+    b"\xff\xfe",
+    b"= = =",
+    b"[[targets]]\nname = \"t\"\naddress = \"127.0.0.1:1\"\n",
+    b"listen = \"[::1:9\"\n",
+    b"[[schedules]]\nscenario = \"/dev/urandom\"\nevery = \"1ns\"\n",
+];
+
+#[test]
+fn fuzz_scenario_reader() {
+    let mut seeds = files("scenarios", "toml");
+    seeds.push(
+        b"name = \"x\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = { payload_size = 8 }\n[load]\nrate = 100\nduration = \"1s\"\n".to_vec(),
+    );
+    let check = |input: &[u8]| {
+        let text = String::from_utf8_lossy(input);
+        let Ok(s) = loadagent::scenario::parse(&Source::new("fuzz.toml", text.into_owned())) else {
+            return;
+        };
+        // The instants a run computes from what was read: none may overflow.
+        let now = std::time::Instant::now();
+        if let Some(m) = s.load.measured_duration() {
+            let _ = now + s.load.warmup + m;
+        }
+        if let Some(t) = s.call.as_ref().and_then(|c| c.timeout) {
+            let _ = now + t + std::time::Duration::from_secs(1);
+        }
+        if let Some(schedule) = loadagent::load::Schedule::for_load(&s.load) {
+            let _ = now + schedule.warmup();
+            for n in [0, 1, 1_000, u64::from(u32::MAX), u64::MAX / 2, u64::MAX] {
+                if let Some(due) = schedule.due(n) {
+                    let _ = now + due;
+                }
+            }
+        }
+    };
+    fuzz(Target {
+        name: "scenario_reader",
+        seeds,
+        dictionary: TOML_WORDS.to_vec(),
+        check: &check,
+    });
+}
+
+#[test]
+fn fuzz_agent_config_reader() {
+    let seeds = vec![
+        std::fs::read(common::repo().join("deploy/compose/agent.toml")).unwrap(),
+        b"listen = \"0.0.0.0:9477\"\n[[targets]]\nname = \"a\"\naddress = \"127.0.0.1:50051\"\ninterval = \"5s\"\n".to_vec(),
+    ];
+    let check = |input: &[u8]| {
+        let text = String::from_utf8_lossy(input);
+        let _ = loadagent::agent::config::parse(&Source::new("agent.toml", text.into_owned()));
+    };
+    fuzz(Target {
+        name: "agent_config_reader",
+        seeds,
+        dictionary: TOML_WORDS.to_vec(),
+        check: &check,
+    });
+}
+
+/// A real report of a short embedded run, the seed of the report targets.
+fn a_report() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::scenario(
+        dir.path(),
+        "r.toml",
+        "name = \"r\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = { payload_size = 8 }\n[load]\nrate = 200\nduration = \"300ms\"\n",
+    );
+    common::run_report(dir.path(), &s).to_string().into_bytes()
+}
+
+#[test]
+fn fuzz_report_reader_and_its_outputs() {
+    let check = |input: &[u8]| {
+        let text = String::from_utf8_lossy(input);
+        if let Ok(report) = loadagent::report::Report::parse("fuzz.json".into(), &text) {
+            // What `report`, `merge` and `compare` do with a report that loaded.
+            let _ = loadagent::report::summary::render(&report);
+            let _ = loadagent::report::html::render(&report);
+            let _ = loadagent::report::csv::render(&report);
+            let pair = vec![("a".to_string(), report.clone()), ("b".to_string(), report)];
+            let _ = loadagent::report::merge::merge(&pair, true);
+        }
+    };
+    fuzz(Target {
+        name: "report_reader",
+        seeds: vec![a_report()],
+        dictionary: vec![
+            b"\"hdr\": \"HISTFAAAACR4nJNpmSzMwMDAxMDAwMDMwA==\"",
+            b"18446744073709551615",
+            b"1e308",
+            b"-1",
+            b"null",
+            b"\"schema\": \"loadagent.report/v1\"",
+        ],
+        check: &check,
+    });
+}
+
+/// Every leaf of a JSON value, by path.
+fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, c) in m {
+                leaves(c, format!("{at}/{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                leaves(c, format!("{at}/{i}"), out);
+            }
+        }
+        _ => out.push(at),
+    }
+}
+
+#[test]
+fn fuzz_report_values() {
+    // Structure-aware: the input picks leaves of a real report and what to put there, so
+    // every case is valid JSON that reaches the histogram checks, merge and the outputs.
+    let seed: serde_json::Value = serde_json::from_slice(&a_report()).unwrap();
+    let mut paths = Vec::new();
+    leaves(&seed, String::new(), &mut paths);
+    let values: Vec<serde_json::Value> = vec![
+        serde_json::json!(0),
+        serde_json::json!(-1),
+        serde_json::json!(u64::MAX),
+        serde_json::json!(1e308),
+        serde_json::json!(""),
+        serde_json::json!("HISTFAAAACR4nJNpmSzMwMDAxMDAwMDMwA=="),
+        serde_json::json!(null),
+        serde_json::json!([]),
+        serde_json::json!({}),
+        serde_json::json!(true),
+    ];
+    let check = |input: &[u8]| {
+        let mut report = seed.clone();
+        for pick in input.chunks(3) {
+            let index = usize::from(pick[0]) * 256 + usize::from(*pick.get(1).unwrap_or(&0));
+            let path = &paths[index % paths.len()];
+            let path = path.as_str();
+            let value = values[usize::from(*pick.get(2).unwrap_or(&0)) % values.len()].clone();
+            if let Some(slot) = report.pointer_mut(path) {
+                *slot = value;
+            }
+        }
+        if let Ok(r) = loadagent::report::Report::parse("fuzz.json".into(), &report.to_string()) {
+            let _ = loadagent::report::summary::render(&r);
+            let _ = loadagent::report::html::render(&r);
+            let _ = loadagent::report::csv::render(&r);
+            let pair = vec![("a".to_string(), r.clone()), ("b".to_string(), r)];
+            let _ = loadagent::report::merge::merge(&pair, true);
+        }
+    };
+    fuzz(Target {
+        name: "report_values",
+        seeds: vec![vec![0; 3], vec![1, 2, 3, 4, 5, 6]],
+        dictionary: Vec::new(),
+        check: &check,
+    });
+}
+
+#[test]
+fn fuzz_histogram_decoder() {
+    use base64::Engine;
+    let mut h = loadagent::record::histogram::new_histogram();
+    let mut seeds = Vec::new();
+    for v in [1u64, 100, 10_000, 3_600_000_000] {
+        loadagent::record::histogram::record(&mut h, v);
+        let text = loadagent::record::histogram::encode(&h);
+        seeds.push(
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap(),
+        );
+    }
+    let check = |input: &[u8]| {
+        // As bytes (mutated below base64) and as text (mutated base64).
+        let text = base64::engine::general_purpose::STANDARD.encode(input);
+        if let Ok(h) = loadagent::record::histogram::decode(&text) {
+            let _ = loadagent::record::histogram::LatencySummary::of(&h);
+        }
+        let _ = loadagent::record::histogram::decode(&String::from_utf8_lossy(input));
+    };
+    fuzz(Target {
+        name: "histogram_decoder",
+        seeds,
+        dictionary: vec![
+            b"\xff\xff\xff\xff",
+            b"\x1c\x84\x93\x13",
+            b"\x1c\x84\x93\x14",
+            b"\x78\x9c",
+        ],
+        check: &check,
+    });
+}
+
+#[test]
+fn fuzz_exposition_parser() {
+    let seeds = vec![
+        b"# HELP process_cpu_seconds_total CPU\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\nprocess_resident_memory_bytes 1.2e+07\nhttp_requests_total{code=\"200\",method=\"get\"} 1027 1395066363000\n".to_vec(),
+        b"# TYPE h histogram\nh_bucket{le=\"0.1\"} 3\nh_bucket{le=\"+Inf\"} 4\nh_sum 0.5\nh_count 4\n# EOF\n".to_vec(),
+    ];
+    let check = |input: &[u8]| {
+        let _ = loadagent::report::exposition::parse(&String::from_utf8_lossy(input));
+    };
+    fuzz(Target {
+        name: "exposition_parser",
+        seeds,
+        dictionary: vec![
+            b"{a=\"\\\"\"}",
+            b" NaN",
+            b" +Inf",
+            b"\\n",
+            b"# TYPE x untyped\n",
+        ],
+        check: &check,
+    });
+}
+
+#[test]
+fn fuzz_grpc_message_framing_and_durations() {
+    let seeds = vec![
+        vec![0, 0, 0, 0, 2, 8, 1, 0, 0, 0, 0, 0],
+        vec![1, 0, 0, 0, 1, 7],
+        b"1m30s".to_vec(),
+    ];
+    let check = |input: &[u8]| {
+        let mut reader =
+            loadagent::grpc::frame::MessageReader::new(1 << 20, input.first() == Some(&1));
+        // Fed in chunks the input itself picks, as DATA frames split a body.
+        let mut rest = input;
+        while !rest.is_empty() {
+            let n = (usize::from(rest[0]) % 7 + 1).min(rest.len());
+            if reader.feed(&rest[..n]).is_err() {
+                break;
+            }
+            rest = &rest[n..];
+        }
+        let _ = reader.unary_end();
+        let _ = loadagent::scenario::duration::parse_duration(&String::from_utf8_lossy(input));
+    };
+    fuzz(Target {
+        name: "grpc_framing",
+        seeds,
+        dictionary: vec![
+            b"\x00\xff\xff\xff\xff",
+            b"\x01",
+            b"8760h",
+            b"9999999999999999999h",
+        ],
+        check: &check,
+    });
+}
