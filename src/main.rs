@@ -16,6 +16,11 @@ fn raise_fd_limit() {
     }
 }
 
+/// Set by the panic hook: some thread or task panicked.
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The exit code of an internal error (a panic): EX_SOFTWARE, never 101.
+const INTERNAL_ERROR: u8 = 70;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -31,6 +36,17 @@ fn main() -> ExitCode {
         }
     };
     raise_fd_limit();
+    // A panic is a bug. It must not look like a user error (2) or go unnoticed: it is
+    // reported as one and the process ends with 70 (EX_SOFTWARE), after the report of what
+    // ran when the run could still finish. The agent catches its tasks' panics, counts
+    // them and goes on, so for it only a panic of the agent itself ends the process.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+        default_hook(info);
+        eprintln!("error: internal error (a bug in loadagent; please report it with the lines above)");
+    }));
+    let agent = matches!(cli.command, loadagent::cli::Command::Agent { .. });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,9 +57,20 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(loadagent::commands::execute(cli.command));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(loadagent::commands::execute(cli.command))
+    }));
     // Do not wait for stray tasks (connection drivers) once the command is done.
     runtime.shutdown_background();
+    let Ok(result) = result else {
+        return ExitCode::from(INTERNAL_ERROR);
+    };
+    if !agent && PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Err(e) = &result {
+            eprintln!("error: {e}");
+        }
+        return ExitCode::from(INTERNAL_ERROR);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

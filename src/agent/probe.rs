@@ -450,25 +450,45 @@ impl Prober {
     }
 }
 
-/// Starts one prober task for `target`.
+/// Starts one prober task for `target`, supervised: a prober that panics (a bug) is
+/// counted (`loadagent_errors_total{component="probe",kind="panic"}`), logged and started
+/// again a second later, so one target's bug never silences its probes for good.
 pub fn spawn(
     target: ProbeTarget,
     tls: Option<ClientTls>,
     ctx: ProbeContext,
 ) -> tokio::task::JoinHandle<()> {
-    let prober = Prober {
-        target,
-        tls,
-        ctx,
-        channel: None,
-        reported_first: false,
-        last_log: None,
-        tls_facts: Default::default(),
-        span: None,
-    };
-    prober.set_status(None);
-    match prober.target.mode {
-        ProbeMode::Check => tokio::spawn(prober.run_check()),
-        ProbeMode::Watch => tokio::spawn(prober.run_watch()),
-    }
+    tokio::spawn(async move {
+        loop {
+            let prober = Prober {
+                target: target.clone(),
+                tls: tls.clone(),
+                ctx: ctx.clone(),
+                channel: None,
+                reported_first: false,
+                last_log: None,
+                tls_facts: Default::default(),
+                span: None,
+            };
+            prober.set_status(None);
+            let task = match prober.target.mode {
+                ProbeMode::Check => tokio::spawn(prober.run_check()),
+                ProbeMode::Watch => tokio::spawn(prober.run_watch()),
+            };
+            match task.await {
+                Err(e) if e.is_panic() && !ctx.stop.is_cancelled() => {
+                    ctx.metrics
+                        .errors_total
+                        .with_label_values(&["probe", "panic"])
+                        .inc();
+                    tracing::error!(target = %target.name, "prober panicked (a bug: please report it); restarting it");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = ctx.stop.cancelled() => return,
+                    }
+                }
+                _ => return,
+            }
+        }
+    })
 }
