@@ -44,7 +44,9 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(move |info| {
         PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
         default_hook(info);
-        eprintln!("error: internal error (a bug in loadagent; please report it with the lines above)");
+        eprintln!(
+            "error: internal error (a bug in loadagent; please report it with the lines above)"
+        );
     }));
     let agent = matches!(cli.command, loadagent::cli::Command::Agent { .. });
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -193,15 +193,14 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| AgentError::Listen(config.listen.clone(), e))?;
-    let server = serve::Server {
-        router: http::router(state).layer(axum::middleware::from_fn_with_state(
+    let server = serve::Server::new(
+        http::router(state).layer(axum::middleware::from_fn_with_state(
             web.clone(),
             web_config::guard,
         )),
         web,
-        errors: metrics.errors_total.clone(),
-        cap: serve::connection_cap(),
-    };
+        metrics.errors_total.clone(),
+    );
     let server = tokio::spawn(server.run(listener, stop.clone()));
     ready(addr);
 

@@ -50,11 +50,36 @@ pub struct Server {
     pub web: Arc<WebConfig>,
     pub errors: IntCounterVec,
     pub cap: usize,
+    /// When shedding was last logged: at most once a minute, with how many since.
+    pub shed_log: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl Server {
+    pub fn new(router: Router, web: Arc<WebConfig>, errors: IntCounterVec) -> Self {
+        Self {
+            router,
+            web,
+            errors,
+            cap: connection_cap(),
+            shed_log: Mutex::new((None, 0)),
+        }
+    }
+
     fn count(&self, kind: &str) {
         self.errors.with_label_values(&["http", kind]).inc();
+    }
+
+    fn log_shed(&self) {
+        let mut log = self.shed_log.lock().unwrap_or_else(|p| p.into_inner());
+        log.1 += 1;
+        if log.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!(
+                shed = log.1,
+                cap = self.cap,
+                "agent HTTP: at the connection cap; the oldest connections were closed (idle or slow clients, or a flood)"
+            );
+            *log = (Some(std::time::Instant::now()), 0);
+        }
     }
 
     /// Accepts and serves until `stop` fires, then gives open connections [`DRAIN`].
@@ -85,6 +110,7 @@ impl Server {
                     if let Some((_, oldest)) = o.by_age.pop_first() {
                         oldest.cancel();
                         me.count("shed");
+                        me.log_shed();
                     }
                 }
                 let id = o.next_id;
@@ -93,7 +119,11 @@ impl Server {
                 o.by_age.insert(id, token.clone());
                 (id, token)
             };
-            while tasks.try_join_next().is_some() {}
+            while let Some(ended) = tasks.try_join_next() {
+                if ended.is_err_and(|e| e.is_panic()) {
+                    me.count("panic");
+                }
+            }
             let (me2, open2, stop2) = (me.clone(), open.clone(), stop.clone());
             tasks.spawn(async move {
                 me2.connection(tcp, evict, stop2).await;

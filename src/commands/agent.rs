@@ -35,6 +35,14 @@ pub async fn agent(
     check: Option<&Path>,
     web_config: Option<&Path>,
 ) -> Result<(), CommandError> {
+    if let Some(l) = &listen {
+        if !crate::scenario::valid_listen(l) {
+            return Err(CommandError::invalid(format!(
+                "--listen: {}",
+                config::bad_listen(l)
+            )));
+        }
+    }
     let web = match web_config {
         Some(p) => WebConfig::load(p).map_err(CommandError::invalid)?,
         None => WebConfig::default(),
@@ -54,12 +62,6 @@ pub async fn agent(
         None => AgentConfig::default(),
     };
     if let Some(l) = listen {
-        if !crate::scenario::valid_listen(&l) {
-            return Err(CommandError::invalid(format!(
-                "--listen: {}",
-                config::bad_listen(&l)
-            )));
-        }
         c.listen = l;
     }
     let stop = CancellationToken::new();
