@@ -444,3 +444,60 @@ fn crafted_histograms_in_reports_exit_2_naming_the_field() {
         assert!(!html.exists(), "no half-drawn page");
     }
 }
+
+fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_schedule_whose_scenario_turns_bad_is_counted_and_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = GOOD.replace("name = \"x\"", "name = \"sched\"").replace(
+        "rate = 200\nduration = \"1s\"\n",
+        "requests = 5\nconcurrency = 1\n",
+    );
+    scenario(dir.path(), "sched.toml", &good);
+    let agent = start_agent(
+        dir.path(),
+        "[[schedules]]\nscenario = \"sched.toml\"\nevery = \"1s\"\n",
+    );
+    let a = agent.address();
+    let runs = |m: &str| metric(m, "loadagent_runs_total{outcome=\"ok\",scenario=\"sched\"}");
+    eventually(30, || {
+        let (_, m) = http_get(&a, "/metrics");
+        (runs(&m) >= 1.0)
+            .then_some(())
+            .ok_or_else(|| "no run yet".into())
+    });
+    // The file changes under the agent to one whose duration would overflow an instant.
+    scenario(
+        dir.path(),
+        "sched.toml",
+        &good.replace("requests = 5", "duration = \"3000000000000000h\""),
+    );
+    eventually(30, || {
+        let (_, m) = http_get(&a, "/metrics");
+        let failed = metric(
+            &m,
+            "loadagent_errors_total{component=\"schedule\",kind=\"prepare\"}",
+        );
+        (failed >= 1.0)
+            .then_some(())
+            .ok_or_else(|| format!("not counted yet: {failed}"))
+    });
+    // Fixed again: the same schedule runs again.
+    let (_, m) = http_get(&a, "/metrics");
+    let before = runs(&m);
+    scenario(dir.path(), "sched.toml", &good);
+    eventually(30, || {
+        let (_, m) = http_get(&a, "/metrics");
+        (runs(&m) > before)
+            .then_some(())
+            .ok_or_else(|| "the schedule did not run again".into())
+    });
+}
