@@ -8,14 +8,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// The value of a sample line `name{labels} value` in a /metrics text.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.trim().parse().ok())
-    })
-}
-
 fn expect(agent: &str, series: &str, want: f64) -> Result<(), String> {
     let (_, body) = http_get(agent, "/metrics");
     match sample(&body, series) {
@@ -175,41 +167,18 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     );
 
     // A real Prometheus scraping the agent; the query API returns the probe's metric.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: loadagent\n    static_configs:\n      - targets: [\"{a}\"]\n")).unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package; tests/setup.sh installs it)");
-    let api = format!("127.0.0.1:{port}");
-    let result = std::panic::catch_unwind(|| {
-        eventually(30, || {
-            if std::net::TcpStream::connect(&api).is_err() {
-                return Err("prometheus is not listening yet".into());
-            }
-            let (code, body) = http_get(&api, "/api/v1/query?query=loadagent_probe_success");
-            if code == 200 && body.contains("\"target\":\"bench\"") && body.contains("\"1\"]") {
-                Ok(())
-            } else {
-                Err(format!("{code}: {body}"))
-            }
-        })
+    let prometheus = Prometheus::start(
+        dir.path(),
+        &format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: loadagent\n    static_configs:\n      - targets: [\"{a}\"]\n"),
+    );
+    eventually(30, || {
+        let result = prometheus.query("loadagent_probe_success")?.to_string();
+        if result.contains("\"target\":\"bench\"") && result.contains("\"1\"]") {
+            Ok(())
+        } else {
+            Err(result)
+        }
     });
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
-    result.unwrap();
 }
 
 #[test]

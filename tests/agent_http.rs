@@ -7,18 +7,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// The agent with at most `nofile` descriptors (soft and hard, so it cannot raise them).
 fn agent_limited(dir: &Path, nofile: u32, extra: &[&str]) -> Server {
@@ -156,7 +148,6 @@ fn a_real_prometheus_scrapes_over_mutual_tls_with_basic_auth_from_a_web_config_f
         "no metrics over plain HTTP"
     );
 
-    let port = free_port();
     let job = |name: &str, password: &str, cert: bool| {
         let cert = if cert {
             format!(
@@ -169,58 +160,34 @@ fn a_real_prometheus_scrapes_over_mutual_tls_with_basic_auth_from_a_web_config_f
         };
         format!("  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {}\n      server_name: localhost\n{cert}    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: [\"{a}\"]\n", pki.path("ca.pem"))
     };
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let prometheus = Prometheus::start(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
             job("good", "scrape-s3cret", true),
             job("wrong_password", "guess", true),
             job("no_client_cert", "scrape-s3cret", false),
         ),
-    )
-    .unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package; tests/setup.sh installs it)");
-    let api = format!("127.0.0.1:{port}");
+    );
     let up = |job: &str| -> Result<f64, String> {
-        if TcpStream::connect(&api).is_err() {
-            return Err("prometheus is not listening yet".into());
-        }
-        let (code, body) = http_get(&api, &format!("/api/v1/query?query=up{{job=%22{job}%22}}"));
-        let v: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| format!("{code}: {e}"))?;
-        v["data"]["result"][0]["value"][1]
+        let result = prometheus.query(&format!("up{{job=\"{job}\"}}"))?;
+        result[0]["value"][1]
             .as_str()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("no sample yet: {body}"))
+            .ok_or_else(|| format!("no sample yet: {result}"))
     };
-    let result = std::panic::catch_unwind(|| {
-        eventually(40, || match up("good") {
-            Ok(1.0) => Ok(()),
-            other => Err(format!("good: {other:?}")),
-        });
-        for job in ["wrong_password", "no_client_cert"] {
-            eventually(20, || match up(job) {
-                Ok(0.0) => Ok(()),
-                other => Err(format!("{job}: {other:?}")),
-            });
-        }
-        let (_, body) = http_get(&api, "/api/v1/query?query=loadagent_build_info");
-        assert!(body.contains("\"job\":\"good\""), "{body}");
+    eventually(40, || match up("good") {
+        Ok(1.0) => Ok(()),
+        other => Err(format!("good: {other:?}")),
     });
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
-    result.unwrap();
+    for job in ["wrong_password", "no_client_cert"] {
+        eventually(20, || match up(job) {
+            Ok(0.0) => Ok(()),
+            other => Err(format!("{job}: {other:?}")),
+        });
+    }
+    let result = prometheus.query("loadagent_build_info").unwrap();
+    assert!(result.to_string().contains("\"job\":\"good\""), "{result}");
 }
 
 #[test]

@@ -114,18 +114,24 @@ fn a_report() -> Vec<u8> {
     common::run_report(dir.path(), &s).to_string().into_bytes()
 }
 
+/// Loads a report's text and, when it loads, does what `report`, `merge` and `compare` do
+/// with it.
+fn use_report(text: &str) {
+    if let Ok(report) = loadagent::report::Report::parse("fuzz.json".into(), text) {
+        let _ = loadagent::report::summary::render(&report);
+        let _ = loadagent::report::html::render(&report);
+        let _ = loadagent::report::csv::render(&report);
+        let pair = vec![("a".to_string(), report.clone()), ("b".to_string(), report)];
+        let _ = loadagent::report::merge::merge(&pair, true);
+        let _ = loadagent::report::compare::compare(&pair, "arch", true);
+    }
+}
+
 #[test]
 fn fuzz_report_reader_and_its_outputs() {
     let check = |input: &[u8]| {
         let text = String::from_utf8_lossy(input);
-        if let Ok(report) = loadagent::report::Report::parse("fuzz.json".into(), &text) {
-            // What `report`, `merge` and `compare` do with a report that loaded.
-            let _ = loadagent::report::summary::render(&report);
-            let _ = loadagent::report::html::render(&report);
-            let _ = loadagent::report::csv::render(&report);
-            let pair = vec![("a".to_string(), report.clone()), ("b".to_string(), report)];
-            let _ = loadagent::report::merge::merge(&pair, true);
-        }
+        use_report(&text);
     };
     fuzz(Target {
         name: "report_reader",
@@ -189,13 +195,7 @@ fn fuzz_report_values() {
                 *slot = value;
             }
         }
-        if let Ok(r) = loadagent::report::Report::parse("fuzz.json".into(), &report.to_string()) {
-            let _ = loadagent::report::summary::render(&r);
-            let _ = loadagent::report::html::render(&r);
-            let _ = loadagent::report::csv::render(&r);
-            let pair = vec![("a".to_string(), r.clone()), ("b".to_string(), r)];
-            let _ = loadagent::report::merge::merge(&pair, true);
-        }
+        use_report(&report.to_string());
     };
     fuzz(Target {
         name: "report_values",

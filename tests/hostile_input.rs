@@ -446,12 +446,7 @@ fn crafted_histograms_in_reports_exit_2_naming_the_field() {
 }
 
 fn metric(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    sample(metrics, series).unwrap_or(0.0)
 }
 
 #[test]

@@ -127,18 +127,6 @@ fn committed_dashboards_are_what_the_code_generates_and_valid() {
     assert_eq!(names, 5, "fleet, runs, tls, node, arch");
 }
 
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Panels whose data this test cannot have: hardware counters (refused on VMs) and errors
 /// that a healthy run does not make.
 const MAY_BE_EMPTY: &[&str] = &["Instructions per cycle", "Handshake errors by class"];
@@ -166,53 +154,19 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         tls_target.address(),
         tls_target_cert.display().to_string(),
         // Nothing listens there: lost spans make the agent-errors panel's data.
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        free_port()
     );
     let agent = start_agent(dir.path(), &config);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
+    let prometheus = Prometheus::start(
+        dir.path(),
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: loadagent\n    static_configs:\n      - targets: [\"{}\"]\n",
             repo().join("alerts/loadagent.rules.yml").display(),
             agent.address()
         ),
-    )
-    .unwrap();
-    let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package; tests/setup.sh installs it)");
-    let api = format!("127.0.0.1:{port}");
-    let query = |expr: &str| -> Result<serde_json::Value, String> {
-        if std::net::TcpStream::connect(&api).is_err() {
-            return Err("prometheus is not listening yet".into());
-        }
-        let (code, body) = http_get(&api, &format!("/api/v1/query?query={}", encode(expr)));
-        let v: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
-        if v["status"] != "success" {
-            return Err(format!("`{expr}` does not evaluate: {body}"));
-        }
-        Ok(v["data"]["result"].clone())
-    };
+    );
+    let query = |expr: &str| prometheus.query(expr);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Every dashboard query, with the variables as Grafana would fill them.
         let dashboards = std::fs::read_dir(repo().join("dashboards")).unwrap();
@@ -254,14 +208,13 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
             }
         }
         // The rules are loaded in Prometheus.
-        let (_, body) = http_get(&api, "/api/v1/rules");
+        let (_, body) = http_get(&prometheus.api, "/api/v1/rules");
         assert!(
             body.contains("LoadagentTargetDown") && body.contains("loadagent:run_error_ratio:30m"),
             "rules loaded: {body}"
         );
     }));
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+    drop(prometheus);
     if let Err(e) = outcome {
         std::panic::resume_unwind(e);
     }

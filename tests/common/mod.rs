@@ -407,3 +407,80 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The value of a sample line `name{labels} value` in a /metrics text.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .filter(|rest| rest.starts_with(' '))
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
+
+/// Percent-encodes a PromQL expression for a query URL.
+pub fn url_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A real Prometheus (Debian's package) with `config` (prometheus.yml's text), its data in
+/// `dir`, its API on a free loopback port; killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub api: String,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, config: &str) -> Self {
+        let path = dir.join("prometheus.yml");
+        std::fs::write(&path, config).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package; tests/setup.sh installs it)");
+        Self {
+            child,
+            api: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// The result of an instant query; an error while Prometheus is not up yet or the
+    /// expression does not evaluate.
+    pub fn query(&self, expr: &str) -> Result<serde_json::Value, String> {
+        if std::net::TcpStream::connect(&self.api).is_err() {
+            return Err("prometheus is not listening yet".into());
+        }
+        let (code, body) = http_get(
+            &self.api,
+            &format!("/api/v1/query?query={}", url_encode(expr)),
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
+        if v["status"] != "success" {
+            return Err(format!("`{expr}` does not evaluate: {body}"));
+        }
+        Ok(v["data"]["result"].clone())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -27,29 +27,14 @@ import time
 from concurrent import futures
 
 import grpc
-from grpc_tools import protoc
+from compile_proto import compile_proto as shared_compile
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 
 def compile_proto(out_dir):
     here = os.path.dirname(os.path.abspath(__file__))
-    import grpc_tools
-
-    well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    code = protoc.main(
-        [
-            "protoc",
-            f"-I{here}",
-            f"-I{well_known}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            os.path.join(here, "echo.proto"),
-        ]
-    )
-    if code != 0:
-        sys.exit(f"protoc failed with {code}")
-    sys.path.insert(0, out_dir)
+    shared_compile(here, "echo.proto", out_dir)
 
 
 def main():

@@ -20,24 +20,12 @@ import time
 from concurrent import futures
 
 import grpc
-from grpc_tools import protoc
+from compile_proto import compile_proto as shared_compile
 
 
 def compile_proto(out_dir):
     here = os.path.dirname(os.path.abspath(__file__))
-    proto_dir = os.path.join(os.path.dirname(here), "interop")
-    code = protoc.main(
-        [
-            "protoc",
-            f"-I{proto_dir}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            os.path.join(proto_dir, "test_service.proto"),
-        ]
-    )
-    if code != 0:
-        sys.exit(f"protoc failed with {code}")
-    sys.path.insert(0, out_dir)
+    shared_compile(os.path.join(os.path.dirname(here), "interop"), "test_service.proto", out_dir)
 
 
 class Counts:
