@@ -214,6 +214,30 @@ fn client_sees(address: &str, method: &str, shape: &str) -> (String, String) {
     (code(&py), code(&js))
 }
 
+/// The TestService method of `kind` (unary or server stream).
+fn method_of(kind: &str) -> &'static str {
+    if kind == "unary" {
+        "UnaryCall"
+    } else {
+        "StreamingOutputCall"
+    }
+}
+
+/// A run of `requests` calls of `kind` at Node's http2 server, two at a time.
+fn against_node(server: &Server, kind: &str, call: &str, requests: u32) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        &interop(
+            &server.address(),
+            kind,
+            method_of(kind),
+            call,
+            &format!("[load]\nrequests = {requests}\nconcurrency = 2\n"),
+        ),
+    )
+}
+
 #[test]
 fn malformed_grpc_answers_get_the_status_a_grpc_client_sees() {
     // (mode, kind, the status loadagent reports, which client agrees)
@@ -236,23 +260,8 @@ fn malformed_grpc_answers_get_the_status_a_grpc_client_sees() {
     ];
     for (mode, kind, want, agrees) in cases {
         let server = Server::node_h2(mode);
-        let a = server.address();
-        let dir = tempfile::tempdir().unwrap();
-        let method = if kind == "unary" {
-            "UnaryCall"
-        } else {
-            "StreamingOutputCall"
-        };
-        let report = run(
-            dir.path(),
-            &interop(
-                &a,
-                kind,
-                method,
-                "data = {}",
-                "[load]\nrequests = 6\nconcurrency = 2\n",
-            ),
-        );
+        let method = method_of(kind);
+        let report = against_node(&server, kind, "data = {}", 6);
         assert_eq!(status(&report, want), 6.0, "{mode} {kind}: {report}");
         if mode == "html200" {
             assert!(
@@ -297,21 +306,11 @@ fn malformed_grpc_answers_get_the_status_a_grpc_client_sees() {
     // The limit is one setting for unary calls and streams alike.
     for kind in ["unary", "server_stream"] {
         let server = Server::node_h2("size:5242880");
-        let dir = tempfile::tempdir().unwrap();
-        let method = if kind == "unary" {
-            "UnaryCall"
-        } else {
-            "StreamingOutputCall"
-        };
-        let report = run(
-            dir.path(),
-            &interop(
-                &server.address(),
-                kind,
-                method,
-                "data = {}\nmax_receive_message_size = 8388608",
-                "[load]\nrequests = 3\nconcurrency = 1\n",
-            ),
+        let report = against_node(
+            &server,
+            kind,
+            "data = {}\nmax_receive_message_size = 8388608",
+            3,
         );
         assert_eq!(status(&report, "OK"), 3.0, "{kind}: {report}");
     }
