@@ -496,3 +496,32 @@ fn a_schedule_whose_scenario_turns_bad_is_counted_and_keeps_running() {
             .ok_or_else(|| "the schedule did not run again".into())
     });
 }
+
+#[test]
+fn a_bug_that_panics_a_generator_thread_still_reports_what_ran_and_exits_70() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "s.toml",
+        &GOOD.replace(
+            "rate = 200\nduration = \"1s\"\n",
+            "rate = 400\nduration = \"1s\"\nconnections = 2\nthreads = 2\n",
+        ),
+    );
+    let out_path = dir.path().join("r.json");
+    let out = std::process::Command::new("timeout")
+        .args(["120", bin(), "run", "-q", s.to_str().unwrap(), "--out"])
+        .arg(&out_path)
+        .env("LOADAGENT_FAULT_GENERATOR_PANIC", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70), "{}", text(&out));
+    assert!(stderr(&out).contains("internal error"), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(report["generator_panics"], 1, "{report}");
+    assert!(
+        num(&report, "totals.ok") > 0.0,
+        "the other thread's requests are reported: {report}"
+    );
+}

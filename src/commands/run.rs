@@ -232,6 +232,7 @@ fn abort_check(
             interrupted: false,
             process: Default::default(),
             threads: 1,
+            generator_panics: 0,
         };
         let report = Report::build(&scenario, &schema_source, &outcome, asked);
         let json = serde_json::to_value(&report).unwrap_or_default();

@@ -73,6 +73,9 @@ pub struct RunOutcome {
     pub process: ProcessUsage,
     /// Generator threads the load ran on.
     pub threads: usize,
+    /// Generator threads that panicked (a bug): what they had not yet handed over is lost,
+    /// the rest of the run is reported, and the process exits 70.
+    pub generator_panics: u64,
 }
 
 /// State shared by all workers of one run. Only atomics are written on the hot path.
@@ -158,7 +161,20 @@ impl ThreadWork {
                 return;
             }
         };
-        runtime.block_on(self.drive());
+        // A panic (a bug) before the thread said it is ready must still answer, or the
+        // driver would wait for it forever.
+        let ready = self.ready.clone();
+        let address = self.endpoint.address.clone();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(self.drive())
+        }));
+        if let Err(panic) = ran {
+            let _ = ready.send(Err(ConnectError::Other(
+                address,
+                "a generator thread panicked (a bug)".into(),
+            )));
+            std::panic::resume_unwind(panic);
+        }
     }
 
     async fn drive(mut self) {
@@ -204,6 +220,11 @@ impl ThreadWork {
                 return; // the run was called off before it began
             }
         };
+        // Fault injection for the tests of what a bug does to a run: the first generator
+        // thread panics as the load starts (the others run on, the report is written).
+        if self.index == 0 && std::env::var_os("LOADAGENT_FAULT_GENERATOR_PANIC").is_some() {
+            panic!("LOADAGENT_FAULT_GENERATOR_PANIC: the injected fault");
+        }
         // Tasks share the thread's recorder (Rc<RefCell>), so they are local to this thread.
         let recorder = std::rc::Rc::new(std::cell::RefCell::new(ThreadRecorder::new(
             clock.origin,
@@ -353,27 +374,30 @@ pub async fn drive(
             None => std::future::pending().await,
         }
     };
+    // A generator thread that panics (a bug) is counted, not re-raised: the others finish
+    // and the report of what ran is still written (the panic hook makes the exit code 70).
     let mut finished = tokio::task::spawn_blocking(move || {
-        for h in handles {
-            if let Err(panic) = h.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        handles
+            .into_iter()
+            .map(|h| u64::from(h.join().is_err()))
+            .sum::<u64>()
     });
+    let mut generator_panics = 0;
     let ended = tokio::select! {
-        r = &mut finished => { surface(r); End::Done }
+        r = &mut finished => { generator_panics = r.unwrap_or(1); End::Done }
         _ = cancel.cancelled() => End::Cancelled,
         _ = at_end => End::Scheduled,
     };
     shared.stop.store(true, Ordering::Relaxed);
     shared.stop_token.cancel();
     if ended != End::Done {
-        if let Ok(r) = tokio::time::timeout(drain, &mut finished).await {
-            surface(r);
-        } else {
-            abort.cancel();
-            surface(finished.await);
-        }
+        generator_panics = match tokio::time::timeout(drain, &mut finished).await {
+            Ok(r) => r.unwrap_or(1),
+            Err(_) => {
+                abort.cancel();
+                finished.await.unwrap_or(1)
+            }
+        };
     }
     let finished_at = Instant::now();
     let process = sampler.map(ProcessSampler::finish).unwrap_or_default();
@@ -389,16 +413,8 @@ pub async fn drive(
         interrupted: ended == End::Cancelled,
         process,
         threads,
+        generator_panics,
     })
-}
-
-/// Re-raises a generator thread's panic (a bug, never an input problem) on the caller.
-fn surface(r: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = r {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
 }
 
 async fn join_threads(handles: Vec<std::thread::JoinHandle<()>>) {

@@ -135,6 +135,7 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
         .unwrap_or_default();
     out.duration_seconds = ((end - base) * 1000.0).round() / 1000.0;
     out.interrupted = inputs.iter().any(|(_, r)| r.interrupted);
+    out.generator_panics = inputs.iter().map(|(_, r)| r.generator_panics).sum();
 
     let t = &mut out.totals;
     *t = Default::default();

@@ -43,6 +43,13 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         r.target,
         if r.interrupted { "  [INTERRUPTED]" } else { "" }
     )?;
+    if r.generator_panics > 0 {
+        writeln!(
+            o,
+            "  BUG       {} generator thread(s) panicked: the figures miss what they had not handed over",
+            r.generator_panics
+        )?;
+    }
     if r.insecure_skip_verify {
         writeln!(o, "  !!! TLS CERTIFICATES WERE NOT VERIFIED (insecure_skip_verify = true): these handshakes prove nothing about trust !!!")?;
     }
