@@ -113,6 +113,8 @@ pub struct Connection {
     peer_initial_window: i64,
     peer_max_frame: usize,
     peer_table_size: usize,
+    /// The server lowered its table size: the next block opens with this size update.
+    table_size_update: Option<usize>,
     peer_settings_seen: bool,
     ping_acked: bool,
     /// Whether the peer has sent any byte at all.
@@ -201,6 +203,7 @@ impl Connection {
             heard_from_peer: false,
             goaway: None,
             peer_table_size: 4096,
+            table_size_update: None,
         }
     }
 
@@ -226,6 +229,9 @@ impl Connection {
         let id = self.next_id;
         self.next_id += 2;
         self.block.clear();
+        if let Some(size) = self.table_size_update.take() {
+            super::hpack::put_size_update(&mut self.block, size);
+        }
         self.indexing = self.headers.encode(self.indexing, trace, &mut self.block);
         let mut rest = &self.block[..];
         let mut kind = frame::HEADERS;
@@ -637,6 +643,15 @@ impl Connection {
             let value = u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
             match id {
                 frame::SETTINGS_HEADER_TABLE_SIZE => {
+                    // A smaller table must be acknowledged by a size update at the start of
+                    // the next header block (RFC 7541 §4.2); decoders such as nghttp2's
+                    // refuse a block without it.
+                    if (value as usize) < self.peer_table_size {
+                        let smallest = self
+                            .table_size_update
+                            .map_or(value as usize, |u| u.min(value as usize));
+                        self.table_size_update = Some(smallest);
+                    }
                     self.peer_table_size = value as usize;
                     if self.peer_settings_seen {
                         self.indexing = self
@@ -805,6 +820,15 @@ mod script {
     impl Script {
         /// A connection as `open` leaves it, before the server's SETTINGS.
         pub fn new() -> Self {
+            Self::with_headers(vec![
+                (b":path".to_vec(), b"/a.B/C".to_vec()),
+                (b":authority".to_vec(), b"x".to_vec()),
+                (b"content-type".to_vec(), b"application/grpc".to_vec()),
+            ])
+        }
+
+        /// The same, for a call with these request headers (`:path`, `:authority`, others).
+        pub fn with_headers(headers: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -814,15 +838,7 @@ mod script {
             let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             tcp.set_nonblocking(true).unwrap();
             let io = Transport::Tcp(tokio::net::TcpStream::from_std(tcp).unwrap());
-            let headers = Arc::new(RequestHeaders::new(
-                false,
-                vec![
-                    (b":path".to_vec(), b"/a.B/C".to_vec()),
-                    (b":authority".to_vec(), b"x".to_vec()),
-                    (b"content-type".to_vec(), b"application/grpc".to_vec()),
-                ],
-            ));
-            let mut conn = Connection::new(io, headers);
+            let mut conn = Connection::new(io, Arc::new(RequestHeaders::new(false, headers)));
             conn.write.clear(); // the preface and our SETTINGS
             Self {
                 conn,
@@ -1238,6 +1254,62 @@ mod state_machine {
             server
                 .decode(&sent[0].1, |_, _| {})
                 .unwrap_or_else(|e| panic!("after shrinking {table}: {e:?}"));
+        }
+    }
+
+    proptest::proptest! {
+        /// Any request headers, any sequence of the server's table-size changes: every block
+        /// decodes, in a decoder that holds the server's table, to exactly the headers sent,
+        /// and a lowered table is acknowledged first, as strict decoders (nghttp2) demand.
+        #[test]
+        fn request_headers_round_trip_through_table_size_changes(
+            extra in proptest::collection::vec(("[a-z][a-z0-9-]{0,15}", "[ -~]{0,40}"), 0..6),
+            ops in proptest::collection::vec(proptest::option::of(proptest::sample::select(vec![0u32, 40, 64, 256, 1024, 4096, 65_536])), 1..12),
+        ) {
+            let mut headers = vec![
+                (b":path".to_vec(), b"/a.B/C".to_vec()),
+                (b":authority".to_vec(), b"example:443".to_vec()),
+            ];
+            headers.extend(extra.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())));
+            let mut s = Script::with_headers(headers.clone());
+            s.server(&settings(&[])).unwrap();
+            s.conn.indexing = s.conn.headers.first_indexing(s.conn.peer_table_size);
+            s.sent();
+            let mut server = Decoder::new(4096);
+            let (mut server_max, mut must_update) = (4096usize, false);
+            let mut want = vec![(b":method".to_vec(), b"POST".to_vec()), (b":scheme".to_vec(), b"http".to_vec())];
+            want.extend(headers);
+            for (i, op) in ops.into_iter().enumerate() {
+                match op {
+                    Some(size) => {
+                        s.server(&settings(&[(frame::SETTINGS_HEADER_TABLE_SIZE, size)])).unwrap();
+                        s.sent();
+                        server.set_limit(size as usize);
+                        if (size as usize) < server_max {
+                            must_update = true;
+                        }
+                        server_max = server_max.min(size as usize);
+                    }
+                    None => {
+                        s.call(i, &[0, 0, 0, 0, 0]);
+                        let block: Vec<u8> = s
+                            .sent()
+                            .into_iter()
+                            .filter(|(h, _)| h.kind == frame::HEADERS || h.kind == frame::CONTINUATION)
+                            .flat_map(|(_, p)| p)
+                            .collect();
+                        if must_update {
+                            proptest::prop_assert_eq!(block[0] & 0xe0, 0x20, "a size update opens the block");
+                            must_update = false;
+                        }
+                        let mut got = Vec::new();
+                        server
+                            .decode(&block, |n, v| got.push((n.to_vec(), v.to_vec())))
+                            .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e:?}")))?;
+                        proptest::prop_assert_eq!(&got, &want);
+                    }
+                }
+            }
         }
     }
 

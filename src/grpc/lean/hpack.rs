@@ -110,6 +110,12 @@ impl Decoder {
         }
     }
 
+    /// A new SETTINGS_HEADER_TABLE_SIZE on our side (tests play the server's decoder).
+    #[cfg(test)]
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// Decodes one whole header block, calling `each(name, value)` per header in order.
     pub fn decode(
         &mut self,
@@ -350,9 +356,10 @@ impl RequestHeaders {
             }
             Indexing::Literal | Indexing::Shrunk => {
                 if how == Indexing::Shrunk {
-                    // A size update must open the block (RFC 7541 §4.2).
+                    // A size update must open the block (RFC 7541 §4.2): before the fixed
+                    // headers just written (after any update the caller put first).
                     out.truncate(out.len() - self.fixed.len());
-                    out.push(0x20);
+                    put_size_update(out, 0);
                     out.extend_from_slice(&self.fixed);
                 }
                 for (name, value) in &self.headers {
@@ -368,6 +375,11 @@ impl RequestHeaders {
         }
         next
     }
+}
+
+/// A dynamic table size update (RFC 7541 §6.3), which must open a header block.
+pub fn put_size_update(out: &mut Vec<u8>, size: usize) {
+    put_integer(out, 0x20, 5, size);
 }
 
 /// A literal header, naming it by its static-table index when it has one.
