@@ -135,3 +135,50 @@ async fn malformed_answers_read_the_same_over_lean_and_h2() {
         assert_ne!(lean.0, 0, "{mode} is not OK");
     }
 }
+
+#[test]
+fn transport_h2_routes_unary_load_through_h2_with_the_same_results() {
+    let target = Server::reference_target();
+    let dir = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for transport in ["lean", "h2"] {
+        let s = scenario(
+            dir.path(),
+            &format!("{transport}.toml"),
+            &bench_scenario(
+                &target.address(),
+                "[{ payload_size = 16 }, { error_code = 5, error_message = \"gone\" }]",
+                "requests = 200\nconcurrency = 8\nconnections = 2",
+            )
+            .replace(
+                "[call]\n",
+                &format!("[call]\ntransport = \"{transport}\"\n"),
+            ),
+        );
+        reports.push(run_report(dir.path(), &s));
+    }
+    for r in &reports {
+        assert_eq!(num(r, "totals.requests"), 200.0, "{r}");
+        assert_eq!(num(r, "status_codes.OK"), 100.0, "{}", r["status_codes"]);
+        assert_eq!(
+            num(r, "status_codes.NOT_FOUND"),
+            100.0,
+            "{}",
+            r["status_codes"]
+        );
+    }
+    assert_eq!(reports[0]["errors"], reports[1]["errors"]);
+    let bad = scenario(
+        dir.path(),
+        "bad.toml",
+        &bench_scenario(&target.address(), "{}", "requests = 1")
+            .replace("[call]\n", "[call]\ntransport = \"http3\"\n"),
+    );
+    let out = loadagent(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("call.transport"),
+        "{}",
+        text(&out)
+    );
+}

@@ -250,7 +250,8 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         call_spec.compression,
     )
     .map_err(|m| CommandError::invalid(format!("{}: {m}", path.display())))?
-    .with_max_receive(call_spec.max_receive_message_size);
+    .with_max_receive(call_spec.max_receive_message_size)
+    .with_transport(call_spec.transport);
     let call = match (scenario.kind, &tls) {
         (Kind::TlsHandshake, Some(t)) => CallPlan::Handshake(HandshakeCall {
             address: address.clone(),

@@ -18,6 +18,8 @@ pub struct UnaryCall {
     timeout: Option<Duration>,
     /// The largest response message accepted (`[call] max_receive_message_size`).
     max_receive: u32,
+    /// Unary load goes through the lean client unless `[call] transport = "h2"`.
+    transport: crate::scenario::UnaryTransport,
 }
 
 /// How a call ended.
@@ -120,7 +122,19 @@ impl UnaryCall {
             headers,
             timeout,
             max_receive: super::frame::DEFAULT_MAX_RECEIVE_BYTES,
+            transport: crate::scenario::UnaryTransport::Lean,
         })
+    }
+
+    /// Sets the client unary load goes through.
+    pub fn with_transport(mut self, transport: crate::scenario::UnaryTransport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Whether unary load goes through the lean client.
+    pub fn lean(&self) -> bool {
+        self.transport == crate::scenario::UnaryTransport::Lean
     }
 
     /// Sets the largest response message accepted (gRPC's default: 4 MiB).

@@ -155,12 +155,19 @@ pub(super) async fn worker(
                 };
                 call.run(&mut current.send, ctx).await
             }
-            // Unary calls have their own dispatcher and storms are handled before leasing;
-            // kept total so no input can make a worker panic.
-            CallPlan::Unary(_) | CallPlan::Handshake(_) => Outcome::failed(
-                status::INTERNAL,
-                "unary or handshake plan given to a stream worker",
-            ),
+            // `[call] transport = "h2"`: unary calls over the pooled h2 connections (the
+            // lean client has its own dispatcher).
+            CallPlan::Unary(call) => {
+                let body = requests.body(number, &mut renderer);
+                call.call_timed(&mut current.send, body, trace.as_ref())
+                    .await
+                    .0
+            }
+            // Storms are handled before leasing; kept total so no input can make a worker
+            // panic.
+            CallPlan::Handshake(_) => {
+                Outcome::failed(status::INTERNAL, "handshake plan given to a pooled worker")
+            }
         };
         if outcome.connection_failed {
             broken = Some(current.generation);

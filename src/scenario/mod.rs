@@ -453,6 +453,15 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
     let compression = c
         .choice("compression", &["gzip", "none"])
         .and_then(|s| (s.value == "gzip").then_some(Compression::Gzip));
+    let transport = c
+        .choice("transport", &["lean", "h2"])
+        .map_or(UnaryTransport::Lean, |t| {
+            if t.value == "h2" {
+                UnaryTransport::H2
+            } else {
+                UnaryTransport::Lean
+            }
+        });
     c.finish();
     Some(Call {
         method: method?,
@@ -463,6 +472,7 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         compression,
         max_receive_message_size: max_receive_message_size
             .unwrap_or(crate::grpc::frame::DEFAULT_MAX_RECEIVE_BYTES),
+        transport,
     })
 }
 

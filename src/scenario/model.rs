@@ -160,6 +160,16 @@ pub struct Target {
     pub watch: crate::report::target_process::TargetSpec,
 }
 
+/// The HTTP/2 client unary calls go through: the lean one (the default, cheapest per call)
+/// or `h2` (the general client streams use), for a peer that misbehaves with the lean one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnaryTransport {
+    #[default]
+    Lean,
+    H2,
+}
+
 /// Request compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -233,6 +243,8 @@ pub struct Call {
     /// The largest response message accepted, unary and streams alike (gRPC's default:
     /// 4 MiB); a larger one fails its call as RESOURCE_EXHAUSTED.
     pub max_receive_message_size: u32,
+    /// `transport`: the client unary calls go through.
+    pub transport: UnaryTransport,
 }
 
 /// One request message, in the protobuf JSON mapping, and where it was written.
