@@ -1143,16 +1143,34 @@ mod state_machine {
         let id = s.call(1, &[0, 0, 0, 0, 0]);
         s.sent();
         s.server(&ok_head(id)).unwrap();
-        // The connection window is 1 GiB: an update once half of it is used.
+        // Our windows are 1 GiB: nothing is acknowledged byte by byte, and once half of a
+        // window is used, the stream and the connection are both given it back.
         let chunk = message(id, 16_000);
-        for _ in 0..40 {
+        let half = (RECEIVE_WINDOW / 2) as usize;
+        // Windows count frame payloads, not the 9-byte frame headers.
+        let payload = chunk.len() - frame::HEADER_LEN;
+        let frames_before_half = half / payload - 1;
+        for _ in 0..frames_before_half {
             s.server(&chunk).unwrap();
         }
-        assert!(s.sent().iter().all(|(h, _)| h.kind != frame::WINDOW_UPDATE));
         assert!(
-            s.ended().iter().all(|e| e.1 != status::OK),
-            "many messages: not a unary OK yet"
+            s.sent().iter().all(|(h, _)| h.kind != frame::WINDOW_UPDATE),
+            "no update before half a window"
         );
+        for _ in 0..2 {
+            s.server(&chunk).unwrap();
+        }
+        let updates: Vec<u32> = s
+            .sent()
+            .iter()
+            .filter(|(h, _)| h.kind == frame::WINDOW_UPDATE)
+            .map(|(h, _)| h.stream)
+            .collect();
+        assert!(
+            updates.contains(&0) && updates.contains(&id),
+            "the connection and the stream get their window back: {updates:?}"
+        );
+        assert!(s.ended().is_empty(), "still open: no trailers yet");
     }
 
     #[test]
