@@ -7,6 +7,7 @@ pub mod commands;
 pub mod error;
 pub mod fuzzing;
 pub mod grpc;
+pub mod host;
 pub mod input;
 pub mod load;
 pub mod observe;

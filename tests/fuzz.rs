@@ -247,7 +247,7 @@ fn fuzz_exposition_parser() {
         b"# TYPE h histogram\nh_bucket{le=\"0.1\"} 3\nh_bucket{le=\"+Inf\"} 4\nh_sum 0.5\nh_count 4\n# EOF\n".to_vec(),
     ];
     let check = |input: &[u8]| {
-        let _ = loadagent::report::exposition::parse(&String::from_utf8_lossy(input));
+        let _ = loadagent::host::exposition::parse(&String::from_utf8_lossy(input));
     };
     fuzz(Target {
         name: "exposition_parser",

@@ -46,7 +46,7 @@ pub struct AgentConfig {
     pub processes: Vec<String>,
     pub schedules: Vec<ScheduleConfig>,
     /// `[tracing]`: spans for probes and scheduled runs.
-    pub tracing: crate::telemetry::traces::TracingConfig,
+    pub tracing: crate::scenario::tracing::TracingConfig,
 }
 
 /// `[[schedules]]`: a scenario the agent runs every so often, with the same driver as
@@ -273,7 +273,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
     };
     let tracing = root
         .table("tracing")
-        .map(|t| crate::telemetry::traces::read_config(&t))
+        .map(|t| crate::scenario::tracing::read_config(&t))
         .unwrap_or_default();
     root.finish();
     let problems = ctx.into_problems();

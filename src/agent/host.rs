@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use sysinfo::{Networks, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
 
+use crate::host::procfs::{self, Proc};
 use crate::telemetry::Metrics;
 
 pub struct HostCollector {
@@ -39,18 +40,11 @@ struct Usage {
 }
 
 fn proc_threads(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
+    procfs::threads(Proc::Pid(pid)).map_or(0.0, |n| n as f64)
 }
 
 fn proc_fds(pid: u32) -> f64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0.0, |d| d.count() as f64)
+    procfs::open_fds(Proc::Pid(pid)).map_or(0.0, |n| n as f64)
 }
 
 /// The label of a watched entry: its name, or a pid file's stem.
@@ -65,15 +59,11 @@ fn label(entry: &str) -> String {
 }
 
 fn open_fds() -> Option<usize> {
-    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
+    procfs::open_fds(Proc::This)
 }
 
 fn threads() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
+    procfs::threads(Proc::This).map(|n| n as f64)
 }
 
 impl Default for HostCollector {
@@ -216,7 +206,7 @@ impl HostCollector {
 
 /// The usage of one watched entry: the process in its pid file, or every process of its name.
 fn usage_of(system: &System, entry: &str) -> Usage {
-    let pids: Vec<sysinfo::Pid> = if crate::report::target_process::is_pid_file(entry) {
+    let pids: Vec<sysinfo::Pid> = if crate::host::target_process::is_pid_file(entry) {
         std::fs::read_to_string(entry)
             .ok()
             .and_then(|t| t.trim().parse::<usize>().ok())

@@ -34,7 +34,7 @@ pub enum AgentError {
 }
 
 /// `loadagent_node_info`'s labels, in the order of its definition.
-fn node_info_labels(p: &crate::report::platform::Platform) -> Vec<String> {
+fn node_info_labels(p: &crate::host::platform::Platform) -> Vec<String> {
     let opt = |v: Option<String>| v.unwrap_or_default();
     let cgroup = p.cgroup.as_ref();
     vec![
@@ -136,7 +136,7 @@ pub async fn run(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new().map_err(|e| AgentError::Metrics(e.to_string()))?);
-    let platform = crate::report::platform::Platform::current();
+    let platform = crate::host::platform::Platform::current();
     metrics
         .build_info
         .with_label_values(&[

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use perf_event::events::{Event, Hardware, Software};
 use perf_event::{Builder, Counter};
 
+use crate::host::procfs;
 use crate::telemetry::Metrics;
 
 /// The events, by the names the metrics use.
@@ -72,23 +73,21 @@ impl PerfCollector {
                 threads: HashMap::new(),
                 reported: vec![0; n],
             });
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for tid in tasks
-                .flatten()
-                .filter_map(|t| t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-            {
-                if p.threads.contains_key(&tid) {
-                    continue;
-                }
-                let counters = self
-                    .supported
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, _, ok))| *ok)
-                    .filter_map(|(i, (_, ev, _))| open(ev.clone(), tid).ok().map(|c| (i, c)))
-                    .collect();
-                p.threads.insert(tid, counters);
+        for tid in procfs::thread_ids(procfs::Proc::Pid(pid))
+            .into_iter()
+            .filter_map(|t| i32::try_from(t).ok())
+        {
+            if p.threads.contains_key(&tid) {
+                continue;
             }
+            let counters = self
+                .supported
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, _, ok))| *ok)
+                .filter_map(|(i, (_, ev, _))| open(ev.clone(), tid).ok().map(|c| (i, c)))
+                .collect();
+            p.threads.insert(tid, counters);
         }
         let mut totals = vec![0u64; n];
         for counters in p.threads.values_mut() {

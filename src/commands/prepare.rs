@@ -8,12 +8,12 @@ use tokio_util::sync::CancellationToken;
 use crate::error::CommandError;
 use crate::grpc::descriptors::{resolve, ResolveError};
 use crate::grpc::request::Requests;
-use crate::grpc::stream::StreamCall;
 use crate::grpc::unary::UnaryCall;
+use crate::load::storm::HandshakeCall;
+use crate::load::stream::StreamCall;
 use crate::load::CallPlan;
 use crate::scenario::{self, Address, Kind, Scenario, ScenarioError};
 use crate::target;
-use crate::tls::handshake::HandshakeCall;
 use crate::tls::ClientTls;
 
 /// A scenario ready to run.

@@ -9,11 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{prepare, progress};
 use crate::error::CommandError;
+use crate::host::target_process::TargetWatch;
 use crate::load::{drive, RunOutcome};
 use crate::record::Progress;
 use crate::report::outputs::{check_writable, write_outputs, Outputs};
 use crate::report::summary::render;
-use crate::report::target_process::TargetWatch;
 use crate::report::thresholds::evaluate;
 use crate::report::Report;
 use crate::scenario::Scenario;
@@ -130,7 +130,7 @@ pub async fn repeat(
             ))
         })?;
     }
-    let host = crate::report::platform::Platform::current().hostname;
+    let host = crate::host::platform::Platform::current().hostname;
     let safe = |s: &str| -> String {
         s.chars()
             .map(|c| {

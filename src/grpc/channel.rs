@@ -140,7 +140,7 @@ pub async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectErr
         Ok(Err(e)) => {
             return Err(ConnectError::Tls(
                 addr.clone(),
-                crate::tls::handshake::describe(&e),
+                crate::tls::diagnose::describe(&e),
             ))
         }
         Ok(Ok(s)) => s,
@@ -217,10 +217,56 @@ pub struct Lease {
 struct SlotState {
     current: Option<Lease>,
     generation: u64,
-    /// Earliest time of the next attempt after a failed one (backoff).
+    reconnect: Reconnect,
+}
+
+/// The one reconnect policy, for the pooled h2 connections and the unary dispatcher's lean
+/// ones: after a failed attempt the next waits a backoff that doubles from `MIN_BACKOFF` to
+/// `MAX_BACKOFF`; a success resets it; the last error is kept for the requests that find
+/// the connection down meanwhile.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
     next_attempt: Instant,
     backoff: Duration,
     last_error: Option<ConnectError>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            next_attempt: Instant::now(),
+            backoff: MIN_BACKOFF,
+            last_error: None,
+        }
+    }
+}
+
+impl Reconnect {
+    /// Whether an attempt may start at `now`.
+    pub fn may_try(&self, now: Instant) -> bool {
+        now >= self.next_attempt
+    }
+
+    /// Earliest time of the next attempt.
+    pub fn next_attempt(&self) -> Instant {
+        self.next_attempt
+    }
+
+    /// The error of the last failed attempt, while the connection is down.
+    pub fn last_error(&self) -> Option<&ConnectError> {
+        self.last_error.as_ref()
+    }
+
+    pub fn succeeded(&mut self) {
+        self.backoff = MIN_BACKOFF;
+        self.last_error = None;
+    }
+
+    pub fn failed(&mut self, e: ConnectError) {
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.last_error = Some(e);
+    }
 }
 
 /// `connections` HTTP/2 connections; worker `i` uses slot `i % connections`.
@@ -230,9 +276,9 @@ pub struct Pool {
     slots: Vec<Arc<Mutex<SlotState>>>,
 }
 
-/// Reconnect backoff while the target is down (also the unary dispatcher's).
-pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(50);
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Reconnect backoff while the target is down (`Reconnect`).
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Pool {
     /// Opens every connection up front, so a target that is down fails the run at once.
@@ -246,9 +292,7 @@ impl Pool {
                     generation: 1,
                 }),
                 generation: 1,
-                next_attempt: Instant::now(),
-                backoff: MIN_BACKOFF,
-                last_error: None,
+                reconnect: Reconnect::default(),
             })));
         }
         Ok(Self { endpoint, slots })
@@ -266,17 +310,15 @@ impl Pool {
         if let Some(lease) = &state.current {
             return Ok(lease.clone());
         }
-        let now = Instant::now();
-        if now < state.next_attempt {
-            return Err(state.last_error.clone().unwrap_or_else(|| {
+        if !state.reconnect.may_try(Instant::now()) {
+            return Err(state.reconnect.last_error().cloned().unwrap_or_else(|| {
                 ConnectError::Other(self.endpoint.address.clone(), "reconnecting".into())
             }));
         }
         match connect(&self.endpoint).await {
             Ok(send) => {
                 state.generation += 1;
-                state.backoff = MIN_BACKOFF;
-                state.last_error = None;
+                state.reconnect.succeeded();
                 let lease = Lease {
                     send,
                     generation: state.generation,
@@ -285,9 +327,7 @@ impl Pool {
                 Ok(lease)
             }
             Err(e) => {
-                state.next_attempt = Instant::now() + state.backoff;
-                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
-                state.last_error = Some(e.clone());
+                state.reconnect.failed(e.clone());
                 Err(e)
             }
         }
@@ -298,6 +338,7 @@ impl Pool {
         self.slots[slot % self.slots.len()]
             .lock()
             .await
-            .next_attempt
+            .reconnect
+            .next_attempt()
     }
 }

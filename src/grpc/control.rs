@@ -74,7 +74,7 @@ pub async fn channel_with_facts(
                                     .peer_certificates()
                                     .unwrap_or_default()
                                     .iter()
-                                    .filter_map(|c| crate::tls::handshake::not_after_unix(c))
+                                    .filter_map(|c| crate::tls::diagnose::not_after_unix(c))
                                     .min(),
                             };
                             if let Ok(mut g) = slot.lock() {

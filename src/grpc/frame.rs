@@ -25,8 +25,7 @@ pub fn frame(message: &[u8], compression: Option<Compression>) -> std::io::Resul
     Ok(out.freeze())
 }
 
-/// gRPC's default limit on a received message (grpc-go, grpc-java, grpcio): 4 MiB.
-pub const DEFAULT_MAX_RECEIVE_BYTES: u32 = 4 << 20;
+pub use crate::scenario::defaults::DEFAULT_MAX_RECEIVE_BYTES;
 
 /// Reads the framing of a response body as it arrives, without keeping or decoding the
 /// messages: it counts them and checks what a gRPC client checks (the compressed flag only

@@ -9,6 +9,5 @@ pub mod lean;
 pub mod reflection;
 pub mod request;
 pub mod status;
-pub mod stream;
 pub mod template;
 pub mod unary;

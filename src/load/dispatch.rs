@@ -4,7 +4,7 @@
 //! task, timer, waker or channel message per request: a request is a slot in a table, a
 //! header block and a frame appended to a buffer.
 //!
-//! The semantics are the workers' (`load::unary`): `concurrency` caps calls in flight; in
+//! The semantics are the workers' (`load::workers`; taking a request is `admission`): `concurrency` caps calls in flight; in
 //! the open model a request is taken from the schedule as soon as a slot is free, released
 //! half a timer tick before its time, and counted late when no slot was free within
 //! `LATE_AFTER` of it; in the closed model a slot sends its next request when its call ends.
@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::driver::{Clock, Shared};
-use super::unary::{micros, HALF_TICK, LATE_AFTER, MAX_NAP};
-use crate::grpc::channel::{ConnectError, Endpoint, MAX_BACKOFF, MIN_BACKOFF};
+use super::admission::{micros, release_time, Clock, Shared, MAX_NAP};
+use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
 use crate::grpc::lean::{Completion, Connection, RequestHeaders};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
@@ -32,21 +31,13 @@ use crate::telemetry::traces::CallSpan;
 /// tokio's timer resolution.
 const TICK: Duration = Duration::from_millis(1);
 
-/// When a request due `at` is released: half a tick early, so that with tokio rounding
-/// timers up to its next tick each request goes within ±0.5 ms of its time.
-fn release_time(at: Instant) -> Instant {
-    at.checked_sub(HALF_TICK).unwrap_or(at)
-}
-
 type Connecting = Pin<Box<dyn Future<Output = Result<Connection, ConnectError>>>>;
 
 /// One of the thread's connections, and its replacement while it is down.
 struct Slot {
     conn: Option<(u64, Connection)>,
     connecting: Option<Connecting>,
-    next_attempt: Instant,
-    backoff: Duration,
-    last_error: Option<ConnectError>,
+    reconnect: Reconnect,
 }
 
 /// A request taken from the schedule (or, closed model, for a free slot), not yet sent.
@@ -151,15 +142,13 @@ impl Dispatcher {
                 Slot {
                     conn: Some((ids, c)),
                     connecting: None,
-                    next_attempt: now,
-                    backoff: MIN_BACKOFF,
-                    last_error: None,
+                    reconnect: Reconnect::default(),
                 }
             })
             .collect();
         let cap = s.worker_ids.len();
         let timeout = match &s.shared.plan.call {
-            super::driver::CallPlan::Unary(call) => UnaryCall::timeout(call),
+            super::plan::CallPlan::Unary(call) => UnaryCall::timeout(call),
             _ => None,
         };
         Self {
@@ -233,52 +222,17 @@ impl Dispatcher {
     /// for a slot: it is sent late.
     fn take(&mut self, now: Instant) {
         while !self.finished && self.in_flight() + self.due.len() < self.calls.len() {
-            let shared = &*self.shared;
-            let due = match &shared.plan.schedule {
-                Some(schedule) => {
-                    let n = shared.next.fetch_add(1, Ordering::Relaxed);
-                    let Some(offset) = schedule.due(n) else {
-                        self.finished = true;
-                        break;
-                    };
-                    let at = self.clock.start + offset;
-                    Due {
-                        number: n,
-                        intended: Some(at),
-                        measured: n >= schedule.warmup_requests(),
-                        late: now > at + LATE_AFTER,
-                        retry: None,
-                    }
-                }
-                None => {
-                    if self.clock.end.is_some_and(|end| now >= end) {
-                        self.finished = true;
-                        break;
-                    }
-                    let measured = now >= self.clock.origin;
-                    if measured {
-                        if let Some(limit) = shared.plan.load.requests {
-                            if shared.next.fetch_add(1, Ordering::Relaxed) >= limit {
-                                self.finished = true;
-                                break;
-                            }
-                        }
-                    }
-                    let number = if shared.plan.requests.varies() {
-                        shared.sequence.fetch_add(1, Ordering::Relaxed)
-                    } else {
-                        0
-                    };
-                    Due {
-                        number,
-                        intended: None,
-                        measured,
-                        late: false,
-                        retry: None,
-                    }
-                }
+            let Some(t) = self.shared.take(&self.clock, now) else {
+                self.finished = true;
+                break;
             };
-            self.due.push_back(due);
+            self.due.push_back(Due {
+                number: t.number,
+                intended: t.intended,
+                measured: t.measured,
+                late: t.late,
+                retry: None,
+            });
         }
     }
 
@@ -554,7 +508,7 @@ impl Dispatcher {
     fn last_error(&self) -> String {
         self.slots
             .iter()
-            .find_map(|s| s.last_error.as_ref())
+            .find_map(|s| s.reconnect.last_error())
             .map_or_else(
                 || "no connection to the target".to_string(),
                 |e| e.to_string(),
@@ -571,7 +525,7 @@ impl Dispatcher {
                 continue;
             }
             if slot.connecting.is_none() {
-                if self.finished || now < slot.next_attempt {
+                if self.finished || !slot.reconnect.may_try(now) {
                     continue;
                 }
                 let (endpoint, headers) = (self.endpoint.clone(), self.headers.clone());
@@ -588,16 +542,13 @@ impl Dispatcher {
                     self.connection_ids += 1;
                     slot.conn = Some((self.connection_ids, conn));
                     slot.connecting = None;
-                    slot.backoff = MIN_BACKOFF;
-                    slot.last_error = None;
+                    slot.reconnect.succeeded();
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => {
                     slot.connecting = None;
-                    slot.next_attempt = Instant::now() + slot.backoff;
-                    slot.backoff = (slot.backoff * 2).min(MAX_BACKOFF);
                     failed = Some(e.to_string());
-                    slot.last_error = Some(e);
+                    slot.reconnect.failed(e);
                 }
             }
         }
@@ -659,7 +610,7 @@ impl Dispatcher {
         if !self.finished {
             for slot in &self.slots {
                 if slot.conn.is_none() && slot.connecting.is_none() {
-                    consider(slot.next_attempt);
+                    consider(slot.reconnect.next_attempt());
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! Runs a plan. The load runs on generator threads, each with a single-threaded runtime that
 //! owns its share of the connections and what uses them — for unary calls one dispatcher
-//! (`dispatch`), for streams and handshake storms the workers (`unary`) — (thread-per-core,
+//! (`dispatch`), for streams and handshake storms the workers (`workers`) — (thread-per-core,
 //! as h2load's `-t`): a request never crosses threads, so no work-stealing and no cross-thread wake-ups on
 //! the hot path. The calling runtime only aggregates, shows progress and watches for signals.
 //!
@@ -16,94 +16,15 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{Clock, Shared};
 use super::dispatch::{self, DispatchSetup};
-use super::schedule::Schedule;
-use super::unary;
+use super::plan::{CallPlan, Plan, RunOutcome};
+use super::workers;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::lean::Connection;
-use crate::grpc::request::Requests;
-use crate::grpc::stream::StreamCall;
-use crate::grpc::unary::UnaryCall;
+use crate::host::process::ProcessSampler;
 use crate::record::{Aggregate, Aggregator, Flush, Progress, ThreadRecorder};
-use crate::report::process::{ProcessSampler, ProcessUsage};
 use crate::scenario::{Load, Model};
-
-/// Everything the workers need, fixed before the load starts.
-pub struct Plan {
-    pub load: Load,
-    pub call: CallPlan,
-    pub requests: Requests,
-    /// `None` for the closed model.
-    pub schedule: Option<Schedule>,
-    /// Gives a sampled fraction of calls a span (when tracing is on).
-    pub trace: Option<crate::telemetry::traces::CallSampler>,
-}
-
-/// What each iteration does.
-pub enum CallPlan {
-    Unary(UnaryCall),
-    Stream(StreamCall),
-    /// A new connection and TLS handshake per iteration (no pooled connection).
-    Handshake(crate::tls::handshake::HandshakeCall),
-}
-
-impl CallPlan {
-    pub fn timeout(&self) -> Option<Duration> {
-        match self {
-            Self::Unary(c) => c.timeout(),
-            Self::Stream(c) => c.timeout(),
-            Self::Handshake(h) => h
-                .call
-                .as_ref()
-                .and_then(UnaryCall::timeout)
-                .or(Some(h.connect_timeout * 2)),
-        }
-    }
-}
-
-/// What a run produced.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    pub aggregate: Aggregate,
-    /// Wall-clock time at which the measured part began.
-    pub started_at: SystemTime,
-    /// Length of the measured part (to the last completion, or to the interruption).
-    pub measured: Duration,
-    pub interrupted: bool,
-    pub process: ProcessUsage,
-    /// Generator threads the load ran on.
-    pub threads: usize,
-    /// Generator threads that panicked (a bug): what they had not yet handed over is lost,
-    /// the rest of the run is reported, and the process exits 70.
-    pub generator_panics: u64,
-}
-
-/// State shared by all workers of one run. Only atomics are written on the hot path.
-pub(super) struct Shared {
-    pub plan: Plan,
-    /// The next request number. Relaxed is enough: it only has to hand out each number
-    /// once, which fetch_add guarantees at any ordering; no other memory hangs on it.
-    pub next: AtomicU64,
-    /// Numbers requests in the closed model when they differ by number (lists, templates).
-    /// Relaxed, like `next`: only uniqueness matters.
-    pub sequence: AtomicU64,
-    /// Set when the run is being stopped. Relaxed: it carries no data, and a worker that
-    /// sees it one request late sends one more request, which the drain then waits for.
-    pub stop: AtomicBool,
-    /// The same stop, for streams to await (each registers once per stream, never per message).
-    pub stop_token: CancellationToken,
-}
-
-/// The run's time line, fixed once every generator thread is connected.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Clock {
-    /// Time 0 of the schedule, start of the warm-up.
-    pub start: Instant,
-    /// Start of the measured part (start + warm-up).
-    pub origin: Instant,
-    /// Closed model: when to stop sending.
-    pub end: Option<Instant>,
-}
 
 /// How long requests in flight may take to finish after a stop when no deadline is set.
 const DRAIN_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
@@ -255,7 +176,7 @@ impl ThreadWork {
                 };
                 for id in workers {
                     let local_slot = (id % connections) / self.threads;
-                    set.spawn_local(unary::worker(
+                    set.spawn_local(workers::worker(
                         self.shared.clone(),
                         clock,
                         pool.clone(),

@@ -1,10 +1,15 @@
 //! The load: a plan (what to call, on what schedule) driven by workers, or for unary calls
 //! by one dispatcher per generator thread.
 
+mod admission;
 mod dispatch;
 pub mod driver;
+pub mod plan;
 pub mod schedule;
-mod unary;
+pub mod storm;
+pub mod stream;
+mod workers;
 
-pub use driver::{drive, generator_threads, CallPlan, Plan, RunOutcome};
+pub use driver::{drive, generator_threads};
+pub use plan::{CallPlan, Plan, RunOutcome};
 pub use schedule::Schedule;

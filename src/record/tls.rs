@@ -3,19 +3,9 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
 use super::histogram::{new_histogram, record};
-
-/// The server's leaf certificate, as the report shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertInfo {
-    pub subject: String,
-    pub issuer: String,
-    pub not_after: String,
-    pub days_to_expiry: i64,
-    pub sha256_fingerprint: String,
-}
+pub use crate::tls::diagnose::CertInfo;
 
 /// One iteration's facts, handed to the recorder at its end.
 #[derive(Debug, Clone, Default)]

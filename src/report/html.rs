@@ -485,7 +485,7 @@ pub fn render(r: &Report) -> String {
 }
 
 /// The target's side: what was watched and what it used.
-fn target_table(o: &mut String, t: &super::target_process::TargetProcess) {
+fn target_table(o: &mut String, t: &crate::host::target_process::TargetProcess) {
     let mut rows: Vec<(&str, String)> = Vec::new();
     if let Some(p) = &t.process {
         rows.push(("process", format!("{p} (pids {:?})", t.pids)));

@@ -4,22 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
+pub use super::schema::MergedInput;
 use super::schema::{ErrorCount, Latency, Report};
 use crate::record::histogram::{decode, new_histogram};
 use crate::record::{IntervalSummary, LatencySummary};
-
-/// One input of a merged report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MergedInput {
-    pub file: String,
-    pub name: String,
-    pub hostname: String,
-    pub arch: String,
-    pub started_at: String,
-    pub requests: u64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {

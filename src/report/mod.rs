@@ -1,21 +1,18 @@
-//! Reports: the JSON schema, the human summary, platform and process facts, file writing.
+//! Reports: the JSON schema, the human summary, the outputs (HTML, hlog, CSV) and file writing,
+//! merging, comparing and thresholds.
 
-pub mod cgroup;
 pub mod compare;
 pub mod compare_format;
 pub mod csv;
-pub mod exposition;
 pub mod hlog;
 pub mod html;
 pub mod merge;
 pub mod outputs;
-pub mod platform;
-pub mod process;
 pub mod schema;
 pub mod summary;
 pub mod svg;
-pub mod target_process;
 pub mod thresholds;
+pub mod units;
 pub mod write;
 
 pub use schema::{Report, SCHEMA};

@@ -5,15 +5,49 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::platform::Platform;
-use super::process::ProcessUsage;
-use super::thresholds::ThresholdResult;
 use crate::grpc::status::code_name;
+use crate::host::platform::Platform;
+use crate::host::process::ProcessUsage;
 use crate::load::RunOutcome;
 use crate::record::{Aggregate, IntervalData, IntervalSummary, LatencySummary};
 use crate::scenario::{Kind, Model, Scenario, Stage};
 
 pub const SCHEMA: &str = "loadagent.report/v1";
+
+/// One threshold's verdict, as the report and the summary show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    pub metric: String,
+    pub condition: String,
+    /// The metric's value; null when the report has none (e.g. no requests).
+    pub actual: Option<f64>,
+    /// "us" when the metric is a latency (the report's unit for latencies), else null.
+    #[serde(default)]
+    pub unit: Option<String>,
+    pub passed: bool,
+}
+
+impl ThresholdResult {
+    /// The actual value as people read it: latencies with a unit.
+    pub fn actual_text(&self) -> String {
+        match (self.actual, self.unit.as_deref()) {
+            (None, _) => "none".into(),
+            (Some(a), Some("us")) => super::units::human_us(a.round() as u64),
+            (Some(a), _) => format!("{a}"),
+        }
+    }
+}
+
+/// One input of a merged report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedInput {
+    pub file: String,
+    pub name: String,
+    pub hostname: String,
+    pub arch: String,
+    pub started_at: String,
+    pub requests: u64,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -75,7 +109,7 @@ pub struct Report {
     pub process: ProcessUsage,
     /// The target's side (`[target] process` / `metrics_url`): its memory and CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_process: Option<super::target_process::TargetProcess>,
+    pub target_process: Option<crate::host::target_process::TargetProcess>,
     /// Each `[thresholds]` entry's verdict (empty when the scenario has none).
     #[serde(default)]
     pub thresholds: Vec<ThresholdResult>,
@@ -84,7 +118,7 @@ pub struct Report {
     pub aborted_by_threshold: Option<String>,
     /// For a merged report: the reports it holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub merged_from: Vec<super::merge::MergedInput>,
+    pub merged_from: Vec<MergedInput>,
     /// A merged report whose inputs were of different scenarios (`merge --force`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub merge_forced: bool,
@@ -420,7 +454,7 @@ impl Report {
         let watch = &scenario.target.watch;
         if !watch.is_empty() {
             let endpoint = watch.metrics_url.is_some().then_some(0.0);
-            report.target_process = Some(super::target_process::TargetProcess {
+            report.target_process = Some(crate::host::target_process::TargetProcess {
                 peak_rss_bytes: Some(0),
                 cpu_seconds: Some(0.0),
                 cpu_seconds_per_1k_requests: Some(0.0),

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::schema::Report;
+pub use super::units::human_us;
 use crate::record::LatencySummary;
 use crate::scenario::Model;
 
@@ -15,17 +16,6 @@ pub fn counts(m: &std::collections::BTreeMap<String, u64>) -> String {
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Formats microseconds the way people read latency: 850us, 12.34ms, 1.50s.
-pub fn human_us(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us}us")
-    } else if us < 1_000_000 {
-        format!("{:.2}ms", us as f64 / 1e3)
-    } else {
-        format!("{:.2}s", us as f64 / 1e6)
-    }
 }
 
 pub fn render(r: &Report) -> String {

@@ -1,35 +1,11 @@
 //! Thresholds against a report: metric names resolved on the report's real JSON shape (so
 //! any numeric field can be named, and a misspelt one fails before the run), then evaluated.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::schema::ThresholdResult;
 use crate::scenario::thresholds::{Limit, Threshold, Thresholds};
 use crate::scenario::{Model, Problem, Problems, Scenario};
-
-/// One threshold's verdict, as the report and the summary show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ThresholdResult {
-    pub metric: String,
-    pub condition: String,
-    /// The metric's value; null when the report has none (e.g. no requests).
-    pub actual: Option<f64>,
-    /// "us" when the metric is a latency (the report's unit for latencies), else null.
-    #[serde(default)]
-    pub unit: Option<String>,
-    pub passed: bool,
-}
-
-impl ThresholdResult {
-    /// The actual value as people read it: latencies with a unit.
-    pub fn actual_text(&self) -> String {
-        match (self.actual, self.unit.as_deref()) {
-            (None, _) => "none".into(),
-            (Some(a), Some("us")) => crate::report::summary::human_us(a.round() as u64),
-            (Some(a), _) => format!("{a}"),
-        }
-    }
-}
 
 const LATENCY_STATS: &[&str] = &[
     "p50", "p90", "p99", "p999", "p9999", "max", "min", "mean", "stddev",

@@ -1,17 +1,21 @@
 //! Scenario files: TOML → a validated [`Scenario`], with every problem reported at once.
 
+pub mod defaults;
 pub mod duration;
 pub mod model;
 pub mod problems;
 pub mod reader;
 pub mod source;
 pub mod thresholds;
+pub mod tracing;
+pub mod watch;
 
 use std::path::Path;
 use std::time::Duration;
 
 use toml::de::DeTable;
 
+pub use defaults::*;
 pub use model::*;
 pub use problems::{Problem, Problems};
 use reader::{quoted_list, to_json, At, Ctx, TableReader};
@@ -25,16 +29,6 @@ pub enum ScenarioError {
     #[error("{0}")]
     Invalid(Problems),
 }
-
-const DEFAULT_DURATION: Duration = Duration::from_secs(10);
-const DEFAULT_CONCURRENCY: u64 = 64;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Every call has a deadline (ghz's default), so a target that stops answering cannot
-/// hang a run.
-/// For unary calls without a `timeout`.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// The most `max_receive_message_size` may be: 1 GiB.
-const MAX_RECEIVE_LIMIT: u32 = 1 << 30;
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -117,7 +111,7 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         .unwrap_or_default();
     let tracing = root
         .table("tracing")
-        .map(|t| crate::telemetry::traces::read_config(&t))
+        .map(|t| crate::scenario::tracing::read_config(&t))
         .unwrap_or_default();
     let load = match root.table("load") {
         Some(l) => read_load(&l),
@@ -253,25 +247,24 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             return None;
         }
         // A relative pid file path is relative to the scenario, like every other path.
-        Some(if crate::report::target_process::is_pid_file(&p.value) {
+        Some(if watch::is_pid_file(&p.value) {
             t.ctx().source.resolve(&p.value).display().to_string()
         } else {
             p.value
         })
     });
     let metrics_url =
-        t.string("metrics_url").and_then(
-            |u| match crate::report::target_process::check_metrics_url(&u.value) {
+        t.string("metrics_url")
+            .and_then(|u| match watch::check_metrics_url(&u.value) {
                 Ok(()) => Some(u.value),
                 Err(why) => {
                     t.ctx().report_at(u.loc, &t.key_path("metrics_url"), why);
                     None
                 }
-            },
-        );
+            });
     t.finish();
     Some(Target {
-        watch: crate::report::target_process::TargetSpec {
+        watch: watch::TargetSpec {
             process,
             metrics_url,
         },
@@ -470,8 +463,7 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         metadata,
         timeout,
         compression,
-        max_receive_message_size: max_receive_message_size
-            .unwrap_or(crate::grpc::frame::DEFAULT_MAX_RECEIVE_BYTES),
+        max_receive_message_size: max_receive_message_size.unwrap_or(DEFAULT_MAX_RECEIVE_BYTES),
         transport,
     })
 }
@@ -729,15 +721,15 @@ fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         );
     }
     let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-    let connections = connections.unwrap_or(1);
+    let connections = connections.unwrap_or(DEFAULT_CONNECTIONS);
     let bound = |v: u64, key: &str| -> Option<u32> {
         match u32::try_from(v) {
-            Ok(n) if n <= 1_000_000 => Some(n),
+            Ok(n) if n <= MAX_SLOTS => Some(n),
             _ => {
                 ctx.report_at(
                     l.loc(),
                     &l.key_path(key),
-                    format!("{v} is too large (at most 1000000)"),
+                    format!("{v} is too large (at most {MAX_SLOTS})"),
                 );
                 None
             }
@@ -769,7 +761,7 @@ fn read_load_defaults() -> Option<Load> {
         rate: None,
         stages: Vec::new(),
         concurrency: DEFAULT_CONCURRENCY as u32,
-        connections: 1,
+        connections: DEFAULT_CONNECTIONS as u32,
         duration: Some(DEFAULT_DURATION),
         requests: None,
         warmup: Duration::ZERO,

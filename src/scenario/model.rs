@@ -157,7 +157,7 @@ pub struct Target {
     /// How long to wait for a TCP connection before the run fails.
     pub connect_timeout: Duration,
     /// `process` and `metrics_url`: the target's side, sampled during the run.
-    pub watch: crate::report::target_process::TargetSpec,
+    pub watch: super::watch::TargetSpec,
 }
 
 /// The HTTP/2 client unary calls go through: the lean one (the default, cheapest per call)
@@ -333,7 +333,7 @@ pub struct Scenario {
     /// For the streaming kinds.
     pub stream: StreamOptions,
     /// `[tracing]`: where spans go and which fraction of calls get one.
-    pub tracing: crate::telemetry::traces::TracingConfig,
+    pub tracing: crate::scenario::tracing::TracingConfig,
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! certificate, and the connector every kind uses (handshake storms measure it phase by phase).
 
 pub mod client;
-pub mod handshake;
+pub mod diagnose;
 pub mod server;
 
 pub use client::{ClientTls, TlsError};

@@ -1,23 +1,22 @@
 //! One handshake-storm iteration: resolve, connect, TLS handshake, optionally one gRPC call,
 //! close — each phase timed; what was negotiated and how it failed, classified.
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rustls::CertificateError;
+use opentelemetry::KeyValue;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::ClientTls;
 use crate::grpc::request::{Renderer, Requests};
 use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
-use crate::record::recorder::{CertInfo, Handshake};
+use crate::record::recorder::Handshake;
 use crate::record::SharedRecorder;
 use crate::telemetry::traces::CallSpan;
-use opentelemetry::KeyValue;
+use crate::tls::diagnose::{cert_info, classify_connect, classify_tls, describe, micros};
+use crate::tls::ClientTls;
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
@@ -30,112 +29,6 @@ pub struct HandshakeCall {
     pub connect_timeout: Duration,
     /// One gRPC call over each connection, when the scenario has `[call]`.
     pub call: Option<UnaryCall>,
-}
-
-/// The rustls error inside an I/O error from tokio-rustls, if there is one.
-fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-}
-
-/// `CertificateRequired` → `certificate_required`: the TLS alert names of RFC 8446.
-fn snake(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
-
-/// The class of a connect-phase failure.
-pub fn classify_connect(e: &io::Error) -> &'static str {
-    match (e.kind(), e.raw_os_error()) {
-        (io::ErrorKind::ConnectionRefused, _) => "connect_refused",
-        (io::ErrorKind::TimedOut, _) => "connect_timeout",
-        // Out of ephemeral ports (EADDRNOTAVAIL) or descriptors (EMFILE, ENFILE).
-        (io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse, _)
-        | (_, Some(23 | 24 | 99)) => "address_unavailable",
-        (io::ErrorKind::ConnectionReset, _) => "reset",
-        _ => "other",
-    }
-}
-
-/// The class of a TLS-phase failure.
-pub fn classify_tls(e: &io::Error) -> String {
-    match rustls_error(e) {
-        Some(rustls::Error::InvalidCertificate(c)) => match c {
-            CertificateError::UnknownIssuer => "cert_unknown_issuer".into(),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "cert_expired".into()
-            }
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "cert_name_mismatch".into()
-            }
-            _ => "other".into(),
-        },
-        Some(rustls::Error::AlertReceived(alert)) => {
-            format!("alert:{}", snake(&format!("{alert:?}")))
-        }
-        Some(_) => "other".into(),
-        None => match e.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::BrokenPipe => "reset".into(),
-            io::ErrorKind::TimedOut => "handshake_timeout".into(),
-            _ => "other".into(),
-        },
-    }
-}
-
-/// A TLS failure in words: rustls says what was presented and what was expected.
-pub fn describe(e: &io::Error) -> String {
-    match rustls_error(e) {
-        Some(r) => r.to_string(),
-        None => e.to_string(),
-    }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// A certificate's `not_after`, Unix seconds.
-pub fn not_after_unix(der: &[u8]) -> Option<i64> {
-    use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
-/// What the server's leaf certificate says.
-fn cert_info(der: &[u8]) -> Option<CertInfo> {
-    use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let not_after = cert.validity().not_after.timestamp();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let fingerprint = ring::digest::digest(&ring::digest::SHA256, der);
-    Some(CertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
-        not_after: ::time::OffsetDateTime::from_unix_timestamp(not_after)
-            .ok()
-            .and_then(|t| {
-                t.format(&::time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default(),
-        days_to_expiry: (not_after - now) / 86_400,
-        sha256_fingerprint: fingerprint
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    })
 }
 
 /// A sampled handshake's phases and parameters, as span attributes.
@@ -385,32 +278,5 @@ impl HandshakeCall {
             Err(_) if !settings_seen => Some("no_settings".into()),
             Err(_) => Some("no_session_ticket".into()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alert_names_are_snake_case() {
-        assert_eq!(snake("CertificateRequired"), "certificate_required");
-        assert_eq!(snake("HandshakeFailure"), "handshake_failure");
-    }
-
-    #[test]
-    fn connect_failures_are_classified() {
-        assert_eq!(
-            classify_connect(&io::Error::from(io::ErrorKind::ConnectionRefused)),
-            "connect_refused"
-        );
-        assert_eq!(
-            classify_connect(&io::Error::from_raw_os_error(24)),
-            "address_unavailable"
-        );
-        assert_eq!(
-            classify_connect(&io::Error::from_raw_os_error(99)),
-            "address_unavailable"
-        );
     }
 }

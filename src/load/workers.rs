@@ -1,5 +1,7 @@
-//! The worker: take the next request (a whole stream, or a handshake storm's connection),
-//! wait for its time (open model), run it, record. Unary calls go through `dispatch`.
+//! The workers of streams and handshake storms (and of unary calls over pooled h2
+//! connections, `[call] transport = "h2"`): take the next request (a whole stream, a storm's
+//! connection, a call), wait for its time (open model), run it, record. Unary calls over
+//! the lean client go through `dispatch`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,31 +9,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::driver::{CallPlan, Clock, Shared};
+use super::admission::{micros, Clock, Shared, HALF_TICK, MAX_NAP};
+use super::plan::CallPlan;
 use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
-use crate::grpc::stream::StreamContext;
 use crate::grpc::unary::Outcome;
+use crate::load::stream::StreamContext;
 use crate::record::SharedRecorder;
 use crate::telemetry::traces::CallSpan;
-
-/// A request picked up more than this after its intended start counts as sent late.
-/// Below it is timer and scheduling jitter, not a generator that fell behind.
-pub(super) const LATE_AFTER: Duration = Duration::from_millis(1);
-
-/// tokio's timer fires on 1 ms ticks, rounding a deadline up. Sleeping until half a tick
-/// before the intended start releases each request within ±0.5 ms of it, instead of
-/// always up to 1 ms after; the corrected latency is measured from the earlier of the
-/// intended start and the send, so it is never below the uncorrected one.
-pub(super) const HALF_TICK: Duration = Duration::from_micros(500);
-
-/// Longest single sleep, so a stop is noticed quickly without a select per request.
-pub(super) const MAX_NAP: Duration = Duration::from_millis(50);
-
-pub(super) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
 
 pub(super) async fn worker(
     shared: Arc<Shared>,
@@ -42,7 +28,6 @@ pub(super) async fn worker(
     rec: SharedRecorder,
 ) {
     let requests = &shared.plan.requests;
-    let numbered = requests.varies();
     let mut renderer = Renderer::new(worker_id);
     let mut lease: Option<Lease> = match &pool {
         Some(p) => p.lease(slot, None).await.ok(),
@@ -53,42 +38,15 @@ pub(super) async fn worker(
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
-        // Pick the next request: its intended start (open model) and whether it is measured.
-        let (intended, measured, number) = match &shared.plan.schedule {
-            Some(schedule) => {
-                let n = shared.next.fetch_add(1, Ordering::Relaxed);
-                let Some(due) = schedule.due(n) else { break };
-                (Some(clock.start + due), n >= schedule.warmup_requests(), n)
-            }
-            None => {
-                let now = Instant::now();
-                if clock.end.is_some_and(|end| now >= end) {
-                    break;
-                }
-                let measured = now >= clock.origin;
-                if measured {
-                    if let Some(limit) = shared.plan.load.requests {
-                        if shared.next.fetch_add(1, Ordering::Relaxed) >= limit {
-                            break;
-                        }
-                    }
-                }
-                let number = if numbered {
-                    shared.sequence.fetch_add(1, Ordering::Relaxed)
-                } else {
-                    0
-                };
-                (None, measured, number)
-            }
-        };
-        // Late means no worker was free in time (the concurrency cap), judged when the
-        // request is taken, not after the timer: timer granularity is not lateness.
         let picked = Instant::now();
-        let late = intended.is_some_and(|at| picked > at + LATE_AFTER);
+        let Some(ticket) = shared.take(&clock, picked) else {
+            break;
+        };
+        let (intended, measured, number) = (ticket.intended, ticket.measured, ticket.number);
         let taken = Taken {
             intended,
             measured,
-            late,
+            late: ticket.late,
         };
         if let Some(at) = intended {
             if !wait_until(at.checked_sub(HALF_TICK).unwrap_or(at), &rec, &shared).await {

@@ -43,6 +43,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::exposition::{parse, Exposition};
+use super::procfs::{self, Proc};
+pub use crate::scenario::watch::{check_metrics_url, is_pid_file, TargetSpec};
 
 /// How often the process is read from /proc, and the endpoint scraped.
 const PROC_EVERY: Duration = Duration::from_millis(100);
@@ -60,21 +62,6 @@ const RUNTIME: &[&str] = &[
     "python_gc_objects_collected_total",
     "dotnet_threadpool_num_threads",
 ];
-
-/// `[target] process` and `metrics_url`, as the scenario gives them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TargetSpec {
-    /// A process name (every process of that name, summed) or a pid file (a path, or a
-    /// name ending in `.pid`).
-    pub process: Option<String>,
-    pub metrics_url: Option<String>,
-}
-
-impl TargetSpec {
-    pub fn is_empty(&self) -> bool {
-        self.process.is_none() && self.metrics_url.is_none()
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct ProcSample {
@@ -96,12 +83,6 @@ pub struct TargetWatch {
     task: JoinHandle<(Vec<ProcSample>, Vec<Scrape>, Vec<String>)>,
 }
 
-/// A process entry names a pid file when it is a path or ends in `.pid`; otherwise it is a
-/// process name.
-pub fn is_pid_file(entry: &str) -> bool {
-    entry.contains('/') || entry.ends_with(".pid")
-}
-
 /// The pids of `entry`: the pid in a pid file, or every process of that name (not this one).
 pub fn resolve_pids(entry: &str) -> Result<Vec<u32>, String> {
     if is_pid_file(entry) {
@@ -113,7 +94,7 @@ pub fn resolve_pids(entry: &str) -> Result<Vec<u32>, String> {
                 text.trim()
             )
         })?;
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !procfs::exists(Proc::Pid(pid)) {
             return Err(format!(
                 "[target] process: pid {pid} from {entry} is not running on this node"
             ));
@@ -138,35 +119,6 @@ pub fn resolve_pids(entry: &str) -> Result<Vec<u32>, String> {
     Ok(pids)
 }
 
-fn clock_ticks() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |t| t as f64)
-}
-
-/// utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat, counted
-/// after the parenthesised command name, which may hold spaces).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 fn sample(pids: &[u32]) -> ProcSample {
     let mut s = ProcSample {
         at: SystemTime::now(),
@@ -174,23 +126,10 @@ fn sample(pids: &[u32]) -> ProcSample {
         rss_bytes: 0,
     };
     for &pid in pids {
-        s.cpu_ticks += cpu_ticks(pid).unwrap_or(0);
-        s.rss_bytes += rss_bytes(pid).unwrap_or(0);
+        s.cpu_ticks += procfs::cpu_ticks(Proc::Pid(pid)).unwrap_or(0);
+        s.rss_bytes += procfs::rss_bytes(Proc::Pid(pid)).unwrap_or(0);
     }
     s
-}
-
-/// `http://host:port/path` → its parts; other schemes are refused (a scenario error).
-pub fn check_metrics_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL ({e}); write \"http://host:port/metrics\""))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(format!(
-            "`{url}`: only http:// URLs with a host are scraped, as \"http://10.0.0.7:9090/metrics\""
-        ));
-    }
-    Ok(())
 }
 
 /// One GET of the endpoint, parsed.
@@ -338,7 +277,8 @@ impl TargetWatch {
                 .or(procs.first()),
             procs.last(),
         ) {
-            let cpu = last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64 / clock_ticks();
+            let cpu = last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64
+                / procfs::clock_ticks_per_second();
             out.cpu_seconds = Some(round6(cpu));
             out.cpu_seconds_per_1k_requests = per_1k(cpu);
             out.peak_rss_bytes = procs

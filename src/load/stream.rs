@@ -12,10 +12,10 @@ use h2::{RecvStream, SendStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::MessageReader;
-use super::request::{Renderer, Requests};
-use super::status;
-use super::unary::{judge_response_head, status_of, Outcome, UnaryCall};
+use crate::grpc::frame::MessageReader;
+use crate::grpc::request::{Renderer, Requests};
+use crate::grpc::status;
+use crate::grpc::unary::{judge_response_head, status_of, Outcome, UnaryCall};
 use crate::record::SharedRecorder;
 use crate::scenario::{BidiMode, Kind, StreamOptions};
 

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::procfs::{self, Proc};
+
 /// The `process` block of a report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessUsage {
@@ -27,25 +29,14 @@ fn cpu_times() -> (f64, f64) {
     }
 }
 
-/// Peak resident memory (VmHWM) in bytes, from /proc/self/status.
+/// Peak resident memory (VmHWM) in bytes.
 pub fn peak_rss_bytes() -> u64 {
-    status_kib("VmHWM:").unwrap_or(0) * 1024
+    procfs::peak_rss_bytes(Proc::This).unwrap_or(0)
 }
 
 /// Current resident memory (VmRSS) in bytes.
 pub fn rss_bytes() -> u64 {
-    status_kib("VmRSS:").unwrap_or(0) * 1024
-}
-
-fn status_kib(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = text.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    procfs::rss_bytes(Proc::This).unwrap_or(0)
 }
 
 impl ProcessSampler {
@@ -53,7 +44,7 @@ impl ProcessSampler {
         // Writing 5 to clear_refs resets the peak-RSS mark (Linux ≥ 4.0), so the peak read
         // at the end is the measured part's, not the start-up's. Where it is refused, the
         // peak is the process's whole life: an upper bound, still true.
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        procfs::reset_peak_rss();
         let (user, system) = cpu_times();
         Self { user, system }
     }

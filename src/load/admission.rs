@@ -1,0 +1,119 @@
+//! Admission: the one way a request is taken — from the open model's schedule (its number,
+//! intended start, whether it is measured, whether it is late) or, in the closed model, for a
+//! free slot until the time or the count is reached — shared by the unary dispatcher and the
+//! stream and storm workers, with the run's clock and the release timing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::Plan;
+
+/// State shared by all workers of one run. Only atomics are written on the hot path.
+pub(super) struct Shared {
+    pub plan: Plan,
+    /// The next request number. Relaxed is enough: it only has to hand out each number
+    /// once, which fetch_add guarantees at any ordering; no other memory hangs on it.
+    pub next: AtomicU64,
+    /// Numbers requests in the closed model when they differ by number (lists, templates).
+    /// Relaxed, like `next`: only uniqueness matters.
+    pub sequence: AtomicU64,
+    /// Set when the run is being stopped. Relaxed: it carries no data, and a worker that
+    /// sees it one request late sends one more request, which the drain then waits for.
+    pub stop: AtomicBool,
+    /// The same stop, for streams to await (each registers once per stream, never per message).
+    pub stop_token: CancellationToken,
+}
+
+/// The run's time line, fixed once every generator thread is connected.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    /// Time 0 of the schedule, start of the warm-up.
+    pub start: Instant,
+    /// Start of the measured part (start + warm-up).
+    pub origin: Instant,
+    /// Closed model: when to stop sending.
+    pub end: Option<Instant>,
+}
+
+/// A request picked up more than this after its intended start counts as sent late.
+/// Below it is timer and scheduling jitter, not a generator that fell behind.
+pub(super) const LATE_AFTER: Duration = Duration::from_millis(1);
+
+/// tokio's timer fires on 1 ms ticks, rounding a deadline up. Sleeping until half a tick
+/// before the intended start releases each request within ±0.5 ms of it, instead of
+/// always up to 1 ms after; the corrected latency is measured from the earlier of the
+/// intended start and the send, so it is never below the uncorrected one.
+pub(super) const HALF_TICK: Duration = Duration::from_micros(500);
+
+/// Longest single sleep, so a stop is noticed quickly without a select per request.
+pub(super) const MAX_NAP: Duration = Duration::from_millis(50);
+
+pub(super) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// When a request due `at` is released: half a tick early, so that with tokio rounding
+/// timers up to its next tick each request goes within ±0.5 ms of its time.
+pub(super) fn release_time(at: Instant) -> Instant {
+    at.checked_sub(HALF_TICK).unwrap_or(at)
+}
+
+/// A request taken, not yet sent.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ticket {
+    /// The request number (`{{request_number}}`): the schedule's index in the open model.
+    pub number: u64,
+    /// Open model: the intended start.
+    pub intended: Option<Instant>,
+    /// False during the warm-up.
+    pub measured: bool,
+    /// Taken more than `LATE_AFTER` after its intended start: no slot was free in time
+    /// (judged when taken, not after the timer: timer granularity is not lateness).
+    pub late: bool,
+}
+
+impl Shared {
+    /// Takes the next request at `now`; `None` when no more will be taken (the schedule is
+    /// exhausted, the time or the count is reached).
+    pub fn take(&self, clock: &Clock, now: Instant) -> Option<Ticket> {
+        match &self.plan.schedule {
+            Some(schedule) => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                let at = clock.start + schedule.due(n)?;
+                Some(Ticket {
+                    number: n,
+                    intended: Some(at),
+                    measured: n >= schedule.warmup_requests(),
+                    late: now > at + LATE_AFTER,
+                })
+            }
+            None => {
+                if clock.end.is_some_and(|end| now >= end) {
+                    return None;
+                }
+                let measured = now >= clock.origin;
+                if measured {
+                    if let Some(limit) = self.plan.load.requests {
+                        if self.next.fetch_add(1, Ordering::Relaxed) >= limit {
+                            return None;
+                        }
+                    }
+                }
+                let number = if self.plan.requests.varies() {
+                    self.sequence.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    0
+                };
+                Some(Ticket {
+                    number,
+                    intended: None,
+                    measured,
+                    late: false,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! What a run is given (the plan: call, requests, schedule) and what it gives back.
+
+use std::time::{Duration, SystemTime};
+
+use super::schedule::Schedule;
+use super::storm::HandshakeCall;
+use super::stream::StreamCall;
+use crate::grpc::request::Requests;
+use crate::grpc::unary::UnaryCall;
+use crate::host::process::ProcessUsage;
+use crate::record::Aggregate;
+use crate::scenario::Load;
+
+/// Everything the workers need, fixed before the load starts.
+pub struct Plan {
+    pub load: Load,
+    pub call: CallPlan,
+    pub requests: Requests,
+    /// `None` for the closed model.
+    pub schedule: Option<Schedule>,
+    /// Gives a sampled fraction of calls a span (when tracing is on).
+    pub trace: Option<crate::telemetry::traces::CallSampler>,
+}
+
+/// What each iteration does.
+pub enum CallPlan {
+    Unary(UnaryCall),
+    Stream(StreamCall),
+    /// A new connection and TLS handshake per iteration (no pooled connection).
+    Handshake(HandshakeCall),
+}
+
+impl CallPlan {
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            Self::Unary(c) => c.timeout(),
+            Self::Stream(c) => c.timeout(),
+            Self::Handshake(h) => h
+                .call
+                .as_ref()
+                .and_then(UnaryCall::timeout)
+                .or(Some(h.connect_timeout * 2)),
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub aggregate: Aggregate,
+    /// Wall-clock time at which the measured part began.
+    pub started_at: SystemTime,
+    /// Length of the measured part (to the last completion, or to the interruption).
+    pub measured: Duration,
+    pub interrupted: bool,
+    pub process: ProcessUsage,
+    /// Generator threads the load ran on.
+    pub threads: usize,
+    /// Generator threads that panicked (a bug): what they had not yet handed over is lost,
+    /// the rest of the run is reported, and the process exits 70.
+    pub generator_panics: u64,
+}

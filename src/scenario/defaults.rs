@@ -1,0 +1,25 @@
+//! Every default of a scenario, defined once: the reader applies them, the schema documents
+//! them (`schema.rs` renders these values into the README's tables).
+
+use std::time::Duration;
+
+/// `[load] duration` when neither `duration`, `requests` nor stages are given.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// `[load] concurrency`: calls (streams, storm iterations) in flight at most.
+pub const DEFAULT_CONCURRENCY: u64 = 64;
+/// `[load] connections`.
+pub const DEFAULT_CONNECTIONS: u64 = 1;
+/// `[target] connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `[call] timeout` for unary calls (and a storm's calls): every call has a deadline (ghz's
+/// default), so a target that stops answering cannot hang a run. Streams have none unless
+/// one is written.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// gRPC's default limit on a received message (grpc-go, grpc-java, grpcio): 4 MiB.
+pub const DEFAULT_MAX_RECEIVE_BYTES: u32 = 4 << 20;
+/// The most `max_receive_message_size` may be: 1 GiB.
+pub const MAX_RECEIVE_LIMIT: u32 = 1 << 30;
+/// `[load] concurrency` and `connections` at most.
+pub const MAX_SLOTS: u32 = 1_000_000;
+/// `[tracing] sample_ratio`: 1% of 10,000 rps is 100 spans/s.
+pub const DEFAULT_SAMPLE_RATIO: f64 = 0.01;

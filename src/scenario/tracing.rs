@@ -1,0 +1,80 @@
+//! `[tracing]` in a scenario or the agent's config: where spans go and how many calls get one.
+
+pub use super::defaults::DEFAULT_SAMPLE_RATIO;
+use super::reader::TableReader;
+
+/// `[tracing]` in a scenario or the agent's config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TracingConfig {
+    /// `otlp_endpoint`; when absent, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` from the environment; none of them: no tracing.
+    pub otlp_endpoint: Option<String>,
+    /// The fraction of calls (streams, handshakes) that get a span, 0 to 1, when set.
+    pub sample_ratio: Option<f64>,
+}
+
+impl TracingConfig {
+    /// `sample_ratio`, or the default.
+    pub fn ratio(&self) -> f64 {
+        self.sample_ratio.unwrap_or(DEFAULT_SAMPLE_RATIO)
+    }
+
+    /// The endpoint to export to and where it was set: the file, else the standard
+    /// environment variables.
+    pub fn endpoint(&self) -> Option<(String, &'static str)> {
+        if let Some(e) = &self.otlp_endpoint {
+            return Some((e.clone(), "[tracing] otlp_endpoint"));
+        }
+        [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .into_iter()
+        .find_map(|k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (v, k))
+        })
+    }
+}
+
+/// Reads `[tracing]`: `otlp_endpoint` (an http:// or https:// URL) and `sample_ratio`.
+pub fn read_config(t: &TableReader<'_, '_, '_>) -> TracingConfig {
+    let mut config = TracingConfig::default();
+    if let Some(e) = t.string("otlp_endpoint") {
+        match check_endpoint(&e.value) {
+            Ok(()) => config.otlp_endpoint = Some(e.value),
+            Err(why) => t.ctx().report_at(e.loc, &t.key_path("otlp_endpoint"), why),
+        }
+    }
+    if let Some(r) = t.number("sample_ratio", false) {
+        if r.value > 1.0 {
+            t.ctx().report_at(
+                r.loc,
+                &t.key_path("sample_ratio"),
+                format!(
+                    "{} is not valid: it is a fraction from 0 (no call spans) to 1 (every call)",
+                    r.value
+                ),
+            );
+        } else {
+            config.sample_ratio = Some(r.value);
+        }
+    }
+    t.finish();
+    config
+}
+
+/// An OTLP/gRPC endpoint is a URL with a scheme, as the OpenTelemetry SDKs take it.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let uri: http::Uri = endpoint.parse().map_err(|e| {
+        format!("`{endpoint}` is not a URL ({e}); write it as \"http://host:4317\"")
+    })?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(()),
+        _ => Err(format!(
+            "`{endpoint}` needs an http:// or https:// scheme and a host, as \"http://localhost:4317\""
+        )),
+    }
+}
