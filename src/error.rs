@@ -1,4 +1,4 @@
-//! Top-level errors and the exit codes they map to.
+//! The commands' errors and the one mapping from the layers' typed errors to exit codes.
 
 use std::fmt;
 
@@ -59,6 +59,27 @@ impl CommandError {
         Self {
             code: ExitCode::RunFailed,
             message: message.to_string(),
+        }
+    }
+}
+
+/// The one mapping from a run's errors to exit codes: input 2, everything else 1.
+impl From<crate::run::RunError> for CommandError {
+    fn from(e: crate::run::RunError) -> Self {
+        use crate::run::RunError;
+        match e {
+            RunError::Invalid(m) => Self::invalid(m),
+            RunError::Unreachable(m) | RunError::Failed(m) => Self::run_failed(m),
+        }
+    }
+}
+
+impl From<crate::report::outputs::OutputError> for CommandError {
+    fn from(e: crate::report::outputs::OutputError) -> Self {
+        use crate::report::outputs::OutputError;
+        match e {
+            OutputError::NotWritable(_) => Self::invalid(e),
+            OutputError::WriteFailed(_) => Self::run_failed(e),
         }
     }
 }

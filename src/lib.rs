@@ -13,6 +13,7 @@ pub mod load;
 pub mod observe;
 pub mod record;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod target;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! Scheduled scenarios: each `[[schedules]]` entry runs its scenario every `every` (plus
-//! jitter) with the same driver as `loadagent run`; results become metrics and are kept for
+//! jitter) through the same run API as `loadagent run` (`crate::run`); results become metrics and are kept for
 //! `/api/v1/runs`. Two schedules never overlap on one node unless one allows it.
 
 use std::collections::VecDeque;
@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ScheduleConfig;
 use crate::record::histogram::decode;
-use crate::report::thresholds::evaluate;
+use crate::report::outputs::Outputs;
 use crate::report::Report;
-use crate::telemetry::run_span::RunSpan;
+use crate::run::{execute, prepare, Hooks};
 use crate::telemetry::traces::Traces;
 use crate::telemetry::Metrics;
 
@@ -124,49 +124,38 @@ fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
 
 /// Runs a scenario once; `None` with the failure counted when it could not run.
 async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
-    let fail = |kind: &str, why: String| {
-        ctx.metrics
+    let failed = |metrics: &Metrics, kind: &str, why: &str| {
+        metrics
             .errors_total
             .with_label_values(&["schedule", kind])
             .inc();
         tracing::warn!(scenario = %s.scenario.display(), error = %why, "scheduled run failed");
     };
-    let mut ready = match crate::commands::prepare(&s.scenario).await {
-        Ok(p) => p.ready(),
+    let prepared = match prepare(&s.scenario, &Outputs::default()).await {
+        Ok(p) => p,
         Err(e) => {
-            fail("prepare", e.to_string());
+            failed(&ctx.metrics, "prepare", &e.to_string());
             return None;
         }
     };
-    let name = ready.scenario.name.clone();
-    let watch = match crate::commands::watch_target(&ready.scenario).await {
-        Ok(w) => w,
-        Err(e) => {
-            fail("target_process", e.to_string());
-            None
-        }
+    let name = prepared.scenario.name.clone();
+    let (metrics, scenario) = (ctx.metrics.clone(), s.scenario.clone());
+    let hooks = Hooks {
+        cancel: ctx.stop.child_token(),
+        traces: ctx.traces.clone(),
+        on_watch_error: Some(Box::new(move |why: String| {
+            metrics
+                .errors_total
+                .with_label_values(&["schedule", "target_process"])
+                .inc();
+            tracing::warn!(scenario = %scenario.display(), error = %why, "scheduled run not watching its target");
+        })),
+        ..Hooks::default()
     };
-    let span = ctx.traces.as_deref().map(|t| {
-        let (span, sampler) = RunSpan::start(t, &ready.scenario, &ready.endpoint.address);
-        ready.plan.trace = Some(sampler);
-        span
-    });
-    let (progress, _) = tokio::sync::watch::channel(Default::default());
-    let outcome = match crate::load::drive(
-        ready.plan,
-        ready.endpoint,
-        ctx.stop.child_token(),
-        progress,
-        |_, _| {},
-    )
-    .await
-    {
-        Ok(o) => o,
+    let report = match execute(prepared, hooks).await {
+        Ok(f) => f.report,
         Err(e) => {
-            if let Some(span) = span {
-                span.failed(&e.to_string());
-            }
-            fail("connect", e.to_string());
+            failed(&ctx.metrics, "connect", &e.to_string());
             ctx.metrics
                 .runs_total
                 .with_label_values(&[name.as_str(), "failed"])
@@ -178,21 +167,7 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
             return None;
         }
     };
-    drop(ready.embedded);
-    let mut report = Report::build(&ready.scenario, &ready.schema_source, &outcome, ready.asked);
-    if let Some(w) = watch {
-        report.target_process = Some(w.finish(outcome.started_at, report.totals.requests).await);
-    }
-    let json = serde_json::to_value(&report).unwrap_or_default();
-    report.thresholds = evaluate(
-        &ready.scenario.thresholds,
-        &json,
-        ready.scenario.load.model(),
-    );
     let passed = report.thresholds.iter().all(|t| t.passed);
-    if let Some(span) = span {
-        span.finish(&report);
-    }
     export(&ctx.metrics, &name, &report, passed);
     ctx.metrics
         .runs_total

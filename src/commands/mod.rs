@@ -1,7 +1,6 @@
 //! The commands: each takes typed arguments and returns a result or a `CommandError`.
 
 mod agent;
-mod prepare;
 mod probe;
 mod progress;
 mod reports;
@@ -11,9 +10,6 @@ mod validate;
 
 use crate::cli::Command;
 use crate::error::CommandError;
-
-pub use prepare::{prepare, Prepared, Ready};
-pub use run::watch_target;
 
 /// Runs one command to completion.
 pub async fn execute(command: Command) -> Result<(), CommandError> {

@@ -1,23 +1,18 @@
-//! `loadagent run`: prepare, drive the load, summarise, write the report and other outputs,
-//! judge the thresholds.
+//! `loadagent run`: arguments in, the run (`crate::run`) with a progress line and Ctrl-C,
+//! then the summary, the outputs and the exit code of the thresholds.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{prepare, progress};
+use super::progress;
 use crate::error::CommandError;
-use crate::host::target_process::TargetWatch;
-use crate::load::{drive, RunOutcome};
 use crate::record::Progress;
-use crate::report::outputs::{check_writable, write_outputs, Outputs};
+use crate::report::outputs::{write_outputs, Outputs};
 use crate::report::summary::render;
-use crate::report::thresholds::evaluate;
-use crate::report::Report;
-use crate::scenario::Scenario;
-use crate::telemetry::run_span::RunSpan;
+use crate::run::{execute, prepare, Hooks};
 use crate::telemetry::traces::Traces;
 
 /// Files a run writes besides the summary.
@@ -36,69 +31,44 @@ pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), Co
         hlog: outputs.hlog,
         csv: outputs.csv,
     };
-    for p in outputs.paths() {
-        check_writable(p)?;
-    }
-    let mut ready = prepare(path).await?.ready();
-    let scenario = ready.scenario.clone();
-    let watch = watch_target(&scenario).await?;
-    let traces = Traces::start(&scenario.tracing, None, |m| eprintln!("warning: {m}"))
-        .map_err(CommandError::invalid)?;
-    let run_span = traces.as_ref().map(|t| {
-        let (span, sampler) = RunSpan::start(t, &scenario, &ready.endpoint.address);
-        ready.plan.trace = Some(sampler);
-        span
-    });
-    let asked = ready.asked;
+    let prepared = prepare(path, &outputs).await?;
+    let traces = Traces::start(&prepared.scenario.tracing, None, |m| {
+        eprintln!("warning: {m}")
+    })
+    .map_err(CommandError::invalid)?
+    .map(Arc::new);
     let cancel = CancellationToken::new();
     stop_on_signal(
         cancel.clone(),
         "waiting for requests in flight, then writing the report",
     );
-    let aborted_by = Arc::new(Mutex::new(None));
-    let check = abort_check(
-        &scenario,
-        &ready.schema_source,
-        asked,
-        cancel.clone(),
-        aborted_by.clone(),
-    );
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
-    let driven = drive(ready.plan, ready.endpoint, cancel, progress_tx, check).await;
-    let outcome = match driven {
-        Ok(o) => o,
-        Err(e) => {
-            let why = format!("{e} (target {})", scenario.target.address.describe());
-            if let Some(span) = run_span {
-                span.failed(&why);
-            }
-            finish_traces(traces).await;
-            return Err(CommandError::run_failed(why));
-        }
+    let hooks = Hooks {
+        cancel,
+        progress: Some(progress_tx),
+        traces: traces.clone(),
+        ..Hooks::default()
     };
+    let finished = execute(prepared, hooks).await;
     if let Some(task) = shown {
         let _ = task.await;
     }
-    drop(ready.embedded);
-
-    let mut report = Report::build(&scenario, &ready.schema_source, &outcome, asked);
-    if let Some(w) = watch {
-        report.target_process = Some(w.finish(outcome.started_at, report.totals.requests).await);
-    }
-    let json = serde_json::to_value(&report).unwrap_or_default();
-    report.thresholds = evaluate(&scenario.thresholds, &json, scenario.load.model());
-    report.aborted_by_threshold = aborted_by.lock().ok().and_then(|g| g.clone());
-    outputs.say(&render(&report));
-    write_outputs(&outputs, &report, &outcome.aggregate.histograms)?;
+    let finished = match finished {
+        Ok(f) => f,
+        Err(e) => {
+            finish_traces(traces).await;
+            return Err(e.into());
+        }
+    };
+    let report = &finished.report;
+    outputs.say(&render(report));
+    write_outputs(&outputs, report, &finished.histograms)?;
     outputs.say_written();
-    if let Some(span) = run_span {
-        span.finish(&report);
-    }
     if let Some(line) = finish_traces(traces).await {
         println!("  traces    {line}");
     }
-    let failed = report.thresholds.iter().filter(|t| !t.passed).count();
+    let failed = finished.failed_thresholds();
     if failed > 0 {
         return Err(CommandError::thresholds_failed(format!(
             "{failed} of {} thresholds failed",
@@ -185,22 +155,11 @@ pub async fn repeat(
     Ok(())
 }
 
-/// Starts watching the target's process and metrics endpoint, when the scenario names them.
-pub async fn watch_target(scenario: &Scenario) -> Result<Option<TargetWatch>, CommandError> {
-    if scenario.target.watch.is_empty() {
-        return Ok(None);
-    }
-    TargetWatch::start(scenario.target.watch.clone())
-        .await
-        .map(Some)
-        .map_err(|e| CommandError::invalid(format!("{}: {e}", scenario.path.display())))
-}
-
 /// How long the end of a run waits for its last spans to be exported.
 const TRACE_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Exports the spans still queued (waiting at most `TRACE_FLUSH`) and says what went out.
-async fn finish_traces(traces: Option<Traces>) -> Option<String> {
+async fn finish_traces(traces: Option<Arc<Traces>>) -> Option<String> {
     let traces = traces?;
     tokio::task::spawn_blocking(move || {
         traces.shutdown(TRACE_FLUSH);
@@ -208,48 +167,6 @@ async fn finish_traces(traces: Option<Traces>) -> Option<String> {
     })
     .await
     .ok()
-}
-
-/// With `abort_on_fail`, thresholds are checked on the data so far each time an interval
-/// closes; the first failure stops the run (and is named in the report).
-fn abort_check(
-    scenario: &Arc<Scenario>,
-    schema_source: &str,
-    asked: Option<u64>,
-    cancel: CancellationToken,
-    aborted_by: Arc<Mutex<Option<String>>>,
-) -> impl FnMut(&crate::record::Aggregate, std::time::Duration) + Send + 'static {
-    let scenario = scenario.clone();
-    let schema_source = schema_source.to_string();
-    move |aggregate, elapsed| {
-        if !scenario.thresholds.abort_on_fail || cancel.is_cancelled() {
-            return;
-        }
-        let outcome = RunOutcome {
-            aggregate: aggregate.clone(),
-            started_at: std::time::SystemTime::now(),
-            measured: elapsed,
-            interrupted: false,
-            process: Default::default(),
-            threads: 1,
-            generator_panics: 0,
-        };
-        let report = Report::build(&scenario, &schema_source, &outcome, asked);
-        let json = serde_json::to_value(&report).unwrap_or_default();
-        if let Some(failed) = evaluate(&scenario.thresholds, &json, scenario.load.model())
-            .into_iter()
-            .find(|t| !t.passed)
-        {
-            if let Ok(mut slot) = aborted_by.lock() {
-                *slot = Some(format!("{} {}", failed.metric, failed.condition));
-            }
-            eprintln!(
-                "stopping: threshold {} {} failed (abort_on_fail)",
-                failed.metric, failed.condition
-            );
-            cancel.cancel();
-        }
-    }
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM, printing what stopping means.

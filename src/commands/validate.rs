@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use super::prepare;
 use crate::error::CommandError;
+use crate::report::outputs::Outputs;
+use crate::run::prepare;
 
 pub async fn validate(path: &Path) -> Result<(), CommandError> {
-    let p = prepare(path).await?;
+    let p = prepare(path, &Outputs::default()).await?;
     println!(
         "{}: ok — {} ({}) → {}{}",
         path.display(),

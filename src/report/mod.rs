@@ -7,6 +7,7 @@ pub mod csv;
 pub mod hlog;
 pub mod html;
 pub mod merge;
+pub mod metric;
 pub mod outputs;
 pub mod schema;
 pub mod summary;

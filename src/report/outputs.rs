@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use super::schema::Report;
 use super::write::{prove_writable, write_fallback, write_output};
 use super::{csv, hlog, html};
-use crate::error::CommandError;
 use crate::record::aggregator::IntervalHistograms;
 
 #[derive(Debug, Clone, Default)]
@@ -43,9 +42,20 @@ impl Outputs {
     }
 }
 
+/// Why outputs were not written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Found before anything ran: the path cannot be written (an input problem).
+    #[error("cannot write {0}")]
+    NotWritable(std::io::Error),
+    /// The final writes failed (each output says where its bytes went instead).
+    #[error("{0}")]
+    WriteFailed(String),
+}
+
 /// Fails before the run, not after it, when an output could not be written.
-pub fn check_writable(out: &Path) -> Result<(), CommandError> {
-    prove_writable(out).map_err(|e| CommandError::invalid(format!("cannot write {e}")))
+pub fn check_writable(out: &Path) -> Result<(), OutputError> {
+    prove_writable(out).map_err(OutputError::NotWritable)
 }
 
 /// Writes one output; when that fails the bytes go to a file in the temporary folder
@@ -66,11 +76,11 @@ pub fn write_outputs(
     outputs: &Outputs,
     report: &Report,
     histograms: &[IntervalHistograms],
-) -> Result<(), CommandError> {
+) -> Result<(), OutputError> {
     let mut failures = Vec::new();
     if let Some(p) = &outputs.json {
         let json = serde_json::to_vec_pretty(report)
-            .map_err(|e| CommandError::run_failed(format!("cannot serialise the report: {e}")))?;
+            .map_err(|e| OutputError::WriteFailed(format!("cannot serialise the report: {e}")))?;
         write(p, &json, &mut failures);
     }
     if let Some(p) = &outputs.html {
@@ -92,6 +102,6 @@ pub fn write_outputs(
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(CommandError::run_failed(failures.join("\n")))
+        Err(OutputError::WriteFailed(failures.join("\n")))
     }
 }

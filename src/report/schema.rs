@@ -269,15 +269,57 @@ impl Report {
         serde_json::from_value(value).map_err(|e| LoadError::Malformed(name, e.to_string()))
     }
 
+    /// The report of a finished run.
     pub fn build(
         scenario: &Scenario,
         schema_source: &str,
         outcome: &RunOutcome,
         asked_requests: Option<u64>,
     ) -> Self {
-        let totals = &outcome.aggregate.totals;
+        let mut report = Self::assemble(
+            scenario,
+            schema_source,
+            &outcome.aggregate.totals,
+            outcome.started_at,
+            outcome.measured,
+            asked_requests,
+        );
+        report.interrupted = outcome.interrupted;
+        report.generator_panics = outcome.generator_panics;
+        report.intervals = outcome.aggregate.intervals.clone();
+        report.process = outcome.process.clone();
+        report
+    }
+
+    /// The figures of a run still going on, `measured` into it, for judging thresholds as
+    /// intervals close (`abort_on_fail`): no intervals, no process figures.
+    pub fn so_far(
+        scenario: &Scenario,
+        schema_source: &str,
+        aggregate: &Aggregate,
+        measured: std::time::Duration,
+        asked_requests: Option<u64>,
+    ) -> Self {
+        Self::assemble(
+            scenario,
+            schema_source,
+            &aggregate.totals,
+            std::time::SystemTime::now(),
+            measured,
+            asked_requests,
+        )
+    }
+
+    fn assemble(
+        scenario: &Scenario,
+        schema_source: &str,
+        totals: &IntervalData,
+        started_at: std::time::SystemTime,
+        measured: std::time::Duration,
+        asked_requests: Option<u64>,
+    ) -> Self {
         let model = scenario.load.model();
-        let secs = outcome.measured.as_secs_f64();
+        let secs = measured.as_secs_f64();
         let mut status_codes = BTreeMap::new();
         for (code, &n) in totals.status.iter().enumerate() {
             if n > 0 {
@@ -294,7 +336,7 @@ impl Report {
             })
             .collect();
         errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.status.cmp(&b.status)));
-        let started_at = time::OffsetDateTime::from(outcome.started_at)
+        let started_at = time::OffsetDateTime::from(started_at)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         Self {
@@ -309,8 +351,8 @@ impl Report {
             schema_source: schema_source.to_string(),
             started_at,
             duration_seconds: round3(secs),
-            interrupted: outcome.interrupted,
-            generator_panics: outcome.generator_panics,
+            interrupted: false,
+            generator_panics: 0,
             platform: Platform::current(),
             load: LoadInfo {
                 model,
@@ -422,8 +464,8 @@ impl Report {
                 .tls
                 .as_ref()
                 .is_some_and(|t| t.insecure_skip_verify),
-            intervals: outcome.aggregate.intervals.clone(),
-            process: outcome.process.clone(),
+            intervals: Vec::new(),
+            process: ProcessUsage::default(),
             target_process: None,
             thresholds: Vec::new(),
             aborted_by_threshold: None,

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use super::metric::number_at;
+use super::schema::Report;
 pub use super::schema::ThresholdResult;
 use crate::scenario::thresholds::{Limit, Threshold, Thresholds};
 use crate::scenario::{Model, Problem, Problems, Scenario};
@@ -11,18 +13,27 @@ const LATENCY_STATS: &[&str] = &[
     "p50", "p90", "p99", "p999", "p9999", "max", "min", "mean", "stddev",
 ];
 
-/// The JSON path a metric name stands for. Shorthands: `rps`, `error_rate`, `requests`
+/// The report path a metric name stands for. Shorthands: `rps`, `error_rate`, `requests`
 /// (any `totals` field); `latency.p99` (the corrected histogram in the open model, the
-/// uncorrected one in the closed); a latency statistic without its `_us`.
-pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>, String> {
+/// uncorrected one in the closed); a latency statistic without its `_us`. `is_number` says
+/// whether the report has a number at a path (the typed report when judging, the JSON of a
+/// probe report when checking the scenario).
+fn expand(
+    metric: &str,
+    model: Model,
+    is_number: impl Fn(&[String]) -> bool,
+) -> Result<Vec<String>, String> {
     let mut path: Vec<String> = metric.split('.').map(str::to_string).collect();
     if path.iter().any(String::is_empty) {
         return Err(format!(
             "`{metric}` is not a metric path; write dotted names such as latency.p99"
         ));
     }
-    if path.len() == 1 && probe.get(&path[0]).is_none() && probe["totals"].get(&path[0]).is_some() {
-        path.insert(0, "totals".into());
+    if path.len() == 1 && !is_number(&path) {
+        let in_totals = vec!["totals".to_string(), path[0].clone()];
+        if is_number(&in_totals) {
+            path = in_totals;
+        }
     }
     if path[0] == "latency" && path.len() == 2 {
         let which = if model == Model::Open {
@@ -37,6 +48,17 @@ pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>,
             last.push_str("_us");
         }
     }
+    Ok(path)
+}
+
+/// The path a metric stands for in the report `probe` (JSON, before a run), or why there is
+/// none: what the report has where the name goes astray.
+pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>, String> {
+    let path = expand(metric, model, |p| {
+        p.iter()
+            .try_fold(probe, |cur, seg| cur.get(seg))
+            .is_some_and(Value::is_number)
+    })?;
     let mut cur = probe;
     for (i, seg) in path.iter().enumerate() {
         cur =
@@ -118,24 +140,19 @@ pub fn check(scenario: &Scenario, probe: &Value) -> Result<(), Problems> {
     }
 }
 
-/// Evaluates thresholds on a report (as JSON).
-pub fn evaluate(thresholds: &Thresholds, report: &Value, model: Model) -> Vec<ThresholdResult> {
+/// Judges thresholds on the typed report: each metric's value is read from the report
+/// itself (`metric::number_at`), never from a JSON copy of it.
+pub fn judge(thresholds: &Thresholds, report: &Report, model: Model) -> Vec<ThresholdResult> {
     thresholds
         .list
         .iter()
-        .map(|th| evaluate_one(th, report, model))
+        .map(|th| judge_one(th, report, model))
         .collect()
 }
 
-fn evaluate_one(th: &Threshold, report: &Value, model: Model) -> ThresholdResult {
-    let path = resolve(&th.metric.value, report, model).ok();
-    let actual = path.as_ref().and_then(|path| {
-        let mut cur = report;
-        for seg in path {
-            cur = cur.get(seg)?;
-        }
-        cur.as_f64()
-    });
+fn judge_one(th: &Threshold, report: &Report, model: Model) -> ThresholdResult {
+    let path = expand(&th.metric.value, model, |p| number_at(report, p).is_some()).ok();
+    let actual = path.as_ref().and_then(|p| number_at(report, p));
     let unit = path
         .as_deref()
         .filter(|p| is_latency(p))

@@ -2,7 +2,6 @@
 //! labels), so dashboards and alert rules can be generated from the same list.
 
 pub mod metrics;
-pub mod run_span;
 pub mod traces;
 
 pub use metrics::{Metrics, DEFINITIONS};

@@ -4,9 +4,9 @@
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
-use super::traces::{end_span, CallSampler, Traces};
 use crate::report::Report;
 use crate::scenario::Scenario;
+use crate::telemetry::traces::{end_span, CallSampler, Traces};
 
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -1,23 +1,22 @@
-//! Everything before the load: the scenario, the target (the embedded one is started here),
-//! the method's descriptor and the encoded request. Shared by `run` and `validate`.
+//! Everything before the load: the outputs proven writable, the scenario, the target (the
+//! embedded one is started here), the method's descriptor and the encoded request.
 
 use std::path::Path;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::error::CommandError;
+use super::embedded::{start_embedded, EmbeddedTarget};
+use super::RunError;
 use crate::grpc::descriptors::{resolve, ResolveError};
 use crate::grpc::request::Requests;
 use crate::grpc::unary::UnaryCall;
 use crate::load::storm::HandshakeCall;
 use crate::load::stream::StreamCall;
 use crate::load::CallPlan;
+use crate::report::outputs::{check_writable, Outputs};
 use crate::scenario::{self, Address, Kind, Scenario, ScenarioError};
-use crate::target;
 use crate::tls::ClientTls;
 
-/// A scenario ready to run.
-pub struct Prepared {
+/// What preparing finds, before it is shaped for the driver.
+struct Parts {
     pub scenario: Scenario,
     /// `host:port` to connect to (the embedded target's loopback port when embedded).
     pub address: String,
@@ -30,8 +29,8 @@ pub struct Prepared {
     pub embedded: Option<EmbeddedTarget>,
 }
 
-/// A prepared scenario turned into what the driver takes.
-pub struct Ready {
+/// A scenario ready to run: what the driver takes, and what the report needs.
+pub struct Prepared {
     pub scenario: std::sync::Arc<Scenario>,
     pub schema_source: String,
     pub endpoint: crate::grpc::channel::Endpoint,
@@ -42,8 +41,8 @@ pub struct Ready {
     pub embedded: Option<EmbeddedTarget>,
 }
 
-impl Prepared {
-    pub fn ready(self) -> Ready {
+impl Parts {
+    fn ready(self) -> Prepared {
         let scenario = std::sync::Arc::new(self.scenario);
         let endpoint = crate::grpc::channel::Endpoint {
             address: self.address.clone(),
@@ -69,7 +68,7 @@ impl Prepared {
             requests: self.requests,
             schedule,
         };
-        Ready {
+        Prepared {
             scenario,
             schema_source: self.schema_source,
             endpoint,
@@ -80,98 +79,42 @@ impl Prepared {
     }
 }
 
-/// The in-process reference target, on a runtime of its own so the generator's tasks do
-/// not queue in front of the instrument's.
-pub struct EmbeddedTarget {
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for EmbeddedTarget {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn start_embedded(
-    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-) -> Result<(EmbeddedTarget, String), CommandError> {
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let token = shutdown.clone();
-    let thread = std::thread::Builder::new()
-        .name("embedded-target".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .thread_name("target")
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Err(format!(
-                        "cannot start the embedded target's runtime: {e}"
-                    )));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match target::serve("127.0.0.1:0", token.clone(), tls).await {
-                    Ok(running) => {
-                        let _ = tx.send(Ok(running.local_addr.to_string()));
-                        let _ = running.served.await;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                    }
-                }
-            });
-        })
-        .map_err(|e| CommandError::run_failed(format!("cannot start the embedded target: {e}")))?;
-    let embedded = EmbeddedTarget {
-        shutdown,
-        thread: Some(thread),
-    };
-    match rx.recv() {
-        Ok(Ok(addr)) => Ok((embedded, addr)),
-        Ok(Err(e)) => Err(CommandError::run_failed(e)),
-        Err(_) => Err(CommandError::run_failed(
-            "the embedded target stopped while starting",
-        )),
-    }
-}
-
 /// The host part of `host:port` (SNI and verification default).
 fn host_of(address: &str) -> &str {
     let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Loads and checks a scenario, resolves its method and encodes its request.
-pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
+/// Proves the outputs writable, loads and checks a scenario, starts or reaches its target,
+/// resolves its method and encodes its request.
+pub async fn prepare(path: &Path, outputs: &Outputs) -> Result<Prepared, RunError> {
+    Ok(parts(path, outputs).await?.ready())
+}
+
+async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
+    for out in outputs.paths() {
+        check_writable(out).map_err(|e| RunError::Invalid(e.to_string()))?;
+    }
     let scenario = scenario::load(path).map_err(|e| match e {
-        ScenarioError::Read(_) => CommandError::invalid(e),
-        ScenarioError::Invalid(problems) => CommandError::invalid(problems.to_string().trim_end()),
+        ScenarioError::Read(_) => RunError::Invalid(e.to_string()),
+        ScenarioError::Invalid(problems) => {
+            RunError::Invalid(problems.to_string().trim_end().to_string())
+        }
     })?;
     crate::report::thresholds::check(&scenario, &crate::report::Report::probe(&scenario))
-        .map_err(|p| CommandError::invalid(p.to_string().trim_end()))?;
+        .map_err(|p| RunError::Invalid(p.to_string().trim_end().to_string()))?;
     // The embedded target speaks TLS when the scenario asks for it, with a certificate
     // generated now and trusted by this run's client only.
     let generated = match (&scenario.target.address, &scenario.target.tls) {
         (Address::Embedded, Some(_)) => {
-            Some(crate::tls::server::generate().map_err(CommandError::run_failed)?)
+            Some(crate::tls::server::generate().map_err(RunError::Failed)?)
         }
         _ => None,
     };
     let (embedded, address) = match &scenario.target.address {
         Address::Embedded => {
             let server_tls = match &generated {
-                Some(g) => {
-                    Some(crate::tls::server::server_config(g).map_err(CommandError::run_failed)?)
-                }
+                Some(g) => Some(crate::tls::server::server_config(g).map_err(RunError::Failed)?),
                 None => None,
             };
             let (e, a) = start_embedded(server_tls)?;
@@ -189,7 +132,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
             };
             let built = ClientTls::build(o, default_host, generated.as_ref().map(|g| &g.cert))
                 .map_err(|e| {
-                    CommandError::invalid(format!(
+                    RunError::Invalid(format!(
                         "{}:{}:{}: `target.tls.{}`: {}",
                         scenario.path.display(),
                         o.loc.line,
@@ -204,8 +147,8 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
     let Some(call_spec) = scenario.call.clone() else {
         // A handshake storm without a call.
         let Some(tls) = tls else {
-            return Err(CommandError::invalid(
-                "a handshake storm needs [target.tls]",
+            return Err(RunError::Invalid(
+                "a handshake storm needs [target.tls]".into(),
             ));
         };
         let call = CallPlan::Handshake(HandshakeCall {
@@ -214,7 +157,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
             connect_timeout: scenario.target.connect_timeout,
             call: None,
         });
-        return Ok(Prepared {
+        return Ok(Parts {
             scenario,
             address,
             schema_source: "none (handshakes only)".into(),
@@ -227,11 +170,11 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
     let resolved = resolve(&scenario, &call_spec, &address, tls.as_ref())
         .await
         .map_err(|e| match e {
-            ResolveError::Invalid(p) => CommandError::invalid(p.to_string().trim_end()),
-            ResolveError::Unreachable(m) => CommandError::run_failed(m),
+            ResolveError::Invalid(p) => RunError::Invalid(p.to_string().trim_end().to_string()),
+            ResolveError::Unreachable(m) => RunError::Unreachable(m),
         })?;
     let requests = Requests::build(&call_spec, &resolved.descriptor)
-        .map_err(|p| CommandError::invalid(p.to_string().trim_end()))?;
+        .map_err(|p| RunError::Invalid(p.to_string().trim_end().to_string()))?;
     let authority = scenario
         .target
         .authority
@@ -249,7 +192,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         call_spec.timeout,
         call_spec.compression,
     )
-    .map_err(|m| CommandError::invalid(format!("{}: {m}", path.display())))?
+    .map_err(|m| RunError::Invalid(format!("{}: {m}", path.display())))?
     .with_max_receive(call_spec.max_receive_message_size)
     .with_transport(call_spec.transport);
     let call = match (scenario.kind, &tls) {
@@ -264,7 +207,7 @@ pub async fn prepare(path: &Path) -> Result<Prepared, CommandError> {
         }
         _ => CallPlan::Unary(unary),
     };
-    Ok(Prepared {
+    Ok(Parts {
         scenario,
         address,
         schema_source: resolved.schema_source,

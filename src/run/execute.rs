@@ -1,0 +1,162 @@
+//! Executing a prepared run: watch the target, open the run's span, drive the load (with
+//! `abort_on_fail` checked as each interval closes), build the typed report, judge the
+//! thresholds on it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::span::RunSpan;
+use super::{Prepared, RunError};
+use crate::host::target_process::TargetWatch;
+use crate::record::aggregator::IntervalHistograms;
+use crate::record::{Aggregate, Progress};
+use crate::report::thresholds::judge;
+use crate::report::Report;
+use crate::scenario::Scenario;
+use crate::telemetry::traces::Traces;
+
+/// Called each time an interval closes, with the aggregate so far and the measured time.
+pub type IntervalSink = Box<dyn FnMut(&Aggregate, Duration) + Send>;
+
+/// What the caller of a run sees and controls while it goes on.
+#[derive(Default)]
+pub struct Hooks {
+    /// Cancelling stops taking new requests; those in flight finish, then the report is built.
+    pub cancel: CancellationToken,
+    /// Live figures, about four times a second.
+    pub progress: Option<watch::Sender<Progress>>,
+    /// Each closed interval (after the `abort_on_fail` check).
+    pub on_interval: Option<IntervalSink>,
+    /// Where the run's span and its sampled calls go.
+    pub traces: Option<Arc<Traces>>,
+    /// Without it, a target process or metrics URL that cannot be watched fails the run (exit
+    /// 2 for `loadagent run`); with it, the run goes on unwatched and the problem is handed
+    /// here (the agent counts it).
+    pub on_watch_error: Option<Box<dyn FnOnce(String) + Send>>,
+}
+
+/// A run that ran: the typed report (thresholds judged) and the interval histograms the hlog
+/// output is written from.
+pub struct Finished {
+    pub report: Report,
+    pub histograms: Vec<IntervalHistograms>,
+}
+
+impl Finished {
+    /// Thresholds that failed.
+    pub fn failed_thresholds(&self) -> usize {
+        self.report.thresholds.iter().filter(|t| !t.passed).count()
+    }
+}
+
+/// Runs a prepared scenario to its end (or its cancellation).
+pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunError> {
+    let Prepared {
+        scenario,
+        schema_source,
+        endpoint,
+        mut plan,
+        asked,
+        embedded,
+    } = prepared;
+    let watch = match start_watch(&scenario).await {
+        Ok(w) => w,
+        Err(why) => match hooks.on_watch_error {
+            Some(tell) => {
+                tell(why);
+                None
+            }
+            None => return Err(RunError::Invalid(why)),
+        },
+    };
+    let span = hooks.traces.as_deref().map(|t| {
+        let (span, sampler) = RunSpan::start(t, &scenario, &endpoint.address);
+        plan.trace = Some(sampler);
+        span
+    });
+    let aborted_by = Arc::new(Mutex::new(None));
+    let check = interval_check(
+        scenario.clone(),
+        schema_source.clone(),
+        asked,
+        hooks.cancel.clone(),
+        aborted_by.clone(),
+        hooks.on_interval,
+    );
+    // Without a listener the progress goes nowhere; the driver always sends it.
+    let progress = hooks
+        .progress
+        .unwrap_or_else(|| watch::channel(Progress::default()).0);
+    let outcome = match crate::load::drive(plan, endpoint, hooks.cancel, progress, check).await {
+        Ok(o) => o,
+        Err(e) => {
+            let why = format!("{e} (target {})", scenario.target.address.describe());
+            if let Some(span) = span {
+                span.failed(&why);
+            }
+            return Err(RunError::Unreachable(why));
+        }
+    };
+    drop(embedded);
+    let mut report = Report::build(&scenario, &schema_source, &outcome, asked);
+    if let Some(w) = watch {
+        report.target_process = Some(w.finish(outcome.started_at, report.totals.requests).await);
+    }
+    report.thresholds = judge(&scenario.thresholds, &report, scenario.load.model());
+    report.aborted_by_threshold = aborted_by.lock().ok().and_then(|g| g.clone());
+    if let Some(span) = span {
+        span.finish(&report);
+    }
+    Ok(Finished {
+        report,
+        histograms: outcome.aggregate.histograms,
+    })
+}
+
+/// Starts watching the target's process and metrics endpoint, when the scenario names them.
+async fn start_watch(scenario: &Scenario) -> Result<Option<TargetWatch>, String> {
+    if scenario.target.watch.is_empty() {
+        return Ok(None);
+    }
+    TargetWatch::start(scenario.target.watch.clone())
+        .await
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", scenario.path.display()))
+}
+
+/// As each interval closes: with `abort_on_fail`, the thresholds are judged on the figures so
+/// far and the first failure stops the run (and is named in the report); then the caller's
+/// sink gets the interval.
+fn interval_check(
+    scenario: Arc<Scenario>,
+    schema_source: String,
+    asked: Option<u64>,
+    cancel: CancellationToken,
+    aborted_by: Arc<Mutex<Option<String>>>,
+    mut sink: Option<IntervalSink>,
+) -> impl FnMut(&Aggregate, Duration) + Send + 'static {
+    move |aggregate, elapsed| {
+        if scenario.thresholds.abort_on_fail && !cancel.is_cancelled() {
+            let so_far = Report::so_far(&scenario, &schema_source, aggregate, elapsed, asked);
+            if let Some(failed) = judge(&scenario.thresholds, &so_far, scenario.load.model())
+                .into_iter()
+                .find(|t| !t.passed)
+            {
+                if let Ok(mut slot) = aborted_by.lock() {
+                    *slot = Some(format!("{} {}", failed.metric, failed.condition));
+                }
+                eprintln!(
+                    "stopping: threshold {} {} failed (abort_on_fail)",
+                    failed.metric, failed.condition
+                );
+                cancel.cancel();
+            }
+        }
+        if let Some(sink) = sink.as_mut() {
+            sink(aggregate, elapsed);
+        }
+    }
+}
