@@ -426,3 +426,132 @@ fn a_message_over_the_receive_limit_fails_its_stream_cleanly() {
         r["errors"]
     );
 }
+
+/// `[stream] message_rate`: each message has an intended send time on the stream's own
+/// schedule. A stall in a real grpcio server (one reply 500 ms late) shows in the corrected
+/// per-message percentiles — the messages due during the stall were sent late, at once — and
+/// not in the uncorrected ones, where it is one slow message of 300.
+#[test]
+fn a_server_stall_shows_in_the_corrected_message_latency_and_not_the_uncorrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&["--stall-after", "50", "--stall-ms", "500"]);
+    let s = scenario(
+        dir.path(),
+        "paced.toml",
+        &stream_scenario(
+            &server.address(),
+            "bidi_stream",
+            "testing.echo.v1.Echo/Chat",
+            r#"{ message = "hi" }"#,
+            "requests = 1\nconcurrency = 1",
+            "messages = 300\nmessage_rate = 100",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    let counts = server.stop_with_counts();
+    assert_eq!(num(&r, "messages.sent"), 300.0);
+    assert_eq!(num(&r, "messages.received"), 300.0);
+    assert_eq!(counts["stream_received"].as_f64(), Some(300.0));
+    assert_eq!(counts["stream_sent"].as_f64(), Some(300.0));
+    let late = num(&r, "messages.sent_late");
+    // The 50 messages due during the stall, and those due while the stream caught up one
+    // round trip at a time.
+    assert!(
+        (45.0..=200.0).contains(&late),
+        "the messages due during the 500 ms stall were sent late: {late}"
+    );
+    let corrected_p99 = num(&r, "latency_message_corrected.p99_us");
+    let uncorrected_p99 = num(&r, "latency_message.p99_us");
+    let uncorrected_max = num(&r, "latency_message.max_us");
+    assert!(
+        corrected_p99 >= 300_000.0,
+        "corrected p99 {corrected_p99}us shows the stall"
+    );
+    assert!(
+        uncorrected_p99 < 100_000.0,
+        "uncorrected p99 {uncorrected_p99}us: one slow message of 300"
+    );
+    assert!(uncorrected_max >= 500_000.0, "the stalled reply itself");
+    let corrected_p50 = num(&r, "latency_message_corrected.p50_us");
+    assert!(
+        corrected_p50 < 100_000.0,
+        "most messages were on time: corrected p50 {corrected_p50}us"
+    );
+}
+
+/// Pipelined streams on a message schedule deliver the asked rate: the sends do not wait for
+/// the replies, so round trips do not stretch the period (as `message_interval` does).
+#[test]
+fn pipelined_streams_on_a_message_schedule_send_what_was_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[]);
+    let s = scenario(
+        dir.path(),
+        "pipelined.toml",
+        &stream_scenario(
+            &server.address(),
+            "bidi_stream",
+            "testing.echo.v1.Echo/Chat",
+            r#"{ message = "hi", delay_ms = 5 }"#,
+            "requests = 10\nconcurrency = 10",
+            "messages = 100\nmessage_rate = 50\nmode = \"pipelined\"",
+        ),
+    );
+    let started = std::time::Instant::now();
+    let r = run_report(dir.path(), &s);
+    let took = started.elapsed().as_secs_f64();
+    let counts = server.stop_with_counts();
+    assert_eq!(num(&r, "messages.sent"), 1000.0);
+    assert_eq!(num(&r, "messages.received"), 1000.0);
+    assert_eq!(counts["stream_received"].as_f64(), Some(1000.0));
+    // 100 messages at 50/s take 2 s on schedule (a grpcio server answers a stream's
+    // messages one after another, 5 ms each: it keeps up).
+    assert!(took < 3.5, "{took}s for a 2 s schedule");
+    let p50 = num(&r, "latency_message_corrected.p50_us");
+    assert!(
+        (5_000.0..=30_000.0).contains(&p50),
+        "corrected p50 {p50}us for a 5 ms delay"
+    );
+}
+
+#[test]
+fn message_rate_is_refused_with_message_interval_and_on_server_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, method, stream, want) in [
+        (
+            "bidi_stream",
+            "BidiStream",
+            "message_rate = 10\nmessage_interval = \"10ms\"",
+            "not both",
+        ),
+        (
+            "server_stream",
+            "ServerStream",
+            "message_rate = 10",
+            "server stream",
+        ),
+        (
+            "bidi_stream",
+            "BidiStream",
+            "message_rate = 1e-300",
+            "too slow",
+        ),
+    ] {
+        let s = scenario(
+            dir.path(),
+            "bad.toml",
+            &stream_scenario(
+                "embedded",
+                kind,
+                &format!("loadagent.bench.v1.Bench/{method}"),
+                "{}",
+                "requests = 1",
+                stream,
+            ),
+        );
+        let out = loadagent(&["validate", s.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let t = text(&out);
+        assert!(t.contains("stream.message_rate") && t.contains(want), "{t}");
+    }
+}

@@ -4,12 +4,12 @@
 //! stream and storm workers, with the run's clock and the release timing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::Plan;
+use super::timing::LATE_AFTER;
 
 /// State shared by all workers of one run. Only atomics are written on the hot path.
 pub(super) struct Shared {
@@ -36,29 +36,6 @@ pub(super) struct Clock {
     pub origin: Instant,
     /// Closed model: when to stop sending.
     pub end: Option<Instant>,
-}
-
-/// A request picked up more than this after its intended start counts as sent late.
-/// Below it is timer and scheduling jitter, not a generator that fell behind.
-pub(super) const LATE_AFTER: Duration = Duration::from_millis(1);
-
-/// tokio's timer fires on 1 ms ticks, rounding a deadline up. Sleeping until half a tick
-/// before the intended start releases each request within ±0.5 ms of it, instead of
-/// always up to 1 ms after; the corrected latency is measured from the earlier of the
-/// intended start and the send, so it is never below the uncorrected one.
-pub(super) const HALF_TICK: Duration = Duration::from_micros(500);
-
-/// Longest single sleep, so a stop is noticed quickly without a select per request.
-pub(super) const MAX_NAP: Duration = Duration::from_millis(50);
-
-pub(super) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// When a request due `at` is released: half a tick early, so that with tokio rounding
-/// timers up to its next tick each request goes within ±0.5 ms of its time.
-pub(super) fn release_time(at: Instant) -> Instant {
-    at.checked_sub(HALF_TICK).unwrap_or(at)
 }
 
 /// A request taken, not yet sent.

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::admission::{micros, release_time, Clock, Shared, MAX_NAP};
+use super::admission::{Clock, Shared};
+use super::timing::{micros, release_time, MAX_NAP};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
 use crate::grpc::lean::{Completion, Connection, RequestHeaders};
 use crate::grpc::request::Renderer;

@@ -8,6 +8,7 @@ pub mod plan;
 pub mod schedule;
 pub mod storm;
 pub mod stream;
+mod timing;
 mod workers;
 
 pub use driver::{drive, generator_threads};

@@ -12,6 +12,7 @@ use h2::{RecvStream, SendStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::timing::{micros, release_time, LATE_AFTER};
 use crate::grpc::frame::MessageReader;
 use crate::grpc::request::{Renderer, Requests};
 use crate::grpc::status;
@@ -50,22 +51,73 @@ pub struct StreamContext<'a> {
 }
 
 impl StreamContext<'_> {
-    fn sent(&self) {
+    /// A message went out now; `due` is its intended time on a message schedule.
+    fn sent(&self, due: Option<Instant>) {
         let now = Instant::now();
         if now >= self.origin {
-            self.recorder.borrow_mut().message_sent(now);
+            let late = due.is_some_and(|at| now > at + LATE_AFTER);
+            self.recorder.borrow_mut().message_sent(now, late);
         }
     }
 
     fn received(&self, latency: Option<Duration>, first: Option<Duration>) {
-        if Instant::now() >= self.origin {
-            let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.received_on_schedule(latency, None, first);
+    }
+
+    /// A reply arrived now: `latency` from its message's send, `corrected` from the
+    /// message's intended time (on a message schedule).
+    fn received_on_schedule(
+        &self,
+        latency: Option<Duration>,
+        corrected: Option<Duration>,
+        first: Option<Duration>,
+    ) {
+        let now = Instant::now();
+        if now >= self.origin {
             self.recorder.borrow_mut().message_received(
-                Instant::now(),
-                latency.map(us),
-                first.map(us),
+                now,
+                latency.map(micros),
+                corrected.map(micros),
+                first.map(micros),
             );
         }
+    }
+}
+
+/// A stream's message schedule (`message_rate`): message i is due at the opening + i / rate,
+/// whatever the replies do, so a stalled reply delays no intended time and the corrected
+/// latency of the messages behind it shows the stall.
+#[derive(Debug, Clone, Copy)]
+struct MessageSchedule {
+    opened: Instant,
+    rate: f64,
+}
+
+impl MessageSchedule {
+    /// When message `i` is due; `None` past any representable instant (never due).
+    fn due(&self, i: u64) -> Option<Instant> {
+        let offset = Duration::try_from_secs_f64(i as f64 / self.rate).ok()?;
+        self.opened.checked_add(offset)
+    }
+}
+
+/// Waits for message `i` of a schedule (released half a timer tick early, as requests are);
+/// returns its intended time, or `None` when the client's time ran out first or it is never
+/// due. A message already due is not waited for: a stream behind its schedule sends at once
+/// and the message counts as late, never skipped.
+async fn wait_due(
+    schedule: MessageSchedule,
+    i: u64,
+    over: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<Instant> {
+    let at = schedule.due(i)?;
+    let release = release_time(at);
+    if release <= Instant::now() {
+        return Some(at);
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(release) => Some(at),
+        _ = over => None,
     }
 }
 
@@ -313,7 +365,7 @@ impl StreamCall {
     ) -> Result<Outcome, Outcome> {
         let body = self.body(ctx, 0);
         send(stream, body, true)?;
-        ctx.sent();
+        ctx.sent(None);
         let (mut got, mut last) = (0u64, opened);
         loop {
             if self.options.messages > 0 && got >= self.options.messages {
@@ -339,7 +391,8 @@ impl StreamCall {
         }
     }
 
-    /// `messages` requests (paced by `message_interval`), then half-close; one response.
+    /// `messages` requests (on the message schedule, or paced by `message_interval`), then
+    /// half-close; one response.
     async fn client_stream(
         &self,
         stream: &mut SendStream<Bytes>,
@@ -348,13 +401,19 @@ impl StreamCall {
         opened: Instant,
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
+        let schedule = self.schedule(opened);
         for i in 0..self.options.messages {
-            if i > 0 && !self.pause(over.as_mut()).await {
-                break;
-            }
+            let due = match schedule {
+                Some(s) => match wait_due(s, i, over.as_mut()).await {
+                    Some(at) => Some(at),
+                    None => break,
+                },
+                None if i > 0 && !self.pause(over.as_mut()).await => break,
+                None => None,
+            };
             let body = self.body(ctx, i);
             send(stream, body, false)?;
-            ctx.sent();
+            ctx.sent(due);
         }
         send(stream, Bytes::new(), true)?;
         match incoming.next().await {
@@ -365,7 +424,9 @@ impl StreamCall {
         Ok(incoming.finish(|| ctx.received(None, None)).await)
     }
 
-    /// Send one message, wait for one reply: the round trip is the message latency.
+    /// Send one message, wait for one reply: the round trip is the message latency. On a
+    /// message schedule each message waits for its time (or goes at once when the reply to
+    /// the one before came too late), and the corrected latency runs from its time.
     async fn ping_pong(
         &self,
         stream: &mut SendStream<Bytes>,
@@ -374,18 +435,28 @@ impl StreamCall {
         opened: Instant,
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
+        let schedule = self.schedule(opened);
         for i in 0..self.options.messages {
-            if i > 0 && !self.pause(over.as_mut()).await {
-                break;
-            }
+            let due = match schedule {
+                Some(s) => match wait_due(s, i, over.as_mut()).await {
+                    Some(at) => Some(at),
+                    None => break,
+                },
+                None if i > 0 && !self.pause(over.as_mut()).await => break,
+                None => None,
+            };
             let body = self.body(ctx, i);
             let sent_at = Instant::now();
             send(stream, body, false)?;
-            ctx.sent();
+            ctx.sent(due);
             match wait_message(incoming, over.as_mut()).await {
                 Wake::Message => {
                     let now = Instant::now();
-                    ctx.received(Some(now - sent_at), (i == 0).then(|| now - opened));
+                    ctx.received_on_schedule(
+                        Some(now - sent_at),
+                        due.map(|at| now - at.min(sent_at)),
+                        (i == 0).then(|| now - opened),
+                    );
                 }
                 Wake::End => return Ok(incoming.finish(|| ctx.received(None, None)).await),
                 Wake::Failed(o) => return Err(o),
@@ -396,7 +467,9 @@ impl StreamCall {
         Ok(incoming.finish(|| ctx.received(None, None)).await)
     }
 
-    /// Send on schedule while receiving; the k-th reply is matched to the k-th message.
+    /// Send on schedule while receiving; the k-th reply is matched to the k-th message. On a
+    /// message schedule message k is sent at its time whatever the replies do (at once when
+    /// behind, counted late), and the corrected latency runs from its time.
     async fn pipelined(
         &self,
         stream: &mut SendStream<Bytes>,
@@ -406,39 +479,53 @@ impl StreamCall {
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
         let total = self.options.messages;
-        let mut sent_times: VecDeque<Instant> = VecDeque::new();
+        let schedule = self.schedule(opened);
+        // (intended time on a schedule, actual send) of the messages awaiting replies.
+        let mut in_flight: VecDeque<(Option<Instant>, Instant)> = VecDeque::new();
         let (mut sent, mut received) = (0u64, 0u64);
-        let mut next_send = opened;
+        let mut next_send = Some(opened);
         let mut sending = true;
         let mut half_closed = false;
-        let by_replies = self.options.message_interval.is_zero();
+        let by_replies = self.options.message_interval.is_zero() && schedule.is_none();
         while sending && (sent < total || received < sent) {
+            let may_send = sent < total
+                && next_send.is_some()
+                && (!by_replies || sent - received < PIPELINE_DEPTH);
             tokio::select! {
                 biased;
                 r = incoming.next() => match r {
                     Ok(true) => {
                         let now = Instant::now();
-                        let latency = sent_times.pop_front().map(|t| now - t);
-                        ctx.received(latency, (received == 0).then(|| now - opened));
+                        let pair = in_flight.pop_front();
+                        ctx.received_on_schedule(
+                            pair.map(|(_, s)| now - s),
+                            pair.and_then(|(due, s)| due.map(|at| now - at.min(s))),
+                            (received == 0).then(|| now - opened),
+                        );
                         received += 1;
                     }
                     Ok(false) => return Ok(incoming.finish(|| ctx.received(None, None)).await),
                     Err(o) => return Err(o),
                 },
-                // With no interval, no timer either (a 1 ms tick per message would cap a
-                // stream near 1,000 messages/s): send while fewer than the depth are in flight.
+                // With no interval and no rate, no timer either (a 1 ms tick per message
+                // would cap a stream near 1,000 messages/s): send while fewer than the depth
+                // are in flight.
                 _ = async {
-                    if !by_replies {
-                        tokio::time::sleep_until(next_send).await;
+                    if let (false, Some(at)) = (by_replies, next_send) {
+                        tokio::time::sleep_until(release_time(at)).await;
                     }
-                }, if sent < total && (!by_replies || sent - received < PIPELINE_DEPTH) => {
+                }, if may_send => {
+                    let due = schedule.and(next_send);
                     let body = self.body(ctx, sent);
                     let now = Instant::now();
                     send(stream, body, false)?;
-                    ctx.sent();
-                    sent_times.push_back(now);
+                    ctx.sent(due);
+                    in_flight.push_back((due, now));
                     sent += 1;
-                    next_send = now + self.options.message_interval;
+                    next_send = match schedule {
+                        Some(s) => s.due(sent),
+                        None => Some(now + self.options.message_interval),
+                    };
                     // Half-close right after the last message, as gRPC clients do: a
                     // half-duplex server answers only once the client has closed.
                     if sent == total {
@@ -453,6 +540,13 @@ impl StreamCall {
             send(stream, Bytes::new(), true)?;
         }
         Ok(incoming.finish(|| ctx.received(None, None)).await)
+    }
+
+    /// The stream's message schedule, when `message_rate` is set.
+    fn schedule(&self, opened: Instant) -> Option<MessageSchedule> {
+        self.options
+            .message_rate
+            .map(|rate| MessageSchedule { opened, rate })
     }
 
     /// Waits `message_interval`; false when the client's time ran out meanwhile.

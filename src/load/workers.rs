@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::admission::{micros, Clock, Shared, HALF_TICK, MAX_NAP};
+use super::admission::{Clock, Shared};
 use super::plan::CallPlan;
+use super::timing::{micros, HALF_TICK, MAX_NAP};
 use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;

@@ -25,9 +25,14 @@ pub struct IntervalData {
     pub first_message: Histogram<u64>,
     /// Streams: per-message latency (bidi) or the gap between server messages (server streams).
     pub message: Histogram<u64>,
+    /// Streams on a message schedule (`message_rate`): per-message latency from each
+    /// message's intended send time (coordinated omission corrected).
+    pub message_corrected: Histogram<u64>,
     pub streams_opened: u64,
     pub messages_sent: u64,
     pub messages_received: u64,
+    /// Messages sent more than `LATE_AFTER` after their intended time (`message_rate`).
+    pub messages_sent_late: u64,
     /// Handshake storms only, allocated on first use.
     pub tls: Option<Box<super::tls::TlsData>>,
 }
@@ -42,9 +47,11 @@ impl Default for IntervalData {
             errors: Vec::new(),
             first_message: new_histogram(),
             message: new_histogram(),
+            message_corrected: new_histogram(),
             streams_opened: 0,
             messages_sent: 0,
             messages_received: 0,
+            messages_sent_late: 0,
             tls: None,
         }
     }
@@ -117,9 +124,11 @@ impl IntervalData {
         self.sent_late += other.sent_late;
         let _ = self.first_message.add(&other.first_message);
         let _ = self.message.add(&other.message);
+        let _ = self.message_corrected.add(&other.message_corrected);
         self.streams_opened += other.streams_opened;
         self.messages_sent += other.messages_sent;
         self.messages_received += other.messages_received;
+        self.messages_sent_late += other.messages_sent_late;
         if let Some(o) = &other.tls {
             self.tls.get_or_insert_with(Default::default).merge(o);
         }

@@ -79,18 +79,31 @@ impl ThreadRecorder {
         self.at(t).streams_opened += 1;
     }
 
-    /// A stream message was sent at `t`.
-    pub fn message_sent(&mut self, t: Instant) {
-        self.at(t).messages_sent += 1;
+    /// A stream message was sent at `t`; `late` when a message schedule (`message_rate`)
+    /// had it due more than `LATE_AFTER` earlier.
+    pub fn message_sent(&mut self, t: Instant, late: bool) {
+        let d = self.at(t);
+        d.messages_sent += 1;
+        d.messages_sent_late += u64::from(late);
     }
 
     /// A stream message arrived at `t`; `latency_us` is its per-message latency (or gap),
-    /// `first_us` the stream's time to first message when it is the first.
-    pub fn message_received(&mut self, t: Instant, latency_us: Option<u64>, first_us: Option<u64>) {
+    /// `corrected_us` the same from its intended send time (`message_rate`), `first_us` the
+    /// stream's time to first message when it is the first.
+    pub fn message_received(
+        &mut self,
+        t: Instant,
+        latency_us: Option<u64>,
+        corrected_us: Option<u64>,
+        first_us: Option<u64>,
+    ) {
         let d = self.at(t);
         d.messages_received += 1;
         if let Some(us) = latency_us {
             super::histogram::record(&mut d.message, us);
+        }
+        if let Some(us) = corrected_us {
+            super::histogram::record(&mut d.message_corrected, us);
         }
         if let Some(us) = first_us {
             super::histogram::record(&mut d.first_message, us);

@@ -189,6 +189,9 @@ fn latency_table(o: &mut String, r: &Report) {
             m,
         );
     }
+    if let Some(m) = &r.latency_message_corrected {
+        row("message (corrected)", m);
+    }
     if let Some(p) = &r.phases {
         row("dns", &p.dns);
         row("tcp connect", &p.tcp_connect);

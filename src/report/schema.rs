@@ -90,6 +90,10 @@ pub struct Report {
     /// Bidi: per-message round trip; server streams: the gap between consecutive messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_message: Option<LatencySummary>,
+    /// Streams on a message schedule (`[stream] message_rate`): per-message latency from each
+    /// message's intended send time (coordinated omission corrected, per message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_message_corrected: Option<LatencySummary>,
     /// Handshake storms: each phase's latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases: Option<Phases>,
@@ -214,6 +218,10 @@ pub struct MessagesInfo {
     pub received: u64,
     pub sent_per_second: f64,
     pub received_per_second: f64,
+    /// Messages sent more than 1 ms after their intended time (`message_rate`): the stream
+    /// was behind its schedule (a late reply in ping-pong, a full window), and sent at once.
+    #[serde(default)]
+    pub sent_late: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -411,6 +419,7 @@ impl Report {
                 } else {
                     0.0
                 },
+                sent_late: totals.messages_sent_late,
             }),
             latency_first_message: scenario
                 .kind
@@ -419,6 +428,9 @@ impl Report {
             // Client streams get one response: there is no per-message latency to show.
             latency_message: matches!(scenario.kind, Kind::BidiStream | Kind::ServerStream)
                 .then(|| LatencySummary::of(&totals.message)),
+            latency_message_corrected: (scenario.kind == Kind::BidiStream
+                && scenario.stream.message_rate.is_some())
+            .then(|| LatencySummary::of(&totals.message_corrected)),
             phases: (scenario.kind == Kind::TlsHandshake).then(|| {
                 let empty = crate::record::tls::TlsData::default();
                 let t = totals.tls.as_deref().unwrap_or(&empty);

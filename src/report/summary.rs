@@ -161,8 +161,16 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         )?;
         writeln!(
             o,
-            "  messages  {} sent ({:.1}/s), {} received ({:.1}/s)",
-            m.sent, m.sent_per_second, m.received, m.received_per_second
+            "  messages  {} sent ({:.1}/s), {} received ({:.1}/s){}",
+            m.sent,
+            m.sent_per_second,
+            m.received,
+            m.received_per_second,
+            if m.sent_late > 0 {
+                format!(", {} sent late", m.sent_late)
+            } else {
+                String::new()
+            }
         )?;
     }
     writeln!(
@@ -193,6 +201,10 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
             "message"
         };
         latency_row(o, label, m)?;
+    }
+    if let Some(m) = &r.latency_message_corrected {
+        latency_row(o, "msg corr", m)?;
+        writeln!(o, "            msg corr: each message from its intended send time on the stream's schedule (message_rate)")?;
     }
     if r.latency.corrected.is_some() {
         writeln!(o, "            corrected: from each request's intended start (coordinated omission); uncorrected: from its send")?;

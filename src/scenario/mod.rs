@@ -163,6 +163,7 @@ fn read_stream(
     let mut options = StreamOptions {
         messages: default_messages,
         message_interval: Duration::ZERO,
+        message_rate: None,
         stream_duration: None,
         mode: BidiMode::PingPong,
     };
@@ -176,8 +177,36 @@ fn read_stream(
     if let Some(m) = t.integer("messages", min_messages) {
         options.messages = m.value;
     }
-    if let Some(d) = t.duration("message_interval", false) {
+    let interval = t.duration("message_interval", false);
+    if let Some(d) = &interval {
         options.message_interval = d.value;
+    }
+    if let Some(r) = t.number("message_rate", true) {
+        if interval.is_some() {
+            root.ctx().report_at(
+                r.loc,
+                &t.key_path("message_rate"),
+                "give `message_rate` (a schedule: messages per second per stream) or `message_interval` (a pause after each message), not both",
+            );
+        } else if kind == Kind::ServerStream {
+            root.ctx().report_at(
+                r.loc,
+                &t.key_path("message_rate"),
+                "a server stream sends one request; `message_rate` paces the client's messages (client_stream, bidi_stream)",
+            );
+        } else if 1.0 / r.value > duration::MAX_DURATION.as_secs_f64() {
+            root.ctx().report_at(
+                r.loc,
+                &t.key_path("message_rate"),
+                format!(
+                    "{} is too slow: one message at most every {}",
+                    r.value,
+                    duration::MAX_DURATION_TEXT
+                ),
+            );
+        } else {
+            options.message_rate = Some(r.value);
+        }
     }
     options.stream_duration = t.duration("stream_duration", true).map(|d| d.value);
     if let Some(mode) = t.choice("mode", &["ping_pong", "pipelined"]) {

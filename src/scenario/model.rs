@@ -88,6 +88,9 @@ pub struct StreamOptions {
     pub messages: u64,
     /// Pause between the client's messages.
     pub message_interval: Duration,
+    /// Messages per second per stream on the stream's own schedule (exclusive with
+    /// `message_interval`): message i is due at the stream's opening + i / rate.
+    pub message_rate: Option<f64>,
     /// The client ends each stream after this long.
     pub stream_duration: Option<Duration>,
     pub mode: BidiMode,

@@ -7,7 +7,8 @@ with what it received (counts, and the traceparent of every call by method), the
 
 Options:
   --stall-after N --stall-ms M   the Nth request holds a lock for M ms that every request
-                                 takes, so the whole server stalls once
+                                 takes, so the whole server stalls once; in Chat, the Nth
+                                 stream message (server-wide) is answered M ms late
   --require-metadata KEY=VALUE   answer UNAUTHENTICATED unless the request carries it
   --pid-file PATH                write the server's pid there
   --metrics-port-file PATH       serve prometheus_client's default metrics on a loopback port
@@ -116,6 +117,9 @@ def main():
             for request in request_iterator:
                 with lock:
                     state["stream_received"] = state.get("stream_received", 0) + 1
+                    n = state["stream_received"]
+                if args.stall_after and n == args.stall_after:
+                    time.sleep(args.stall_ms / 1000.0)
                 if request.message == "fail":
                     context.abort(grpc.StatusCode.UNAVAILABLE, "asked to fail")
                 if request.delay_ms:
