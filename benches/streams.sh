@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Streaming benchmark, one run against `loadagent target` in its own process:
-# - 10,000 concurrent bidi streams at 1 message/s each over 4 connections: the generator's
-#   peak RSS and CPU per 1,000 messages;
+# - 10,000 concurrent bidi streams at 1 message/s each over 4 connections, paced by
+#   `message_interval` (a pause after each reply) and by `message_rate` (a schedule): the
+#   generator's peak RSS, CPU per 1,000 messages and messages received per second;
 # - unary CPU per 1,000 requests at the same message rate, measured in the same run;
 # - maximum messages/s on one bidi stream and on 100 (pipelined, as fast as flow control allows).
 #   benches/streams.sh            # STREAMS=10000 SECS=30 by default
@@ -59,7 +60,13 @@ connections = 4
 duration = \"${SECS}s\"
 warmup = \"5s\"" "messages = 100000
 message_interval = \"1s\""
-measure "bidi, $STREAMS streams, 1 msg/s each"
+measure "bidi, $STREAMS streams, message_interval 1s"
+scenario bidi_stream BidiStream "concurrency = $STREAMS
+connections = 4
+duration = \"${SECS}s\"
+warmup = \"5s\"" "messages = 100000
+message_rate = 1"
+measure "bidi, $STREAMS streams, message_rate 1"
 scenario unary Unary "rate = $STREAMS
 concurrency = 64
 connections = 4

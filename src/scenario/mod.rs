@@ -5,6 +5,7 @@ pub mod duration;
 pub mod model;
 pub mod problems;
 pub mod reader;
+pub mod schema;
 pub mod source;
 pub mod thresholds;
 pub mod tracing;
@@ -63,6 +64,16 @@ pub fn parse(source: &Source) -> Result<Scenario, Problems> {
         Some(s) if problems.is_empty() => Ok(s),
         _ => Err(fail(problems)),
     }
+}
+
+/// Every key the reader asks for while reading `source` (the schema's test compares them
+/// with the declared keys).
+pub fn asked_keys(source: &Source) -> std::collections::BTreeSet<String> {
+    let (doc, _) = DeTable::parse_recoverable(&source.text);
+    let ctx = Ctx::new(source);
+    let root = TableReader::root(&ctx, &doc);
+    let _ = read_scenario(&root);
+    ctx.asked_keys()
 }
 
 fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {

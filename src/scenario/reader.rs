@@ -17,6 +17,8 @@ use super::source::{Loc, Source};
 pub struct Ctx<'s> {
     pub source: &'s Source,
     problems: RefCell<Vec<Problem>>,
+    /// Every key asked for, as a dotted path without list indices (for the schema's test).
+    asked: RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl<'s> Ctx<'s> {
@@ -24,6 +26,7 @@ impl<'s> Ctx<'s> {
         Self {
             source,
             problems: RefCell::new(Vec::new()),
+            asked: RefCell::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -37,6 +40,11 @@ impl<'s> Ctx<'s> {
             key: key.to_string(),
             message: message.into(),
         });
+    }
+
+    /// Every key the reading asked for (`load.stages.rate`), whether the file had it or not.
+    pub fn asked_keys(&self) -> std::collections::BTreeSet<String> {
+        self.asked.borrow().clone()
     }
 
     pub fn into_problems(self) -> Vec<Problem> {
@@ -98,6 +106,14 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
     /// The raw value of `key`, marking the key as known.
     pub fn raw(&self, key: &'static str) -> Option<&'c Spanned<DeValue<'i>>> {
         self.asked.borrow_mut().push(key);
+        let mut path = self.key_path(key);
+        while let (Some(open), Some(close)) = (path.find('['), path.find(']')) {
+            if close < open {
+                break;
+            }
+            path.replace_range(open..=close, "");
+        }
+        self.ctx.asked.borrow_mut().insert(path);
         self.table.get(key)
     }
 

@@ -1,0 +1,261 @@
+//! The scenario's keys, declared once: for each table, each key's type, default and one line
+//! of documentation. The README's key tables are generated from this list (a test fails when
+//! they differ, and `LOADAGENT_BLESS=1 cargo test --lib scenario::schema` rewrites them), and
+//! a test checks that the reader asks for exactly these keys. Defaults are shown from
+//! `defaults.rs`, where the reader takes them from.
+
+use super::defaults::*;
+use super::duration::MAX_DURATION_TEXT;
+
+/// One key of a scenario table.
+pub struct Key {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub default: String,
+    pub doc: &'static str,
+}
+
+/// One table of a scenario file and its keys.
+pub struct Table {
+    /// As written in the file: `[target]`, `[[load.stages]]`; empty for the top level.
+    pub header: &'static str,
+    /// The dotted prefix of its keys in problems (`target`, `load.stages`).
+    pub path: &'static str,
+    pub keys: Vec<Key>,
+}
+
+fn key(name: &'static str, ty: &'static str, default: impl Into<String>, doc: &'static str) -> Key {
+    Key {
+        name,
+        ty,
+        default: default.into(),
+        doc,
+    }
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("`\"{}s\"`", d.as_secs())
+}
+
+/// Every table, in the order the README shows them.
+pub fn tables() -> Vec<Table> {
+    vec![
+        Table {
+            header: "",
+            path: "",
+            keys: vec![
+                key("name", "string", "the file's name", "the scenario's name in reports and metrics"),
+                key("kind", "`\"unary\"`, `\"server_stream\"`, `\"client_stream\"`, `\"bidi_stream\"`, `\"tls_handshake\"`", "required", "what each iteration is"),
+                key("target", "table", "required", "where the load goes"),
+                key("call", "table", "required (optional for `tls_handshake`)", "the method and the request"),
+                key("load", "table", "the defaults below", "how much load, for how long"),
+                key("stream", "table", "the defaults below", "streaming kinds: how each stream behaves"),
+                key("thresholds", "table", "none", "pass/fail checks on the report (exit 3)"),
+                key("tracing", "table", "none", "OTLP spans of the run and a sample of its calls"),
+            ],
+        },
+        Table {
+            header: "[target]",
+            path: "target",
+            keys: vec![
+                key("address", "string", "required", "`\"host:port\"`, `\"[::1]:port\"`, or `\"embedded\"` (the reference target, in-process)"),
+                key("authority", "string", "the address", "the `:authority` header"),
+                key("connect_timeout", "duration", secs(DEFAULT_CONNECT_TIMEOUT), "TCP (and TLS) connect deadline"),
+                key("process", "string", "none", "the server's process on this node (a name, or a pid file: a path or `*.pid`), sampled during the run"),
+                key("metrics_url", "string", "none", "the server's own Prometheus endpoint (`http://`), scraped before, during and after"),
+                key("tls", "table", "plain text", "TLS to the target (below)"),
+            ],
+        },
+        Table {
+            header: "[target.tls]",
+            path: "target.tls",
+            keys: vec![
+                key("ca", "path", "the system roots (embedded: the run's generated certificate)", "PEM file of trusted CAs"),
+                key("server_name", "string", "the address's host (embedded: `localhost`)", "SNI and verification name"),
+                key("insecure_skip_verify", "bool", "`false`, never implied", "accept any certificate; the summary and report say so loudly"),
+                key("cert", "path", "none", "client certificate (PEM) for mutual TLS"),
+                key("key", "path", "none", "the client certificate's key (PEM)"),
+                key("versions", "list of `\"1.2\"`, `\"1.3\"`", "both", "TLS versions offered"),
+                key("cipher_suites", "list of strings", "all", "rustls names, e.g. `TLS13_AES_128_GCM_SHA256`"),
+                key("groups", "list of strings", "all", "key exchange, e.g. `[\"X25519\", \"secp256r1\"]`"),
+                key("resumption", "`\"none\"`, `\"tickets\"`, `\"session_id\"`", "`\"none\"`", "session resumption across a storm's connections (none: every handshake full, the worst case)"),
+                key("alpn", "list of strings", "`[\"h2\"]`", "protocols offered; a server that does not select `h2` is an error for gRPC calls"),
+                key("close", "`\"fin\"`, `\"rst\"`", "`\"fin\"`", "how a storm closes each connection (RST keeps TIME_WAIT from filling up)"),
+            ],
+        },
+        Table {
+            header: "[call]",
+            path: "call",
+            keys: vec![
+                key("method", "string", "required", "`package.Service/Method` (also `/pkg.Svc/M`, `pkg.Svc.M`)"),
+                key("proto", "list of paths", "none", "`.proto` files compiled at run time (protox)"),
+                key("import_paths", "list of paths", "each proto file's folder", "where imports are found"),
+                key("protoset", "path", "none", "a FileDescriptorSet (`protoc --include_imports -o`); without proto or protoset: server reflection"),
+                key("data", "table, or list of tables", "one empty message", "the request (protobuf JSON mapping, templates allowed); a list is sent round-robin"),
+                key("data_file", "path", "none", "one JSON request per line, round-robin (instead of `data`)"),
+                key("metadata", "table of strings", "none", "request headers (`-bin` keys take base64)"),
+                key("timeout", "duration", format!("{} for unary calls and storms, none for streams", secs(DEFAULT_CALL_TIMEOUT)), "each call's gRPC deadline"),
+                key("compression", "`\"gzip\"`, `\"none\"`", "`\"none\"`", "request compression"),
+                key("max_receive_message_size", "integer (bytes)", format!("{DEFAULT_MAX_RECEIVE_BYTES} (4 MiB, gRPC's)"), "larger response messages fail as RESOURCE_EXHAUSTED; at most 1 GiB"),
+                key("transport", "`\"lean\"`, `\"h2\"`", "`\"lean\"`", "unary calls over the lean HTTP/2 client or the general h2 one"),
+            ],
+        },
+        Table {
+            header: "[load]",
+            path: "load",
+            keys: vec![
+                key("rate", "number", "none: the closed model", "open model: requests (streams, handshakes) per second on a constant arrival schedule"),
+                key("concurrency", "integer", DEFAULT_CONCURRENCY.to_string(), "calls in flight at most (open); workers (closed); at most 1,000,000"),
+                key("connections", "integer", DEFAULT_CONNECTIONS.to_string(), "HTTP/2 connections the load is spread over"),
+                key("duration", "duration", format!("{} (when neither `requests` nor stages are given)", secs(DEFAULT_DURATION)), "the measured part's length"),
+                key("requests", "integer", "none", "requests to send in the measured part (with `duration`: whichever comes first)"),
+                key("warmup", "duration", "`\"0s\"`", "runs first, excluded from every figure"),
+                key("threads", "integer", "one per 25,000 asked req/s (open) or per core (closed)", "generator threads; at most one per core and per connection"),
+                key("stages", "list of tables", "none", "open-model ramps (below)"),
+            ],
+        },
+        Table {
+            header: "[[load.stages]]",
+            path: "load.stages",
+            keys: vec![
+                key("duration", "duration", "required", "the ramp's length"),
+                key("rate", "number", "required", "the rate reached at its end, linear from the one before (`rate`, or 0)"),
+            ],
+        },
+        Table {
+            header: "[stream]",
+            path: "stream",
+            keys: vec![
+                key("messages", "integer", "the number of messages in `data` (client, bidi); 0 (server)", "messages the client sends per stream; for a server stream, the client ends it after this many (0: when the server closes it)"),
+                key("message_interval", "duration", "`\"0ms\"`", "a pause after each message (ping-pong: after each reply)"),
+                key("message_rate", "number", "none", "messages per second per stream on the stream's own schedule (client, bidi; not with `message_interval`): late messages go at once and are counted, and `latency_message_corrected` runs from each message's intended time"),
+                key("stream_duration", "duration", "none", "the client ends each stream after this long"),
+                key("mode", "`\"ping_pong\"`, `\"pipelined\"`", "`\"ping_pong\"`", "bidi: send one and wait for its reply, or send on schedule and receive concurrently (replies matched by order)"),
+            ],
+        },
+        Table {
+            header: "[thresholds]",
+            path: "thresholds",
+            keys: vec![
+                key("\"METRIC\"", "string (a condition)", "none", "e.g. `\"latency.p99\" = \"< 250ms\"`: any numeric report field by its path"),
+                key("abort_on_fail", "bool", "`false`", "also judge every interval and stop at the first failure"),
+            ],
+        },
+        Table {
+            header: "[tracing]",
+            path: "tracing",
+            keys: vec![
+                key("otlp_endpoint", "URL", "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, then `OTEL_EXPORTER_OTLP_ENDPOINT`; none: no tracing", "where spans go (OTLP/gRPC)"),
+                key("sample_ratio", "number, 0 to 1", DEFAULT_SAMPLE_RATIO.to_string(), "the fraction of calls given a span"),
+            ],
+        },
+    ]
+}
+
+/// The README's tables: one per scenario table.
+pub fn markdown() -> String {
+    let mut out = String::new();
+    for t in tables() {
+        out.push_str(&format!(
+            "\n**{}**\n\n| key | type | default | meaning |\n|---|---|---|---|\n",
+            if t.header.is_empty() {
+                "top level"
+            } else {
+                t.header
+            }
+        ));
+        for k in &t.keys {
+            let name = if k.name.starts_with('"') {
+                k.name.to_string()
+            } else {
+                format!("`{}`", k.name)
+            };
+            out.push_str(&format!(
+                "| {name} | {} | {} | {} |\n",
+                k.ty, k.default, k.doc
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\nDurations are strings (`\"250ms\"`, `\"1m30s\"`), at most `\"{MAX_DURATION_TEXT}\"`.\n"
+    ));
+    out
+}
+
+/// Where the generated tables sit in the README.
+pub const README_START: &str = "<!-- scenario-keys: generated from src/scenario/schema.rs -->";
+pub const README_END: &str = "<!-- /scenario-keys -->";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_readme_tables_are_the_schema() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let start = readme
+            .find(README_START)
+            .expect("README has the start marker")
+            + README_START.len();
+        let end = readme.find(README_END).expect("README has the end marker");
+        let want = markdown();
+        if readme[start..end] != want {
+            if std::env::var_os("LOADAGENT_BLESS").is_some() {
+                let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
+                std::fs::write(&path, updated).unwrap();
+            } else {
+                panic!("README's scenario key tables differ from src/scenario/schema.rs; run LOADAGENT_BLESS=1 cargo test --lib scenario::schema");
+            }
+        }
+    }
+
+    /// Every key the reader asks for, table by table, in scenarios that use every table.
+    fn asked_by_the_reader() -> BTreeSet<String> {
+        let tls = "[target.tls]\n";
+        let mut asked = BTreeSet::new();
+        for (kind, extra) in [
+            ("unary", "[load]\nrate = 1\n[[load.stages]]\nduration = \"1s\"\nrate = 2\n[thresholds]\n\"rps\" = \"> 1\"\n[tracing]\n"),
+            ("bidi_stream", "[stream]\n"),
+            ("tls_handshake", ""),
+        ] {
+            let text = format!(
+                "name = \"x\"\nkind = \"{kind}\"\n[target]\naddress = \"embedded\"\n{tls}[call]\nmethod = \"a.B/C\"\n{extra}"
+            );
+            let source = crate::scenario::Source::new(std::path::Path::new("x.toml"), text);
+            asked.extend(crate::scenario::asked_keys(&source));
+        }
+        asked
+    }
+
+    #[test]
+    fn the_schema_declares_exactly_the_keys_the_reader_reads() {
+        let declared: BTreeSet<String> = tables()
+            .iter()
+            .flat_map(|t| {
+                t.keys
+                    .iter()
+                    .filter(|k| !k.name.starts_with('"'))
+                    .map(move |k| {
+                        if t.path.is_empty() {
+                            k.name.to_string()
+                        } else {
+                            format!("{}.{}", t.path, k.name)
+                        }
+                    })
+            })
+            .collect();
+        let asked = asked_by_the_reader();
+        let undeclared: Vec<_> = asked.difference(&declared).collect();
+        let unread: Vec<_> = declared.difference(&asked).collect();
+        assert!(
+            undeclared.is_empty(),
+            "read but not in the schema: {undeclared:?}"
+        );
+        assert!(
+            unread.is_empty(),
+            "in the schema but never read: {unread:?}"
+        );
+    }
+}
