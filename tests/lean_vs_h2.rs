@@ -79,7 +79,7 @@ async fn over_h2(endpoint: &Endpoint, call: &UnaryCall, body: Bytes) -> (u8, Str
 
 fn endpoint(address: String) -> Endpoint {
     Endpoint {
-        address,
+        address: address.parse().expect("host:port"),
         connect_timeout: Duration::from_secs(5),
         tls: None,
     }

@@ -7,9 +7,7 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 use crate::scenario::reader::{Ctx, TableReader};
-use crate::scenario::{
-    check_metadata, read_tls, valid_host_port, Problem, Problems, Source, TlsOptions,
-};
+use crate::scenario::{check_metadata, read_tls, HostPort, Problem, Problems, Source, TlsOptions};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 
@@ -26,7 +24,7 @@ pub enum ProbeMode {
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
     pub name: String,
-    pub address: String,
+    pub address: HostPort,
     /// The health service name ("" = the whole server).
     pub service: String,
     pub interval: Duration,
@@ -163,15 +161,13 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             .collect();
         let tls = t.table("tls").map(|tt| read_tls(&tt));
         t.finish();
-        if let Some(a) = &address {
-            if !valid_host_port(&a.value) {
-                ctx.report_at(
-                    a.loc,
-                    &t.key_path("address"),
-                    format!("\"{}\" is not host:port", a.value),
-                );
+        let address = address.and_then(|a| match HostPort::parse(&a.value) {
+            Ok(hp) => Some(hp),
+            Err(e) => {
+                ctx.report_at(a.loc, &t.key_path("address"), e.to_string());
+                None
             }
-        }
+        });
         if let Some(n) = &name {
             // A set, not a scan of the targets so far: 20,000 targets read in linear time.
             if !names.insert(n.value.clone()) {
@@ -190,16 +186,8 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
         let tls = match tls {
             None => Some(None),
             Some(Some(o)) => {
-                let host = address.as_ref().map_or("localhost", |a| {
-                    a.value
-                        .rsplit_once(':')
-                        .map_or(a.value.as_str(), |(h, _)| h)
-                });
-                match crate::tls::ClientTls::build(
-                    &o,
-                    host.trim_start_matches('[').trim_end_matches(']'),
-                    None,
-                ) {
+                let host = address.as_ref().map_or("localhost", HostPort::host);
+                match crate::tls::ClientTls::build(&o, host, None) {
                     Ok(_) => Some(Some(o)),
                     Err(e) => {
                         ctx.report_at(o.loc, &t.key_path(&format!("tls.{}", e.key)), e.message);
@@ -212,7 +200,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
         if let (Some(name), Some(address), Some(tls)) = (name, address, tls) {
             targets.push(ProbeTarget {
                 name: name.value,
-                address: address.value,
+                address,
                 service,
                 interval,
                 timeout,

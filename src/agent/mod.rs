@@ -70,17 +70,11 @@ fn node_name() -> String {
 fn build_tls(target: &config::ProbeTarget) -> Result<Option<ClientTls>, AgentError> {
     match &target.tls {
         None => Ok(None),
-        Some(o) => {
-            let host = target
-                .address
-                .rsplit_once(':')
-                .map_or(target.address.as_str(), |(h, _)| h);
-            ClientTls::build(o, host.trim_start_matches('[').trim_end_matches(']'), None)
-                .map(Some)
-                .map_err(|e| {
-                    AgentError::Tls(target.name.clone(), format!("tls.{}: {}", e.key, e.message))
-                })
-        }
+        Some(o) => ClientTls::build(o, target.address.host(), None)
+            .map(Some)
+            .map_err(|e| {
+                AgentError::Tls(target.name.clone(), format!("tls.{}: {}", e.key, e.message))
+            }),
     }
 }
 

@@ -108,7 +108,8 @@ impl Prober {
         };
         let attributes = vec![
             KeyValue::new("loadagent.target", self.target.name.clone()),
-            KeyValue::new("server.address", self.target.address.clone()),
+            KeyValue::new("server.address", self.target.address.host().to_string()),
+            KeyValue::new("server.port", i64::from(self.target.address.port())),
             KeyValue::new("rpc.system", "grpc"),
             KeyValue::new("rpc.service", "grpc.health.v1.Health"),
             KeyValue::new("rpc.method", method),
@@ -163,7 +164,7 @@ impl Prober {
         }
         let result = ProbeResult {
             name: name.clone(),
-            address: self.target.address.clone(),
+            address: self.target.address.to_string(),
             mode: if self.target.mode == ProbeMode::Watch {
                 "watch"
             } else {
@@ -196,7 +197,7 @@ impl Prober {
         let t0 = Instant::now();
         let resolved = tokio::time::timeout(
             self.target.timeout,
-            tokio::net::lookup_host(&self.target.address),
+            tokio::net::lookup_host(self.target.address.dial()),
         )
         .await;
         m.probe_duration

@@ -6,6 +6,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::error::CommandError;
 use crate::scenario::duration::parse_duration;
+use crate::scenario::HostPort;
 use crate::scenario::{Loc, Resumption, TlsOptions};
 use crate::tls::ClientTls;
 
@@ -54,9 +55,7 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
     let bad = |m: String| CommandError::probe(BAD_ARGUMENTS, m);
     let timeout =
         parse_duration(&a.timeout).map_err(|e| bad(format!("--timeout \"{}\": {e}", a.timeout)))?;
-    if !a.address.contains(':') {
-        return Err(bad(format!("\"{}\" is not host:port", a.address)));
-    }
+    let address = HostPort::parse(&a.address).map_err(|e| bad(e.to_string()))?;
     let mut metadata = Vec::new();
     for kv in &a.metadata {
         let (k, v) = kv
@@ -77,17 +76,13 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             if o.insecure_skip_verify {
                 eprintln!("warning: --tls-no-verify: the server's certificate is not verified");
             }
-            let host = a
-                .address
-                .rsplit_once(':')
-                .map_or(a.address.as_str(), |(h, _)| h);
             Some(
-                ClientTls::build(o, host.trim_start_matches('[').trim_end_matches(']'), None)
+                ClientTls::build(o, address.host(), None)
                     .map_err(|e| bad(format!("--tls-{}: {e}", e.key.replace('_', "-"))))?,
             )
         }
     };
-    let channel = crate::grpc::control::channel(&a.address, None, timeout, tls.as_ref())
+    let channel = crate::grpc::control::channel(&address, None, timeout, tls.as_ref())
         .await
         .map_err(|e| {
             CommandError::probe(

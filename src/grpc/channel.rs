@@ -17,8 +17,8 @@ use tokio::time::Instant;
 /// How to reach the target.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// `host:port` to connect to.
-    pub address: String,
+    /// Where to connect.
+    pub address: crate::scenario::HostPort,
     pub connect_timeout: Duration,
     /// TLS, when the scenario has `[target.tls]`.
     pub tls: Option<crate::tls::ClientTls>,
@@ -111,8 +111,9 @@ impl tokio::io::AsyncWrite for Transport {
 
 /// Connects TCP and, when the scenario asks, TLS (which must negotiate h2 by ALPN).
 pub async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectError> {
-    let addr = &endpoint.address;
-    let tcp = match tokio::time::timeout(endpoint.connect_timeout, TcpStream::connect(addr)).await {
+    let addr = endpoint.address.to_string();
+    let dial = TcpStream::connect(endpoint.address.dial());
+    let tcp = match tokio::time::timeout(endpoint.connect_timeout, dial).await {
         Err(_) => {
             return Err(ConnectError::Timeout(
                 addr.clone(),
@@ -166,7 +167,7 @@ async fn h2_over<T>(io: T, endpoint: &Endpoint) -> Result<SendRequest<Bytes>, Co
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let addr = &endpoint.address;
+    let addr = endpoint.address.to_string();
     let handshake = h2::client::Builder::new()
         // Large windows: a load generator should not be flow-controlled by its own defaults.
         .initial_window_size(1 << 20)
@@ -312,7 +313,7 @@ impl Pool {
         }
         if !state.reconnect.may_try(Instant::now()) {
             return Err(state.reconnect.last_error().cloned().unwrap_or_else(|| {
-                ConnectError::Other(self.endpoint.address.clone(), "reconnecting".into())
+                ConnectError::Other(self.endpoint.address.to_string(), "reconnecting".into())
             }));
         }
         match connect(&self.endpoint).await {

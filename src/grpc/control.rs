@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::scenario::HostPort;
+
 use tonic::transport::Channel;
 
 use crate::tls::ClientTls;
@@ -15,7 +17,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 /// Connects a tonic channel to `address` (`host:port`), with `authority` as `:authority`.
 /// Errors are one line, causes included (transport errors hide the useful part in a source).
 pub async fn channel(
-    address: &str,
+    address: &HostPort,
     authority: Option<&str>,
     timeout: Duration,
     tls: Option<&ClientTls>,
@@ -36,18 +38,21 @@ pub type TlsFactsSlot = std::sync::Arc<std::sync::Mutex<Option<TlsFacts>>>;
 
 /// `channel`, recording what each TLS handshake negotiated into `facts`.
 pub async fn channel_with_facts(
-    address: &str,
+    address: &HostPort,
     authority: Option<&str>,
     timeout: Duration,
     tls: Option<&ClientTls>,
     facts: Option<TlsFactsSlot>,
 ) -> Result<Channel, String> {
-    let uri = format!("http://{}", authority.unwrap_or(address));
+    let uri = match authority {
+        Some(a) => format!("http://{a}"),
+        None => format!("http://{address}"),
+    };
     let endpoint = tonic::transport::Endpoint::from_shared(uri)
         .map_err(|e| e.to_string())?
         .connect_timeout(timeout)
         .timeout(timeout);
-    let tcp_addr = address.to_string();
+    let tcp_addr = (address.host().to_string(), address.port());
     let tls = tls.cloned();
     endpoint
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
@@ -55,7 +60,7 @@ pub async fn channel_with_facts(
             let tls = tls.clone();
             let facts = facts.clone();
             async move {
-                let s = tokio::net::TcpStream::connect(a).await?;
+                let s = tokio::net::TcpStream::connect((a.0.as_str(), a.1)).await?;
                 s.set_nodelay(true)?;
                 let io: Box<dyn Io> = match tls {
                     None => Box::new(s),

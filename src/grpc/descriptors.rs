@@ -33,7 +33,7 @@ pub struct ResolvedMethod {
 pub async fn resolve(
     scenario: &Scenario,
     call: &Call,
-    address: &str,
+    address: &crate::scenario::HostPort,
     tls: Option<&crate::tls::ClientTls>,
 ) -> Result<ResolvedMethod, ResolveError> {
     let invalid = |loc: Loc, key: &str, message: String| {
@@ -65,7 +65,7 @@ pub async fn resolve(
             // does not fails here with the load's own message (exit 1), not as a problem with
             // `call.method`.
             let endpoint = crate::grpc::channel::Endpoint {
-                address: address.to_string(),
+                address: address.clone(),
                 connect_timeout: scenario.target.connect_timeout.max(Duration::from_secs(1)),
                 tls: tls.cloned(),
             };

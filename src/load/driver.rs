@@ -76,7 +76,7 @@ impl ThreadWork {
             Ok(r) => r,
             Err(e) => {
                 let _ = self.ready.send(Err(ConnectError::Other(
-                    self.endpoint.address.clone(),
+                    self.endpoint.address.to_string(),
                     format!("cannot start a generator thread's runtime: {e}"),
                 )));
                 return;
@@ -85,7 +85,7 @@ impl ThreadWork {
         // A panic (a bug) before the thread said it is ready must still answer, or the
         // driver would wait for it forever.
         let ready = self.ready.clone();
-        let address = self.endpoint.address.clone();
+        let address = self.endpoint.address.to_string();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             runtime.block_on(self.drive())
         }));
@@ -250,7 +250,7 @@ pub async fn drive(
                 drop(go_tx);
                 join_threads(handles).await;
                 return Err(ConnectError::Other(
-                    endpoint.address.clone(),
+                    endpoint.address.to_string(),
                     format!("cannot start a generator thread: {e}"),
                 ));
             }

@@ -14,6 +14,7 @@ use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
 use crate::record::recorder::Handshake;
 use crate::record::SharedRecorder;
+use crate::scenario::HostPort;
 use crate::telemetry::traces::CallSpan;
 use crate::tls::diagnose::{cert_info, classify_connect, classify_tls, describe, micros};
 use crate::tls::ClientTls;
@@ -24,7 +25,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00
 /// A handshake-storm iteration, prepared once.
 #[derive(Clone)]
 pub struct HandshakeCall {
-    pub address: String,
+    pub address: HostPort,
     pub tls: ClientTls,
     pub connect_timeout: Duration,
     /// One gRPC call over each connection, when the scenario has `[call]`.
@@ -99,7 +100,7 @@ impl HandshakeCall {
             outcome
         };
         // Resolve.
-        let addr: SocketAddr = match tokio::net::lookup_host(&self.address)
+        let addr: SocketAddr = match tokio::net::lookup_host(self.address.dial())
             .await
             .map(|mut a| a.next())
         {

@@ -3,6 +3,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::RunError;
+use crate::scenario::HostPort;
 use crate::target;
 
 /// The in-process reference target, on a runtime of its own so the generator's tasks do
@@ -23,7 +24,7 @@ impl Drop for EmbeddedTarget {
 
 pub(super) fn start_embedded(
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-) -> Result<(EmbeddedTarget, String), RunError> {
+) -> Result<(EmbeddedTarget, HostPort), RunError> {
     let shutdown = CancellationToken::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let token = shutdown.clone();
@@ -46,7 +47,7 @@ pub(super) fn start_embedded(
             runtime.block_on(async move {
                 match target::serve("127.0.0.1:0", token.clone(), tls).await {
                     Ok(running) => {
-                        let _ = tx.send(Ok(running.local_addr.to_string()));
+                        let _ = tx.send(Ok(HostPort::from(running.local_addr)));
                         let _ = running.served.await;
                     }
                     Err(e) => {

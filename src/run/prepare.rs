@@ -12,14 +12,14 @@ use crate::load::storm::HandshakeCall;
 use crate::load::stream::StreamCall;
 use crate::load::CallPlan;
 use crate::report::outputs::{check_writable, Outputs};
-use crate::scenario::{self, Address, Kind, Scenario, ScenarioError};
+use crate::scenario::{self, Address, HostPort, Kind, Scenario, ScenarioError};
 use crate::tls::ClientTls;
 
 /// What preparing finds, before it is shaped for the driver.
 struct Parts {
     pub scenario: Scenario,
-    /// `host:port` to connect to (the embedded target's loopback port when embedded).
-    pub address: String,
+    /// Where to connect (the embedded target's loopback port when embedded).
+    pub address: HostPort,
     pub schema_source: String,
     pub call: CallPlan,
     pub requests: Requests,
@@ -79,12 +79,6 @@ impl Parts {
     }
 }
 
-/// The host part of `host:port` (SNI and verification default).
-fn host_of(address: &str) -> &str {
-    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-    host.trim_start_matches('[').trim_end_matches(']')
-}
-
 /// Proves the outputs writable, loads and checks a scenario, starts or reaches its target,
 /// resolves its method and encodes its request.
 pub async fn prepare(path: &Path, outputs: &Outputs) -> Result<Prepared, RunError> {
@@ -128,7 +122,7 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
             let default_host = if generated.is_some() {
                 "localhost"
             } else {
-                host_of(&address)
+                address.host()
             };
             let built = ClientTls::build(o, default_host, generated.as_ref().map(|g| &g.cert))
                 .map_err(|e| {
@@ -181,9 +175,9 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
         .clone()
         .unwrap_or_else(|| match &tls {
             Some(_) if generated.is_some() => {
-                format!("localhost:{}", address.rsplit(':').next().unwrap_or(""))
+                format!("localhost:{}", address.port())
             }
-            _ => address.clone(),
+            _ => address.to_string(),
         });
     let unary = UnaryCall::new(
         &authority,

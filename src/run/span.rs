@@ -5,7 +5,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
 use crate::report::Report;
-use crate::scenario::Scenario;
+use crate::scenario::{HostPort, Scenario};
 use crate::telemetry::traces::{end_span, CallSampler, Traces};
 
 fn as_i64(n: u64) -> i64 {
@@ -20,7 +20,7 @@ pub struct RunSpan {
 impl RunSpan {
     /// Opens the span and makes the sampler for the run's calls. `address` is the target
     /// actually dialled (the embedded target's real port, not "embedded").
-    pub fn start(traces: &Traces, scenario: &Scenario, address: &str) -> (Self, CallSampler) {
+    pub fn start(traces: &Traces, scenario: &Scenario, address: &HostPort) -> (Self, CallSampler) {
         let mut attributes = vec![
             KeyValue::new("loadagent.scenario", scenario.name.clone()),
             KeyValue::new("loadagent.kind", scenario.kind.as_str()),

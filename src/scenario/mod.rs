@@ -1,5 +1,6 @@
 //! Scenario files: TOML → a validated [`Scenario`], with every problem reported at once.
 
+pub mod address;
 pub mod defaults;
 pub mod duration;
 pub mod model;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
+pub use address::{AddressError, HostPort};
 pub use defaults::*;
 pub use model::*;
 pub use problems::{Problem, Problems};
@@ -262,18 +264,16 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
         if a.value == "embedded" {
             return Some(Address::Embedded);
         }
-        if valid_host_port(&a.value) {
-            Some(Address::Remote(a.value))
-        } else {
-            t.ctx().report_at(
-                a.loc,
-                &t.key_path("address"),
-                format!(
-                    "\"{}\" is not an address; write \"host:port\" (e.g. \"127.0.0.1:50051\", \"[::1]:50051\") or \"embedded\"",
-                    a.value
-                ),
-            );
-            None
+        match HostPort::parse(&a.value) {
+            Ok(hp) => Some(Address::Remote(hp)),
+            Err(e) => {
+                t.ctx().report_at(
+                    a.loc,
+                    &t.key_path("address"),
+                    format!("{e}, or \"embedded\""),
+                );
+                None
+            }
         }
     });
     let tls = t.table("tls").map(|tt| read_tls(&tt));
@@ -382,29 +382,9 @@ pub(crate) fn read_tls(t: &TableReader<'_, '_, '_>) -> Option<TlsOptions> {
     ok.then_some(options)
 }
 
-/// `host:port` with a host name, an IPv4 address or a bracketed IPv6 address.
-fn split_host_port(s: &str) -> Option<(&str, u16)> {
-    let (host, port) = s.rsplit_once(':')?;
-    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
-    };
-    host_ok.then_some(())?;
-    Some((host, port.parse::<u16>().ok()?))
-}
-
-/// An address to connect to: `host:port`, port not 0.
-pub(crate) fn valid_host_port(s: &str) -> bool {
-    split_host_port(s).is_some_and(|(_, port)| port != 0)
-}
-
 /// An address to listen on: `host:port`, where port 0 asks the system for a free one.
 pub fn valid_listen(s: &str) -> bool {
-    split_host_port(s).is_some()
+    HostPort::parse_listen(s).is_ok()
 }
 
 fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {

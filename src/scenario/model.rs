@@ -102,14 +102,14 @@ pub enum Address {
     /// The built-in reference target, started in-process on a loopback port the OS picks.
     Embedded,
     /// `host:port`.
-    Remote(String),
+    Remote(super::HostPort),
 }
 
 impl Address {
     pub fn describe(&self) -> String {
         match self {
             Self::Embedded => "embedded".into(),
-            Self::Remote(a) => a.clone(),
+            Self::Remote(a) => a.to_string(),
         }
     }
 }

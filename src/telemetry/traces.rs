@@ -28,6 +28,7 @@ use opentelemetry_sdk::Resource;
 use prometheus::IntCounterVec;
 
 pub use crate::scenario::tracing::{check_endpoint, TracingConfig, DEFAULT_SAMPLE_RATIO};
+use crate::scenario::HostPort;
 
 /// Spans waiting for the exporter; beyond this they are dropped, never waited for.
 const QUEUE: usize = 4096;
@@ -356,21 +357,20 @@ pub struct CallSampler {
 
 impl CallSampler {
     /// `method` is "package.Service/Method" (None for a handshake storm without a call);
-    /// `address` is the target's "host:port".
+    /// `address` is the target dialled.
     pub fn new(
         traces: &Traces,
         parent: &Context,
         ratio: f64,
         method: Option<(&str, &str)>,
-        address: &str,
+        address: &HostPort,
         scenario: &str,
     ) -> Self {
-        let mut attributes = vec![KeyValue::new("loadagent.scenario", scenario.to_string())];
-        let (host, port) = split_host_port(address);
-        attributes.push(KeyValue::new("server.address", host.to_string()));
-        if let Some(p) = port {
-            attributes.push(KeyValue::new("server.port", i64::from(p)));
-        }
+        let mut attributes = vec![
+            KeyValue::new("loadagent.scenario", scenario.to_string()),
+            KeyValue::new("server.address", address.host().to_string()),
+            KeyValue::new("server.port", i64::from(address.port())),
+        ];
         let name = match method {
             Some((service, method)) => {
                 attributes.push(KeyValue::new("rpc.system", "grpc"));
@@ -423,16 +423,6 @@ pub fn traceparent(context: &opentelemetry::trace::SpanContext) -> Option<Header
     // the next calls re-send them in full. Sensitive values are sent "never indexed".
     value.set_sensitive(true);
     Some(value)
-}
-
-fn split_host_port(address: &str) -> (&str, Option<u16>) {
-    match address.rsplit_once(':') {
-        Some((host, port)) => match port.parse() {
-            Ok(p) => (host.trim_start_matches('[').trim_end_matches(']'), Some(p)),
-            Err(_) => (address, None),
-        },
-        None => (address, None),
-    }
 }
 
 /// One sampled call in flight.
@@ -514,15 +504,5 @@ mod tests {
             "never HPACK-indexed"
         );
         assert!(traceparent(&SpanContext::empty_context()).is_none());
-    }
-
-    #[test]
-    fn host_and_port_are_split() {
-        assert_eq!(
-            split_host_port("127.0.0.1:50051"),
-            ("127.0.0.1", Some(50051))
-        );
-        assert_eq!(split_host_port("[::1]:443"), ("::1", Some(443)));
-        assert_eq!(split_host_port("svc"), ("svc", None));
     }
 }

@@ -130,7 +130,7 @@ impl Connection {
         endpoint: &Endpoint,
         headers: Arc<RequestHeaders>,
     ) -> Result<Self, ConnectError> {
-        let addr = &endpoint.address;
+        let addr = endpoint.address.to_string();
         let io = open_transport(endpoint).await?;
         let mut conn = Self::new(io, headers);
         let mut ignored = Vec::new();
