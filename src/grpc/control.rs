@@ -21,8 +21,17 @@ pub async fn channel(
     authority: Option<&str>,
     timeout: Duration,
     tls: Option<&ClientTls>,
-) -> Result<Channel, String> {
+) -> Result<Channel, ChannelError> {
     channel_with_facts(address, authority, timeout, tls, None).await
+}
+
+/// Why a control channel (reflection, health) could not be opened: the address and the
+/// transport's reason with its causes, on one line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{reason}")]
+pub struct ChannelError {
+    pub address: String,
+    pub reason: String,
 }
 
 /// What the last TLS handshake of a channel negotiated (for probes' TLS metrics).
@@ -43,13 +52,17 @@ pub async fn channel_with_facts(
     timeout: Duration,
     tls: Option<&ClientTls>,
     facts: Option<TlsFactsSlot>,
-) -> Result<Channel, String> {
+) -> Result<Channel, ChannelError> {
+    let fail = |reason: String| ChannelError {
+        address: address.to_string(),
+        reason,
+    };
     let uri = match authority {
         Some(a) => format!("http://{a}"),
         None => format!("http://{address}"),
     };
     let endpoint = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| fail(e.to_string()))?
         .connect_timeout(timeout)
         .timeout(timeout);
     let tcp_addr = (address.host().to_string(), address.port());
@@ -93,7 +106,7 @@ pub async fn channel_with_facts(
             }
         }))
         .await
-        .map_err(|e| error_chain(&e))
+        .map_err(|e| fail(error_chain(&e)))
 }
 
 /// An error and its causes on one line.

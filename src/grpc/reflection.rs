@@ -51,7 +51,7 @@ pub async fn fetch_service_files(
     };
     let channel = super::control::channel(address, authority, timeout, tls)
         .await
-        .map_err(connect)?;
+        .map_err(|e| connect(e.reason))?;
 
     for (path, version) in [(PATH_V1, "v1"), (PATH_V1ALPHA, "v1alpha")] {
         match Session::open(channel.clone(), path).await {

@@ -132,26 +132,56 @@ fn sample(pids: &[u32]) -> ProcSample {
     s
 }
 
-/// One GET of the endpoint, parsed.
-pub async fn scrape(url: &str) -> Result<Exposition, String> {
-    let body = tokio::time::timeout(SCRAPE_TIMEOUT, get(url))
-        .await
-        .map_err(|_| format!("{url}: no answer within {SCRAPE_TIMEOUT:?}"))??;
-    parse(&body).map_err(|e| format!("{url}: not the Prometheus text format: {e}"))
+/// Why the target's endpoint could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{url}: {reason}")]
+pub struct ScrapeError {
+    pub url: String,
+    pub reason: String,
 }
 
-async fn get(url: &str) -> Result<String, String> {
+/// Why the target cannot be watched: the process or the endpoint named in the scenario.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WatchError {
+    /// The message names `[target] process` and what was not found.
+    #[error("{0}")]
+    Process(String),
+    #[error("[target] metrics_url: {0}")]
+    MetricsUrl(ScrapeError),
+}
+
+/// One GET of the endpoint, parsed.
+pub async fn scrape(url: &str) -> Result<Exposition, ScrapeError> {
+    let body = tokio::time::timeout(SCRAPE_TIMEOUT, get(url))
+        .await
+        .map_err(|_| ScrapeError {
+            url: url.to_string(),
+            reason: format!("no answer within {SCRAPE_TIMEOUT:?}"),
+        })??;
+    parse(&body).map_err(|e| ScrapeError {
+        url: url.to_string(),
+        reason: format!("not the Prometheus text format: {e}"),
+    })
+}
+
+async fn get(url: &str) -> Result<String, ScrapeError> {
+    let fail = |reason: String| ScrapeError {
+        url: url.to_string(),
+        reason,
+    };
     use http_body_util::BodyExt;
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| fail(e.to_string()))?;
+    let host = uri.host().ok_or_else(|| fail("no host".into()))?;
     let port = uri.port_u16().unwrap_or(80);
     let stream = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| format!("{url}: cannot connect: {e}"))?;
+        .map_err(|e| fail(format!("cannot connect: {e}")))?;
     let (mut send, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| fail(e.to_string()))?;
     tokio::spawn(conn);
     let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(
@@ -160,38 +190,34 @@ async fn get(url: &str) -> Result<String, String> {
         )
         .header(http::header::ACCEPT, "text/plain;version=0.0.4")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| fail(e.to_string()))?;
     let response = send
         .send_request(request)
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| fail(e.to_string()))?;
     if !response.status().is_success() {
-        return Err(format!("{url}: HTTP status {}", response.status()));
+        return Err(fail(format!("HTTP status {}", response.status())));
     }
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("{url}: {e}"))?
+        .map_err(|e| fail(e.to_string()))?
         .to_bytes();
-    String::from_utf8(body.to_vec()).map_err(|_| format!("{url}: the body is not UTF-8"))
+    String::from_utf8(body.to_vec()).map_err(|_| fail("the body is not UTF-8".into()))
 }
 
 impl TargetWatch {
     /// Finds the process and scrapes the endpoint once (both must work: a name that matches
     /// nothing or an endpoint that does not answer is a scenario mistake), then samples in
     /// the background until `finish`.
-    pub async fn start(spec: TargetSpec) -> Result<Self, String> {
+    pub async fn start(spec: TargetSpec) -> Result<Self, WatchError> {
         let pids = match &spec.process {
-            Some(entry) => resolve_pids(entry)?,
+            Some(entry) => resolve_pids(entry).map_err(WatchError::Process)?,
             None => Vec::new(),
         };
         let first = match &spec.metrics_url {
-            Some(url) => Some(
-                scrape(url)
-                    .await
-                    .map_err(|e| format!("[target] metrics_url: {e}"))?,
-            ),
+            Some(url) => Some(scrape(url).await.map_err(WatchError::MetricsUrl)?),
             None => None,
         };
         let stop = CancellationToken::new();
@@ -224,7 +250,7 @@ impl TargetWatch {
                                 at: SystemTime::now(),
                                 exposition,
                             }),
-                            Err(e) if errors.len() < 5 => errors.push(e),
+                            Err(e) if errors.len() < 5 => errors.push(e.to_string()),
                             Err(_) => {}
                         }
                     }
@@ -240,7 +266,7 @@ impl TargetWatch {
                         at: SystemTime::now(),
                         exposition,
                     }),
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(e.to_string()),
                 }
             }
             (procs, scrapes, errors)

@@ -9,13 +9,30 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How [`MAX_DURATION`] is written in messages.
 pub const MAX_DURATION_TEXT: &str = "8760h (365 days)";
 
+/// Why a string is not a duration (the reader adds the file, line, key and value).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("expected a number at `{0}`")]
+    NoNumber(String),
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("`{0}` has no unit")]
+    NoUnit(f64),
+    #[error("unknown unit `{0}`")]
+    UnknownUnit(String),
+    #[error("longer than the maximum, {MAX_DURATION_TEXT}")]
+    TooLong,
+}
+
 /// Parses a duration such as "250ms", "10s", "1m", "1m30s" or "1.5s".
 /// Units: ns, us (or µs), ms, s, m, h. A number needs a unit, so "10" is rejected
 /// rather than guessed.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     let mut total = 0f64;
     let mut rest = s;
@@ -24,11 +41,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("expected a number at `{rest}`"));
+            return Err(DurationError::NoNumber(rest.to_string()));
         }
         let number: f64 = rest[..num_len]
             .parse()
-            .map_err(|_| format!("`{}` is not a number", &rest[..num_len]))?;
+            .map_err(|_| DurationError::NotANumber(rest[..num_len].to_string()))?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -41,15 +58,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("`{number}` has no unit")),
-            other => return Err(format!("unknown unit `{other}`")),
+            "" => return Err(DurationError::NoUnit(number)),
+            other => return Err(DurationError::UnknownUnit(other.to_string())),
         };
         total += number * seconds_per_unit;
         rest = &rest[unit_len..];
     }
     match Duration::try_from_secs_f64(total) {
         Ok(d) if d <= MAX_DURATION => Ok(d),
-        _ => Err(format!("longer than the maximum, {MAX_DURATION_TEXT}")),
+        _ => Err(DurationError::TooLong),
     }
 }
 
