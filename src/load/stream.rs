@@ -286,7 +286,14 @@ impl StreamCall {
         }
         match self.timeout() {
             None => self.exchange(send, &mut ctx, opened).await,
-            Some(t) => match tokio::time::timeout(t, self.exchange(send, &mut ctx, opened)).await {
+            // Boxed (once per stream): the deadline's timer inline would size every
+            // stream worker's task, deadline or not.
+            Some(t) => match Box::pin(tokio::time::timeout(
+                t,
+                self.exchange(send, &mut ctx, opened),
+            ))
+            .await
+            {
                 Ok(o) => o,
                 Err(_) => {
                     Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)")

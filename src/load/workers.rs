@@ -31,7 +31,7 @@ pub(super) async fn worker(
     let requests = &shared.plan.requests;
     let mut renderer = Renderer::new(worker_id);
     let mut lease: Option<Lease> = match &pool {
-        Some(p) => p.lease(slot, None).await.ok(),
+        Some(p) => Box::pin(p.lease(slot, None)).await.ok(),
         None => None,
     };
     let mut broken: Option<u64> = None;
@@ -57,20 +57,26 @@ pub(super) async fn worker(
 
         // A handshake storm makes its own connection each iteration: no pool.
         if let CallPlan::Handshake(call) = &shared.plan.call {
-            let mut span = shared.plan.trace.as_ref().and_then(|t| t.sample());
+            let mut span = shared
+                .plan
+                .trace
+                .as_ref()
+                .and_then(|t| t.sample())
+                .map(Box::new);
             let sent = Instant::now();
-            let outcome = call
-                .run(
-                    requests,
-                    number,
-                    &mut renderer,
-                    &rec,
-                    measured,
-                    span.as_mut(),
-                )
-                .await;
+            // Boxed, like connecting below: a TLS connect is a large future, and held inline
+            // it would size every worker's task (10,000 streams: 7 KB each instead of 1).
+            let outcome = Box::pin(call.run(
+                requests,
+                number,
+                &mut renderer,
+                &rec,
+                measured,
+                span.as_deref_mut(),
+            ))
+            .await;
             taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
-            taken.end_span(span, &outcome);
+            taken.end_span(span.map(|s| *s), &outcome);
             if outcome.connection_failed && shared.plan.schedule.is_none() {
                 // Closed model out of ports or descriptors: retrying at once would spin
                 // (hundreds of thousands of failures a second) and starve the handshakes
@@ -81,7 +87,8 @@ pub(super) async fn worker(
         }
         let Some(pool) = pool.as_deref() else { break };
         if lease.is_none() {
-            match pool.lease(slot, broken.take()).await {
+            // Boxed: see the storm's call above (reconnects are rare; the box is per reconnect).
+            match Box::pin(pool.lease(slot, broken.take())).await {
                 Ok(l) => lease = Some(l),
                 Err(e) => {
                     taken.record(&rec, picked, status::UNAVAILABLE, Some(&e.to_string()));
@@ -97,7 +104,14 @@ pub(super) async fn worker(
         let Some(current) = lease.as_mut() else {
             continue;
         };
-        let span = shared.plan.trace.as_ref().and_then(|t| t.sample());
+        // Boxed: a span is large and rare (1% of calls by default), and held across the
+        // call it would size every worker's task.
+        let span = shared
+            .plan
+            .trace
+            .as_ref()
+            .and_then(|t| t.sample())
+            .map(Box::new);
         let trace = span.as_ref().and_then(|s| s.traceparent.clone());
         let sent = Instant::now();
         let outcome = match &shared.plan.call {
@@ -118,7 +132,9 @@ pub(super) async fn worker(
             // lean client has its own dispatcher).
             CallPlan::Unary(call) => {
                 let body = requests.body(number, &mut renderer);
-                call.call_timed(&mut current.send, body, trace.as_ref())
+                // Boxed: this path (`transport = "h2"`) allocates per call in h2 anyway,
+                // and its future inline would size every stream worker's task too.
+                Box::pin(call.call_timed(&mut current.send, body, trace.as_ref()))
                     .await
                     .0
             }
@@ -133,7 +149,7 @@ pub(super) async fn worker(
             lease = None;
         }
         taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
-        taken.end_span(span, &outcome);
+        taken.end_span(span.map(|s| *s), &outcome);
     }
 }
 
