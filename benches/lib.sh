@@ -12,3 +12,20 @@ listening_on() {
   [ -n "$addr" ] || { echo "nothing is listening: no \"$prefix\" line in $file" >&2; return 1; }
   echo "$addr"
 }
+
+# bench_scenario FILE NAME KIND METHOD ADDR REST: writes a scenario calling the reference
+# target's loadagent.bench.v1.Bench/METHOD at ADDR with a 64-byte payload; REST follows the
+# [call] table's keys (more [call] keys, then [load] and any other table).
+bench_scenario() {
+  cat > "$1" <<TOML
+name = "$2"
+kind = "$3"
+[target]
+address = "$5"
+[call]
+method = "loadagent.bench.v1.Bench/$4"
+proto = ["$PWD/proto/bench.proto"]
+data = { payload_size = 64 }
+$6
+TOML
+}

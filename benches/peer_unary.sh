@@ -30,19 +30,9 @@ url="http://$addr/loadagent.bench.v1.Bench/Unary"
 h2() { h2load -d "$work/frame.bin" -H 'content-type: application/grpc' -H 'te: trailers' "$@" "$url"; }
 
 scenario() {  # $1 = load table body
-  cat > "$work/s.toml" <<TOML
-name = "peer-unary"
-kind = "unary"
-[target]
-address = "$addr"
-[call]
-method = "loadagent.bench.v1.Bench/Unary"
-proto = ["$PWD/proto/bench.proto"]
-data = { payload_size = 64 }
-timeout = "5s"
+  bench_scenario "$work/s.toml" peer-unary unary Unary "$addr" "timeout = \"5s\"
 [load]
-$1
-TOML
+$1"
 }
 
 cpu() { python3 benches/cpu.py "$work/cpu.json" "$@"; }

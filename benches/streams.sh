@@ -21,22 +21,12 @@ target_pid=$!
 addr=$(listening_on "$work/target.out")
 
 scenario() {  # $1 kind, $2 method, $3 load table, $4 stream table
-  cat > "$work/s.toml" <<TOML
-name = "bench-$1"
-kind = "$1"
-[target]
-address = "$addr"
-[call]
-method = "loadagent.bench.v1.Bench/$2"
-proto = ["$PWD/proto/bench.proto"]
-data = { payload_size = 64 }
-[load]
+  local stream="[stream]
+$4"
+  [ "$1" = unary ] && stream=""
+  bench_scenario "$work/s.toml" "bench-$1" "$1" "$2" "$addr" "[load]
 $3
-[stream]
-$4
-TOML
-  [ "$1" = unary ] && sed -i '/^\[stream\]$/d' "$work/s.toml"
-  true
+$stream"
 }
 measure() {  # $1 label; prints CPU ms per 1,000 of `what` (messages or requests)
   python3 benches/cpu.py "$work/cpu.json" "$BIN" run -q "$work/s.toml" --out "$work/r.json" > /dev/null

@@ -26,22 +26,12 @@ sink=$(listening_on "$work/sink.out" "PORT ")
 closed=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 
 variant() {  # $1 = label, $2 = [tracing] body (empty: none)
-  cat > "$work/s.toml" <<TOML
-name = "tracing-overhead"
-kind = "unary"
-[target]
-address = "$addr"
-[call]
-method = "loadagent.bench.v1.Bench/Unary"
-proto = ["$PWD/proto/bench.proto"]
-data = { payload_size = 64 }
-[load]
+  bench_scenario "$work/s.toml" tracing-overhead unary Unary "$addr" "[load]
 rate = $RATE
 concurrency = 64
 connections = $CONNS
-duration = "${SECS}s"
-$2
-TOML
+duration = \"${SECS}s\"
+$2"
   python3 benches/cpu.py "$work/cpu.json" "$BIN" run -q "$work/s.toml" --out "$work/r.json" > "$work/run.out" 2>&1
   python3 - "$1" "$work/cpu.json" "$work/r.json" "$work/run.out" <<'PY'
 import json, sys, re

@@ -193,7 +193,10 @@ fn bad_configs_exit_2_listing_every_problem() {
         (4, "not a duration"),
         (5, "unknown key"),
         (8, "a second target named \"a\""),
-        (9, "\"nowhere\" is not an address (no port); write \"host:port\""),
+        (
+            9,
+            "\"nowhere\" is not an address (no port); write \"host:port\"",
+        ),
         (10, "is not a TLS version"),
     ] {
         assert!(

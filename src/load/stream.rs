@@ -410,13 +410,8 @@ impl StreamCall {
     ) -> Result<Outcome, Outcome> {
         let schedule = self.schedule(opened);
         for i in 0..self.options.messages {
-            let due = match schedule {
-                Some(s) => match wait_due(s, i, over.as_mut()).await {
-                    Some(at) => Some(at),
-                    None => break,
-                },
-                None if i > 0 && !self.pause(over.as_mut()).await => break,
-                None => None,
+            let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
+                break;
             };
             let body = self.body(ctx, i);
             send(stream, body, false)?;
@@ -444,13 +439,8 @@ impl StreamCall {
     ) -> Result<Outcome, Outcome> {
         let schedule = self.schedule(opened);
         for i in 0..self.options.messages {
-            let due = match schedule {
-                Some(s) => match wait_due(s, i, over.as_mut()).await {
-                    Some(at) => Some(at),
-                    None => break,
-                },
-                None if i > 0 && !self.pause(over.as_mut()).await => break,
-                None => None,
+            let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
+                break;
             };
             let body = self.body(ctx, i);
             let sent_at = Instant::now();
@@ -547,6 +537,22 @@ impl StreamCall {
             send(stream, Bytes::new(), true)?;
         }
         Ok(incoming.finish(|| ctx.received(None, None)).await)
+    }
+
+    /// Waits for message `i`'s turn: its time on the schedule, or `message_interval` after
+    /// the one before. `None` when the client's time ran out first; otherwise the message's
+    /// intended time, if it has one.
+    async fn turn(
+        &self,
+        schedule: Option<MessageSchedule>,
+        i: u64,
+        over: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Option<Instant>> {
+        match schedule {
+            Some(s) => wait_due(s, i, over).await.map(Some),
+            None if i > 0 && !self.pause(over).await => None,
+            None => Some(None),
+        }
     }
 
     /// The stream's message schedule, when `message_rate` is set.
