@@ -66,6 +66,15 @@ pub enum Command {
             requires = "repeat"
         )]
         pause: String,
+        /// Run shard INDEX of COUNT of a distributed run (INDEX from 0): the open model's
+        /// sends k with k mod COUNT == INDEX; the closed model's concurrency and requests
+        /// split. In a Kubernetes Indexed Job: --shard $(JOB_COMPLETION_INDEX)/COUNT.
+        #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "repeat")]
+        shard: Option<String>,
+        /// Prepare everything (types, outputs, connections), then start the schedule at TIME:
+        /// RFC 3339 in UTC ("2026-11-28T21:30:00Z") or Unix seconds.
+        #[arg(long, value_name = "TIME", conflicts_with = "repeat")]
+        start_at: Option<String>,
     },
     /// Compare reports grouped by a platform field (arch by default): figures side by side,
     /// ratios, and whether each difference is beyond the run-to-run noise.

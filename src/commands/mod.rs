@@ -24,6 +24,8 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             repeat,
             out_dir,
             pause,
+            shard,
+            start_at,
         } => {
             let outputs = run::RunOutputs {
                 json: out,
@@ -35,7 +37,10 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
                 (Some(times), Some(dir)) => {
                     run::repeat(&scenario, outputs, quiet, times, &dir, &pause).await
                 }
-                _ => run::run(&scenario, outputs, quiet).await,
+                _ => {
+                    let distribution = run::Distribution::parse(shard, start_at)?;
+                    run::run(&scenario, outputs, quiet, distribution).await
+                }
             }
         }
         Command::Compare {

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,8 @@ use crate::record::Progress;
 use crate::report::outputs::{write_outputs, Outputs};
 use crate::report::summary::render;
 use crate::run::{execute, prepare, Hooks};
+use crate::scenario::shard::{check_start_at, parse_start_at, rfc3339};
+use crate::scenario::Shard;
 use crate::telemetry::traces::Traces;
 
 /// Files a run writes besides the summary.
@@ -24,14 +27,56 @@ pub struct RunOutputs {
     pub csv: Option<PathBuf>,
 }
 
-pub async fn run(path: &Path, outputs: RunOutputs, quiet: bool) -> Result<(), CommandError> {
+/// `--shard` and `--start-at`, read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Distribution {
+    pub shard: Option<Shard>,
+    pub start_at: Option<SystemTime>,
+}
+
+impl Distribution {
+    pub fn parse(shard: Option<String>, start_at: Option<String>) -> Result<Self, CommandError> {
+        let shard = shard
+            .map(|s| s.parse::<Shard>())
+            .transpose()
+            .map_err(CommandError::invalid)?;
+        let start_at = match start_at {
+            Some(text) => {
+                let at = parse_start_at(&text).map_err(CommandError::invalid)?;
+                check_start_at(&text, at).map_err(CommandError::invalid)?;
+                Some(at)
+            }
+            None => None,
+        };
+        Ok(Self { shard, start_at })
+    }
+}
+
+pub async fn run(
+    path: &Path,
+    outputs: RunOutputs,
+    quiet: bool,
+    distribution: Distribution,
+) -> Result<(), CommandError> {
     let outputs = Outputs {
         json: outputs.json,
         html: outputs.html,
         hlog: outputs.hlog,
         csv: outputs.csv,
     };
-    let prepared = prepare(path, &outputs).await?;
+    let mut prepared = prepare(path, &outputs).await?;
+    if distribution.shard.is_some() || distribution.start_at.is_some() {
+        prepared = prepared.distribute(
+            distribution.shard.unwrap_or(Shard::WHOLE),
+            distribution.start_at,
+        )?;
+        // Preparing (reflection, connections) may have taken past the start time.
+        if let Some(at) = distribution.start_at {
+            check_start_at(&rfc3339(at), at).map_err(|e| {
+                CommandError::invalid(format!("{e} (it passed while this shard was preparing)"))
+            })?;
+        }
+    }
     let traces = Traces::start(&prepared.scenario.tracing, None, |m| {
         eprintln!("warning: {m}")
     })
@@ -127,7 +172,7 @@ pub async fn repeat(
             json: Some(file),
             ..outputs.clone()
         };
-        match run(path, once, quiet).await {
+        match run(path, once, quiet, Distribution::default()).await {
             Ok(()) => {}
             Err(e) if e.code == crate::error::ExitCode::ThresholdsFailed => {
                 eprintln!("run {i}: {e}");

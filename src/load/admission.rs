@@ -58,7 +58,11 @@ impl Shared {
     pub fn take(&self, clock: &Clock, now: Instant) -> Option<Ticket> {
         match &self.plan.schedule {
             Some(schedule) => {
-                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                // This shard's n-th send is the global schedule's k-th (interleaved).
+                let n = self
+                    .plan
+                    .shard
+                    .global(self.next.fetch_add(1, Ordering::Relaxed));
                 let at = clock.start + schedule.due(n)?;
                 Some(Ticket {
                     number: n,
@@ -80,7 +84,9 @@ impl Shared {
                     }
                 }
                 let number = if self.plan.requests.varies() {
-                    self.sequence.fetch_add(1, Ordering::Relaxed)
+                    self.plan
+                        .shard
+                        .global(self.sequence.fetch_add(1, Ordering::Relaxed))
                 } else {
                     0
                 };

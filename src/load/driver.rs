@@ -160,7 +160,11 @@ impl ThreadWork {
                 let worker_ids: Vec<usize> = (0..load.concurrency as usize)
                     .filter(|w| (w % connections) % self.threads == self.index)
                     .collect();
+                // Ids are global across a distributed run's shards (`{{worker_id}}`).
+                let shard = self.shared.plan.shard;
+                let global = |w: usize| usize::try_from(shard.global(w as u64)).unwrap_or(w);
                 let workers = if let Some(headers) = lean {
+                    let worker_ids = worker_ids.into_iter().map(global).collect();
                     set.spawn_local(dispatch::run(DispatchSetup {
                         shared: self.shared.clone(),
                         clock,
@@ -181,7 +185,7 @@ impl ThreadWork {
                         clock,
                         pool.clone(),
                         local_slot,
-                        id,
+                        global(id),
                         recorder.clone(),
                     ));
                 }
@@ -216,6 +220,7 @@ pub async fn drive(
         None
     };
     let measured_duration = plan.load.measured_duration();
+    let start_at = plan.start_at;
     let drain = plan.call.timeout().unwrap_or(DRAIN_WITHOUT_DEADLINE) + Duration::from_secs(1);
     let shared = Arc::new(Shared {
         plan,
@@ -270,7 +275,11 @@ pub async fn drive(
             None => break,
         }
     }
+    if let Some(at) = start_at {
+        wait_for(at, &cancel).await;
+    }
     let start = Instant::now();
+    let zero_at = SystemTime::now();
     let origin = start + warmup;
     let clock = Clock {
         start,
@@ -331,13 +340,31 @@ pub async fn drive(
     let measured = finished_at.saturating_duration_since(origin);
     Ok(RunOutcome {
         aggregate,
-        started_at: SystemTime::now() - measured,
+        started_at: zero_at + warmup,
+        zero_at,
         measured,
         interrupted: ended == End::Cancelled,
         process,
         threads,
         generator_panics,
     })
+}
+
+/// Waits until the wall clock reads `at` (`--start-at`): a timer to within a few ms, then a
+/// short spin, so shards on synchronised clocks start within a millisecond of each other.
+async fn wait_for(at: SystemTime, cancel: &CancellationToken) {
+    const SPIN: Duration = Duration::from_millis(3);
+    if let Ok(wait) = at.duration_since(SystemTime::now()) {
+        if wait > SPIN {
+            tokio::select! {
+                _ = tokio::time::sleep(wait - SPIN) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+    while SystemTime::now() < at && !cancel.is_cancelled() {
+        std::hint::spin_loop();
+    }
 }
 
 async fn join_threads(handles: Vec<std::thread::JoinHandle<()>>) {

@@ -9,7 +9,7 @@ use crate::grpc::request::Requests;
 use crate::grpc::unary::UnaryCall;
 use crate::host::process::ProcessUsage;
 use crate::record::Aggregate;
-use crate::scenario::Load;
+use crate::scenario::{Load, Shard};
 
 /// Everything the workers need, fixed before the load starts.
 pub struct Plan {
@@ -20,6 +20,11 @@ pub struct Plan {
     pub schedule: Option<Schedule>,
     /// Gives a sampled fraction of calls a span (when tracing is on).
     pub trace: Option<crate::telemetry::traces::CallSampler>,
+    /// This run's share of a distributed run (`Shard::WHOLE` when it is not one): the open
+    /// model's sends k with k mod count == index; ids and request numbers made global.
+    pub shard: Shard,
+    /// When the schedule's time zero is (the warm-up starts then), on the wall clock.
+    pub start_at: Option<SystemTime>,
 }
 
 /// What each iteration does.
@@ -59,4 +64,6 @@ pub struct RunOutcome {
     /// Generator threads that panicked (a bug): what they had not yet handed over is lost,
     /// the rest of the run is reported, and the process exits 70.
     pub generator_panics: u64,
+    /// Wall-clock time of the schedule's time zero (the start of the warm-up).
+    pub zero_at: SystemTime,
 }

@@ -123,9 +123,29 @@ pub struct Report {
     /// For a merged report: the reports it holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merged_from: Vec<MergedInput>,
+    /// One shard of a distributed run (`run --shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// A merged report of shards that lacked some (`merge --partial`): the missing indices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<u32>,
     /// A merged report whose inputs were of different scenarios (`merge --force`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub merge_forced: bool,
+}
+
+/// Which shard of a distributed run a report is, and when it was told to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub count: u32,
+    /// `--start-at`, RFC 3339; absent when the shard started as soon as it was ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// How late the schedule's time zero was against `start_at`, milliseconds (this
+    /// machine's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_skew_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -482,6 +502,8 @@ impl Report {
             thresholds: Vec::new(),
             aborted_by_threshold: None,
             merged_from: Vec::new(),
+            shard: None,
+            missing_shards: Vec::new(),
             merge_forced: false,
         }
     }
@@ -496,6 +518,7 @@ impl Report {
                 histograms: Vec::new(),
             },
             started_at: std::time::SystemTime::now(),
+            zero_at: std::time::SystemTime::now(),
             measured: std::time::Duration::ZERO,
             interrupted: false,
             process: ProcessUsage::default(),

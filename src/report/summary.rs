@@ -72,6 +72,27 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
             String::new()
         }
     )?;
+    if let Some(s) = &r.shard {
+        writeln!(
+            o,
+            "  shard     {} of {} (sends k with k mod {} == {}){}",
+            s.index,
+            s.count,
+            s.count,
+            s.index,
+            match (&s.start_at, s.start_skew_ms) {
+                (Some(at), Some(skew)) => format!(", started {skew:+.1} ms from --start-at {at}"),
+                _ => String::new(),
+            }
+        )?;
+    }
+    if !r.missing_shards.is_empty() {
+        writeln!(
+            o,
+            "  PARTIAL   shards {:?} are missing (merge --partial): the figures are not the whole run's",
+            r.missing_shards
+        )?;
+    }
     let t = &r.totals;
     write!(
         o,

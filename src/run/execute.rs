@@ -13,9 +13,11 @@ use super::{Prepared, RunError};
 use crate::host::target_process::TargetWatch;
 use crate::record::aggregator::IntervalHistograms;
 use crate::record::{Aggregate, Progress};
+use crate::report::schema::ShardInfo;
 use crate::report::thresholds::judge;
 use crate::report::Report;
-use crate::scenario::Scenario;
+use crate::scenario::shard::rfc3339;
+use crate::scenario::{Scenario, Shard};
 use crate::telemetry::traces::Traces;
 
 /// Called each time an interval closes, with the aggregate so far and the measured time.
@@ -62,6 +64,7 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
         asked,
         embedded,
     } = prepared;
+    let (shard, start_at) = (plan.shard, plan.start_at);
     let watch = match start_watch(&scenario).await {
         Ok(w) => w,
         Err(why) => match hooks.on_watch_error {
@@ -102,6 +105,17 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
     };
     drop(embedded);
     let mut report = Report::build(&scenario, &schema_source, &outcome, asked);
+    if shard != Shard::WHOLE || start_at.is_some() {
+        report.shard = Some(ShardInfo {
+            index: shard.index,
+            count: shard.count,
+            start_at: start_at.map(rfc3339),
+            start_skew_ms: start_at.map(|at| match outcome.zero_at.duration_since(at) {
+                Ok(late) => late.as_secs_f64() * 1e3,
+                Err(early) => -early.duration().as_secs_f64() * 1e3,
+            }),
+        });
+    }
     if let Some(w) = watch {
         report.target_process = Some(w.finish(outcome.started_at, report.totals.requests).await);
     }

@@ -2,6 +2,7 @@
 //! embedded one is started here), the method's descriptor and the encoded request.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::embedded::{start_embedded, EmbeddedTarget};
 use super::RunError;
@@ -11,8 +12,9 @@ use crate::grpc::unary::UnaryCall;
 use crate::load::storm::HandshakeCall;
 use crate::load::stream::StreamCall;
 use crate::load::CallPlan;
+use crate::load::Schedule;
 use crate::report::outputs::{check_writable, Outputs};
-use crate::scenario::{self, Address, HostPort, Kind, Scenario, ScenarioError};
+use crate::scenario::{self, Address, HostPort, Kind, Load, Model, Scenario, ScenarioError, Shard};
 use crate::tls::ClientTls;
 
 /// What preparing finds, before it is shaped for the driver.
@@ -50,23 +52,15 @@ impl Parts {
             tls: self.tls.clone(),
         };
         let schedule = crate::load::Schedule::for_load(&scenario.load);
-        let asked = schedule.as_ref().and_then(|s| {
-            let measured = scenario.load.measured_duration()?;
-            let warm = s.warmup().as_secs_f64();
-            let due = s.arrivals_by(warm + measured.as_secs_f64()) - s.arrivals_by(warm);
-            Some(
-                scenario
-                    .load
-                    .requests
-                    .map_or(due.round() as u64, |r| r.min(due.round() as u64)),
-            )
-        });
+        let asked = asked(&scenario.load, schedule.as_ref(), Shard::WHOLE);
         let plan = crate::load::Plan {
             trace: None,
             load: scenario.load.clone(),
             call: self.call,
             requests: self.requests,
             schedule,
+            shard: Shard::WHOLE,
+            start_at: None,
         };
         Prepared {
             scenario,
@@ -76,6 +70,52 @@ impl Parts {
             asked,
             embedded: self.embedded,
         }
+    }
+}
+
+/// Requests the schedule asks of `shard` in the measured part (open model, time-bounded):
+/// the global numbers k in the measured part with k mod count == index.
+fn asked(load: &Load, schedule: Option<&Schedule>, shard: Shard) -> Option<u64> {
+    let s = schedule?;
+    let measured = load.measured_duration()?;
+    let warm = s.warmup().as_secs_f64();
+    let due = (s.arrivals_by(warm + measured.as_secs_f64()) - s.arrivals_by(warm)).round() as u64;
+    let all = load.requests.map_or(due, |r| r.min(due));
+    let first = s.warmup_requests();
+    Some(shard.owned_below(first.saturating_add(all)) - shard.owned_below(first))
+}
+
+impl Prepared {
+    /// Makes this run shard `shard` of a distributed run starting at `start_at` (the
+    /// schedule's time zero on the wall clock): the open model's sends interleaved, the closed
+    /// model's `concurrency` and `requests` split (remainders to the lowest indices).
+    pub fn distribute(
+        mut self,
+        shard: Shard,
+        start_at: Option<SystemTime>,
+    ) -> Result<Self, RunError> {
+        let load = &mut self.plan.load;
+        if load.model() == Model::Closed && shard.count > 1 {
+            let split = |what: &str, total: u64| -> Result<u64, RunError> {
+                match shard.share(total) {
+                    0 => Err(RunError::Invalid(format!(
+                        "{}: `[load] {what} = {total}` cannot be split over {} shards (each needs at least 1); use fewer shards or raise it",
+                        self.scenario.path.display(),
+                        shard.count
+                    ))),
+                    n => Ok(n),
+                }
+            };
+            load.concurrency = u32::try_from(split("concurrency", u64::from(load.concurrency))?)
+                .unwrap_or(load.concurrency);
+            if let Some(r) = load.requests {
+                load.requests = Some(split("requests", r)?);
+            }
+        }
+        self.asked = asked(&self.plan.load, self.plan.schedule.as_ref(), shard);
+        self.plan.shard = shard;
+        self.plan.start_at = start_at;
+        Ok(self)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod model;
 pub mod problems;
 pub mod reader;
 pub mod schema;
+pub mod shard;
 pub mod source;
 pub mod thresholds;
 pub mod tracing;
@@ -22,6 +23,7 @@ pub use defaults::*;
 pub use model::*;
 pub use problems::{Problem, Problems};
 use reader::{quoted_list, to_json, At, Ctx, TableReader};
+pub use shard::{Shard, ShardError};
 pub use source::{Loc, Source};
 
 /// Why a scenario could not be loaded.
