@@ -116,6 +116,9 @@ pub enum Command {
         /// Merge reports of different scenarios anyway (the result says so).
         #[arg(long)]
         force: bool,
+        /// Merge an incomplete set of shard reports anyway (the result names the missing).
+        #[arg(long)]
+        partial: bool,
     },
     /// Check a scenario without sending load: the file, the method and the request.
     Validate {

@@ -122,7 +122,7 @@ fn use_report(text: &str) {
         let _ = loadagent::report::html::render(&report);
         let _ = loadagent::report::csv::render(&report);
         let pair = vec![("a".to_string(), report.clone()), ("b".to_string(), report)];
-        let _ = loadagent::report::merge::merge(&pair, true);
+        let _ = loadagent::report::merge::merge(&pair, true, true);
         let _ = loadagent::report::compare::compare(&pair, "arch", true);
     }
 }

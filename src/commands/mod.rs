@@ -55,7 +55,8 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             reports,
             out,
             force,
-        } => reports::merge(&reports, &out, force),
+            partial,
+        } => reports::merge(&reports, &out, force, partial),
         Command::Agent {
             config,
             listen,

@@ -69,13 +69,20 @@ pub fn compare(
     Ok(())
 }
 
-pub fn merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), CommandError> {
+/// `loadagent merge`: exit 2 when the reports do not make one run, 3 when the merged figures
+/// fail the scenario's thresholds.
+pub fn merge(
+    paths: &[PathBuf],
+    out: &Path,
+    force: bool,
+    partial: bool,
+) -> Result<(), CommandError> {
     check_writable(out)?;
     let inputs = paths
         .iter()
         .map(|p| load(p).map(|r| (p.display().to_string(), r)))
         .collect::<Result<Vec<_>, _>>()?;
-    let merged = merge_reports(&inputs, force).map_err(CommandError::invalid)?;
+    let merged = merge_reports(&inputs, force, partial).map_err(CommandError::invalid)?;
     let outputs = Outputs {
         json: Some(out.to_path_buf()),
         ..Outputs::default()
@@ -92,5 +99,12 @@ pub fn merge(paths: &[PathBuf], out: &Path, force: bool) -> Result<(), CommandEr
             ""
         }
     ));
+    let failed = merged.thresholds.iter().filter(|t| !t.passed).count();
+    if failed > 0 {
+        return Err(CommandError::thresholds_failed(format!(
+            "{failed} of {} thresholds failed on the merged figures",
+            merged.thresholds.len()
+        )));
+    }
     Ok(())
 }

@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 
 pub use super::schema::MergedInput;
 use super::schema::{ErrorCount, Latency, Report};
+use super::shards::{check as check_shards, ShardSetError};
+use super::thresholds::judge;
 use crate::record::histogram::{decode, new_histogram};
 use crate::record::{IntervalSummary, LatencySummary};
+use crate::scenario::reader::At;
+use crate::scenario::thresholds::{parse_condition, Threshold, Thresholds};
+use crate::scenario::Loc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -17,6 +22,8 @@ pub enum MergeError {
     TooMany(usize),
     #[error(transparent)]
     Different(#[from] DifferentScenario),
+    #[error(transparent)]
+    Shards(#[from] ShardSetError),
     #[error("{file}: its `{which}` histogram cannot be read: {why}")]
     Histogram {
         file: String,
@@ -98,7 +105,11 @@ pub fn same_scenario(inputs: &[(String, Report)], force: bool) -> Result<bool, D
 
 /// Merges `inputs` (file name, report). With `force`, reports of different scenarios merge
 /// too, and the result says so.
-pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeError> {
+pub fn merge(
+    inputs: &[(String, Report)],
+    force: bool,
+    partial: bool,
+) -> Result<Report, MergeError> {
     if inputs.len() < 2 {
         return Err(MergeError::TooFew(inputs.len()));
     }
@@ -107,6 +118,7 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
     }
     let first = &inputs[0].1;
     let forced = same_scenario(inputs, force)?;
+    let shards = check_shards(inputs, partial)?;
     let mut out = first.clone();
     let starts: Vec<f64> = inputs.iter().map(|(_, r)| unix(&r.started_at)).collect();
     let base = starts.iter().copied().fold(f64::INFINITY, f64::min);
@@ -216,6 +228,13 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
     out.load.concurrency = sum_u32(|r| r.load.concurrency);
     out.load.connections = sum_u32(|r| r.load.connections);
     out.load.asked_requests = inputs.iter().map(|(_, r)| r.load.asked_requests).sum();
+    if let Some(set) = &shards {
+        // Each shard reports the scenario's load (the whole run's rate and concurrency).
+        out.load.rate = first.load.rate;
+        out.load.concurrency = first.load.concurrency;
+        out.shard = None;
+        out.missing_shards = set.missing.clone();
+    }
     out.thresholds = Vec::new();
     out.aborted_by_threshold = None;
     out.merged_from = inputs
@@ -230,5 +249,33 @@ pub fn merge(inputs: &[(String, Report)], force: bool) -> Result<Report, MergeEr
         })
         .collect();
     out.merge_forced = forced;
+    // The scenario's thresholds, judged on the merged figures (percentiles from the merged
+    // histograms): what the whole run did, not any one input.
+    if !forced {
+        out.thresholds = judge(&thresholds_of(first), &out, out.load.model);
+    }
     Ok(out)
+}
+
+/// The thresholds a report was judged against (metric and condition as written).
+fn thresholds_of(r: &Report) -> Thresholds {
+    Thresholds {
+        list: r
+            .thresholds
+            .iter()
+            .filter_map(|t| {
+                let (op, limit) = parse_condition(&t.condition).ok()?;
+                Some(Threshold {
+                    metric: At {
+                        value: t.metric.clone(),
+                        loc: Loc::default(),
+                    },
+                    condition: t.condition.clone(),
+                    op,
+                    limit,
+                })
+            })
+            .collect(),
+        abort_on_fail: false,
+    }
 }

@@ -10,6 +10,7 @@ pub mod merge;
 pub mod metric;
 pub mod outputs;
 pub mod schema;
+pub mod shards;
 pub mod summary;
 pub mod svg;
 pub mod thresholds;
