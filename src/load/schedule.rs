@@ -292,4 +292,30 @@ mod tests {
             }
         }
     }
+
+    proptest! {
+        /// `--shard I/N`: shard I sends the global schedule's k with k mod N == I, so the
+        /// union of the shards' intended times is the single schedule's, and their counts
+        /// differ by at most one.
+        #[test]
+        fn shards_split_the_schedule_exactly(
+            ramps in proptest::collection::vec((0.1f64..3.0, 0.0f64..400.0, 0.0f64..400.0), 1..4),
+            count in 1u32..9,
+        ) {
+            let s = Schedule::ramps(&ramps);
+            let single: Vec<Duration> = (0..).map_while(|k| s.due(k)).collect();
+            let mut union = Vec::new();
+            let mut sizes = Vec::new();
+            for index in 0..count {
+                let shard = crate::scenario::Shard { index, count };
+                let mine: Vec<Duration> = (0..).map_while(|n| s.due(shard.global(n))).collect();
+                sizes.push(mine.len());
+                union.extend(mine);
+            }
+            union.sort();
+            prop_assert_eq!(&union, &single);
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            prop_assert!(hi - lo <= 1, "{:?}", sizes);
+        }
+    }
 }

@@ -1,0 +1,192 @@
+//! Distributed runs: shard processes on this machine (as the pods of an Indexed Job would run)
+//! against a Python grpcio server that counts what it serves, started together by
+//! `--start-at`, merged exactly by `loadagent merge`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use loadagent::record::histogram::{decode, new_histogram, LatencySummary};
+
+const SHARDS: u32 = 3;
+
+/// Starts shard `index` of `SHARDS` writing its report to `out`.
+fn shard(scenario: &std::path::Path, index: u32, start_at: &str, out: &std::path::Path) -> Child {
+    Command::new(bin())
+        .args(["run", "-q"])
+        .arg(scenario)
+        .args([
+            "--shard",
+            &format!("{index}/{SHARDS}"),
+            "--start-at",
+            start_at,
+        ])
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a shard")
+}
+
+fn in_seconds(s: f64) -> String {
+    let t = SystemTime::now() + Duration::from_secs_f64(s);
+    format!("{:.3}", t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64())
+}
+
+#[test]
+fn shards_started_together_merge_into_exactly_the_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[]);
+    // 300 req/s for 3 s: 900 sends, 300 per shard. The threshold holds for every shard alone
+    // (300 < 500) and fails for the whole (900): only the merge can see it.
+    let s = scenario(
+        dir.path(),
+        "dist.toml",
+        &format!(
+            "{}\n[thresholds]\n\"requests\" = \"< 500\"\n",
+            echo_scenario(
+                &server.address(),
+                r#"data = { message = "n{{request_number}}" }"#,
+                "rate = 300\nduration = \"3s\"\nconcurrency = 32"
+            )
+        ),
+    );
+    let start_at = in_seconds(4.0);
+    let outs: Vec<_> = (0..SHARDS)
+        .map(|i| dir.path().join(format!("shard-{i}.json")))
+        .collect();
+    let runs: Vec<_> = (0..SHARDS)
+        .map(|i| shard(&s, i, &start_at, &outs[i as usize]))
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let counts = server.stop_with_counts();
+    let reports: Vec<serde_json::Value> = outs
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect();
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r["shard"]["index"], i as u64);
+        assert_eq!(r["shard"]["count"], SHARDS);
+        let skew = num(r, "shard.start_skew_ms");
+        assert!(
+            (0.0..20.0).contains(&skew),
+            "shard {i} started {skew} ms after --start-at"
+        );
+        assert_eq!(num(r, "totals.requests"), 300.0, "shard {i}");
+        assert_eq!(r["thresholds"][0]["passed"], true, "300 < 500 alone");
+    }
+
+    let merged_path = dir.path().join("merged.json");
+    let mut args = vec!["merge".to_string()];
+    args.extend(outs.iter().map(|p| p.display().to_string()));
+    args.extend(["--out".into(), merged_path.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = loadagent(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the whole run missed the threshold: {}",
+        text(&out)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_path).unwrap()).unwrap();
+    assert_eq!(num(&m, "totals.requests"), 900.0);
+    assert_eq!(
+        num(&m, "totals.requests"),
+        counts["requests"].as_f64().unwrap(),
+        "merged requests equal the server's count"
+    );
+    assert_eq!(num(&m, "load.asked_requests"), 900.0);
+    assert_eq!(m["thresholds"][0]["actual"], 900.0);
+    assert_eq!(m["thresholds"][0]["passed"], false);
+    // Every request number 0..900 was sent exactly once, across the shards.
+    let messages = counts["messages"].as_object().unwrap();
+    assert_eq!(messages.len(), 900, "900 distinct request numbers");
+    for k in 0..900 {
+        assert_eq!(messages[&format!("n{k}")], 1, "request number {k}");
+    }
+    // The merged corrected histogram is the sum of the shards'.
+    let mut sum = new_histogram();
+    for r in &reports {
+        sum.add(decode(r["latency"]["corrected"]["hdr"].as_str().unwrap()).unwrap())
+            .unwrap();
+    }
+    let merged = decode(m["latency"]["corrected"]["hdr"].as_str().unwrap()).unwrap();
+    assert_eq!(merged.len(), sum.len());
+    let (a, b) = (LatencySummary::of(&merged), LatencySummary::of(&sum));
+    assert_eq!(
+        (a.p50_us, a.p99_us, a.max_us),
+        (b.p50_us, b.p99_us, b.max_us)
+    );
+    assert_eq!(num(&m, "latency.corrected.p99_us"), b.p99_us as f64);
+
+    // An incomplete set is refused, naming the missing index; --partial merges and says so.
+    let two = [
+        "merge",
+        outs[0].to_str().unwrap(),
+        outs[2].to_str().unwrap(),
+        "--out",
+        merged_path.to_str().unwrap(),
+    ];
+    let out = loadagent(&two);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("shards [1] of 3 are missing"),
+        "{}",
+        text(&out)
+    );
+    let mut partial = two.to_vec();
+    partial.push("--partial");
+    let out = loadagent(&partial);
+    // Two shards sent 600: the threshold (< 500) fails on what there is.
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged_path).unwrap()).unwrap();
+    assert_eq!(m["missing_shards"], serde_json::json!([1]));
+    assert!(text(&out).contains("PARTIAL"), "{}", text(&out));
+    // A shard given twice is refused.
+    let twice = [
+        "merge",
+        outs[0].to_str().unwrap(),
+        outs[0].to_str().unwrap(),
+        outs[1].to_str().unwrap(),
+        outs[2].to_str().unwrap(),
+        "--out",
+        merged_path.to_str().unwrap(),
+    ];
+    let out = loadagent(&twice);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("shard 0 of 3 is given more than once"));
+}
+
+#[test]
+fn bad_shards_and_start_times_exit_2_saying_how_to_fix_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "s.toml",
+        &bench_scenario("embedded", "{}", "requests = 10"),
+    );
+    let path = s.to_str().unwrap();
+    for (flags, want) in [
+        (vec!["--shard", "3/3"], "INDEX/COUNT"),
+        (vec!["--shard", "1/0"], "at least 1"),
+        (vec!["--shard", "one/two"], "INDEX/COUNT"),
+        (vec!["--start-at", "soon"], "RFC 3339"),
+        (vec!["--start-at", "1000"], "ago"),
+        (vec!["--start-at", "2001-01-01T00:00:00Z"], "ago"),
+        (vec!["--shard", "19/20"], "cannot be split over 20 shards"),
+    ] {
+        let mut args = vec!["run", "-q", path];
+        args.extend(flags.iter().copied());
+        let out = loadagent(&args);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", text(&out));
+        assert!(text(&out).contains(want), "{flags:?}: {}", text(&out));
+    }
+}
