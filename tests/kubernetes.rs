@@ -227,3 +227,144 @@ fn the_pieces_fit_together() {
         pvc["metadata"]["name"]
     );
 }
+
+/// `deploy/kubernetes/distributed/`: the Indexed Job, the merge Job and `run.sh`, driven
+/// with a stand-in `kubectl` that records what is applied and reports the Jobs complete:
+/// N reaches completions, parallelism and `--shard`, the start time is given once to every
+/// shard, the merge lists one report per shard, everything applied passes Kubernetes'
+/// schemas, and the script exits with the merge's code.
+#[test]
+fn the_distributed_run_script_applies_valid_jobs_for_n_shards() {
+    let dist = k8s().join("distributed");
+    let dir = tempfile::tempdir().unwrap();
+    let applied = dir.path().join("applied");
+    std::fs::create_dir(&applied).unwrap();
+    let fake = dir.path().join("kubectl");
+    std::fs::write(
+        &fake,
+        format!(
+            r#"#!/usr/bin/env bash
+case "$*" in
+  *"apply -f -"*) cat > "{applied}/$(date +%s%N).yaml" ;;
+  *"get job"*) echo "Complete " ;;
+  *"get pods"*) echo 3 ;;
+  *logs*) echo "merged" ;;
+esac
+"#,
+            applied = applied.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = Command::new("bash")
+        .arg(dist.join("run.sh"))
+        .args(["6", "90"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the merge's exit code: {}",
+        text(&out)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&applied)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "the Indexed Job, then the merge Job");
+    let mut all = files.clone();
+    all.extend(
+        [
+            "configmap.yaml",
+            "results-pvc.yaml",
+            "job.yaml",
+            "merge-job.yaml",
+        ]
+        .map(|f| dist.join(f)),
+    );
+    let v = validate(&all);
+    assert!(v.status.success(), "{}", text(&v));
+
+    let job = yaml(&files[0]).remove(0);
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    assert_eq!(spec["completions"], 6);
+    assert_eq!(spec["parallelism"], 6);
+    assert_eq!(spec["backoffLimitPerIndex"], 0);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    let c = &pod["containers"][0];
+    let env: std::collections::BTreeMap<String, String> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(env["SHARDS"], "6");
+    let start_at = loadagent::scenario::shard::parse_start_at(&env["START_AT"]).unwrap();
+    let lead = start_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!(
+        (60..=90).contains(&lead),
+        "START_AT about 90 s ahead: {lead}"
+    );
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    // Kubernetes expands $(VAR) from the container's env; JOB_COMPLETION_INDEX is the Job's.
+    let expanded: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace("$(JOB_COMPLETION_INDEX)", "5")
+                .replace("$(SHARDS)", &env["SHARDS"])
+                .replace("$(START_AT)", &env["START_AT"])
+        })
+        .collect();
+    let at = |flag: &str| &expanded[expanded.iter().position(|a| a == flag).unwrap() + 1];
+    assert_eq!(at("--shard"), "5/6");
+    assert_eq!(
+        loadagent::scenario::shard::parse_start_at(at("--start-at")).unwrap(),
+        start_at,
+        "every shard gets the one start time"
+    );
+    assert_eq!(at("--out"), "/results/shard-5.json");
+    // The scenario the shards run is one loadagent reads.
+    let cm = yaml(&dist.join("configmap.yaml")).remove(0);
+    let text = cm["data"]["distributed.toml"].as_str().unwrap().to_string();
+    let source = loadagent::scenario::Source::new(Path::new("distributed.toml"), text);
+    loadagent::scenario::parse(&source).expect("the distributed scenario parses");
+
+    let merge = yaml(&files[1]).remove(0);
+    let margs: Vec<&str> = merge["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (0..6).map(|i| format!("/results/shard-{i}.json")).collect();
+    assert_eq!(
+        &margs[1..7],
+        want.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(margs[0], "merge");
+}

@@ -114,6 +114,15 @@ pub async fn run(
         println!("  traces    {line}");
     }
     let failed = finished.failed_thresholds();
+    // One shard's figures are a part of the run: its verdicts are shown, and the run's are
+    // given by `loadagent merge` (exit 3 there), so a shard's pod does not fail its Job.
+    if failed > 0 && distribution.shard.is_some_and(|s| s.count > 1) {
+        outputs.say(&format!(
+            "  note      {failed} of {} thresholds fail on this shard alone; the run's verdict is `loadagent merge`'s\n",
+            report.thresholds.len()
+        ));
+        return Ok(());
+    }
     if failed > 0 {
         return Err(CommandError::thresholds_failed(format!(
             "{failed} of {} thresholds failed",
