@@ -125,6 +125,26 @@ fn shards_started_together_merge_into_exactly_the_single_run() {
         (b.p50_us, b.p99_us, b.max_us)
     );
     assert_eq!(num(&m, "latency.corrected.p99_us"), b.p99_us as f64);
+    // Interval percentiles too: each merged interval's histogram is the sum of the shards'
+    // intervals at that time (all started together, so their intervals line up).
+    let intervals = m["intervals"].as_array().unwrap();
+    assert!(intervals.len() >= 3);
+    for merged in intervals {
+        let t = merged["t_seconds"].as_u64().unwrap();
+        let mut sum = new_histogram();
+        for r in &reports {
+            for i in r["intervals"].as_array().unwrap() {
+                if i["t_seconds"].as_u64() == Some(t) {
+                    sum.add(decode(i["hdr"].as_str().unwrap()).unwrap())
+                        .unwrap();
+                }
+            }
+        }
+        let s = LatencySummary::of(&sum);
+        assert_eq!(merged["requests"].as_u64(), Some(sum.len()), "interval {t}");
+        assert_eq!(merged["p99_us"].as_u64(), Some(s.p99_us), "interval {t}");
+        assert_eq!(merged["p50_us"].as_u64(), Some(s.p50_us), "interval {t}");
+    }
 
     // An incomplete set is refused, naming the missing index; --partial merges and says so.
     let two = [

@@ -38,6 +38,11 @@ pub struct IntervalSummary {
     pub messages_sent: u64,
     #[serde(default)]
     pub messages_received: u64,
+    /// The interval's (uncorrected) histogram, compressed, that its percentiles come from:
+    /// merged reports compute their interval percentiles from it (absent in reports written
+    /// before it was kept; those merge to the inputs' highest percentile, an upper bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdr: Option<String>,
 }
 
 impl IntervalSummary {
@@ -66,6 +71,7 @@ impl IntervalSummary {
                 .map(|(code, n)| (code_name(code as u8).to_string(), *n))
                 .collect(),
             messages_sent: d.messages_sent,
+            hdr: None,
             messages_received: d.messages_received,
         }
     }
@@ -114,8 +120,11 @@ struct Closed {
 
 impl Closed {
     fn of(t: u64, d: &IntervalData) -> Self {
+        let uncorrected = encode(&d.uncorrected);
+        let mut summary = IntervalSummary::of(t, d);
+        summary.hdr = Some(uncorrected.clone());
         Self {
-            summary: IntervalSummary::of(t, d),
+            summary,
             histograms: IntervalHistograms {
                 t_seconds: t,
                 corrected: if d.corrected.is_empty() {
@@ -123,7 +132,7 @@ impl Closed {
                 } else {
                     encode(&d.corrected)
                 },
-                uncorrected: encode(&d.uncorrected),
+                uncorrected,
                 corrected_max_us: if d.corrected.is_empty() {
                     0
                 } else {

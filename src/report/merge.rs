@@ -8,6 +8,8 @@ pub use super::schema::MergedInput;
 use super::schema::{ErrorCount, Latency, Report};
 use super::shards::{check as check_shards, ShardSetError};
 use super::thresholds::judge;
+use hdrhistogram::Histogram;
+
 use crate::record::histogram::{decode, new_histogram};
 use crate::record::{IntervalSummary, LatencySummary};
 use crate::scenario::reader::At;
@@ -142,6 +144,7 @@ pub fn merge(
     let mut status: BTreeMap<String, u64> = BTreeMap::new();
     let mut errors: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut intervals: BTreeMap<u64, IntervalSummary> = BTreeMap::new();
+    let mut histograms: BTreeMap<u64, Option<Histogram<u64>>> = BTreeMap::new();
     for ((_, r), start) in inputs.iter().zip(&starts) {
         t.requests += r.totals.requests;
         t.ok += r.totals.ok;
@@ -170,11 +173,21 @@ pub fn merge(
                 status_codes: BTreeMap::new(),
                 messages_sent: 0,
                 messages_received: 0,
+                hdr: None,
             });
+            // The interval's histograms add up exactly while every input kept one.
+            let h = histograms
+                .entry(at)
+                .or_insert_with(|| Some(new_histogram()));
+            *h = match (h.take(), i.hdr.as_deref().map(decode)) {
+                (Some(mut sum), Some(Ok(one))) => sum.add(&one).ok().map(|_| sum),
+                _ => None,
+            };
             m.requests += i.requests;
             m.ok += i.ok;
             m.errors += i.errors;
-            // Without per-interval histograms, the highest input is an upper bound.
+            // Replaced by the merged histogram's below when every input kept one; without
+            // them the highest input is an upper bound.
             m.p50_us = m.p50_us.max(i.p50_us);
             m.p99_us = m.p99_us.max(i.p99_us);
             m.max_us = m.max_us.max(i.max_us);
@@ -213,6 +226,13 @@ pub fn merge(
         .collect();
     errors.sort_by_key(|e| std::cmp::Reverse(e.count));
     out.errors = errors;
+    for (at, m) in intervals.iter_mut() {
+        if let Some(Some(h)) = histograms.get(at) {
+            let s = LatencySummary::of(h);
+            (m.p50_us, m.p99_us, m.max_us) = (s.p50_us, s.p99_us, s.max_us);
+            m.hdr = Some(s.hdr);
+        }
+    }
     out.intervals = intervals.into_values().collect();
     out.latency = Latency {
         corrected: merge_latency(inputs, "corrected")?,
