@@ -201,6 +201,7 @@ fn bad_shards_and_start_times_exit_2_saying_how_to_fix_them() {
         (vec!["--start-at", "soon"], "RFC 3339"),
         (vec!["--start-at", "1000"], "ago"),
         (vec!["--start-at", "2001-01-01T00:00:00Z"], "ago"),
+        (vec!["--start-at", "99999999999"], "more than 24 h ahead"),
         (vec!["--shard", "19/20"], "cannot be split over 20 shards"),
     ] {
         let mut args = vec!["run", "-q", path];

@@ -114,8 +114,22 @@ pub fn parse_start_at(s: &str) -> Result<SystemTime, ShardError> {
 /// together.
 pub const START_AT_TOLERANCE: Duration = Duration::from_secs(1);
 
-/// Refuses a start time that has passed (by more than [`START_AT_TOLERANCE`]).
+/// The furthest ahead a start time may be: a distributed run is started when it is created,
+/// and a shard waiting days for a typo'd time would look like a hang.
+pub const START_AT_HORIZON: Duration = Duration::from_secs(24 * 3600);
+
+/// Refuses a start time that has passed (by more than [`START_AT_TOLERANCE`]) or is more
+/// than [`START_AT_HORIZON`] ahead.
 pub fn check_start_at(input: &str, at: SystemTime) -> Result<(), ShardError> {
+    if at
+        .duration_since(SystemTime::now())
+        .is_ok_and(|ahead| ahead > START_AT_HORIZON)
+    {
+        return Err(ShardError::StartAt {
+            input: input.to_string(),
+            reason: "more than 24 h ahead".into(),
+        });
+    }
     match SystemTime::now().duration_since(at) {
         Ok(late) if late > START_AT_TOLERANCE => Err(ShardError::StartAt {
             input: input.to_string(),
@@ -163,6 +177,7 @@ mod tests {
         }
         assert!(check_start_at("x", SystemTime::now() - Duration::from_secs(5)).is_err());
         assert!(check_start_at("x", SystemTime::now() + Duration::from_secs(5)).is_ok());
+        assert!(check_start_at("x", SystemTime::now() + Duration::from_secs(90_000)).is_err());
     }
 
     proptest! {
