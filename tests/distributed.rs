@@ -211,3 +211,46 @@ fn bad_shards_and_start_times_exit_2_saying_how_to_fix_them() {
         assert!(text(&out).contains(want), "{flags:?}: {}", text(&out));
     }
 }
+
+/// The closed model splits `concurrency` and `requests`, remainders to the lowest indices, for
+/// streams as for calls: 10 streams over 3 shards are 4, 3 and 3.
+#[test]
+fn the_closed_model_splits_counts_with_remainders_to_the_lowest_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "streams.toml",
+        r#"
+name = "split"
+kind = "bidi_stream"
+[target]
+address = "embedded"
+[call]
+method = "loadagent.bench.v1.Bench/BidiStream"
+data = { payload_size = 8 }
+[load]
+requests = 10
+concurrency = 4
+[stream]
+messages = 3
+"#,
+    );
+    for (index, want) in [(0, 4.0), (1, 3.0), (2, 3.0)] {
+        let out_path = dir.path().join(format!("s{index}.json"));
+        let out = loadagent(&[
+            "run",
+            "-q",
+            s.to_str().unwrap(),
+            "--shard",
+            &format!("{index}/3"),
+            "--out",
+            out_path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+        assert_eq!(num(&r, "streams.opened"), want, "shard {index}");
+        assert_eq!(num(&r, "messages.sent"), want * 3.0, "shard {index}");
+        assert!(r["shard"]["start_at"].is_null());
+    }
+}
