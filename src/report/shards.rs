@@ -40,6 +40,18 @@ pub enum ShardSetError {
         count: u32,
         files: String,
     },
+    #[error("{file} says it is shard {index} of {count}, which does not exist (indices run from 0 to {count} - 1)")]
+    OutOfRange {
+        file: String,
+        index: u32,
+        count: u32,
+    },
+    #[error("{file} is a shard of {count}: more shards than merge takes at once ({max}); a run's shards are merged in one go")]
+    TooMany {
+        file: String,
+        count: u32,
+        max: usize,
+    },
     #[error("shards {missing:?} of {count} are missing; give every shard's report, or --partial to merge what there is (the merged report says which are missing)")]
     Missing { missing: Vec<u32>, count: u32 },
 }
@@ -62,6 +74,15 @@ pub fn check(
     let Some(first_shard) = &first.shard else {
         return Ok(None);
     };
+    // Bounded before anything is listed: a report that claims 4 billion shards must not make
+    // merge list 4 billion missing ones.
+    if first_shard.count as usize > super::schema::MAX_MERGED {
+        return Err(ShardSetError::TooMany {
+            file: first_file.clone(),
+            count: first_shard.count,
+            max: super::schema::MAX_MERGED,
+        });
+    }
     let mut seen: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
     for (file, r) in inputs {
         let Some(s) = &r.shard else {
@@ -89,6 +110,13 @@ pub fn check(
                 theirs: text(&s.start_at),
             });
         }
+        if s.index >= s.count {
+            return Err(ShardSetError::OutOfRange {
+                file: file.clone(),
+                index: s.index,
+                count: s.count,
+            });
+        }
         seen.entry(s.index).or_default().push(file);
     }
     if let Some((index, files)) = seen.iter().find(|(_, f)| f.len() > 1) {
@@ -111,4 +139,93 @@ pub fn check(
         count: first_shard.count,
         missing,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::schema::ShardInfo;
+
+    fn report(index: u32, count: u32, start: &str) -> Report {
+        let scenario = crate::scenario::parse(&crate::scenario::Source::new(
+            std::path::Path::new("s.toml"),
+            "kind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"a.B/C\"\n",
+        ))
+        .unwrap();
+        let mut r: Report = serde_json::from_value(Report::probe(&scenario)).unwrap();
+        r.shard = Some(ShardInfo {
+            index,
+            count,
+            start_at: Some(start.into()),
+            start_skew_ms: Some(0.0),
+        });
+        r
+    }
+
+    fn set(shards: &[(u32, u32, &str)]) -> Vec<(String, Report)> {
+        shards
+            .iter()
+            .map(|&(i, n, s)| (format!("shard-{i}.json"), report(i, n, s)))
+            .collect()
+    }
+
+    #[test]
+    fn a_set_is_one_whole_run_or_says_what_is_wrong() {
+        let t = "2026-11-28T21:00:00Z";
+        let whole = set(&[(0, 3, t), (1, 3, t), (2, 3, t)]);
+        assert_eq!(
+            check(&whole, false),
+            Ok(Some(ShardSet {
+                count: 3,
+                missing: vec![]
+            }))
+        );
+        let gap = set(&[(0, 3, t), (2, 3, t)]);
+        assert!(
+            matches!(check(&gap, false), Err(ShardSetError::Missing { ref missing, .. }) if *missing == vec![1])
+        );
+        assert_eq!(check(&gap, true).unwrap().unwrap().missing, vec![1]);
+        let twice = set(&[(0, 2, t), (0, 2, t), (1, 2, t)]);
+        assert!(matches!(
+            check(&twice, false),
+            Err(ShardSetError::Duplicate { index: 0, .. })
+        ));
+        let counts = set(&[(0, 2, t), (1, 3, t)]);
+        assert!(matches!(
+            check(&counts, false),
+            Err(ShardSetError::Counts { .. })
+        ));
+        let starts = set(&[(0, 2, t), (1, 2, "2026-11-28T21:00:01Z")]);
+        assert!(matches!(
+            check(&starts, false),
+            Err(ShardSetError::Starts { .. })
+        ));
+        let mut mixed = set(&[(0, 2, t), (1, 2, t)]);
+        mixed[1].1.shard = None;
+        assert!(matches!(
+            check(&mixed, false),
+            Err(ShardSetError::Mixed { .. })
+        ));
+        mixed[0].1.shard = None;
+        assert_eq!(
+            check(&mixed, false),
+            Ok(None),
+            "no shards: an ordinary merge"
+        );
+    }
+
+    #[test]
+    fn a_report_claiming_billions_of_shards_is_refused_without_listing_them() {
+        let t = "2026-11-28T21:00:00Z";
+        let huge = set(&[(0, u32::MAX, t), (1, u32::MAX, t)]);
+        assert!(matches!(
+            check(&huge, true),
+            Err(ShardSetError::TooMany { .. })
+        ));
+        let beyond = set(&[(0, 2, t), (1, 2, t), (7, 2, t)]);
+        assert!(matches!(
+            check(&beyond, false),
+            Err(ShardSetError::OutOfRange { index: 7, .. })
+        ));
+    }
 }
