@@ -11,6 +11,7 @@ pub mod shard;
 pub mod source;
 pub mod thresholds;
 pub mod tracing;
+pub mod url;
 pub mod watch;
 
 use std::path::Path;
@@ -300,7 +301,8 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             .and_then(|u| match watch::check_metrics_url(&u.value) {
                 Ok(()) => Some(u.value),
                 Err(why) => {
-                    t.ctx().report_at(u.loc, &t.key_path("metrics_url"), why);
+                    t.ctx()
+                        .report_at(u.loc, &t.key_path("metrics_url"), why.to_string());
                     None
                 }
             });

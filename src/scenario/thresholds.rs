@@ -65,27 +65,39 @@ pub struct Thresholds {
 
 const VALID: &str = "write an operator (<, <=, >, >=, ==, !=) and a number, with a unit for latencies: \"< 250ms\", \"< 0.01\", \"> 900\", \"< 1%\"";
 
+/// Why a threshold's condition was refused: the condition as written, and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConditionError {
+    #[error("\"{input}\" has no comparison; {VALID}")]
+    NoComparison { input: String },
+    #[error("\"{input}\": `{value}` is not a number; {VALID}")]
+    NotANumber { input: String, value: String },
+    #[error("\"{input}\": the limit must be finite")]
+    NotFinite { input: String },
+    #[error("\"{input}\": unknown unit `{unit}`; units: ns, us, ms, s, m, or % for ratios")]
+    UnknownUnit { input: String, unit: String },
+}
+
 /// Parses a condition such as "< 250ms", "> 900" or "< 1%".
-pub fn parse_condition(text: &str) -> Result<(Op, Limit), String> {
+pub fn parse_condition(text: &str) -> Result<(Op, Limit), ConditionError> {
+    let input = || text.to_string();
     let t = text.trim();
     let (op, rest) = Op::ALL
         .iter()
         .find_map(|(sym, op)| t.strip_prefix(sym).map(|rest| (*op, rest.trim())))
-        .ok_or_else(|| format!("\"{text}\" has no comparison; {VALID}"))?;
+        .ok_or_else(|| ConditionError::NoComparison { input: input() })?;
     let split = rest
         .find(|c: char| {
             !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')
         })
         .unwrap_or(rest.len());
     let (number, unit) = (&rest[..split], rest[split..].trim());
-    let value: f64 = number.parse().map_err(|_| {
-        format!(
-            "\"{text}\": `{}` is not a number; {VALID}",
-            if number.is_empty() { rest } else { number }
-        )
+    let value: f64 = number.parse().map_err(|_| ConditionError::NotANumber {
+        input: input(),
+        value: if number.is_empty() { rest } else { number }.to_string(),
     })?;
     if !value.is_finite() {
-        return Err(format!("\"{text}\": the limit must be finite"));
+        return Err(ConditionError::NotFinite { input: input() });
     }
     let micros_per = match unit {
         "" => return Ok((op, Limit::Number(value))),
@@ -96,9 +108,10 @@ pub fn parse_condition(text: &str) -> Result<(Op, Limit), String> {
         "s" => 1e6,
         "m" => 60e6,
         other => {
-            return Err(format!(
-                "\"{text}\": unknown unit `{other}`; units: ns, us, ms, s, m, or % for ratios"
-            ))
+            return Err(ConditionError::UnknownUnit {
+                input: input(),
+                unit: other.to_string(),
+            })
         }
     };
     Ok((op, Limit::Micros(value * micros_per)))
@@ -119,7 +132,9 @@ pub fn read(t: &TableReader<'_, '_, '_>) -> Thresholds {
                 op,
                 limit,
             }),
-            Err(why) => t.ctx().report_at(cond.loc, &t.key_path(&key), why),
+            Err(why) => t
+                .ctx()
+                .report_at(cond.loc, &t.key_path(&key), why.to_string()),
         }
     }
     Thresholds {
@@ -150,15 +165,20 @@ mod tests {
     #[test]
     fn bad_conditions_say_what_is_valid() {
         for bad in ["<< 5ms", "< 5 parsecs", "5ms", "< fast", ""] {
-            let err = parse_condition(bad).unwrap_err();
+            let err = parse_condition(bad).unwrap_err().to_string();
             assert!(err.contains(bad.trim()) || bad.is_empty(), "{bad}: {err}");
         }
-        assert!(parse_condition("< 5 parsecs")
-            .unwrap_err()
-            .contains("unknown unit `parsecs`"));
-        assert!(parse_condition("<< 5ms")
-            .unwrap_err()
-            .contains("not a number"));
+        assert_eq!(
+            parse_condition("< 5 parsecs"),
+            Err(ConditionError::UnknownUnit {
+                input: "< 5 parsecs".into(),
+                unit: "parsecs".into()
+            })
+        );
+        assert!(matches!(
+            parse_condition("<< 5ms"),
+            Err(ConditionError::NotANumber { .. })
+        ));
     }
 
     #[test]

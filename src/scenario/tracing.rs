@@ -2,6 +2,7 @@
 
 pub use super::defaults::DEFAULT_SAMPLE_RATIO;
 use super::reader::TableReader;
+use super::url::{check_url, UrlError};
 
 /// `[tracing]` in a scenario or the agent's config.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,7 +46,9 @@ pub fn read_config(t: &TableReader<'_, '_, '_>) -> TracingConfig {
     if let Some(e) = t.string("otlp_endpoint") {
         match check_endpoint(&e.value) {
             Ok(()) => config.otlp_endpoint = Some(e.value),
-            Err(why) => t.ctx().report_at(e.loc, &t.key_path("otlp_endpoint"), why),
+            Err(why) => t
+                .ctx()
+                .report_at(e.loc, &t.key_path("otlp_endpoint"), why.to_string()),
         }
     }
     if let Some(r) = t.number("sample_ratio", false) {
@@ -67,14 +70,11 @@ pub fn read_config(t: &TableReader<'_, '_, '_>) -> TracingConfig {
 }
 
 /// An OTLP/gRPC endpoint is a URL with a scheme, as the OpenTelemetry SDKs take it.
-pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let uri: http::Uri = endpoint.parse().map_err(|e| {
-        format!("`{endpoint}` is not a URL ({e}); write it as \"http://host:4317\"")
-    })?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => Err(format!(
-            "`{endpoint}` needs an http:// or https:// scheme and a host, as \"http://localhost:4317\""
-        )),
-    }
+pub fn check_endpoint(endpoint: &str) -> Result<(), UrlError> {
+    check_url(
+        endpoint,
+        &["http", "https"],
+        "http:// or https://",
+        "http://localhost:4317",
+    )
 }

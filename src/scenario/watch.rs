@@ -1,6 +1,8 @@
 //! `[target] process` and `metrics_url`: what of the target to watch during a run, as the
 //! scenario gives it (the watching itself is `host::target_process`).
 
+use super::url::{check_url, UrlError};
+
 /// `[target] process` and `metrics_url`, as the scenario gives them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TargetSpec {
@@ -23,14 +25,6 @@ pub fn is_pid_file(entry: &str) -> bool {
 }
 
 /// `http://host:port/path` → its parts; other schemes are refused (a scenario error).
-pub fn check_metrics_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL ({e}); write \"http://host:port/metrics\""))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(format!(
-            "`{url}`: only http:// URLs with a host are scraped, as \"http://10.0.0.7:9090/metrics\""
-        ));
-    }
-    Ok(())
+pub fn check_metrics_url(url: &str) -> Result<(), UrlError> {
+    check_url(url, &["http"], "http://", "http://10.0.0.7:9090/metrics")
 }
