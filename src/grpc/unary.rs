@@ -82,6 +82,22 @@ impl Outcome {
     }
 }
 
+/// Why a call's request head could not be made (the scenario's reader checks metadata first,
+/// so this is the last guard): the part, the value, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("cannot make a request URI from authority `{authority}` and path `{path}`: {reason}")]
+    Uri {
+        authority: String,
+        path: String,
+        reason: String,
+    },
+    #[error("metadata key {key}: {reason}")]
+    MetadataKey { key: String, reason: String },
+    #[error("metadata value of {key}: {reason}")]
+    MetadataValue { key: String, reason: String },
+}
+
 impl UnaryCall {
     pub fn new(
         authority: &str,
@@ -89,10 +105,15 @@ impl UnaryCall {
         metadata: &[(String, String)],
         timeout: Option<Duration>,
         compression: Option<Compression>,
-    ) -> Result<Self, String> {
-        let uri: Uri = format!("http://{authority}{path}").parse().map_err(|e| {
-            format!("cannot make a request URI from authority `{authority}` and path `{path}`: {e}")
-        })?;
+    ) -> Result<Self, HeadError> {
+        let uri: Uri =
+            format!("http://{authority}{path}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| HeadError::Uri {
+                    authority: authority.to_string(),
+                    path: path.to_string(),
+                    reason: e.to_string(),
+                })?;
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
         headers.insert("te", HeaderValue::from_static("trailers"));
@@ -111,10 +132,15 @@ impl UnaryCall {
             headers.insert("grpc-timeout", grpc_timeout(t));
         }
         for (k, v) in metadata {
-            let name = http::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| format!("metadata key {k}: {e}"))?;
-            let value =
-                HeaderValue::from_str(v).map_err(|e| format!("metadata value of {k}: {e}"))?;
+            let name =
+                http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| HeadError::MetadataKey {
+                    key: k.clone(),
+                    reason: e.to_string(),
+                })?;
+            let value = HeaderValue::from_str(v).map_err(|e| HeadError::MetadataValue {
+                key: k.clone(),
+                reason: e.to_string(),
+            })?;
             headers.append(name, value);
         }
         Ok(Self {

@@ -141,14 +141,17 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
     // generated now and trusted by this run's client only.
     let generated = match (&scenario.target.address, &scenario.target.tls) {
         (Address::Embedded, Some(_)) => {
-            Some(crate::tls::server::generate().map_err(RunError::Failed)?)
+            Some(crate::tls::server::generate().map_err(|e| RunError::Failed(e.to_string()))?)
         }
         _ => None,
     };
     let (embedded, address) = match &scenario.target.address {
         Address::Embedded => {
             let server_tls = match &generated {
-                Some(g) => Some(crate::tls::server::server_config(g).map_err(RunError::Failed)?),
+                Some(g) => Some(
+                    crate::tls::server::server_config(g)
+                        .map_err(|e| RunError::Failed(e.to_string()))?,
+                ),
                 None => None,
             };
             let (e, a) = start_embedded(server_tls)?;

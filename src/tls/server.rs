@@ -20,10 +20,19 @@ pub struct Generated {
     pub key: PrivateKeyDer<'static>,
 }
 
-pub fn generate() -> Result<Generated, String> {
+/// Why the embedded target's certificate could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot generate a certificate: {0}")]
+    Generate(String),
+    #[error("the generated certificate is unusable: {0}")]
+    Unusable(String),
+}
+
+pub fn generate() -> Result<Generated, CertError> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+        .map_err(|e| CertError::Generate(e.to_string()))?;
     Ok(Generated {
         cert: certified.cert.der().clone(),
         cert_pem: certified.cert.pem(),
@@ -34,16 +43,17 @@ pub fn generate() -> Result<Generated, String> {
 }
 
 /// A server configuration offering h2, with session tickets and session ids for resumption.
-pub fn server_config(g: &Generated) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(g: &Generated) -> Result<Arc<ServerConfig>, CertError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| CertError::Unusable(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(vec![g.cert.clone()], g.key.clone_key())
-        .map_err(|e| format!("the generated certificate is unusable: {e}"))?;
+        .map_err(|e| CertError::Unusable(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| CertError::Unusable(e.to_string()))?;
     Ok(Arc::new(config))
 }
 
