@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ fn a_run_in_process_gives_the_typed_report_with_thresholds_judged_and_hooks_call
             "rate = 200\nduration = \"3s\"\n\n[thresholds]\n\"requests\" = \">= 600\"\n\"latency.p99\" = \"< 1ms\"\n\"error_rate\" = \"< 0.01\"",
         ),
     );
-    let intervals = Arc::new(AtomicUsize::new(0));
+    let intervals = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = intervals.clone();
     let finished = runtime()
         .block_on(async {
@@ -45,8 +44,12 @@ fn a_run_in_process_gives_the_typed_report_with_thresholds_judged_and_hooks_call
             });
             let hooks = Hooks {
                 progress: Some(tx),
-                on_interval: Some(Box::new(move |_, _| {
-                    seen.fetch_add(1, Ordering::Relaxed);
+                on_interval: Some(Box::new(move |aggregate, _| {
+                    let mut seen = seen.lock().unwrap();
+                    for i in &aggregate.intervals {
+                        seen.push(i.t_seconds);
+                    }
+                    assert_eq!(aggregate.histograms.len(), aggregate.intervals.len());
                 })),
                 ..Hooks::default()
             };
@@ -65,10 +68,15 @@ fn a_run_in_process_gives_the_typed_report_with_thresholds_judged_and_hooks_call
     assert_eq!(r.totals.ok, 600);
     assert_eq!(r.status_codes.get("OK"), Some(&600));
     assert!(progress_updates >= 1, "the progress hook saw the run");
+    // Each closed interval reaches the sink once, in order (the last ones close when the run
+    // ends, after the sink's last call).
+    let seen = intervals.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the interval sink was called");
     assert!(
-        intervals.load(Ordering::Relaxed) >= 1,
-        "the interval sink was called"
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "once each, in order: {seen:?}"
     );
+    assert!(seen.len() <= r.intervals.len());
     // Judged on the typed report: the values are the report's own.
     let by_metric = |m: &str| r.thresholds.iter().find(|t| t.metric == m).unwrap();
     assert_eq!(by_metric("requests").actual, Some(600.0));

@@ -20,7 +20,8 @@ use crate::scenario::shard::rfc3339;
 use crate::scenario::{Scenario, Shard};
 use crate::telemetry::traces::Traces;
 
-/// Called each time an interval closes, with the aggregate so far and the measured time.
+/// Called each time intervals close, with the totals so far, the intervals (and their
+/// histograms) that just closed, and the measured time.
 pub type IntervalSink = Box<dyn FnMut(&Aggregate, Duration) + Send>;
 
 /// What the caller of a run sees and controls while it goes on.
