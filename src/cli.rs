@@ -75,6 +75,10 @@ pub enum Command {
         /// RFC 3339 in UTC ("2026-11-28T21:30:00Z") or Unix seconds.
         #[arg(long, value_name = "TIME", conflicts_with = "repeat")]
         start_at: Option<String>,
+        /// Serve the run's metrics while it runs (the agent's run metrics, plus `shard`) at
+        /// http://ADDR/metrics, for a PodMonitor on a distributed run's pods.
+        #[arg(long, value_name = "ADDR", conflicts_with = "repeat")]
+        metrics_listen: Option<String>,
     },
     /// Compare reports grouped by a platform field (arch by default): figures side by side,
     /// ratios, and whether each difference is beyond the run-to-run noise.

@@ -254,3 +254,95 @@ messages = 3
         assert!(r["shard"]["start_at"].is_null());
     }
 }
+
+/// `--metrics-listen`: while a shard runs, its /metrics has the agent's run metrics with
+/// `shard`, and `loadagent_node_info` for the dashboards' node filter; promtool accepts it;
+/// the live request count never exceeds what the report ends with.
+#[test]
+fn a_shard_serves_its_metrics_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "live.toml",
+        &bench_scenario("embedded", "{}", "rate = 200\nduration = \"5s\""),
+    );
+    let port = free_port();
+    let out_path = dir.path().join("live.json");
+    let run = Command::new(bin())
+        .args(["run", "-q"])
+        .arg(&s)
+        .args([
+            "--shard",
+            "1/2",
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+            "--out",
+        ])
+        .arg(&out_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let series = "loadagent_run_requests_total{scenario=\"bench\",shard=\"1/2\",status=\"OK\"}";
+    let mut live = 0.0;
+    let mut page = String::new();
+    eventually(15, || {
+        // Not listening yet while the shard prepares: a refused connection is "not yet".
+        std::net::TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+        let (code, body) = http_get(&addr, "/metrics");
+        live = sample(&body, series).ok_or_else(|| format!("{code}: no {series} yet"))?;
+        page = body;
+        Ok(())
+    });
+    assert!(live > 0.0);
+    assert_eq!(
+        sample(
+            &page,
+            "loadagent_run_asked_rps{scenario=\"bench\",shard=\"1/2\"}"
+        ),
+        Some(100.0),
+        "the shard's share of 200/s"
+    );
+    assert!(page.contains("loadagent_node_info{"), "{page}");
+    assert!(page.contains(
+        "loadagent_run_latency_seconds_count{latency=\"corrected\",scenario=\"bench\",shard=\"1/2\"}"
+    ));
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; tests/setup.sh installs it)");
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(page.as_bytes())
+            .unwrap();
+    }
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool: {}", text(&checked));
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert!(live <= num(&r, "totals.requests"));
+    // A bad listen address is exit 2, naming the flag.
+    let bad = loadagent(&[
+        "run",
+        "-q",
+        s.to_str().unwrap(),
+        "--metrics-listen",
+        "nowhere",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("--metrics-listen nowhere"),
+        "{}",
+        text(&bad)
+    );
+}

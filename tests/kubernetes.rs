@@ -348,6 +348,19 @@ esac
         "every shard gets the one start time"
     );
     assert_eq!(at("--out"), "/results/shard-5.json");
+    // The PodMonitor scrapes the port the shards serve their live metrics on.
+    let listen = at("--metrics-listen");
+    let port = &c["ports"][0];
+    assert_eq!(
+        listen.rsplit(':').next().unwrap(),
+        port["containerPort"].to_string()
+    );
+    let pm = yaml(&dist.join("podmonitor.yaml")).remove(0);
+    assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["port"], port["name"]);
+    assert_eq!(
+        pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        spec["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    );
     // The scenario the shards run is one loadagent reads.
     let cm = yaml(&dist.join("configmap.yaml")).remove(0);
     let text = cm["data"]["distributed.toml"].as_str().unwrap().to_string();

@@ -33,40 +33,6 @@ pub enum AgentError {
     Tracing(String),
 }
 
-/// `loadagent_node_info`'s labels, in the order of its definition.
-fn node_info_labels(p: &crate::host::platform::Platform) -> Vec<String> {
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    let cgroup = p.cgroup.as_ref();
-    vec![
-        node_name(),
-        p.arch.clone(),
-        p.cpu_model.clone(),
-        p.cpu_vendor.clone(),
-        p.logical_cpus.to_string(),
-        opt(p.physical_cores.map(|c| c.to_string())),
-        opt(p.cpu_mhz.map(|m| m.to_string())),
-        p.usable_cpus.to_string(),
-        p.memory_total_bytes.to_string(),
-        opt(cgroup
-            .and_then(|c| c.cpu_limit_cores)
-            .map(|c| c.to_string())),
-        opt(cgroup
-            .and_then(|c| c.memory_limit_bytes)
-            .map(|m| m.to_string())),
-        p.kernel.clone(),
-        p.rust_target.clone(),
-    ]
-}
-
-/// The node's name: `NODE_NAME` (set by the DaemonSet from the downward API), else the hostname.
-fn node_name() -> String {
-    std::env::var("NODE_NAME")
-        .ok()
-        .filter(|n| !n.is_empty())
-        .or_else(sysinfo::System::host_name)
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn build_tls(target: &config::ProbeTarget) -> Result<Option<ClientTls>, AgentError> {
     match &target.tls {
         None => Ok(None),
@@ -141,7 +107,7 @@ pub async fn run(
         .set(1.0);
     metrics
         .node_info
-        .with_label_values(&node_info_labels(&platform))
+        .with_label_values(&crate::telemetry::node::node_info_labels(&platform))
         .set(1.0);
     metrics.node_cpus.set(platform.cores());
     // Traces start with the agent and stay as they are across reloads.

@@ -14,6 +14,7 @@ use crate::record::histogram::decode;
 use crate::report::outputs::Outputs;
 use crate::report::Report;
 use crate::run::{execute, prepare, Hooks};
+use crate::telemetry::live::observe_hdr;
 use crate::telemetry::traces::Traces;
 use crate::telemetry::Metrics;
 
@@ -51,13 +52,7 @@ fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
         let Some(h) = summary.and_then(|s| decode(&s.hdr).ok()) else {
             continue;
         };
-        let hist = m.run_latency.with_label_values(&[name, which]);
-        for v in h.iter_recorded() {
-            let seconds = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e6;
-            for _ in 0..v.count_at_value() {
-                hist.observe(seconds);
-            }
-        }
+        observe_hdr(&m.run_latency.with_label_values(&[name, which]), &h);
     }
     if let Some(errors) = &report.handshake_errors {
         for (class, n) in errors {

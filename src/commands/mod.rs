@@ -26,6 +26,7 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             pause,
             shard,
             start_at,
+            metrics_listen,
         } => {
             let outputs = run::RunOutputs {
                 json: out,
@@ -38,7 +39,8 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
                     run::repeat(&scenario, outputs, quiet, times, &dir, &pause).await
                 }
                 _ => {
-                    let distribution = run::Distribution::parse(shard, start_at)?;
+                    let mut distribution = run::Distribution::parse(shard, start_at)?;
+                    distribution.metrics_listen = metrics_listen;
                     run::run(&scenario, outputs, quiet, distribution).await
                 }
             }

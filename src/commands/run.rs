@@ -9,13 +9,19 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::progress;
+use crate::agent::serve::Server;
+use crate::agent::web_config::WebConfig;
 use crate::error::CommandError;
+use crate::host::platform::Platform;
 use crate::record::Progress;
 use crate::report::outputs::{write_outputs, Outputs};
 use crate::report::summary::render;
-use crate::run::{execute, prepare, Hooks};
+use crate::run::{execute, prepare, Hooks, IntervalSink, Prepared};
 use crate::scenario::shard::{check_start_at, parse_start_at, rfc3339};
+use crate::scenario::HostPort;
 use crate::scenario::Shard;
+use crate::telemetry::live::LiveRun;
+use crate::telemetry::node::node_info_labels;
 use crate::telemetry::traces::Traces;
 
 /// Files a run writes besides the summary.
@@ -28,10 +34,12 @@ pub struct RunOutputs {
 }
 
 /// `--shard` and `--start-at`, read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Distribution {
     pub shard: Option<Shard>,
     pub start_at: Option<SystemTime>,
+    /// `--metrics-listen`: where to serve the run's live metrics.
+    pub metrics_listen: Option<String>,
 }
 
 impl Distribution {
@@ -48,7 +56,11 @@ impl Distribution {
             }
             None => None,
         };
-        Ok(Self { shard, start_at })
+        Ok(Self {
+            shard,
+            start_at,
+            metrics_listen: None,
+        })
     }
 }
 
@@ -89,10 +101,17 @@ pub async fn run(
     );
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
+    let live = match &distribution.metrics_listen {
+        Some(addr) => {
+            Some(serve_live(addr, &prepared, distribution.shard, cancel.child_token()).await?)
+        }
+        None => None,
+    };
     let hooks = Hooks {
         cancel,
         progress: Some(progress_tx),
         traces: traces.clone(),
+        on_interval: live.map(|l| -> IntervalSink { Box::new(move |closed, _| l.observe(closed)) }),
         ..Hooks::default()
     };
     let finished = execute(prepared, hooks).await;
@@ -221,6 +240,57 @@ async fn finish_traces(traces: Option<Arc<Traces>>) -> Option<String> {
     })
     .await
     .ok()
+}
+
+/// `--metrics-listen`: serves the run's live metrics (with the agent's HTTP server: its
+/// timeouts and connection cap) until `stop`.
+async fn serve_live(
+    addr: &str,
+    prepared: &Prepared,
+    shard: Option<Shard>,
+    stop: CancellationToken,
+) -> Result<Arc<LiveRun>, CommandError> {
+    let bad = |why: String| CommandError::invalid(format!("--metrics-listen {addr}: {why}"));
+    let hp = HostPort::parse_listen(addr).map_err(|e| bad(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(hp.dial())
+        .await
+        .map_err(|e| bad(format!("cannot listen there: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| bad(format!("cannot listen there: {e}")))?;
+    let scenario = &prepared.scenario;
+    let node = node_info_labels(&Platform::current());
+    let live = LiveRun::new(
+        &scenario.name,
+        shard.map(|s| s.to_string()).unwrap_or_default(),
+        &node,
+    )
+    .map_err(|e| CommandError::run_failed(format!("metrics: {e}")))?;
+    if let Some(rate) = scenario.load.rate {
+        let count = shard.map_or(1, |s| s.count);
+        live.set_asked_rps(rate / f64::from(count));
+    }
+    let live = Arc::new(live);
+    let page = live.clone();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let page = page.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    page.render(),
+                )
+            }
+        }),
+    );
+    let server = Server::new(router, Arc::new(WebConfig::default()), live.errors());
+    tokio::spawn(server.run(listener, stop));
+    eprintln!("serving the run's metrics on http://{local}/metrics");
+    Ok(live)
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM, printing what stopping means.

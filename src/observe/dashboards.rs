@@ -73,8 +73,8 @@ pub fn all() -> Vec<Dashboard> {
             vars: vec![scenario_var],
             panels: vec![
                 p("Achieved vs asked rps", "timeseries", "reqps", vec![
-                    q(format!("loadagent_run_rps{{scenario=~\"$scenario\"}} {NODE}"), "{{scenario}} achieved"),
-                    q(format!("loadagent_run_asked_rps{{scenario=~\"$scenario\"}} {NODE}"), "{{scenario}} asked"),
+                    q(format!("sum by (scenario) (loadagent_run_rps{{scenario=~\"$scenario\"}} {NODE})"), "{{scenario}} achieved"),
+                    q(format!("sum by (scenario) (loadagent_run_asked_rps{{scenario=~\"$scenario\"}} {NODE})"), "{{scenario}} asked"),
                 ]),
                 p("Latency percentiles (corrected and uncorrected)", "timeseries", "s", vec![
                     q(format!("histogram_quantile(0.5, sum by (latency, le) (increase(loadagent_run_latency_seconds_bucket{{scenario=~\"$scenario\"}}[$__range]) {NODE}))"), "p50 {{latency}}"),

@@ -357,7 +357,7 @@ pub const DEFINITIONS: &[Definition] = &[
 ];
 
 /// Latency buckets (seconds) of the probe latency histogram.
-const LATENCY_BUCKETS: &[f64] = &[
+pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 

@@ -29,6 +29,8 @@ ended() {
 }
 
 kubectl apply -f configmap.yaml -f results-pvc.yaml
+# The live view, where prometheus-operator runs (its CRD): ignore the error elsewhere.
+kubectl apply -f podmonitor.yaml 2>/dev/null || echo "no PodMonitor CRD: the live view is skipped"
 kubectl -n "$NS" delete job loadagent-distributed loadagent-distributed-merge --ignore-not-found
 # The start time is given once, here, to every shard; N in three places of the Job.
 sed -e "s/^  completions: 4$/  completions: $SHARDS/" \
