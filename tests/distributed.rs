@@ -73,9 +73,11 @@ fn shards_started_together_merge_into_exactly_the_single_run() {
     for (i, r) in reports.iter().enumerate() {
         assert_eq!(r["shard"]["index"], i as u64);
         assert_eq!(r["shard"]["count"], SHARDS);
+        // About a millisecond when the machine is quiet (benches/distributed.sh); a shared CI
+        // machine may deschedule a spinning shard for a few tens.
         let skew = num(r, "shard.start_skew_ms");
         assert!(
-            (0.0..20.0).contains(&skew),
+            (0.0..50.0).contains(&skew),
             "shard {i} started {skew} ms after --start-at"
         );
         assert_eq!(num(r, "totals.requests"), 300.0, "shard {i}");
