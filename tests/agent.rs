@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -142,29 +142,7 @@ fn metrics_pass_promtool_and_a_real_prometheus_scrapes_them() {
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; tests/setup.sh installs it)");
-    {
-        use std::io::Write;
-        promtool
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    assert_promtool_accepts(&text);
 
     // A real Prometheus scraping the agent; the query API returns the probe's metric.
     let prometheus = Prometheus::start(

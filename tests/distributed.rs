@@ -310,24 +310,7 @@ fn a_shard_serves_its_metrics_while_it_runs() {
     assert!(page.contains(
         "loadagent_run_latency_seconds_count{latency=\"corrected\",scenario=\"bench\",shard=\"1/2\"}"
     ));
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; tests/setup.sh installs it)");
-    {
-        use std::io::Write;
-        promtool
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(page.as_bytes())
-            .unwrap();
-    }
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(checked.status.success(), "promtool: {}", text(&checked));
+    assert_promtool_accepts(&page);
     let out = run.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let r: serde_json::Value =
