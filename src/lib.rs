@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod cli;
 pub mod commands;
+pub mod discovery;
 pub mod error;
 pub mod fuzzing;
 pub mod grpc;

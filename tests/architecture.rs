@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["input"],
     &["scenario"],
     &["host"],
+    &["discovery"],
     &["tls"],
     &["grpc"],
     &["record"],

@@ -25,6 +25,8 @@ pub struct Plan {
     pub shard: Shard,
     /// When the schedule's time zero is (the warm-up starts then), on the wall clock.
     pub start_at: Option<SystemTime>,
+    /// The target's backends (one, for a `host:port`), followed as they change.
+    pub fleet: std::sync::Arc<crate::discovery::Fleet>,
 }
 
 /// What each iteration does.

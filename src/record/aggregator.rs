@@ -312,7 +312,7 @@ mod tests {
     fn flush(interval: u64, values: &[u64]) -> Flush {
         let mut data = IntervalData::default();
         for &v in values {
-            data.record(Some(v), v, 0, None, false);
+            data.record(Some(v), v, 0, None, false, 0);
         }
         Flush { interval, data }
     }

@@ -35,6 +35,40 @@ pub struct IntervalData {
     pub messages_sent_late: u64,
     /// Handshake storms only, allocated on first use.
     pub tls: Option<Box<super::tls::TlsData>>,
+    /// Per backend, indexed by `discovery::Backend::id` (grown as backends are seen).
+    pub backends: Vec<BackendTally>,
+}
+
+/// What one backend got: the same counts and latencies as the whole, for its calls.
+#[derive(Debug, Clone)]
+pub struct BackendTally {
+    pub corrected: Histogram<u64>,
+    pub uncorrected: Histogram<u64>,
+    pub status: [u64; CODE_COUNT],
+}
+
+impl Default for BackendTally {
+    fn default() -> Self {
+        Self {
+            corrected: new_histogram(),
+            uncorrected: new_histogram(),
+            status: [0; CODE_COUNT],
+        }
+    }
+}
+
+impl BackendTally {
+    pub fn requests(&self) -> u64 {
+        self.status.iter().sum()
+    }
+
+    fn merge(&mut self, other: &BackendTally) {
+        let _ = self.corrected.add(&other.corrected);
+        let _ = self.uncorrected.add(&other.uncorrected);
+        for (a, b) in self.status.iter_mut().zip(other.status.iter()) {
+            *a += b;
+        }
+    }
 }
 
 impl Default for IntervalData {
@@ -53,6 +87,7 @@ impl Default for IntervalData {
             messages_received: 0,
             messages_sent_late: 0,
             tls: None,
+            backends: Vec::new(),
         }
     }
 }
@@ -70,7 +105,8 @@ impl IntervalData {
         self.requests() - self.ok()
     }
 
-    /// Records one finished request. `corrected_us` is `None` in the closed model.
+    /// Records one finished request, sent to backend `backend` (its id). `corrected_us` is
+    /// `None` in the closed model.
     #[inline]
     pub fn record(
         &mut self,
@@ -79,16 +115,32 @@ impl IntervalData {
         code: u8,
         message: Option<&str>,
         late: bool,
+        backend: u32,
     ) {
+        let slot = usize::from(code).min(CODE_COUNT - 1);
+        let tally = self.backend(backend);
+        if let Some(c) = corrected_us {
+            record(&mut tally.corrected, c);
+        }
+        record(&mut tally.uncorrected, uncorrected_us);
+        tally.status[slot] += 1;
         if let Some(c) = corrected_us {
             record(&mut self.corrected, c);
         }
         record(&mut self.uncorrected, uncorrected_us);
-        self.status[usize::from(code).min(CODE_COUNT - 1)] += 1;
+        self.status[slot] += 1;
         self.sent_late += u64::from(late);
         if code != OK {
             self.count_error(code, message.unwrap_or(""), 1);
         }
+    }
+
+    fn backend(&mut self, id: u32) -> &mut BackendTally {
+        let i = id as usize;
+        if self.backends.len() <= i {
+            self.backends.resize_with(i + 1, BackendTally::default);
+        }
+        &mut self.backends[i]
     }
 
     fn count_error(&mut self, code: u8, message: &str, n: u64) {
@@ -135,6 +187,12 @@ impl IntervalData {
         for (code, msg, n) in &other.errors {
             self.count_error(*code, msg, *n);
         }
+        for (id, tally) in other.backends.iter().enumerate() {
+            if tally.requests() > 0 {
+                self.backend(u32::try_from(id).unwrap_or(u32::MAX))
+                    .merge(tally);
+            }
+        }
     }
 
     /// Nothing recorded at all (no finished call, no stream or message event).
@@ -153,12 +211,17 @@ mod tests {
     #[test]
     fn counts_and_merges() {
         let mut a = IntervalData::default();
-        a.record(Some(100), 50, OK, None, false);
-        a.record(Some(200), 60, 14, Some("down"), true);
+        a.record(Some(100), 50, OK, None, false, 0);
+        a.record(Some(200), 60, 14, Some("down"), true, 2);
         let mut b = IntervalData::default();
-        b.record(None, 70, 14, Some("down"), false);
-        b.record(None, 80, 4, Some("slow"), false);
+        b.record(None, 70, 14, Some("down"), false, 2);
+        b.record(None, 80, 4, Some("slow"), false, 1);
         a.merge(&b);
+        // Per backend: the same counts, split, and their sum is the whole.
+        let per: Vec<u64> = a.backends.iter().map(BackendTally::requests).collect();
+        assert_eq!(per, [1, 1, 2]);
+        assert_eq!(a.backends[2].status[14], 2);
+        assert_eq!(a.backends[0].corrected.len(), 1);
         assert_eq!(
             (a.requests(), a.ok(), a.errors_count(), a.sent_late),
             (4, 1, 3, 1)
@@ -175,7 +238,7 @@ mod tests {
     fn distinct_messages_are_bounded() {
         let mut a = IntervalData::default();
         for i in 0..100 {
-            a.record(None, 1, 2, Some(&format!("request {i} failed")), false);
+            a.record(None, 1, 2, Some(&format!("request {i} failed")), false, 0);
         }
         assert_eq!(a.errors.len(), MAX_DISTINCT_ERRORS + 1);
         assert_eq!(a.errors.iter().map(|e| e.2).sum::<u64>(), 100);

@@ -45,7 +45,7 @@ impl ThreadRecorder {
         t.saturating_duration_since(self.origin).as_secs()
     }
 
-    /// Records a request that finished at `done`.
+    /// Records a request that finished at `done`, sent to backend `backend` (its id).
     #[inline]
     pub fn record(
         &mut self,
@@ -55,6 +55,7 @@ impl ThreadRecorder {
         code: u8,
         message: Option<&str>,
         late: bool,
+        backend: u32,
     ) {
         let idx = self.interval_of(done);
         if idx != self.interval {
@@ -62,7 +63,7 @@ impl ThreadRecorder {
             self.interval = idx;
         }
         self.data
-            .record(corrected_us, uncorrected_us, code, message, late);
+            .record(corrected_us, uncorrected_us, code, message, late, backend);
     }
 
     fn at(&mut self, t: Instant) -> &mut IntervalData {

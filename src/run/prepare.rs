@@ -2,6 +2,7 @@
 //! embedded one is started here), the method's descriptor and the encoded request.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::embedded::{start_embedded, EmbeddedTarget};
@@ -15,13 +16,17 @@ use crate::load::CallPlan;
 use crate::load::Schedule;
 use crate::report::outputs::{check_writable, Outputs};
 use crate::scenario::{self, Address, HostPort, Kind, Load, Model, Scenario, ScenarioError, Shard};
+use crate::discovery::Fleet;
 use crate::tls::ClientTls;
 
 /// What preparing finds, before it is shaped for the driver.
 struct Parts {
     pub scenario: Scenario,
-    /// Where to connect (the embedded target's loopback port when embedded).
+    /// Where to connect first (the embedded target's loopback port when embedded; a
+    /// fleet's first backend): reflection asks it.
     pub address: HostPort,
+    /// Every backend, as they change.
+    pub fleet: Arc<Fleet>,
     pub schema_source: String,
     pub call: CallPlan,
     pub requests: Requests,
@@ -35,6 +40,7 @@ struct Parts {
 pub struct Prepared {
     pub scenario: std::sync::Arc<Scenario>,
     pub schema_source: String,
+    /// How to reach a backend (its `address` is the first backend's; the load sets each).
     pub endpoint: crate::grpc::channel::Endpoint,
     pub plan: crate::load::Plan,
     /// Requests the schedule asks for in the measured part (open model, time-bounded).
@@ -61,6 +67,7 @@ impl Parts {
             schedule,
             shard: Shard::WHOLE,
             start_at: None,
+            fleet: self.fleet,
         };
         Prepared {
             scenario,
@@ -145,7 +152,7 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
         }
         _ => None,
     };
-    let (embedded, address) = match &scenario.target.address {
+    let (embedded, fleet) = match &scenario.target.address {
         Address::Embedded => {
             let server_tls = match &generated {
                 Some(g) => Some(
@@ -155,15 +162,37 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
                 None => None,
             };
             let (e, a) = start_embedded(server_tls)?;
-            (Some(e), a)
+            (Some(e), Fleet::fixed(a))
         }
-        Address::Remote(a) => (None, a.clone()),
+        Address::Remote(a) => (None, Fleet::fixed(a.clone())),
+        Address::Fleet(name) => {
+            let timeout = scenario.target.connect_timeout;
+            let fleet = Fleet::resolve(name, scenario.target.resolve_every, timeout)
+                .await
+                .map_err(|e| {
+                    RunError::Unreachable(format!(
+                        "{}: `target.address`: {e}; check the name, the DNS server and its records (e.g. `dig`), or write \"host:port\"",
+                        scenario.path.display()
+                    ))
+                })?;
+            (None, fleet)
+        }
     };
+    let Some(address) = fleet.current().backends.first().map(|b| b.address.clone()) else {
+        return Err(RunError::Unreachable(format!(
+            "{}: `target.address` has no backend",
+            scenario.path.display()
+        )));
+    };
+    // The name a fleet's backends are verified as and addressed by: the DNS name, not an IP.
+    let fleet_name = fleet.name().cloned();
     let tls = match &scenario.target.tls {
         None => None,
         Some(o) => {
             let default_host = if generated.is_some() {
                 "localhost"
+            } else if let Some(name) = &fleet_name {
+                name.host()
             } else {
                 address.host()
             };
@@ -197,6 +226,7 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
         return Ok(Parts {
             scenario,
             address,
+            fleet,
             schema_source: "none (handshakes only)".into(),
             call,
             requests: Requests::none(),
@@ -220,7 +250,10 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
             Some(_) if generated.is_some() => {
                 format!("localhost:{}", address.port())
             }
-            _ => address.to_string(),
+            _ => match &fleet_name {
+                Some(name) => name.authority(),
+                None => address.to_string(),
+            },
         });
     let unary = UnaryCall::new(
         &authority,
@@ -247,6 +280,7 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
     Ok(Parts {
         scenario,
         address,
+        fleet,
         schema_source: resolved.schema_source,
         call,
         requests,

@@ -9,6 +9,10 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONCURRENCY: u64 = 64;
 /// `[load] connections`.
 pub const DEFAULT_CONNECTIONS: u64 = 1;
+/// `[target] resolve_every`: how often a fleet's DNS name is resolved again.
+pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// `[target] resolve_every` at least: more often would load the DNS server, not the target.
+pub const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
 /// `[target] connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `[call] timeout` for unary calls (and a storm's calls): every call has a deadline (ghz's

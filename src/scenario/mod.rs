@@ -4,6 +4,7 @@ pub mod address;
 pub mod defaults;
 pub mod duration;
 pub mod model;
+pub mod naming;
 pub mod problems;
 pub mod reader;
 pub mod schema;
@@ -22,6 +23,7 @@ use toml::de::DeTable;
 pub use address::{AddressError, HostPort};
 pub use defaults::*;
 pub use model::*;
+pub use naming::{FleetName, Lookup, NameError};
 pub use problems::{Problem, Problems};
 use reader::{quoted_list, to_json, At, Ctx, TableReader};
 pub use shard::{Shard, ShardError};
@@ -258,7 +260,10 @@ fn section<'c, 's, 'i>(
 }
 
 fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
-    let address = t.required_string("address", "write \"embedded\" or \"host:port\"");
+    let address = t.required_string(
+        "address",
+        "write \"embedded\", \"host:port\" or a DNS name (\"dns:///NAME:PORT\")",
+    );
     let authority = t.string("authority").map(|a| a.value);
     let connect_timeout = t
         .duration("connect_timeout", true)
@@ -266,6 +271,14 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
     let address = address.and_then(|a| {
         if a.value == "embedded" {
             return Some(Address::Embedded);
+        }
+        match FleetName::parse(&a.value) {
+            Ok(Some(name)) => return Some(Address::Fleet(name)),
+            Ok(None) => {}
+            Err(e) => {
+                t.ctx().report_at(a.loc, &t.key_path("address"), e.to_string());
+                return None;
+            }
         }
         match HostPort::parse(&a.value) {
             Ok(hp) => Some(Address::Remote(hp)),
@@ -279,6 +292,40 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             }
         }
     });
+    let resolve_every = t.duration("resolve_every", true);
+    let balance = t.string("balance").and_then(|b| match b.value.as_str() {
+        "round_robin" => Some(Balance::RoundRobin),
+        "pick_first" => Some(Balance::PickFirst),
+        other => {
+            t.ctx().report_at(
+                b.loc,
+                &t.key_path("balance"),
+                format!("\"{other}\" is not a balancing policy; write \"round_robin\" or \"pick_first\""),
+            );
+            None
+        }
+    });
+    if let (Some(a), Some(Address::Remote(_) | Address::Embedded)) = (
+        resolve_every.as_ref().map(|r| r.loc),
+        address.as_ref(),
+    ) {
+        t.ctx().report_at(
+            a,
+            &t.key_path("resolve_every"),
+            "applies to a DNS name only (\"dns:///NAME:PORT\", \"dns+srv://…\"); remove it or name the target by DNS",
+        );
+    }
+    if resolve_every.as_ref().is_some_and(|r| r.value < MIN_RESOLVE_EVERY) {
+        if let Some(r) = &resolve_every {
+            t.ctx().report_at(
+                r.loc,
+                &t.key_path("resolve_every"),
+                format!(
+                    "at least {MIN_RESOLVE_EVERY:?}: more often would be a DNS load test; write e.g. \"5s\""
+                ),
+            );
+        }
+    }
     let tls = t.table("tls").map(|tt| read_tls(&tt));
     let process = t.string("process").and_then(|p| {
         if p.value.trim().is_empty() {
@@ -320,6 +367,8 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
         address: address?,
         authority,
         connect_timeout,
+        resolve_every: resolve_every.map_or(DEFAULT_RESOLVE_EVERY, |r| r.value),
+        balance: balance.unwrap_or_default(),
     })
 }
 

@@ -103,6 +103,9 @@ pub enum Address {
     Embedded,
     /// `host:port`.
     Remote(super::HostPort),
+    /// A name for a set of backends (`dns:///…`, `dns+srv://…`), resolved again every
+    /// `resolve_every`.
+    Fleet(super::FleetName),
 }
 
 impl Address {
@@ -110,8 +113,20 @@ impl Address {
         match self {
             Self::Embedded => "embedded".into(),
             Self::Remote(a) => a.to_string(),
+            Self::Fleet(n) => n.to_string(),
         }
     }
+}
+
+/// How calls are spread over a fleet's backends (gRPC's load-balancing policies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each call (stream, storm iteration) to the next backend in turn.
+    #[default]
+    RoundRobin,
+    /// Every call to the first backend that connects, the next one only when it fails.
+    PickFirst,
 }
 
 /// TLS session resumption.
@@ -159,6 +174,9 @@ pub struct Target {
     pub authority: Option<String>,
     /// How long to wait for a TCP connection before the run fails.
     pub connect_timeout: Duration,
+    /// How often a fleet's name is resolved again (`Address::Fleet` only).
+    pub resolve_every: Duration,
+    pub balance: Balance,
     /// `process` and `metrics_url`: the target's side, sampled during the run.
     pub watch: super::watch::TargetSpec,
 }

@@ -58,8 +58,10 @@ pub fn tables() -> Vec<Table> {
             header: "[target]",
             path: "target",
             keys: vec![
-                key("address", "string", "required", "`\"host:port\"`, `\"[::1]:port\"`, or `\"embedded\"` (the reference target, in-process)"),
-                key("authority", "string", "the address", "the `:authority` header"),
+                key("address", "string", "required", "`\"host:port\"`, `\"[::1]:port\"`, `\"embedded\"` (the reference target, in-process), or a fleet's DNS name: `\"dns:///NAME:PORT\"`, `\"dns://DNS_SERVER:PORT/NAME:PORT\"`, `\"dns+srv://[DNS_SERVER:PORT]/_SERVICE._tcp.NAME\"`"),
+                key("authority", "string", "the address (a fleet: `NAME:PORT`, or the SRV name's domain)", "the `:authority` header"),
+                key("resolve_every", "duration", secs(DEFAULT_RESOLVE_EVERY), "a fleet's name is resolved again this often: new backends get load, removed ones drain"),
+                key("balance", "`\"round_robin\"`, `\"pick_first\"`", "`\"round_robin\"`", "how calls are spread over a fleet's backends (gRPC's policies)"),
                 key("connect_timeout", "duration", secs(DEFAULT_CONNECT_TIMEOUT), "TCP (and TLS) connect deadline"),
                 key("process", "string", "none", "the server's process on this node (a name, or a pid file: a path or `*.pid`), sampled during the run"),
                 key("metrics_url", "string", "none", "the server's own Prometheus endpoint (`http://`), scraped before, during and after"),
