@@ -5,7 +5,7 @@
 //! A resolution that fails or finds nothing keeps the last good set (and is counted): a DNS
 //! hiccup must not take load off every backend.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -63,6 +63,8 @@ pub struct Fleet {
     resolutions: AtomicU64,
     failures: AtomicU64,
     last_failure: Mutex<Option<String>>,
+    /// Round robin for callers that pick a backend per call without a pool of their own.
+    next: AtomicUsize,
 }
 
 impl Fleet {
@@ -97,7 +99,20 @@ impl Fleet {
             resolutions: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_failure: Mutex::new(None),
+            next: AtomicUsize::new(0),
         }
+    }
+
+    /// The backend for the next call of a caller with no connections to keep (a handshake
+    /// storm connects anew each time): the next in turn, or always the first.
+    pub fn next_backend(&self, round_robin: bool) -> Option<Arc<Backend>> {
+        let m = self.current();
+        let i = if round_robin {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        m.backends.get(i % m.backends.len().max(1)).cloned()
     }
 
     /// The name, when the backends come from DNS.

@@ -5,7 +5,8 @@
 //! own leaner client on the same transport (`grpc::lean`).
 
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,9 @@ use h2::client::SendRequest;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+use crate::discovery::{Backend, Fleet, Membership};
+use crate::scenario::Balance;
 
 /// How to reach the target.
 #[derive(Clone)]
@@ -207,12 +211,24 @@ where
     }
 }
 
-/// A connection a worker uses, and its generation (bumped on each reconnect, so many
-/// workers seeing one broken connection reconnect it once).
+/// A connection a worker uses: its backend, and its generation (bumped on each reconnect,
+/// so many workers seeing one broken connection reconnect it once).
 #[derive(Clone)]
 pub struct Lease {
     pub send: SendRequest<Bytes>,
     pub generation: u64,
+    /// The backend's id (`discovery::Backend::id`), for its tally.
+    pub backend: u32,
+    /// The membership version it was leased under: a worker leases again when it changes.
+    pub version: u64,
+}
+
+/// A lease that failed: the error, and the backend it was for (its tally gets the failure).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct LeaseError {
+    pub error: ConnectError,
+    pub backend: u32,
 }
 
 struct SlotState {
@@ -270,11 +286,52 @@ impl Reconnect {
     }
 }
 
-/// `connections` HTTP/2 connections; worker `i` uses slot `i % connections`.
-/// The mutex is taken only to lease a connection or to replace a broken one, never per request.
+/// `connections` HTTP/2 connections per backend; worker `i` uses slot `i % connections` of
+/// the backend it is given: the next in turn for each call (`round_robin`), or the first that
+/// is not failing (`pick_first`). Backends follow the fleet's membership: a new one is
+/// connected on first use; one that left is dropped from the pool, and its connections
+/// close once the calls still on them end (h2 closes when its last handle goes).
+/// The mutexes are taken only to lease a connection or to replace a broken one.
 pub struct Pool {
     endpoint: Endpoint,
+    per_backend: usize,
+    fleet: Arc<Fleet>,
+    balance: Balance,
+    groups: std::sync::Mutex<Groups>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Groups {
+    version: u64,
+    by_backend: Vec<PoolGroup>,
+}
+
+struct PoolGroup {
+    backend: Arc<Backend>,
+    endpoint: Endpoint,
     slots: Vec<Arc<Mutex<SlotState>>>,
+}
+
+impl PoolGroup {
+    fn new(backend: Arc<Backend>, template: &Endpoint, per_backend: usize) -> Self {
+        Self {
+            endpoint: Endpoint {
+                address: backend.address.clone(),
+                ..template.clone()
+            },
+            backend,
+            slots: (0..per_backend.max(1))
+                .map(|_| {
+                    Arc::new(Mutex::new(SlotState {
+                        current: None,
+                        generation: 0,
+                        reconnect: Reconnect::default(),
+                    }))
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Reconnect backoff while the target is down (`Reconnect`).
@@ -282,64 +339,198 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Pool {
-    /// Opens every connection up front, so a target that is down fails the run at once.
-    pub async fn open(endpoint: Endpoint, connections: usize) -> Result<Self, ConnectError> {
-        let mut slots = Vec::with_capacity(connections);
-        for _ in 0..connections.max(1) {
-            let send = connect(&endpoint).await?;
-            slots.push(Arc::new(Mutex::new(SlotState {
-                current: Some(Lease {
-                    send,
-                    generation: 1,
-                }),
-                generation: 1,
-                reconnect: Reconnect::default(),
-            })));
+    /// Opens every connection to every backend up front, so a target that is down fails the
+    /// run at once (a fleet's: when no backend can be connected to).
+    pub async fn open(
+        endpoint: Endpoint,
+        connections: usize,
+        fleet: Arc<Fleet>,
+        balance: Balance,
+    ) -> Result<Self, ConnectError> {
+        let membership = fleet.current();
+        let pool = Self {
+            endpoint,
+            per_backend: connections.max(1),
+            fleet,
+            balance,
+            groups: std::sync::Mutex::new(Groups::default()),
+            next: AtomicUsize::new(0),
+        };
+        let mut first_error = None;
+        let mut up = 0;
+        for backend in &membership.backends {
+            for slot in 0..pool.per_backend {
+                match pool.lease_on(backend, slot, None, membership.version).await {
+                    Ok(_) => up += 1,
+                    Err(e) => {
+                        first_error.get_or_insert(e.error);
+                        break;
+                    }
+                }
+            }
         }
-        Ok(Self { endpoint, slots })
+        match first_error {
+            Some(e) if up == 0 => Err(e),
+            _ => Ok(pool),
+        }
     }
 
-    /// The connection for `slot`; when the one a worker holds (`broken`) has failed, a new
-    /// one is made, at most once per generation and with backoff while the target is down.
-    pub async fn lease(&self, slot: usize, broken: Option<u64>) -> Result<Lease, ConnectError> {
-        let mut state = self.slots[slot % self.slots.len()].lock().await;
+    /// The backend the next call goes to.
+    fn pick(&self, membership: &Membership, slot: usize) -> Option<Arc<Backend>> {
+        let n = membership.backends.len();
+        match self.balance {
+            Balance::RoundRobin => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed);
+                membership.backends.get(i % n.max(1)).cloned()
+            }
+            Balance::PickFirst => {
+                let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+                let failing = |b: &Backend| {
+                    groups.by_backend.iter().any(|g| {
+                        g.backend.id == b.id
+                            && g.slots[slot % g.slots.len()]
+                                .try_lock()
+                                .is_ok_and(|s| s.current.is_none() && s.reconnect.last_error().is_some())
+                    })
+                };
+                membership
+                    .backends
+                    .iter()
+                    .find(|b| !failing(b))
+                    .or(membership.backends.first())
+                    .cloned()
+            }
+        }
+    }
+
+    /// Whether a worker holding a lease under `version` should lease again for its next call:
+    /// the membership changed, or calls rotate over several backends.
+    pub fn lease_is_stale(&self, lease: &Lease) -> bool {
+        let m = self.fleet.current();
+        m.version != lease.version
+            || (self.balance == Balance::RoundRobin && m.backends.len() > 1)
+    }
+
+    /// A connection for the next call from worker slot `slot`; `broken` is the lease whose
+    /// connection failed (its backend's slot reconnects, at most once per generation and
+    /// with backoff while it is down).
+    pub async fn lease(&self, slot: usize, broken: Option<&Lease>) -> Result<Lease, LeaseError> {
+        let membership = self.fleet.current();
+        if let Some(b) = broken {
+            self.forget(b, slot);
+        }
+        let Some(backend) = self.pick(&membership, slot) else {
+            return Err(LeaseError {
+                error: ConnectError::Other(
+                    self.endpoint.address.to_string(),
+                    "the target has no backend".into(),
+                ),
+                backend: 0,
+            });
+        };
+        self.lease_on(&backend, slot, None, membership.version)
+            .await
+    }
+
+    /// Marks `broken`'s connection as gone, so the next lease reconnects it.
+    fn forget(&self, broken: &Lease, slot: usize) {
+        if let Some(state) = self.slot_of(broken.backend, slot) {
+            if let Ok(mut s) = state.try_lock() {
+                if s.current.as_ref().is_some_and(|l| l.generation == broken.generation) {
+                    s.current = None;
+                }
+            }
+        }
+    }
+
+    fn slot_of(&self, backend: u32, slot: usize) -> Option<Arc<Mutex<SlotState>>> {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups
+            .by_backend
+            .iter()
+            .find(|g| g.backend.id == backend)
+            .map(|g| g.slots[slot % g.slots.len()].clone())
+    }
+
+    /// The slot state of `backend`, made when the backend is new; backends that left the
+    /// membership are dropped first.
+    fn group_slot(&self, backend: &Arc<Backend>, slot: usize, version: u64) -> (Arc<Mutex<SlotState>>, Endpoint) {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        if groups.version != version {
+            let current = self.fleet.current();
+            groups
+                .by_backend
+                .retain(|g| current.backends.iter().any(|b| Arc::ptr_eq(b, &g.backend)));
+            groups.version = version;
+        }
+        let i = match groups.by_backend.iter().position(|g| Arc::ptr_eq(&g.backend, backend)) {
+            Some(i) => i,
+            None => {
+                groups
+                    .by_backend
+                    .push(PoolGroup::new(backend.clone(), &self.endpoint, self.per_backend));
+                groups.by_backend.len() - 1
+            }
+        };
+        let g = &groups.by_backend[i];
+        (g.slots[slot % g.slots.len()].clone(), g.endpoint.clone())
+    }
+
+    async fn lease_on(
+        &self,
+        backend: &Arc<Backend>,
+        slot: usize,
+        broken: Option<u64>,
+        version: u64,
+    ) -> Result<Lease, LeaseError> {
+        let (state, endpoint) = self.group_slot(backend, slot, version);
+        let fail = |error: ConnectError| LeaseError {
+            error,
+            backend: backend.id,
+        };
+        let mut state = state.lock().await;
         if let Some(gen) = broken {
             if state.current.as_ref().is_some_and(|l| l.generation == gen) {
                 state.current = None;
             }
         }
         if let Some(lease) = &state.current {
-            return Ok(lease.clone());
+            let mut lease = lease.clone();
+            lease.version = version;
+            return Ok(lease);
         }
         if !state.reconnect.may_try(Instant::now()) {
-            return Err(state.reconnect.last_error().cloned().unwrap_or_else(|| {
-                ConnectError::Other(self.endpoint.address.to_string(), "reconnecting".into())
-            }));
+            return Err(fail(state.reconnect.last_error().cloned().unwrap_or_else(|| {
+                ConnectError::Other(endpoint.address.to_string(), "reconnecting".into())
+            })));
         }
-        match connect(&self.endpoint).await {
+        match connect(&endpoint).await {
             Ok(send) => {
                 state.generation += 1;
                 state.reconnect.succeeded();
+                backend.connections.fetch_add(1, Ordering::Relaxed);
                 let lease = Lease {
                     send,
                     generation: state.generation,
+                    backend: backend.id,
+                    version,
                 };
                 state.current = Some(lease.clone());
                 Ok(lease)
             }
             Err(e) => {
                 state.reconnect.failed(e.clone());
-                Err(e)
+                Err(fail(e))
             }
         }
     }
 
-    /// When the slot's next connection attempt is allowed (for workers to wait, not spin).
-    pub async fn next_attempt(&self, slot: usize) -> Instant {
-        self.slots[slot % self.slots.len()]
-            .lock()
-            .await
-            .reconnect
-            .next_attempt()
+    /// When the next connection attempt of `backend`'s slot is allowed (for workers to
+    /// wait, not spin).
+    pub async fn next_attempt(&self, backend: u32, slot: usize) -> Instant {
+        match self.slot_of(backend, slot) {
+            Some(state) => state.lock().await.reconnect.next_attempt(),
+            None => Instant::now(),
+        }
     }
 }

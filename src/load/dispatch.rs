@@ -21,7 +21,9 @@ use tokio::time::{Instant, Sleep};
 
 use super::admission::{Clock, Shared};
 use super::timing::{micros, release_time, MAX_NAP};
+use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
+use crate::scenario::Balance;
 use crate::grpc::lean::{Completion, Connection, RequestHeaders};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
@@ -39,6 +41,56 @@ struct Slot {
     conn: Option<(u64, Connection)>,
     connecting: Option<Connecting>,
     reconnect: Reconnect,
+}
+
+impl Slot {
+    fn new(conn: Option<(u64, Connection)>) -> Self {
+        Self {
+            conn,
+            connecting: None,
+            reconnect: Reconnect::default(),
+        }
+    }
+
+    fn can_start(&self) -> bool {
+        self.conn.as_ref().is_some_and(|(_, c)| c.can_start())
+    }
+
+    /// Up, or being made.
+    fn alive(&self) -> bool {
+        self.conn.is_some() || self.connecting.is_some()
+    }
+}
+
+/// One backend's connections on this thread (`[load] connections` per backend).
+struct Group {
+    backend: Arc<Backend>,
+    endpoint: Endpoint,
+    slots: Vec<Slot>,
+    /// The slot this wake-up's requests to this backend go on, while it takes them.
+    batch: Option<usize>,
+    /// Round robin over the slots, for the next batch.
+    next_slot: usize,
+}
+
+impl Group {
+    /// A slot that can start a call now: this wake-up's, or the next in turn.
+    fn usable_slot(&mut self) -> Option<usize> {
+        if let Some(b) = self.batch.filter(|&b| self.slots[b].can_start()) {
+            return Some(b);
+        }
+        let n = self.slots.len();
+        let found = (0..n)
+            .map(|i| (self.next_slot + i) % n)
+            .find(|&s| self.slots[s].can_start())?;
+        self.next_slot = found + 1;
+        self.batch = Some(found);
+        Some(found)
+    }
+
+    fn up(&self) -> bool {
+        self.slots.iter().any(|s| s.conn.is_some())
+    }
 }
 
 /// A request taken from the schedule (or, closed model, for a free slot), not yet sent.
@@ -73,6 +125,8 @@ struct Call {
     number: u64,
     attempts: u8,
     connection: u64,
+    /// The backend's id, for its tally.
+    backend: u32,
     stream: u32,
     intended: Option<Instant>,
     sent: Instant,
@@ -85,9 +139,15 @@ struct Call {
 pub(super) struct DispatchSetup {
     pub shared: Arc<Shared>,
     pub clock: Clock,
+    /// How to reach a backend (its address is replaced by each backend's).
     pub endpoint: Endpoint,
     pub headers: Arc<RequestHeaders>,
-    pub connections: Vec<Connection>,
+    /// The thread's connections to each backend of the first membership.
+    pub connections: Vec<(Arc<Backend>, Vec<Connection>)>,
+    /// The membership as it changes, and this thread's connections per backend.
+    pub membership: tokio::sync::watch::Receiver<Arc<Membership>>,
+    pub per_backend: usize,
+    pub balance: Balance,
     /// The worker ids this thread stands for: its share of `concurrency` (and the
     /// `{{worker_id}}` of a call is the id of the slot it occupies).
     pub worker_ids: Vec<usize>,
@@ -105,11 +165,17 @@ struct Dispatcher {
     endpoint: Endpoint,
     headers: Arc<RequestHeaders>,
     timeout: Option<Duration>,
-    slots: Vec<Slot>,
-    /// Connections the server sent GOAWAY on, finishing the calls they still carry.
-    draining: Vec<(u64, Connection)>,
+    /// Per backend, in the membership's order.
+    groups: Vec<Group>,
+    membership: tokio::sync::watch::Receiver<Arc<Membership>>,
+    per_backend: usize,
+    balance: Balance,
+    /// Connections finishing the calls they still carry: the server sent GOAWAY, or their
+    /// backend left the membership (drained: no new calls).
+    draining: Vec<(u64, u32, Connection)>,
     connection_ids: u64,
-    round_robin: usize,
+    /// Round robin over the backends.
+    next_group: usize,
     worker_ids: Vec<usize>,
     /// In-flight calls by token; `free` lists the empty entries.
     calls: Vec<Option<Call>>,
@@ -132,18 +198,32 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn new(s: DispatchSetup) -> Self {
+    fn new(mut s: DispatchSetup) -> Self {
         let now = Instant::now();
         let mut ids = 0;
-        let slots = s
+        s.membership.borrow_and_update();
+        let groups = s
             .connections
             .into_iter()
-            .map(|c| {
-                ids += 1;
-                Slot {
-                    conn: Some((ids, c)),
-                    connecting: None,
-                    reconnect: Reconnect::default(),
+            .map(|(backend, conns)| {
+                let mut slots: Vec<Slot> = conns
+                    .into_iter()
+                    .map(|c| {
+                        ids += 1;
+                        Slot::new(Some((ids, c)))
+                    })
+                    .collect();
+                // A backend that could not be connected to yet gets its slots all the same.
+                slots.resize_with(s.per_backend.max(1), || Slot::new(None));
+                Group {
+                    endpoint: Endpoint {
+                        address: backend.address.clone(),
+                        ..s.endpoint.clone()
+                    },
+                    backend,
+                    slots,
+                    batch: None,
+                    next_slot: 0,
                 }
             })
             .collect();
@@ -154,10 +234,13 @@ impl Dispatcher {
         };
         Self {
             timeout,
-            slots,
+            groups,
+            membership: s.membership,
+            per_backend: s.per_backend.max(1),
+            balance: s.balance,
             draining: Vec::new(),
             connection_ids: ids,
-            round_robin: 0,
+            next_group: 0,
             renderer: Renderer::new(s.worker_ids.first().copied().unwrap_or(0)),
             worker_ids: s.worker_ids,
             calls: (0..cap).map(|_| None).collect(),
@@ -191,6 +274,7 @@ impl Dispatcher {
                 self.finished = true;
                 self.due.clear();
             }
+            self.follow_membership();
             self.take(now);
             let mut progress = self.connect(cx, now);
             self.dispatch(now);
@@ -237,12 +321,16 @@ impl Dispatcher {
         }
     }
 
-    /// Sends every request whose time has come. They all go on one connection, the next in
-    /// turn, while it can take them: the load is spread over the connections wake-up by
-    /// wake-up rather than call by call, so a wake-up costs one write, not one per
-    /// connection (on loopback a write also pays for the receiver's network stack).
+    /// Sends every request whose time has come. Each goes to the next backend in turn
+    /// (`round_robin`) or to the first one up (`pick_first`); on a backend, a wake-up's
+    /// requests all go on one connection, the next in turn, while it can take them: the load
+    /// is spread over a backend's connections wake-up by wake-up rather than call by call,
+    /// so a wake-up costs one write per backend, not one per call (on loopback a write also
+    /// pays for the receiver's network stack).
     fn dispatch(&mut self, now: Instant) {
-        let mut batch: Option<usize> = None;
+        for g in &mut self.groups {
+            g.batch = None;
+        }
         let may_release = self.may_release(now);
         while let Some(front) = self.due.front() {
             if front
@@ -252,17 +340,8 @@ impl Dispatcher {
             {
                 return;
             }
-            let current = batch.filter(|&b| {
-                self.slots[b]
-                    .conn
-                    .as_ref()
-                    .is_some_and(|(_, c)| c.can_start())
-            });
-            let Some(slot) = current.or_else(|| self.pick_connection()) else {
-                let waiting = self
-                    .slots
-                    .iter()
-                    .any(|s| s.conn.is_some() || s.connecting.is_some());
+            let Some((group, slot)) = self.pick() else {
+                let waiting = self.groups.iter().flat_map(|g| &g.slots).any(Slot::alive);
                 if waiting || self.shared.plan.schedule.is_none() {
                     // Wait for a stream slot or the connection being made; in the closed
                     // model the next attempt's failure fails the requests (`connect`).
@@ -278,16 +357,17 @@ impl Dispatcher {
             let Some(due) = self.due.pop_front() else {
                 return;
             };
-            batch = Some(slot);
-            self.send(slot, due, now);
+            self.send(group, slot, due, now);
         }
     }
 
-    fn send(&mut self, slot: usize, due: Due, now: Instant) {
+    fn send(&mut self, group: usize, slot: usize, due: Due, now: Instant) {
         let Some(token) = self.free.pop() else {
             return; // cannot happen: `take` keeps due + in flight within the slots
         };
-        let Some((connection, conn)) = self.slots[slot].conn.as_mut() else {
+        let g = &mut self.groups[group];
+        let backend = g.backend.id;
+        let Some((connection, conn)) = g.slots[slot].conn.as_mut() else {
             self.free.push(token);
             return;
         };
@@ -322,6 +402,7 @@ impl Dispatcher {
             number: due.number,
             attempts,
             connection: *connection,
+            backend,
             stream,
             intended: due.intended,
             sent,
@@ -331,21 +412,66 @@ impl Dispatcher {
         });
     }
 
-    /// The next connection (round robin) that can start a call now.
-    fn pick_connection(&mut self) -> Option<usize> {
-        let n = self.slots.len();
-        for i in 0..n {
-            let slot = (self.round_robin + i) % n;
-            if self.slots[slot]
-                .conn
-                .as_ref()
-                .is_some_and(|(_, c)| c.can_start())
-            {
-                self.round_robin = slot + 1;
-                return Some(slot);
+    /// The backend and connection the next call goes on, if one can start a call now:
+    /// `round_robin` takes the backends in turn, skipping those that cannot; `pick_first`
+    /// the first backend that is up, waiting for it rather than spilling to the next.
+    fn pick(&mut self) -> Option<(usize, usize)> {
+        let n = self.groups.len();
+        match self.balance {
+            Balance::RoundRobin => {
+                for i in 0..n {
+                    let g = (self.next_group + i) % n;
+                    if let Some(slot) = self.groups[g].usable_slot() {
+                        self.next_group = g + 1;
+                        return Some((g, slot));
+                    }
+                }
+                None
+            }
+            Balance::PickFirst => {
+                let g = self.groups.iter().position(Group::up)?;
+                self.groups[g].usable_slot().map(|slot| (g, slot))
             }
         }
-        None
+    }
+
+    /// Takes a new membership when discovery published one: new backends get their
+    /// connections (opened by `connect`), backends that left are drained — their calls in
+    /// flight finish, no new ones go to them.
+    fn follow_membership(&mut self) {
+        if !self.membership.has_changed().unwrap_or(false) {
+            return;
+        }
+        let now = self.membership.borrow_and_update().clone();
+        let mut old = std::mem::take(&mut self.groups);
+        for backend in &now.backends {
+            match old.iter().position(|g| Arc::ptr_eq(&g.backend, backend)) {
+                Some(i) => self.groups.push(old.swap_remove(i)),
+                None => self.groups.push(Group {
+                    endpoint: Endpoint {
+                        address: backend.address.clone(),
+                        ..self.endpoint.clone()
+                    },
+                    backend: backend.clone(),
+                    slots: (0..self.per_backend).map(|_| Slot::new(None)).collect(),
+                    batch: None,
+                    next_slot: 0,
+                }),
+            }
+        }
+        for gone in old {
+            let id = gone.backend.id;
+            for slot in gone.slots {
+                if let Some((cid, conn)) = slot.conn {
+                    if conn.in_flight() > 0 {
+                        self.draining.push((cid, id, conn));
+                    }
+                }
+            }
+        }
+        if self.next_group >= self.groups.len() {
+            self.next_group = 0;
+        }
     }
 
     /// Fails calls whose deadline passed, resetting their streams.
@@ -376,34 +502,46 @@ impl Dispatcher {
     }
 
     fn connection_mut(&mut self, id: u64) -> Option<&mut Connection> {
-        let in_slots = self.slots.iter_mut().filter_map(|s| s.conn.as_mut());
-        in_slots
-            .chain(self.draining.iter_mut())
+        let in_slots = self
+            .groups
+            .iter_mut()
+            .flat_map(|g| &mut g.slots)
+            .filter_map(|s| s.conn.as_mut())
             .find(|(i, _)| *i == id)
-            .map(|(_, c)| c)
+            .map(|(_, c)| c);
+        match in_slots {
+            Some(c) => Some(c),
+            None => self
+                .draining
+                .iter_mut()
+                .find(|(i, _, _)| *i == id)
+                .map(|(_, _, c)| c),
+        }
     }
 
     /// Writes and reads on every connection and records the calls that ended. True when
     /// any did (slots were freed) or a connection was lost.
     fn poll_connections(&mut self, cx: &mut Context<'_>) -> bool {
         let mut lost = Vec::new();
-        for slot in &mut self.slots {
-            let Some((_, conn)) = slot.conn.as_mut() else {
-                continue;
-            };
-            if let Err(why) = conn.poll_io(cx, &mut self.completions) {
-                lost.push((conn.abandon(), why.0));
-                slot.conn = None;
-            } else if !conn.accepting() {
-                // GOAWAY, or stream ids used up: finish its calls aside, open a new one.
-                if let Some(c) = slot.conn.take() {
-                    self.draining.push(c);
+        for group in &mut self.groups {
+            for slot in &mut group.slots {
+                let Some((_, conn)) = slot.conn.as_mut() else {
+                    continue;
+                };
+                if let Err(why) = conn.poll_io(cx, &mut self.completions) {
+                    lost.push((conn.abandon(), why.0));
+                    slot.conn = None;
+                } else if !conn.accepting() {
+                    // GOAWAY, or stream ids used up: finish its calls aside, open a new one.
+                    if let Some((id, c)) = slot.conn.take() {
+                        self.draining.push((id, group.backend.id, c));
+                    }
                 }
             }
         }
         let mut i = 0;
         while i < self.draining.len() {
-            let conn = &mut self.draining[i].1;
+            let conn = &mut self.draining[i].2;
             let result = conn.poll_io(cx, &mut self.completions);
             if let Err(why) = result {
                 lost.push((conn.abandon(), why.0));
@@ -476,6 +614,7 @@ impl Dispatcher {
                 outcome.code,
                 outcome.message.as_deref(),
                 call.late,
+                call.backend,
             );
         }
         if let Some(span) = call.span {
@@ -488,11 +627,18 @@ impl Dispatcher {
         }
     }
 
-    /// Records a request that could not be sent (no connection) as failed.
+    /// Records a request that could not be sent (no connection) as failed, against the
+    /// backend whose turn it was (every backend's connections were down).
     fn fail_unsent(&mut self, due: &Due, now: Instant, error: &str) {
         if !due.measured {
             return;
         }
+        let backend = match self.balance {
+            Balance::RoundRobin => self.groups.get(self.next_group % self.groups.len().max(1)),
+            Balance::PickFirst => self.groups.first(),
+        }
+        .map_or(0, |g| g.backend.id);
+        self.next_group += 1;
         let corrected = due
             .intended
             .map(|at| micros(now.saturating_duration_since(at)));
@@ -503,12 +649,14 @@ impl Dispatcher {
             status::UNAVAILABLE,
             Some(error),
             due.late,
+            backend,
         );
     }
 
     fn last_error(&self) -> String {
-        self.slots
+        self.groups
             .iter()
+            .flat_map(|g| &g.slots)
             .find_map(|s| s.reconnect.last_error())
             .map_or_else(
                 || "no connection to the target".to_string(),
@@ -516,46 +664,58 @@ impl Dispatcher {
             )
     }
 
-    /// Replaces lost connections, with backoff while the target is down. True when a
-    /// connection came up (requests may be sent on it).
+    /// Replaces lost connections (and opens a new backend's), with backoff while a backend
+    /// is down. `pick_first` connects a backend only while every backend before it is down.
+    /// True when a connection came up (requests may be sent on it).
     fn connect(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
         let mut failed = None;
-        for slot in &mut self.slots {
-            if slot.conn.is_some() {
-                continue;
-            }
-            if slot.connecting.is_none() {
-                if self.finished || !slot.reconnect.may_try(now) {
+        for group in &mut self.groups {
+            for slot in &mut group.slots {
+                if slot.conn.is_some() {
                     continue;
                 }
-                let (endpoint, headers) = (self.endpoint.clone(), self.headers.clone());
-                slot.connecting = Some(Box::pin(async move {
-                    Connection::open(&endpoint, headers).await
-                }));
+                if slot.connecting.is_none() {
+                    if self.finished || !slot.reconnect.may_try(now) {
+                        continue;
+                    }
+                    let (endpoint, headers) = (group.endpoint.clone(), self.headers.clone());
+                    slot.connecting = Some(Box::pin(async move {
+                        Connection::open(&endpoint, headers).await
+                    }));
+                }
+                let Some(connecting) = slot.connecting.as_mut() else {
+                    continue;
+                };
+                match connecting.as_mut().poll(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Ok(conn)) => {
+                        self.connection_ids += 1;
+                        slot.conn = Some((self.connection_ids, conn));
+                        slot.connecting = None;
+                        slot.reconnect.succeeded();
+                        group.backend.connections.fetch_add(1, Ordering::Relaxed);
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        slot.connecting = None;
+                        failed = Some(e.to_string());
+                        slot.reconnect.failed(e);
+                    }
+                }
             }
-            let Some(connecting) = slot.connecting.as_mut() else {
-                continue;
-            };
-            match connecting.as_mut().poll(cx) {
-                Poll::Pending => {}
-                Poll::Ready(Ok(conn)) => {
-                    self.connection_ids += 1;
-                    slot.conn = Some((self.connection_ids, conn));
-                    slot.connecting = None;
-                    slot.reconnect.succeeded();
-                    progress = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    slot.connecting = None;
-                    failed = Some(e.to_string());
-                    slot.reconnect.failed(e);
-                }
+            if self.balance == Balance::PickFirst && group.slots.iter().any(Slot::alive) {
+                break;
             }
         }
         // Requests waiting for that attempt fail with its error, as each worker's would.
         if let Some(error) = failed {
-            if self.pick_connection().is_none() {
+            let usable = self
+                .groups
+                .iter()
+                .flat_map(|g| &g.slots)
+                .any(Slot::can_start);
+            if !usable {
                 while let Some(front) = self.due.front() {
                     if front.intended.is_some_and(|at| at > now) {
                         break;
@@ -609,8 +769,8 @@ impl Dispatcher {
             consider(flush);
         }
         if !self.finished {
-            for slot in &self.slots {
-                if slot.conn.is_none() && slot.connecting.is_none() {
+            for slot in self.groups.iter().flat_map(|g| &g.slots) {
+                if !slot.alive() {
                     consider(slot.reconnect.next_attempt());
                 }
             }

@@ -21,10 +21,11 @@ use super::dispatch::{self, DispatchSetup};
 use super::plan::{CallPlan, Plan, RunOutcome};
 use super::workers;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
+use crate::discovery::Backend;
 use crate::grpc::lean::Connection;
 use crate::host::process::ProcessSampler;
 use crate::record::{Aggregate, Aggregator, Flush, Progress, ThreadRecorder};
-use crate::scenario::{Load, Model};
+use crate::scenario::{Balance, Load, Model};
 
 /// How long requests in flight may take to finish after a stop when no deadline is set.
 const DRAIN_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
@@ -111,22 +112,23 @@ impl ThreadWork {
             }
             _ => None,
         };
+        let plan = &self.shared.plan;
         let mut lean_connections = Vec::new();
         if let Some(headers) = &lean {
-            for _ in 0..my_slots.max(1) {
-                match Connection::open(&self.endpoint, headers.clone()).await {
-                    Ok(c) => lean_connections.push(c),
-                    Err(e) => {
-                        let _ = self.ready.send(Err(e));
-                        return;
-                    }
+            match open_lean(&self.endpoint, headers, plan, my_slots.max(1)).await {
+                Ok(c) => lean_connections = c,
+                Err(e) => {
+                    let _ = self.ready.send(Err(e));
+                    return;
                 }
             }
         }
-        let pool = if lean.is_some() || matches!(self.shared.plan.call, CallPlan::Handshake(_)) {
+        let pool = if lean.is_some() || matches!(plan.call, CallPlan::Handshake(_)) {
             None
         } else {
-            match Pool::open(self.endpoint.clone(), my_slots).await {
+            match Pool::open(self.endpoint.clone(), my_slots, plan.fleet.clone(), plan.balance)
+                .await
+            {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
                     let _ = self.ready.send(Err(e));
@@ -171,6 +173,9 @@ impl ThreadWork {
                         endpoint: self.endpoint.clone(),
                         headers,
                         connections: std::mem::take(&mut lean_connections),
+                        membership: self.shared.plan.fleet.subscribe(),
+                        per_backend: my_slots.max(1),
+                        balance: self.shared.plan.balance,
                         worker_ids,
                         recorder: recorder.clone(),
                     }));
@@ -200,6 +205,48 @@ impl ThreadWork {
             .await;
         // The last handle: dropping it hands over the thread's final interval.
         drop(recorder);
+    }
+}
+
+/// This thread's lean connections to each backend of the fleet now: `per_backend` each
+/// (`pick_first`: to the first backend that connects). A backend that cannot be connected to
+/// gets none (its slots retry during the run); the run fails only when no backend can.
+async fn open_lean(
+    endpoint: &Endpoint,
+    headers: &Arc<crate::grpc::lean::RequestHeaders>,
+    plan: &Plan,
+    per_backend: usize,
+) -> Result<Vec<(Arc<Backend>, Vec<Connection>)>, ConnectError> {
+    let membership = plan.fleet.current();
+    let mut out = Vec::with_capacity(membership.backends.len());
+    let mut first_error = None;
+    let mut up = false;
+    for backend in &membership.backends {
+        let endpoint = Endpoint {
+            address: backend.address.clone(),
+            ..endpoint.clone()
+        };
+        let mut conns = Vec::with_capacity(per_backend);
+        if !(up && plan.balance == Balance::PickFirst) {
+            for _ in 0..per_backend {
+                match Connection::open(&endpoint, headers.clone()).await {
+                    Ok(c) => {
+                        backend.connections.fetch_add(1, Ordering::Relaxed);
+                        conns.push(c);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        break;
+                    }
+                }
+            }
+        }
+        up |= !conns.is_empty();
+        out.push((backend.clone(), conns));
+    }
+    match first_error {
+        Some(e) if !up => Err(e),
+        _ => Ok(out),
     }
 }
 
@@ -287,6 +334,9 @@ pub async fn drive(
         end: closed_duration.map(|d| origin + d),
     };
     let _ = go_tx.send(Some(clock));
+    let resolving = CancellationToken::new();
+    tokio::spawn(shared.plan.fleet.clone().keep_resolving(resolving.clone()));
+    let _stop_resolving = resolving.drop_guard();
     let aggregator = tokio::spawn(Aggregator::new(origin).run(flush_rx, progress, check));
 
     // Usage is measured over the measured part only: sampled when the warm-up ends.
@@ -347,6 +397,8 @@ pub async fn drive(
         process,
         threads,
         generator_panics,
+        backends: shared.plan.fleet.history(),
+        resolution: shared.plan.fleet.name().map(|_| shared.plan.fleet.stats()),
     })
 }
 

@@ -27,6 +27,8 @@ pub struct Plan {
     pub start_at: Option<SystemTime>,
     /// The target's backends (one, for a `host:port`), followed as they change.
     pub fleet: std::sync::Arc<crate::discovery::Fleet>,
+    /// How calls are spread over the fleet's backends.
+    pub balance: crate::scenario::Balance,
 }
 
 /// What each iteration does.
@@ -68,4 +70,8 @@ pub struct RunOutcome {
     pub generator_panics: u64,
     /// Wall-clock time of the schedule's time zero (the start of the warm-up).
     pub zero_at: SystemTime,
+    /// Every backend the run saw, with when it joined and left.
+    pub backends: Vec<crate::discovery::BackendHistory>,
+    /// A fleet's DNS name: what re-resolving it did (`None` for a fixed address).
+    pub resolution: Option<crate::discovery::ResolveStats>,
 }

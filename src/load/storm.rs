@@ -25,7 +25,6 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00
 /// A handshake-storm iteration, prepared once.
 #[derive(Clone)]
 pub struct HandshakeCall {
-    pub address: HostPort,
     pub tls: ClientTls,
     pub connect_timeout: Duration,
     /// One gRPC call over each connection, when the scenario has `[call]`.
@@ -62,6 +61,7 @@ impl HandshakeCall {
     /// status (OK when there is no call), or UNAVAILABLE with the failure's class.
     pub async fn run(
         &self,
+        address: &HostPort,
         requests: &Requests,
         number: u64,
         renderer: &mut Renderer,
@@ -72,7 +72,7 @@ impl HandshakeCall {
         let mut hs = Handshake::default();
         let trace = span.as_ref().and_then(|s| s.traceparent.clone());
         let outcome = self
-            .iterate(requests, number, renderer, &mut hs, trace.as_ref())
+            .iterate(address, requests, number, renderer, &mut hs, trace.as_ref())
             .await;
         if let Some(span) = span {
             describe_in_span(&hs, span);
@@ -85,6 +85,7 @@ impl HandshakeCall {
 
     async fn iterate(
         &self,
+        address: &HostPort,
         requests: &Requests,
         number: u64,
         renderer: &mut Renderer,
@@ -100,7 +101,7 @@ impl HandshakeCall {
             outcome
         };
         // Resolve.
-        let addr: SocketAddr = match tokio::net::lookup_host(self.address.dial())
+        let addr: SocketAddr = match tokio::net::lookup_host(address.dial())
             .await
             .map(|mut a| a.next())
         {
@@ -109,14 +110,14 @@ impl HandshakeCall {
                 return fail(
                     hs,
                     "other".into(),
-                    format!("{} resolves to no address", self.address),
+                    format!("{} resolves to no address", address),
                 )
             }
             Err(e) => {
                 return fail(
                     hs,
                     "other".into(),
-                    format!("cannot resolve {}: {e}", self.address),
+                    format!("cannot resolve {}: {e}", address),
                 )
             }
         };

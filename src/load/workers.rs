@@ -17,6 +17,7 @@ use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
 use crate::load::stream::StreamContext;
+use crate::scenario::Balance;
 use crate::record::SharedRecorder;
 use crate::telemetry::traces::CallSpan;
 
@@ -34,7 +35,7 @@ pub(super) async fn worker(
         Some(p) => Box::pin(p.lease(slot, None)).await.ok(),
         None => None,
     };
-    let mut broken: Option<u64> = None;
+    let mut broken: Option<Lease> = None;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -63,10 +64,18 @@ pub(super) async fn worker(
                 .as_ref()
                 .and_then(|t| t.sample())
                 .map(Box::new);
+            let Some(backend) = shared
+                .plan
+                .fleet
+                .next_backend(shared.plan.balance == Balance::RoundRobin)
+            else {
+                break;
+            };
             let sent = Instant::now();
             // Boxed, like connecting below: a TLS connect is a large future, and held inline
             // it would size every worker's task (10,000 streams: 7 KB each instead of 1).
             let outcome = Box::pin(call.run(
+                &backend.address,
                 requests,
                 number,
                 &mut renderer,
@@ -75,7 +84,7 @@ pub(super) async fn worker(
                 span.as_deref_mut(),
             ))
             .await;
-            taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
+            taken.record(&rec, sent, &outcome, backend.id);
             taken.end_span(span.map(|s| *s), &outcome);
             if outcome.connection_failed && shared.plan.schedule.is_none() {
                 // Closed model out of ports or descriptors: retrying at once would spin
@@ -86,15 +95,20 @@ pub(super) async fn worker(
             continue;
         }
         let Some(pool) = pool.as_deref() else { break };
+        if lease.as_ref().is_some_and(|l| pool.lease_is_stale(l)) {
+            // The next backend in turn, or the membership changed.
+            lease = None;
+        }
         if lease.is_none() {
-            // Boxed: see the storm's call above (reconnects are rare; the box is per reconnect).
-            match Box::pin(pool.lease(slot, broken.take())).await {
+            // Boxed: see the storm's call above (a lease that connects is a large future).
+            match Box::pin(pool.lease(slot, broken.take().as_ref())).await {
                 Ok(l) => lease = Some(l),
                 Err(e) => {
-                    taken.record(&rec, picked, status::UNAVAILABLE, Some(&e.to_string()));
+                    let failed = Outcome::failed(status::UNAVAILABLE, e.to_string());
+                    taken.record(&rec, picked, &failed, e.backend);
                     if shared.plan.schedule.is_none() {
                         // Closed model: wait for the next reconnect attempt instead of spinning.
-                        let next = pool.next_attempt(slot).await;
+                        let next = pool.next_attempt(e.backend, slot).await;
                         tokio::time::sleep_until(next.min(Instant::now() + MAX_NAP)).await;
                     }
                     continue;
@@ -144,11 +158,11 @@ pub(super) async fn worker(
                 Outcome::failed(status::INTERNAL, "handshake plan given to a pooled worker")
             }
         };
+        let backend = current.backend;
         if outcome.connection_failed {
-            broken = Some(current.generation);
-            lease = None;
+            broken = lease.take();
         }
-        taken.record(&rec, sent, outcome.code, outcome.message.as_deref());
+        taken.record(&rec, sent, &outcome, backend);
         taken.end_span(span.map(|s| *s), &outcome);
     }
 }
@@ -162,8 +176,8 @@ struct Taken {
 }
 
 impl Taken {
-    /// Records a request that was sent at `sent` and ended now with `code`.
-    fn record(&self, rec: &SharedRecorder, sent: Instant, code: u8, message: Option<&str>) {
+    /// Records a request that was sent to `backend` at `sent` and ended now with `outcome`.
+    fn record(&self, rec: &SharedRecorder, sent: Instant, outcome: &Outcome, backend: u32) {
         if !self.measured {
             return;
         }
@@ -174,9 +188,10 @@ impl Taken {
             done,
             corrected,
             micros(done - sent),
-            code,
-            message,
+            outcome.code,
+            outcome.message.as_deref(),
             self.late,
+            backend,
         );
     }
 }

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::discovery::BackendHistory;
 use crate::grpc::status::code_name;
 use crate::host::platform::Platform;
 use crate::host::process::ProcessUsage;
 use crate::load::RunOutcome;
-use crate::record::{Aggregate, IntervalData, IntervalSummary, LatencySummary};
+use crate::record::{Aggregate, BackendTally, IntervalData, IntervalSummary, LatencySummary};
 use crate::scenario::{Kind, Model, Scenario, Stage};
 
 pub const SCHEMA: &str = "loadagent.report/v1";
@@ -132,6 +133,66 @@ pub struct Report {
     /// A merged report whose inputs were of different scenarios (`merge --force`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub merge_forced: bool,
+    /// Per backend (one for a `host:port` target; a fleet's every backend seen), in order of
+    /// first appearance: what each got. The totals are exactly their sum.
+    #[serde(default)]
+    pub backends: Vec<BackendReport>,
+    /// The worst backend's figures, for thresholds (`backend_worst.p99_us`).
+    #[serde(default)]
+    pub backend_worst: BackendWorst,
+    /// A fleet's DNS name: what resolving it during the run did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<ResolutionInfo>,
+}
+
+/// One backend's share of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendReport {
+    /// `IP:PORT` (as resolved), or the `host:port` written.
+    pub address: String,
+    /// Seconds from the measured start to when it joined (0: there from the start, or it
+    /// joined in the warm-up), and to when it left (null: it stayed to the end).
+    pub joined_s: f64,
+    pub left_s: Option<f64>,
+    /// SRV weight and priority (0 for A/AAAA records).
+    #[serde(default)]
+    pub weight: u16,
+    #[serde(default)]
+    pub priority: u16,
+    /// Connections opened to it (reconnects included).
+    pub connections: u64,
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub status_codes: BTreeMap<String, u64>,
+    pub latency: Latency,
+    /// The backend with the highest p99 (corrected in the open model) among those with calls.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slowest: bool,
+}
+
+/// The worst of the backends with calls: the highest p50/p99/p99.9 (corrected in the open
+/// model, as users wait it) and error rate, each over every backend, and which was slowest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendWorst {
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub error_rate: f64,
+    /// The address of the backend with the highest p99.
+    pub slowest: String,
+}
+
+/// What resolving a fleet's name did during the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolutionInfo {
+    pub name: String,
+    pub resolve_every_seconds: f64,
+    pub resolutions: u64,
+    /// Resolutions that failed or found nothing (the last good set was kept).
+    pub failures: u64,
+    pub last_failure: Option<String>,
 }
 
 /// Which shard of a distributed run a report is, and when it was told to start.
@@ -272,6 +333,117 @@ pub enum LoadError {
     Malformed(String, String),
 }
 
+/// Counts by status code, named, the zeros left out.
+fn status_names(status: &[u64]) -> BTreeMap<String, u64> {
+    status
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(code, &n)| (code_name(code as u8).to_string(), n))
+        .collect()
+}
+
+/// Each backend's figures from its tally, with its history; a backend's tally is found by
+/// its id. Tallies of ids the history does not know (a report so far, before the history
+/// is read) are still listed, as `backend N`, so the sum stays whole.
+fn backend_reports(
+    totals: &IntervalData,
+    history: &[BackendHistory],
+    started_at: std::time::SystemTime,
+    model: Model,
+) -> Vec<BackendReport> {
+    let empty = BackendTally::default();
+    let since = |t: std::time::SystemTime| {
+        round3(t.duration_since(started_at).map_or(0.0, |d| d.as_secs_f64()))
+    };
+    let mut out: Vec<BackendReport> = Vec::new();
+    let known = |id: usize| history.iter().any(|h| h.backend.id as usize == id);
+    let mut add = |id: usize, h: Option<&BackendHistory>| {
+        let t = totals.backends.get(id).unwrap_or(&empty);
+        let requests = t.requests();
+        let ok = t.status[usize::from(crate::grpc::status::OK)];
+        out.push(BackendReport {
+            address: h.map_or_else(|| format!("backend {id}"), |h| h.backend.address.to_string()),
+            joined_s: h.map_or(0.0, |h| since(h.joined)),
+            left_s: h.and_then(|h| h.left).map(since),
+            weight: h.map_or(0, |h| h.backend.weight),
+            priority: h.map_or(0, |h| h.backend.priority),
+            connections: h.map_or(0, |h| {
+                h.backend
+                    .connections
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            }),
+            requests,
+            ok,
+            errors: requests - ok,
+            error_rate: if requests > 0 {
+                (requests - ok) as f64 / requests as f64
+            } else {
+                0.0
+            },
+            status_codes: status_names(&t.status),
+            latency: Latency {
+                corrected: (model == Model::Open).then(|| LatencySummary::of(&t.corrected)),
+                uncorrected: LatencySummary::of(&t.uncorrected),
+            },
+            slowest: false,
+        });
+    };
+    // A backend that left and came back is a new backend (a new id): one tally per entry.
+    for h in history {
+        add(h.backend.id as usize, Some(h));
+    }
+    for id in 0..totals.backends.len() {
+        if !known(id) && totals.backends[id].requests() > 0 {
+            add(id, None);
+        }
+    }
+    mark_slowest(&mut out);
+    out
+}
+
+/// The latency a backend's users waited: corrected in the open model.
+fn experienced(l: &Latency) -> &LatencySummary {
+    l.corrected.as_ref().unwrap_or(&l.uncorrected)
+}
+
+/// Marks the backend with the highest p99 among those with calls (when there are two or more).
+pub(crate) fn mark_slowest(backends: &mut [BackendReport]) {
+    for b in backends.iter_mut() {
+        b.slowest = false;
+    }
+    let with_calls = backends.iter().filter(|b| b.requests > 0).count();
+    if with_calls < 2 {
+        return;
+    }
+    let slowest = backends
+        .iter_mut()
+        .filter(|b| b.requests > 0)
+        .max_by_key(|b| experienced(&b.latency).p99_us);
+    if let Some(b) = slowest {
+        b.slowest = true;
+    }
+}
+
+impl BackendWorst {
+    pub(crate) fn of(backends: &[BackendReport]) -> Self {
+        let mut worst = Self::default();
+        let mut top = None;
+        for b in backends.iter().filter(|b| b.requests > 0) {
+            let l = experienced(&b.latency);
+            worst.p50_us = worst.p50_us.max(l.p50_us);
+            worst.p999_us = worst.p999_us.max(l.p999_us);
+            worst.error_rate = worst.error_rate.max(b.error_rate);
+            if top.is_none_or(|p| l.p99_us > p) {
+                top = Some(l.p99_us);
+                worst.p99_us = l.p99_us;
+                worst.slowest = b.address.clone();
+            }
+        }
+        worst
+    }
+}
+
 impl Report {
     /// Reads a report file, checking its schema first so the error says what was expected.
     pub fn load(path: &std::path::Path) -> Result<Self, LoadError> {
@@ -311,7 +483,15 @@ impl Report {
             outcome.started_at,
             outcome.measured,
             asked_requests,
+            &outcome.backends,
         );
+        report.resolution = outcome.resolution.as_ref().map(|r| ResolutionInfo {
+            name: scenario.target.address.describe(),
+            resolve_every_seconds: scenario.target.resolve_every.as_secs_f64(),
+            resolutions: r.resolutions,
+            failures: r.failures,
+            last_failure: r.last_failure.clone(),
+        });
         report.interrupted = outcome.interrupted;
         report.generator_panics = outcome.generator_panics;
         report.intervals = outcome.aggregate.intervals.clone();
@@ -327,6 +507,7 @@ impl Report {
         aggregate: &Aggregate,
         measured: std::time::Duration,
         asked_requests: Option<u64>,
+        backends: &[BackendHistory],
     ) -> Self {
         Self::assemble(
             scenario,
@@ -335,6 +516,7 @@ impl Report {
             std::time::SystemTime::now(),
             measured,
             asked_requests,
+            backends,
         )
     }
 
@@ -345,15 +527,12 @@ impl Report {
         started_at: std::time::SystemTime,
         measured: std::time::Duration,
         asked_requests: Option<u64>,
+        history: &[BackendHistory],
     ) -> Self {
         let model = scenario.load.model();
+        let backends = backend_reports(totals, history, started_at, model);
         let secs = measured.as_secs_f64();
-        let mut status_codes = BTreeMap::new();
-        for (code, &n) in totals.status.iter().enumerate() {
-            if n > 0 {
-                status_codes.insert(code_name(code as u8).to_string(), n);
-            }
-        }
+        let status_codes = status_names(&totals.status);
         let mut errors: Vec<ErrorCount> = totals
             .errors
             .iter()
@@ -505,6 +684,9 @@ impl Report {
             shard: None,
             missing_shards: Vec::new(),
             merge_forced: false,
+            backend_worst: BackendWorst::of(&backends),
+            backends,
+            resolution: None,
         }
     }
 
@@ -524,6 +706,8 @@ impl Report {
             process: ProcessUsage::default(),
             threads: 1,
             generator_panics: 0,
+            backends: Vec::new(),
+            resolution: None,
         };
         let mut report = Self::build(scenario, "", &outcome, None);
         // The target's side has figures when the scenario watches it, so thresholds may

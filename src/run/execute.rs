@@ -155,7 +155,7 @@ fn interval_check(
 ) -> impl FnMut(&Aggregate, Duration) + Send + 'static {
     move |aggregate, elapsed| {
         if scenario.thresholds.abort_on_fail && !cancel.is_cancelled() {
-            let so_far = Report::so_far(&scenario, &schema_source, aggregate, elapsed, asked);
+            let so_far = Report::so_far(&scenario, &schema_source, aggregate, elapsed, asked, &[]);
             if let Some(failed) = judge(&scenario.thresholds, &so_far, scenario.load.model())
                 .into_iter()
                 .find(|t| !t.passed)

@@ -68,6 +68,7 @@ impl Parts {
             shard: Shard::WHOLE,
             start_at: None,
             fleet: self.fleet,
+            balance: scenario.target.balance,
         };
         Prepared {
             scenario,
@@ -218,7 +219,6 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
             ));
         };
         let call = CallPlan::Handshake(HandshakeCall {
-            address: address.clone(),
             tls: tls.clone(),
             connect_timeout: scenario.target.connect_timeout,
             call: None,
@@ -267,7 +267,6 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
     .with_transport(call_spec.transport);
     let call = match (scenario.kind, &tls) {
         (Kind::TlsHandshake, Some(t)) => CallPlan::Handshake(HandshakeCall {
-            address: address.clone(),
             tls: t.clone(),
             connect_timeout: scenario.target.connect_timeout,
             call: Some(unary),

@@ -58,6 +58,11 @@ impl FleetName {
             }
             return Ok(None);
         };
+        if scheme != "dns" && scheme != "dns+srv" {
+            return Err(bad(&format!(
+                "unknown scheme \"{scheme}\": the schemes are dns and dns+srv"
+            )));
+        }
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| bad("no '/' before the name"))?;
@@ -74,10 +79,12 @@ impl FleetName {
         let lookup = match scheme {
             "dns" => {
                 let hp = HostPort::parse(path).map_err(|e| {
-                    bad(&format!(
-                        "\"{path}\" is not NAME:PORT: {} (gRPC's default port is not assumed)",
-                        e.reason
-                    ))
+                    let hint = if e.reason == "no port" {
+                        " (write the port: none is assumed)"
+                    } else {
+                        ""
+                    };
+                    bad(&format!("\"{path}\" is not NAME:PORT: {}{hint}", e.reason))
                 })?;
                 check_dns_name(hp.host(), false).map_err(|r| bad(&r))?;
                 Lookup::Addresses {
@@ -85,16 +92,12 @@ impl FleetName {
                     port: hp.port(),
                 }
             }
-            "dns+srv" => {
+            // "dns+srv", the only other scheme let through above.
+            _ => {
                 check_dns_name(path, true).map_err(|r| bad(&r))?;
                 Lookup::Services {
                     name: path.to_string(),
                 }
-            }
-            other => {
-                return Err(bad(&format!(
-                    "unknown scheme \"{other}\": the schemes are dns and dns+srv"
-                )))
             }
         };
         Ok(Some(Self {
@@ -231,7 +234,7 @@ mod tests {
             ("dns:///:80", "no host"),
             ("dns://1.2.3.4/api:80", "DNS server"),
             ("dns:///a..b:80", "empty label"),
-            ("dns:///a*b:80", "characters"),
+            ("dns:///a*b:80", "letters, digits"),
             ("dns+srv:///api.service.consul", "an SRV name is"),
             ("dns+srv:///", "no name"),
         ] {

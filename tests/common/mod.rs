@@ -509,3 +509,105 @@ pub fn assert_promtool_accepts(exposition: &str) {
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+/// dnsmasq (Debian's dnsmasq-base) on a loopback UDP/TCP port, answering only from a hosts
+/// file it re-reads on SIGHUP (`set_hosts`) and from the SRV records it was started with:
+/// the DNS server of the fleet tests. Killed when dropped.
+pub struct Dnsmasq {
+    child: Child,
+    pub port: u16,
+    hosts: PathBuf,
+}
+
+impl Dnsmasq {
+    /// Serves `hosts` (lines `IP NAME`) and each SRV record `(name, target, port)`.
+    pub fn start(dir: &Path, hosts: &str, srv: &[(&str, &str, u16)]) -> Self {
+        let found = Command::new("dnsmasq").arg("--version").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "dnsmasq is missing: run tests/setup.sh (it installs Debian's dnsmasq-base)"
+        );
+        let hosts_file = dir.join("fleet.hosts");
+        std::fs::write(&hosts_file, hosts).unwrap();
+        let user = std::env::var("USER").ok().filter(|u| !u.is_empty());
+        for _ in 0..20 {
+            let port = free_udp_port();
+            let mut cmd = Command::new("dnsmasq");
+            cmd.args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--pid-file=",
+                "--log-facility=/dev/null",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--addn-hosts={}", hosts_file.display()))
+            // Root would drop to `nobody`, who cannot read the test's private directory.
+            .arg(format!(
+                "--user={}",
+                user.clone().unwrap_or_else(|| "root".to_string())
+            ));
+            for (name, target, p) in srv {
+                cmd.arg(format!("--srv-host={name},{target},{p}"));
+            }
+            let mut child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start dnsmasq");
+            // Up when it answers a TCP connection on its port; gone when the port was taken.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self {
+                        child,
+                        port,
+                        hosts: hosts_file,
+                    };
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "dnsmasq did not start listening on 127.0.0.1:{port}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        panic!("dnsmasq could not get a port in 20 attempts");
+    }
+
+    /// `127.0.0.1:PORT`, as a `dns://` name's server.
+    pub fn server(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the hosts file and makes dnsmasq re-read it (SIGHUP).
+    pub fn set_hosts(&self, hosts: &str) {
+        std::fs::write(&self.hosts, hosts).unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    loop {
+        let port = free_port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

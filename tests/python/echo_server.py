@@ -41,6 +41,7 @@ def compile_proto(out_dir):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (127.0.0.2, … for a fleet)")
     parser.add_argument("--stall-after", type=int, default=0)
     parser.add_argument("--stall-ms", type=int, default=0)
     parser.add_argument("--require-metadata", default="")
@@ -161,9 +162,9 @@ def main():
     if args.tls_cert:
         with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
             creds = grpc.ssl_server_credentials([(k.read(), c.read())])
-        port = server.add_secure_port(f"127.0.0.1:{args.port}", creds)
+        port = server.add_secure_port(f"{args.host}:{args.port}", creds)
     else:
-        port = server.add_insecure_port(f"127.0.0.1:{args.port}")
+        port = server.add_insecure_port(f"{args.host}:{args.port}")
     server.start()
     if args.pid_file:
         with open(args.pid_file, "w") as f:
