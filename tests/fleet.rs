@@ -10,6 +10,10 @@ use serde_json::Value;
 
 /// One grpcio echo server per address, all on one port (A records carry no port).
 fn backends(hosts: &[&str]) -> (u16, Vec<Server>) {
+    backends_with(hosts, &[])
+}
+
+fn backends_with(hosts: &[&str], extra: &[&str]) -> (u16, Vec<Server>) {
     for _ in 0..20 {
         let port = free_port();
         let free = hosts
@@ -20,7 +24,12 @@ fn backends(hosts: &[&str]) -> (u16, Vec<Server>) {
         }
         let servers = hosts
             .iter()
-            .map(|h| Server::python(&["--host", h, "--port", &port.to_string()]))
+            .map(|h| {
+                let port = port.to_string();
+                let mut args = vec!["--host", h, "--port", &port];
+                args.extend_from_slice(extra);
+                Server::python(&args)
+            })
             .collect();
         return (port, servers);
     }
@@ -37,7 +46,12 @@ fn backend<'r>(report: &'r Value, ip: &str) -> &'r Value {
         .as_array()
         .unwrap()
         .iter()
-        .find(|b| b["address"].as_str().unwrap().starts_with(&format!("{ip}:")))
+        .find(|b| {
+            b["address"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{ip}:"))
+        })
         .unwrap_or_else(|| panic!("no backend {ip} in {}", report["backends"]))
 }
 
@@ -47,7 +61,12 @@ fn assert_counts_match(report: &Value, counts: &[(&str, Value)], key: &str) {
     for b in report["backends"].as_array().unwrap() {
         sum += b["requests"].as_f64().unwrap();
     }
-    assert_eq!(sum, num(report, "totals.requests"), "{}", report["backends"]);
+    assert_eq!(
+        sum,
+        num(report, "totals.requests"),
+        "{}",
+        report["backends"]
+    );
     for (ip, c) in counts {
         let served = c[key].as_f64().unwrap_or(0.0);
         assert_eq!(
@@ -64,11 +83,7 @@ fn load_follows_a_dns_name_as_backends_join_and_leave() {
     let dir = tempfile::tempdir().unwrap();
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
     let (port, servers) = backends(&ips);
-    let dns = Dnsmasq::start(
-        dir.path(),
-        &hosts_file("pool.fleet.test", &ips[..2]),
-        &[],
-    );
+    let dns = Dnsmasq::start(dir.path(), &hosts_file("pool.fleet.test", &ips[..2]), &[]);
     let s = scenario(
         dir.path(),
         "fleet.toml",
@@ -127,6 +142,56 @@ connections = 2
     assert_eq!(report["resolution"]["failures"].as_f64().unwrap(), 0.0);
     assert!(report["resolution"]["resolutions"].as_f64().unwrap() >= 10.0);
     assert_eq!(report["backend_worst"]["error_rate"].as_f64().unwrap(), 0.0);
+    let worst = report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["latency"]["corrected"]["p99_us"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(num(&report, "backend_worst.p99_us"), worst);
+
+    // The summary and the HTML page show the table, the slowest marked.
+    let html = dir.path().join("fleet.html");
+    let shown = loadagent(&[
+        "report",
+        out.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let summary = text(&shown);
+    assert_eq!(shown.status.code(), Some(0), "{summary}");
+    for ip in ips {
+        assert!(summary.contains(&format!("{ip}:{port}")), "{summary}");
+    }
+    assert!(
+        summary.contains("\n  * 127.0.0."),
+        "the slowest is marked: {summary}"
+    );
+    assert!(
+        summary.contains("resolved") && summary.contains("0 failed"),
+        "{summary}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h2>Backends</h2>") && page.contains(&format!("{}:{port}", ips[2])));
+
+    // Two reports merged: one entry per address, counts added.
+    let merged = dir.path().join("merged.json");
+    let m = loadagent(&[
+        "merge",
+        out.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(m.status.code(), Some(0), "{}", text(&m));
+    let merged: Value = serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    assert_eq!(merged["backends"].as_array().unwrap().len(), 3);
+    for ip in ips {
+        assert_eq!(
+            backend(&merged, ip)["requests"].as_f64().unwrap(),
+            2.0 * backend(&report, ip)["requests"].as_f64().unwrap()
+        );
+    }
 }
 
 #[test]
@@ -231,4 +296,79 @@ fn names_that_do_not_resolve_fail_with_the_key_and_the_answer() {
         assert!(t.contains("target.address"), "{address}: {t}");
         assert!(t.contains(says), "{address}: {t}");
     }
+}
+
+#[test]
+fn tls_to_a_fleet_verifies_the_dns_name_not_the_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let ips = ["127.0.0.7", "127.0.0.8"];
+    let (cert, key) = (pki.path("fleet.pem"), pki.path("fleet.key"));
+    let (port, servers) = backends_with(&ips, &["--tls-cert", &cert, "--tls-key", &key]);
+    let dns = Dnsmasq::start(dir.path(), &hosts_file("pool.fleet.test", &ips), &[]);
+    let address = format!("dns://{}/pool.fleet.test:{port}", dns.server());
+    let tls = format!("[target.tls]\nca = {:?}\n", pki.path("ca.pem"));
+    // The certificate names pool.fleet.test only: a client verifying an IP would fail.
+    let unary = scenario(
+        dir.path(),
+        "unary.toml",
+        &format!(
+            "{}{tls}",
+            echo_scenario(
+                &address,
+                "data = { message = \"tls\" }",
+                "requests = 20\nconcurrency = 2"
+            )
+        ),
+    );
+    let r = run_report(dir.path(), &unary);
+    assert_eq!(
+        r["status_codes"],
+        serde_json::json!({"OK": 20}),
+        "{}",
+        r["errors"]
+    );
+    for ip in ips {
+        assert_eq!(
+            backend(&r, ip)["requests"].as_f64().unwrap(),
+            10.0,
+            "{}",
+            r["backends"]
+        );
+    }
+    // A threshold on the worst backend is judged like any other (exit 3 when it fails).
+    let strict = scenario(
+        dir.path(),
+        "strict.toml",
+        &std::fs::read_to_string(&unary).unwrap().replace(
+            "[target.tls]",
+            "[thresholds]\n\"backend_worst.p99_us\" = \"< 1us\"\n[target.tls]",
+        ),
+    );
+    let failed = loadagent(&["run", "-q", strict.to_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(3), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("backend_worst.p99_us"),
+        "{}",
+        text(&failed)
+    );
+    // A handshake storm: a new connection per iteration, each to the next backend.
+    let storm = scenario(
+        dir.path(),
+        "storm.toml",
+        &format!(
+            "name = \"storm\"\nkind = \"tls_handshake\"\n[target]\naddress = \"{address}\"\n{tls}[load]\nrequests = 10\nconcurrency = 1\n"
+        ),
+    );
+    let r = run_report(dir.path(), &storm);
+    assert_eq!(num(&r, "totals.ok"), 10.0, "{}", r["handshake_errors"]);
+    for ip in ips {
+        assert_eq!(
+            backend(&r, ip)["requests"].as_f64().unwrap(),
+            5.0,
+            "{}",
+            r["backends"]
+        );
+    }
+    drop(servers);
 }

@@ -9,6 +9,8 @@
 # - docker-compose (Debian's package): validates docker-compose.yml without an engine;
 # - Node's @grpc/grpc-js (npm, tests/node): a second gRPC implementation (interop
 #   TestService server and client) and Node's own HTTP/2 server for malformed answers;
+# - dnsmasq (Debian's dnsmasq-base): the DNS server of the fleet tests (A and SRV records
+#   from a hosts file it re-reads on SIGHUP);
 # - util-linux's prlimit and mount (Debian, usually present): descriptor limits and
 #   read-only or full file systems for the hostile-input tests.
 set -euo pipefail
@@ -23,6 +25,7 @@ command -v openssl >/dev/null || missing="$missing openssl"
 command -v promtool >/dev/null || missing="$missing prometheus"
 command -v docker-compose >/dev/null || missing="$missing docker-compose"
 command -v prlimit >/dev/null || missing="$missing util-linux"
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing="$missing dnsmasq-base"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
@@ -39,3 +42,4 @@ node -e "console.log('node @grpc/grpc-js', require('$here/node/node_modules/@grp
 chromium --version
 openssl version
 promtool --version | head -n 1
+PATH="$PATH:/usr/sbin" dnsmasq --version | head -n 1

@@ -200,10 +200,7 @@ impl Fleet {
 
     fn apply_addresses(&self, found: Vec<(HostPort, u16, u16)>) {
         let now = SystemTime::now();
-        let mut history = self
-            .history
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.current();
         let same = old.backends.len() == found.len()
             && old

@@ -388,9 +388,9 @@ impl Pool {
                 let failing = |b: &Backend| {
                     groups.by_backend.iter().any(|g| {
                         g.backend.id == b.id
-                            && g.slots[slot % g.slots.len()]
-                                .try_lock()
-                                .is_ok_and(|s| s.current.is_none() && s.reconnect.last_error().is_some())
+                            && g.slots[slot % g.slots.len()].try_lock().is_ok_and(|s| {
+                                s.current.is_none() && s.reconnect.last_error().is_some()
+                            })
                     })
                 };
                 membership
@@ -407,8 +407,7 @@ impl Pool {
     /// the membership changed, or calls rotate over several backends.
     pub fn lease_is_stale(&self, lease: &Lease) -> bool {
         let m = self.fleet.current();
-        m.version != lease.version
-            || (self.balance == Balance::RoundRobin && m.backends.len() > 1)
+        m.version != lease.version || (self.balance == Balance::RoundRobin && m.backends.len() > 1)
     }
 
     /// A connection for the next call from worker slot `slot`; `broken` is the lease whose
@@ -436,7 +435,10 @@ impl Pool {
     fn forget(&self, broken: &Lease, slot: usize) {
         if let Some(state) = self.slot_of(broken.backend, slot) {
             if let Ok(mut s) = state.try_lock() {
-                if s.current.as_ref().is_some_and(|l| l.generation == broken.generation) {
+                if s.current
+                    .as_ref()
+                    .is_some_and(|l| l.generation == broken.generation)
+                {
                     s.current = None;
                 }
             }
@@ -454,7 +456,12 @@ impl Pool {
 
     /// The slot state of `backend`, made when the backend is new; backends that left the
     /// membership are dropped first.
-    fn group_slot(&self, backend: &Arc<Backend>, slot: usize, version: u64) -> (Arc<Mutex<SlotState>>, Endpoint) {
+    fn group_slot(
+        &self,
+        backend: &Arc<Backend>,
+        slot: usize,
+        version: u64,
+    ) -> (Arc<Mutex<SlotState>>, Endpoint) {
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         if groups.version != version {
             let current = self.fleet.current();
@@ -463,12 +470,18 @@ impl Pool {
                 .retain(|g| current.backends.iter().any(|b| Arc::ptr_eq(b, &g.backend)));
             groups.version = version;
         }
-        let i = match groups.by_backend.iter().position(|g| Arc::ptr_eq(&g.backend, backend)) {
+        let i = match groups
+            .by_backend
+            .iter()
+            .position(|g| Arc::ptr_eq(&g.backend, backend))
+        {
             Some(i) => i,
             None => {
-                groups
-                    .by_backend
-                    .push(PoolGroup::new(backend.clone(), &self.endpoint, self.per_backend));
+                groups.by_backend.push(PoolGroup::new(
+                    backend.clone(),
+                    &self.endpoint,
+                    self.per_backend,
+                ));
                 groups.by_backend.len() - 1
             }
         };
@@ -500,9 +513,9 @@ impl Pool {
             return Ok(lease);
         }
         if !state.reconnect.may_try(Instant::now()) {
-            return Err(fail(state.reconnect.last_error().cloned().unwrap_or_else(|| {
-                ConnectError::Other(endpoint.address.to_string(), "reconnecting".into())
-            })));
+            return Err(fail(state.reconnect.last_error().cloned().unwrap_or_else(
+                || ConnectError::Other(endpoint.address.to_string(), "reconnecting".into()),
+            )));
         }
         match connect(&endpoint).await {
             Ok(send) => {

@@ -23,12 +23,12 @@ use super::admission::{Clock, Shared};
 use super::timing::{micros, release_time, MAX_NAP};
 use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
-use crate::scenario::Balance;
 use crate::grpc::lean::{Completion, Connection, RequestHeaders};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
-use crate::record::SharedRecorder;
+use crate::record::{Finished, SharedRecorder};
+use crate::scenario::Balance;
 use crate::telemetry::traces::CallSpan;
 
 /// tokio's timer resolution.
@@ -609,12 +609,14 @@ impl Dispatcher {
             let corrected = call.intended.map(|at| micros(now - at.min(call.sent)));
             self.recorder.borrow_mut().record(
                 now,
-                corrected,
-                micros(now - call.sent),
-                outcome.code,
-                outcome.message.as_deref(),
-                call.late,
-                call.backend,
+                &Finished {
+                    corrected_us: corrected,
+                    uncorrected_us: micros(now - call.sent),
+                    code: outcome.code,
+                    message: outcome.message.as_deref(),
+                    late: call.late,
+                    backend: call.backend,
+                },
             );
         }
         if let Some(span) = call.span {
@@ -644,12 +646,14 @@ impl Dispatcher {
             .map(|at| micros(now.saturating_duration_since(at)));
         self.recorder.borrow_mut().record(
             now,
-            corrected,
-            0,
-            status::UNAVAILABLE,
-            Some(error),
-            due.late,
-            backend,
+            &Finished {
+                corrected_us: corrected,
+                uncorrected_us: 0,
+                code: status::UNAVAILABLE,
+                message: Some(error),
+                late: due.late,
+                backend,
+            },
         );
     }
 

@@ -20,8 +20,8 @@ use super::admission::{Clock, Shared};
 use super::dispatch::{self, DispatchSetup};
 use super::plan::{CallPlan, Plan, RunOutcome};
 use super::workers;
-use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::discovery::Backend;
+use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::lean::Connection;
 use crate::host::process::ProcessSampler;
 use crate::record::{Aggregate, Aggregator, Flush, Progress, ThreadRecorder};
@@ -126,8 +126,13 @@ impl ThreadWork {
         let pool = if lean.is_some() || matches!(plan.call, CallPlan::Handshake(_)) {
             None
         } else {
-            match Pool::open(self.endpoint.clone(), my_slots, plan.fleet.clone(), plan.balance)
-                .await
+            match Pool::open(
+                self.endpoint.clone(),
+                my_slots,
+                plan.fleet.clone(),
+                plan.balance,
+            )
+            .await
             {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {

@@ -57,7 +57,8 @@ fn describe_in_span(hs: &Handshake, span: &mut CallSpan) {
 }
 
 impl HandshakeCall {
-    /// Runs one iteration. Phases are recorded when `measured`; the outcome is the call's
+    /// Runs one iteration. Phases are recorded in `rec` when given (the iteration is
+    /// measured); the outcome is the call's
     /// status (OK when there is no call), or UNAVAILABLE with the failure's class.
     pub async fn run(
         &self,
@@ -65,8 +66,7 @@ impl HandshakeCall {
         requests: &Requests,
         number: u64,
         renderer: &mut Renderer,
-        rec: &SharedRecorder,
-        measured: bool,
+        rec: Option<&SharedRecorder>,
         span: Option<&mut CallSpan>,
     ) -> Outcome {
         let mut hs = Handshake::default();
@@ -77,7 +77,7 @@ impl HandshakeCall {
         if let Some(span) = span {
             describe_in_span(&hs, span);
         }
-        if measured {
+        if let Some(rec) = rec {
             rec.borrow_mut().handshake(Instant::now(), hs);
         }
         outcome

@@ -17,8 +17,8 @@ use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
 use crate::load::stream::StreamContext;
+use crate::record::{Finished, SharedRecorder};
 use crate::scenario::Balance;
-use crate::record::SharedRecorder;
 use crate::telemetry::traces::CallSpan;
 
 pub(super) async fn worker(
@@ -79,8 +79,7 @@ pub(super) async fn worker(
                 requests,
                 number,
                 &mut renderer,
-                &rec,
-                measured,
+                measured.then_some(&rec),
                 span.as_deref_mut(),
             ))
             .await;
@@ -186,12 +185,14 @@ impl Taken {
         let corrected = self.intended.map(|at| micros(done - at.min(sent)));
         rec.borrow_mut().record(
             done,
-            corrected,
-            micros(done - sent),
-            outcome.code,
-            outcome.message.as_deref(),
-            self.late,
-            backend,
+            &Finished {
+                corrected_us: corrected,
+                uncorrected_us: micros(done - sent),
+                code: outcome.code,
+                message: outcome.message.as_deref(),
+                late: self.late,
+                backend,
+            },
         );
     }
 }

@@ -312,7 +312,14 @@ mod tests {
     fn flush(interval: u64, values: &[u64]) -> Flush {
         let mut data = IntervalData::default();
         for &v in values {
-            data.record(Some(v), v, 0, None, false, 0);
+            data.record(&crate::record::Finished {
+                corrected_us: Some(v),
+                uncorrected_us: v,
+                code: 0,
+                message: None,
+                late: false,
+                backend: 0,
+            });
         }
         Flush { interval, data }
     }

@@ -39,6 +39,21 @@ pub struct IntervalData {
     pub backends: Vec<BackendTally>,
 }
 
+/// One finished request, as it is recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'m> {
+    /// From its intended start; `None` in the closed model.
+    pub corrected_us: Option<u64>,
+    /// From its send.
+    pub uncorrected_us: u64,
+    pub code: u8,
+    pub message: Option<&'m str>,
+    /// Taken more than `LATE_AFTER` after its intended time.
+    pub late: bool,
+    /// The backend it was sent to (`discovery::Backend::id`).
+    pub backend: u32,
+}
+
 /// What one backend got: the same counts and latencies as the whole, for its calls.
 #[derive(Debug, Clone)]
 pub struct BackendTally {
@@ -105,18 +120,17 @@ impl IntervalData {
         self.requests() - self.ok()
     }
 
-    /// Records one finished request, sent to backend `backend` (its id). `corrected_us` is
-    /// `None` in the closed model.
+    /// Records one finished request.
     #[inline]
-    pub fn record(
-        &mut self,
-        corrected_us: Option<u64>,
-        uncorrected_us: u64,
-        code: u8,
-        message: Option<&str>,
-        late: bool,
-        backend: u32,
-    ) {
+    pub fn record(&mut self, f: &Finished<'_>) {
+        let Finished {
+            corrected_us,
+            uncorrected_us,
+            code,
+            message,
+            late,
+            backend,
+        } = *f;
         let slot = usize::from(code).min(CODE_COUNT - 1);
         let tally = self.backend(backend);
         if let Some(c) = corrected_us {
@@ -211,11 +225,39 @@ mod tests {
     #[test]
     fn counts_and_merges() {
         let mut a = IntervalData::default();
-        a.record(Some(100), 50, OK, None, false, 0);
-        a.record(Some(200), 60, 14, Some("down"), true, 2);
+        a.record(&Finished {
+            corrected_us: Some(100),
+            uncorrected_us: 50,
+            code: OK,
+            message: None,
+            late: false,
+            backend: 0,
+        });
+        a.record(&Finished {
+            corrected_us: Some(200),
+            uncorrected_us: 60,
+            code: 14,
+            message: Some("down"),
+            late: true,
+            backend: 2,
+        });
         let mut b = IntervalData::default();
-        b.record(None, 70, 14, Some("down"), false, 2);
-        b.record(None, 80, 4, Some("slow"), false, 1);
+        b.record(&Finished {
+            corrected_us: None,
+            uncorrected_us: 70,
+            code: 14,
+            message: Some("down"),
+            late: false,
+            backend: 2,
+        });
+        b.record(&Finished {
+            corrected_us: None,
+            uncorrected_us: 80,
+            code: 4,
+            message: Some("slow"),
+            late: false,
+            backend: 1,
+        });
         a.merge(&b);
         // Per backend: the same counts, split, and their sum is the whole.
         let per: Vec<u64> = a.backends.iter().map(BackendTally::requests).collect();
@@ -238,7 +280,14 @@ mod tests {
     fn distinct_messages_are_bounded() {
         let mut a = IntervalData::default();
         for i in 0..100 {
-            a.record(None, 1, 2, Some(&format!("request {i} failed")), false, 0);
+            a.record(&Finished {
+                corrected_us: None,
+                uncorrected_us: 1,
+                code: 2,
+                message: Some(&format!("request {i} failed")),
+                late: false,
+                backend: 0,
+            });
         }
         assert_eq!(a.errors.len(), MAX_DISTINCT_ERRORS + 1);
         assert_eq!(a.errors.iter().map(|e| e.2).sum::<u64>(), 100);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
-use super::interval::IntervalData;
+use super::interval::{Finished, IntervalData};
 pub use super::tls::{CertInfo, Handshake};
 
 /// Length of one reporting interval.
@@ -45,25 +45,15 @@ impl ThreadRecorder {
         t.saturating_duration_since(self.origin).as_secs()
     }
 
-    /// Records a request that finished at `done`, sent to backend `backend` (its id).
+    /// Records a request that finished at `done`.
     #[inline]
-    pub fn record(
-        &mut self,
-        done: Instant,
-        corrected_us: Option<u64>,
-        uncorrected_us: u64,
-        code: u8,
-        message: Option<&str>,
-        late: bool,
-        backend: u32,
-    ) {
+    pub fn record(&mut self, done: Instant, finished: &Finished<'_>) {
         let idx = self.interval_of(done);
         if idx != self.interval {
             self.flush();
             self.interval = idx;
         }
-        self.data
-            .record(corrected_us, uncorrected_us, code, message, late, backend);
+        self.data.record(finished);
     }
 
     fn at(&mut self, t: Instant) -> &mut IntervalData {

@@ -158,6 +158,63 @@ fn table(o: &mut String, title: &str, rows: &[(&str, String)]) {
     o.push_str("</table>");
 }
 
+/// A fleet's backends, every one (the JSON has the same), the slowest marked.
+fn backends_table(o: &mut String, r: &Report) {
+    if r.backends.len() < 2 && r.resolution.is_none() {
+        return;
+    }
+    let which = if r.latency.corrected.is_some() {
+        "corrected"
+    } else {
+        "uncorrected"
+    };
+    let _ = write!(
+        o,
+        "<h2>Backends</h2><p class=\"note\">latency {which}; the slowest (highest p99) in bold red</p><table><tr><th>address</th><th>joined</th><th>left</th><th>connections</th><th>requests</th><th>errors</th><th>status codes</th><th>p50</th><th>p99</th><th>p99.9</th></tr>"
+    );
+    for b in &r.backends {
+        let l = b
+            .latency
+            .corrected
+            .as_ref()
+            .unwrap_or(&b.latency.uncorrected);
+        let codes: Vec<String> = b
+            .status_codes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = write!(
+            o,
+            "<tr{}><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if b.slowest { " class=\"fail\"" } else { "" },
+            esc(&b.address),
+            b.joined_s,
+            b.left_s.map_or_else(|| "–".to_string(), |s| format!("{s:.1} s")),
+            b.connections,
+            b.requests,
+            b.errors,
+            esc(&codes.join(", ")),
+            human_us(l.p50_us),
+            human_us(l.p99_us),
+            human_us(l.p999_us),
+        );
+    }
+    o.push_str("</table>");
+    if let Some(res) = &r.resolution {
+        let _ = write!(
+            o,
+            "<p class=\"note\">{} resolved {} times (every {} s), {} failed{}</p>",
+            esc(&res.name),
+            res.resolutions,
+            res.resolve_every_seconds,
+            res.failures,
+            res.last_failure
+                .as_ref()
+                .map_or_else(String::new, |w| format!(" (last: {})", esc(w)))
+        );
+    }
+}
+
 fn latency_table(o: &mut String, r: &Report) {
     o.push_str("<h2>Latency</h2><table><tr><th></th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>p99.99</th><th>max</th><th>mean</th></tr>");
     let mut row = |name: &str, s: &LatencySummary| {
@@ -381,6 +438,7 @@ pub fn render(r: &Report) -> String {
             ),
         ],
     );
+    backends_table(&mut o, r);
     if !r.errors.is_empty() {
         o.push_str("<h2>Errors</h2><table><tr><th>count</th><th>status</th><th>message</th></tr>");
         for e in &r.errors {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 pub use super::schema::MergedInput;
-use super::schema::{ErrorCount, Latency, Report};
+use super::schema::{mark_slowest, BackendReport, BackendWorst, ErrorCount, Latency, Report};
 use super::shards::{check as check_shards, ShardSetError};
 use super::thresholds::judge;
 use hdrhistogram::Histogram;
@@ -62,6 +62,98 @@ fn merge_latency(
         any = true;
     }
     Ok(any.then(|| LatencySummary::of(&merged)))
+}
+
+/// Every input's backends, one entry per address: counts summed, histograms added, joined at
+/// the earliest and left at the latest (on the merged report's clock), still there if it was
+/// in any input at its end.
+fn merge_backends(
+    inputs: &[(String, Report)],
+    starts: &[f64],
+    base: f64,
+) -> Result<Vec<BackendReport>, MergeError> {
+    struct Sum {
+        b: BackendReport,
+        corrected: Option<Histogram<u64>>,
+        uncorrected: Histogram<u64>,
+    }
+    let read = |file: &str, which: &'static str, hdr: &str| {
+        decode(hdr).map_err(|why| MergeError::Histogram {
+            file: file.to_string(),
+            which,
+            why,
+        })
+    };
+    let mut order: Vec<String> = Vec::new();
+    let mut sums: BTreeMap<String, Sum> = BTreeMap::new();
+    for ((file, r), start) in inputs.iter().zip(starts) {
+        let offset = start - base;
+        for b in &r.backends {
+            let uncorrected = read(
+                file,
+                "backends.latency.uncorrected",
+                &b.latency.uncorrected.hdr,
+            )?;
+            let corrected = match &b.latency.corrected {
+                Some(c) => Some(read(file, "backends.latency.corrected", &c.hdr)?),
+                None => None,
+            };
+            let mut shifted = b.clone();
+            shifted.joined_s = ((b.joined_s + offset) * 1000.0).round() / 1000.0;
+            shifted.left_s = b.left_s.map(|l| ((l + offset) * 1000.0).round() / 1000.0);
+            match sums.get_mut(&b.address) {
+                None => {
+                    order.push(b.address.clone());
+                    sums.insert(
+                        b.address.clone(),
+                        Sum {
+                            b: shifted,
+                            corrected,
+                            uncorrected,
+                        },
+                    );
+                }
+                Some(sum) => {
+                    let m = &mut sum.b;
+                    m.joined_s = m.joined_s.min(shifted.joined_s);
+                    m.left_s = match (m.left_s, shifted.left_s) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    };
+                    m.connections += b.connections;
+                    m.requests += b.requests;
+                    m.ok += b.ok;
+                    m.errors += b.errors;
+                    for (k, v) in &b.status_codes {
+                        *m.status_codes.entry(k.clone()).or_default() += v;
+                    }
+                    let _ = sum.uncorrected.add(&uncorrected);
+                    sum.corrected = match (sum.corrected.take(), corrected) {
+                        (Some(mut a), Some(c)) => a.add(&c).ok().map(|_| a),
+                        (a, c) => a.or(c),
+                    };
+                }
+            }
+        }
+    }
+    let mut out: Vec<BackendReport> = order
+        .iter()
+        .filter_map(|a| sums.remove(a))
+        .map(|mut s| {
+            s.b.error_rate = if s.b.requests > 0 {
+                s.b.errors as f64 / s.b.requests as f64
+            } else {
+                0.0
+            };
+            s.b.latency = Latency {
+                corrected: s.corrected.as_ref().map(LatencySummary::of),
+                uncorrected: LatencySummary::of(&s.uncorrected),
+            };
+            s.b
+        })
+        .collect();
+    mark_slowest(&mut out);
+    Ok(out)
 }
 
 /// A report of another scenario than the first input's, where one scenario was expected.
@@ -239,6 +331,20 @@ pub fn merge(
         uncorrected: merge_latency(inputs, "uncorrected")?
             .unwrap_or_else(|| LatencySummary::of(&new_histogram())),
     };
+    out.backends = merge_backends(inputs, &starts, base)?;
+    out.backend_worst = BackendWorst::of(&out.backends);
+    if let Some(res) = out.resolution.as_mut() {
+        res.resolutions = inputs
+            .iter()
+            .filter_map(|(_, r)| r.resolution.as_ref())
+            .map(|r| r.resolutions)
+            .sum();
+        res.failures = inputs
+            .iter()
+            .filter_map(|(_, r)| r.resolution.as_ref())
+            .map(|r| r.failures)
+            .sum();
+    }
     out.load.rate = inputs.iter().map(|(_, r)| r.load.rate).sum();
     // Sums of u32 fields in u64, then bounded: informational, never an overflow.
     let sum_u32 = |f: fn(&Report) -> u32| {

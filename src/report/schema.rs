@@ -354,7 +354,10 @@ fn backend_reports(
 ) -> Vec<BackendReport> {
     let empty = BackendTally::default();
     let since = |t: std::time::SystemTime| {
-        round3(t.duration_since(started_at).map_or(0.0, |d| d.as_secs_f64()))
+        round3(
+            t.duration_since(started_at)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        )
     };
     let mut out: Vec<BackendReport> = Vec::new();
     let known = |id: usize| history.iter().any(|h| h.backend.id as usize == id);
@@ -363,7 +366,10 @@ fn backend_reports(
         let requests = t.requests();
         let ok = t.status[usize::from(crate::grpc::status::OK)];
         out.push(BackendReport {
-            address: h.map_or_else(|| format!("backend {id}"), |h| h.backend.address.to_string()),
+            address: h.map_or_else(
+                || format!("backend {id}"),
+                |h| h.backend.address.to_string(),
+            ),
             joined_s: h.map_or(0.0, |h| since(h.joined)),
             left_s: h.and_then(|h| h.left).map(since),
             weight: h.map_or(0, |h| h.backend.weight),

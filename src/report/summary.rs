@@ -230,6 +230,7 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
     if r.latency.corrected.is_some() {
         writeln!(o, "            corrected: from each request's intended start (coordinated omission); uncorrected: from its send")?;
     }
+    write_backends(o, r)?;
     if !r.thresholds.is_empty() {
         writeln!(o, "  thresholds")?;
         for t in &r.thresholds {
@@ -277,6 +278,84 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(o, "  target    {what}: {}", parts.join(", "))?;
         for e in &t.errors {
             writeln!(o, "            ({e})")?;
+        }
+    }
+    Ok(())
+}
+
+/// Backends listed in full up to this many; beyond, the slowest (by p99) and a count.
+const BACKEND_ROWS: usize = 12;
+
+/// A fleet's backends, one row each, the slowest marked (`*`); and what resolving did.
+fn write_backends(o: &mut String, r: &Report) -> std::fmt::Result {
+    if r.backends.len() < 2 && r.resolution.is_none() {
+        return Ok(());
+    }
+    let which = if r.latency.corrected.is_some() {
+        "corrected"
+    } else {
+        "uncorrected"
+    };
+    writeln!(
+        o,
+        "  backends  {} seen; latency {which}; * the slowest (highest p99)",
+        r.backends.len()
+    )?;
+    writeln!(
+        o,
+        "    {:<40} {:>7} {:>7} {:>5} {:>9} {:>7} {:>9} {:>9}",
+        "address", "joined", "left", "conns", "requests", "errors", "p50", "p99"
+    )?;
+    let mut rows: Vec<&super::schema::BackendReport> = r.backends.iter().collect();
+    if rows.len() > BACKEND_ROWS {
+        let p99 = |b: &super::schema::BackendReport| {
+            b.latency
+                .corrected
+                .as_ref()
+                .unwrap_or(&b.latency.uncorrected)
+                .p99_us
+        };
+        rows.sort_by_key(|b| std::cmp::Reverse(p99(b)));
+        rows.truncate(BACKEND_ROWS - 2);
+    }
+    for b in &rows {
+        let l = b
+            .latency
+            .corrected
+            .as_ref()
+            .unwrap_or(&b.latency.uncorrected);
+        writeln!(
+            o,
+            "  {} {:<40} {:>6.1}s {:>7} {:>5} {:>9} {:>7} {:>9} {:>9}",
+            if b.slowest { "*" } else { " " },
+            b.address,
+            b.joined_s,
+            b.left_s
+                .map_or_else(|| "-".to_string(), |s| format!("{s:.1}s")),
+            b.connections,
+            b.requests,
+            b.errors,
+            human_us(l.p50_us),
+            human_us(l.p99_us),
+        )?;
+    }
+    if rows.len() < r.backends.len() {
+        writeln!(
+            o,
+            "    … {} more in the JSON report (the {} slowest are shown)",
+            r.backends.len() - rows.len(),
+            rows.len()
+        )?;
+    }
+    if let Some(res) = &r.resolution {
+        write!(
+            o,
+            "  resolve   {} resolved {} times (every {}s), {} failed",
+            res.name, res.resolutions, res.resolve_every_seconds, res.failures
+        )?;
+        match &res.last_failure {
+            Some(why) => writeln!(o, " (the last good set was kept; last: {why})")?,
+            None => writeln!(o)?,
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::embedded::{start_embedded, EmbeddedTarget};
 use super::RunError;
+use crate::discovery::Fleet;
 use crate::grpc::descriptors::{resolve, ResolveError};
 use crate::grpc::request::Requests;
 use crate::grpc::unary::UnaryCall;
@@ -16,7 +17,6 @@ use crate::load::CallPlan;
 use crate::load::Schedule;
 use crate::report::outputs::{check_writable, Outputs};
 use crate::scenario::{self, Address, HostPort, Kind, Load, Model, Scenario, ScenarioError, Shard};
-use crate::discovery::Fleet;
 use crate::tls::ClientTls;
 
 /// What preparing finds, before it is shaped for the driver.

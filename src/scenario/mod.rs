@@ -276,7 +276,8 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             Ok(Some(name)) => return Some(Address::Fleet(name)),
             Ok(None) => {}
             Err(e) => {
-                t.ctx().report_at(a.loc, &t.key_path("address"), e.to_string());
+                t.ctx()
+                    .report_at(a.loc, &t.key_path("address"), e.to_string());
                 return None;
             }
         }
@@ -305,17 +306,19 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             None
         }
     });
-    if let (Some(a), Some(Address::Remote(_) | Address::Embedded)) = (
-        resolve_every.as_ref().map(|r| r.loc),
-        address.as_ref(),
-    ) {
+    if let (Some(a), Some(Address::Remote(_) | Address::Embedded)) =
+        (resolve_every.as_ref().map(|r| r.loc), address.as_ref())
+    {
         t.ctx().report_at(
             a,
             &t.key_path("resolve_every"),
             "applies to a DNS name only (\"dns:///NAME:PORT\", \"dns+srv://…\"); remove it or name the target by DNS",
         );
     }
-    if resolve_every.as_ref().is_some_and(|r| r.value < MIN_RESOLVE_EVERY) {
+    if resolve_every
+        .as_ref()
+        .is_some_and(|r| r.value < MIN_RESOLVE_EVERY)
+    {
         if let Some(r) = &resolve_every {
             t.ctx().report_at(
                 r.loc,

@@ -189,7 +189,9 @@ mod tests {
 
     #[test]
     fn names_parse_into_their_parts() {
-        let n = FleetName::parse("dns:///api.internal:50051").unwrap().unwrap();
+        let n = FleetName::parse("dns:///api.internal:50051")
+            .unwrap()
+            .unwrap();
         assert_eq!(n.server, None);
         assert_eq!(
             n.lookup,
@@ -202,7 +204,9 @@ mod tests {
         assert_eq!(n.authority(), "api.internal:50051");
         assert_eq!(n.to_string(), "dns:///api.internal:50051");
 
-        let n = FleetName::parse("dns://127.0.0.1:5353/api:443").unwrap().unwrap();
+        let n = FleetName::parse("dns://127.0.0.1:5353/api:443")
+            .unwrap()
+            .unwrap();
         assert_eq!(n.server, Some(HostPort::parse("127.0.0.1:5353").unwrap()));
 
         let n = FleetName::parse("dns+srv://127.0.0.1:8600/_grpc._tcp.api.service.consul")
@@ -215,7 +219,9 @@ mod tests {
             }
         );
         assert_eq!(n.host(), "api.service.consul");
-        let n = FleetName::parse("dns+srv:///_grpc._tcp.api.").unwrap().unwrap();
+        let n = FleetName::parse("dns+srv:///_grpc._tcp.api.")
+            .unwrap()
+            .unwrap();
         assert_eq!(n.server, None);
         assert_eq!(n.host(), "api");
 
@@ -243,7 +249,10 @@ mod tests {
             assert!(e.to_string().contains("dns:///NAME:PORT"), "{e}");
         }
         let long = format!("dns:///{}:80", "a.".repeat(130));
-        assert!(FleetName::parse(&long).unwrap_err().reason.contains("longer"));
+        assert!(FleetName::parse(&long)
+            .unwrap_err()
+            .reason
+            .contains("longer"));
     }
 
     proptest! {

@@ -390,6 +390,8 @@ impl Pki {
         );
         leaf("expired", vec!["localhost".into()], true);
         leaf("client", vec!["client.example".into()], false);
+        // A fleet's certificate: its DNS name only, no IP (verified only by that name).
+        leaf("fleet", vec!["pool.fleet.test".into()], false);
         Self {
             dir: dir.to_path_buf(),
         }
@@ -522,7 +524,13 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     /// Serves `hosts` (lines `IP NAME`) and each SRV record `(name, target, port)`.
     pub fn start(dir: &Path, hosts: &str, srv: &[(&str, &str, u16)]) -> Self {
-        let found = Command::new("dnsmasq").arg("--version").output();
+        // Debian puts it in /usr/sbin, which a non-root PATH may lack.
+        let program = if Path::new("/usr/sbin/dnsmasq").exists() {
+            "/usr/sbin/dnsmasq"
+        } else {
+            "dnsmasq"
+        };
+        let found = Command::new(program).arg("--version").output();
         assert!(
             found.is_ok_and(|o| o.status.success()),
             "dnsmasq is missing: run tests/setup.sh (it installs Debian's dnsmasq-base)"
@@ -532,7 +540,7 @@ impl Dnsmasq {
         let user = std::env::var("USER").ok().filter(|u| !u.is_empty());
         for _ in 0..20 {
             let port = free_udp_port();
-            let mut cmd = Command::new("dnsmasq");
+            let mut cmd = Command::new(program);
             cmd.args([
                 "--keep-in-foreground",
                 "--no-resolv",
