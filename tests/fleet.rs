@@ -296,6 +296,25 @@ fn names_that_do_not_resolve_fail_with_the_key_and_the_answer() {
         assert!(t.contains("target.address"), "{address}: {t}");
         assert!(t.contains(says), "{address}: {t}");
     }
+    // The agent's config: a bad name is a config problem (exit 2, file:line, key).
+    let config = scenario(
+        dir.path(),
+        "agent.toml",
+        "[[targets]]\nname = \"x\"\naddress = \"dns+srv:///x.fleet.test\"\n\n[[targets]]\nname = \"y\"\naddress = \"127.0.0.1:1\"\nresolve_every = \"5s\"\n",
+    );
+    let out = loadagent(&["agent", "--check-config", config.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("agent.toml:3:")
+            && t.contains("targets[0].address")
+            && t.contains("an SRV name is"),
+        "{t}"
+    );
+    assert!(
+        t.contains("targets[1].resolve_every") && t.contains("applies to a DNS name only"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -370,5 +389,110 @@ fn tls_to_a_fleet_verifies_the_dns_name_not_the_ip() {
             r["backends"]
         );
     }
+    drop(servers);
+}
+
+/// The value of `series` in the agent's /metrics now.
+fn metric(agent: &str, series: &str) -> Option<f64> {
+    let (_, body) = http_get(agent, "/metrics");
+    sample(&body, series)
+}
+
+fn expect_metric(agent: &str, series: &str, want: Option<f64>) -> Result<(), String> {
+    match metric(agent, series) {
+        v if v == want => Ok(()),
+        other => Err(format!("{series} is {other:?}, want {want:?}")),
+    }
+}
+
+#[test]
+fn the_agent_probes_each_backend_of_a_name_and_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ips = ["127.0.0.9", "127.0.0.10", "127.0.0.11"];
+    let (port, mut servers) = backends(&ips);
+    let dns = Dnsmasq::start(dir.path(), &hosts_file("pool.fleet.test", &ips), &[]);
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            "[[targets]]\nname = \"pool\"\naddress = \"dns://{}/pool.fleet.test:{port}\"\ninterval = \"300ms\"\ntimeout = \"500ms\"\nresolve_every = \"300ms\"\n",
+            dns.server()
+        ),
+    );
+    let a = agent.address();
+    let success =
+        |ip: &str| format!("loadagent_probe_success{{backend=\"{ip}:{port}\",target=\"pool\"}}");
+    for ip in ips {
+        eventually(15, || expect_metric(&a, &success(ip), Some(1.0)));
+    }
+    eventually(5, || {
+        expect_metric(&a, "loadagent_probe_backends{target=\"pool\"}", Some(3.0))
+    });
+    let (code, ready) = http_get(&a, "/readyz");
+    assert_eq!((code, ready.trim()), (200, "ready"));
+    let (_, listed) = http_get(&a, "/api/v1/targets");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let mut backends: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backend"].as_str().unwrap())
+        .collect();
+    backends.sort_unstable();
+    let mut want: Vec<String> = ips.iter().map(|ip| format!("{ip}:{port}")).collect();
+    want.sort_unstable();
+    assert_eq!(backends, want, "{listed}");
+
+    // One backend stops: its probe reads 0, the others still 1.
+    let stopped = servers.remove(0);
+    terminate(&stopped.child);
+    eventually(15, || expect_metric(&a, &success(ips[0]), Some(0.0)));
+    for ip in &ips[1..] {
+        expect_metric(&a, &success(ip), Some(1.0)).unwrap();
+    }
+
+    // It leaves the name: its series go, the others stay.
+    dns.set_hosts(&hosts_file("pool.fleet.test", &ips[1..]));
+    eventually(15, || expect_metric(&a, &success(ips[0]), None));
+    eventually(5, || {
+        expect_metric(&a, "loadagent_probe_backends{target=\"pool\"}", Some(2.0))
+    });
+    let (_, body) = http_get(&a, "/metrics");
+    assert!(
+        !body.contains(&format!("{}:{port}", ips[0])),
+        "every series of the backend that left is gone:\n{body}"
+    );
+
+    // DNS goes away: failures are counted, the last known backends are still probed.
+    let before = metric(
+        &a,
+        "loadagent_probe_resolutions_total{result=\"failure\",target=\"pool\"}",
+    )
+    .unwrap_or(0.0);
+    drop(dns);
+    eventually(15, || {
+        let now = metric(
+            &a,
+            "loadagent_probe_resolutions_total{result=\"failure\",target=\"pool\"}",
+        )
+        .unwrap_or(0.0);
+        if now >= before + 2.0 {
+            Ok(())
+        } else {
+            Err(format!("{now} resolution failures"))
+        }
+    });
+    for ip in &ips[1..] {
+        expect_metric(&a, &success(ip), Some(1.0)).unwrap();
+    }
+    expect_metric(&a, "loadagent_probe_backends{target=\"pool\"}", Some(2.0)).unwrap();
+    let (_, body) = http_get(&a, "/metrics");
+    assert!(
+        sample(
+            &body,
+            "loadagent_errors_total{component=\"probe\",kind=\"resolve\"}"
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{body}"
+    );
     drop(servers);
 }

@@ -149,7 +149,18 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
     // is never counted), so the target-side panels have data.
     scenario(dir.path(), "unary.toml", "name = \"unary\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\nprocess = \"loadagent\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\n[load]\nrate = 100\nduration = \"1s\"\n");
     scenario(dir.path(), "storm.toml", "name = \"storm\"\nkind = \"tls_handshake\"\n[target]\naddress = \"embedded\"\n[target.tls]\n[load]\nrequests = 20\nconcurrency = 2\n");
-    let config = format!(
+    // A target named by DNS (dnsmasq), probed per backend; and one whose DNS server never
+    // answers, so the resolution-failure panel has data.
+    let plain_target = Server::reference_target();
+    let dns = Dnsmasq::start(dir.path(), "127.0.0.1 fleet.test\n", &[]);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fleets = format!(
+        "[[targets]]\nname = \"fleet\"\naddress = \"dns://{}/fleet.test:{}\"\ninterval = \"1s\"\nresolve_every = \"1s\"\n\n[[targets]]\nname = \"unresolved\"\naddress = \"dns://{}/fleet.test:1\"\ninterval = \"1s\"\nresolve_every = \"1s\"\ntimeout = \"200ms\"\n\n",
+        dns.server(),
+        plain_target.port,
+        silent.local_addr().unwrap()
+    );
+    let config = fleets + &format!(
         "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",
         tls_target.address(),
         tls_target_cert.display().to_string(),

@@ -432,7 +432,7 @@ sample_ratio = 0.0
             })
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0);
-        let up = body.contains("loadagent_probe_success{target=\"py\"} 1");
+        let up = sample(&body, "loadagent_probe_success{target=\"py\"}") == Some(1.0);
         if lost >= 1.0 && up {
             Ok(())
         } else {

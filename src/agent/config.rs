@@ -7,7 +7,10 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 use crate::scenario::reader::{Ctx, TableReader};
-use crate::scenario::{check_metadata, read_tls, HostPort, Problem, Problems, Source, TlsOptions};
+use crate::scenario::{
+    check_metadata, read_tls, FleetName, HostPort, Problem, Problems, Source, TlsOptions,
+    DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
+};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 
@@ -20,11 +23,39 @@ pub enum ProbeMode {
     Watch,
 }
 
+/// Where a target is: one address, or a DNS name whose every backend is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAddress {
+    Fixed(HostPort),
+    Fleet(FleetName),
+}
+
+impl ProbeAddress {
+    /// The TLS verification name and SNI: the host, or the DNS name (never a backend's IP).
+    pub fn host(&self) -> &str {
+        match self {
+            Self::Fixed(a) => a.host(),
+            Self::Fleet(n) => n.host(),
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(a) => a.fmt(f),
+            Self::Fleet(n) => n.fmt(f),
+        }
+    }
+}
+
 /// One `[[targets]]` entry.
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
     pub name: String,
-    pub address: HostPort,
+    pub address: ProbeAddress,
+    /// How often a DNS name is resolved again (`ProbeAddress::Fleet` only).
+    pub resolve_every: Duration,
     /// The health service name ("" = the whole server).
     pub service: String,
     pub interval: Duration,
@@ -141,7 +172,11 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             "name",
             "each target needs a `name` (its label in the metrics)",
         );
-        let address = t.required_string("address", "write \"host:port\"");
+        let address = t.required_string(
+            "address",
+            "write \"host:port\" or a DNS name (\"dns:///NAME:PORT\", \"dns+srv://…\")",
+        );
+        let resolve_every = t.duration("resolve_every", true);
         let service = t.string("service").map(|s| s.value).unwrap_or_default();
         let interval = t
             .duration("interval", true)
@@ -161,13 +196,35 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             .collect();
         let tls = t.table("tls").map(|tt| read_tls(&tt));
         t.finish();
-        let address = address.and_then(|a| match HostPort::parse(&a.value) {
-            Ok(hp) => Some(hp),
+        let address = address.and_then(|a| match FleetName::parse(&a.value) {
+            Ok(Some(name)) => Some(ProbeAddress::Fleet(name)),
+            Ok(None) => match HostPort::parse(&a.value) {
+                Ok(hp) => Some(ProbeAddress::Fixed(hp)),
+                Err(e) => {
+                    ctx.report_at(a.loc, &t.key_path("address"), e.to_string());
+                    None
+                }
+            },
             Err(e) => {
                 ctx.report_at(a.loc, &t.key_path("address"), e.to_string());
                 None
             }
         });
+        if let Some(r) = &resolve_every {
+            if matches!(address, Some(ProbeAddress::Fixed(_))) {
+                ctx.report_at(
+                    r.loc,
+                    &t.key_path("resolve_every"),
+                    "applies to a DNS name only (\"dns:///NAME:PORT\", \"dns+srv://…\"); remove it or name the target by DNS",
+                );
+            } else if r.value < MIN_RESOLVE_EVERY {
+                ctx.report_at(
+                    r.loc,
+                    &t.key_path("resolve_every"),
+                    format!("at least {MIN_RESOLVE_EVERY:?}; write e.g. \"5s\""),
+                );
+            }
+        }
         if let Some(n) = &name {
             // A set, not a scan of the targets so far: 20,000 targets read in linear time.
             if !names.insert(n.value.clone()) {
@@ -186,7 +243,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
         let tls = match tls {
             None => Some(None),
             Some(Some(o)) => {
-                let host = address.as_ref().map_or("localhost", HostPort::host);
+                let host = address.as_ref().map_or("localhost", ProbeAddress::host);
                 match crate::tls::ClientTls::build(&o, host, None) {
                     Ok(_) => Some(Some(o)),
                     Err(e) => {
@@ -201,6 +258,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             targets.push(ProbeTarget {
                 name: name.value,
                 address,
+                resolve_every: resolve_every.map_or(DEFAULT_RESOLVE_EVERY, |r| r.value),
                 service,
                 interval,
                 timeout,

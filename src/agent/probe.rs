@@ -1,9 +1,14 @@
-//! Health probing, one task per target so a slow or hanging target never delays another.
+//! Health probing, one task per target — per backend, for a target named by DNS — so a slow
+//! or hanging target never delays another. A DNS-named target's supervisor (`follow`)
+//! resolves the name every `resolve_every`, starts a prober for each new backend and stops
+//! (and forgets the series of) each one that left; a failed resolution keeps the last known
+//! backends probed.
 //! Check mode calls grpc.health.v1 Check every interval over a kept connection; Watch mode
 //! keeps a Watch stream open and follows its statuses, reconnecting with exponential backoff
 //! (except after UNIMPLEMENTED, which is reported and not retried).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +19,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use super::config::{ProbeMode, ProbeTarget};
+use super::config::{ProbeAddress, ProbeMode, ProbeTarget};
+use crate::discovery::Fleet;
+use crate::scenario::{FleetName, HostPort};
 use crate::telemetry::traces::{end_span, traceparent, Traces};
 use crate::telemetry::Metrics;
 use crate::tls::ClientTls;
@@ -22,13 +29,16 @@ use opentelemetry::trace::{SpanKind, TraceContextExt};
 use opentelemetry::KeyValue;
 
 /// The statuses a target can be in, as `serving_status` labels.
-const STATUSES: [&str; 4] = ["SERVING", "NOT_SERVING", "UNKNOWN", "SERVICE_UNKNOWN"];
+const STATUSES: [&str; 4] = crate::telemetry::metrics::SERVING_STATUSES;
 
 /// A target's last probe, for `/api/v1/targets`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeResult {
     pub name: String,
+    /// As configured (a DNS name for a fleet).
     pub address: String,
+    /// The instance probed: `IP:PORT` for a DNS name's backend, else the address.
+    pub backend: String,
     pub mode: &'static str,
     pub success: bool,
     /// The grpc.health.v1 status, when the RPC answered.
@@ -40,7 +50,8 @@ pub struct ProbeResult {
     pub at: f64,
 }
 
-pub type Results = Arc<Mutex<BTreeMap<String, ProbeResult>>>;
+/// The last result of each (target, backend).
+pub type Results = Arc<Mutex<BTreeMap<(String, String), ProbeResult>>>;
 
 /// Shared by every prober.
 #[derive(Clone)]
@@ -62,10 +73,17 @@ fn now_unix() -> f64 {
 
 struct Prober {
     target: ProbeTarget,
+    /// Where this prober connects: the address, or one backend of the name.
+    address: HostPort,
+    /// The `backend` label.
+    backend: String,
+    /// Set by the target's first published result, whichever backend's (`/readyz`).
+    first: Arc<AtomicBool>,
+    /// Stops this prober alone (its backend left the name), or with the agent.
+    stop: CancellationToken,
     tls: Option<ClientTls>,
     ctx: ProbeContext,
     channel: Option<Channel>,
-    reported_first: bool,
     /// Last rate-limited log line, so a down target does not flood the log.
     last_log: Option<Instant>,
     /// What the connection's TLS handshake negotiated.
@@ -75,8 +93,14 @@ struct Prober {
 }
 
 impl Prober {
-    fn label(&self) -> &str {
-        &self.target.name
+    /// The `target` and `backend` labels.
+    fn labels(&self) -> [&str; 2] {
+        [&self.target.name, &self.backend]
+    }
+
+    /// The labels with a third (`phase`, `serving_status`, `version`, `result`).
+    fn labels_and<'a>(&'a self, third: &'a str) -> [&'a str; 3] {
+        [&self.target.name, &self.backend, third]
     }
 
     fn set_status(&self, status: Option<&str>) {
@@ -85,7 +109,7 @@ impl Prober {
             self.ctx
                 .metrics
                 .probe_health_status
-                .with_label_values(&[self.label(), s])
+                .with_label_values(&self.labels_and(s))
                 .set(v);
         }
     }
@@ -95,7 +119,7 @@ impl Prober {
             .last_log
             .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
         if !quiet {
-            tracing::warn!(target = %self.target.name, address = %self.target.address, "probe failed: {message} (logged at most once a minute per target)");
+            tracing::warn!(target = %self.target.name, backend = %self.backend, "probe failed: {message} (logged at most once a minute per target)");
             self.last_log = Some(Instant::now());
         }
     }
@@ -108,8 +132,8 @@ impl Prober {
         };
         let attributes = vec![
             KeyValue::new("loadagent.target", self.target.name.clone()),
-            KeyValue::new("server.address", self.target.address.host().to_string()),
-            KeyValue::new("server.port", i64::from(self.target.address.port())),
+            KeyValue::new("server.address", self.address.host().to_string()),
+            KeyValue::new("server.port", i64::from(self.address.port())),
             KeyValue::new("rpc.system", "grpc"),
             KeyValue::new("rpc.service", "grpc.health.v1.Health"),
             KeyValue::new("rpc.method", method),
@@ -149,13 +173,13 @@ impl Prober {
         let name = self.target.name.clone();
         let success = status.as_deref() == Some("SERVING");
         m.probe_success
-            .with_label_values(&[name.as_str()])
+            .with_label_values(&self.labels())
             .set(if success { 1.0 } else { 0.0 });
         m.probe_grpc_status
-            .with_label_values(&[name.as_str()])
+            .with_label_values(&self.labels())
             .set(f64::from(code.unwrap_or(14)));
         m.probes_total
-            .with_label_values(&[name.as_str(), if success { "success" } else { "failure" }])
+            .with_label_values(&self.labels_and(if success { "success" } else { "failure" }))
             .inc();
         self.set_status(status.as_deref());
         if let Some(e) = &error {
@@ -165,6 +189,7 @@ impl Prober {
         let result = ProbeResult {
             name: name.clone(),
             address: self.target.address.to_string(),
+            backend: self.backend.clone(),
             mode: if self.target.mode == ProbeMode::Watch {
                 "watch"
             } else {
@@ -178,13 +203,10 @@ impl Prober {
             at: now_unix(),
         };
         if let Ok(mut r) = self.ctx.results.lock() {
-            r.insert(name, result);
+            r.insert((name, self.backend.clone()), result);
         }
-        if !self.reported_first {
-            self.reported_first = true;
-            self.ctx
-                .first_round
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.first.swap(true, Ordering::Relaxed) {
+            self.ctx.first_round.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -197,25 +219,25 @@ impl Prober {
         let t0 = Instant::now();
         let resolved = tokio::time::timeout(
             self.target.timeout,
-            tokio::net::lookup_host(self.target.address.dial()),
+            tokio::net::lookup_host(self.address.dial()),
         )
         .await;
         m.probe_duration
-            .with_label_values(&[self.label(), "resolve"])
+            .with_label_values(&self.labels_and("resolve"))
             .set(t0.elapsed().as_secs_f64());
         match resolved {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.target.address)),
+            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.address)),
             Err(_) => {
                 return Err(format!(
                     "resolving {} took longer than {:?}",
-                    self.target.address, self.target.timeout
+                    self.address, self.target.timeout
                 ))
             }
         }
         let t1 = Instant::now();
         let channel = crate::grpc::control::channel_with_facts(
-            &self.target.address,
+            &self.address,
             None,
             self.target.timeout,
             self.tls.as_ref(),
@@ -223,28 +245,27 @@ impl Prober {
         )
         .await;
         let mut connect = t1.elapsed();
-        let channel =
-            channel.map_err(|e| format!("cannot connect to {}: {e}", self.target.address))?;
+        let channel = channel.map_err(|e| format!("cannot connect to {}: {e}", self.address))?;
         let facts = self.tls_facts.lock().ok().and_then(|g| g.clone());
         if let Some(f) = facts {
             // `connect` is TCP alone; the handshake is its own phase.
             connect = connect.saturating_sub(f.handshake);
             m.probe_duration
-                .with_label_values(&[self.label(), "tls"])
+                .with_label_values(&self.labels_and("tls"))
                 .set(f.handshake.as_secs_f64());
             if let Some(expiry) = f.earliest_expiry {
                 m.probe_cert_expiry
-                    .with_label_values(&[self.label()])
+                    .with_label_values(&self.labels())
                     .set(expiry as f64);
             }
-            for v in ["TLSv1_2", "TLSv1_3"] {
+            for v in crate::telemetry::metrics::TLS_VERSIONS {
                 m.probe_tls_version
-                    .with_label_values(&[self.label(), v])
+                    .with_label_values(&self.labels_and(v))
                     .set(if v == f.version { 1.0 } else { 0.0 });
             }
         }
         m.probe_duration
-            .with_label_values(&[self.label(), "connect"])
+            .with_label_values(&self.labels_and("connect"))
             .set(connect.as_secs_f64());
         self.channel = Some(channel.clone());
         Ok(channel)
@@ -288,14 +309,14 @@ impl Prober {
         self.ctx
             .metrics
             .probe_duration
-            .with_label_values(&[self.label(), "check"])
+            .with_label_values(&self.labels_and("check"))
             .set(took.as_secs_f64());
         match answer {
             Ok(Ok(resp)) => {
                 self.ctx
                     .metrics
                     .probe_latency
-                    .with_label_values(&[self.label()])
+                    .with_label_values(&self.labels())
                     .observe(took.as_secs_f64());
                 let status = ServingStatus::try_from(resp.into_inner().status)
                     .map_or("UNKNOWN", |s| s.as_str_name());
@@ -341,7 +362,7 @@ impl Prober {
                     self.ctx.metrics.probe_lateness.observe(late.as_secs_f64());
                     self.check_once().await;
                 }
-                _ = self.ctx.stop.cancelled() => return,
+                _ = self.stop.cancelled() => return,
             }
         }
     }
@@ -378,7 +399,7 @@ impl Prober {
         loop {
             let msg = tokio::select! {
                 m = stream.message() => m,
-                _ = self.ctx.stop.cancelled() => return None,
+                _ = self.stop.cancelled() => return None,
             };
             match msg {
                 Ok(Some(resp)) => {
@@ -386,7 +407,7 @@ impl Prober {
                         self.ctx
                             .metrics
                             .probe_latency
-                            .with_label_values(&[self.label()])
+                            .with_label_values(&self.labels())
                             .observe(started.elapsed().as_secs_f64());
                         first = false;
                     }
@@ -432,7 +453,7 @@ impl Prober {
             match self.watch_once().await {
                 None => {
                     // Reported and not retried; wait for the agent to stop.
-                    self.ctx.stop.cancelled().await;
+                    self.stop.cancelled().await;
                     return;
                 }
                 Some(_) => {
@@ -442,7 +463,7 @@ impl Prober {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = self.ctx.stop.cancelled() => return,
+                        _ = self.stop.cancelled() => return,
                     }
                     backoff = (backoff * 2).min(max);
                 }
@@ -451,11 +472,37 @@ impl Prober {
     }
 }
 
-/// Starts one prober task for `target`, supervised: a prober that panics (a bug) is
-/// counted (`loadagent_errors_total{component="probe",kind="panic"}`), logged and started
-/// again a second later, so one target's bug never silences its probes for good.
+/// Starts probing `target`: one supervised prober for an address, or a supervisor that
+/// follows a DNS name's backends with one prober each.
 pub fn spawn(
     target: ProbeTarget,
+    tls: Option<ClientTls>,
+    ctx: ProbeContext,
+) -> tokio::task::JoinHandle<()> {
+    let first = Arc::new(AtomicBool::new(false));
+    match target.address.clone() {
+        ProbeAddress::Fixed(address) => {
+            ctx.metrics
+                .probe_backends
+                .with_label_values(&[target.name.as_str()])
+                .set(1.0);
+            let backend = address.to_string();
+            let stop = ctx.stop.clone();
+            spawn_instance(target, address, backend, first, stop, tls, ctx)
+        }
+        ProbeAddress::Fleet(name) => tokio::spawn(follow(target, name, tls, ctx, first)),
+    }
+}
+
+/// One prober for `address` (labelled `backend`), supervised: a prober that panics (a bug)
+/// is counted (`loadagent_errors_total{component="probe",kind="panic"}`), logged and started
+/// again a second later, so one target's bug never silences its probes for good.
+fn spawn_instance(
+    target: ProbeTarget,
+    address: HostPort,
+    backend: String,
+    first: Arc<AtomicBool>,
+    stop: CancellationToken,
     tls: Option<ClientTls>,
     ctx: ProbeContext,
 ) -> tokio::task::JoinHandle<()> {
@@ -463,10 +510,13 @@ pub fn spawn(
         loop {
             let prober = Prober {
                 target: target.clone(),
+                address: address.clone(),
+                backend: backend.clone(),
+                first: first.clone(),
+                stop: stop.clone(),
                 tls: tls.clone(),
                 ctx: ctx.clone(),
                 channel: None,
-                reported_first: false,
                 last_log: None,
                 tls_facts: Default::default(),
                 span: None,
@@ -477,19 +527,162 @@ pub fn spawn(
                 ProbeMode::Watch => tokio::spawn(prober.run_watch()),
             };
             match task.await {
-                Err(e) if e.is_panic() && !ctx.stop.is_cancelled() => {
+                Err(e) if e.is_panic() && !stop.is_cancelled() => {
                     ctx.metrics
                         .errors_total
                         .with_label_values(&["probe", "panic"])
                         .inc();
-                    tracing::error!(target = %target.name, "prober panicked (a bug: please report it); restarting it");
+                    tracing::error!(target = %target.name, backend = %backend, "prober panicked (a bug: please report it); restarting it");
                     tokio::select! {
                         _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                        _ = ctx.stop.cancelled() => return,
+                        _ = stop.cancelled() => return,
                     }
                 }
                 _ => return,
             }
         }
     })
+}
+
+/// A running prober of one backend.
+struct Instance {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Follows a DNS-named target: resolves it now and every `resolve_every`, probes each
+/// backend, and forgets the backends that left (their probers stop, their series and results
+/// go). A resolution that fails or finds nothing is counted and keeps the last backends.
+async fn follow(
+    target: ProbeTarget,
+    name: FleetName,
+    tls: Option<ClientTls>,
+    ctx: ProbeContext,
+    first: Arc<AtomicBool>,
+) {
+    let m = ctx.metrics.clone();
+    let label = target.name.clone();
+    m.probe_backends
+        .with_label_values(&[label.as_str()])
+        .set(0.0);
+    let fleet = match Fleet::unresolved(&name, target.resolve_every, target.timeout) {
+        Ok(f) => f,
+        Err(e) => {
+            // No resolver at all (the system's configuration cannot be read): nothing to
+            // probe until the config changes.
+            resolve_failed(&ctx, &target, &first, &e.to_string());
+            ctx.stop.cancelled().await;
+            return;
+        }
+    };
+    let mut running: HashMap<String, Instance> = HashMap::new();
+    let mut last_log: Option<Instant> = None;
+    loop {
+        let refreshed = tokio::select! {
+            r = fleet.refresh() => r,
+            _ = ctx.stop.cancelled() => break,
+        };
+        match refreshed {
+            Ok(()) => m
+                .probe_resolutions
+                .with_label_values(&[label.as_str(), "success"])
+                .inc(),
+            Err(e) => {
+                m.probe_resolutions
+                    .with_label_values(&[label.as_str(), "failure"])
+                    .inc();
+                m.errors_total
+                    .with_label_values(&["probe", "resolve"])
+                    .inc();
+                if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(target = %label, "{e}; probing the last known backends (logged at most once a minute per target)");
+                    last_log = Some(Instant::now());
+                }
+                if running.is_empty() {
+                    resolve_failed(&ctx, &target, &first, &e.to_string());
+                }
+            }
+        }
+        let now = fleet.current();
+        m.probe_backends
+            .with_label_values(&[label.as_str()])
+            .set(now.backends.len() as f64);
+        let wanted: HashMap<String, HostPort> = now
+            .backends
+            .iter()
+            .map(|b| (b.address.to_string(), b.address.clone()))
+            .collect();
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for backend in gone {
+            if let Some(i) = running.remove(&backend) {
+                i.stop.cancel();
+                let _ = i.task.await;
+            }
+            m.remove_backend_series(&label, &backend);
+            if let Ok(mut r) = ctx.results.lock() {
+                r.remove(&(label.clone(), backend));
+            }
+        }
+        if !running.is_empty() || !wanted.is_empty() {
+            // A result that said the name did not resolve is replaced by the backends'.
+            if let Ok(mut r) = ctx.results.lock() {
+                r.remove(&(label.clone(), String::new()));
+            }
+        }
+        for (backend, address) in wanted {
+            if running.contains_key(&backend) {
+                continue;
+            }
+            let stop = ctx.stop.child_token();
+            let task = spawn_instance(
+                target.clone(),
+                address,
+                backend.clone(),
+                first.clone(),
+                stop.clone(),
+                tls.clone(),
+                ctx.clone(),
+            );
+            running.insert(backend, Instance { stop, task });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(target.resolve_every) => {}
+            _ = ctx.stop.cancelled() => break,
+        }
+    }
+    for (_, i) in running {
+        i.stop.cancel();
+        let _ = i.task.await;
+    }
+}
+
+/// A name that gave no backend: listed in `/api/v1/targets` with the reason (backend ""),
+/// and counted as probed for `/readyz` (there is nothing to wait for).
+fn resolve_failed(ctx: &ProbeContext, target: &ProbeTarget, first: &AtomicBool, why: &str) {
+    let result = ProbeResult {
+        name: target.name.clone(),
+        address: target.address.to_string(),
+        backend: String::new(),
+        mode: if target.mode == ProbeMode::Watch {
+            "watch"
+        } else {
+            "check"
+        },
+        success: false,
+        status: None,
+        grpc_status_code: None,
+        duration_seconds: 0.0,
+        error: Some(why.to_string()),
+        at: now_unix(),
+    };
+    if let Ok(mut r) = ctx.results.lock() {
+        r.insert((target.name.clone(), String::new()), result);
+    }
+    if !first.swap(true, Ordering::Relaxed) {
+        ctx.first_round.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -55,6 +55,11 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
     let bad = |m: String| CommandError::probe(BAD_ARGUMENTS, m);
     let timeout =
         parse_duration(&a.timeout).map_err(|e| bad(format!("--timeout \"{}\": {e}", a.timeout)))?;
+    if let Ok(Some(name)) = crate::scenario::FleetName::parse(&a.address) {
+        return Err(bad(format!(
+            "\"{name}\" names a fleet; `probe` checks one address (\"host:port\"): probe each backend, or let the agent follow the name ([[targets]] address = \"{name}\")"
+        )));
+    }
     let address = HostPort::parse(&a.address).map_err(|e| bad(e.to_string()))?;
     let mut metadata = Vec::new();
     for kv in &a.metadata {

@@ -89,6 +89,22 @@ impl Fleet {
         Ok(Arc::new(fleet))
     }
 
+    /// A fleet with no backend yet: the caller resolves with `refresh` (the agent, which
+    /// must keep going when a name does not resolve at first). Fails only when no resolver
+    /// can be made (the system's configuration cannot be read).
+    pub fn unresolved(
+        name: &FleetName,
+        every: Duration,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, ResolveFailure> {
+        let resolver = NameResolver::new(name, timeout)?;
+        Ok(Arc::new(Self::empty(
+            Some(name.clone()),
+            Some(resolver),
+            every,
+        )))
+    }
+
     fn empty(name: Option<FleetName>, resolver: Option<NameResolver>, every: Duration) -> Self {
         Self {
             name,

@@ -56,14 +56,19 @@ pub fn all() -> Vec<Dashboard> {
             title: "loadagent: fleet overview",
             vars: vec![target_var],
             panels: vec![
-                p("Targets up", "stat", "none", vec![q(format!("sum(loadagent_probe_success{{target=~\"$target\"}} {NODE})"), "up")]),
-                p("Targets down", "stat", "none", vec![q(format!("count((loadagent_probe_success{{target=~\"$target\"}} {NODE}) == 0) or vector(0)"), "down")]),
-                p("Health status", "state-timeline", "none", vec![q(format!("max by (target, serving_status) (loadagent_probe_healthcheck_status{{target=~\"$target\"}} {NODE}) == 1"), "{{target}} {{serving_status}}")]),
+                // A target named by DNS is probed per backend: these count backends.
+                p("Backends up", "stat", "none", vec![q(format!("sum(loadagent_probe_success{{target=~\"$target\"}} {NODE})"), "up")]),
+                p("Backends down", "stat", "none", vec![q(format!("count((loadagent_probe_success{{target=~\"$target\"}} {NODE}) == 0) or vector(0)"), "down")]),
+                p("Share of each target's backends SERVING", "timeseries", "percentunit", vec![q(format!("avg by (target) (loadagent_probe_success{{target=~\"$target\"}} {NODE})"), "{{target}}")]),
+                p("Backends per target (from DNS)", "timeseries", "none", vec![q(format!("max by (target) (loadagent_probe_backends{{target=~\"$target\"}} {NODE})"), "{{target}}")]),
+                p("Health status per backend", "state-timeline", "none", vec![q(format!("max by (target, backend, serving_status) (loadagent_probe_healthcheck_status{{target=~\"$target\"}} {NODE}) == 1"), "{{target}} {{backend}} {{serving_status}}")]),
+                p("Slowest backends (probe p99)", "table", "s", vec![q(format!("topk(10, histogram_quantile(0.99, sum by (target, backend, le) (rate(loadagent_probe_latency_seconds_bucket{{target=~\"$target\"}}[$__rate_interval]) {NODE})))"), "{{target}} {{backend}}")]),
+                p("DNS resolution failures", "timeseries", "none", vec![q(format!("sum by (target) (increase(loadagent_probe_resolutions_total{{target=~\"$target\",result=\"failure\"}}[$__rate_interval]) {NODE})"), "{{target}}")]),
                 p("Probe latency p50 / p99", "timeseries", "s", vec![
                     q(format!("histogram_quantile(0.5, sum by (target, le) (rate(loadagent_probe_latency_seconds_bucket{{target=~\"$target\"}}[$__rate_interval]) {NODE}))"), "{{target}} p50"),
                     q(format!("histogram_quantile(0.99, sum by (target, le) (rate(loadagent_probe_latency_seconds_bucket{{target=~\"$target\"}}[$__rate_interval]) {NODE}))"), "{{target}} p99"),
                 ]),
-                p("Certificates expiring soonest (days)", "table", "d", vec![q(format!("bottomk(10, (loadagent_probe_ssl_earliest_cert_expiry{{target=~\"$target\"}} {NODE}) - time()) / 86400"), "{{target}}")]),
+                p("Certificates expiring soonest (days)", "table", "d", vec![q(format!("bottomk(10, (loadagent_probe_ssl_earliest_cert_expiry{{target=~\"$target\"}} {NODE}) - time()) / 86400"), "{{target}} {{backend}}")]),
                 p("Agents reporting", "stat", "none", vec![q("count(loadagent_build_info)".into(), "agents"), q("count(up{job=\"loadagent\"} == 0) or vector(0)".into(), "not scraped")]),
             ],
         },
@@ -94,7 +99,7 @@ pub fn all() -> Vec<Dashboard> {
                 p("Phase latency p99", "timeseries", "s", vec![q(format!("loadagent_run_phase_seconds{{scenario=~\"$scenario\",quantile=\"0.99\"}} {NODE}"), "{{scenario}} {{phase}}")]),
                 p("Resumption ratio", "stat", "percentunit", vec![q(format!("loadagent_run_tls_resumed_ratio{{scenario=~\"$scenario\"}} {NODE}"), "{{scenario}}")]),
                 p("Handshake errors by class", "timeseries", "none", vec![q(format!("sum by (class) (increase(loadagent_run_handshake_errors_total{{scenario=~\"$scenario\"}}[$__rate_interval]) {NODE})"), "{{class}}")]),
-                p("Probe TLS handshake time", "timeseries", "s", vec![q(format!("loadagent_probe_duration_seconds{{phase=\"tls\"}} {NODE}"), "{{target}}")]),
+                p("Probe TLS handshake time", "timeseries", "s", vec![q(format!("loadagent_probe_duration_seconds{{phase=\"tls\"}} {NODE}"), "{{target}} {{backend}}")]),
             ],
         },
         Dashboard {

@@ -29,57 +29,71 @@ def!(
     PROBE_SUCCESS,
     "loadagent_probe_success",
     Gauge,
-    ["target"],
+    ["target", "backend"],
     "1 when the target's last health probe said SERVING, else 0."
 );
 def!(
     PROBE_DURATION,
     "loadagent_probe_duration_seconds",
     Gauge,
-    ["target", "phase"],
+    ["target", "backend", "phase"],
     "Duration of each phase of the last probe (resolve, connect, check)."
 );
 def!(
     PROBE_HEALTH_STATUS,
     "loadagent_probe_healthcheck_status",
     Gauge,
-    ["target", "serving_status"],
+    ["target", "backend", "serving_status"],
     "1 for the target's current grpc.health.v1 status, 0 for the others."
 );
 def!(
     PROBE_GRPC_STATUS,
     "loadagent_probe_grpc_status_code",
     Gauge,
-    ["target"],
+    ["target", "backend"],
     "gRPC status code of the last health RPC (0 = OK; 14 when the target is unreachable)."
 );
 def!(
     PROBE_CERT_EXPIRY,
     "loadagent_probe_ssl_earliest_cert_expiry",
     Gauge,
-    ["target"],
+    ["target", "backend"],
     "Expiry of the target's TLS certificate, Unix seconds."
 );
 def!(
     PROBE_TLS_VERSION,
     "loadagent_probe_tls_version_info",
     Gauge,
-    ["target", "version"],
+    ["target", "backend", "version"],
     "1 for the TLS version negotiated with the target."
 );
 def!(
     PROBE_LATENCY,
     "loadagent_probe_latency_seconds",
     Histogram,
-    ["target"],
+    ["target", "backend"],
     "Latency of health checks (Check round trip, or time to the first Watch status)."
 );
 def!(
     PROBES_TOTAL,
     "loadagent_probes_total",
     Counter,
-    ["target", "result"],
+    ["target", "backend", "result"],
     "Probes made, by result (success, failure)."
+);
+def!(
+    PROBE_BACKENDS,
+    "loadagent_probe_backends",
+    Gauge,
+    ["target"],
+    "Backends a target's name resolves to now (1 for a host:port target): each is probed, labelled backend=\"IP:PORT\"."
+);
+def!(
+    PROBE_RESOLUTIONS,
+    "loadagent_probe_resolutions_total",
+    Counter,
+    ["target", "result"],
+    "Resolutions of a target's DNS name, by result (success; failure: the last known backends are still probed)."
 );
 def!(
     BUILD_INFO,
@@ -323,6 +337,8 @@ pub const DEFINITIONS: &[Definition] = &[
     PROBE_TLS_VERSION,
     PROBE_LATENCY,
     PROBES_TOTAL,
+    PROBE_BACKENDS,
+    PROBE_RESOLUTIONS,
     BUILD_INFO,
     NODE_INFO,
     ERRORS_TOTAL,
@@ -356,6 +372,13 @@ pub const DEFINITIONS: &[Definition] = &[
     NODE_CPUS,
 ];
 
+/// `phase` values of `loadagent_probe_duration_seconds`.
+pub const PROBE_PHASES: [&str; 4] = ["resolve", "connect", "tls", "check"];
+/// `serving_status` values of `loadagent_probe_healthcheck_status`.
+pub const SERVING_STATUSES: [&str; 4] = ["SERVING", "NOT_SERVING", "UNKNOWN", "SERVICE_UNKNOWN"];
+/// `version` values of `loadagent_probe_tls_version_info`.
+pub const TLS_VERSIONS: [&str; 2] = ["TLSv1_2", "TLSv1_3"];
+
 /// Latency buckets (seconds) of the probe latency histogram.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -372,6 +395,8 @@ pub struct Metrics {
     pub probe_tls_version: GaugeVec,
     pub probe_latency: HistogramVec,
     pub probes_total: IntCounterVec,
+    pub probe_backends: GaugeVec,
+    pub probe_resolutions: IntCounterVec,
     pub build_info: GaugeVec,
     pub node_info: GaugeVec,
     pub errors_total: IntCounterVec,
@@ -456,6 +481,8 @@ impl Metrics {
             probe_tls_version: gauge_vec(&PROBE_TLS_VERSION)?,
             probe_latency,
             probes_total: int_counter_vec(&PROBES_TOTAL)?,
+            probe_backends: gauge_vec(&PROBE_BACKENDS)?,
+            probe_resolutions: int_counter_vec(&PROBE_RESOLUTIONS)?,
             build_info: gauge_vec(&BUILD_INFO)?,
             node_info: gauge_vec(&NODE_INFO)?,
             errors_total: int_counter_vec(&ERRORS_TOTAL)?,
@@ -513,6 +540,42 @@ impl Metrics {
         }
         self.probe_latency.reset();
         self.probes_total.reset();
+        self.probe_backends.reset();
+        self.probe_resolutions.reset();
+    }
+
+    /// Drops the series of one backend of a target (it left the target's DNS name): every
+    /// label value the probers set is named here.
+    pub fn remove_backend_series(&self, target: &str, backend: &str) {
+        let pair = [target, backend];
+        for vec in [
+            &self.probe_success,
+            &self.probe_grpc_status,
+            &self.probe_cert_expiry,
+        ] {
+            let _ = vec.remove_label_values(&pair);
+        }
+        let _ = self.probe_latency.remove_label_values(&pair);
+        for phase in PROBE_PHASES {
+            let _ = self
+                .probe_duration
+                .remove_label_values(&[target, backend, phase]);
+        }
+        for status in SERVING_STATUSES {
+            let _ = self
+                .probe_health_status
+                .remove_label_values(&[target, backend, status]);
+        }
+        for version in TLS_VERSIONS {
+            let _ = self
+                .probe_tls_version
+                .remove_label_values(&[target, backend, version]);
+        }
+        for result in ["success", "failure"] {
+            let _ = self
+                .probes_total
+                .remove_label_values(&[target, backend, result]);
+        }
     }
 
     /// The OpenMetrics exposition (for scrapers that ask for it).

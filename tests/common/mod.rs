@@ -410,12 +410,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The value of a sample line `name{labels} value` in a /metrics text.
+/// The value of the first sample in a /metrics text that matches `series`
+/// (`name{k="v",…}`): the same name, and at least those labels (values without `,` or `"`).
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    fn split(s: &str) -> (&str, Vec<&str>) {
+        match s.split_once('{') {
+            Some((name, rest)) => (
+                name,
+                rest.trim_end_matches('}')
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            ),
+            None => (s, Vec::new()),
+        }
+    }
+    let (name, wanted) = split(series);
     metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .filter(|rest| rest.starts_with(' '))
-            .and_then(|rest| rest.trim().parse().ok())
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, labels) = split(series);
+        (n == name && wanted.iter().all(|w| labels.contains(w)))
+            .then(|| value.trim().parse().ok())
+            .flatten()
     })
 }
 
