@@ -1,6 +1,7 @@
 //! `loadagent agent`: the node daemon. Probes gRPC targets' health, exports its own, the
 //! host's and the probes' metrics for Prometheus, until SIGTERM or SIGINT.
 
+pub mod channels;
 pub mod config;
 pub mod host;
 pub mod http;
@@ -41,6 +42,22 @@ fn build_tls(target: &config::ProbeTarget) -> Result<Option<ClientTls>, AgentErr
             .map_err(|e| {
                 AgentError::Tls(target.name.clone(), format!("tls.{}: {}", e.key, e.message))
             }),
+    }
+}
+
+/// How often the probe families' exposition is rendered again when probes changed it: off
+/// the scrape path, on a blocking thread (with 1,000 targets a render takes tens of ms, which
+/// on a runtime worker would make the probes scheduled there late).
+const PROBE_RENDER_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn render_probe_families(metrics: Arc<Metrics>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_RENDER_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+        let m = metrics.clone();
+        let _ = tokio::task::spawn_blocking(move || m.refresh_probe_text()).await;
     }
 }
 
@@ -125,9 +142,11 @@ pub async fn run(
         results: Arc::new(Mutex::new(BTreeMap::new())),
         first_round: Arc::new(AtomicUsize::new(0)),
         stop: stop.clone(),
+        channels: Default::default(),
     };
     let targets = Arc::new(AtomicUsize::new(0));
     let mut generation = Generation::start(&config, &ctx, &targets)?;
+    tokio::spawn(render_probe_families(metrics.clone(), stop.clone()));
     let runs: schedule::Runs = Default::default();
     let schedule_ctx = schedule::ScheduleContext {
         metrics: metrics.clone(),
@@ -187,6 +206,7 @@ pub async fn run(
                         // Series of targets that no longer exist must not linger; counters of
                         // the ones that remain restart, which Prometheus reads as a reset.
                         metrics.reset_probe_series();
+                        ctx.channels.clear();
                         if let Ok(mut r) = ctx.results.lock() {
                             r.clear();
                         }

@@ -19,6 +19,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+use super::channels::{Channels, SharedChannel};
 use super::config::{ProbeAddress, ProbeMode, ProbeTarget};
 use crate::discovery::Fleet;
 use crate::scenario::{FleetName, HostPort};
@@ -63,6 +64,8 @@ pub struct ProbeContext {
     pub stop: CancellationToken,
     /// A span per probe when tracing is on.
     pub traces: Option<Arc<Traces>>,
+    /// Connections shared by probers that reach one address the same way.
+    pub channels: Arc<Channels>,
 }
 
 fn now_unix() -> f64 {
@@ -83,11 +86,10 @@ struct Prober {
     stop: CancellationToken,
     tls: Option<ClientTls>,
     ctx: ProbeContext,
-    channel: Option<Channel>,
+    /// The shared connection in use, and its generation.
+    channel: Option<(Channel, u64)>,
     /// Last rate-limited log line, so a down target does not flood the log.
     last_log: Option<Instant>,
-    /// What the connection's TLS handshake negotiated.
-    tls_facts: crate::grpc::control::TlsFactsSlot,
     /// The span of the probe in progress (tracing on), ended when its result is published.
     span: Option<opentelemetry::Context>,
 }
@@ -104,6 +106,7 @@ impl Prober {
     }
 
     fn set_status(&self, status: Option<&str>) {
+        self.ctx.metrics.probes_changed();
         for s in STATUSES {
             let v = if Some(s) == status { 1.0 } else { 0.0 };
             self.ctx
@@ -170,6 +173,7 @@ impl Prober {
     ) {
         self.close_span(status.as_deref(), code, error.as_deref());
         let m = &self.ctx.metrics;
+        m.probes_changed();
         let name = self.target.name.clone();
         let success = status.as_deref() == Some("SERVING");
         m.probe_success
@@ -210,43 +214,34 @@ impl Prober {
         }
     }
 
-    /// The kept channel, connecting (and timing resolve and connect) when there is none.
+    /// Which shared connection this prober uses (`Channels`).
+    fn channel_key(&self) -> String {
+        Channels::key(
+            &self.address,
+            self.target.address.host(),
+            self.target.timeout,
+            &format!("{:?}", self.target.tls),
+        )
+    }
+
+    /// The kept channel: the connection shared with the probers that reach this address the
+    /// same way, made (timing resolve and connect) when there is none. Every prober sharing
+    /// it exports what making it measured.
     async fn channel(&mut self) -> Result<Channel, String> {
-        if let Some(c) = &self.channel {
+        if let Some((c, _)) = &self.channel {
             return Ok(c.clone());
         }
-        let m = self.ctx.metrics.clone();
-        let t0 = Instant::now();
-        let resolved = tokio::time::timeout(
-            self.target.timeout,
-            tokio::net::lookup_host(self.address.dial()),
-        )
-        .await;
+        let key = self.channel_key();
+        let channels = self.ctx.channels.clone();
+        let shared = channels
+            .get_or_connect(&key, |generation| self.connect(generation))
+            .await?;
+        let m = &self.ctx.metrics;
         m.probe_duration
             .with_label_values(&self.labels_and("resolve"))
-            .set(t0.elapsed().as_secs_f64());
-        match resolved {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.address)),
-            Err(_) => {
-                return Err(format!(
-                    "resolving {} took longer than {:?}",
-                    self.address, self.target.timeout
-                ))
-            }
-        }
-        let t1 = Instant::now();
-        let channel = crate::grpc::control::channel_with_facts(
-            &self.address,
-            None,
-            self.target.timeout,
-            self.tls.as_ref(),
-            Some(self.tls_facts.clone()),
-        )
-        .await;
-        let mut connect = t1.elapsed();
-        let channel = channel.map_err(|e| format!("cannot connect to {}: {e}", self.address))?;
-        let facts = self.tls_facts.lock().ok().and_then(|g| g.clone());
+            .set(shared.resolve.as_secs_f64());
+        let mut connect = shared.connect;
+        let facts = shared.tls.lock().ok().and_then(|g| g.clone());
         if let Some(f) = facts {
             // `connect` is TCP alone; the handshake is its own phase.
             connect = connect.saturating_sub(f.handshake);
@@ -267,8 +262,57 @@ impl Prober {
         m.probe_duration
             .with_label_values(&self.labels_and("connect"))
             .set(connect.as_secs_f64());
-        self.channel = Some(channel.clone());
-        Ok(channel)
+        self.channel = Some((shared.channel.clone(), shared.generation));
+        Ok(shared.channel)
+    }
+
+    /// Resolves and connects: a new shared connection.
+    async fn connect(&self, generation: u64) -> Result<SharedChannel, String> {
+        let t0 = Instant::now();
+        let resolved = tokio::time::timeout(
+            self.target.timeout,
+            tokio::net::lookup_host(self.address.dial()),
+        )
+        .await;
+        let resolve = t0.elapsed();
+        match resolved {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.address)),
+            Err(_) => {
+                return Err(format!(
+                    "resolving {} took longer than {:?}",
+                    self.address, self.target.timeout
+                ))
+            }
+        }
+        let t1 = Instant::now();
+        let tls: crate::grpc::control::TlsFactsSlot = Default::default();
+        let channel = crate::grpc::control::channel_with_facts(
+            &self.address,
+            None,
+            self.target.timeout,
+            self.tls.as_ref(),
+            Some(tls.clone()),
+        )
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", self.address))?;
+        Ok(SharedChannel {
+            channel,
+            generation,
+            resolve,
+            connect: t1.elapsed(),
+            tls,
+        })
+    }
+
+    /// The connection failed this prober: the next probe (of any prober sharing it) makes a
+    /// new one.
+    fn drop_channel(&mut self) {
+        if let Some((_, generation)) = self.channel.take() {
+            self.ctx
+                .channels
+                .invalidate(&self.channel_key(), generation);
+        }
     }
 
     fn request(&self) -> tonic::Request<HealthCheckRequest> {
@@ -325,7 +369,7 @@ impl Prober {
             }
             Ok(Err(s)) => {
                 if s.code() == tonic::Code::Unavailable {
-                    self.channel = None;
+                    self.drop_channel();
                 }
                 let status =
                     (s.code() == tonic::Code::NotFound).then(|| "SERVICE_UNKNOWN".to_string());
@@ -341,7 +385,7 @@ impl Prober {
                 );
             }
             Err(_) => {
-                self.channel = None;
+                self.drop_channel();
                 self.publish(
                     None,
                     Some(4),
@@ -352,17 +396,58 @@ impl Prober {
         }
     }
 
+    /// Where this prober's checks fall: the first within the first second (or interval, if
+    /// shorter), the rest at a fixed phase of each interval — both from a hash of target and
+    /// backend, so 1,000 targets probed every 5 s are spread over the interval instead of
+    /// all starting in the same millisecond (what made probes late), and a restarted agent
+    /// probes each target at the same phase again.
+    fn phases(&self) -> (Duration, Duration) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.target.name, &self.backend).hash(&mut h);
+        let h = h.finish();
+        let within = |span: Duration| {
+            let nanos = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX).max(1);
+            Duration::from_nanos(h % nanos)
+        };
+        let interval = self.target.interval;
+        (
+            within(interval.min(Duration::from_secs(1))),
+            within(interval),
+        )
+    }
+
+    /// Checks at `when`'s time, measuring how late each started.
+    async fn check_at(&mut self, when: tokio::time::Instant) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep_until(when) => {}
+            _ = self.stop.cancelled() => return false,
+        }
+        let late = tokio::time::Instant::now().saturating_duration_since(when);
+        self.ctx.metrics.observe_lateness(late);
+        Box::pin(self.check_once()).await;
+        true
+    }
+
     async fn run_check(mut self) {
-        let mut tick = tokio::time::interval(self.target.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (first, steady) = self.phases();
+        let start = tokio::time::Instant::now();
+        let mut next = start + steady;
+        if next <= start + first {
+            next += self.target.interval;
+        }
+        if !self.check_at(start + first).await {
+            return;
+        }
         loop {
-            tokio::select! {
-                scheduled = tick.tick() => {
-                    let late = tokio::time::Instant::now().saturating_duration_since(scheduled);
-                    self.ctx.metrics.probe_lateness.observe(late.as_secs_f64());
-                    self.check_once().await;
-                }
-                _ = self.stop.cancelled() => return,
+            if !self.check_at(next).await {
+                return;
+            }
+            // A check that overran its interval does not make the next ones pile up.
+            let now = tokio::time::Instant::now();
+            next += self.target.interval;
+            while next <= now {
+                next += self.target.interval;
             }
         }
     }
@@ -385,7 +470,7 @@ impl Prober {
                 return None;
             }
             Err(s) => {
-                self.channel = None;
+                self.drop_channel();
                 self.publish(
                     None,
                     Some(s.code() as i32),
@@ -417,7 +502,7 @@ impl Prober {
                     self.publish(Some(status.to_string()), Some(0), started.elapsed(), error);
                 }
                 Ok(None) => {
-                    self.channel = None;
+                    self.drop_channel();
                     self.publish(
                         None,
                         Some(14),
@@ -427,7 +512,7 @@ impl Prober {
                     return Some(Duration::ZERO);
                 }
                 Err(s) => {
-                    self.channel = None;
+                    self.drop_channel();
                     self.publish(
                         None,
                         Some(s.code() as i32),
@@ -518,7 +603,6 @@ fn spawn_instance(
                 ctx: ctx.clone(),
                 channel: None,
                 last_log: None,
-                tls_facts: Default::default(),
                 span: None,
             };
             prober.set_status(None);
@@ -548,6 +632,7 @@ fn spawn_instance(
 struct Instance {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    address: HostPort,
 }
 
 /// Follows a DNS-named target: resolves it now and every `resolve_every`, probes each
@@ -603,6 +688,7 @@ async fn follow(
                 }
             }
         }
+        m.probes_changed();
         let now = fleet.current();
         m.probe_backends
             .with_label_values(&[label.as_str()])
@@ -621,6 +707,7 @@ async fn follow(
             if let Some(i) = running.remove(&backend) {
                 i.stop.cancel();
                 let _ = i.task.await;
+                ctx.channels.forget(&i.address);
             }
             m.remove_backend_series(&label, &backend);
             if let Ok(mut r) = ctx.results.lock() {
@@ -640,14 +727,21 @@ async fn follow(
             let stop = ctx.stop.child_token();
             let task = spawn_instance(
                 target.clone(),
-                address,
+                address.clone(),
                 backend.clone(),
                 first.clone(),
                 stop.clone(),
                 tls.clone(),
                 ctx.clone(),
             );
-            running.insert(backend, Instance { stop, task });
+            running.insert(
+                backend,
+                Instance {
+                    stop,
+                    task,
+                    address,
+                },
+            );
         }
         tokio::select! {
             _ = tokio::time::sleep(target.resolve_every) => {}

@@ -257,6 +257,13 @@ def!(
     "How late Check probes start after their scheduled time (all targets together)."
 );
 def!(
+    PROBE_LATENESS_PERCENTILE,
+    "loadagent_probe_lateness_percentile_seconds",
+    Gauge,
+    ["percentile"],
+    "How late probes started: exact percentiles (50, 90, 99, 99.9) over the last one to two minutes, from an HDR histogram (the lateness histogram's buckets only bound them)."
+);
+def!(
     RUN_HANDSHAKE_ERRORS,
     "loadagent_run_handshake_errors_total",
     Counter,
@@ -361,6 +368,7 @@ pub const DEFINITIONS: &[Definition] = &[
     RUN_SUCCESS,
     RUNS_TOTAL,
     PROBE_LATENESS,
+    PROBE_LATENESS_PERCENTILE,
     RUN_HANDSHAKE_ERRORS,
     RUN_HANDSHAKES,
     RUN_ASKED_RPS,
@@ -370,6 +378,20 @@ pub const DEFINITIONS: &[Definition] = &[
     RUN_PHASE,
     RUN_RESUMED_RATIO,
     NODE_CPUS,
+];
+
+/// The per-target (per-backend) probe families: most of the exposition with many targets.
+const PER_TARGET: &[Definition] = &[
+    PROBE_SUCCESS,
+    PROBE_DURATION,
+    PROBE_HEALTH_STATUS,
+    PROBE_GRPC_STATUS,
+    PROBE_CERT_EXPIRY,
+    PROBE_TLS_VERSION,
+    PROBE_LATENCY,
+    PROBES_TOTAL,
+    PROBE_BACKENDS,
+    PROBE_RESOLUTIONS,
 ];
 
 /// `phase` values of `loadagent_probe_duration_seconds`.
@@ -384,9 +406,18 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// The registry and every metric in it.
+/// The registries and every metric in them.
 pub struct Metrics {
     pub registry: Registry,
+    /// The per-target probe families, rendered apart (`probe_text`): with 1,000 targets they
+    /// are almost all of the exposition, and rendering them per scrape made scrapes slow.
+    probe_registry: Registry,
+    probe_text: std::sync::Mutex<ProbeText>,
+    /// Set when a probe series changed since `probe_text` was rendered.
+    probes_changed: std::sync::atomic::AtomicBool,
+    /// Exact probe lateness over the last minute or two (the histogram's buckets only bound it).
+    lateness: std::sync::Mutex<LatenessWindow>,
+    pub probe_lateness_percentile: GaugeVec,
     pub probe_success: GaugeVec,
     pub probe_duration: GaugeVec,
     pub probe_health_status: GaugeVec,
@@ -434,12 +465,87 @@ fn opts(d: &Definition) -> Opts {
     Opts::new(d.name, d.help)
 }
 
+/// The probe families' exposition, as text and as an OpenMetrics body, and when rendered.
+#[derive(Default)]
+struct ProbeText {
+    text: std::sync::Arc<String>,
+    openmetrics: std::sync::Arc<String>,
+    rendered: Option<std::time::Instant>,
+}
+
+/// How stale the probe families' exposition may be before a scrape renders it itself (the
+/// agent re-renders it in the background more often than this).
+const PROBE_TEXT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Probe lateness in an HDR histogram, rotated each minute: quantiles over the last one to
+/// two minutes, exact to 0.1%.
+struct LatenessWindow {
+    current: hdrhistogram::Histogram<u64>,
+    previous: hdrhistogram::Histogram<u64>,
+    rotated: std::time::Instant,
+}
+
+const LATENESS_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// `percentile` values of `loadagent_probe_lateness_percentile_seconds`, and their quantiles.
+/// (Not a `quantile` label: that one belongs to summaries, and promtool refuses it on gauges.)
+pub const LATENESS_PERCENTILES: [(&str, f64); 4] =
+    [("50", 0.5), ("90", 0.9), ("99", 0.99), ("99.9", 0.999)];
+
+impl LatenessWindow {
+    fn new() -> Self {
+        Self {
+            current: crate::record::histogram::new_histogram(),
+            previous: crate::record::histogram::new_histogram(),
+            rotated: std::time::Instant::now(),
+        }
+    }
+
+    fn rotate_if_due(&mut self) {
+        if self.rotated.elapsed() >= LATENESS_WINDOW {
+            self.previous =
+                std::mem::replace(&mut self.current, crate::record::histogram::new_histogram());
+            self.rotated = std::time::Instant::now();
+        }
+    }
+
+    fn record(&mut self, late: std::time::Duration) {
+        self.rotate_if_due();
+        crate::record::histogram::record(
+            &mut self.current,
+            u64::try_from(late.as_micros()).unwrap_or(u64::MAX),
+        );
+    }
+
+    /// (percentile label, seconds) over both windows; none when nothing was recorded.
+    fn quantiles(&mut self) -> Vec<(&'static str, f64)> {
+        self.rotate_if_due();
+        let mut both = self.previous.clone();
+        let _ = both.add(&self.current);
+        if both.is_empty() {
+            return Vec::new();
+        }
+        LATENESS_PERCENTILES
+            .iter()
+            .map(|&(label, q)| (label, both.value_at_quantile(q) as f64 / 1e6))
+            .collect()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        let probe_registry = Registry::new();
+        // The per-target probe families go to their own registry (see `probe_text`).
+        let registry_of = |d: &Definition| {
+            if PER_TARGET.iter().any(|p| p.name == d.name) {
+                &probe_registry
+            } else {
+                &registry
+            }
+        };
         let gauge_vec = |d: &Definition| -> Result<GaugeVec, prometheus::Error> {
             let m = GaugeVec::new(opts(d), d.labels)?;
-            registry.register(Box::new(m.clone()))?;
+            registry_of(d).register(Box::new(m.clone()))?;
             Ok(m)
         };
         let gauge = |d: &Definition| -> Result<Gauge, prometheus::Error> {
@@ -449,7 +555,7 @@ impl Metrics {
         };
         let int_counter_vec = |d: &Definition| -> Result<IntCounterVec, prometheus::Error> {
             let m = IntCounterVec::new(opts(d), d.labels)?;
-            registry.register(Box::new(m.clone()))?;
+            registry_of(d).register(Box::new(m.clone()))?;
             Ok(m)
         };
         let probe_latency = HistogramVec::new(
@@ -457,7 +563,7 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             PROBE_LATENCY.labels,
         )?;
-        registry.register(Box::new(probe_latency.clone()))?;
+        probe_registry.register(Box::new(probe_latency.clone()))?;
         let run_latency = HistogramVec::new(
             HistogramOpts::new(RUN_LATENCY.name, RUN_LATENCY.help)
                 .buckets(LATENCY_BUCKETS.to_vec()),
@@ -514,16 +620,90 @@ impl Metrics {
             run_phase: gauge_vec(&RUN_PHASE)?,
             run_resumed_ratio: gauge_vec(&RUN_RESUMED_RATIO)?,
             node_cpus: gauge(&NODE_CPUS)?,
+            probe_lateness_percentile: gauge_vec(&PROBE_LATENESS_PERCENTILE)?,
             registry,
+            probe_registry,
+            probe_text: Default::default(),
+            probes_changed: std::sync::atomic::AtomicBool::new(true),
+            lateness: std::sync::Mutex::new(LatenessWindow::new()),
         })
+    }
+
+    /// A probe series changed: the probe families' exposition is due for a render.
+    pub fn probes_changed(&self) {
+        self.probes_changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records how late a probe started, in the histogram and the exact window.
+    pub fn observe_lateness(&self, late: std::time::Duration) {
+        self.probe_lateness.observe(late.as_secs_f64());
+        if let Ok(mut w) = self.lateness.lock() {
+            w.record(late);
+        }
+    }
+
+    /// Renders the probe families when they changed since the last render (the agent calls
+    /// it every half second, off the scrape path). True when it rendered.
+    pub fn refresh_probe_text(&self) -> bool {
+        if !self
+            .probes_changed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return false;
+        }
+        let text = encode(&self.probe_registry);
+        let openmetrics = openmetrics_body(&text);
+        if let Ok(mut p) = self.probe_text.lock() {
+            *p = ProbeText {
+                text: std::sync::Arc::new(text),
+                openmetrics: std::sync::Arc::new(openmetrics),
+                rendered: Some(std::time::Instant::now()),
+            };
+        }
+        true
+    }
+
+    /// The probe families' exposition (text, OpenMetrics body): the cached render, or a new
+    /// one when it is older than `PROBE_TEXT_MAX_AGE` and stale (no background refresher).
+    fn probe_text(&self) -> (std::sync::Arc<String>, std::sync::Arc<String>) {
+        let stale = self
+            .probe_text
+            .lock()
+            .map(|p| p.rendered.is_none_or(|t| t.elapsed() > PROBE_TEXT_MAX_AGE))
+            .unwrap_or(true);
+        if stale {
+            self.refresh_probe_text();
+        }
+        self.probe_text
+            .lock()
+            .map(|p| (p.text.clone(), p.openmetrics.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Sets the lateness percentile gauges from the exact window.
+    fn update_lateness_percentiles(&self) {
+        let quantiles = self
+            .lateness
+            .lock()
+            .map(|mut w| w.quantiles())
+            .unwrap_or_default();
+        for (label, seconds) in quantiles {
+            self.probe_lateness_percentile
+                .with_label_values(&[label])
+                .set(seconds);
+        }
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
-        let encoder = prometheus::TextEncoder::new();
-        encoder
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        self.update_lateness_percentiles();
+        let (probes, _) = self.probe_text();
+        let rest = encode(&self.registry);
+        let mut out = String::with_capacity(probes.len() + rest.len());
+        out.push_str(&probes);
+        out.push_str(&rest);
+        out
     }
 
     /// Drops every per-target series (on a config reload).
@@ -542,6 +722,7 @@ impl Metrics {
         self.probes_total.reset();
         self.probe_backends.reset();
         self.probe_resolutions.reset();
+        self.probes_changed();
     }
 
     /// Drops the series of one backend of a target (it left the target's DNS name): every
@@ -576,17 +757,39 @@ impl Metrics {
                 .probes_total
                 .remove_label_values(&[target, backend, result]);
         }
+        self.probes_changed();
     }
 
-    /// The OpenMetrics exposition (for scrapers that ask for it).
+    /// The OpenMetrics exposition (for scrapers that ask for it; Prometheus does).
     pub fn render_openmetrics(&self) -> String {
-        to_openmetrics(&self.render())
+        self.update_lateness_percentiles();
+        let (_, probes) = self.probe_text();
+        let rest = openmetrics_body(&encode(&self.registry));
+        let mut out = String::with_capacity(probes.len() + rest.len() + 8);
+        out.push_str(&probes);
+        out.push_str(&rest);
+        out.push_str("# EOF\n");
+        out
     }
 }
 
 /// Converts the Prometheus text format to OpenMetrics 1.0: a counter family is named without
 /// its `_total` suffix (its samples keep it), and the exposition ends with `# EOF`.
 pub fn to_openmetrics(text: &str) -> String {
+    let mut out = openmetrics_body(text);
+    out.push_str("# EOF\n");
+    out
+}
+
+/// The text format of one registry, rendered.
+fn encode(registry: &Registry) -> String {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap_or_default()
+}
+
+/// `to_openmetrics` without the closing `# EOF` (parts are joined, then closed once).
+fn openmetrics_body(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     for line in text.lines() {
         let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
@@ -605,7 +808,6 @@ pub fn to_openmetrics(text: &str) -> String {
         out.push_str(rewritten.as_deref().unwrap_or(line));
         out.push('\n');
     }
-    out.push_str("# EOF\n");
     out
 }
 

@@ -1,0 +1,108 @@
+//! Connections shared by the probers that reach one address the same way (address, TLS name
+//! and options, timeout): health checks multiplex over one HTTP/2 connection, as a gRPC
+//! client's channel would. A thousand targets on a few servers (health per service name,
+//! or one port serving many) hold a few connections, not a thousand (each tonic channel with
+//! its connection is about 40 KB). The first prober to need a connection makes it while the
+//! others wait for it; a prober that sees it fail drops it, and the next one reconnects.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::grpc::control::TlsFactsSlot;
+use crate::scenario::HostPort;
+
+/// A connection and what making it measured (every prober sharing it exports these).
+#[derive(Clone)]
+pub struct SharedChannel {
+    pub channel: Channel,
+    /// Tells this connection from its replacement.
+    pub generation: u64,
+    pub resolve: Duration,
+    /// TCP connect and TLS handshake together (the handshake is in `tls`).
+    pub connect: Duration,
+    /// What the connection's TLS handshakes negotiated (refreshed on reconnects).
+    pub tls: TlsFactsSlot,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<SharedChannel>>>;
+
+#[derive(Default)]
+pub struct Channels {
+    slots: Mutex<HashMap<String, Slot>>,
+    generations: std::sync::atomic::AtomicU64,
+}
+
+impl Channels {
+    /// What must be the same for two probers to share a connection.
+    pub fn key(address: &HostPort, tls_name: &str, timeout: Duration, tls: &str) -> String {
+        format!("{address}|{tls_name}|{timeout:?}|{tls}")
+    }
+
+    fn slot(&self, key: &str) -> Slot {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The connection for `key`, made by `connect` (given the new generation) when there is
+    /// none; probers asking meanwhile wait for that attempt.
+    pub async fn get_or_connect<F, Fut, E>(&self, key: &str, connect: F) -> Result<SharedChannel, E>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<SharedChannel, E>>,
+    {
+        let slot = self.slot(key);
+        let mut held = slot.lock().await;
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let made = connect(generation).await?;
+        *held = Some(made.clone());
+        Ok(made)
+    }
+
+    /// Drops the connection of `key` if it is still `generation` (it failed for a prober).
+    pub fn invalidate(&self, key: &str, generation: u64) {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned();
+        if let Some(slot) = slot {
+            // Someone holding the slot is making a new connection: nothing to drop.
+            if let Ok(mut held) = slot.try_lock() {
+                if held.as_ref().is_some_and(|c| c.generation == generation) {
+                    *held = None;
+                }
+            }
+        }
+    }
+
+    /// Forgets every connection to `address` (a backend that left its name).
+    pub fn forget(&self, address: &HostPort) {
+        let prefix = format!("{address}|");
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// Forgets every connection (a new configuration).
+    pub fn clear(&self) {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
