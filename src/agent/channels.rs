@@ -106,3 +106,66 @@ impl Channels {
             .clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn made(generation: u64) -> SharedChannel {
+        SharedChannel {
+            // A channel that never connects: only its identity matters here.
+            channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
+            generation,
+            resolve: Duration::ZERO,
+            connect: Duration::ZERO,
+            tls: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn probers_share_one_connection_until_it_fails() {
+        let channels = Channels::default();
+        let a = HostPort::parse("127.0.0.1:9").unwrap();
+        let key = Channels::key(&a, "127.0.0.1", Duration::from_secs(1), "None");
+        let other = Channels::key(&a, "api.internal", Duration::from_secs(1), "None");
+        let connects = std::sync::atomic::AtomicU32::new(0);
+        let connect = |g| {
+            connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move { Ok::<_, String>(made(g)) }
+        };
+        let first = channels.get_or_connect(&key, connect).await.unwrap();
+        let again = channels.get_or_connect(&key, connect).await.unwrap();
+        assert_eq!(first.generation, again.generation);
+        assert_eq!(connects.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // Another TLS name is another connection.
+        let named = channels.get_or_connect(&other, connect).await.unwrap();
+        assert_ne!(named.generation, first.generation);
+        // A stale failure report (an older generation) does not drop the current one.
+        channels.invalidate(&key, first.generation + 100);
+        assert_eq!(
+            channels
+                .get_or_connect(&key, connect)
+                .await
+                .unwrap()
+                .generation,
+            first.generation
+        );
+        channels.invalidate(&key, first.generation);
+        let replaced = channels.get_or_connect(&key, connect).await.unwrap();
+        assert_ne!(replaced.generation, first.generation);
+        // A failed attempt leaves nothing behind: the next prober tries again.
+        let failed = channels
+            .get_or_connect(&key, |_| async {
+                Err::<SharedChannel, _>("down".to_string())
+            })
+            .await;
+        assert!(failed.is_ok(), "the slot still holds the replacement");
+        channels.forget(&a);
+        assert!(channels
+            .get_or_connect(&key, |_| async {
+                Err::<SharedChannel, _>("down".to_string())
+            })
+            .await
+            .is_err());
+    }
+}
