@@ -7,13 +7,16 @@
 #    p50/p99 exact (the agent's HDR window, loadagent_probe_lateness_percentile_seconds),
 #    /metrics scrape latency p50/p99 over 100 scrapes as Prometheus asks (OpenMetrics) and as
 #    text, the exposition's size, RSS.
-#   benches/agent.sh            # SECS=30
+#   benches/agent.sh                 # SECS=30
+#   PROFILE=dist benches/agent.sh    # the container image's build (fat LTO: smaller code pages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 SECS=${SECS:-30}
-cargo build --release --quiet
-BIN=target/release/loadagent
+PROFILE=${PROFILE:-release}
+cargo build --profile "$PROFILE" --quiet
+BIN=target/$PROFILE/loadagent
+echo "profile $PROFILE"
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
