@@ -159,6 +159,7 @@ impl ThreadWork {
         let recorder = std::rc::Rc::new(std::cell::RefCell::new(ThreadRecorder::new(
             clock.origin,
             self.flushes,
+            self.shared.plan.fleet.name().is_some(),
         )));
         let local = tokio::task::LocalSet::new();
         local

@@ -312,14 +312,17 @@ mod tests {
     fn flush(interval: u64, values: &[u64]) -> Flush {
         let mut data = IntervalData::default();
         for &v in values {
-            data.record(&crate::record::Finished {
-                corrected_us: Some(v),
-                uncorrected_us: v,
-                code: 0,
-                message: None,
-                late: false,
-                backend: 0,
-            });
+            data.record(
+                &crate::record::Finished {
+                    corrected_us: Some(v),
+                    uncorrected_us: v,
+                    code: 0,
+                    message: None,
+                    late: false,
+                    backend: 0,
+                },
+                true,
+            );
         }
         Flush { interval, data }
     }

@@ -120,9 +120,10 @@ impl IntervalData {
         self.requests() - self.ok()
     }
 
-    /// Records one finished request.
+    /// Records one finished request; in its backend's tally too when `by_backend` (a fleet:
+    /// a target of one fixed address has one backend, whose figures are the totals).
     #[inline]
-    pub fn record(&mut self, f: &Finished<'_>) {
+    pub fn record(&mut self, f: &Finished<'_>, by_backend: bool) {
         let Finished {
             corrected_us,
             uncorrected_us,
@@ -132,12 +133,14 @@ impl IntervalData {
             backend,
         } = *f;
         let slot = usize::from(code).min(CODE_COUNT - 1);
-        let tally = self.backend(backend);
-        if let Some(c) = corrected_us {
-            record(&mut tally.corrected, c);
+        if by_backend {
+            let tally = self.backend(backend);
+            if let Some(c) = corrected_us {
+                record(&mut tally.corrected, c);
+            }
+            record(&mut tally.uncorrected, uncorrected_us);
+            tally.status[slot] += 1;
         }
-        record(&mut tally.uncorrected, uncorrected_us);
-        tally.status[slot] += 1;
         if let Some(c) = corrected_us {
             record(&mut self.corrected, c);
         }
@@ -225,39 +228,51 @@ mod tests {
     #[test]
     fn counts_and_merges() {
         let mut a = IntervalData::default();
-        a.record(&Finished {
-            corrected_us: Some(100),
-            uncorrected_us: 50,
-            code: OK,
-            message: None,
-            late: false,
-            backend: 0,
-        });
-        a.record(&Finished {
-            corrected_us: Some(200),
-            uncorrected_us: 60,
-            code: 14,
-            message: Some("down"),
-            late: true,
-            backend: 2,
-        });
+        a.record(
+            &Finished {
+                corrected_us: Some(100),
+                uncorrected_us: 50,
+                code: OK,
+                message: None,
+                late: false,
+                backend: 0,
+            },
+            true,
+        );
+        a.record(
+            &Finished {
+                corrected_us: Some(200),
+                uncorrected_us: 60,
+                code: 14,
+                message: Some("down"),
+                late: true,
+                backend: 2,
+            },
+            true,
+        );
         let mut b = IntervalData::default();
-        b.record(&Finished {
-            corrected_us: None,
-            uncorrected_us: 70,
-            code: 14,
-            message: Some("down"),
-            late: false,
-            backend: 2,
-        });
-        b.record(&Finished {
-            corrected_us: None,
-            uncorrected_us: 80,
-            code: 4,
-            message: Some("slow"),
-            late: false,
-            backend: 1,
-        });
+        b.record(
+            &Finished {
+                corrected_us: None,
+                uncorrected_us: 70,
+                code: 14,
+                message: Some("down"),
+                late: false,
+                backend: 2,
+            },
+            true,
+        );
+        b.record(
+            &Finished {
+                corrected_us: None,
+                uncorrected_us: 80,
+                code: 4,
+                message: Some("slow"),
+                late: false,
+                backend: 1,
+            },
+            true,
+        );
         a.merge(&b);
         // Per backend: the same counts, split, and their sum is the whole.
         let per: Vec<u64> = a.backends.iter().map(BackendTally::requests).collect();
@@ -280,16 +295,20 @@ mod tests {
     fn distinct_messages_are_bounded() {
         let mut a = IntervalData::default();
         for i in 0..100 {
-            a.record(&Finished {
-                corrected_us: None,
-                uncorrected_us: 1,
-                code: 2,
-                message: Some(&format!("request {i} failed")),
-                late: false,
-                backend: 0,
-            });
+            a.record(
+                &Finished {
+                    corrected_us: None,
+                    uncorrected_us: 1,
+                    code: 2,
+                    message: Some(&format!("request {i} failed")),
+                    late: false,
+                    backend: 0,
+                },
+                false,
+            );
         }
         assert_eq!(a.errors.len(), MAX_DISTINCT_ERRORS + 1);
+        assert!(a.backends.is_empty(), "no tally per backend asked");
         assert_eq!(a.errors.iter().map(|e| e.2).sum::<u64>(), 100);
     }
 }

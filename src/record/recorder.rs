@@ -29,15 +29,20 @@ pub struct ThreadRecorder {
     interval: u64,
     data: IntervalData,
     tx: UnboundedSender<Flush>,
+    /// Keep a tally per backend (a fleet's run).
+    by_backend: bool,
 }
 
 impl ThreadRecorder {
-    pub fn new(origin: Instant, tx: UnboundedSender<Flush>) -> Self {
+    /// `by_backend`: keep a tally per backend too (a fleet's run; a target of one fixed
+    /// address has one backend, whose figures are the totals, so it costs nothing there).
+    pub fn new(origin: Instant, tx: UnboundedSender<Flush>, by_backend: bool) -> Self {
         Self {
             origin,
             interval: 0,
             data: IntervalData::default(),
             tx,
+            by_backend,
         }
     }
 
@@ -53,7 +58,7 @@ impl ThreadRecorder {
             self.flush();
             self.interval = idx;
         }
-        self.data.record(finished);
+        self.data.record(finished, self.by_backend);
     }
 
     fn at(&mut self, t: Instant) -> &mut IntervalData {

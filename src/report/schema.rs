@@ -353,6 +353,19 @@ fn backend_reports(
     model: Model,
 ) -> Vec<BackendReport> {
     let empty = BackendTally::default();
+    // A fixed address's run keeps no tally per backend: its one backend's figures are the
+    // totals.
+    let whole;
+    let totals_as_one = if totals.backends.is_empty() && history.len() == 1 {
+        whole = BackendTally {
+            corrected: totals.corrected.clone(),
+            uncorrected: totals.uncorrected.clone(),
+            status: totals.status,
+        };
+        Some(&whole)
+    } else {
+        None
+    };
     let since = |t: std::time::SystemTime| {
         round3(
             t.duration_since(started_at)
@@ -362,7 +375,7 @@ fn backend_reports(
     let mut out: Vec<BackendReport> = Vec::new();
     let known = |id: usize| history.iter().any(|h| h.backend.id as usize == id);
     let mut add = |id: usize, h: Option<&BackendHistory>| {
-        let t = totals.backends.get(id).unwrap_or(&empty);
+        let t = totals_as_one.or(totals.backends.get(id)).unwrap_or(&empty);
         let requests = t.requests();
         let ok = t.status[usize::from(crate::grpc::status::OK)];
         out.push(BackendReport {
