@@ -496,3 +496,32 @@ fn the_agent_probes_each_backend_of_a_name_and_follows_it() {
     );
     drop(servers);
 }
+
+#[test]
+fn a_name_from_the_systems_resolver_configuration() {
+    // `dns:///` asks what /etc/resolv.conf and /etc/hosts say: localhost is in every hosts
+    // file (as 127.0.0.1, and on some machines ::1 too, where nothing listens here).
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[]);
+    let name = format!("dns:///localhost:{}", server.port);
+    let s = scenario(
+        dir.path(),
+        "system.toml",
+        &echo_scenario(
+            &name,
+            "data = { message = \"hi\" }",
+            "requests = 30\nconcurrency = 3",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    let counts = server.stop_with_counts();
+    assert_eq!(
+        r["status_codes"],
+        serde_json::json!({"OK": 30}),
+        "{}",
+        r["errors"]
+    );
+    assert_eq!(backend(&r, "127.0.0.1")["requests"].as_f64().unwrap(), 30.0);
+    assert_eq!(counts["requests"].as_f64().unwrap(), 30.0);
+    assert_eq!(r["resolution"]["name"], name.as_str());
+}
