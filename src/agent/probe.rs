@@ -443,12 +443,10 @@ impl Prober {
             if !self.check_at(next).await {
                 return;
             }
-            // A check that overran its interval does not make the next ones pile up.
-            let now = tokio::time::Instant::now();
-            next += self.target.interval;
-            while next <= now {
-                next += self.target.interval;
-            }
+            // A check that overran its interval does not make the next ones pile up: the
+            // next is the first of this phase still ahead (arithmetic, not a loop: a 1 ns
+            // interval must not spin).
+            next = next_at_phase(next, self.target.interval, tokio::time::Instant::now());
         }
     }
 
@@ -555,6 +553,20 @@ impl Prober {
             }
         }
     }
+}
+
+/// The first time after `now` that is `last` plus a whole number (at least one) of `interval`s.
+fn next_at_phase(
+    last: tokio::time::Instant,
+    interval: Duration,
+    now: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let step = interval.as_nanos().max(1);
+    let behind = now.saturating_duration_since(last).as_nanos();
+    let periods = behind / step + 1;
+    let ahead = u64::try_from(periods.saturating_mul(step)).unwrap_or(u64::MAX);
+    last.checked_add(Duration::from_nanos(ahead))
+        .unwrap_or_else(|| now + interval.min(Duration::from_secs(3600)))
 }
 
 /// Starts probing `target`: one supervised prober for an address, or a supervisor that
@@ -778,5 +790,23 @@ fn resolve_failed(ctx: &ProbeContext, target: &ProbeTarget, first: &AtomicBool, 
     }
     if !first.swap(true, Ordering::Relaxed) {
         ctx.first_round.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use super::*;
+
+    #[test]
+    fn the_next_check_keeps_its_phase_and_never_spins() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs(1);
+        // On time: one interval later.
+        assert_eq!(next_at_phase(t0, s, t0), t0 + s);
+        // 3.5 intervals late: the 4th.
+        assert_eq!(next_at_phase(t0, s, t0 + s * 3 + s / 2), t0 + s * 4);
+        // A 1 ns interval a second behind: computed, not stepped through.
+        let next = next_at_phase(t0, Duration::from_nanos(1), t0 + s);
+        assert!(next > t0 + s && next <= t0 + s + Duration::from_nanos(1));
     }
 }

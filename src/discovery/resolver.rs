@@ -39,6 +39,9 @@ pub struct ResolveFailure {
 pub struct NameResolver {
     name: FleetName,
     resolver: TokioResolver,
+    /// A whole resolution (an SRV query and its targets' lookups) at most: a server that
+    /// answers slowly, or with many targets, cannot hold a run's start or a probe round.
+    deadline: Duration,
 }
 
 impl NameResolver {
@@ -78,12 +81,26 @@ impl NameResolver {
         Ok(Self {
             name: name.clone(),
             resolver: builder.build(),
+            deadline: timeout.saturating_mul(4).max(Duration::from_secs(1)),
         })
     }
 
     /// The name's backends now, sorted (SRV priority, then address), at most `MAX_BACKENDS`.
     /// No records at all is a failure, so the caller keeps its last good set.
     pub async fn resolve(&self) -> Result<Vec<Resolved>, ResolveFailure> {
+        match tokio::time::timeout(self.deadline, self.resolve_now()).await {
+            Ok(r) => r,
+            Err(_) => Err(ResolveFailure {
+                name: self.name.to_string(),
+                reason: format!(
+                    "the DNS server did not answer within {:?} (the whole resolution)",
+                    self.deadline
+                ),
+            }),
+        }
+    }
+
+    async fn resolve_now(&self) -> Result<Vec<Resolved>, ResolveFailure> {
         let fail = |reason: String| ResolveFailure {
             name: self.name.to_string(),
             reason,
@@ -131,15 +148,24 @@ impl NameResolver {
             Err(e) => return Err(describe(&e)),
         };
         let mut out = Vec::new();
+        // Each target name is looked up once, however many records name it.
+        let mut looked_up: std::collections::HashMap<String, Vec<IpAddr>> = Default::default();
         for srv in records.iter().take(MAX_BACKENDS) {
             let target = srv.target().to_utf8();
             if target == "." {
                 continue; // "service decidedly not available" (RFC 2782)
             }
-            let ips = self
-                .addresses(&target)
-                .await
-                .map_err(|e| format!("the SRV target {target}: {e}"))?;
+            let ips = match looked_up.get(&target) {
+                Some(ips) => ips.clone(),
+                None => {
+                    let ips = self
+                        .addresses(&target)
+                        .await
+                        .map_err(|e| format!("the SRV target {target}: {e}"))?;
+                    looked_up.insert(target.clone(), ips.clone());
+                    ips
+                }
+            };
             for ip in ips {
                 out.push(Resolved {
                     priority: srv.priority(),
