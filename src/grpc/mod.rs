@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod control;
 pub mod descriptors;
+pub mod expect;
 pub mod frame;
 pub mod lean;
 pub mod reflection;
