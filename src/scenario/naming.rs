@@ -69,12 +69,19 @@ impl FleetName {
         let server = if authority.is_empty() {
             None
         } else {
-            Some(HostPort::parse(authority).map_err(|e| {
+            let hp = HostPort::parse(authority).map_err(|e| {
                 bad(&format!(
-                    "the DNS server \"{authority}\" is not host:port: {}",
+                    "the DNS server \"{authority}\" is not IP:PORT: {}",
                     e.reason
                 ))
-            })?)
+            })?;
+            // A name for the DNS server would need a resolver to find the resolver.
+            if hp.host().parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(&format!(
+                    "the DNS server \"{authority}\" must be an IP address and port (e.g. \"10.0.0.10:53\", \"[::1]:53\")"
+                )));
+            }
+            Some(hp)
         };
         let lookup = match scheme {
             "dns" => {
@@ -239,6 +246,7 @@ mod tests {
             ("dns:///api:0", "port 0"),
             ("dns:///:80", "no host"),
             ("dns://1.2.3.4/api:80", "DNS server"),
+            ("dns://dns.example:53/api:80", "must be an IP address"),
             ("dns:///a..b:80", "empty label"),
             ("dns:///a*b:80", "letters, digits"),
             ("dns+srv:///api.service.consul", "an SRV name is"),

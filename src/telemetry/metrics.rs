@@ -380,19 +380,11 @@ pub const DEFINITIONS: &[Definition] = &[
     NODE_CPUS,
 ];
 
-/// The per-target (per-backend) probe families: most of the exposition with many targets.
-const PER_TARGET: &[Definition] = &[
-    PROBE_SUCCESS,
-    PROBE_DURATION,
-    PROBE_HEALTH_STATUS,
-    PROBE_GRPC_STATUS,
-    PROBE_CERT_EXPIRY,
-    PROBE_TLS_VERSION,
-    PROBE_LATENCY,
-    PROBES_TOTAL,
-    PROBE_BACKENDS,
-    PROBE_RESOLUTIONS,
-];
+/// The per-target (per-backend) probe families — the ones labelled by `target` first: most
+/// of the exposition with many targets.
+fn per_target(d: &Definition) -> bool {
+    d.labels.first() == Some(&"target")
+}
 
 /// `phase` values of `loadagent_probe_duration_seconds`.
 pub const PROBE_PHASES: [&str; 4] = ["resolve", "connect", "tls", "check"];
@@ -538,7 +530,7 @@ impl Metrics {
         let probe_registry = Registry::new();
         // The per-target probe families go to their own registry (see `probe_text`).
         let registry_of = |d: &Definition| {
-            if PER_TARGET.iter().any(|p| p.name == d.name) {
+            if per_target(d) {
                 &probe_registry
             } else {
                 &registry
@@ -835,6 +827,19 @@ mod tests {
         w.record(std::time::Duration::from_millis(2));
         let q: std::collections::HashMap<_, _> = w.quantiles().into_iter().collect();
         assert!((q["99"] - 0.002).abs() < 0.0001, "{q:?}");
+    }
+
+    #[test]
+    fn the_per_target_families_are_the_probe_families() {
+        let per: Vec<&str> = DEFINITIONS
+            .iter()
+            .filter(|d| per_target(d))
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(per.len(), 10, "{per:?}");
+        assert!(per
+            .iter()
+            .all(|n| n.starts_with("loadagent_probe_") || *n == "loadagent_probes_total"));
     }
 
     #[test]
