@@ -167,6 +167,9 @@ pub enum Command {
     },
     /// Check a target's health once (grpc.health.v1), with grpc-health-probe's exit codes:
     /// 0 SERVING, 1 bad arguments, 2 connection failed, 3 RPC failed, 4 not SERVING.
+    /// With --method: call that unary method once and judge the answer with --expect
+    /// checks: 0 every check passed, 3 the call failed (a status other than OK, and no
+    /// check on `status`), 5 a check failed or the response did not decode.
     Probe {
         /// `host:port`.
         address: String,
@@ -196,6 +199,29 @@ pub enum Command {
         tls_cert: Option<PathBuf>,
         #[arg(long, value_name = "PEM", requires = "tls")]
         tls_key: Option<PathBuf>,
+        /// Call this unary method (package.Service/Method) instead of the health service.
+        #[arg(long, conflicts_with_all = ["watch", "service"])]
+        method: Option<String>,
+        /// The request, JSON in the protobuf mapping (default "{}").
+        #[arg(long, requires = "method", value_name = "JSON")]
+        data: Option<String>,
+        /// A check on the answer (repeatable): `status == OK`, `field.path == "x"`,
+        /// `items.0.count >= 3`, `name matches "^a"`. Without one on `status`, the call must
+        /// end OK.
+        #[arg(long, requires = "method", value_name = "CHECK")]
+        expect: Vec<String>,
+        /// The method's types: .proto files (repeatable); else --protoset; else reflection.
+        #[arg(long, requires = "method", value_name = "FILE")]
+        proto: Vec<PathBuf>,
+        #[arg(long = "import-path", requires = "proto", value_name = "DIR")]
+        import_path: Vec<PathBuf>,
+        #[arg(
+            long,
+            requires = "method",
+            conflicts_with = "proto",
+            value_name = "FILE"
+        )]
+        protoset: Option<PathBuf>,
     },
     /// Serve the built-in reference target (loadagent.bench.v1.Bench, health, reflection).
     Target {

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
+use crate::grpc::expect::Check;
+use crate::grpc::method_probe::MethodProbe;
 use crate::scenario::reader::{Ctx, TableReader};
 use crate::scenario::{
-    check_metadata, read_tls, FleetName, HostPort, Problem, Problems, Source, TlsOptions,
-    DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
+    check_metadata, read_messages, read_schema, read_tls, FleetName, HostPort, MethodName, Problem,
+    Problems, RequestMessage, Schema, Source, TlsOptions, DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
 };
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
@@ -63,6 +65,23 @@ pub struct ProbeTarget {
     pub mode: ProbeMode,
     pub metadata: Vec<(String, String)>,
     pub tls: Option<TlsOptions>,
+    /// `method` and what goes with it: a probe of that method beside (or, with
+    /// `health = false`, instead of) the health check.
+    pub method: Option<MethodSpec>,
+}
+
+/// A target's method probe as configured.
+#[derive(Debug, Clone)]
+pub struct MethodSpec {
+    pub name: MethodName,
+    pub schema: Schema,
+    pub messages: Vec<RequestMessage>,
+    pub checks: Vec<Check>,
+    /// Prepared when the config is read if the types come from files; else by reflection
+    /// at the first probe.
+    pub prepared: Option<MethodProbe>,
+    /// Whether the health service is checked too (`health`, default true).
+    pub health: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +214,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             .filter_map(|(k, v)| check_metadata(&t, k, v))
             .collect();
         let tls = t.table("tls").map(|tt| read_tls(&tt));
+        let method = read_method(&t, mode);
         t.finish();
         let address = address.and_then(|a| match FleetName::parse(&a.value) {
             Ok(Some(name)) => Some(ProbeAddress::Fleet(name)),
@@ -254,7 +274,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             }
             Some(None) => None,
         };
-        if let (Some(name), Some(address), Some(tls)) = (name, address, tls) {
+        if let (Some(name), Some(address), Some(tls), Some(method)) = (name, address, tls, method) {
             targets.push(ProbeTarget {
                 name: name.value,
                 address,
@@ -265,6 +285,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
                 mode,
                 metadata,
                 tls,
+                method,
             });
         }
     }
@@ -335,4 +356,138 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
     } else {
         Err(fail(problems))
     }
+}
+
+impl MethodSpec {
+    /// The `check` label of each check, in order: the implicit `status == OK` first when no
+    /// check is on the status (as `MethodProbe` judges).
+    pub fn check_labels(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.checks.iter().map(|c| c.text.clone()).collect();
+        if !self.checks.iter().any(Check::is_on_status) {
+            out.insert(
+                0,
+                crate::grpc::method_probe::IMPLICIT_STATUS_CHECK.to_string(),
+            );
+        }
+        out
+    }
+}
+
+/// `method`, `data`/`data_file`, `proto`/`import_paths`/`protoset`, `expect` and `health`:
+/// `Some(None)` without a method, `None` when something is wrong (reported). With types from
+/// files, the method, the request and every check are validated now.
+fn read_method(t: &TableReader<'_, '_, '_>, mode: ProbeMode) -> Option<Option<MethodSpec>> {
+    let ctx = t.ctx();
+    let health = t.boolean("health");
+    let expect = t.string_list("expect");
+    let Some(method) = t.string("method") else {
+        for key in [
+            "data",
+            "data_file",
+            "proto",
+            "import_paths",
+            "protoset",
+            "expect",
+            "health",
+        ] {
+            if t.has(key) {
+                ctx.report_at(
+                    t.loc(),
+                    &t.key_path(key),
+                    "belongs to a method probe; add `method = \"package.Service/Method\"` or remove it",
+                );
+            }
+        }
+        return Some(None);
+    };
+    let name = MethodName::parse(&method.value);
+    if name.is_none() {
+        ctx.report_at(
+            method.loc,
+            &t.key_path("method"),
+            format!(
+                "\"{}\" is not a method name; write \"package.Service/Method\"",
+                method.value
+            ),
+        );
+    }
+    if mode == ProbeMode::Watch {
+        ctx.report_at(
+            method.loc,
+            &t.key_path("method"),
+            "a method probe calls the method every interval; remove `mode = \"watch\"`",
+        );
+    }
+    let schema = read_schema(t);
+    let messages = read_messages(t);
+    let mut checks = Vec::new();
+    // Where each parsed check was written (its index in `expect`), so a problem found when
+    // validating names the right one even after a check that did not parse.
+    let mut written_at = Vec::new();
+    let mut checks_ok = true;
+    for (i, e) in expect.iter().flatten().enumerate() {
+        match Check::parse(&e.value) {
+            Ok(c) => {
+                checks.push(c);
+                written_at.push(i);
+            }
+            Err(err) => {
+                checks_ok = false;
+                ctx.report_at(e.loc, &t.key_path(&format!("expect[{i}]")), err.to_string());
+            }
+        }
+    }
+    let (name, messages) = (name?, messages?);
+    let prepared = match crate::grpc::descriptors::pool_from_files(&schema) {
+        None => None,
+        Some(Err(e)) => {
+            ctx.report_at(
+                e.loc,
+                &t.key_path(e.key),
+                e.message.replace("the scenario file", "the config file"),
+            );
+            return None;
+        }
+        Some(Ok((pool, _))) => match MethodProbe::prepare(&pool, &name, &messages, &checks) {
+            Ok(p) => Some(p),
+            Err(problems) => {
+                for mut p in problems {
+                    let loc = if p.key == "method" {
+                        method.loc
+                    } else if let Some(i) = p
+                        .key
+                        .strip_prefix("expect[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| written_at.get(i).copied())
+                    {
+                        p.key = format!("expect[{i}]");
+                        expect
+                            .as_ref()
+                            .and_then(|e| e.get(i))
+                            .map_or(t.loc(), |e| e.loc)
+                    } else {
+                        messages
+                            .iter()
+                            .flat_map(|m| m.locs.iter())
+                            .find(|(k, _)| p.key.starts_with(k.as_str()))
+                            .map_or(t.loc(), |(_, l)| *l)
+                    };
+                    ctx.report_at(loc, &t.key_path(&p.key), p.message);
+                }
+                return None;
+            }
+        },
+    };
+    if !checks_ok {
+        return None;
+    }
+    Some(Some(MethodSpec {
+        name,
+        schema,
+        messages,
+        checks,
+        prepared,
+        health: health.unwrap_or(true),
+    }))
 }

@@ -22,6 +22,7 @@ use tonic_health::pb::HealthCheckRequest;
 use super::channels::{Channels, SharedChannel};
 use super::config::{ProbeAddress, ProbeMode, ProbeTarget};
 use crate::discovery::Fleet;
+use crate::grpc::method_probe::MethodProbe;
 use crate::scenario::{FleetName, HostPort};
 use crate::telemetry::traces::{end_span, traceparent, Traces};
 use crate::telemetry::Metrics;
@@ -47,8 +48,28 @@ pub struct ProbeResult {
     pub grpc_status_code: Option<i32>,
     pub duration_seconds: f64,
     pub error: Option<String>,
+    /// A method probe's checks and how each went in the last call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
     /// Unix seconds of the probe.
     pub at: f64,
+}
+
+/// One `expect` check of a method probe, as `/api/v1/targets` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub check: String,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// How a method probe's call went, for `publish`.
+struct MethodRound {
+    passed: bool,
+    code: u8,
+    error: Option<String>,
+    checks: Vec<CheckResult>,
 }
 
 /// The last result of each (target, backend).
@@ -92,6 +113,12 @@ struct Prober {
     last_log: Option<Instant>,
     /// The span of the probe in progress (tracing on), ended when its result is published.
     span: Option<opentelemetry::Context>,
+    /// The method probe, prepared (from files when the config was read, else by reflection
+    /// at the first probe that reaches the target).
+    method: Option<MethodProbe>,
+    /// Renders a method probe's templates; `calls` numbers its requests.
+    renderer: crate::grpc::request::Renderer,
+    calls: u64,
 }
 
 impl Prober {
@@ -171,11 +198,36 @@ impl Prober {
         took: Duration,
         error: Option<String>,
     ) {
+        self.publish_round(status, code, took, error, None);
+    }
+
+    /// Publishes one probe's result: the health check's (unless `health = false`) and the
+    /// method probe's, when the target has one.
+    fn publish_round(
+        &mut self,
+        status: Option<String>,
+        code: Option<i32>,
+        took: Duration,
+        error: Option<String>,
+        method: Option<MethodRound>,
+    ) {
+        let health = self.checks_health();
+        let healthy = !health || status.as_deref() == Some("SERVING");
+        let success = healthy && method.as_ref().is_none_or(|m| m.passed);
+        let code = if health {
+            code
+        } else {
+            method.as_ref().map(|m| i32::from(m.code))
+        };
+        let error = match (error, method.as_ref().and_then(|m| m.error.clone())) {
+            (Some(h), Some(m)) => Some(format!("{h}; {m}")),
+            (h, m) => h.or(m),
+        };
+        let status = if health { status } else { None };
         self.close_span(status.as_deref(), code, error.as_deref());
         let m = &self.ctx.metrics;
         m.probes_changed();
         let name = self.target.name.clone();
-        let success = status.as_deref() == Some("SERVING");
         m.probe_success
             .with_label_values(&self.labels())
             .set(if success { 1.0 } else { 0.0 });
@@ -185,7 +237,15 @@ impl Prober {
         m.probes_total
             .with_label_values(&self.labels_and(if success { "success" } else { "failure" }))
             .inc();
-        self.set_status(status.as_deref());
+        if health {
+            self.set_status(status.as_deref());
+        }
+        let checks = method.map(|r| r.checks).unwrap_or_default();
+        for c in &checks {
+            m.probe_check_failed
+                .with_label_values(&[&self.target.name, &self.backend, &c.check])
+                .set(if c.passed { 0.0 } else { 1.0 });
+        }
         if let Some(e) = &error {
             m.errors_total.with_label_values(&["probe", "failed"]).inc();
             self.log_failure(e);
@@ -204,6 +264,7 @@ impl Prober {
             grpc_status_code: code,
             duration_seconds: took.as_secs_f64(),
             error,
+            checks,
             at: now_unix(),
         };
         if let Ok(mut r) = self.ctx.results.lock() {
@@ -337,13 +398,43 @@ impl Prober {
         req
     }
 
+    /// Whether this target's health service is checked (all but method probes with
+    /// `health = false`).
+    fn checks_health(&self) -> bool {
+        self.target.method.as_ref().is_none_or(|m| m.health)
+    }
+
     async fn check_once(&mut self) {
-        self.open_span("Check");
+        self.open_span(if self.target.method.is_some() {
+            "method"
+        } else {
+            "Check"
+        });
         let started = Instant::now();
         let channel = match self.channel().await {
             Ok(c) => c,
-            Err(e) => return self.publish(None, None, started.elapsed(), Some(e)),
+            Err(e) => {
+                let method = self.unreachable_round(&e);
+                return self.publish_round(None, None, started.elapsed(), Some(e), method);
+            }
         };
+        let (status, code, error) = if self.checks_health() {
+            self.health_check(channel.clone()).await
+        } else {
+            (None, None, None)
+        };
+        let method = match self.target.method.is_some() {
+            true => Some(self.method_round(channel).await),
+            false => None,
+        };
+        self.publish_round(status, code, started.elapsed(), error, method);
+    }
+
+    /// One grpc.health.v1 Check: the status, the gRPC code and what went wrong.
+    async fn health_check(
+        &mut self,
+        channel: Channel,
+    ) -> (Option<String>, Option<i32>, Option<String>) {
         let mut req = self.request();
         req.set_timeout(self.target.timeout);
         let t = Instant::now();
@@ -357,15 +448,17 @@ impl Prober {
             .set(took.as_secs_f64());
         match answer {
             Ok(Ok(resp)) => {
-                self.ctx
-                    .metrics
-                    .probe_latency
-                    .with_label_values(&self.labels())
-                    .observe(took.as_secs_f64());
+                if self.target.method.is_none() {
+                    self.ctx
+                        .metrics
+                        .probe_latency
+                        .with_label_values(&self.labels())
+                        .observe(took.as_secs_f64());
+                }
                 let status = ServingStatus::try_from(resp.into_inner().status)
                     .map_or("UNKNOWN", |s| s.as_str_name());
                 let error = (status != "SERVING").then(|| format!("answered {status}"));
-                self.publish(Some(status.to_string()), Some(0), started.elapsed(), error);
+                (Some(status.to_string()), Some(0), error)
             }
             Ok(Err(s)) => {
                 if s.code() == tonic::Code::Unavailable {
@@ -373,26 +466,144 @@ impl Prober {
                 }
                 let status =
                     (s.code() == tonic::Code::NotFound).then(|| "SERVICE_UNKNOWN".to_string());
-                self.publish(
+                (
                     status,
                     Some(s.code() as i32),
-                    started.elapsed(),
                     Some(format!(
                         "health check failed: {}: {}",
                         s.code(),
                         s.message()
                     )),
-                );
+                )
             }
             Err(_) => {
                 self.drop_channel();
-                self.publish(
+                (
                     None,
                     Some(4),
-                    started.elapsed(),
                     Some(format!("no answer within {:?}", self.target.timeout)),
-                );
+                )
             }
+        }
+    }
+
+    /// The method probe, prepared: from the config, or by reflection now (kept once had).
+    async fn method_probe(&mut self) -> Result<MethodProbe, String> {
+        if let Some(p) = &self.method {
+            return Ok(p.clone());
+        }
+        let Some(spec) = &self.target.method else {
+            return Err("no method".into());
+        };
+        let prepared = match &spec.prepared {
+            Some(p) => p.clone(),
+            None => {
+                let pool = crate::grpc::descriptors::pool_by_reflection(
+                    &self.address,
+                    &spec.name.service,
+                    self.target.timeout,
+                    self.tls.as_ref(),
+                )
+                .await
+                .map_err(|e| format!("the types of {} could not be had by reflection: {e} (`proto` or `protoset` in the target)", spec.name))?;
+                MethodProbe::prepare(&pool, &spec.name, &spec.messages, &spec.checks).map_err(
+                    |problems| {
+                        problems
+                            .iter()
+                            .map(|p| format!("{}: {}", p.key, p.message))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    },
+                )?
+            }
+        };
+        self.method = Some(prepared.clone());
+        Ok(prepared)
+    }
+
+    /// A method probe's round when no call could be made: every check failed, for `why`.
+    fn unreachable_round(&self, why: &str) -> Option<MethodRound> {
+        let spec = self.target.method.as_ref()?;
+        Some(MethodRound {
+            passed: false,
+            code: crate::grpc::status::UNAVAILABLE,
+            error: None,
+            checks: spec
+                .check_labels()
+                .into_iter()
+                .map(|check| CheckResult {
+                    check,
+                    passed: false,
+                    reason: Some(why.to_string()),
+                })
+                .collect(),
+        })
+    }
+
+    /// Calls the target's method once and judges the answer.
+    async fn method_round(&mut self, channel: Channel) -> MethodRound {
+        let probe = match self.method_probe().await {
+            Ok(p) => p,
+            Err(e) => {
+                let mut round = self.unreachable_round(&e).unwrap_or(MethodRound {
+                    passed: false,
+                    code: crate::grpc::status::UNKNOWN,
+                    error: None,
+                    checks: Vec::new(),
+                });
+                round.error = Some(e);
+                return round;
+            }
+        };
+        let metadata = self.request().metadata().clone();
+        let n = self.calls;
+        self.calls += 1;
+        let verdict = probe
+            .call(
+                channel,
+                n,
+                &mut self.renderer,
+                &metadata,
+                self.target.timeout,
+            )
+            .await;
+        let m = &self.ctx.metrics;
+        m.probe_duration
+            .with_label_values(&self.labels_and("method"))
+            .set(verdict.took.as_secs_f64());
+        if verdict.response.is_some() || verdict.code != crate::grpc::status::UNAVAILABLE {
+            m.probe_latency
+                .with_label_values(&self.labels())
+                .observe(verdict.took.as_secs_f64());
+        }
+        if verdict.code == crate::grpc::status::UNAVAILABLE {
+            self.drop_channel();
+        }
+        let error = verdict.failures().map(|f| {
+            let status = crate::grpc::status::code_name(verdict.code);
+            if verdict.status_message.is_empty() {
+                format!("method {}: {status}: {f}", probe.descriptor.full_name())
+            } else {
+                format!(
+                    "method {}: {status} ({}): {f}",
+                    probe.descriptor.full_name(),
+                    verdict.status_message
+                )
+            }
+        });
+        MethodRound {
+            passed: verdict.passed(),
+            code: verdict.code,
+            error,
+            checks: verdict
+                .checks
+                .iter()
+                .map(|(check, why)| CheckResult {
+                    check: check.clone(),
+                    passed: why.is_none(),
+                    reason: why.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -616,6 +827,9 @@ fn spawn_instance(
                 channel: None,
                 last_log: None,
                 span: None,
+                method: None,
+                renderer: crate::grpc::request::Renderer::new(0),
+                calls: 0,
             };
             prober.set_status(None);
             let task = match prober.target.mode {
@@ -721,7 +935,13 @@ async fn follow(
                 let _ = i.task.await;
                 ctx.channels.forget(&i.address);
             }
-            m.remove_backend_series(&label, &backend);
+            let checks = target
+                .method
+                .as_ref()
+                .map(|m| m.check_labels())
+                .unwrap_or_default();
+            let checks: Vec<&str> = checks.iter().map(String::as_str).collect();
+            m.remove_backend_series(&label, &backend, &checks);
             if let Ok(mut r) = ctx.results.lock() {
                 r.remove(&(label.clone(), backend));
             }
@@ -783,6 +1003,7 @@ fn resolve_failed(ctx: &ProbeContext, target: &ProbeTarget, first: &AtomicBool, 
         grpc_status_code: None,
         duration_seconds: 0.0,
         error: Some(why.to_string()),
+        checks: Vec::new(),
         at: now_unix(),
     };
     if let Ok(mut r) = ctx.results.lock() {

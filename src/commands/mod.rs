@@ -136,6 +136,12 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             tls_no_verify,
             tls_cert,
             tls_key,
+            method,
+            data,
+            expect,
+            proto,
+            import_path,
+            protoset,
         } => {
             let tls = probe::tls_options(
                 tls,
@@ -152,6 +158,14 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
                 watch,
                 metadata,
                 tls,
+                method: method.map(|method| probe::MethodArgs {
+                    method,
+                    data,
+                    expect,
+                    proto,
+                    import_paths: import_path,
+                    protoset,
+                }),
             })
             .await
         }

@@ -1,19 +1,26 @@
-//! `loadagent probe`: one health check, grpc-health-probe's exit codes.
+//! `loadagent probe`: one health check, grpc-health-probe's exit codes; or, with `--method`,
+//! one call of any unary method judged by `--expect` checks (exit codes extended).
 
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::error::CommandError;
+use crate::grpc::expect::Check;
+use crate::grpc::method_probe::{MethodProbe, IMPLICIT_STATUS_CHECK};
 use crate::scenario::duration::parse_duration;
+use crate::scenario::reader::At;
 use crate::scenario::HostPort;
 use crate::scenario::{Loc, Resumption, TlsOptions};
+use crate::scenario::{MethodName, RequestMessage, Schema};
 use crate::tls::ClientTls;
 
 const BAD_ARGUMENTS: u8 = 1;
 const CONNECTION_FAILED: u8 = 2;
 const RPC_FAILED: u8 = 3;
 const NOT_SERVING: u8 = 4;
+/// `--method`: the call answered, but a check failed (or the response did not decode).
+const CHECK_FAILED: u8 = 5;
 
 /// What `probe` was asked.
 pub struct ProbeArgs {
@@ -23,6 +30,19 @@ pub struct ProbeArgs {
     pub watch: bool,
     pub metadata: Vec<String>,
     pub tls: Option<TlsOptions>,
+    /// `--method` and what goes with it: a method probe instead of a health check.
+    pub method: Option<MethodArgs>,
+}
+
+/// What `probe --method` was asked.
+pub struct MethodArgs {
+    pub method: String,
+    /// The request, JSON in the protobuf mapping ("{}" when absent).
+    pub data: Option<String>,
+    pub expect: Vec<String>,
+    pub proto: Vec<std::path::PathBuf>,
+    pub import_paths: Vec<std::path::PathBuf>,
+    pub protoset: Option<std::path::PathBuf>,
 }
 
 /// TLS options from the probe's flags (the same model as a scenario's `[target.tls]`).
@@ -61,7 +81,7 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
         )));
     }
     let address = HostPort::parse(&a.address).map_err(|e| bad(e.to_string()))?;
-    let mut metadata = Vec::new();
+    let mut metadata = tonic::metadata::MetadataMap::new();
     for kv in &a.metadata {
         let (k, v) = kv
             .split_once('=')
@@ -73,7 +93,7 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             .trim()
             .parse()
             .map_err(|_| bad(format!("-H {kv}: the value cannot be a header value")))?;
-        metadata.push((key, value));
+        metadata.insert(key, value);
     }
     let tls = match &a.tls {
         None => None,
@@ -87,6 +107,12 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             )
         }
     };
+    // Types from files are checked before connecting: a wrong method, request or check is a
+    // bad argument whether or not the target is up.
+    let prepared = match &a.method {
+        Some(m) => method_probe_from_files(m)?,
+        None => None,
+    };
     let channel = crate::grpc::control::channel(&address, None, timeout, tls.as_ref())
         .await
         .map_err(|e| {
@@ -95,14 +121,19 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
                 format!("cannot connect to {}: {e}", a.address),
             )
         })?;
+    if let Some(m) = &a.method {
+        let probe = match prepared {
+            Some(p) => p,
+            None => method_probe_by_reflection(m, &address, timeout, tls.as_ref()).await?,
+        };
+        return call_method(&probe, channel, &metadata, timeout).await;
+    }
     let mut client = HealthClient::new(channel);
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: a.service.clone(),
     });
     request.set_timeout(timeout);
-    for (k, v) in metadata {
-        request.metadata_mut().insert(k, v);
-    }
+    *request.metadata_mut() = metadata;
     let rpc_failed = |s: tonic::Status| {
         CommandError::probe(
             RPC_FAILED,
@@ -149,4 +180,163 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             format!("service unhealthy (responded with \"{name}\")"),
         ))
     }
+}
+
+fn bad_arguments(m: impl std::fmt::Display) -> CommandError {
+    CommandError::probe(BAD_ARGUMENTS, m)
+}
+
+/// The method, request and checks as the flags give them.
+fn method_parts(
+    m: &MethodArgs,
+) -> Result<(MethodName, Vec<RequestMessage>, Vec<Check>), CommandError> {
+    let name = MethodName::parse(&m.method).ok_or_else(|| {
+        bad_arguments(format!(
+            "--method \"{}\" is not a method name; write package.Service/Method",
+            m.method
+        ))
+    })?;
+    let text = m.data.as_deref().unwrap_or("{}");
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| bad_arguments(format!("--data is not JSON: {e}")))?;
+    if !json.is_object() {
+        return Err(bad_arguments(
+            "--data must be a JSON object (the request message, e.g. '{\"name\": \"x\"}')",
+        ));
+    }
+    let message = RequestMessage {
+        json,
+        file: "--data".into(),
+        key: "--data".into(),
+        locs: Vec::new(),
+        from_data_file: false,
+    };
+    let mut checks = Vec::new();
+    for e in &m.expect {
+        checks.push(Check::parse(e).map_err(|e| bad_arguments(format!("--expect {e}")))?);
+    }
+    Ok((name, vec![message], checks))
+}
+
+fn prepare(
+    m: &MethodArgs,
+    pool: &prost_reflect::DescriptorPool,
+) -> Result<MethodProbe, CommandError> {
+    let (name, messages, checks) = method_parts(m)?;
+    MethodProbe::prepare(pool, &name, &messages, &checks).map_err(|problems| {
+        bad_arguments(
+            problems
+                .iter()
+                .map(|p| format!("--{}: {}", flag_of(&p.key), p.message))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// The flag a problem's key came from (`expect[1]` → `expect`, `data.a.b` → `data`).
+fn flag_of(key: &str) -> &str {
+    let key = key.trim_start_matches('-');
+    key.split(['[', '.']).next().unwrap_or(key)
+}
+
+/// A method probe whose types come from `--proto`/`--protoset`; `None` when they come from
+/// the server by reflection.
+fn method_probe_from_files(m: &MethodArgs) -> Result<Option<MethodProbe>, CommandError> {
+    let loc = Loc::default();
+    let schema = if !m.proto.is_empty() {
+        Schema::Protos {
+            files: m
+                .proto
+                .iter()
+                .map(|f| At {
+                    value: f.clone(),
+                    loc,
+                })
+                .collect(),
+            import_paths: m.import_paths.clone(),
+        }
+    } else if let Some(set) = &m.protoset {
+        Schema::Protoset(At {
+            value: set.clone(),
+            loc,
+        })
+    } else {
+        // The flags are still checked before connecting.
+        method_parts(m)?;
+        return Ok(None);
+    };
+    match crate::grpc::descriptors::pool_from_files(&schema) {
+        Some(Ok((pool, _))) => prepare(m, &pool).map(Some),
+        Some(Err(e)) => Err(bad_arguments(format!("--{}: {}", e.key, e.message))),
+        None => Ok(None),
+    }
+}
+
+async fn method_probe_by_reflection(
+    m: &MethodArgs,
+    address: &HostPort,
+    timeout: std::time::Duration,
+    tls: Option<&ClientTls>,
+) -> Result<MethodProbe, CommandError> {
+    let (name, _, _) = method_parts(m)?;
+    let pool = crate::grpc::descriptors::pool_by_reflection(address, &name.service, timeout, tls)
+        .await
+        .map_err(|e| {
+            bad_arguments(format!(
+                "--method {}: the types could not be had by reflection: {e} (--proto FILE or --protoset FILE)",
+                m.method
+            ))
+        })?;
+    prepare(m, &pool)
+}
+
+/// Calls the method once and prints what it answered and how each check went.
+async fn call_method(
+    probe: &MethodProbe,
+    channel: tonic::transport::Channel,
+    metadata: &tonic::metadata::MetadataMap,
+    timeout: std::time::Duration,
+) -> Result<(), CommandError> {
+    let mut renderer = crate::grpc::request::Renderer::new(0);
+    let verdict = probe
+        .call(channel, 0, &mut renderer, metadata, timeout)
+        .await;
+    let name = crate::grpc::status::code_name(verdict.code);
+    if verdict.status_message.is_empty() {
+        println!("status: {name}");
+    } else {
+        println!("status: {name}: {}", verdict.status_message);
+    }
+    if let Some(r) = &verdict.response {
+        if let Ok(json) = serde_json::to_string(r) {
+            println!("response: {json}");
+        }
+    }
+    for (check, why) in &verdict.checks {
+        match why {
+            None => println!("check `{check}`: passed"),
+            Some(why) => println!("check `{check}`: FAILED: {why}"),
+        }
+    }
+    if verdict.passed() {
+        return Ok(());
+    }
+    let failures = verdict.failures().unwrap_or_default();
+    // A failed call that only the implicit `status == OK` caught is an RPC failure, as
+    // grpc-health-probe reports one; anything the user's checks caught is a failed check.
+    let only_implicit = verdict.decode_error.is_none()
+        && verdict
+            .checks
+            .iter()
+            .all(|(c, why)| why.is_none() || c == IMPLICIT_STATUS_CHECK);
+    let code = if only_implicit && verdict.code != crate::grpc::status::OK {
+        RPC_FAILED
+    } else {
+        CHECK_FAILED
+    };
+    Err(CommandError::probe(
+        code,
+        format!("method probe failed: {failures}"),
+    ))
 }

@@ -8,7 +8,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 
 use super::reflection::{self, ReflectionError};
-use crate::scenario::{Call, Kind, Loc, Problem, Problems, Scenario, Schema};
+use crate::scenario::{Call, Kind, Loc, MethodName, Problem, Problems, Scenario, Schema};
 
 /// Why a scenario's method could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -46,21 +46,10 @@ pub async fn resolve(
             }],
         })
     };
-    let (pool, schema_source) = match &call.schema {
-        Schema::Protos {
-            files,
-            import_paths,
-        } => {
-            let pool = compile_protos(files.iter().map(|f| f.value.as_path()), import_paths)
-                .map_err(|e| invalid(files[0].loc, "call.proto", e))?;
-            (pool, "proto files".to_string())
-        }
-        Schema::Protoset(path) => {
-            let pool =
-                load_protoset(&path.value).map_err(|e| invalid(path.loc, "call.protoset", e))?;
-            (pool, format!("protoset {}", path.value.display()))
-        }
-        Schema::Reflection => {
+    let (pool, schema_source) = match pool_from_files(&call.schema) {
+        Some(Ok(found)) => found,
+        Some(Err(e)) => return Err(invalid(e.loc, &format!("call.{}", e.key), e.message)),
+        None => {
             // Prove the target speaks HTTP/2 the way the load will connect, so a target that
             // does not fails here with the load's own message (exit 1), not as a problem with
             // `call.method`.
@@ -101,13 +90,70 @@ pub async fn resolve(
             (pool, format!("server reflection ({version})"))
         }
     };
-    let descriptor =
-        find_method(&pool, call).map_err(|m| invalid(call.method.loc, "call.method", m))?;
+    let descriptor = find_method(&pool, &call.method.value)
+        .map_err(|m| invalid(call.method.loc, "call.method", m))?;
     check_shape(scenario.kind, &descriptor)
         .map_err(|m| invalid(call.method.loc, "call.method", m))?;
     Ok(ResolvedMethod {
         descriptor,
         schema_source,
+    })
+}
+
+/// Why the types named by files could not be read: the key (`proto` or `protoset`), where it
+/// was written, and the reason.
+#[derive(Debug, Clone)]
+pub struct SchemaError {
+    pub key: &'static str,
+    pub loc: Loc,
+    pub message: String,
+}
+
+/// The types of a schema given by files (proto files or a protoset), with a description of
+/// where they came from; `None` for reflection, which needs the target.
+pub fn pool_from_files(schema: &Schema) -> Option<Result<(DescriptorPool, String), SchemaError>> {
+    match schema {
+        Schema::Protos {
+            files,
+            import_paths,
+        } => Some(
+            compile_protos(files.iter().map(|f| f.value.as_path()), import_paths)
+                .map(|pool| (pool, "proto files".to_string()))
+                .map_err(|message| SchemaError {
+                    key: "proto",
+                    loc: files.first().map_or_else(Loc::default, |f| f.loc),
+                    message,
+                }),
+        ),
+        Schema::Protoset(path) => Some(
+            load_protoset(&path.value)
+                .map(|pool| (pool, format!("protoset {}", path.value.display())))
+                .map_err(|message| SchemaError {
+                    key: "protoset",
+                    loc: path.loc,
+                    message,
+                }),
+        ),
+        Schema::Reflection => None,
+    }
+}
+
+/// The types of `service` asked of the target by server reflection, for a probe: the reason
+/// says what to write instead when the target does not offer reflection.
+pub async fn pool_by_reflection(
+    address: &crate::scenario::HostPort,
+    service: &str,
+    timeout: Duration,
+    tls: Option<&crate::tls::ClientTls>,
+) -> Result<DescriptorPool, String> {
+    let (set, _) = reflection::fetch_service_files(address, None, service, timeout, tls)
+        .await
+        .map_err(|e| match e {
+            ReflectionError::Connect { .. } => e.to_string(),
+            _ => format!("{e}; give the method's types with proto files or a protoset"),
+        })?;
+    DescriptorPool::from_file_descriptor_set(set).map_err(|e| {
+        format!("the descriptors the server sent by reflection do not form a valid set: {e}")
     })
 }
 
@@ -203,8 +249,8 @@ fn load_protoset(path: &Path) -> Result<DescriptorPool, String> {
     })
 }
 
-fn find_method(pool: &DescriptorPool, call: &Call) -> Result<MethodDescriptor, String> {
-    let name = &call.method.value;
+/// The method `name` in `pool`, or a reason that lists what the pool has.
+pub fn find_method(pool: &DescriptorPool, name: &MethodName) -> Result<MethodDescriptor, String> {
     let Some(service) = pool.get_service_by_name(&name.service) else {
         let mut known: Vec<String> = pool.services().map(|s| s.full_name().to_string()).collect();
         known.sort();

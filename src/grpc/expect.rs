@@ -151,6 +151,11 @@ impl Check {
         })
     }
 
+    /// Whether this checks the call's status (rather than a field of the response).
+    pub fn is_on_status(&self) -> bool {
+        self.subject == Subject::Status
+    }
+
     /// Checks the path and the operator against the response type, before any call.
     pub fn validate(&self, response: &MessageDescriptor) -> Result<(), CheckError> {
         let bad = |reason: String| CheckError {

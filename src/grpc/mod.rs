@@ -7,6 +7,7 @@ pub mod descriptors;
 pub mod expect;
 pub mod frame;
 pub mod lean;
+pub mod method_probe;
 pub mod reflection;
 pub mod request;
 pub mod status;

@@ -66,10 +66,18 @@ impl Requests {
     /// Builds the run's requests from the scenario, reporting every message that does not
     /// fit the method's input type, with where it was written.
     pub fn build(call: &Call, method: &MethodDescriptor) -> Result<Self, Problems> {
-        let compression = call.compression;
+        Self::from_messages(&call.messages, call.compression, method)
+    }
+
+    /// The requests `messages` make for `method` (a scenario's call, or a probe's `data`).
+    pub fn from_messages(
+        written: &[RequestMessage],
+        compression: Option<Compression>,
+        method: &MethodDescriptor,
+    ) -> Result<Self, Problems> {
         let mut messages = Vec::new();
         let mut problems: Vec<(std::path::PathBuf, Problem)> = Vec::new();
-        for msg in &call.messages {
+        for msg in written {
             match prepare(msg, method, compression) {
                 Ok(p) => messages.push(p),
                 Err(p) => problems.push((msg.file.clone(), p)),
@@ -100,6 +108,16 @@ impl Requests {
     /// number them.
     pub fn varies(&self) -> bool {
         self.messages.len() > 1 || self.messages.iter().any(|m| !m.fields.is_empty())
+    }
+
+    /// The encoded message of request `n`, without the gRPC frame: for clients that frame
+    /// it themselves (tonic). Uncompressed requests only — probes never compress.
+    pub fn unframed(&self, n: u64, r: &mut Renderer) -> Option<Bytes> {
+        if self.compression.is_some() {
+            return None;
+        }
+        let framed = self.body(n, r);
+        (framed.len() >= 5).then(|| framed.slice(5..))
     }
 
     /// The framed body of request `n`.

@@ -445,7 +445,6 @@ pub fn valid_listen(s: &str) -> bool {
 
 fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
     let ctx = c.ctx();
-    let source = ctx.source;
     let method = c
         .required_string("method", "write `method = \"package.Service/Method\"`")
         .and_then(|m| match MethodName::parse(&m.value) {
@@ -465,33 +464,7 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
                 None
             }
         });
-    let protos = c.string_list("proto").unwrap_or_default();
-    let import_paths = c.string_list("import_paths").unwrap_or_default();
-    let protoset = c.string("protoset");
-    let schema = if !protos.is_empty() {
-        let files = protos
-            .into_iter()
-            .map(|p| At {
-                value: source.resolve(&p.value),
-                loc: p.loc,
-            })
-            .collect();
-        let import_paths = import_paths
-            .iter()
-            .map(|p| source.resolve(&p.value))
-            .collect();
-        Schema::Protos {
-            files,
-            import_paths,
-        }
-    } else if let Some(set) = protoset {
-        Schema::Protoset(At {
-            value: source.resolve(&set.value),
-            loc: set.loc,
-        })
-    } else {
-        Schema::Reflection
-    };
+    let schema = read_schema(c);
 
     let messages = read_messages(c);
     let metadata = c
@@ -544,9 +517,42 @@ fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
     })
 }
 
+/// Where a method's types come from: `proto` (with `import_paths`), `protoset`, or else server
+/// reflection. Shared by `[call]` and the agent's method probes.
+pub(crate) fn read_schema(c: &TableReader<'_, '_, '_>) -> Schema {
+    let source = c.ctx().source;
+    let protos = c.string_list("proto").unwrap_or_default();
+    let import_paths = c.string_list("import_paths").unwrap_or_default();
+    let protoset = c.string("protoset");
+    if !protos.is_empty() {
+        let files = protos
+            .into_iter()
+            .map(|p| At {
+                value: source.resolve(&p.value),
+                loc: p.loc,
+            })
+            .collect();
+        let import_paths = import_paths
+            .iter()
+            .map(|p| source.resolve(&p.value))
+            .collect();
+        Schema::Protos {
+            files,
+            import_paths,
+        }
+    } else if let Some(set) = protoset {
+        Schema::Protoset(At {
+            value: source.resolve(&set.value),
+            loc: set.loc,
+        })
+    } else {
+        Schema::Reflection
+    }
+}
+
 /// The request messages: `data` (a table, or a list of tables sent round-robin) or
 /// `data_file` (JSON lines), not both; none means one empty message.
-fn read_messages(c: &TableReader<'_, '_, '_>) -> Option<Vec<RequestMessage>> {
+pub(crate) fn read_messages(c: &TableReader<'_, '_, '_>) -> Option<Vec<RequestMessage>> {
     let ctx = c.ctx();
     let source = ctx.source;
     let scenario_message = |json, key: String, locs| RequestMessage {

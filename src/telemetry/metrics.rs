@@ -30,7 +30,7 @@ def!(
     "loadagent_probe_success",
     Gauge,
     ["target", "backend"],
-    "1 when the target's last health probe said SERVING, else 0."
+    "1 when the target's last probe passed (health: SERVING; a method probe: every check too), else 0."
 );
 def!(
     PROBE_DURATION,
@@ -51,7 +51,7 @@ def!(
     "loadagent_probe_grpc_status_code",
     Gauge,
     ["target", "backend"],
-    "gRPC status code of the last health RPC (0 = OK; 14 when the target is unreachable)."
+    "gRPC status code of the last health RPC (0 = OK; 14 when the target is unreachable); of the method call for a method probe with health = false."
 );
 def!(
     PROBE_CERT_EXPIRY,
@@ -72,7 +72,7 @@ def!(
     "loadagent_probe_latency_seconds",
     Histogram,
     ["target", "backend"],
-    "Latency of health checks (Check round trip, or time to the first Watch status)."
+    "Latency of probes (Check round trip, time to the first Watch status, or a method probe's call)."
 );
 def!(
     PROBES_TOTAL,
@@ -80,6 +80,13 @@ def!(
     Counter,
     ["target", "backend", "result"],
     "Probes made, by result (success, failure)."
+);
+def!(
+    PROBE_CHECK_FAILED,
+    "loadagent_probe_check_failed",
+    Gauge,
+    ["target", "backend", "check"],
+    "1 when this `expect` check of a method probe failed in its last call, else 0 (check = the check as written; `status == OK` when none is on status)."
 );
 def!(
     PROBE_BACKENDS,
@@ -344,6 +351,7 @@ pub const DEFINITIONS: &[Definition] = &[
     PROBE_TLS_VERSION,
     PROBE_LATENCY,
     PROBES_TOTAL,
+    PROBE_CHECK_FAILED,
     PROBE_BACKENDS,
     PROBE_RESOLUTIONS,
     BUILD_INFO,
@@ -387,7 +395,7 @@ fn per_target(d: &Definition) -> bool {
 }
 
 /// `phase` values of `loadagent_probe_duration_seconds`.
-pub const PROBE_PHASES: [&str; 4] = ["resolve", "connect", "tls", "check"];
+pub const PROBE_PHASES: [&str; 5] = ["resolve", "connect", "tls", "check", "method"];
 /// `serving_status` values of `loadagent_probe_healthcheck_status`.
 pub const SERVING_STATUSES: [&str; 4] = ["SERVING", "NOT_SERVING", "UNKNOWN", "SERVICE_UNKNOWN"];
 /// `version` values of `loadagent_probe_tls_version_info`.
@@ -418,6 +426,7 @@ pub struct Metrics {
     pub probe_tls_version: GaugeVec,
     pub probe_latency: HistogramVec,
     pub probes_total: IntCounterVec,
+    pub probe_check_failed: GaugeVec,
     pub probe_backends: GaugeVec,
     pub probe_resolutions: IntCounterVec,
     pub build_info: GaugeVec,
@@ -580,6 +589,7 @@ impl Metrics {
             probe_tls_version: gauge_vec(&PROBE_TLS_VERSION)?,
             probe_latency,
             probes_total: int_counter_vec(&PROBES_TOTAL)?,
+            probe_check_failed: gauge_vec(&PROBE_CHECK_FAILED)?,
             probe_backends: gauge_vec(&PROBE_BACKENDS)?,
             probe_resolutions: int_counter_vec(&PROBE_RESOLUTIONS)?,
             build_info: gauge_vec(&BUILD_INFO)?,
@@ -706,6 +716,7 @@ impl Metrics {
             &self.probe_grpc_status,
             &self.probe_cert_expiry,
             &self.probe_tls_version,
+            &self.probe_check_failed,
         ] {
             vec.reset();
         }
@@ -718,7 +729,12 @@ impl Metrics {
 
     /// Drops the series of one backend of a target (it left the target's DNS name): every
     /// label value the probers set is named here.
-    pub fn remove_backend_series(&self, target: &str, backend: &str) {
+    pub fn remove_backend_series(&self, target: &str, backend: &str, checks: &[&str]) {
+        for check in checks {
+            let _ = self
+                .probe_check_failed
+                .remove_label_values(&[target, backend, check]);
+        }
         let pair = [target, backend];
         for vec in [
             &self.probe_success,

@@ -1,0 +1,241 @@
+//! A probe of any unary method: one call with a request written in the scenario's syntax
+//! (templates included), the response decoded with the method's types and judged by
+//! `expect` checks. Shared by `loadagent probe --method` and the agent's method probes, so
+//! both judge a response the same way.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+
+use super::expect::Check;
+use super::request::{Renderer, Requests};
+use super::status;
+use crate::scenario::{MethodName, RequestMessage};
+
+/// The check every method probe makes unless one on `status` is written.
+pub const IMPLICIT_STATUS_CHECK: &str = "status == OK";
+
+/// A method, its requests and its checks, validated against its types.
+#[derive(Debug, Clone)]
+pub struct MethodProbe {
+    pub descriptor: MethodDescriptor,
+    path: http::uri::PathAndQuery,
+    requests: Requests,
+    checks: Vec<Check>,
+}
+
+/// A problem with a probe's definition: which key (`method`, `data`, `expect`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionError {
+    pub key: String,
+    pub message: String,
+}
+
+/// How one probe call went.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The gRPC status (UNAVAILABLE when no connection could be used).
+    pub code: u8,
+    pub status_message: String,
+    pub took: Duration,
+    /// Every check in order, with why it failed (`None`: it passed).
+    pub checks: Vec<(String, Option<String>)>,
+    /// The decoded response, when the call returned one.
+    pub response: Option<DynamicMessage>,
+    /// A response that did not decode, with the reason.
+    pub decode_error: Option<String>,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.decode_error.is_none() && self.checks.iter().all(|(_, why)| why.is_none())
+    }
+
+    /// The reasons the probe failed, on one line.
+    pub fn failures(&self) -> Option<String> {
+        let mut out: Vec<String> = self.decode_error.iter().cloned().collect();
+        for (check, why) in &self.checks {
+            if let Some(why) = why {
+                out.push(format!("check `{check}` failed: {why}"));
+            }
+        }
+        (!out.is_empty()).then(|| out.join("; "))
+    }
+}
+
+impl MethodProbe {
+    /// Finds `name` in `pool` (a unary method), builds its requests from `messages` and
+    /// validates `checks` against its response type. Every problem is returned at once.
+    pub fn prepare(
+        pool: &DescriptorPool,
+        name: &MethodName,
+        messages: &[RequestMessage],
+        checks: &[Check],
+    ) -> Result<Self, Vec<DefinitionError>> {
+        let err = |key: &str, message: String| DefinitionError {
+            key: key.to_string(),
+            message,
+        };
+        let descriptor =
+            super::descriptors::find_method(pool, name).map_err(|m| vec![err("method", m)])?;
+        if descriptor.is_client_streaming() || descriptor.is_server_streaming() {
+            return Err(vec![err(
+                "method",
+                format!(
+                    "`{}` is a {} method; a probe calls a unary method",
+                    descriptor.full_name(),
+                    super::descriptors::shape(&descriptor)
+                ),
+            )]);
+        }
+        let mut problems = Vec::new();
+        let requests = match Requests::from_messages(messages, None, &descriptor) {
+            Ok(r) => Some(r),
+            Err(p) => {
+                // The request's problems are keyed as a scenario's (`call.data…`); here the
+                // caller names the table.
+                problems.extend(
+                    p.list
+                        .into_iter()
+                        .map(|p| err(p.key.strip_prefix("call.").unwrap_or(&p.key), p.message)),
+                );
+                None
+            }
+        };
+        let output = descriptor.output();
+        for (i, check) in checks.iter().enumerate() {
+            if let Err(e) = check.validate(&output) {
+                problems.push(err(&format!("expect[{i}]"), e.to_string()));
+            }
+        }
+        let path = name.path().parse().map_err(|e: http::uri::InvalidUri| {
+            vec![err("method", format!("not a request path: {e}"))]
+        })?;
+        match requests {
+            Some(requests) if problems.is_empty() => {
+                let mut checks = checks.to_vec();
+                if !checks.iter().any(Check::is_on_status) {
+                    if let Ok(ok) = Check::parse(IMPLICIT_STATUS_CHECK) {
+                        checks.insert(0, ok);
+                    }
+                }
+                Ok(Self {
+                    descriptor,
+                    path,
+                    requests,
+                    checks,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+
+    /// The checks' texts, as the `check` label names them (the implicit status check first
+    /// when no check on `status` was written).
+    pub fn check_texts(&self) -> impl Iterator<Item = &str> {
+        self.checks.iter().map(|c| c.text.as_str())
+    }
+
+    /// Calls the method once (request `n`, its templates rendered by `renderer`) and judges
+    /// the answer.
+    pub async fn call(
+        &self,
+        channel: Channel,
+        n: u64,
+        renderer: &mut Renderer,
+        metadata: &tonic::metadata::MetadataMap,
+        timeout: Duration,
+    ) -> Verdict {
+        let started = Instant::now();
+        let body = self.requests.unframed(n, renderer).unwrap_or_default();
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = metadata.clone();
+        request.set_timeout(timeout);
+        let mut grpc = tonic::client::Grpc::new(channel);
+        let answer = tokio::time::timeout(timeout, async {
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+            grpc.unary(request, self.path.clone(), RawCodec).await
+        })
+        .await;
+        let took = started.elapsed();
+        let (code, status_message, body) = match answer {
+            Ok(Ok(r)) => (status::OK, String::new(), Some(r.into_inner())),
+            Ok(Err(s)) => (s.code() as i32 as u8, s.message().to_string(), None),
+            Err(_) => (
+                status::DEADLINE_EXCEEDED,
+                format!("no answer within {timeout:?}"),
+                None,
+            ),
+        };
+        let (response, decode_error) = match body {
+            Some(bytes) => match DynamicMessage::decode(self.descriptor.output(), bytes) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "the response does not decode as {}: {e}",
+                        self.descriptor.output().full_name()
+                    )),
+                ),
+            },
+            None => (None, None),
+        };
+        let checks = self
+            .checks
+            .iter()
+            .map(|c| (c.text.clone(), c.evaluate(code, response.as_ref()).err()))
+            .collect();
+        Verdict {
+            code,
+            status_message,
+            took,
+            checks,
+            response,
+            decode_error,
+        }
+    }
+}
+
+/// Passes encoded messages through tonic untouched: the probe encodes and decodes them with
+/// types known only at run time.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
