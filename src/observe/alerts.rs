@@ -99,6 +99,15 @@ pub const ALERTS: &[Alert] = &[
         uses: &[m::PROBE_HEALTH_STATUS],
     },
     Alert {
+        name: "LoadagentMethodProbeFailing",
+        expr: "max by (instance, target, backend) (loadagent_probe_check_failed) == 1 and on (instance, target, backend) loadagent_probe_healthcheck_status{serving_status=\"SERVING\"} == 1",
+        for_: "2m",
+        severity: "critical",
+        summary: "{{ $labels.target }} says SERVING but answers its method probe wrongly",
+        description: "From {{ $labels.instance }}, backend {{ $labels.backend }} of {{ $labels.target }} has answered SERVING to health checks while a check of its method probe failed for two minutes: it is up but answering real calls wrongly (see /api/v1/targets for which check and what was found).",
+        uses: &[m::PROBE_CHECK_FAILED, m::PROBE_HEALTH_STATUS],
+    },
+    Alert {
         name: "LoadagentProbeLatencyHigh",
         expr: "loadagent:probe_latency_seconds:p99_5m > 0.5",
         for_: "10m",

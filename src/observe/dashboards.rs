@@ -63,6 +63,8 @@ pub fn all() -> Vec<Dashboard> {
                 p("Backends per target (from DNS)", "timeseries", "none", vec![q(format!("max by (target) (loadagent_probe_backends{{target=~\"$target\"}} {NODE})"), "{{target}}")]),
                 p("Health status per backend", "state-timeline", "none", vec![q(format!("max by (target, backend, serving_status) (loadagent_probe_healthcheck_status{{target=~\"$target\"}} {NODE}) == 1"), "{{target}} {{backend}} {{serving_status}}")]),
                 p("Slowest backends (probe p99)", "table", "s", vec![q(format!("topk(10, histogram_quantile(0.99, sum by (target, backend, le) (rate(loadagent_probe_latency_seconds_bucket{{target=~\"$target\"}}[$__rate_interval]) {NODE})))"), "{{target}} {{backend}}")]),
+                p("Method probe checks failing (health SERVING or not)", "table", "none", vec![q(format!("max by (target, backend, check) (loadagent_probe_check_failed{{target=~\"$target\"}} {NODE}) == 1"), "{{target}} {{backend}} {{check}}")]),
+                p("Method probes passing", "timeseries", "percentunit", vec![q(format!("1 - avg by (target) (max by (instance, target, backend) (loadagent_probe_check_failed{{target=~\"$target\"}} {NODE}))"), "{{target}}")]),
                 p("DNS resolution failures", "timeseries", "none", vec![q(format!("sum by (target) (increase(loadagent_probe_resolutions_total{{target=~\"$target\",result=\"failure\"}}[$__rate_interval]) {NODE})"), "{{target}}")]),
                 p("Probe latency p50 / p99", "timeseries", "s", vec![
                     q(format!("histogram_quantile(0.5, sum by (target, le) (rate(loadagent_probe_latency_seconds_bucket{{target=~\"$target\"}}[$__rate_interval]) {NODE}))"), "{{target}} p50"),

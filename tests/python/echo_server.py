@@ -15,6 +15,10 @@ Options:
                                  and write the port there
   --fail-every N                 every Nth request ends with UNAVAILABLE "planned failure"
   --max-concurrent-streams N     the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS to announce
+
+A line on stdin changes it while it runs (it prints "OK <line>" once done): SERVING or
+NOT_SERVING sets the health status; BREAK makes Say answer wrongly (an empty message) while
+health stays as it is — the case method probes exist for.
 """
 
 import argparse
@@ -65,7 +69,7 @@ def main():
 
     lock = threading.Lock()
     stall = threading.Lock()
-    state = {"requests": 0, "metadata_ok": 0}
+    state = {"requests": 0, "metadata_ok": 0, "broken": False}
     messages = {}
     ids = set()
     traceparents = {}
@@ -110,6 +114,8 @@ def main():
                     state["metadata_ok"] += 1
             if args.fail_every and n % args.fail_every == 0:
                 context.abort(grpc.StatusCode.UNAVAILABLE, "planned failure")
+            if state["broken"]:
+                return echo_pb2.SayReply(message="")
             return echo_pb2.SayReply(message=request.message)
 
         def Chat(self, request_iterator, context):
@@ -185,6 +191,10 @@ def main():
             if word in ("SERVING", "NOT_SERVING"):
                 health_servicer.set("", getattr(health_pb2.HealthCheckResponse, word))
                 print(f"OK {word}", flush=True)
+            elif word == "BREAK":
+                with lock:
+                    state["broken"] = True
+                print("OK BREAK", flush=True)
 
     threading.Thread(target=commands, daemon=True).start()
     done = threading.Event()
