@@ -115,6 +115,15 @@ impl tokio::io::AsyncWrite for Transport {
 
 /// Connects TCP and, when the scenario asks, TLS (which must negotiate h2 by ALPN).
 pub async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectError> {
+    open_transport_for(endpoint, b"h2").await
+}
+
+/// Connects TCP and, when the scenario asks, TLS, which must negotiate `alpn` (`h2`, or
+/// `http/1.1` for gRPC-Web over HTTP/1.1).
+pub async fn open_transport_for(
+    endpoint: &Endpoint,
+    alpn: &[u8],
+) -> Result<Transport, ConnectError> {
     let addr = endpoint.address.to_string();
     let dial = TcpStream::connect(endpoint.address.dial());
     let tcp = match tokio::time::timeout(endpoint.connect_timeout, dial).await {
@@ -150,12 +159,23 @@ pub async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectErr
         }
         Ok(Ok(s)) => s,
     };
-    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-        return Err(ConnectError::Tls(
-            addr.clone(),
-            "the server did not select h2 by ALPN: it does not serve gRPC over this TLS port"
-                .into(),
-        ));
+    if stream.get_ref().1.alpn_protocol() != Some(alpn) {
+        let selected = stream
+            .get_ref()
+            .1
+            .alpn_protocol()
+            .map_or("none".to_string(), |p| {
+                String::from_utf8_lossy(p).into_owned()
+            });
+        let why = if alpn == b"h2" {
+            format!("the server did not select h2 by ALPN (it selected {selected}): it does not serve gRPC over this TLS port")
+        } else {
+            format!(
+                "the server did not select {} by ALPN (it selected {selected})",
+                String::from_utf8_lossy(alpn)
+            )
+        };
+        return Err(ConnectError::Tls(addr.clone(), why));
     }
     Ok(Transport::Tls(Box::new(stream)))
 }

@@ -49,6 +49,26 @@ pub async fn resolve(
     let (pool, schema_source) = match pool_from_files(&call.schema) {
         Some(Ok(found)) => found,
         Some(Err(e)) => return Err(invalid(e.loc, &format!("call.{}", e.key), e.message)),
+        None if scenario.target.protocol.is_web() => {
+            // Reflection is a native gRPC stream: ask for it natively (a proxy may pass it
+            // through), and say what to do when the gRPC-Web endpoint does not answer it.
+            let through_web = |e: String| {
+                invalid(
+                    call.method.loc,
+                    "call.method",
+                    format!("types by server reflection failed through the gRPC-Web endpoint: {e}; reflection is a native gRPC stream, which gRPC-Web cannot carry and gRPC-Web servers rarely serve: give the method's types with `proto = [\"file.proto\"]` or `protoset = \"file.protoset\"` in [call]"),
+                )
+            };
+            let pool = pool_by_reflection(
+                address,
+                &call.method.value.service,
+                scenario.target.connect_timeout.max(Duration::from_secs(1)),
+                tls,
+            )
+            .await
+            .map_err(through_web)?;
+            (pool, "server reflection (native gRPC)".to_string())
+        }
         None => {
             // Prove the target speaks HTTP/2 the way the load will connect, so a target that
             // does not fails here with the load's own message (exit 1), not as a problem with

@@ -13,3 +13,4 @@ pub mod request;
 pub mod status;
 pub mod template;
 pub mod unary;
+pub mod web;

@@ -194,6 +194,16 @@ impl UnaryCall {
         self.timeout
     }
 
+    /// The request's URI (`http://AUTHORITY/package.Service/Method`).
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The request headers prepared once (content type, deadline, metadata, …).
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
     /// The request head: method, URI and headers, from the ones prepared once, plus the
     /// `traceparent` of a sampled call.
     pub(crate) fn request(&self, trace: Option<&HeaderValue>) -> Request<()> {
@@ -339,6 +349,14 @@ pub(crate) fn judge_response_head(
     if is_grpc {
         return None;
     }
+    if content_type.is_some_and(|c| c.starts_with(b"application/grpc-web")) {
+        return Some(Outcome::failed(
+            status::UNKNOWN,
+            format!(
+                "the server answered with content-type {shown}: it speaks gRPC-Web, not native gRPC; set `protocol = \"grpc-web\"` in [target]"
+            ),
+        ));
+    }
     Some(Outcome::failed(
         status::UNKNOWN,
         format!(
@@ -393,6 +411,12 @@ mod tests {
             judge(Some(200), Some("application/grpc-web"), None),
             Some(status::UNKNOWN)
         );
+        let o = judge_response_head(Some(200), Some(b"application/grpc-web+proto"), None, None);
+        assert!(o
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("protocol = \"grpc-web\""));
         assert_eq!(judge(Some(200), None, None), Some(status::UNKNOWN));
         assert_eq!(
             judge(Some(404), Some("text/html"), None),

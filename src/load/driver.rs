@@ -123,24 +123,33 @@ impl ThreadWork {
                 }
             }
         }
-        let pool = if lean.is_some() || matches!(plan.call, CallPlan::Handshake(_)) {
-            None
-        } else {
-            match Pool::open(
-                self.endpoint.clone(),
-                my_slots,
-                plan.fleet.clone(),
-                plan.balance,
-            )
-            .await
-            {
-                Ok(p) => Some(Arc::new(p)),
-                Err(e) => {
-                    let _ = self.ready.send(Err(e));
-                    return;
-                }
+        if let CallPlan::Web(call) = &plan.call {
+            // Each worker connects on its own; one connection now proves the target is
+            // there and speaks the protocol's HTTP, so a wrong address fails the run at once.
+            if let Err(e) = prove_web(call, &self.endpoint).await {
+                let _ = self.ready.send(Err(e));
+                return;
             }
-        };
+        }
+        let pool =
+            if lean.is_some() || matches!(plan.call, CallPlan::Handshake(_) | CallPlan::Web(_)) {
+                None
+            } else {
+                match Pool::open(
+                    self.endpoint.clone(),
+                    my_slots,
+                    plan.fleet.clone(),
+                    plan.balance,
+                )
+                .await
+                {
+                    Ok(p) => Some(Arc::new(p)),
+                    Err(e) => {
+                        let _ = self.ready.send(Err(e));
+                        return;
+                    }
+                }
+            };
         let _ = self.ready.send(Ok(()));
         let clock = loop {
             if let Some(clock) = *self.go.borrow_and_update() {
@@ -212,6 +221,21 @@ impl ThreadWork {
         // The last handle: dropping it hands over the thread's final interval.
         drop(recorder);
     }
+}
+
+/// One gRPC-Web connection, made and dropped: the target is there and takes the protocol's
+/// HTTP version.
+async fn prove_web(
+    call: &crate::grpc::web::WebCall,
+    endpoint: &Endpoint,
+) -> Result<(), crate::grpc::channel::ConnectError> {
+    let endpoint = Endpoint {
+        tls: call.tls.clone(),
+        ..endpoint.clone()
+    };
+    crate::grpc::web::connect(&endpoint, call.version)
+        .await
+        .map(drop)
 }
 
 /// This thread's lean connections to each backend of the fleet now: `per_backend` each

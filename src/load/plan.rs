@@ -37,6 +37,8 @@ pub enum CallPlan {
     Stream(StreamCall),
     /// A new connection and TLS handshake per iteration (no pooled connection).
     Handshake(HandshakeCall),
+    /// gRPC-Web (unary or a server stream), each worker on its own connection.
+    Web(crate::grpc::web::WebCall),
 }
 
 impl CallPlan {
@@ -44,6 +46,7 @@ impl CallPlan {
         match self {
             Self::Unary(c) => c.timeout(),
             Self::Stream(c) => c.timeout(),
+            Self::Web(c) => c.timeout(),
             Self::Handshake(h) => h
                 .call
                 .as_ref()

@@ -52,7 +52,7 @@ pub struct StreamContext<'a> {
 
 impl StreamContext<'_> {
     /// A message went out now; `due` is its intended time on a message schedule.
-    fn sent(&self, due: Option<Instant>) {
+    pub(crate) fn sent(&self, due: Option<Instant>) {
         let now = Instant::now();
         if now >= self.origin {
             let late = due.is_some_and(|at| now > at + LATE_AFTER);
@@ -60,7 +60,7 @@ impl StreamContext<'_> {
         }
     }
 
-    fn received(&self, latency: Option<Duration>, first: Option<Duration>) {
+    pub(crate) fn received(&self, latency: Option<Duration>, first: Option<Duration>) {
         self.received_on_schedule(latency, None, first);
     }
 

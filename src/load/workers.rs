@@ -12,10 +12,11 @@ use tokio::time::Instant;
 use super::admission::{Clock, Shared};
 use super::plan::CallPlan;
 use super::timing::{micros, HALF_TICK, MAX_NAP};
-use crate::grpc::channel::{Lease, Pool};
+use crate::grpc::channel::{Endpoint, Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
+use crate::grpc::web::{WebCall, WebSender};
 use crate::load::stream::StreamContext;
 use crate::record::{Finished, SharedRecorder};
 use crate::scenario::Balance;
@@ -36,6 +37,8 @@ pub(super) async fn worker(
         None => None,
     };
     let mut broken: Option<Lease> = None;
+    // gRPC-Web: this worker's own connection and its backend.
+    let mut web: Option<(WebSender, u32)> = None;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -90,6 +93,20 @@ pub(super) async fn worker(
                 // (hundreds of thousands of failures a second) and starve the handshakes
                 // that did get one. Wait a timer tick for some to free up.
                 tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            continue;
+        }
+        if let CallPlan::Web(call) = &shared.plan.call {
+            let ctx = WebTurn {
+                shared: &shared,
+                clock: &clock,
+                rec: &rec,
+                taken: &taken,
+                number,
+                picked,
+            };
+            if !Box::pin(web_turn(call, &mut web, &mut renderer, ctx)).await {
+                break;
             }
             continue;
         }
@@ -153,9 +170,10 @@ pub(super) async fn worker(
             }
             // Storms are handled before leasing; kept total so no input can make a worker
             // panic.
-            CallPlan::Handshake(_) => {
-                Outcome::failed(status::INTERNAL, "handshake plan given to a pooled worker")
-            }
+            CallPlan::Handshake(_) | CallPlan::Web(_) => Outcome::failed(
+                status::INTERNAL,
+                "a plan without pooled connections given to a pooled worker",
+            ),
         };
         let backend = current.backend;
         if outcome.connection_failed {
@@ -164,6 +182,108 @@ pub(super) async fn worker(
         taken.record(&rec, sent, &outcome, backend);
         taken.end_span(span.map(|s| *s), &outcome);
     }
+}
+
+/// What one gRPC-Web call needs from its worker.
+struct WebTurn<'a> {
+    shared: &'a Shared,
+    clock: &'a Clock,
+    rec: &'a SharedRecorder,
+    taken: &'a Taken,
+    number: u64,
+    picked: Instant,
+}
+
+/// One gRPC-Web call on the worker's own connection (made, or made again after a failure,
+/// to the next backend in turn). Returns false when the run has no backend left.
+async fn web_turn(
+    call: &WebCall,
+    web: &mut Option<(WebSender, u32)>,
+    renderer: &mut Renderer,
+    t: WebTurn<'_>,
+) -> bool {
+    let shared = t.shared;
+    if web.as_ref().is_some_and(|(s, _)| s.is_closed()) {
+        *web = None;
+    }
+    if web.is_none() {
+        let Some(backend) = shared
+            .plan
+            .fleet
+            .next_backend(shared.plan.balance == Balance::RoundRobin)
+        else {
+            return false;
+        };
+        let endpoint = Endpoint {
+            address: backend.address.clone(),
+            connect_timeout: call.connect_timeout,
+            tls: call.tls.clone(),
+        };
+        match crate::grpc::web::connect(&endpoint, call.version).await {
+            Ok(s) => *web = Some((s, backend.id)),
+            Err(e) => {
+                let failed = Outcome::failed(status::UNAVAILABLE, e.to_string());
+                t.taken.record(t.rec, t.picked, &failed, backend.id);
+                if shared.plan.schedule.is_none() {
+                    // Closed model and the target down: wait instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                return true;
+            }
+        }
+    }
+    let Some((sender, backend)) = web.as_mut() else {
+        return true;
+    };
+    let backend = *backend;
+    let span = shared
+        .plan
+        .trace
+        .as_ref()
+        .and_then(|s| s.sample())
+        .map(Box::new);
+    let trace = span.as_ref().and_then(|s| s.traceparent.clone());
+    let body = shared.plan.requests.body(t.number, renderer);
+    let sent = Instant::now();
+    let (outcome, reusable) = if call.streaming {
+        let ctx = StreamContext {
+            requests: &shared.plan.requests,
+            number: t.number,
+            renderer,
+            recorder: t.rec,
+            measured: t.taken.measured,
+            origin: t.clock.origin,
+            stop: &shared.stop_token,
+            trace: trace.clone(),
+        };
+        ctx.sent(None);
+        let (mut got, mut last) = (0u64, sent);
+        let mut on_message = || {
+            let now = Instant::now();
+            let first = (got == 0).then(|| now - sent);
+            let gap = (got > 0).then(|| now - last);
+            ctx.received(gap, first);
+            last = now;
+            got += 1;
+        };
+        call.call(
+            sender,
+            body,
+            trace.as_ref(),
+            Some(&shared.stop_token),
+            &mut on_message,
+        )
+        .await
+    } else {
+        call.call(sender, body, trace.as_ref(), None, &mut || {})
+            .await
+    };
+    if !reusable || outcome.connection_failed {
+        *web = None;
+    }
+    t.taken.record(t.rec, sent, &outcome, backend);
+    t.taken.end_span(span.map(|s| *s), &outcome);
+    true
 }
 
 /// When and how one request was taken, for recording its end.

@@ -265,7 +265,17 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
     .map_err(|m| RunError::Invalid(format!("{}: {m}", path.display())))?
     .with_max_receive(call_spec.max_receive_message_size)
     .with_transport(call_spec.transport);
+    let protocol = scenario.target.protocol;
     let call = match (scenario.kind, &tls) {
+        (kind, tls) if protocol.is_web() => CallPlan::Web(crate::grpc::web::WebCall::new(
+            &unary,
+            protocol,
+            scenario.target.http_version,
+            kind == Kind::ServerStream,
+            scenario.stream.messages,
+            scenario.target.connect_timeout,
+            tls.as_ref(),
+        )),
         (Kind::TlsHandshake, Some(t)) => CallPlan::Handshake(HandshakeCall {
             tls: t.clone(),
             connect_timeout: scenario.target.connect_timeout,

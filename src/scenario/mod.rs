@@ -135,6 +135,11 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         Some(l) => read_load(&l),
         None => read_load_defaults(),
     };
+    if let (Some(t), Some(kind)) = (&target, kind) {
+        if t.protocol.is_web() {
+            check_web(root, t.protocol, kind, call.as_ref());
+        }
+    }
     let name = name.unwrap_or_else(|| {
         source
             .path
@@ -329,6 +334,27 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             );
         }
     }
+    let protocol = t
+        .choice("protocol", &["grpc", "grpc-web", "grpc-web-text"])
+        .map_or(Protocol::Grpc, |p| match p.value.as_str() {
+            "grpc-web" => Protocol::GrpcWeb,
+            "grpc-web-text" => Protocol::GrpcWebText,
+            _ => Protocol::Grpc,
+        });
+    let http_version = t.choice("http_version", &["1.1", "2"]);
+    if let Some(v) = &http_version {
+        if !protocol.is_web() {
+            t.ctx().report_at(
+                v.loc,
+                &t.key_path("http_version"),
+                "native gRPC is HTTP/2 only; `http_version` chooses what gRPC-Web goes over (with `protocol = \"grpc-web\"`)",
+            );
+        }
+    }
+    let http_version = match http_version.map(|v| v.value) {
+        Some(v) if v == "2" => HttpVersion::Http2,
+        _ => HttpVersion::Http1,
+    };
     let tls = t.table("tls").map(|tt| read_tls(&tt));
     let process = t.string("process").and_then(|p| {
         if p.value.trim().is_empty() {
@@ -372,7 +398,32 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
         connect_timeout,
         resolve_every: resolve_every.map_or(DEFAULT_RESOLVE_EVERY, |r| r.value),
         balance: balance.unwrap_or_default(),
+        protocol,
+        http_version,
     })
+}
+
+/// What gRPC-Web cannot carry: client and bidi streams (browsers cannot stream a request),
+/// handshake storms (native connections), compressed requests.
+fn check_web(root: &TableReader<'_, '_, '_>, protocol: Protocol, kind: Kind, call: Option<&Call>) {
+    if !matches!(kind, Kind::Unary | Kind::ServerStream) {
+        root.ctx().report_at(
+            root.loc(),
+            "target.protocol",
+            format!(
+                "\"{}\" carries unary and server_stream calls only, not kind = \"{}\"; use protocol = \"grpc\" for that kind",
+                protocol.as_str(),
+                kind.as_str()
+            ),
+        );
+    }
+    if call.is_some_and(|c| c.compression.is_some()) {
+        root.ctx().report_at(
+            root.loc(),
+            "call.compression",
+            "gRPC-Web requests are sent uncompressed; remove `compression`",
+        );
+    }
 }
 
 pub(crate) fn read_tls(t: &TableReader<'_, '_, '_>) -> Option<TlsOptions> {

@@ -177,8 +177,51 @@ pub struct Target {
     /// How often a fleet's name is resolved again (`Address::Fleet` only).
     pub resolve_every: Duration,
     pub balance: Balance,
+    /// `protocol`: native gRPC, or gRPC-Web (binary or text) as browsers speak it.
+    pub protocol: Protocol,
+    /// `http_version`: what gRPC-Web goes over (native gRPC is HTTP/2 only).
+    pub http_version: HttpVersion,
     /// `process` and `metrics_url`: the target's side, sampled during the run.
     pub watch: super::watch::TargetSpec,
+}
+
+/// The wire protocol of the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// `application/grpc-web+proto`.
+    #[serde(rename = "grpc-web")]
+    GrpcWeb,
+    /// `application/grpc-web-text`: the frames in base64.
+    #[serde(rename = "grpc-web-text")]
+    GrpcWebText,
+}
+
+impl Protocol {
+    pub fn is_web(self) -> bool {
+        self != Self::Grpc
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::GrpcWeb => "grpc-web",
+            Self::GrpcWebText => "grpc-web-text",
+        }
+    }
+}
+
+/// The HTTP version gRPC-Web goes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum HttpVersion {
+    /// What browsers mostly use through a proxy, and where gRPC-Web differs most from gRPC.
+    #[default]
+    #[serde(rename = "1.1")]
+    Http1,
+    #[serde(rename = "2")]
+    Http2,
 }
 
 /// The HTTP/2 client unary calls go through: the lean one (the default, cheapest per call)

@@ -296,6 +296,17 @@ impl ClientTls {
         })
     }
 
+    /// The same configuration offering other ALPN protocols (gRPC-Web over HTTP/1.1 offers
+    /// `http/1.1`, not the `h2` gRPC needs).
+    pub fn with_alpn(&self, protocols: &[&str]) -> Self {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Self {
+            config: Arc::new(config),
+            ..self.clone()
+        }
+    }
+
     pub fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(self.config.clone())
     }

@@ -1,0 +1,756 @@
+//! gRPC-Web: what browsers' gRPC speaks, through a proxy (Envoy's grpc_web filter) or a
+//! server that serves it itself (sonora, …). The request is a gRPC message framed as in
+//! native gRPC (base64 for `grpc-web-text`) in an HTTP/1.1 or HTTP/2 POST; the status comes
+//! in a last frame of the body (flag 0x80) holding the trailers as HTTP/1 header lines, or —
+//! trailers-only — in the response headers. The transport is hyper's client.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{open_transport_for, ConnectError, Endpoint};
+use super::status;
+use super::unary::{Outcome, UnaryCall};
+use crate::scenario::{HttpVersion, Protocol};
+
+/// The largest trailer frame accepted: trailers are a few header lines (gRPC's default
+/// metadata limit is 8 KiB).
+const MAX_TRAILERS: u32 = 64 * 1024;
+
+/// The trailer frame's flag bit.
+const TRAILER_FLAG: u8 = 0x80;
+
+/// A gRPC-Web call, fixed before the load starts.
+#[derive(Clone)]
+pub struct WebCall {
+    uri: Uri,
+    headers: HeaderMap,
+    text: bool,
+    pub version: HttpVersion,
+    timeout: Option<Duration>,
+    max_receive: u32,
+    /// A server stream: every message is counted, and the run's end cancels it.
+    pub streaming: bool,
+    /// A server stream is cancelled after this many messages (`[stream] messages`; 0: when
+    /// the server ends it).
+    pub stream_messages: u64,
+    pub connect_timeout: Duration,
+    /// TLS offering the ALPN protocol of `version`.
+    pub tls: Option<crate::tls::ClientTls>,
+}
+
+impl std::fmt::Debug for WebCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebCall")
+            .field("uri", &self.uri)
+            .field("text", &self.text)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection speaking HTTP/1.1 (one call at a time) or HTTP/2.
+pub struct WebSender {
+    send: Sender,
+    /// Why the connection ended, when it failed: a call that finds it closed reports this
+    /// (an HTTP/2 server's preface read as HTTP/1.1 ends the connection before any call).
+    ended: Arc<Mutex<Option<Outcome>>>,
+}
+
+enum Sender {
+    Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl WebSender {
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, hyper::Error> {
+        match &mut self.send {
+            Sender::Http1(s) => {
+                s.ready().await?;
+                s.send_request(request).await
+            }
+            Sender::Http2(s) => {
+                s.ready().await?;
+                s.send_request(request).await
+            }
+        }
+    }
+
+    /// Whether the connection can take no more calls.
+    pub fn is_closed(&self) -> bool {
+        match &self.send {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
+    /// What a failed call means: the connection's own error when it had one.
+    fn failure(&self, e: &hyper::Error, version: HttpVersion) -> Outcome {
+        let ended = self.ended.lock().ok().and_then(|g| g.clone());
+        match ended {
+            Some(o) if e.is_closed() || e.is_canceled() => o,
+            _ => outcome_of(e, version),
+        }
+    }
+}
+
+/// Opens a connection for gRPC-Web calls over `version` (TLS negotiating its ALPN protocol).
+pub async fn connect(endpoint: &Endpoint, version: HttpVersion) -> Result<WebSender, ConnectError> {
+    let alpn: &[u8] = match version {
+        HttpVersion::Http1 => b"http/1.1",
+        HttpVersion::Http2 => b"h2",
+    };
+    let transport = open_transport_for(endpoint, alpn).await?;
+    let io = hyper_util::rt::TokioIo::new(transport);
+    let addr = endpoint.address.to_string();
+    let failed = |e: hyper::Error| ConnectError::Handshake(addr.clone(), e.to_string());
+    let ended: Arc<Mutex<Option<Outcome>>> = Arc::default();
+    let keep = |slot: Arc<Mutex<Option<Outcome>>>| {
+        move |r: Result<(), hyper::Error>| {
+            if let (Err(e), Ok(mut g)) = (r, slot.lock()) {
+                *g = Some(outcome_of(&e, version));
+            }
+        }
+    };
+    let handshake = async {
+        match version {
+            HttpVersion::Http1 => {
+                let (send, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(failed)?;
+                let keep = keep(ended.clone());
+                tokio::spawn(async move { keep(conn.await) });
+                Ok(WebSender {
+                    send: Sender::Http1(send),
+                    ended: ended.clone(),
+                })
+            }
+            HttpVersion::Http2 => {
+                let (send, conn) =
+                    hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .initial_stream_window_size(1 << 20)
+                        .initial_connection_window_size(16 << 20)
+                        .handshake(io)
+                        .await
+                        .map_err(failed)?;
+                let keep = keep(ended.clone());
+                tokio::spawn(async move { keep(conn.await) });
+                Ok(WebSender {
+                    send: Sender::Http2(send),
+                    ended: ended.clone(),
+                })
+            }
+        }
+    };
+    tokio::time::timeout(endpoint.connect_timeout, handshake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ConnectError::Timeout(
+                endpoint.address.to_string(),
+                endpoint.connect_timeout,
+            ))
+        })
+}
+
+impl WebCall {
+    /// The gRPC-Web form of a call prepared for native gRPC: the same path, authority,
+    /// deadline and metadata, gRPC-Web's content type and headers.
+    pub fn new(
+        native: &UnaryCall,
+        protocol: Protocol,
+        version: HttpVersion,
+        streaming: bool,
+        stream_messages: u64,
+        connect_timeout: Duration,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Self {
+        let text = protocol == Protocol::GrpcWebText;
+        let content_type = HeaderValue::from_static(if text {
+            "application/grpc-web-text"
+        } else {
+            "application/grpc-web+proto"
+        });
+        let mut headers = HeaderMap::new();
+        for (name, value) in native.headers() {
+            // Native gRPC's own transport headers have no place in gRPC-Web.
+            if !matches!(
+                name.as_str(),
+                "content-type" | "te" | "grpc-accept-encoding" | "grpc-encoding"
+            ) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        headers.insert("content-type", content_type.clone());
+        headers.insert("accept", content_type);
+        headers.insert("x-grpc-web", HeaderValue::from_static("1"));
+        headers.insert(
+            "x-user-agent",
+            HeaderValue::from_static(concat!("loadagent/", env!("CARGO_PKG_VERSION"))),
+        );
+        let native_uri = native.uri();
+        let authority = native_uri
+            .authority()
+            .map_or_else(String::new, |a| a.to_string());
+        if version == HttpVersion::Http1 {
+            if let Ok(host) = HeaderValue::from_str(&authority) {
+                headers.insert("host", host);
+            }
+        }
+        let path = native_uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        // HTTP/2 takes the scheme and authority from an absolute URI; HTTP/1.1 is sent the
+        // path (origin form) and the Host header.
+        let uri = match version {
+            HttpVersion::Http2 => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{authority}{path}")
+                    .parse()
+                    .unwrap_or_else(|_| native_uri.clone())
+            }
+            HttpVersion::Http1 => path.parse().unwrap_or_else(|_| native_uri.clone()),
+        };
+        let tls = tls.map(|t| {
+            t.with_alpn(&[match version {
+                HttpVersion::Http1 => "http/1.1",
+                HttpVersion::Http2 => "h2",
+            }])
+        });
+        Self {
+            uri,
+            headers,
+            text,
+            version,
+            timeout: native.timeout(),
+            max_receive: native.max_receive(),
+            streaming,
+            stream_messages,
+            connect_timeout,
+            tls,
+        }
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// One call: `framed` is the request as native gRPC frames it. `on_message` is told of
+    /// each response message as it arrives; a server stream ends after `stream_messages`
+    /// messages (0: when the server ends it) or when `stop` fires. The second value says whether the
+    /// connection can carry another call (an HTTP/1.1 response left unread cannot).
+    pub async fn call(
+        &self,
+        sender: &mut WebSender,
+        framed: Bytes,
+        trace: Option<&HeaderValue>,
+        stop: Option<&CancellationToken>,
+        on_message: &mut dyn FnMut(),
+    ) -> (Outcome, bool) {
+        let limit = self.stream_messages;
+        let exchange = self.exchange(sender, framed, trace, stop, limit, on_message);
+        match self.timeout {
+            None => exchange.await,
+            Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
+                (
+                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)"),
+                    self.version == HttpVersion::Http2,
+                )
+            }),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        sender: &mut WebSender,
+        framed: Bytes,
+        trace: Option<&HeaderValue>,
+        stop: Option<&CancellationToken>,
+        limit: u64,
+        on_message: &mut dyn FnMut(),
+    ) -> (Outcome, bool) {
+        let body = if self.text {
+            Bytes::from(base64::engine::general_purpose::STANDARD.encode(&framed))
+        } else {
+            framed
+        };
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        if let Some(t) = trace {
+            request.headers_mut().insert("traceparent", t.clone());
+        }
+        let response = match sender.send(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                let o = sender.failure(&e, self.version);
+                let reusable = !o.connection_failed;
+                return (o, reusable);
+            }
+        };
+        let (head, mut body) = response.into_parts();
+        let header = |name: &str| head.headers.get(name).map(HeaderValue::as_bytes);
+        if let Some(outcome) = judge_web_head(
+            head.status.as_u16(),
+            header("content-type"),
+            header("grpc-status"),
+            header("grpc-message"),
+        ) {
+            // The body is not read: an HTTP/1.1 connection cannot carry another call.
+            return (outcome, self.version == HttpVersion::Http2);
+        }
+        let mut reader = WebBodyReader::new(self.text, self.max_receive);
+        let mut trailers = None;
+        let never = CancellationToken::new();
+        let stop = stop.unwrap_or(&never);
+        let mut got = 0u64;
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = stop.cancelled() => return (Outcome::OK, self.version == HttpVersion::Http2),
+            };
+            let frame = match frame {
+                None => break,
+                Some(Ok(f)) => f,
+                Some(Err(e)) => return (sender.failure(&e, self.version), false),
+            };
+            match frame.into_data() {
+                Ok(data) => match reader.feed(&data) {
+                    Ok(new) => {
+                        for _ in 0..new {
+                            on_message();
+                        }
+                        got += new;
+                        if self.streaming && limit > 0 && got >= limit {
+                            return (Outcome::OK, self.version == HttpVersion::Http2);
+                        }
+                    }
+                    Err(o) => return (o, false),
+                },
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        (reader.finish(trailers.as_ref(), !self.streaming), true)
+    }
+}
+
+/// What a hyper error means for the call, in words that say what to change.
+fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
+    let reset = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .filter(|h| h.is_reset() && h.is_remote())
+        .and_then(h2::Error::reason);
+    if let Some(reason) = reset {
+        // The call's stream alone was refused; the connection goes on.
+        return Outcome::failed(
+            super::unary::code_of_reset(u32::from(reason)).unwrap_or(status::INTERNAL),
+            format!("the server reset the call's stream ({reason:?}) without answering: native gRPC servers (grpcio) refuse gRPC-Web's content type so; if this one speaks native gRPC, set `protocol = \"grpc\"`"),
+        );
+    }
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    // An HTTP/2 server's first bytes (its SETTINGS) reach an HTTP/1.1 client before any
+    // request (hyper: "unexpected message") or as the answer (a parse error).
+    let not_http1 = e.is_parse() || chain.contains("unexpected message");
+    let mut o = if not_http1 && version == HttpVersion::Http1 {
+        Outcome::failed(
+            status::UNAVAILABLE,
+            format!("the server does not speak HTTP/1.1 ({chain}): it may speak HTTP/2 only, as native gRPC servers do; set `http_version = \"2\"`, or `protocol = \"grpc\"` for native gRPC"),
+        )
+    } else if e.is_timeout() {
+        Outcome::failed(status::DEADLINE_EXCEEDED, chain)
+    } else {
+        Outcome::failed(status::UNAVAILABLE, format!("connection failed: {chain}"))
+    };
+    o.connection_failed = true;
+    o
+}
+
+/// What a gRPC-Web response's headers say: `Some` when they end the call (an HTTP error, a
+/// body that is not gRPC-Web, a trailers-only status), `None` when frames follow.
+pub(crate) fn judge_web_head(
+    http_status: u16,
+    content_type: Option<&[u8]>,
+    grpc_status: Option<&[u8]>,
+    message: Option<&[u8]>,
+) -> Option<Outcome> {
+    let shown = content_type.map_or_else(
+        || "none".to_string(),
+        |c| String::from_utf8_lossy(c).into_owned(),
+    );
+    let native = content_type.is_some_and(|c| {
+        c == b"application/grpc"
+            || c.starts_with(b"application/grpc+")
+            || c.starts_with(b"application/grpc;")
+    });
+    if http_status != 200 {
+        let hint = if native || http_status == 415 {
+            ": the server does not take gRPC-Web (a native gRPC server refuses its content type); set `protocol = \"grpc\"` in [target] for native gRPC"
+        } else {
+            ""
+        };
+        return Some(Outcome::failed(
+            status::from_http_status(http_status),
+            format!("HTTP status {http_status} from the server (content-type {shown}){hint}"),
+        ));
+    }
+    let web = content_type.is_some_and(|c| c.starts_with(b"application/grpc-web"));
+    if let Some(code) = grpc_status.filter(|_| web || content_type.is_none()) {
+        return Some(Outcome::from_status(status::parse_code(code), message));
+    }
+    if web {
+        return None;
+    }
+    if native {
+        return Some(Outcome::failed(
+            status::UNKNOWN,
+            format!("the server answered with content-type {shown}: it speaks native gRPC, not gRPC-Web; set `protocol = \"grpc\"` in [target]"),
+        ));
+    }
+    Some(Outcome::failed(
+        status::UNKNOWN,
+        format!("the server answered HTTP 200 with content-type {shown}, not gRPC-Web (application/grpc-web)"),
+    ))
+}
+
+/// Reads a gRPC-Web response body as it arrives: counts messages without keeping them,
+/// keeps the trailer frame (bounded), decodes base64 (`grpc-web-text`) a group at a time.
+#[derive(Debug)]
+pub struct WebBodyReader {
+    text: bool,
+    /// Base64 characters not decoded yet (fewer than four after each feed).
+    pending: Vec<u8>,
+    header: [u8; 5],
+    header_len: usize,
+    /// Bytes left of the frame being read (after its header).
+    remaining: u32,
+    in_frame: bool,
+    trailer_frame: bool,
+    trailer: Vec<u8>,
+    max: u32,
+    pub messages: u64,
+    status: Option<Outcome>,
+}
+
+impl WebBodyReader {
+    pub fn new(text: bool, max: u32) -> Self {
+        Self {
+            text,
+            pending: Vec::new(),
+            header: [0; 5],
+            header_len: 0,
+            remaining: 0,
+            in_frame: false,
+            trailer_frame: false,
+            trailer: Vec::new(),
+            max,
+            messages: 0,
+            status: None,
+        }
+    }
+
+    /// Reads one chunk of the body; returns how many messages it completed.
+    pub fn feed(&mut self, data: &[u8]) -> Result<u64, Outcome> {
+        if !self.text {
+            return self.feed_binary(data);
+        }
+        self.pending
+            .extend(data.iter().filter(|c| !c.is_ascii_whitespace()));
+        let whole = self.pending.len() / 4 * 4;
+        let mut decoded = Vec::with_capacity(whole / 4 * 3);
+        let engine = &base64::engine::general_purpose::STANDARD;
+        // Each frame may be encoded apart, padding and all: decode up to each padded group.
+        let mut start = 0;
+        for end in (4..=whole).step_by(4) {
+            if self.pending[end - 4..end].contains(&b'=') || end == whole {
+                engine
+                    .decode_vec(&self.pending[start..end], &mut decoded)
+                    .map_err(|e| {
+                        Outcome::failed(
+                            status::INTERNAL,
+                            format!("the grpc-web-text body is not base64: {e}"),
+                        )
+                    })?;
+                start = end;
+            }
+        }
+        self.pending.drain(..whole);
+        self.feed_binary(&decoded)
+    }
+
+    fn feed_binary(&mut self, mut data: &[u8]) -> Result<u64, Outcome> {
+        let mut completed = 0;
+        while !data.is_empty() {
+            if self.status.is_some() {
+                return Err(Outcome::failed(
+                    status::INTERNAL,
+                    "data after the trailer frame",
+                ));
+            }
+            if !self.in_frame {
+                let take = (5 - self.header_len).min(data.len());
+                self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
+                self.header_len += take;
+                data = &data[take..];
+                if self.header_len < 5 {
+                    break;
+                }
+                let flags = self.header[0];
+                let len = u32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]);
+                self.trailer_frame = flags & TRAILER_FLAG != 0;
+                if self.trailer_frame && len > MAX_TRAILERS {
+                    return Err(Outcome::failed(
+                        status::INTERNAL,
+                        format!("a trailer frame of {len} bytes (at most {MAX_TRAILERS})"),
+                    ));
+                }
+                if !self.trailer_frame && len > self.max {
+                    return Err(Outcome::failed(
+                        status::RESOURCE_EXHAUSTED,
+                        format!(
+                            "a response message of {len} bytes, larger than max_receive_message_size ({})",
+                            self.max
+                        ),
+                    ));
+                }
+                self.in_frame = true;
+                self.remaining = len;
+            } else {
+                let take = (self.remaining as usize).min(data.len());
+                if self.trailer_frame {
+                    self.trailer.extend_from_slice(&data[..take]);
+                }
+                self.remaining -= take as u32;
+                data = &data[take..];
+            }
+            if self.in_frame && self.remaining == 0 {
+                self.in_frame = false;
+                self.header_len = 0;
+                if self.trailer_frame {
+                    self.status = Some(parse_trailers(&self.trailer));
+                } else {
+                    self.messages += 1;
+                    completed += 1;
+                }
+            }
+        }
+        Ok(completed)
+    }
+
+    /// The call's end: the trailer frame's status (or the HTTP trailers' when a server
+    /// sends those instead). A unary call must have had exactly one message.
+    pub fn finish(&self, http_trailers: Option<&HeaderMap>, unary: bool) -> Outcome {
+        if self.in_frame || self.header_len > 0 || !self.pending.is_empty() {
+            return Outcome::failed(status::INTERNAL, "the response ended inside a frame");
+        }
+        let outcome = match (
+            &self.status,
+            http_trailers.and_then(|t| t.get("grpc-status")),
+        ) {
+            (Some(o), _) => o.clone(),
+            (None, Some(code)) => super::unary::status_of(
+                code.as_bytes(),
+                http_trailers.and_then(|t| t.get("grpc-message")),
+            ),
+            (None, None) => {
+                return Outcome::failed(
+                    status::INTERNAL,
+                    "the response ended without a trailer frame (no grpc-status)",
+                )
+            }
+        };
+        if unary && outcome.code == status::OK && self.messages != 1 {
+            return Outcome::failed(
+                status::INTERNAL,
+                format!(
+                    "a unary call answered OK with {} response messages, not one",
+                    self.messages
+                ),
+            );
+        }
+        outcome
+    }
+}
+
+/// The status in a trailer frame: HTTP/1 header lines (`grpc-status: 5\r\n`).
+fn parse_trailers(block: &[u8]) -> Outcome {
+    let mut code = None;
+    let mut message = None;
+    for line in block.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (key, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if key.trim_ascii().eq_ignore_ascii_case(b"grpc-status") {
+            code = Some(value);
+        } else if key.trim_ascii().eq_ignore_ascii_case(b"grpc-message") {
+            message = Some(value);
+        }
+    }
+    match code {
+        Some(c) => Outcome::from_status(status::parse_code(c), message),
+        None => Outcome::failed(status::INTERNAL, "the trailer frame has no grpc-status"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![flags];
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn body(messages: &[&[u8]], trailers: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for m in messages {
+            b.extend(frame(0, m));
+        }
+        b.extend(frame(TRAILER_FLAG, trailers));
+        b
+    }
+
+    #[test]
+    fn reads_messages_and_the_trailer_frame_in_any_chunking() {
+        let b = body(&[b"abc", b"", b"defgh"], b"grpc-status: 0\r\n");
+        for chunk in 1..b.len() {
+            let mut r = WebBodyReader::new(false, 1024);
+            let mut got = 0;
+            for c in b.chunks(chunk) {
+                got += r.feed(c).unwrap();
+            }
+            assert_eq!(got, 3);
+            assert_eq!(r.finish(None, false).code, status::OK);
+            assert_eq!(
+                r.finish(None, true).code,
+                status::INTERNAL,
+                "unary: one message"
+            );
+        }
+    }
+
+    #[test]
+    fn text_mode_decodes_frames_encoded_apart() {
+        let e = &base64::engine::general_purpose::STANDARD;
+        // sonora encodes each frame on its own: padding in the middle of the body.
+        let mut text = e.encode(frame(0, b"hello"));
+        text.push_str(&e.encode(frame(
+            TRAILER_FLAG,
+            b"grpc-status: 5\r\ngrpc-message: not%20here\r\n",
+        )));
+        assert!(text[..text.len() - 4].contains('='), "{text}");
+        for chunk in 1..text.len() {
+            let mut r = WebBodyReader::new(true, 1024);
+            let mut got = 0;
+            for c in text.as_bytes().chunks(chunk) {
+                got += r.feed(c).unwrap();
+            }
+            assert_eq!(got, 1);
+            let o = r.finish(None, true);
+            assert_eq!(o.code, 5);
+            assert_eq!(o.message.as_deref(), Some("not here"));
+        }
+    }
+
+    #[test]
+    fn bounds_and_broken_bodies() {
+        let mut r = WebBodyReader::new(false, 4);
+        let e = r.feed(&frame(0, b"12345")).unwrap_err();
+        assert_eq!(e.code, status::RESOURCE_EXHAUSTED);
+        let mut r = WebBodyReader::new(false, 4);
+        let mut big = vec![TRAILER_FLAG];
+        big.extend_from_slice(&(MAX_TRAILERS + 1).to_be_bytes());
+        assert_eq!(r.feed(&big).unwrap_err().code, status::INTERNAL);
+        let mut r = WebBodyReader::new(false, 64);
+        r.feed(&frame(0, b"ab")[..4]).unwrap();
+        assert_eq!(
+            r.finish(None, false).code,
+            status::INTERNAL,
+            "ended inside a frame"
+        );
+        let r = WebBodyReader::new(false, 64);
+        assert_eq!(r.finish(None, false).code, status::INTERNAL, "no trailers");
+        let mut http = HeaderMap::new();
+        http.insert("grpc-status", HeaderValue::from_static("7"));
+        assert_eq!(
+            r.finish(Some(&http), false).code,
+            7,
+            "HTTP trailers instead"
+        );
+        let mut r = WebBodyReader::new(false, 64);
+        r.feed(&body(&[], b"grpc-status: 0\r\n")).unwrap();
+        assert_eq!(r.feed(b"x").unwrap_err().code, status::INTERNAL);
+        let mut r = WebBodyReader::new(true, 64);
+        assert_eq!(r.feed(b"!!!!").unwrap_err().code, status::INTERNAL);
+        let mut r = WebBodyReader::new(false, 64);
+        r.feed(&body(&[], b"nothing: here\r\n")).unwrap();
+        assert_eq!(r.finish(None, false).code, status::INTERNAL);
+    }
+
+    #[test]
+    fn heads_are_judged_and_name_the_protocol_the_server_speaks() {
+        let judge = |http, ct: Option<&str>, st: Option<&str>| {
+            judge_web_head(http, ct.map(str::as_bytes), st.map(str::as_bytes), None)
+        };
+        assert!(judge(200, Some("application/grpc-web+proto"), None).is_none());
+        assert!(judge(200, Some("application/grpc-web-text"), None).is_none());
+        assert_eq!(
+            judge(200, Some("application/grpc-web+proto"), Some("5"))
+                .unwrap()
+                .code,
+            5
+        );
+        let native = judge(200, Some("application/grpc"), None).unwrap();
+        assert!(native.message.unwrap().contains("protocol = \"grpc\""));
+        let refused = judge(415, Some("application/grpc"), None).unwrap();
+        assert!(refused.message.unwrap().contains("native gRPC"));
+        assert_eq!(
+            judge(404, Some("text/html"), None).unwrap().code,
+            status::UNIMPLEMENTED
+        );
+        assert_eq!(
+            judge(200, Some("text/html"), Some("0")).unwrap().code,
+            status::UNKNOWN
+        );
+    }
+
+    proptest::proptest! {
+        /// No body, binary or text, makes the reader panic, and what it holds stays bounded.
+        #[test]
+        fn no_body_panics_the_reader(chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..8), text: bool) {
+            let mut r = WebBodyReader::new(text, 16);
+            for c in &chunks {
+                if r.feed(c).is_err() {
+                    break;
+                }
+                proptest::prop_assert!(r.trailer.len() <= MAX_TRAILERS as usize);
+                proptest::prop_assert!(r.pending.len() < 4);
+            }
+            let _ = r.finish(None, true);
+        }
+    }
+}
