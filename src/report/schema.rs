@@ -61,6 +61,10 @@ pub struct Report {
     pub method: String,
     /// Where the method's types came from.
     pub schema_source: String,
+    /// The wire protocol: "grpc", or "grpc-web"/"grpc-web-text" and the HTTP version
+    /// ("grpc-web over HTTP/1.1"). Reports from before gRPC-Web read as "grpc".
+    #[serde(default = "native_grpc")]
+    pub protocol: String,
     /// Start of the measured part, RFC 3339.
     pub started_at: String,
     /// Length of the measured part (warm-up excluded).
@@ -575,6 +579,17 @@ impl Report {
                 .as_ref()
                 .map_or_else(String::new, |c| c.method.value.to_string()),
             schema_source: schema_source.to_string(),
+            protocol: match scenario.target.protocol {
+                crate::scenario::Protocol::Grpc => "grpc".to_string(),
+                web => format!(
+                    "{} over HTTP/{}",
+                    web.as_str(),
+                    match scenario.target.http_version {
+                        crate::scenario::HttpVersion::Http1 => "1.1",
+                        crate::scenario::HttpVersion::Http2 => "2",
+                    }
+                ),
+            },
             started_at,
             duration_seconds: round3(secs),
             interrupted: false,
@@ -584,7 +599,12 @@ impl Report {
                 model,
                 rate: scenario.load.rate,
                 concurrency: scenario.load.concurrency,
-                connections: scenario.load.connections,
+                // gRPC-Web: each worker has its own connection.
+                connections: if scenario.target.protocol.is_web() {
+                    scenario.load.concurrency
+                } else {
+                    scenario.load.connections
+                },
                 stages: scenario.load.stages.iter().map(StageInfo::from).collect(),
                 warmup_seconds: scenario.load.warmup.as_secs_f64(),
                 asked_requests,
@@ -745,6 +765,10 @@ impl Report {
         }
         serde_json::to_value(report).unwrap_or_default()
     }
+}
+
+fn native_grpc() -> String {
+    "grpc".into()
 }
 
 fn is_zero(n: &u64) -> bool {

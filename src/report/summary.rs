@@ -48,8 +48,14 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
     } else {
         writeln!(
             o,
-            "  method    {} (types from {})",
-            r.method, r.schema_source
+            "  method    {} (types from {}){}",
+            r.method,
+            r.schema_source,
+            if r.protocol == "grpc" {
+                String::new()
+            } else {
+                format!(", {}", r.protocol)
+            }
         )?;
     }
     let l = &r.load;

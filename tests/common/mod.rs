@@ -111,6 +111,23 @@ impl Server {
         Self::start(cmd, "PORT ")
     }
 
+    /// The echo service over gRPC-Web: Python sonora under hypercorn
+    /// (tests/python/web_server.py).
+    pub fn python_web(args: &[&str]) -> Self {
+        let check = Command::new("python3")
+            .args(["-c", "import sonora.asgi, hypercorn.asyncio"])
+            .status()
+            .expect("python3 runs");
+        assert!(
+            check.success(),
+            "Python sonora and hypercorn are missing: run tests/setup.sh (it installs tests/python/requirements.txt)"
+        );
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo().join("tests/python/web_server.py"))
+            .args(args);
+        Self::start(cmd, "PORT ")
+    }
+
     /// gRPC's interop TestService on Python grpcio (tests/python/interop_server.py).
     pub fn python_interop() -> Self {
         let mut cmd = Command::new("python3");

@@ -1,0 +1,367 @@
+//! gRPC-Web against a server loadagent did not write: Python sonora under hypercorn
+//! (tests/python/web_server.py), binary and text, over HTTP/1.1 and HTTP/2, with and without
+//! TLS (mutual TLS included), unary calls and server streams. Counts equal what the server
+//! kept; statuses and messages equal what sonora's own client sees; a protocol mismatch
+//! either way says which protocol the server speaks.
+
+mod common;
+
+use common::*;
+
+fn echo_proto() -> String {
+    repo()
+        .join("tests/python/echo.proto")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A gRPC-Web scenario for the echo service; `target_extra` goes in [target], `call_extra`
+/// in [call].
+fn web_scenario(
+    address: &str,
+    kind: &str,
+    target_extra: &str,
+    call_extra: &str,
+    load: &str,
+) -> String {
+    let method = if kind == "server_stream" {
+        "Subscribe"
+    } else {
+        "Say"
+    };
+    format!(
+        r#"
+name = "web"
+kind = "{kind}"
+
+[target]
+address = "{address}"
+{target_extra}
+
+[call]
+method = "testing.echo.v1.Echo/{method}"
+proto = ["{proto}"]
+timeout = "10s"
+{call_extra}
+
+[load]
+{load}
+"#,
+        proto = echo_proto()
+    )
+}
+
+fn report_of(dir: &std::path::Path, name: &str, text: &str) -> serde_json::Value {
+    let path = scenario(dir, name, text);
+    run_report(dir, &path)
+}
+
+#[test]
+fn every_protocol_and_http_version_counts_what_the_server_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python_web(&[]);
+    let mut total = 0;
+    for (i, (protocol, http)) in [
+        ("grpc-web", "1.1"),
+        ("grpc-web", "2"),
+        ("grpc-web-text", "1.1"),
+        ("grpc-web-text", "2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = 150 + i as u64;
+        let report = report_of(
+            dir.path(),
+            &format!("web{i}.toml"),
+            &web_scenario(
+                &server.address(),
+                "unary",
+                &format!("protocol = \"{protocol}\"\nhttp_version = \"{http}\""),
+                &format!("data = {{ message = \"{protocol} {http} {{{{request_number}}}}\" }}"),
+                &format!("requests = {n}\nconcurrency = 4"),
+            ),
+        );
+        assert_eq!(num(&report, "totals.requests") as u64, n, "{report}");
+        assert_eq!(
+            num(&report, "totals.ok") as u64,
+            n,
+            "{protocol} {http}: {report}"
+        );
+        assert_eq!(
+            report["protocol"],
+            format!("{protocol} over HTTP/{http}"),
+            "{report}"
+        );
+        total += n;
+    }
+    let counts = server.stop_with_counts();
+    assert_eq!(counts["unary"].as_u64(), Some(total), "{counts}");
+    assert_eq!(
+        counts["messages"].as_object().unwrap().len() as u64,
+        total,
+        "every request rendered its own message: {counts}"
+    );
+}
+
+#[test]
+fn statuses_and_messages_are_what_a_grpc_web_client_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python_web(&[]);
+    for message in [
+        "fail:NOT_FOUND:no such thing here",
+        "fail:RESOURCE_EXHAUSTED:quota 100% used, ünï",
+        "fail:PERMISSION_DENIED:",
+        "plain",
+    ] {
+        let client = std::process::Command::new("python3")
+            .arg(repo().join("tests/python/web_client.py"))
+            .arg(format!("http://{}", server.address()))
+            .arg(message)
+            .output()
+            .unwrap();
+        assert!(client.status.success(), "{}", text(&client));
+        let seen: serde_json::Value =
+            serde_json::from_slice(client.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        for protocol in ["grpc-web", "grpc-web-text"] {
+            let report = report_of(
+                dir.path(),
+                "status.toml",
+                &web_scenario(
+                    &server.address(),
+                    "unary",
+                    &format!("protocol = \"{protocol}\""),
+                    &format!("data = {{ message = {} }}", serde_json::json!(message)),
+                    "requests = 5\nconcurrency = 1",
+                ),
+            );
+            let code = seen["code"].as_str().unwrap();
+            assert_eq!(
+                report["status_codes"][code], 5,
+                "{protocol} {message}: sonora's client saw {seen}; loadagent: {report}"
+            );
+            if code != "OK" {
+                assert_eq!(
+                    report["errors"][0]["message"], seen["details"],
+                    "{protocol}: {report}"
+                );
+            }
+        }
+    }
+    let counts = server.stop_with_counts();
+    assert_eq!(counts["unary"].as_u64(), Some(4 * (1 + 2 * 5)), "{counts}");
+}
+
+#[test]
+fn server_streams_count_every_message_and_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let server = Server::python_web(&[
+        "--tls-cert",
+        &pki.path("server.pem"),
+        "--tls-key",
+        &pki.path("server.key"),
+        "--tls-ca",
+        &pki.path("ca.pem"),
+    ]);
+    let tls = format!(
+        "[target.tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"",
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key")
+    );
+    let mut streams = 0;
+    for (i, (protocol, http)) in [("grpc-web", "1.1"), ("grpc-web-text", "2")]
+        .into_iter()
+        .enumerate()
+    {
+        let report = report_of(
+            dir.path(),
+            &format!("stream{i}.toml"),
+            &web_scenario(
+                &format!("localhost:{}", server.port),
+                "server_stream",
+                &format!("protocol = \"{protocol}\"\nhttp_version = \"{http}\"\n{tls}"),
+                "data = { message = \"s\", inner = { id = 7 } }",
+                "requests = 20\nconcurrency = 2",
+            ),
+        );
+        assert_eq!(
+            num(&report, "totals.ok"),
+            20.0,
+            "{protocol} {http}: {report}"
+        );
+        assert_eq!(num(&report, "messages.received"), 140.0, "{report}");
+        streams += 20;
+        let report = report_of(
+            dir.path(),
+            &format!("unary{i}.toml"),
+            &web_scenario(
+                &format!("localhost:{}", server.port),
+                "unary",
+                &format!("protocol = \"{protocol}\"\nhttp_version = \"{http}\"\n{tls}"),
+                "data = { message = \"over tls\" }",
+                "requests = 30\nconcurrency = 3",
+            ),
+        );
+        assert_eq!(num(&report, "totals.ok"), 30.0, "{report}");
+    }
+    // Without the client certificate the server refuses the handshake.
+    let no_cert = format!("[target.tls]\nca = \"{}\"", pki.path("ca.pem"));
+    let path = scenario(
+        dir.path(),
+        "nocert.toml",
+        &web_scenario(
+            &format!("localhost:{}", server.port),
+            "unary",
+            &format!("protocol = \"grpc-web\"\n{no_cert}"),
+            "",
+            "requests = 3\nconcurrency = 1",
+        ),
+    );
+    let out = loadagent(&["run", "-q", path.to_str().unwrap()]);
+    let all = text(&out);
+    assert!(
+        all.contains("UNAVAILABLE") || out.status.code() == Some(1),
+        "a handshake without the client certificate fails: {all}"
+    );
+    let counts = server.stop_with_counts();
+    assert_eq!(counts["streams"].as_u64(), Some(streams), "{counts}");
+    assert_eq!(
+        counts["stream_sent"].as_u64(),
+        Some(streams * 7),
+        "{counts}"
+    );
+    assert_eq!(counts["unary"].as_u64(), Some(60), "{counts}");
+}
+
+#[test]
+fn a_mismatched_protocol_says_which_one_the_server_speaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = Server::python_web(&[]);
+    let native = Server::python(&[]);
+    // Native gRPC at the gRPC-Web server.
+    let report = report_of(
+        dir.path(),
+        "native.toml",
+        &web_scenario(
+            &web.address(),
+            "unary",
+            "",
+            "",
+            "requests = 5\nconcurrency = 1",
+        ),
+    );
+    assert_eq!(num(&report, "totals.ok"), 0.0, "{report}");
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("speaks gRPC-Web") && message.contains("protocol = \"grpc-web\""),
+        "{message}"
+    );
+    // gRPC-Web at the native server, over HTTP/1.1 and over HTTP/2.
+    for (http, says) in [
+        ("1.1", "does not speak HTTP/1.1"),
+        ("2", "protocol = \"grpc\""),
+    ] {
+        let report = report_of(
+            dir.path(),
+            "web.toml",
+            &web_scenario(
+                &native.address(),
+                "unary",
+                &format!("protocol = \"grpc-web\"\nhttp_version = \"{http}\""),
+                "",
+                "requests = 5\nconcurrency = 1",
+            ),
+        );
+        assert_eq!(num(&report, "totals.ok"), 0.0, "{report}");
+        let message = report["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(says), "HTTP/{http}: {message}");
+    }
+    // sonora as it ships writes its unary trailer frame without a readable grpc-status: a
+    // conforming client fails such a call, and so does loadagent.
+    let as_is = Server::python_web(&["--sonora-as-is"]);
+    let report = report_of(
+        dir.path(),
+        "asis.toml",
+        &web_scenario(
+            &as_is.address(),
+            "unary",
+            "protocol = \"grpc-web\"",
+            "",
+            "requests = 5\nconcurrency = 1",
+        ),
+    );
+    assert_eq!(report["status_codes"]["INTERNAL"], 5, "{report}");
+    assert!(report["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no grpc-status"));
+}
+
+#[test]
+fn bad_grpc_web_scenarios_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = Server::python_web(&[]);
+    let cases = [
+        (
+            "kind = \"bidi_stream\"",
+            "protocol = \"grpc-web\"",
+            "",
+            "target.protocol",
+        ),
+        (
+            "kind = \"unary\"",
+            "http_version = \"2\"",
+            "",
+            "target.http_version",
+        ),
+        (
+            "kind = \"unary\"",
+            "protocol = \"grpc-web\"",
+            "compression = \"gzip\"",
+            "call.compression",
+        ),
+        (
+            "kind = \"unary\"",
+            "protocol = \"grpc-websocket\"",
+            "",
+            "target.protocol",
+        ),
+    ];
+    for (kind, target, call, key) in cases {
+        let text_ = web_scenario(&web.address(), "unary", target, call, "requests = 1")
+            .replace("kind = \"unary\"", kind);
+        let path = scenario(dir.path(), "bad.toml", &text_);
+        let out = loadagent(&["validate", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("`{key}`")),
+            "{key}: {}",
+            text(&out)
+        );
+    }
+    // Types by reflection through a gRPC-Web endpoint: said plainly, with what to do.
+    let no_types = web_scenario(
+        &web.address(),
+        "unary",
+        "protocol = \"grpc-web\"",
+        "",
+        "requests = 1",
+    )
+    .replace(&format!("proto = [\"{}\"]", echo_proto()), "");
+    let path = scenario(dir.path(), "reflect.toml", &no_types);
+    let out = loadagent(&["run", "-q", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("gRPC-Web") && text(&out).contains("proto"),
+        "{}",
+        text(&out)
+    );
+    let counts = web.stop_with_counts();
+    assert_eq!(
+        counts["unary"].as_u64(),
+        Some(0),
+        "validation sends nothing: {counts}"
+    );
+}
