@@ -103,6 +103,57 @@ fn fuzz_agent_config_reader() {
     });
 }
 
+/// gRPC-Web response bodies, binary and text, cut into chunks anywhere: the reader neither
+/// panics nor holds more than it bounds (what a hostile gRPC-Web server sends).
+#[test]
+fn fuzz_grpc_web_body() {
+    use base64::Engine;
+    let frame = |flags: u8, payload: &[u8]| {
+        let mut f = vec![flags];
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    let mut binary = vec![0u8, 7];
+    binary.extend(frame(0, b"\x0a\x02hi"));
+    binary.extend(frame(
+        0x80,
+        b"grpc-status: 0\r\ngrpc-message: ok%20then\r\n",
+    ));
+    let mut text = vec![1u8, 5];
+    text.extend(
+        base64::engine::general_purpose::STANDARD
+            .encode(frame(0x80, b"grpc-status: 5\r\n"))
+            .into_bytes(),
+    );
+    // Byte 0: text mode when odd; byte 1: the chunk size; the rest: the body.
+    let check = |input: &[u8]| {
+        let (mode, chunk, body) = match input {
+            [m, c, rest @ ..] => (m % 2 == 1, usize::from(*c).max(1), rest),
+            _ => return,
+        };
+        let mut reader = loadagent::grpc::web::WebBodyReader::new(mode, 1024);
+        for piece in body.chunks(chunk) {
+            if reader.feed(piece).is_err() {
+                return;
+            }
+        }
+        let _ = reader.finish(None, true);
+    };
+    fuzz(Target {
+        name: "grpc_web_body",
+        seeds: vec![binary, text],
+        dictionary: vec![
+            b"grpc-status: ",
+            b"\r\n",
+            b"\x80\x00\x00\x00",
+            b"==",
+            b"\xff\xff\xff\xff",
+        ],
+        check: &check,
+    });
+}
+
 /// A real report of a short embedded run, the seed of the report targets.
 fn a_report() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();

@@ -236,6 +236,59 @@ fn server_streams_count_every_message_and_tls_with_client_certificates() {
 }
 
 #[test]
+fn cors_preflights_go_first_and_a_refusal_fails_the_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cors = "protocol = \"grpc-web\"\ncors_origin = \"https://app.example\"";
+    let run = |server: &Server, name: &str| {
+        report_of(
+            dir.path(),
+            name,
+            &web_scenario(
+                &server.address(),
+                "unary",
+                cors,
+                "data = { message = \"cors\" }",
+                "requests = 40\nconcurrency = 4",
+            ),
+        )
+    };
+    let allowing = Server::python_web(&[]);
+    let report = run(&allowing, "allowed.toml");
+    assert_eq!(num(&report, "totals.ok"), 40.0, "{report}");
+    let counts = allowing.stop_with_counts();
+    assert_eq!(counts["unary"].as_u64(), Some(40), "{counts}");
+    assert_eq!(
+        counts["preflights"].as_u64(),
+        Some(4),
+        "one preflight per connection (one per worker): {counts}"
+    );
+
+    let other = Server::python_web(&["--allow-origin", "https://other.example"]);
+    let report = run(&other, "refused.toml");
+    assert_eq!(num(&report, "totals.ok"), 0.0, "{report}");
+    let message = report["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("allows origin https://other.example, not https://app.example"),
+        "{message}"
+    );
+    let counts = other.stop_with_counts();
+    assert_eq!(
+        counts["unary"].as_u64(),
+        Some(0),
+        "no call after a refusal: {counts}"
+    );
+
+    // sonora as it ships answers a preflight with HTTP 500 under hypercorn.
+    let as_is = Server::python_web(&["--sonora-as-is"]);
+    let report = run(&as_is, "broken.toml");
+    assert_eq!(num(&report, "totals.ok"), 0.0, "{report}");
+    assert!(report["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("CORS preflight: HTTP status 500"));
+}
+
+#[test]
 fn a_mismatched_protocol_says_which_one_the_server_speaks() {
     let dir = tempfile::tempdir().unwrap();
     let web = Server::python_web(&[]);

@@ -22,6 +22,14 @@ fn echo_proto() -> String {
 
 const SAY: &str = "testing.echo.v1.Echo/Say";
 
+/// `probe ADDR --method Say --proto echo.proto` and `extra`.
+fn probe_say(addr: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let proto = echo_proto();
+    let mut all = vec![addr, "--method", SAY, "--proto", &proto];
+    all.extend_from_slice(extra);
+    probe(&all)
+}
+
 #[test]
 fn probe_calls_a_method_and_judges_the_answer_with_each_exit_code() {
     let server = Server::python(&[]);
@@ -65,17 +73,15 @@ fn probe_calls_a_method_and_judges_the_answer_with_each_exit_code() {
     );
 
     // A wrong answer: exit 5, saying what was found.
-    let (code, out) = probe(&[
+    let (code, out) = probe_say(
         &addr,
-        "--method",
-        SAY,
-        "--proto",
-        &proto,
-        "--data",
-        r#"{"message": "hello x"}"#,
-        "--expect",
-        r#"message == "bye""#,
-    ]);
+        &[
+            "--data",
+            r#"{"message": "hello x"}"#,
+            "--expect",
+            r#"message == "bye""#,
+        ],
+    );
     calls += 1;
     assert_eq!(code, Some(5), "{out}");
     assert!(out.contains("FAILED") && out.contains("hello x"), "{out}");
@@ -97,19 +103,17 @@ fn probe_calls_a_method_and_judges_the_answer_with_each_exit_code() {
     calls += 1;
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("DEADLINE_EXCEEDED"), "{out}");
-    let (code, out) = probe(&[
+    let (code, out) = probe_say(
         &addr,
-        "--method",
-        SAY,
-        "--proto",
-        &proto,
-        "--data",
-        slow,
-        "--timeout",
-        "300ms",
-        "--expect",
-        "status == DEADLINE_EXCEEDED",
-    ]);
+        &[
+            "--data",
+            slow,
+            "--timeout",
+            "300ms",
+            "--expect",
+            "status == DEADLINE_EXCEEDED",
+        ],
+    );
     calls += 1;
     assert_eq!(code, Some(0), "{out}");
 
@@ -120,9 +124,7 @@ fn probe_calls_a_method_and_judges_the_answer_with_each_exit_code() {
         (vec!["--data", r#"{"nope": 1}"#], "--data"),
         (vec!["--data", "[1]"], "--data"),
     ] {
-        let mut all = vec![addr.as_str(), "--method", SAY, "--proto", &proto];
-        all.extend(args.iter().copied());
-        let (code, out) = probe(&all);
+        let (code, out) = probe_say(&addr, &args);
         assert_eq!(code, Some(1), "{args:?}: {out}");
         assert!(out.contains(says), "{args:?}: {out}");
     }

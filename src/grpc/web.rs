@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::channel::{open_transport_for, ConnectError, Endpoint};
 use super::status;
 use super::unary::{Outcome, UnaryCall};
-use crate::scenario::{HttpVersion, Protocol};
+use crate::scenario::{HttpVersion, Kind, Protocol, StreamOptions, Target};
 
 /// The largest trailer frame accepted: trailers are a few header lines (gRPC's default
 /// metadata limit is 8 KiB).
@@ -43,6 +43,16 @@ pub struct WebCall {
     pub connect_timeout: Duration,
     /// TLS offering the ALPN protocol of `version`.
     pub tls: Option<crate::tls::ClientTls>,
+    /// `cors_origin`: calls carry this Origin, and each new connection first makes the CORS
+    /// preflight a browser would make.
+    cors: Option<Cors>,
+}
+
+/// A browser's CORS exchange: the Origin header, and the preflight request's headers.
+#[derive(Clone)]
+struct Cors {
+    origin: HeaderValue,
+    preflight: HeaderMap,
 }
 
 impl std::fmt::Debug for WebCall {
@@ -166,14 +176,14 @@ impl WebCall {
     /// deadline and metadata, gRPC-Web's content type and headers.
     pub fn new(
         native: &UnaryCall,
-        protocol: Protocol,
-        version: HttpVersion,
-        streaming: bool,
-        stream_messages: u64,
-        connect_timeout: Duration,
+        target: &Target,
+        kind: Kind,
+        stream: &StreamOptions,
         tls: Option<&crate::tls::ClientTls>,
     ) -> Self {
-        let text = protocol == Protocol::GrpcWebText;
+        let version = target.http_version;
+        let streaming = kind == Kind::ServerStream;
+        let text = target.protocol == Protocol::GrpcWebText;
         let content_type = HeaderValue::from_static(if text {
             "application/grpc-web-text"
         } else {
@@ -220,6 +230,35 @@ impl WebCall {
             }
             HttpVersion::Http1 => path.parse().unwrap_or_else(|_| native_uri.clone()),
         };
+        let cors = target
+            .cors_origin
+            .as_deref()
+            .and_then(|o| HeaderValue::from_str(o).ok())
+            .map(|origin| {
+                let mut preflight = HeaderMap::new();
+                preflight.insert("origin", origin.clone());
+                preflight.insert(
+                    "access-control-request-method",
+                    HeaderValue::from_static("POST"),
+                );
+                // What the call will carry beyond the CORS-safelisted headers, as browsers
+                // list them: lower case, sorted, comma-separated.
+                let mut names: Vec<&str> = headers
+                    .keys()
+                    .map(http::HeaderName::as_str)
+                    .filter(|n| !matches!(*n, "host" | "user-agent" | "accept"))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                if let Ok(v) = HeaderValue::from_str(&names.join(",")) {
+                    preflight.insert("access-control-request-headers", v);
+                }
+                if let Some(host) = headers.get("host") {
+                    preflight.insert("host", host.clone());
+                }
+                headers.insert("origin", origin.clone());
+                Cors { origin, preflight }
+            });
         let tls = tls.map(|t| {
             t.with_alpn(&[match version {
                 HttpVersion::Http1 => "http/1.1",
@@ -234,9 +273,52 @@ impl WebCall {
             timeout: native.timeout(),
             max_receive: native.max_receive(),
             streaming,
-            stream_messages,
-            connect_timeout,
+            stream_messages: stream.messages,
+            connect_timeout: target.connect_timeout,
             tls,
+            cors,
+        }
+    }
+
+    /// The CORS preflight a browser makes before its first call (when `cors_origin` is set):
+    /// `Err` says why a browser would refuse to make the call.
+    pub async fn preflight(&self, sender: &mut WebSender) -> Result<(), Outcome> {
+        let Some(cors) = &self.cors else {
+            return Ok(());
+        };
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.method_mut() = Method::OPTIONS;
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = cors.preflight.clone();
+        let refused = |why: String| {
+            Outcome::failed(
+                status::UNAVAILABLE,
+                format!("CORS preflight: {why}; a browser at this origin would not make the call"),
+            )
+        };
+        let response = match sender.send(request).await {
+            Ok(r) => r,
+            Err(e) => return Err(sender.failure(&e, self.version)),
+        };
+        let (head, body) = response.into_parts();
+        // Read the (empty) body so an HTTP/1.1 connection can carry the call; bounded.
+        let _ = http_body_util::Limited::new(body, 64 * 1024)
+            .collect()
+            .await;
+        if !head.status.is_success() {
+            return Err(refused(format!("HTTP status {}", head.status.as_u16())));
+        }
+        let allowed = head.headers.get("access-control-allow-origin");
+        match allowed {
+            Some(a) if a == "*" || *a == cors.origin => Ok(()),
+            Some(a) => Err(refused(format!(
+                "the server allows origin {}, not {}",
+                String::from_utf8_lossy(a.as_bytes()),
+                String::from_utf8_lossy(cors.origin.as_bytes())
+            ))),
+            None => Err(refused(
+                "no Access-Control-Allow-Origin in the answer".into(),
+            )),
         }
     }
 

@@ -219,10 +219,16 @@ async fn web_turn(
             connect_timeout: call.connect_timeout,
             tls: call.tls.clone(),
         };
-        match crate::grpc::web::connect(&endpoint, call.version).await {
+        let connected = match crate::grpc::web::connect(&endpoint, call.version).await {
+            Ok(mut s) => match call.preflight(&mut s).await {
+                Ok(()) => Ok(s),
+                Err(refused) => Err(refused),
+            },
+            Err(e) => Err(Outcome::failed(status::UNAVAILABLE, e.to_string())),
+        };
+        match connected {
             Ok(s) => *web = Some((s, backend.id)),
-            Err(e) => {
-                let failed = Outcome::failed(status::UNAVAILABLE, e.to_string());
+            Err(failed) => {
                 t.taken.record(t.rec, t.picked, &failed, backend.id);
                 if shared.plan.schedule.is_none() {
                     // Closed model and the target down: wait instead of spinning.

@@ -269,11 +269,9 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
     let call = match (scenario.kind, &tls) {
         (kind, tls) if protocol.is_web() => CallPlan::Web(crate::grpc::web::WebCall::new(
             &unary,
-            protocol,
-            scenario.target.http_version,
-            kind == Kind::ServerStream,
-            scenario.stream.messages,
-            scenario.target.connect_timeout,
+            &scenario.target,
+            kind,
+            &scenario.stream,
             tls.as_ref(),
         )),
         (Kind::TlsHandshake, Some(t)) => CallPlan::Handshake(HandshakeCall {

@@ -351,6 +351,28 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
             );
         }
     }
+    let cors_origin = t.string("cors_origin").and_then(|o| {
+        let valid = (o.value.starts_with("http://") || o.value.starts_with("https://"))
+            && http::HeaderValue::from_str(&o.value).is_ok()
+            && !o.value.trim_end_matches('/').contains(|c: char| c.is_whitespace());
+        if !protocol.is_web() {
+            t.ctx().report_at(
+                o.loc,
+                &t.key_path("cors_origin"),
+                "CORS is a browser's: `cors_origin` goes with `protocol = \"grpc-web\"`",
+            );
+            None
+        } else if !valid {
+            t.ctx().report_at(
+                o.loc,
+                &t.key_path("cors_origin"),
+                format!("\"{}\" is not an origin; write the page's scheme and host, e.g. \"https://app.example.com\"", o.value),
+            );
+            None
+        } else {
+            Some(o.value)
+        }
+    });
     let http_version = match http_version.map(|v| v.value) {
         Some(v) if v == "2" => HttpVersion::Http2,
         _ => HttpVersion::Http1,
@@ -400,6 +422,7 @@ fn read_target(t: &TableReader<'_, '_, '_>) -> Option<Target> {
         balance: balance.unwrap_or_default(),
         protocol,
         http_version,
+        cors_origin,
     })
 }
 

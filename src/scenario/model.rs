@@ -181,6 +181,9 @@ pub struct Target {
     pub protocol: Protocol,
     /// `http_version`: what gRPC-Web goes over (native gRPC is HTTP/2 only).
     pub http_version: HttpVersion,
+    /// `cors_origin`: gRPC-Web calls made as a page at this origin would (a preflight per
+    /// connection, the Origin header on each call).
+    pub cors_origin: Option<String>,
     /// `process` and `metrics_url`: the target's side, sampled during the run.
     pub watch: super::watch::TargetSpec,
 }

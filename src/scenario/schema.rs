@@ -64,6 +64,7 @@ pub fn tables() -> Vec<Table> {
                 key("balance", "`\"round_robin\"`, `\"pick_first\"`", "`\"round_robin\"`", "how calls are spread over a fleet's backends (gRPC's policies)"),
                 key("protocol", "`\"grpc\"`, `\"grpc-web\"`, `\"grpc-web-text\"`", "`\"grpc\"`", "native gRPC, or gRPC-Web as browsers speak it (binary `application/grpc-web+proto`, or base64 text); gRPC-Web: `unary` and `server_stream`, types from `proto`/`protoset`"),
                 key("http_version", "`\"1.1\"`, `\"2\"`", "`\"1.1\"`", "what gRPC-Web goes over (TLS offers it by ALPN); each worker has its own connection"),
+                key("cors_origin", "string", "none", "gRPC-Web as a page at this origin calls: a CORS preflight on each new connection (a refusal fails the call), `Origin` on every call"),
                 key("connect_timeout", "duration", secs(DEFAULT_CONNECT_TIMEOUT), "TCP (and TLS) connect deadline"),
                 key("process", "string", "none", "the server's process on this node (a name, or a pid file: a path or `*.pid`), sampled during the run"),
                 key("metrics_url", "string", "none", "the server's own Prometheus endpoint (`http://`), scraped before, during and after"),

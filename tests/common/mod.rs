@@ -94,37 +94,37 @@ impl Server {
 
     /// The Python grpcio echo server (tests/python/echo_server.py) with extra options.
     pub fn python(args: &[&str]) -> Self {
-        let check = Command::new("python3")
-            .args([
-                "-c",
-                "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha",
-            ])
-            .status()
-            .expect("python3 runs");
-        assert!(
-            check.success(),
-            "Python grpcio is missing: run tests/setup.sh (it installs tests/python/requirements.txt)"
-        );
-        let mut cmd = Command::new("python3");
-        cmd.arg(repo().join("tests/python/echo_server.py"))
-            .args(args);
-        Self::start(cmd, "PORT ")
+        Self::python_script(
+            "echo_server.py",
+            "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha",
+            "grpcio",
+            args,
+        )
     }
 
     /// The echo service over gRPC-Web: Python sonora under hypercorn
     /// (tests/python/web_server.py).
     pub fn python_web(args: &[&str]) -> Self {
+        Self::python_script(
+            "web_server.py",
+            "import sonora.asgi, hypercorn.asyncio",
+            "sonora and hypercorn",
+            args,
+        )
+    }
+
+    /// A server in tests/python, after checking its packages are installed (`imports`).
+    fn python_script(script: &str, imports: &str, packages: &str, args: &[&str]) -> Self {
         let check = Command::new("python3")
-            .args(["-c", "import sonora.asgi, hypercorn.asyncio"])
+            .args(["-c", imports])
             .status()
             .expect("python3 runs");
         assert!(
             check.success(),
-            "Python sonora and hypercorn are missing: run tests/setup.sh (it installs tests/python/requirements.txt)"
+            "Python {packages} missing: run tests/setup.sh (it installs tests/python/requirements.txt)"
         );
         let mut cmd = Command::new("python3");
-        cmd.arg(repo().join("tests/python/web_server.py"))
-            .args(args);
+        cmd.arg(repo().join("tests/python").join(script)).args(args);
         Self::start(cmd, "PORT ")
     }
 

@@ -8,7 +8,9 @@ exits. sonora's ASGI server writes a unary call's trailer frame from bytes, as
 `b'grpc-status': b'0'` (sonora 0.2.3): no gRPC-Web client finds a status there (a conforming
 one fails the call; sonora's own client ignores the missing status). The server corrects that
 unless --sonora-as-is, which the tests use to check loadagent judges such a frame as a
-conforming client does. Say echoes the message; a message "fail:<CODE>:<text>" aborts with that status. Subscribe
+conforming client does. Its CORS preflight answer sends a text header value, which hypercorn
+refuses (HTTP 500); the server answers preflights itself (allowing the request's Origin, or
+only --allow-origin) unless --sonora-as-is. Say echoes the message; a message "fail:<CODE>:<text>" aborts with that status. Subscribe
 sends inner.id replies, each after delay_ms.
 """
 
@@ -34,7 +36,8 @@ def main():
     parser.add_argument("--tls-cert", default="")
     parser.add_argument("--tls-key", default="")
     parser.add_argument("--tls-ca", default="", help="require client certificates signed by this CA")
-    parser.add_argument("--sonora-as-is", action="store_true", help="keep sonora's unary trailer frame as it writes it")
+    parser.add_argument("--sonora-as-is", action="store_true", help="keep sonora's unary trailer frame and CORS preflight as they are")
+    parser.add_argument("--allow-origin", default="", help="the only origin CORS preflights allow (default: the request's)")
     args = parser.parse_args()
 
     if not args.sonora_as_is:
@@ -52,7 +55,25 @@ def main():
     import echo_pb2
     import echo_pb2_grpc
 
-    state = {"unary": 0, "streams": 0, "stream_sent": 0, "messages": {}}
+    state = {"unary": 0, "streams": 0, "stream_sent": 0, "preflights": 0, "messages": {}}
+
+    async def preflight(self, scope, receive, send):
+        state["preflights"] += 1
+        asked = dict(scope["headers"]).get(b"origin", b"*")
+        allowed = args.allow_origin.encode("ascii") if args.allow_origin else asked
+        headers = [
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"0"),
+            (b"access-control-allow-methods", b"POST, OPTIONS"),
+            (b"access-control-allow-headers", b"*"),
+            (b"access-control-allow-origin", allowed),
+            (b"access-control-expose-headers", b"*"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    if not args.sonora_as_is:
+        grpcASGI._do_cors_preflight = preflight
 
     class Echo(echo_pb2_grpc.EchoServicer):
         async def Say(self, request, context):
