@@ -161,9 +161,11 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         silent.local_addr().unwrap()
     );
     let config = fleets + &format!(
-        "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",
+        "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[targets]]\nname = \"method\"\naddress = \"{}\"\ninterval = \"1s\"\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = {{ error_code = 5 }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",
         tls_target.address(),
         tls_target_cert.display().to_string(),
+        // A method probe whose call fails (NOT_FOUND) while health says SERVING.
+        plain_target.address(),
         // Nothing listens there: lost spans make the agent-errors panel's data.
         free_port()
     );

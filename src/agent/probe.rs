@@ -160,27 +160,42 @@ impl Prober {
         let Some(traces) = &self.ctx.traces else {
             return;
         };
-        let attributes = vec![
+        let mut attributes = vec![
             KeyValue::new("loadagent.target", self.target.name.clone()),
             KeyValue::new("server.address", self.address.host().to_string()),
             KeyValue::new("server.port", i64::from(self.address.port())),
             KeyValue::new("rpc.system", "grpc"),
-            KeyValue::new("rpc.service", "grpc.health.v1.Health"),
-            KeyValue::new("rpc.method", method),
-            KeyValue::new("grpc.health.service", self.target.service.clone()),
         ];
+        match &self.target.method {
+            // A method probe's span names the method it calls.
+            Some(spec) => {
+                attributes.push(KeyValue::new("rpc.service", spec.name.service.clone()));
+                attributes.push(KeyValue::new("rpc.method", spec.name.method.clone()));
+            }
+            None => {
+                attributes.push(KeyValue::new("rpc.service", "grpc.health.v1.Health"));
+                attributes.push(KeyValue::new("rpc.method", method));
+                attributes.push(KeyValue::new(
+                    "grpc.health.service",
+                    self.target.service.clone(),
+                ));
+            }
+        }
         self.span = Some(traces.span("loadagent.probe", SpanKind::Client, None, attributes));
     }
 
     /// Ends the open probe span, if any, with the probe's result.
-    fn close_span(&mut self, status: Option<&str>, code: Option<i32>, error: Option<&str>) {
+    fn close_span(
+        &mut self,
+        success: bool,
+        status: Option<&str>,
+        code: Option<i32>,
+        error: Option<&str>,
+    ) {
         let Some(cx) = self.span.take() else {
             return;
         };
-        let mut attributes = vec![KeyValue::new(
-            "loadagent.probe.success",
-            status == Some("SERVING"),
-        )];
+        let mut attributes = vec![KeyValue::new("loadagent.probe.success", success)];
         if let Some(s) = status {
             attributes.push(KeyValue::new("grpc.health.status", s.to_string()));
         }
@@ -224,7 +239,7 @@ impl Prober {
             (h, m) => h.or(m),
         };
         let status = if health { status } else { None };
-        self.close_span(status.as_deref(), code, error.as_deref());
+        self.close_span(success, status.as_deref(), code, error.as_deref());
         let m = &self.ctx.metrics;
         m.probes_changed();
         let name = self.target.name.clone();
@@ -405,11 +420,7 @@ impl Prober {
     }
 
     async fn check_once(&mut self) {
-        self.open_span(if self.target.method.is_some() {
-            "method"
-        } else {
-            "Check"
-        });
+        self.open_span("Check");
         let started = Instant::now();
         let channel = match self.channel().await {
             Ok(c) => c,
