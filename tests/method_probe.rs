@@ -149,6 +149,30 @@ fn probe_calls_a_method_and_judges_the_answer_with_each_exit_code() {
     let (code, out) = probe(&[&addr, "--method", SAY, "--expect", "nosuch == 1"]);
     assert_eq!(code, Some(1), "by reflection too: {out}");
 
+    // Types that do not fit what the server sends (its reply's field 1 is a string, these
+    // say int64): the response does not decode, a failed check with the reason (exit 5).
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = scenario(
+        dir.path(),
+        "wrong.proto",
+        "syntax = \"proto3\";\npackage testing.echo.v1;\nservice Echo { rpc Say(SayRequest) returns (Wrong); }\nmessage SayRequest { string message = 1; }\nmessage Wrong { int64 message = 1; }\n",
+    );
+    let (code, out) = probe(&[
+        &addr,
+        "--method",
+        SAY,
+        "--proto",
+        wrong.to_str().unwrap(),
+        "--data",
+        r#"{"message": "not a number"}"#,
+    ]);
+    calls += 1;
+    assert_eq!(code, Some(5), "{out}");
+    assert!(
+        out.contains("does not decode as testing.echo.v1.Wrong"),
+        "{out}"
+    );
+
     let closed = free_port();
     let (code, out) = probe(&[
         &format!("127.0.0.1:{closed}"),

@@ -852,7 +852,7 @@ mod tests {
             .filter(|d| per_target(d))
             .map(|d| d.name)
             .collect();
-        assert_eq!(per.len(), 10, "{per:?}");
+        assert_eq!(per.len(), 11, "{per:?}");
         assert!(per
             .iter()
             .all(|n| n.starts_with("loadagent_probe_") || *n == "loadagent_probes_total"));
