@@ -293,11 +293,17 @@ fn a_mismatched_protocol_says_which_one_the_server_speaks() {
     let dir = tempfile::tempdir().unwrap();
     let web = Server::python_web(&[]);
     let native = Server::python(&[]);
+    // The run stops and fails (exit 1) with the message, as at a target not speaking HTTP/2.
+    let fails = |name: &str, text_: String| {
+        let path = scenario(dir.path(), name, &text_);
+        let out = loadagent(&["run", "-q", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        text(&out)
+    };
     // Native gRPC at the gRPC-Web server.
-    let report = report_of(
-        dir.path(),
+    let message = fails(
         "native.toml",
-        &web_scenario(
+        web_scenario(
             &web.address(),
             "unary",
             "",
@@ -305,21 +311,38 @@ fn a_mismatched_protocol_says_which_one_the_server_speaks() {
             "requests = 5\nconcurrency = 1",
         ),
     );
-    assert_eq!(num(&report, "totals.ok"), 0.0, "{report}");
-    let message = report["errors"][0]["message"].as_str().unwrap();
     assert!(
-        message.contains("speaks gRPC-Web") && message.contains("protocol = \"grpc-web\""),
+        message.contains("no call succeeded")
+            && message.contains("speaks gRPC-Web")
+            && message.contains("protocol = \"grpc-web\""),
         "{message}"
+    );
+    // A long run stops at the first interval instead of running its course.
+    let started = std::time::Instant::now();
+    let message = fails(
+        "native_long.toml",
+        web_scenario(
+            &web.address(),
+            "unary",
+            "",
+            "",
+            "duration = \"60s\"\nconcurrency = 1",
+        ),
+    );
+    assert!(message.contains("stopping: wrong protocol"), "{message}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "stopped early: {:?}",
+        started.elapsed()
     );
     // gRPC-Web at the native server, over HTTP/1.1 and over HTTP/2.
     for (http, says) in [
         ("1.1", "does not speak HTTP/1.1"),
         ("2", "protocol = \"grpc\""),
     ] {
-        let report = report_of(
-            dir.path(),
+        let message = fails(
             "web.toml",
-            &web_scenario(
+            web_scenario(
                 &native.address(),
                 "unary",
                 &format!("protocol = \"grpc-web\"\nhttp_version = \"{http}\""),
@@ -327,8 +350,6 @@ fn a_mismatched_protocol_says_which_one_the_server_speaks() {
                 "requests = 5\nconcurrency = 1",
             ),
         );
-        assert_eq!(num(&report, "totals.ok"), 0.0, "{report}");
-        let message = report["errors"][0]["message"].as_str().unwrap();
         assert!(message.contains(says), "HTTP/{http}: {message}");
     }
     // sonora as it ships writes its unary trailer frame without a readable grpc-status: a

@@ -35,6 +35,11 @@ pub const UNAUTHENTICATED: u8 = 16;
 /// Number of codes a status table holds; codes past 16 are folded into UNKNOWN.
 pub const CODE_COUNT: usize = CODE_NAMES.len();
 
+/// How the message of a call begins when the server speaks another protocol (native gRPC and
+/// gRPC-Web, either way): a run in which no call succeeds and such a message comes stops and
+/// fails with it (exit 1), as a target that does not speak HTTP/2 does.
+pub const WRONG_PROTOCOL: &str = "wrong protocol: ";
+
 pub fn code_name(code: u8) -> &'static str {
     CODE_NAMES
         .get(usize::from(code))

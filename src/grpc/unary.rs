@@ -353,7 +353,8 @@ pub(crate) fn judge_response_head(
         return Some(Outcome::failed(
             status::UNKNOWN,
             format!(
-                "the server answered with content-type {shown}: it speaks gRPC-Web, not native gRPC; set `protocol = \"grpc-web\"` in [target]"
+                "{}the server answered with content-type {shown}: it speaks gRPC-Web, not native gRPC; set `protocol = \"grpc-web\"` in [target]",
+                status::WRONG_PROTOCOL
             ),
         ));
     }

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::{open_transport_for, ConnectError, Endpoint};
-use super::status;
+use super::status::{self, WRONG_PROTOCOL};
 use super::unary::{Outcome, UnaryCall};
 use crate::scenario::{HttpVersion, Kind, Protocol, StreamOptions, Target};
 
@@ -436,7 +436,7 @@ fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
         // The call's stream alone was refused; the connection goes on.
         return Outcome::failed(
             super::unary::code_of_reset(u32::from(reason)).unwrap_or(status::INTERNAL),
-            format!("the server reset the call's stream ({reason:?}) without answering: native gRPC servers (grpcio) refuse gRPC-Web's content type so; if this one speaks native gRPC, set `protocol = \"grpc\"`"),
+            format!("{WRONG_PROTOCOL}the server reset the call's stream ({reason:?}) without answering: native gRPC servers (grpcio) refuse gRPC-Web's content type so; if this one speaks native gRPC, set `protocol = \"grpc\"`"),
         );
     }
     let mut chain = e.to_string();
@@ -452,7 +452,7 @@ fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
     let mut o = if not_http1 && version == HttpVersion::Http1 {
         Outcome::failed(
             status::UNAVAILABLE,
-            format!("the server does not speak HTTP/1.1 ({chain}): it may speak HTTP/2 only, as native gRPC servers do; set `http_version = \"2\"`, or `protocol = \"grpc\"` for native gRPC"),
+            format!("{WRONG_PROTOCOL}the server does not speak HTTP/1.1 ({chain}): it may speak HTTP/2 only, as native gRPC servers do; set `http_version = \"2\"`, or `protocol = \"grpc\"` for native gRPC"),
         )
     } else if e.is_timeout() {
         Outcome::failed(status::DEADLINE_EXCEEDED, chain)
@@ -481,14 +481,17 @@ pub(crate) fn judge_web_head(
             || c.starts_with(b"application/grpc;")
     });
     if http_status != 200 {
-        let hint = if native || http_status == 415 {
-            ": the server does not take gRPC-Web (a native gRPC server refuses its content type); set `protocol = \"grpc\"` in [target] for native gRPC"
+        let wrong = native || http_status == 415;
+        let (prefix, hint) = if wrong {
+            (WRONG_PROTOCOL, ": the server does not take gRPC-Web (a native gRPC server refuses its content type); set `protocol = \"grpc\"` in [target] for native gRPC")
         } else {
-            ""
+            ("", "")
         };
         return Some(Outcome::failed(
             status::from_http_status(http_status),
-            format!("HTTP status {http_status} from the server (content-type {shown}){hint}"),
+            format!(
+                "{prefix}HTTP status {http_status} from the server (content-type {shown}){hint}"
+            ),
         ));
     }
     let web = content_type.is_some_and(|c| c.starts_with(b"application/grpc-web"));
@@ -501,7 +504,7 @@ pub(crate) fn judge_web_head(
     if native {
         return Some(Outcome::failed(
             status::UNKNOWN,
-            format!("the server answered with content-type {shown}: it speaks native gRPC, not gRPC-Web; set `protocol = \"grpc\"` in [target]"),
+            format!("{WRONG_PROTOCOL}the server answered with content-type {shown}: it speaks native gRPC, not gRPC-Web; set `protocol = \"grpc\"` in [target]"),
         ));
     }
     Some(Outcome::failed(

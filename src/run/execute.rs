@@ -82,12 +82,16 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
         span
     });
     let aborted_by = Arc::new(Mutex::new(None));
+    let wrong_protocol = Arc::new(Mutex::new(None));
     let check = interval_check(
-        scenario.clone(),
-        schema_source.clone(),
-        asked,
-        hooks.cancel.clone(),
-        aborted_by.clone(),
+        IntervalCheck {
+            scenario: scenario.clone(),
+            schema_source: schema_source.clone(),
+            asked,
+            cancel: hooks.cancel.clone(),
+            aborted_by: aborted_by.clone(),
+            wrong_protocol: wrong_protocol.clone(),
+        },
         hooks.on_interval,
     );
     // Without a listener the progress goes nowhere; the driver always sends it.
@@ -105,6 +109,16 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
         }
     };
     drop(embedded);
+    // The server speaks another protocol: the run fails as one at a target that does not
+    // speak HTTP/2 does, with the message that says which protocol to set.
+    let stopped_for = wrong_protocol.lock().ok().and_then(|g| g.clone());
+    if let Some(why) = stopped_for.or_else(|| wrong_protocol_of(&outcome.aggregate.totals)) {
+        let why = format!("{}: no call succeeded: {why}", scenario.path.display());
+        if let Some(span) = span {
+            span.failed(&why);
+        }
+        return Err(RunError::Unreachable(why));
+    }
     let mut report = Report::build(&scenario, &schema_source, &outcome, asked);
     if shard != Shard::WHOLE || start_at.is_some() {
         report.shard = Some(ShardInfo {
@@ -142,18 +156,56 @@ async fn start_watch(scenario: &Scenario) -> Result<Option<TargetWatch>, String>
         .map_err(|e| format!("{}: {e}", scenario.path.display()))
 }
 
-/// As each interval closes: with `abort_on_fail`, the thresholds are judged on the figures so
-/// far and the first failure stops the run (and is named in the report); then the caller's
-/// sink gets the interval.
-fn interval_check(
+/// The message of a run whose calls all failed because the server speaks another protocol.
+fn wrong_protocol_of(totals: &crate::record::IntervalData) -> Option<String> {
+    if totals.ok() > 0 {
+        return None;
+    }
+    totals
+        .errors
+        .iter()
+        .find(|(_, message, _)| message.starts_with(crate::grpc::status::WRONG_PROTOCOL))
+        .map(|(_, message, _)| message.clone())
+}
+
+/// What the check made as each interval closes needs.
+struct IntervalCheck {
     scenario: Arc<Scenario>,
     schema_source: String,
     asked: Option<u64>,
     cancel: CancellationToken,
+    /// The threshold that stopped the run (`abort_on_fail`).
     aborted_by: Arc<Mutex<Option<String>>>,
+    /// The message that stopped the run: no call succeeded, the server speaks another protocol.
+    wrong_protocol: Arc<Mutex<Option<String>>>,
+}
+
+/// As each interval closes: a run in which no call has succeeded and the server answered in
+/// another protocol stops; with `abort_on_fail`, the thresholds are judged on the figures so
+/// far and the first failure stops the run (and is named in the report); then the caller's
+/// sink gets the interval.
+fn interval_check(
+    c: IntervalCheck,
     mut sink: Option<IntervalSink>,
 ) -> impl FnMut(&Aggregate, Duration) + Send + 'static {
+    let IntervalCheck {
+        scenario,
+        schema_source,
+        asked,
+        cancel,
+        aborted_by,
+        wrong_protocol,
+    } = c;
     move |aggregate, elapsed| {
+        if !cancel.is_cancelled() {
+            if let Some(why) = wrong_protocol_of(&aggregate.totals) {
+                eprintln!("stopping: {why}");
+                if let Ok(mut slot) = wrong_protocol.lock() {
+                    *slot = Some(why);
+                }
+                cancel.cancel();
+            }
+        }
         if scenario.thresholds.abort_on_fail && !cancel.is_cancelled() {
             let so_far = Report::so_far(&scenario, &schema_source, aggregate, elapsed, asked, &[]);
             if let Some(failed) = judge(&scenario.thresholds, &so_far, scenario.load.model())

@@ -95,8 +95,21 @@ def main():
                 state["stream_sent"] += 1
                 yield echo_pb2.SayReply(message=str(i))
 
-    app = grpcASGI()
-    echo_pb2_grpc.add_EchoServicer_to_server(Echo(), app)
+    grpc_app = grpcASGI()
+    echo_pb2_grpc.add_EchoServicer_to_server(Echo(), grpc_app)
+
+    async def app(scope, receive, send):
+        # sonora passes ASGI lifespan events on to an application it does not have; answer
+        # them here, so hypercorn does not log a warning at every start.
+        if scope["type"] != "lifespan":
+            return await grpc_app(scope, receive, send)
+        while True:
+            event = await receive()
+            if event["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif event["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
