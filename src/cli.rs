@@ -222,6 +222,12 @@ pub enum Command {
             value_name = "FILE"
         )]
         protoset: Option<PathBuf>,
+        /// The method probe's protocol: grpc (native), grpc-web or grpc-web-text.
+        #[arg(long, requires = "method", value_name = "PROTOCOL", default_value = "grpc", value_parser = ["grpc", "grpc-web", "grpc-web-text"])]
+        protocol: String,
+        /// What gRPC-Web goes over: 1.1 or 2.
+        #[arg(long = "http-version", value_name = "VERSION", default_value = "1.1", value_parser = ["1.1", "2"])]
+        http_version: String,
     },
     /// Serve the built-in reference target (loadagent.bench.v1.Bench, health, reflection).
     Target {

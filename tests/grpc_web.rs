@@ -439,3 +439,130 @@ fn bad_grpc_web_scenarios_exit_2_naming_the_key() {
         "validation sends nothing: {counts}"
     );
 }
+
+#[test]
+fn probes_go_over_grpc_web_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python_web(&[]);
+    let proto = echo_proto();
+    let address = server.address();
+    // `probe --protocol`: the same checks and exit codes as native method probes.
+    let probe = |extra: &[&str]| {
+        let mut args = vec![
+            "probe",
+            address.as_str(),
+            "--method",
+            "testing.echo.v1.Echo/Say",
+            "--proto",
+            &proto,
+        ];
+        args.extend_from_slice(extra);
+        let out = loadagent(&args);
+        (out.status.code(), text(&out))
+    };
+    let (code, out) = probe(&[
+        "--protocol",
+        "grpc-web",
+        "--data",
+        r#"{"message": "edge"}"#,
+        "--expect",
+        r#"message == "edge""#,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(r#"response: {"message":"edge"}"#), "{out}");
+    let (code, out) = probe(&[
+        "--protocol",
+        "grpc-web-text",
+        "--http-version",
+        "2",
+        "--data",
+        r#"{"message": "fail:UNAVAILABLE:down"}"#,
+    ]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("UNAVAILABLE: down"), "{out}");
+
+    // The agent: a gRPC-Web target probed by its method, one passing and one failing.
+    let agent = start_agent(
+        dir.path(),
+        &format!(
+            r#"
+[[targets]]
+name = "edge"
+address = "{addr}"
+interval = "200ms"
+protocol = "grpc-web"
+method = "testing.echo.v1.Echo/Say"
+proto = ["{proto}"]
+data = {{ message = "edge {{{{request_number}}}}" }}
+expect = ['message matches "^edge [0-9]+$"']
+
+[[targets]]
+name = "edge-failing"
+address = "{addr}"
+interval = "200ms"
+protocol = "grpc-web-text"
+http_version = "2"
+method = "testing.echo.v1.Echo/Say"
+proto = ["{proto}"]
+data = {{ message = "fail:NOT_FOUND:nothing" }}
+"#,
+            addr = server.address()
+        ),
+    );
+    let metrics = || http_get(&agent.address(), "/metrics").1;
+    eventually(20, || {
+        let m = metrics();
+        match (
+            sample(&m, "loadagent_probe_success{target=\"edge\"}"),
+            sample(&m, "loadagent_probe_success{target=\"edge-failing\"}"),
+        ) {
+            (Some(1.0), Some(0.0)) => Ok(()),
+            other => Err(format!("{other:?}: {m}")),
+        }
+    });
+    let m = metrics();
+    assert_eq!(
+        sample(
+            &m,
+            "loadagent_probe_check_failed{target=\"edge-failing\",check=\"status == OK\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "loadagent_probe_grpc_status_code{target=\"edge-failing\"}"
+        ),
+        Some(5.0),
+        "no health check: the method's status: {m}"
+    );
+    assert!(
+        !m.contains("loadagent_probe_healthcheck_status{backend=\"127.0.0.1"),
+        "grpc.health.v1 is not asked over gRPC-Web: {m}"
+    );
+    assert_promtool_accepts(&m);
+    terminate(&agent.child);
+    let counts = server.stop_with_counts();
+    assert!(counts["unary"].as_u64().unwrap() >= 4, "{counts}");
+
+    // A gRPC-Web target without a method, or asking for health: exit 2 naming the key.
+    let config = scenario(
+        dir.path(),
+        "bad.toml",
+        "[[targets]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nprotocol = \"grpc-web\"\n\n[[targets]]\nname = \"b\"\naddress = \"127.0.0.1:1\"\nprotocol = \"grpc-web\"\nhealth = true\nmethod = \"testing.echo.v1.Echo/Say\"\n\n[[targets]]\nname = \"c\"\naddress = \"127.0.0.1:1\"\nhttp_version = \"2\"\n",
+    );
+    let out = loadagent(&["agent", "--check-config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for key in [
+        "targets[0].method",
+        "targets[1].health",
+        "targets[2].http_version",
+    ] {
+        assert!(
+            text(&out).contains(&format!("`{key}`")),
+            "{key}: {}",
+            text(&out)
+        );
+    }
+}

@@ -10,8 +10,9 @@ use crate::grpc::expect::Check;
 use crate::grpc::method_probe::MethodProbe;
 use crate::scenario::reader::{Ctx, TableReader};
 use crate::scenario::{
-    check_metadata, read_messages, read_schema, read_tls, FleetName, HostPort, MethodName, Problem,
-    Problems, RequestMessage, Schema, Source, TlsOptions, DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
+    check_metadata, read_messages, read_schema, read_tls, FleetName, HostPort, HttpVersion,
+    MethodName, Problem, Problems, Protocol, RequestMessage, Schema, Source, TlsOptions,
+    DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
 };
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
@@ -68,6 +69,9 @@ pub struct ProbeTarget {
     /// `method` and what goes with it: a probe of that method beside (or, with
     /// `health = false`, instead of) the health check.
     pub method: Option<MethodSpec>,
+    /// `protocol` and `http_version`: a gRPC-Web target is probed by its method over
+    /// gRPC-Web (no health check: grpc.health.v1 is native gRPC).
+    pub web: Option<(Protocol, HttpVersion)>,
 }
 
 /// A target's method probe as configured.
@@ -214,7 +218,8 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             .filter_map(|(k, v)| check_metadata(&t, k, v))
             .collect();
         let tls = t.table("tls").map(|tt| read_tls(&tt));
-        let method = read_method(&t, mode);
+        let web = read_web(&t);
+        let method = read_method(&t, mode, web.is_some());
         t.finish();
         let address = address.and_then(|a| match FleetName::parse(&a.value) {
             Ok(Some(name)) => Some(ProbeAddress::Fleet(name)),
@@ -286,6 +291,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
                 metadata,
                 tls,
                 method,
+                web,
             });
         }
     }
@@ -376,11 +382,30 @@ impl MethodSpec {
 /// `method`, `data`/`data_file`, `proto`/`import_paths`/`protoset`, `expect` and `health`:
 /// `Some(None)` without a method, `None` when something is wrong (reported). With types from
 /// files, the method, the request and every check are validated now.
-fn read_method(t: &TableReader<'_, '_, '_>, mode: ProbeMode) -> Option<Option<MethodSpec>> {
+fn read_method(
+    t: &TableReader<'_, '_, '_>,
+    mode: ProbeMode,
+    web: bool,
+) -> Option<Option<MethodSpec>> {
     let ctx = t.ctx();
     let health = t.boolean("health");
     let expect = t.string_list("expect");
+    if web && health == Some(true) {
+        ctx.report_at(
+            t.loc(),
+            &t.key_path("health"),
+            "grpc.health.v1 is native gRPC: a gRPC-Web target is probed by its method alone; remove `health`",
+        );
+    }
     let Some(method) = t.string("method") else {
+        if web {
+            ctx.report_at(
+                t.loc(),
+                &t.key_path("method"),
+                "a gRPC-Web target is probed by calling a method: add `method = \"package.Service/Method\"` (and `data`, `expect`)",
+            );
+            return None;
+        }
         for key in [
             "data",
             "data_file",
@@ -488,6 +513,32 @@ fn read_method(t: &TableReader<'_, '_, '_>, mode: ProbeMode) -> Option<Option<Me
         messages,
         checks,
         prepared,
-        health: health.unwrap_or(true),
+        health: !web && health.unwrap_or(true),
     }))
+}
+
+/// `protocol` and `http_version`: `None` for native gRPC.
+fn read_web(t: &TableReader<'_, '_, '_>) -> Option<(Protocol, HttpVersion)> {
+    let protocol = match t
+        .choice("protocol", &["grpc", "grpc-web", "grpc-web-text"])
+        .map(|p| p.value)
+        .as_deref()
+    {
+        Some("grpc-web") => Protocol::GrpcWeb,
+        Some("grpc-web-text") => Protocol::GrpcWebText,
+        _ => Protocol::Grpc,
+    };
+    let version = t.choice("http_version", &["1.1", "2"]);
+    if let (Some(v), false) = (&version, protocol.is_web()) {
+        t.ctx().report_at(
+            v.loc,
+            &t.key_path("http_version"),
+            "`http_version` chooses what gRPC-Web goes over; add `protocol = \"grpc-web\"` or remove it",
+        );
+    }
+    let version = match version.map(|v| v.value).as_deref() {
+        Some("2") => HttpVersion::Http2,
+        _ => HttpVersion::Http1,
+    };
+    protocol.is_web().then_some((protocol, version))
 }

@@ -22,7 +22,8 @@ use tonic_health::pb::HealthCheckRequest;
 use super::channels::{Channels, SharedChannel};
 use super::config::{ProbeAddress, ProbeMode, ProbeTarget};
 use crate::discovery::Fleet;
-use crate::grpc::method_probe::MethodProbe;
+use crate::grpc::method_probe::{MethodProbe, Verdict};
+use crate::grpc::web::{WebCall, WebOptions, WebSender};
 use crate::scenario::{FleetName, HostPort};
 use crate::telemetry::traces::{end_span, traceparent, Traces};
 use crate::telemetry::Metrics;
@@ -119,6 +120,8 @@ struct Prober {
     /// Renders a method probe's templates; `calls` numbers its requests.
     renderer: crate::grpc::request::Renderer,
     calls: u64,
+    /// A gRPC-Web target: its call (made once the method is known) and its connection.
+    web: Option<(WebCall, Option<WebSender>)>,
 }
 
 impl Prober {
@@ -422,6 +425,10 @@ impl Prober {
     async fn check_once(&mut self) {
         self.open_span("Check");
         let started = Instant::now();
+        if self.target.web.is_some() {
+            let round = self.web_round().await;
+            return self.publish_round(None, None, started.elapsed(), None, Some(round));
+        }
         let channel = match self.channel().await {
             Ok(c) => c,
             Err(e) => {
@@ -532,6 +539,90 @@ impl Prober {
         Ok(prepared)
     }
 
+    /// A gRPC-Web target's round: its method called over gRPC-Web on the prober's own
+    /// connection (made, timed, again after a failure).
+    async fn web_round(&mut self) -> MethodRound {
+        let probe = match self.method_probe().await {
+            Ok(p) => p,
+            Err(e) => return self.failed_round(e),
+        };
+        if self.web.is_none() {
+            let Some((protocol, http_version)) = self.target.web else {
+                return self.failed_round("not a gRPC-Web target".into());
+            };
+            let options = WebOptions {
+                protocol,
+                http_version,
+                cors_origin: None,
+                connect_timeout: self.target.timeout,
+            };
+            let authority = format!("{}:{}", self.target.address.host(), self.address.port());
+            match probe.web_call(
+                &authority,
+                &self.target.metadata,
+                self.target.timeout,
+                &options,
+                self.tls.as_ref(),
+            ) {
+                Ok(call) => self.web = Some((call, None)),
+                Err(e) => return self.failed_round(e.to_string()),
+            }
+        }
+        let Some((call, sender)) = self.web.as_mut() else {
+            return self.failed_round("no gRPC-Web call".into());
+        };
+        if sender.as_ref().is_some_and(WebSender::is_closed) {
+            *sender = None;
+        }
+        if sender.is_none() {
+            let t = Instant::now();
+            let endpoint = call.endpoint(self.address.clone());
+            match crate::grpc::web::connect(&endpoint, call.version).await {
+                Ok(s) => *sender = Some(s),
+                Err(e) => {
+                    let why = format!("cannot connect to {}: {e}", self.address);
+                    let mut round = self.unreachable_round(&why).unwrap_or(MethodRound {
+                        passed: false,
+                        code: crate::grpc::status::UNAVAILABLE,
+                        error: None,
+                        checks: Vec::new(),
+                    });
+                    round.error = Some(why);
+                    return round;
+                }
+            }
+            self.ctx
+                .metrics
+                .probe_duration
+                .with_label_values(&self.labels_and("connect"))
+                .set(t.elapsed().as_secs_f64());
+        }
+        let Some((call, Some(sender))) = self.web.as_mut() else {
+            return self.failed_round("no gRPC-Web connection".into());
+        };
+        let n = self.calls;
+        self.calls += 1;
+        let verdict = probe.call_web(call, sender, n, &mut self.renderer).await;
+        if !verdict.reusable {
+            if let Some((_, s)) = self.web.as_mut() {
+                *s = None;
+            }
+        }
+        self.judged_round(&probe, verdict)
+    }
+
+    /// A round that failed before any call, for `why`: every check failed.
+    fn failed_round(&self, why: String) -> MethodRound {
+        let mut round = self.unreachable_round(&why).unwrap_or(MethodRound {
+            passed: false,
+            code: crate::grpc::status::UNKNOWN,
+            error: None,
+            checks: Vec::new(),
+        });
+        round.error = Some(why);
+        round
+    }
+
     /// A method probe's round when no call could be made: every check failed, for `why`.
     fn unreachable_round(&self, why: &str) -> Option<MethodRound> {
         let spec = self.target.method.as_ref()?;
@@ -555,16 +646,7 @@ impl Prober {
     async fn method_round(&mut self, channel: Channel) -> MethodRound {
         let probe = match self.method_probe().await {
             Ok(p) => p,
-            Err(e) => {
-                let mut round = self.unreachable_round(&e).unwrap_or(MethodRound {
-                    passed: false,
-                    code: crate::grpc::status::UNKNOWN,
-                    error: None,
-                    checks: Vec::new(),
-                });
-                round.error = Some(e);
-                return round;
-            }
+            Err(e) => return self.failed_round(e),
         };
         let metadata = self.request().metadata().clone();
         let n = self.calls;
@@ -578,6 +660,14 @@ impl Prober {
                 self.target.timeout,
             )
             .await;
+        if verdict.code == crate::grpc::status::UNAVAILABLE {
+            self.drop_channel();
+        }
+        self.judged_round(&probe, verdict)
+    }
+
+    /// Exports a method probe's call and makes its round.
+    fn judged_round(&mut self, probe: &MethodProbe, verdict: Verdict) -> MethodRound {
         let m = &self.ctx.metrics;
         m.probe_duration
             .with_label_values(&self.labels_and("method"))
@@ -586,9 +676,6 @@ impl Prober {
             m.probe_latency
                 .with_label_values(&self.labels())
                 .observe(verdict.took.as_secs_f64());
-        }
-        if verdict.code == crate::grpc::status::UNAVAILABLE {
-            self.drop_channel();
         }
         let error = verdict.failures().map(|f| {
             let status = crate::grpc::status::code_name(verdict.code);
@@ -841,8 +928,11 @@ fn spawn_instance(
                 method: None,
                 renderer: crate::grpc::request::Renderer::new(0),
                 calls: 0,
+                web: None,
             };
-            prober.set_status(None);
+            if prober.checks_health() {
+                prober.set_status(None);
+            }
             let task = match prober.target.mode {
                 ProbeMode::Check => tokio::spawn(prober.run_check()),
                 ProbeMode::Watch => tokio::spawn(prober.run_watch()),

@@ -142,7 +142,20 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             proto,
             import_path,
             protoset,
+            protocol,
+            http_version,
         } => {
+            use crate::scenario::{HttpVersion, Protocol};
+            let version = if http_version == "2" {
+                HttpVersion::Http2
+            } else {
+                HttpVersion::Http1
+            };
+            let web = match protocol.as_str() {
+                "grpc-web" => Some((Protocol::GrpcWeb, version)),
+                "grpc-web-text" => Some((Protocol::GrpcWebText, version)),
+                _ => None,
+            };
             let tls = probe::tls_options(
                 tls,
                 tls_ca,
@@ -166,6 +179,7 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
                     import_paths: import_path,
                     protoset,
                 }),
+                web,
             })
             .await
         }

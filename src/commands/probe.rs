@@ -32,6 +32,9 @@ pub struct ProbeArgs {
     pub tls: Option<TlsOptions>,
     /// `--method` and what goes with it: a method probe instead of a health check.
     pub method: Option<MethodArgs>,
+    /// `--protocol grpc-web|grpc-web-text` (with `--http-version`): the method probe goes
+    /// over gRPC-Web.
+    pub web: Option<(crate::scenario::Protocol, crate::scenario::HttpVersion)>,
 }
 
 /// What `probe --method` was asked.
@@ -82,6 +85,7 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
     }
     let address = HostPort::parse(&a.address).map_err(|e| bad(e.to_string()))?;
     let mut metadata = tonic::metadata::MetadataMap::new();
+    let mut pairs = Vec::new();
     for kv in &a.metadata {
         let (k, v) = kv
             .split_once('=')
@@ -93,6 +97,7 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             .trim()
             .parse()
             .map_err(|_| bad(format!("-H {kv}: the value cannot be a header value")))?;
+        pairs.push((key.as_str().to_string(), v.trim().to_string()));
         metadata.insert(key, value);
     }
     let tls = match &a.tls {
@@ -113,14 +118,30 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
         Some(m) => method_probe_from_files(m)?,
         None => None,
     };
+    if let (Some((protocol, http_version)), Some(m)) = (a.web, &a.method) {
+        let probe = match prepared {
+            Some(p) => p,
+            None => method_probe_by_reflection(m, &address, timeout, tls.as_ref()).await?,
+        };
+        let options = crate::grpc::web::WebOptions {
+            protocol,
+            http_version,
+            cors_origin: None,
+            connect_timeout: timeout,
+        };
+        let call = probe
+            .web_call(&a.address, &pairs, timeout, &options, tls.as_ref())
+            .map_err(|e| bad(e.to_string()))?;
+        let mut sender = crate::grpc::web::connect(&call.endpoint(address.clone()), http_version)
+            .await
+            .map_err(|e| cannot_connect(&a.address, e))?;
+        let mut renderer = crate::grpc::request::Renderer::new(0);
+        let verdict = probe.call_web(&call, &mut sender, 0, &mut renderer).await;
+        return judged(verdict);
+    }
     let channel = crate::grpc::control::channel(&address, None, timeout, tls.as_ref())
         .await
-        .map_err(|e| {
-            CommandError::probe(
-                CONNECTION_FAILED,
-                format!("cannot connect to {}: {e}", a.address),
-            )
-        })?;
+        .map_err(|e| cannot_connect(&a.address, e))?;
     if let Some(m) = &a.method {
         let probe = match prepared {
             Some(p) => p,
@@ -180,6 +201,13 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             format!("service unhealthy (responded with \"{name}\")"),
         ))
     }
+}
+
+fn cannot_connect(address: &str, e: impl std::fmt::Display) -> CommandError {
+    CommandError::probe(
+        CONNECTION_FAILED,
+        format!("cannot connect to {address}: {e}"),
+    )
 }
 
 fn bad_arguments(m: impl std::fmt::Display) -> CommandError {
@@ -302,6 +330,11 @@ async fn call_method(
     let verdict = probe
         .call(channel, 0, &mut renderer, metadata, timeout)
         .await;
+    judged(verdict)
+}
+
+/// Prints what the call answered and how each check went; the exit code.
+fn judged(verdict: crate::grpc::method_probe::Verdict) -> Result<(), CommandError> {
     let name = crate::grpc::status::code_name(verdict.code);
     if verdict.status_message.is_empty() {
         println!("status: {name}");

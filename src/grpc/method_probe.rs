@@ -13,6 +13,8 @@ use tonic::transport::Channel;
 use super::expect::Check;
 use super::request::{Renderer, Requests};
 use super::status;
+use super::unary::UnaryCall;
+use super::web::{WebCall, WebOptions, WebSender};
 use crate::scenario::{MethodName, RequestMessage};
 
 /// The check every method probe makes unless one on `status` is written.
@@ -47,6 +49,8 @@ pub struct Verdict {
     pub response: Option<DynamicMessage>,
     /// A response that did not decode, with the reason.
     pub decode_error: Option<String>,
+    /// Whether the connection can carry another call (gRPC-Web over HTTP/1.1 may not).
+    pub reusable: bool,
 }
 
 impl Verdict {
@@ -184,6 +188,53 @@ impl MethodProbe {
                 None,
             ),
         };
+        self.judge(code, status_message, body, took, true)
+    }
+
+    /// The gRPC-Web form of this probe's call to `authority`, with `metadata` and a deadline.
+    pub fn web_call(
+        &self,
+        authority: &str,
+        metadata: &[(String, String)],
+        timeout: Duration,
+        options: &WebOptions,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<WebCall, super::unary::HeadError> {
+        let native = UnaryCall::new(authority, self.path.as_str(), metadata, Some(timeout), None)?;
+        Ok(WebCall::new(&native, options, tls))
+    }
+
+    /// Calls the method once over gRPC-Web (`web`, from `web_call`) and judges the answer.
+    pub async fn call_web(
+        &self,
+        web: &WebCall,
+        sender: &mut WebSender,
+        n: u64,
+        renderer: &mut Renderer,
+    ) -> Verdict {
+        let started = Instant::now();
+        let framed = self.requests.body(n, renderer);
+        let (outcome, message, reusable) = web.unary(sender, framed).await;
+        let took = started.elapsed();
+        let body = (outcome.code == status::OK).then(|| message.unwrap_or_default());
+        self.judge(
+            outcome.code,
+            outcome.message.unwrap_or_default(),
+            body,
+            took,
+            reusable && !outcome.connection_failed,
+        )
+    }
+
+    /// Decodes the response (when the call returned one) and runs every check on it.
+    fn judge(
+        &self,
+        code: u8,
+        status_message: String,
+        body: Option<Bytes>,
+        took: Duration,
+        reusable: bool,
+    ) -> Verdict {
         let (response, decode_error) = match body {
             Some(bytes) => match DynamicMessage::decode(self.descriptor.output(), bytes) {
                 Ok(m) => (Some(m), None),
@@ -209,6 +260,7 @@ impl MethodProbe {
             checks,
             response,
             decode_error,
+            reusable,
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::channel::{open_transport_for, ConnectError, Endpoint};
 use super::status::{self, WRONG_PROTOCOL};
 use super::unary::{Outcome, UnaryCall};
-use crate::scenario::{HttpVersion, Kind, Protocol, StreamOptions, Target};
+use crate::scenario::{HttpVersion, Protocol, Target};
 
 /// The largest trailer frame accepted: trailers are a few header lines (gRPC's default
 /// metadata limit is 8 KiB).
@@ -48,6 +48,26 @@ pub struct WebCall {
     cors: Option<Cors>,
 }
 
+/// How gRPC-Web calls reach a target: a scenario's `[target]` keys, or a probe's.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    pub protocol: Protocol,
+    pub http_version: HttpVersion,
+    pub cors_origin: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+impl WebOptions {
+    pub fn of(target: &Target) -> Self {
+        Self {
+            protocol: target.protocol,
+            http_version: target.http_version,
+            cors_origin: target.cors_origin.clone(),
+            connect_timeout: target.connect_timeout,
+        }
+    }
+}
+
 /// A browser's CORS exchange: the Origin header, and the preflight request's headers.
 #[derive(Clone)]
 struct Cors {
@@ -63,6 +83,15 @@ impl std::fmt::Debug for WebCall {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
+}
+
+/// What a call is given besides its request, and where its messages go.
+struct CallIo<'a, F> {
+    trace: Option<&'a HeaderValue>,
+    stop: Option<&'a CancellationToken>,
+    on_message: &'a mut F,
+    /// Keep the first response message here (a probe decodes it).
+    keep: Option<&'a mut Option<Bytes>>,
 }
 
 /// A connection speaking HTTP/1.1 (one call at a time) or HTTP/2.
@@ -176,13 +205,10 @@ impl WebCall {
     /// deadline and metadata, gRPC-Web's content type and headers.
     pub fn new(
         native: &UnaryCall,
-        target: &Target,
-        kind: Kind,
-        stream: &StreamOptions,
+        target: &WebOptions,
         tls: Option<&crate::tls::ClientTls>,
     ) -> Self {
         let version = target.http_version;
-        let streaming = kind == Kind::ServerStream;
         let text = target.protocol == Protocol::GrpcWebText;
         let content_type = HeaderValue::from_static(if text {
             "application/grpc-web-text"
@@ -272,11 +298,63 @@ impl WebCall {
             version,
             timeout: native.timeout(),
             max_receive: native.max_receive(),
-            streaming,
-            stream_messages: stream.messages,
+            streaming: false,
+            stream_messages: 0,
             connect_timeout: target.connect_timeout,
             tls,
             cors,
+        }
+    }
+
+    /// The same call as a server stream, ended after `messages` messages (0: by the server).
+    pub fn server_stream(mut self, messages: u64) -> Self {
+        self.streaming = true;
+        self.stream_messages = messages;
+        self
+    }
+
+    /// The endpoint of one backend, with this call's TLS and connect deadline.
+    pub fn endpoint(&self, address: crate::scenario::HostPort) -> Endpoint {
+        Endpoint {
+            address,
+            connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// A unary call that keeps its response message (a probe decodes it): the outcome, the
+    /// message when there was one, and whether the connection can carry another call.
+    pub async fn unary(
+        &self,
+        sender: &mut WebSender,
+        framed: Bytes,
+    ) -> (Outcome, Option<Bytes>, bool) {
+        let mut kept = None;
+        let io = CallIo {
+            trace: None,
+            stop: None,
+            on_message: &mut || {},
+            keep: Some(&mut kept),
+        };
+        let (outcome, reusable) = self
+            .within_deadline(self.exchange(sender, framed, io))
+            .await;
+        (outcome, kept, reusable)
+    }
+
+    /// A call under the call's deadline (`[call] timeout`), when it has one.
+    async fn within_deadline(
+        &self,
+        exchange: impl std::future::Future<Output = (Outcome, bool)>,
+    ) -> (Outcome, bool) {
+        match self.timeout {
+            None => exchange.await,
+            Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
+                (
+                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)"),
+                    self.version == HttpVersion::Http2,
+                )
+            }),
         }
     }
 
@@ -328,38 +406,40 @@ impl WebCall {
 
     /// One call: `framed` is the request as native gRPC frames it. `on_message` is told of
     /// each response message as it arrives; a server stream ends after `stream_messages`
-    /// messages (0: when the server ends it) or when `stop` fires. The second value says whether the
-    /// connection can carry another call (an HTTP/1.1 response left unread cannot).
-    pub async fn call(
+    /// messages (0: when the server ends it) or when `stop` fires. The second value says
+    /// whether the connection can carry another call (an HTTP/1.1 response left unread
+    /// cannot).
+    pub async fn call<F: FnMut()>(
         &self,
         sender: &mut WebSender,
         framed: Bytes,
         trace: Option<&HeaderValue>,
         stop: Option<&CancellationToken>,
-        on_message: &mut dyn FnMut(),
+        on_message: &mut F,
     ) -> (Outcome, bool) {
-        let limit = self.stream_messages;
-        let exchange = self.exchange(sender, framed, trace, stop, limit, on_message);
-        match self.timeout {
-            None => exchange.await,
-            Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
-                (
-                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)"),
-                    self.version == HttpVersion::Http2,
-                )
-            }),
-        }
+        let io = CallIo {
+            trace,
+            stop,
+            on_message,
+            keep: None,
+        };
+        self.within_deadline(self.exchange(sender, framed, io))
+            .await
     }
 
-    async fn exchange(
+    async fn exchange<F: FnMut()>(
         &self,
         sender: &mut WebSender,
         framed: Bytes,
-        trace: Option<&HeaderValue>,
-        stop: Option<&CancellationToken>,
-        limit: u64,
-        on_message: &mut dyn FnMut(),
+        io: CallIo<'_, F>,
     ) -> (Outcome, bool) {
+        let CallIo {
+            trace,
+            stop,
+            on_message,
+            keep,
+        } = io;
+        let limit = self.stream_messages;
         let body = if self.text {
             Bytes::from(base64::engine::general_purpose::STANDARD.encode(&framed))
         } else {
@@ -392,6 +472,7 @@ impl WebCall {
             return (outcome, self.version == HttpVersion::Http2);
         }
         let mut reader = WebBodyReader::new(self.text, self.max_receive);
+        reader.keep_first = keep.is_some();
         let mut trailers = None;
         let never = CancellationToken::new();
         let stop = stop.unwrap_or(&never);
@@ -422,7 +503,11 @@ impl WebCall {
                 Err(frame) => trailers = frame.into_trailers().ok(),
             }
         }
-        (reader.finish(trailers.as_ref(), !self.streaming), true)
+        let outcome = reader.finish(trailers.as_ref(), !self.streaming);
+        if let Some(slot) = keep {
+            *slot = reader.first.take().map(Bytes::from);
+        }
+        (outcome, true)
     }
 }
 
@@ -530,6 +615,11 @@ pub struct WebBodyReader {
     max: u32,
     pub messages: u64,
     status: Option<Outcome>,
+    /// Keep the first message (a probe decodes it), at most `max` bytes.
+    pub keep_first: bool,
+    first: Option<Vec<u8>>,
+    /// The message being kept, while it arrives.
+    keeping: Vec<u8>,
 }
 
 impl WebBodyReader {
@@ -546,6 +636,9 @@ impl WebBodyReader {
             max,
             messages: 0,
             status: None,
+            keep_first: false,
+            first: None,
+            keeping: Vec::new(),
         }
     }
 
@@ -624,6 +717,8 @@ impl WebBodyReader {
                 let take = (self.remaining as usize).min(data.len());
                 if self.trailer_frame {
                     self.trailer.extend_from_slice(&data[..take]);
+                } else if self.keep_first && self.first.is_none() {
+                    self.keeping.extend_from_slice(&data[..take]);
                 }
                 self.remaining -= take as u32;
                 data = &data[take..];
@@ -634,6 +729,9 @@ impl WebBodyReader {
                 if self.trailer_frame {
                     self.status = Some(parse_trailers(&self.trailer));
                 } else {
+                    if self.keep_first && self.first.is_none() {
+                        self.first = Some(std::mem::take(&mut self.keeping));
+                    }
                     self.messages += 1;
                     completed += 1;
                 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::admission::{Clock, Shared};
 use super::plan::CallPlan;
 use super::timing::{micros, HALF_TICK, MAX_NAP};
-use crate::grpc::channel::{Endpoint, Lease, Pool};
+use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
@@ -214,11 +214,7 @@ async fn web_turn(
         else {
             return false;
         };
-        let endpoint = Endpoint {
-            address: backend.address.clone(),
-            connect_timeout: call.connect_timeout,
-            tls: call.tls.clone(),
-        };
+        let endpoint = call.endpoint(backend.address.clone());
         let connected = match crate::grpc::web::connect(&endpoint, call.version).await {
             Ok(mut s) => match call.preflight(&mut s).await {
                 Ok(()) => Ok(s),

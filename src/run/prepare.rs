@@ -267,13 +267,15 @@ async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
     .with_transport(call_spec.transport);
     let protocol = scenario.target.protocol;
     let call = match (scenario.kind, &tls) {
-        (kind, tls) if protocol.is_web() => CallPlan::Web(crate::grpc::web::WebCall::new(
-            &unary,
-            &scenario.target,
-            kind,
-            &scenario.stream,
-            tls.as_ref(),
-        )),
+        (kind, tls) if protocol.is_web() => {
+            let options = crate::grpc::web::WebOptions::of(&scenario.target);
+            let call = crate::grpc::web::WebCall::new(&unary, &options, tls.as_ref());
+            CallPlan::Web(if kind == Kind::ServerStream {
+                call.server_stream(scenario.stream.messages)
+            } else {
+                call
+            })
+        }
         (Kind::TlsHandshake, Some(t)) => CallPlan::Handshake(HandshakeCall {
             tls: t.clone(),
             connect_timeout: scenario.target.connect_timeout,
