@@ -289,6 +289,40 @@ fn cors_preflights_go_first_and_a_refusal_fails_the_calls() {
 }
 
 #[test]
+fn a_preflight_answer_that_never_ends_cannot_hold_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // Answers every preflight's head, promises a body and never sends it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut conn = conn;
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\naccess-control-allow-origin: *\r\ncontent-length: 100\r\n\r\n",
+            );
+            held.push(conn);
+        }
+    });
+    let text_ = web_scenario(
+        &address,
+        "unary",
+        "protocol = \"grpc-web\"\ncors_origin = \"https://app.example\"\nconnect_timeout = \"300ms\"",
+        "",
+        "requests = 3\nconcurrency = 1",
+    );
+    let report = report_of(dir.path(), "held.toml", &text_);
+    assert_eq!(num(&report, "totals.errors"), 3.0, "{report}");
+    assert!(report["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("CORS preflight: no whole answer within"));
+}
+
+#[test]
 fn a_mismatched_protocol_says_which_one_the_server_speaks() {
     let dir = tempfile::tempdir().unwrap();
     let web = Server::python_web(&[]);

@@ -364,6 +364,21 @@ impl WebCall {
         let Some(cors) = &self.cors else {
             return Ok(());
         };
+        // A server that answers slowly, or never ends its answer, cannot hold a worker.
+        tokio::time::timeout(self.connect_timeout, self.preflight_exchange(sender, cors))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Outcome::failed(
+                    status::UNAVAILABLE,
+                    format!(
+                        "CORS preflight: no whole answer within {:?} (the connect timeout)",
+                        self.connect_timeout
+                    ),
+                ))
+            })
+    }
+
+    async fn preflight_exchange(&self, sender: &mut WebSender, cors: &Cors) -> Result<(), Outcome> {
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = Method::OPTIONS;
         *request.uri_mut() = self.uri.clone();
