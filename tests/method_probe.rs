@@ -56,15 +56,7 @@ fn probe_calls_a_method_and_judges_the_answer_with_each_exit_code() {
         out.contains("check `message == \"hello x\"`: passed"),
         "{out}"
     );
-    let (code, out) = probe(&[
-        &addr,
-        "--method",
-        SAY,
-        "--proto",
-        &proto,
-        "--data",
-        r#"{"message": "a"}"#,
-    ]);
+    let (code, out) = probe_say(&addr, &["--data", r#"{"message": "a"}"#]);
     calls += 1;
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -89,17 +81,7 @@ fn probe_calls_a_method_and_judges_the_answer_with_each_exit_code() {
     // The call fails (its deadline passes in the server): exit 3, as grpc-health-probe's
     // failed RPC; the same failure expected by a check on status passes.
     let slow = r#"{"message": "slow", "delay_ms": 1500}"#;
-    let (code, out) = probe(&[
-        &addr,
-        "--method",
-        SAY,
-        "--proto",
-        &proto,
-        "--data",
-        slow,
-        "--timeout",
-        "300ms",
-    ]);
+    let (code, out) = probe_say(&addr, &["--data", slow, "--timeout", "300ms"]);
     calls += 1;
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("DEADLINE_EXCEEDED"), "{out}");
