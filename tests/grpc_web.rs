@@ -97,6 +97,9 @@ fn every_protocol_and_http_version_counts_what_the_server_served() {
     }
     let counts = server.stop_with_counts();
     assert_eq!(counts["unary"].as_u64(), Some(total), "{counts}");
+    // Connections: HTTP/1.1 one per worker (4 per run, two runs), HTTP/2 the one
+    // `[load] connections` (the default, 1) shared by the workers (two runs).
+    assert_eq!(counts["connections"].as_u64(), Some(2 * 4 + 2), "{counts}");
     assert_eq!(
         counts["messages"].as_object().unwrap().len() as u64,
         total,

@@ -198,12 +198,16 @@ impl ThreadWork {
                 } else {
                     worker_ids
                 };
+                // gRPC-Web over HTTP/2: the workers of a slot share its connection.
+                let web_slots = matches!(self.shared.plan.call, CallPlan::Web(_))
+                    .then(|| std::rc::Rc::new(super::web::WebSlots::new(my_slots)));
                 for id in workers {
                     let local_slot = (id % connections) / self.threads;
                     set.spawn_local(workers::worker(
                         self.shared.clone(),
                         clock,
                         pool.clone(),
+                        web_slots.clone(),
                         local_slot,
                         global(id),
                         recorder.clone(),

@@ -9,6 +9,7 @@ pub mod schedule;
 pub mod storm;
 pub mod stream;
 mod timing;
+mod web;
 mod workers;
 
 pub use driver::{drive, generator_threads};

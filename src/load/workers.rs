@@ -12,11 +12,11 @@ use tokio::time::Instant;
 use super::admission::{Clock, Shared};
 use super::plan::CallPlan;
 use super::timing::{micros, HALF_TICK, MAX_NAP};
+use super::web::{web_turn, WebHandle, WebSlots, WebTurn};
 use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
-use crate::grpc::web::{WebCall, WebSender};
 use crate::load::stream::StreamContext;
 use crate::record::{Finished, SharedRecorder};
 use crate::scenario::Balance;
@@ -26,6 +26,7 @@ pub(super) async fn worker(
     shared: Arc<Shared>,
     clock: Clock,
     pool: Option<Arc<Pool>>,
+    web_slots: Option<std::rc::Rc<WebSlots>>,
     slot: usize,
     worker_id: usize,
     rec: SharedRecorder,
@@ -37,8 +38,8 @@ pub(super) async fn worker(
         None => None,
     };
     let mut broken: Option<Lease> = None;
-    // gRPC-Web: this worker's own connection and its backend.
-    let mut web: Option<(WebSender, u32)> = None;
+    // gRPC-Web: the connection this worker calls on.
+    let mut web: Option<WebHandle> = None;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -104,6 +105,8 @@ pub(super) async fn worker(
                 taken: &taken,
                 number,
                 picked,
+                slots: web_slots.as_deref(),
+                slot,
             };
             if !Box::pin(web_turn(call, &mut web, &mut renderer, ctx)).await {
                 break;
@@ -184,121 +187,23 @@ pub(super) async fn worker(
     }
 }
 
-/// What one gRPC-Web call needs from its worker.
-struct WebTurn<'a> {
-    shared: &'a Shared,
-    clock: &'a Clock,
-    rec: &'a SharedRecorder,
-    taken: &'a Taken,
-    number: u64,
-    picked: Instant,
-}
-
-/// One gRPC-Web call on the worker's own connection (made, or made again after a failure,
-/// to the next backend in turn). Returns false when the run has no backend left.
-async fn web_turn(
-    call: &WebCall,
-    web: &mut Option<(WebSender, u32)>,
-    renderer: &mut Renderer,
-    t: WebTurn<'_>,
-) -> bool {
-    let shared = t.shared;
-    if web.as_ref().is_some_and(|(s, _)| s.is_closed()) {
-        *web = None;
-    }
-    if web.is_none() {
-        let Some(backend) = shared
-            .plan
-            .fleet
-            .next_backend(shared.plan.balance == Balance::RoundRobin)
-        else {
-            return false;
-        };
-        let endpoint = call.endpoint(backend.address.clone());
-        let connected = match crate::grpc::web::connect(&endpoint, call.version).await {
-            Ok(mut s) => match call.preflight(&mut s).await {
-                Ok(()) => Ok(s),
-                Err(refused) => Err(refused),
-            },
-            Err(e) => Err(Outcome::failed(status::UNAVAILABLE, e.to_string())),
-        };
-        match connected {
-            Ok(s) => *web = Some((s, backend.id)),
-            Err(failed) => {
-                t.taken.record(t.rec, t.picked, &failed, backend.id);
-                if shared.plan.schedule.is_none() {
-                    // Closed model and the target down: wait instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                return true;
-            }
-        }
-    }
-    let Some((sender, backend)) = web.as_mut() else {
-        return true;
-    };
-    let backend = *backend;
-    let span = shared
-        .plan
-        .trace
-        .as_ref()
-        .and_then(|s| s.sample())
-        .map(Box::new);
-    let trace = span.as_ref().and_then(|s| s.traceparent.clone());
-    let body = shared.plan.requests.body(t.number, renderer);
-    let sent = Instant::now();
-    let (outcome, reusable) = if call.streaming {
-        let ctx = StreamContext {
-            requests: &shared.plan.requests,
-            number: t.number,
-            renderer,
-            recorder: t.rec,
-            measured: t.taken.measured,
-            origin: t.clock.origin,
-            stop: &shared.stop_token,
-            trace: trace.clone(),
-        };
-        ctx.sent(None);
-        let (mut got, mut last) = (0u64, sent);
-        let mut on_message = || {
-            let now = Instant::now();
-            let first = (got == 0).then(|| now - sent);
-            let gap = (got > 0).then(|| now - last);
-            ctx.received(gap, first);
-            last = now;
-            got += 1;
-        };
-        call.call(
-            sender,
-            body,
-            trace.as_ref(),
-            Some(&shared.stop_token),
-            &mut on_message,
-        )
-        .await
-    } else {
-        call.call(sender, body, trace.as_ref(), None, &mut || {})
-            .await
-    };
-    if !reusable || outcome.connection_failed {
-        *web = None;
-    }
-    t.taken.record(t.rec, sent, &outcome, backend);
-    t.taken.end_span(span.map(|s| *s), &outcome);
-    true
-}
-
 /// When and how one request was taken, for recording its end.
-struct Taken {
+pub(super) struct Taken {
     /// Open model: the intended start.
     intended: Option<Instant>,
-    measured: bool,
+    pub(super) measured: bool,
     late: bool,
 }
 
 impl Taken {
     /// Records a request that was sent to `backend` at `sent` and ended now with `outcome`.
-    fn record(&self, rec: &SharedRecorder, sent: Instant, outcome: &Outcome, backend: u32) {
+    pub(super) fn record(
+        &self,
+        rec: &SharedRecorder,
+        sent: Instant,
+        outcome: &Outcome,
+        backend: u32,
+    ) {
         if !self.measured {
             return;
         }
@@ -321,7 +226,7 @@ impl Taken {
 
 impl Taken {
     /// Ends a sampled call's span (after recording, so tracing never delays the figures).
-    fn end_span(&self, span: Option<CallSpan>, outcome: &Outcome) {
+    pub(super) fn end_span(&self, span: Option<CallSpan>, outcome: &Outcome) {
         if let Some(span) = span {
             span.end(
                 outcome.code,

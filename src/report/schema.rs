@@ -599,8 +599,10 @@ impl Report {
                 model,
                 rate: scenario.load.rate,
                 concurrency: scenario.load.concurrency,
-                // gRPC-Web: each worker has its own connection.
-                connections: if scenario.target.protocol.is_web() {
+                // gRPC-Web over HTTP/1.1 (a call at a time): each worker has its own.
+                connections: if scenario.target.protocol.is_web()
+                    && scenario.target.http_version == crate::scenario::HttpVersion::Http1
+                {
                     scenario.load.concurrency
                 } else {
                     scenario.load.connections

@@ -63,7 +63,7 @@ pub fn tables() -> Vec<Table> {
                 key("resolve_every", "duration", secs(DEFAULT_RESOLVE_EVERY), "a fleet's name is resolved again this often: new backends get load, removed ones drain"),
                 key("balance", "`\"round_robin\"`, `\"pick_first\"`", "`\"round_robin\"`", "how calls are spread over a fleet's backends (gRPC's policies)"),
                 key("protocol", "`\"grpc\"`, `\"grpc-web\"`, `\"grpc-web-text\"`", "`\"grpc\"`", "native gRPC, or gRPC-Web as browsers speak it (binary `application/grpc-web+proto`, or base64 text); gRPC-Web: `unary` and `server_stream`, types from `proto`/`protoset`"),
-                key("http_version", "`\"1.1\"`, `\"2\"`", "`\"1.1\"`", "what gRPC-Web goes over (TLS offers it by ALPN); each worker has its own connection"),
+                key("http_version", "`\"1.1\"`, `\"2\"`", "`\"1.1\"`", "what gRPC-Web goes over (TLS offers it by ALPN); over HTTP/1.1 (a call at a time) each worker has its own connection, over HTTP/2 `[load] connections` are shared"),
                 key("cors_origin", "string", "none", "gRPC-Web as a page at this origin calls: a CORS preflight on each new connection (a refusal fails the call), `Origin` on every call"),
                 key("connect_timeout", "duration", secs(DEFAULT_CONNECT_TIMEOUT), "TCP (and TLS) connect deadline"),
                 key("process", "string", "none", "the server's process on this node (a name, or a pid file: a path or `*.pid`), sampled during the run"),

@@ -56,6 +56,7 @@ def main():
     import echo_pb2_grpc
 
     state = {"unary": 0, "streams": 0, "stream_sent": 0, "preflights": 0, "messages": {}}
+    clients = set()
 
     async def preflight(self, scope, receive, send):
         state["preflights"] += 1
@@ -102,6 +103,9 @@ def main():
         # sonora passes ASGI lifespan events on to an application it does not have; answer
         # them here, so hypercorn does not log a warning at every start.
         if scope["type"] != "lifespan":
+            # Each distinct client address and port is one connection the calls came on.
+            if scope["type"] == "http" and scope.get("client"):
+                clients.add(tuple(scope["client"]))
             return await grpc_app(scope, receive, send)
         while True:
             event = await receive()
@@ -138,6 +142,7 @@ def main():
         await serve(app, config, shutdown_trigger=done.wait)
 
     asyncio.run(run())
+    state["connections"] = len(clients)
     print(json.dumps(state), flush=True)
 
 

@@ -121,6 +121,18 @@ impl WebSender {
         }
     }
 
+    /// A second handle on an HTTP/2 connection (it multiplexes calls); `None` for HTTP/1.1,
+    /// which carries one call at a time.
+    pub fn try_clone(&self) -> Option<Self> {
+        match &self.send {
+            Sender::Http1(_) => None,
+            Sender::Http2(s) => Some(Self {
+                send: Sender::Http2(s.clone()),
+                ended: self.ended.clone(),
+            }),
+        }
+    }
+
     /// Whether the connection can take no more calls.
     pub fn is_closed(&self) -> bool {
         match &self.send {
