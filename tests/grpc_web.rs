@@ -603,3 +603,40 @@ data = {{ message = "fail:NOT_FOUND:nothing" }}
         );
     }
 }
+
+#[test]
+fn calls_on_a_connection_the_server_recycles_are_sent_again_never_twice() {
+    // hypercorn closes an HTTP/2 connection after 40 requests (GOAWAY): calls it refused
+    // unprocessed, or that were still waiting to go, are sent again on a new connection —
+    // none counted as failed, none processed twice. (Calls it had taken are sometimes cut off
+    // by its abrupt close: those fail, as for any client.)
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python_web(&["--max-requests-per-connection", "40"]);
+    let report = report_of(
+        dir.path(),
+        "recycled.toml",
+        &web_scenario(
+            &server.address(),
+            "unary",
+            "protocol = \"grpc-web\"\nhttp_version = \"2\"",
+            "data = { message = \"r {{request_number}}\" }",
+            "requests = 300\nconcurrency = 8",
+        ),
+    );
+    assert_eq!(num(&report, "totals.requests"), 300.0, "{report}");
+    for e in report["errors"].as_array().unwrap() {
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            !message.contains("canceled") && !message.contains("not a result of an error"),
+            "an unprocessed call was counted as failed: {report}"
+        );
+    }
+    let counts = server.stop_with_counts();
+    let served = counts["unary"].as_f64().unwrap();
+    assert!(served <= 300.0, "a call processed twice: {counts}");
+    assert!(num(&report, "totals.ok") <= served, "{report} {counts}");
+    assert!(
+        counts["connections"].as_u64().unwrap() >= 300 / 40,
+        "the server did recycle: {counts}"
+    );
+}

@@ -542,6 +542,10 @@ impl Prober {
     /// A gRPC-Web target's round: its method called over gRPC-Web on the prober's own
     /// connection (made, timed, again after a failure).
     async fn web_round(&mut self) -> MethodRound {
+        self.web_round_once(false).await
+    }
+
+    async fn web_round_once(&mut self, retried: bool) -> MethodRound {
         let probe = match self.method_probe().await {
             Ok(p) => p,
             Err(e) => return self.failed_round(e),
@@ -607,6 +611,11 @@ impl Prober {
             if let Some((_, s)) = self.web.as_mut() {
                 *s = None;
             }
+        }
+        if verdict.not_processed && !retried {
+            // The server never processed it (its connection was closing): once more, on a
+            // new connection.
+            return Box::pin(self.web_round_once(true)).await;
         }
         self.judged_round(&probe, verdict)
     }

@@ -14,7 +14,7 @@ use super::expect::Check;
 use super::request::{Renderer, Requests};
 use super::status;
 use super::unary::UnaryCall;
-use super::web::{WebCall, WebOptions, WebSender};
+use super::web::{Afterwards, WebCall, WebOptions, WebSender};
 use crate::scenario::{MethodName, RequestMessage};
 
 /// The check every method probe makes unless one on `status` is written.
@@ -51,6 +51,9 @@ pub struct Verdict {
     pub decode_error: Option<String>,
     /// Whether the connection can carry another call (gRPC-Web over HTTP/1.1 may not).
     pub reusable: bool,
+    /// The server never processed the call (its connection was closing): send it again on a
+    /// new connection.
+    pub not_processed: bool,
 }
 
 impl Verdict {
@@ -214,16 +217,18 @@ impl MethodProbe {
     ) -> Verdict {
         let started = Instant::now();
         let framed = self.requests.body(n, renderer);
-        let (outcome, message, reusable) = web.unary(sender, framed).await;
+        let (outcome, message, after) = web.unary(sender, framed).await;
         let took = started.elapsed();
         let body = (outcome.code == status::OK).then(|| message.unwrap_or_default());
-        self.judge(
+        let mut verdict = self.judge(
             outcome.code,
             outcome.message.unwrap_or_default(),
             body,
             took,
-            reusable && !outcome.connection_failed,
-        )
+            after == Afterwards::Reusable && !outcome.connection_failed,
+        );
+        verdict.not_processed = after == Afterwards::NotProcessed;
+        verdict
     }
 
     /// Decodes the response (when the call returned one) and runs every check on it.
@@ -261,6 +266,7 @@ impl MethodProbe {
             response,
             decode_error,
             reusable,
+            not_processed: false,
         }
     }
 }

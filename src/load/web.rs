@@ -14,7 +14,10 @@ use super::workers::Taken;
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
-use crate::grpc::web::{WebCall, WebSender};
+use crate::grpc::web::{Afterwards, WebCall, WebSender};
+
+/// Sends of one call that the server did not process before it counts as failed.
+const MAX_ATTEMPTS: u32 = 3;
 use crate::record::SharedRecorder;
 use crate::scenario::{Balance, HttpVersion};
 
@@ -154,27 +157,6 @@ pub(super) async fn web_turn(
     t: WebTurn<'_>,
 ) -> bool {
     let shared = t.shared;
-    if web.as_ref().is_some_and(|h| h.sender.is_closed()) {
-        *web = None;
-    }
-    if web.is_none() {
-        match connection(call, shared, t.slots, t.slot).await {
-            None => return false,
-            Some(Ok(h)) => *web = Some(h),
-            Some(Err((failed, backend))) => {
-                t.taken.record(t.rec, t.picked, &failed, backend);
-                if shared.plan.schedule.is_none() {
-                    // Closed model and the target down: wait instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                return true;
-            }
-        }
-    }
-    let Some(handle) = web.as_mut() else {
-        return true;
-    };
-    let (backend, generation) = (handle.backend, handle.generation);
     let span = shared
         .plan
         .trace
@@ -183,47 +165,86 @@ pub(super) async fn web_turn(
         .map(Box::new);
     let trace = span.as_ref().and_then(|s| s.traceparent.clone());
     let body = shared.plan.requests.body(t.number, renderer);
-    let sent = Instant::now();
-    let (outcome, reusable) = if call.streaming {
-        let ctx = StreamContext {
-            requests: &shared.plan.requests,
-            number: t.number,
-            renderer,
-            recorder: t.rec,
-            measured: t.taken.measured,
-            origin: t.clock.origin,
-            stop: &shared.stop_token,
-            trace: trace.clone(),
-        };
-        ctx.sent(None);
-        let (mut got, mut last) = (0u64, sent);
-        let mut on_message = || {
-            let now = Instant::now();
-            let first = (got == 0).then(|| now - sent);
-            let gap = (got > 0).then(|| now - last);
-            ctx.received(gap, first);
-            last = now;
-            got += 1;
-        };
-        call.call(
-            &mut handle.sender,
-            body,
-            trace.as_ref(),
-            Some(&shared.stop_token),
-            &mut on_message,
-        )
-        .await
-    } else {
-        call.call(&mut handle.sender, body, trace.as_ref(), None, &mut || {})
-            .await
-    };
-    if !reusable || outcome.connection_failed {
-        *web = None;
-        if let (Some(slots), true) = (t.slots, generation > 0) {
-            slots.forget(t.slot, generation).await;
+    // A call the server never processed (its connection was closing) goes again on a new
+    // connection, as clients do; a few times at most, then it counts as failed.
+    let mut attempts = 0;
+    let started = Instant::now();
+    let (outcome, backend) = loop {
+        attempts += 1;
+        if web.as_ref().is_some_and(|h| h.sender.is_closed()) {
+            *web = None;
         }
-    }
-    t.taken.record(t.rec, sent, &outcome, backend);
+        if web.is_none() {
+            match connection(call, shared, t.slots, t.slot).await {
+                None => return false,
+                Some(Ok(h)) => *web = Some(h),
+                Some(Err((failed, backend))) => {
+                    t.taken.record(t.rec, t.picked, &failed, backend);
+                    t.taken.end_span(span.map(|s| *s), &failed);
+                    if shared.plan.schedule.is_none() {
+                        // Closed model and the target down: wait instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    return true;
+                }
+            }
+        }
+        let Some(handle) = web.as_mut() else {
+            return true;
+        };
+        let (backend, generation) = (handle.backend, handle.generation);
+        let sent = Instant::now();
+        let (outcome, after) = if call.streaming {
+            let ctx = StreamContext {
+                requests: &shared.plan.requests,
+                number: t.number,
+                renderer,
+                recorder: t.rec,
+                measured: t.taken.measured,
+                origin: t.clock.origin,
+                stop: &shared.stop_token,
+                trace: trace.clone(),
+            };
+            ctx.sent(None);
+            let (mut got, mut last) = (0u64, sent);
+            let mut on_message = || {
+                let now = Instant::now();
+                let first = (got == 0).then(|| now - sent);
+                let gap = (got > 0).then(|| now - last);
+                ctx.received(gap, first);
+                last = now;
+                got += 1;
+            };
+            call.call(
+                &mut handle.sender,
+                body.clone(),
+                trace.as_ref(),
+                Some(&shared.stop_token),
+                &mut on_message,
+            )
+            .await
+        } else {
+            call.call(
+                &mut handle.sender,
+                body.clone(),
+                trace.as_ref(),
+                None,
+                &mut || {},
+            )
+            .await
+        };
+        if after != Afterwards::Reusable || outcome.connection_failed {
+            *web = None;
+            if let (Some(slots), true) = (t.slots, generation > 0) {
+                slots.forget(t.slot, generation).await;
+            }
+        }
+        if after != Afterwards::NotProcessed || attempts >= MAX_ATTEMPTS {
+            break (outcome, backend);
+        }
+    };
+    // From the first send: a call sent again took that long for the client.
+    t.taken.record(t.rec, started, &outcome, backend);
     t.taken.end_span(span.map(|s| *s), &outcome);
     true
 }

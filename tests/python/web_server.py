@@ -37,6 +37,7 @@ def main():
     parser.add_argument("--tls-key", default="")
     parser.add_argument("--tls-ca", default="", help="require client certificates signed by this CA")
     parser.add_argument("--sonora-as-is", action="store_true", help="keep sonora's unary trailer frame and CORS preflight as they are")
+    parser.add_argument("--max-requests-per-connection", type=int, default=1000, help="hypercorn closes a connection after this many requests (its default: 1000)")
     parser.add_argument("--allow-origin", default="", help="the only origin CORS preflights allow (default: the request's)")
     args = parser.parse_args()
 
@@ -126,6 +127,7 @@ def main():
     config.errorlog = "-"
     config.loglevel = "WARNING"
     config.keep_alive_timeout = 60
+    config.keep_alive_max_requests = args.max_requests_per_connection
     if args.tls_cert:
         config.certfile = args.tls_cert
         config.keyfile = args.tls_key

@@ -104,19 +104,55 @@ enum Sender {
     Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
+/// What a call leaves of its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Afterwards {
+    /// It can carry the next call.
+    Reusable,
+    /// It cannot (failed, or an HTTP/1.1 answer left unread): make a new one.
+    Spent,
+    /// The server never processed the call — the connection was already closing (GOAWAY
+    /// above the call's stream, or closed before it was sent): a client sends it again on a
+    /// new connection, as browsers and gRPC clients do, and nothing is counted.
+    NotProcessed,
+}
+
+impl Afterwards {
+    fn reusable_if(yes: bool) -> Self {
+        if yes {
+            Self::Reusable
+        } else {
+            Self::Spent
+        }
+    }
+}
+
+/// Whether an HTTP/2 error says the server refused the stream unprocessed: a GOAWAY from the
+/// server whose last stream id is below it.
+fn refused_by_goaway(e: &hyper::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<h2::Error>())
+        .is_some_and(|h| h.is_go_away() && h.is_remote())
+}
+
 impl WebSender {
+    /// Sends the request; the error says whether the call surely never reached the server.
     async fn send(
         &mut self,
         request: Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, hyper::Error> {
+    ) -> Result<http::Response<Incoming>, (hyper::Error, bool)> {
         match &mut self.send {
             Sender::Http1(s) => {
-                s.ready().await?;
-                s.send_request(request).await
+                s.ready().await.map_err(|e| (e, true))?;
+                s.send_request(request).await.map_err(|e| (e, false))
             }
             Sender::Http2(s) => {
-                s.ready().await?;
-                s.send_request(request).await
+                s.ready().await.map_err(|e| (e, true))?;
+                s.send_request(request).await.map_err(|e| {
+                    // Canceled: the connection closed while the request still waited to go.
+                    let unsent = refused_by_goaway(&e) || e.is_canceled();
+                    (e, unsent)
+                })
             }
         }
     }
@@ -337,7 +373,7 @@ impl WebCall {
         &self,
         sender: &mut WebSender,
         framed: Bytes,
-    ) -> (Outcome, Option<Bytes>, bool) {
+    ) -> (Outcome, Option<Bytes>, Afterwards) {
         let mut kept = None;
         let io = CallIo {
             trace: None,
@@ -354,14 +390,14 @@ impl WebCall {
     /// A call under the call's deadline (`[call] timeout`), when it has one.
     async fn within_deadline(
         &self,
-        exchange: impl std::future::Future<Output = (Outcome, bool)>,
-    ) -> (Outcome, bool) {
+        exchange: impl std::future::Future<Output = (Outcome, Afterwards)>,
+    ) -> (Outcome, Afterwards) {
         match self.timeout {
             None => exchange.await,
             Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
                 (
                     Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)"),
-                    self.version == HttpVersion::Http2,
+                    Afterwards::reusable_if(self.version == HttpVersion::Http2),
                 )
             }),
         }
@@ -400,7 +436,7 @@ impl WebCall {
         };
         let response = match sender.send(request).await {
             Ok(r) => r,
-            Err(e) => return Err(sender.failure(&e, self.version)),
+            Err((e, _)) => return Err(sender.failure(&e, self.version)),
         };
         let (head, body) = response.into_parts();
         // Read the (empty) body so an HTTP/1.1 connection can carry the call; bounded.
@@ -440,7 +476,7 @@ impl WebCall {
         trace: Option<&HeaderValue>,
         stop: Option<&CancellationToken>,
         on_message: &mut F,
-    ) -> (Outcome, bool) {
+    ) -> (Outcome, Afterwards) {
         let io = CallIo {
             trace,
             stop,
@@ -456,7 +492,7 @@ impl WebCall {
         sender: &mut WebSender,
         framed: Bytes,
         io: CallIo<'_, F>,
-    ) -> (Outcome, bool) {
+    ) -> (Outcome, Afterwards) {
         let CallIo {
             trace,
             stop,
@@ -478,10 +514,14 @@ impl WebCall {
         }
         let response = match sender.send(request).await {
             Ok(r) => r,
-            Err(e) => {
+            Err((e, unsent)) => {
                 let o = sender.failure(&e, self.version);
-                let reusable = !o.connection_failed;
-                return (o, reusable);
+                let after = if unsent {
+                    Afterwards::NotProcessed
+                } else {
+                    Afterwards::reusable_if(!o.connection_failed)
+                };
+                return (o, after);
             }
         };
         let (head, mut body) = response.into_parts();
@@ -493,7 +533,10 @@ impl WebCall {
             header("grpc-message"),
         ) {
             // The body is not read: an HTTP/1.1 connection cannot carry another call.
-            return (outcome, self.version == HttpVersion::Http2);
+            return (
+                outcome,
+                Afterwards::reusable_if(self.version == HttpVersion::Http2),
+            );
         }
         let mut reader = WebBodyReader::new(self.text, self.max_receive);
         reader.keep_first = keep.is_some();
@@ -504,12 +547,12 @@ impl WebCall {
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
-                _ = stop.cancelled() => return (Outcome::OK, self.version == HttpVersion::Http2),
+                _ = stop.cancelled() => return (Outcome::OK, Afterwards::reusable_if(self.version == HttpVersion::Http2)),
             };
             let frame = match frame {
                 None => break,
                 Some(Ok(f)) => f,
-                Some(Err(e)) => return (sender.failure(&e, self.version), false),
+                Some(Err(e)) => return (sender.failure(&e, self.version), Afterwards::Spent),
             };
             match frame.into_data() {
                 Ok(data) => match reader.feed(&data) {
@@ -519,10 +562,13 @@ impl WebCall {
                         }
                         got += new;
                         if self.streaming && limit > 0 && got >= limit {
-                            return (Outcome::OK, self.version == HttpVersion::Http2);
+                            return (
+                                Outcome::OK,
+                                Afterwards::reusable_if(self.version == HttpVersion::Http2),
+                            );
                         }
                     }
-                    Err(o) => return (o, false),
+                    Err(o) => return (o, Afterwards::Spent),
                 },
                 Err(frame) => trailers = frame.into_trailers().ok(),
             }
@@ -531,7 +577,7 @@ impl WebCall {
         if let Some(slot) = keep {
             *slot = reader.take_first().map(Bytes::from);
         }
-        (outcome, true)
+        (outcome, Afterwards::Reusable)
     }
 }
 
