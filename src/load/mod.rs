@@ -8,6 +8,7 @@ pub mod plan;
 pub mod schedule;
 pub mod storm;
 pub mod stream;
+mod taken;
 mod timing;
 mod web;
 mod workers;

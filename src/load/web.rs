@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::admission::{Clock, Shared};
 use super::stream::StreamContext;
-use super::workers::Taken;
+use super::taken::Taken;
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;

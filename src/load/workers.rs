@@ -11,16 +11,16 @@ use tokio::time::Instant;
 
 use super::admission::{Clock, Shared};
 use super::plan::CallPlan;
-use super::timing::{micros, HALF_TICK, MAX_NAP};
+use super::taken::Taken;
+use super::timing::{HALF_TICK, MAX_NAP};
 use super::web::{web_turn, WebHandle, WebSlots, WebTurn};
 use crate::grpc::channel::{Lease, Pool};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
 use crate::load::stream::StreamContext;
-use crate::record::{Finished, SharedRecorder};
+use crate::record::SharedRecorder;
 use crate::scenario::Balance;
-use crate::telemetry::traces::CallSpan;
 
 pub(super) async fn worker(
     shared: Arc<Shared>,
@@ -184,57 +184,6 @@ pub(super) async fn worker(
         }
         taken.record(&rec, sent, &outcome, backend);
         taken.end_span(span.map(|s| *s), &outcome);
-    }
-}
-
-/// When and how one request was taken, for recording its end.
-pub(super) struct Taken {
-    /// Open model: the intended start.
-    intended: Option<Instant>,
-    pub(super) measured: bool,
-    late: bool,
-}
-
-impl Taken {
-    /// Records a request that was sent to `backend` at `sent` and ended now with `outcome`.
-    pub(super) fn record(
-        &self,
-        rec: &SharedRecorder,
-        sent: Instant,
-        outcome: &Outcome,
-        backend: u32,
-    ) {
-        if !self.measured {
-            return;
-        }
-        let done = Instant::now();
-        // The corrected latency runs from the earlier of the intended start and the send.
-        let corrected = self.intended.map(|at| micros(done - at.min(sent)));
-        rec.borrow_mut().record(
-            done,
-            &Finished {
-                corrected_us: corrected,
-                uncorrected_us: micros(done - sent),
-                code: outcome.code,
-                message: outcome.message.as_deref(),
-                late: self.late,
-                backend,
-            },
-        );
-    }
-}
-
-impl Taken {
-    /// Ends a sampled call's span (after recording, so tracing never delays the figures).
-    pub(super) fn end_span(&self, span: Option<CallSpan>, outcome: &Outcome) {
-        if let Some(span) = span {
-            span.end(
-                outcome.code,
-                outcome.message.as_deref(),
-                self.measured,
-                self.late,
-            );
-        }
     }
 }
 
