@@ -541,13 +541,19 @@ impl WebCall {
         let mut reader = WebBodyReader::new(self.text, self.max_receive);
         reader.keep_first = keep.is_some();
         let mut trailers = None;
-        let never = CancellationToken::new();
-        let stop = stop.unwrap_or(&never);
+        // Unary calls have no stop of their own: no token made per call for them.
+        let stopped = async {
+            match stop {
+                Some(s) => s.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
         let mut got = 0u64;
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
-                _ = stop.cancelled() => return (Outcome::OK, Afterwards::reusable_if(self.version == HttpVersion::Http2)),
+                _ = &mut stopped => return (Outcome::OK, Afterwards::reusable_if(self.version == HttpVersion::Http2)),
             };
             let frame = match frame {
                 None => break,
