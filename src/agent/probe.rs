@@ -110,8 +110,9 @@ struct Prober {
     ctx: ProbeContext,
     /// The shared connection in use, and its generation.
     channel: Option<(Channel, u64)>,
-    /// Last rate-limited log line, so a down target does not flood the log.
-    last_log: Option<Instant>,
+    /// The target's log limit, shared by every backend's prober: a name whose 1,024
+    /// backends all fail logs one line a minute, not 1,024.
+    log: LogLimit,
     /// The span of the probe in progress (tracing on), ended when its result is published.
     span: Option<opentelemetry::Context>,
     /// The method probe, prepared (from files when the config was read, else by reflection
@@ -148,12 +149,8 @@ impl Prober {
     }
 
     fn log_failure(&mut self, message: &str) {
-        let quiet = self
-            .last_log
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
-        if !quiet {
-            tracing::warn!(target = %self.target.name, backend = %self.backend, "probe failed: {message} (logged at most once a minute per target)");
-            self.last_log = Some(Instant::now());
+        if let Some(since) = self.log.allow() {
+            tracing::warn!(target = %self.target.name, backend = %self.backend, "probe failed: {message} (logged at most once a minute per target{since})");
         }
     }
 
@@ -457,7 +454,9 @@ impl Prober {
         req.set_timeout(self.target.timeout);
         let t = Instant::now();
         let answer =
-            tokio::time::timeout(self.target.timeout, HealthClient::new(channel).check(req)).await;
+            tokio::time::timeout(self.target.timeout, HealthClient::new(channel).check(req))
+                .await
+                .map(|r| r.map_err(crate::grpc::status::as_clients_report));
         let took = t.elapsed();
         self.ctx
             .metrics
@@ -779,7 +778,11 @@ impl Prober {
                 return Some(Duration::ZERO);
             }
         };
-        let mut stream = match HealthClient::new(channel).watch(self.request()).await {
+        let mut stream = match HealthClient::new(channel)
+            .watch(self.request())
+            .await
+            .map_err(crate::grpc::status::as_clients_report)
+        {
             Ok(s) => s.into_inner(),
             Err(s) if s.code() == tonic::Code::Unimplemented => {
                 self.publish(None, Some(12), started.elapsed(), Some("the target does not implement Watch (UNIMPLEMENTED); not retried: use mode = \"check\"".into()));
@@ -799,7 +802,7 @@ impl Prober {
         let mut first = true;
         loop {
             let msg = tokio::select! {
-                m = stream.message() => m,
+                m = stream.message() => m.map_err(crate::grpc::status::as_clients_report),
                 _ = self.stop.cancelled() => return None,
             };
             match msg {
@@ -903,7 +906,11 @@ pub fn spawn(
                 .set(1.0);
             let backend = address.to_string();
             let stop = ctx.stop.clone();
-            spawn_instance(target, address, backend, first, stop, tls, ctx)
+            let shared = PerTarget {
+                first,
+                log: LogLimit::default(),
+            };
+            spawn_instance(target, address, backend, stop, tls, ctx, shared)
         }
         ProbeAddress::Fleet(name) => tokio::spawn(follow(target, name, tls, ctx, first)),
     }
@@ -916,10 +923,10 @@ fn spawn_instance(
     target: ProbeTarget,
     address: HostPort,
     backend: String,
-    first: Arc<AtomicBool>,
     stop: CancellationToken,
     tls: Option<ClientTls>,
     ctx: ProbeContext,
+    shared: PerTarget,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -927,12 +934,12 @@ fn spawn_instance(
                 target: target.clone(),
                 address: address.clone(),
                 backend: backend.clone(),
-                first: first.clone(),
+                first: shared.first.clone(),
                 stop: stop.clone(),
                 tls: tls.clone(),
                 ctx: ctx.clone(),
                 channel: None,
-                last_log: None,
+                log: shared.log.clone(),
                 span: None,
                 method: None,
                 renderer: crate::grpc::request::Renderer::new(0),
@@ -962,6 +969,41 @@ fn spawn_instance(
             }
         }
     })
+}
+
+/// At most one log line a minute for one target, whichever of its backends' probers (or
+/// its resolutions) has something to say; the lines held back are counted in the next.
+#[derive(Clone, Default)]
+pub(crate) struct LogLimit(Arc<std::sync::Mutex<(Option<Instant>, u64)>>);
+
+impl LogLimit {
+    /// `Some` when a line may be logged now: the text to add about the lines held back
+    /// since the last one (empty when none were).
+    pub(crate) fn allow(&self) -> Option<String> {
+        let mut state = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last, held) = &mut *state;
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+            *held += 1;
+            return None;
+        }
+        *last = Some(Instant::now());
+        let since = match std::mem::take(held) {
+            0 => String::new(),
+            n => format!("; {n} held back since the last"),
+        };
+        Some(since)
+    }
+}
+
+/// What every backend's prober of one target shares.
+#[derive(Clone)]
+struct PerTarget {
+    /// Set by the target's first published result (`/readyz`).
+    first: Arc<AtomicBool>,
+    log: LogLimit,
 }
 
 /// A running prober of one backend.
@@ -997,17 +1039,23 @@ async fn follow(
         }
     };
     let mut running: HashMap<String, Instance> = HashMap::new();
-    let mut last_log: Option<Instant> = None;
+    let log = LogLimit::default();
     loop {
         let refreshed = tokio::select! {
             r = fleet.refresh() => r,
             _ = ctx.stop.cancelled() => break,
         };
         match refreshed {
-            Ok(()) => m
-                .probe_resolutions
-                .with_label_values(&[label.as_str(), "success"])
-                .inc(),
+            Ok(left_out) => {
+                m.probe_resolutions
+                    .with_label_values(&[label.as_str(), "success"])
+                    .inc();
+                if !left_out.is_empty() {
+                    if let Some(since) = log.allow() {
+                        tracing::warn!(target = %label, "resolving {name}: left out {} (the other records are probed; logged at most once a minute per target{since})", crate::discovery::resolver::summarize(&left_out));
+                    }
+                }
+            }
             Err(e) => {
                 m.probe_resolutions
                     .with_label_values(&[label.as_str(), "failure"])
@@ -1015,9 +1063,8 @@ async fn follow(
                 m.errors_total
                     .with_label_values(&["probe", "resolve"])
                     .inc();
-                if last_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                    tracing::warn!(target = %label, "{e}; probing the last known backends (logged at most once a minute per target)");
-                    last_log = Some(Instant::now());
+                if let Some(since) = log.allow() {
+                    tracing::warn!(target = %label, "{e}; probing the last known backends (logged at most once a minute per target{since})");
                 }
                 if running.is_empty() {
                     resolve_failed(&ctx, &target, &first, &e.to_string());
@@ -1071,10 +1118,13 @@ async fn follow(
                 target.clone(),
                 address.clone(),
                 backend.clone(),
-                first.clone(),
                 stop.clone(),
                 tls.clone(),
                 ctx.clone(),
+                PerTarget {
+                    first: first.clone(),
+                    log: log.clone(),
+                },
             );
             running.insert(
                 backend,

@@ -139,6 +139,17 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
         let verdict = probe.call_web(&call, &mut sender, 0, &mut renderer).await;
         return judged(verdict);
     }
+    // One HTTP/2 connection proven first (our preface, the server's PING answer): a server
+    // that does not speak HTTP/2 is a failed connection (exit 2, as `run` says it and as
+    // grpc-health-probe counts it), not an RPC whose status changes from run to run.
+    let proof = crate::grpc::channel::Endpoint {
+        address: address.clone(),
+        connect_timeout: timeout,
+        tls: tls.clone(),
+    };
+    crate::grpc::channel::connect(&proof)
+        .await
+        .map_err(|e| cannot_connect(&a.address, e.first_contact()))?;
     let channel = crate::grpc::control::channel(&address, None, timeout, tls.as_ref())
         .await
         .map_err(|e| cannot_connect(&a.address, e))?;
@@ -156,6 +167,7 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
     request.set_timeout(timeout);
     *request.metadata_mut() = metadata;
     let rpc_failed = |s: tonic::Status| {
+        let s = crate::grpc::status::as_clients_report(s);
         CommandError::probe(
             RPC_FAILED,
             format!("health rpc failed: {}: {}", s.code(), s.message()),

@@ -168,7 +168,31 @@ impl Check {
         let kind = walk_type(response, steps).map_err(bad)?;
         let fits = match (&kind, &self.value) {
             (FieldType::Text, Literal::Str(_) | Literal::Regex(_)) => true,
-            (FieldType::Number, Literal::Num(_)) => true,
+            (FieldType::Number(name, Some((low, high))), Literal::Num(n)) => {
+                // An integer field holds only what its type can: a literal outside that, or
+                // one from 2^53 on (where the comparison, made in f64, is not exact), is
+                // a mistake to say now rather than a check that can never pass.
+                const EXACT: f64 = 9_007_199_254_740_992.0;
+                if *n < *low || *n > *high || n.abs() >= EXACT {
+                    return Err(bad(format!(
+                        "{n} is out of range for this field ({name}: {} to {}{})",
+                        low,
+                        high.min(EXACT),
+                        if *high > EXACT {
+                            ", as far as a check compares exactly"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                if matches!(self.op, Op::Eq | Op::Ne) && n.fract() != 0.0 {
+                    return Err(bad(format!(
+                        "{n} is not a whole number, and this field ({name}) holds only whole numbers"
+                    )));
+                }
+                true
+            }
+            (FieldType::Number(..), Literal::Num(_)) => true,
             (FieldType::Bool, Literal::Bool(_)) => matches!(self.op, Op::Eq | Op::Ne),
             (FieldType::Enum(names), Literal::Str(s)) => {
                 names.contains(s) && matches!(self.op, Op::Eq | Op::Ne)
@@ -232,7 +256,8 @@ impl Check {
 /// The type at the end of a path, as checks see it.
 enum FieldType {
     Text,
-    Number,
+    /// A number field: its type's name, and the integer range when it is an integer.
+    Number(&'static str, Option<(f64, f64)>),
     Bool,
     Enum(Vec<String>),
     Other(String),
@@ -242,7 +267,7 @@ impl FieldType {
     fn describe(&self) -> String {
         match self {
             Self::Text => "a string".into(),
-            Self::Number => "a number".into(),
+            Self::Number(name, _) => format!("a number ({name})"),
             Self::Bool => "a bool".into(),
             Self::Enum(names) => format!("an enum: {}", names.join(", ")),
             Self::Other(what) => what.clone(),
@@ -397,7 +422,18 @@ fn type_of(_field: &FieldDescriptor, kind: &Kind) -> FieldType {
         Kind::Enum(e) => FieldType::Enum(e.values().map(|v| v.name().to_string()).collect()),
         Kind::Message(m) => FieldType::Other(format!("a message ({})", m.full_name())),
         Kind::Bytes => FieldType::Other("bytes".into()),
-        _ => FieldType::Number,
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            FieldType::Number("int32", Some((f64::from(i32::MIN), f64::from(i32::MAX))))
+        }
+        Kind::Uint32 | Kind::Fixed32 => {
+            FieldType::Number("uint32", Some((0.0, f64::from(u32::MAX))))
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            FieldType::Number("int64", Some((i64::MIN as f64, i64::MAX as f64)))
+        }
+        Kind::Uint64 | Kind::Fixed64 => FieldType::Number("uint64", Some((0.0, u64::MAX as f64))),
+        Kind::Float => FieldType::Number("float", None),
+        _ => FieldType::Number("double", None),
     }
 }
 
@@ -492,6 +528,14 @@ fn show(v: &Value) -> String {
         }
         Value::Message(m) => format!("a message ({})", m.descriptor().full_name()),
         Value::List(l) => format!("a list of {}", l.len()),
+        Value::I32(n) | Value::EnumNumber(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::U32(n) => n.to_string(),
+        Value::U64(n) => n.to_string(),
+        Value::F32(n) => n.to_string(),
+        Value::F64(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Bytes(b) => format!("{} bytes", b.len()),
         other => format!("{other:?}"),
     }
 }
@@ -528,6 +572,7 @@ message Reply {
   Mood mood = 5;
   map<string, string> tags = 6;
   bytes blob = 7;
+  int64 big = 8;
 }
 "#;
 
@@ -591,6 +636,8 @@ message Reply {
             "ratio < 0.5",
             "mood == \"HAPPY\"",
             "mood == 1",
+            "items.0.count < 2.5",
+            "big >= -9007199254740991",
         ] {
             fits(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
@@ -608,6 +655,17 @@ message Reply {
             ("mood == \"SAD\"", "an enum: MOOD_UNSPECIFIED, HAPPY"),
             ("blob == \"x\"", "bytes"),
             ("items.0 == 1", "a message (t.Item)"),
+            ("items.0.count == -1", "out of range for this field (uint32"),
+            (
+                "items.0.count < 99999999999",
+                "out of range for this field (uint32",
+            ),
+            ("items.0.count == 2.5", "not a whole number"),
+            (
+                "big == 99999999999999999999",
+                "out of range for this field (int64",
+            ),
+            ("big == 9007199254740993", "compares exactly"),
         ] {
             let e = fits(bad).unwrap_err();
             assert!(e.to_string().contains(says), "{bad}: {e}");
@@ -624,7 +682,7 @@ message Reply {
         );
         assert_eq!(judge("message matches \"^hel+o\""), Ok(()));
         assert_eq!(judge("items.1.count >= 3"), Ok(()));
-        assert_eq!(judge("items.0.count >= 3"), Err("found U32(2)".into()));
+        assert_eq!(judge("items.0.count >= 3"), Err("found 2".into()));
         assert!(judge("items.5.count >= 3")
             .unwrap_err()
             .contains("has 2 elements"));

@@ -172,18 +172,11 @@ impl MethodProbe {
         let took = started.elapsed();
         let (code, status_message, body) = match answer {
             Ok(Ok(r)) => (status::OK, String::new(), Some(r.into_inner())),
-            // tonic's channel reports its own deadline as CANCELLED ("Timeout expired"); a
-            // gRPC client reports a passed deadline as DEADLINE_EXCEEDED, and so does this.
-            Ok(Err(s))
-                if s.code() == tonic::Code::Cancelled
-                    && s.message() == tonic::TimeoutExpired(()).to_string() =>
-            {
-                (
-                    status::DEADLINE_EXCEEDED,
-                    format!("no answer within {timeout:?}"),
-                    None,
-                )
-            }
+            Ok(Err(s)) if status::is_tonic_deadline(&s) => (
+                status::DEADLINE_EXCEEDED,
+                format!("no answer within {timeout:?}"),
+                None,
+            ),
             Ok(Err(s)) => (s.code() as i32 as u8, s.message().to_string(), None),
             Err(_) => (
                 status::DEADLINE_EXCEEDED,

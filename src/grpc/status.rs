@@ -40,6 +40,22 @@ pub const CODE_COUNT: usize = CODE_NAMES.len();
 /// fails with it (exit 1), as a target that does not speak HTTP/2 does.
 pub const WRONG_PROTOCOL: &str = "wrong protocol: ";
 
+/// A tonic status as gRPC clients report it: tonic's channel reports its own deadline
+/// (`Endpoint::timeout`) as CANCELLED "Timeout expired", where a gRPC client reports a
+/// passed deadline as DEADLINE_EXCEEDED; so does everything here (probes, the agent).
+pub fn as_clients_report(s: tonic::Status) -> tonic::Status {
+    if is_tonic_deadline(&s) {
+        tonic::Status::deadline_exceeded("no answer within the deadline (client side)")
+    } else {
+        s
+    }
+}
+
+/// tonic's own deadline passed (CANCELLED "Timeout expired").
+pub fn is_tonic_deadline(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::Cancelled && s.message() == tonic::TimeoutExpired(()).to_string()
+}
+
 pub fn code_name(code: u8) -> &'static str {
     CODE_NAMES
         .get(usize::from(code))

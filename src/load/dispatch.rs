@@ -268,13 +268,17 @@ impl Dispatcher {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
+            // A new membership's slots first, then `now`: their first attempt is due at
+            // their making, so `connect` starts it this turn and the requests due wait for
+            // it rather than fail with "no connection" (gRPC's round robin queues picks
+            // while a new subchannel connects).
+            self.follow_membership();
             let now = Instant::now();
             if self.shared.stop.load(Ordering::Relaxed) {
                 // Stop sending at once; calls in flight may finish (the driver bounds the wait).
                 self.finished = true;
                 self.due.clear();
             }
-            self.follow_membership();
             self.take(now);
             let mut progress = self.connect(cx, now);
             self.dispatch(now);

@@ -120,6 +120,7 @@ fn merge_backends(
                         (Some(a), Some(b)) => Some(a.max(b)),
                         _ => None,
                     };
+                    m.stints = m.stints.max(b.stints);
                     m.connections += b.connections;
                     m.requests += b.requests;
                     m.ok += b.ok;

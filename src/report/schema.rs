@@ -158,6 +158,10 @@ pub struct BackendReport {
     /// joined in the warm-up), and to when it left (null: it stayed to the end).
     pub joined_s: f64,
     pub left_s: Option<f64>,
+    /// Times it joined: more than 1 when it left and came back (one entry per address,
+    /// `joined_s` its first join, `left_s` its last leave).
+    #[serde(default = "one_stint")]
+    pub stints: u32,
     /// SRV weight and priority (0 for A/AAAA records).
     #[serde(default)]
     pub weight: u16,
@@ -174,6 +178,10 @@ pub struct BackendReport {
     /// The backend with the highest p99 (corrected in the open model) among those with calls.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub slowest: bool,
+}
+
+fn one_stint() -> u32 {
+    1
 }
 
 /// The worst of the backends with calls: the highest p50/p99/p99.9 (corrected in the open
@@ -197,6 +205,12 @@ pub struct ResolutionInfo {
     /// Resolutions that failed or found nothing (the last good set was kept).
     pub failures: u64,
     pub last_failure: Option<String>,
+    /// Resolutions that used some records and left others out (an SRV target that did not
+    /// resolve, a record with port 0), and what the last one left out.
+    #[serde(default)]
+    pub incomplete: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_left_out: Option<String>,
 }
 
 /// Which shard of a distributed run a report is, and when it was told to start.
@@ -384,11 +398,21 @@ fn backend_reports(
         let ok = t.status[usize::from(crate::grpc::status::OK)];
         out.push(BackendReport {
             address: h.map_or_else(
-                || format!("backend {id}"),
+                || {
+                    if id == crate::discovery::fleet::OTHER_ADDRESSES as usize {
+                        format!(
+                            "other addresses (past the {} kept apart)",
+                            crate::discovery::fleet::MAX_ADDRESSES_KEPT
+                        )
+                    } else {
+                        format!("backend {id}")
+                    }
+                },
                 |h| h.backend.address.to_string(),
             ),
             joined_s: h.map_or(0.0, |h| since(h.joined)),
             left_s: h.and_then(|h| h.left).map(since),
+            stints: h.map_or(1, |h| h.stints),
             weight: h.map_or(0, |h| h.backend.weight),
             priority: h.map_or(0, |h| h.backend.priority),
             connections: h.map_or(0, |h| {
@@ -412,7 +436,7 @@ fn backend_reports(
             slowest: false,
         });
     };
-    // A backend that left and came back is a new backend (a new id): one tally per entry.
+    // One entry per address: one that left and came back keeps its tally.
     for h in history {
         add(h.backend.id as usize, Some(h));
     }
@@ -514,6 +538,8 @@ impl Report {
             resolutions: r.resolutions,
             failures: r.failures,
             last_failure: r.last_failure.clone(),
+            incomplete: r.incomplete,
+            last_left_out: r.last_left_out.clone(),
         });
         report.interrupted = outcome.interrupted;
         report.generator_panics = outcome.generator_panics;
