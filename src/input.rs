@@ -40,6 +40,17 @@ impl FileKind {
         }
     }
 
+    /// The noun with its article: "a scenario", "an agent config".
+    pub fn with_article(self) -> String {
+        let noun = self.noun();
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {noun}")
+    }
+
     pub fn noun(self) -> &'static str {
         match self {
             Self::Scenario => "scenario",
@@ -75,9 +86,9 @@ impl fmt::Display for InputError {
             Self::Io(p, k, e) => write!(f, "cannot read the {} {}: {e}", k.noun(), p.display()),
             Self::NotRegular(p, k, what) => write!(
                 f,
-                "{} is {what}, not a regular file; give the path of a {} file",
+                "{} is {what}, not a regular file; give the path of {}",
                 p.display(),
-                k.noun()
+                k.with_article()
             ),
             Self::TooLarge(p, k) => write!(
                 f,

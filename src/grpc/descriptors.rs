@@ -184,7 +184,7 @@ fn compile_protos<'a>(
     for f in files.clone() {
         if std::fs::symlink_metadata(f).is_err() {
             return Err(format!(
-                "proto file {} does not exist (paths are relative to the scenario file)",
+                "proto file {} does not exist (a relative path is read from the folder of the file that names it)",
                 f.display()
             ));
         }
@@ -256,8 +256,9 @@ impl protox::file::FileResolver for BoundedIncludes {
 }
 
 fn load_protoset(path: &Path) -> Result<DescriptorPool, String> {
-    let bytes = crate::input::read_bytes(path, crate::input::FileKind::Protoset)
-        .map_err(|e| format!("{e} (paths are relative to the scenario file)"))?;
+    let bytes = crate::input::read_bytes(path, crate::input::FileKind::Protoset).map_err(|e| {
+        format!("{e} (a relative path is read from the folder of the file that names it)")
+    })?;
     let set = prost_types::FileDescriptorSet::decode(bytes.as_slice()).map_err(|e| {
         format!("{} is not a protoset (a serialized FileDescriptorSet, as `protoc --include_imports -o FILE` writes): {e}", path.display())
     })?;

@@ -177,7 +177,10 @@ impl MethodProbe {
                 format!("no answer within {timeout:?}"),
                 None,
             ),
-            Ok(Err(s)) => (s.code() as i32 as u8, s.message().to_string(), None),
+            Ok(Err(s)) => {
+                let s = status::as_clients_report(s);
+                (s.code() as i32 as u8, s.message().to_string(), None)
+            }
             Err(_) => (
                 status::DEADLINE_EXCEEDED,
                 format!("no answer within {timeout:?}"),
@@ -233,17 +236,25 @@ impl MethodProbe {
         took: Duration,
         reusable: bool,
     ) -> Verdict {
-        let (response, decode_error) = match body {
-            Some(bytes) => match DynamicMessage::decode(self.descriptor.output(), bytes) {
-                Ok(m) => (Some(m), None),
-                Err(e) => (
-                    None,
-                    Some(format!(
-                        "the response does not decode as {}: {e}",
-                        self.descriptor.output().full_name()
-                    )),
-                ),
-            },
+        let output = self.descriptor.output();
+        let decoded = body.map(|bytes| {
+            // What decoding would cost is bounded first: a small answer can hold millions
+            // of values.
+            crate::grpc::decode_budget::within(
+                &bytes,
+                &output,
+                crate::grpc::decode_budget::MAX_DECODED_VALUES,
+            )?;
+            DynamicMessage::decode(output.clone(), bytes).map_err(|e| {
+                format!(
+                    "the response does not decode as {}: {e}",
+                    output.full_name()
+                )
+            })
+        });
+        let (response, decode_error) = match decoded {
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => (None, Some(e)),
             None => (None, None),
         };
         let checks = self

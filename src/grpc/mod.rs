@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod control;
+pub mod decode_budget;
 pub mod descriptors;
 pub mod expect;
 pub mod frame;

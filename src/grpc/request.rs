@@ -232,18 +232,35 @@ struct Found {
     template: Template,
 }
 
+/// Bytes the templates of one message may render, together: gRPC's default message limit
+/// (servers refuse larger messages). Checked before any rendering, so no file can make a
+/// run, `validate`, a probe or the agent build requests without bound.
+pub const MAX_TEMPLATED_BYTES: usize = 4 << 20;
+
 /// Finds templates in string values, replacing each with a sample rendering so the whole
-/// message can be checked against its type once.
+/// message can be checked against its type once. `budget` is what the message's templates
+/// may still render; a template past it is an error, not rendered.
 fn find_templates(
     v: &mut serde_json::Value,
     path: &mut Vec<serde_json::Value>,
     out: &mut Vec<Found>,
     errors: &mut Vec<(String, String)>,
+    budget: &mut usize,
 ) {
     use serde_json::Value as J;
+    if !errors.is_empty() {
+        return;
+    }
     match v {
         J::String(s) => match Template::parse(s) {
+            Ok(Some(template)) if template.max_len() > *budget => errors.push((
+                json_path(path),
+                format!(
+                    "the message's templates render up to more than {MAX_TEMPLATED_BYTES} bytes with this one (a message's templates render at most that, gRPC's default message size limit): use fewer or shorter templates"
+                ),
+            )),
             Ok(Some(template)) => {
+                *budget -= template.max_len();
                 let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
                 let mut sample = String::new();
                 template.render(
@@ -266,14 +283,14 @@ fn find_templates(
         J::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push(J::from(i));
-                find_templates(item, path, out, errors);
+                find_templates(item, path, out, errors, budget);
                 path.pop();
             }
         }
         J::Object(map) => {
             for (k, item) in map.iter_mut() {
                 path.push(J::from(k.clone()));
-                find_templates(item, path, out, errors);
+                find_templates(item, path, out, errors, budget);
                 path.pop();
             }
         }
@@ -340,7 +357,14 @@ fn prepare(
     let input = method.input();
     let mut json = msg.json.clone();
     let (mut found, mut errors) = (Vec::new(), Vec::new());
-    find_templates(&mut json, &mut Vec::new(), &mut found, &mut errors);
+    let mut budget = MAX_TEMPLATED_BYTES;
+    find_templates(
+        &mut json,
+        &mut Vec::new(),
+        &mut found,
+        &mut errors,
+        &mut budget,
+    );
     if let Some((path, why)) = errors.into_iter().next() {
         return Err(msg.problem(&path, why));
     }

@@ -40,12 +40,25 @@ pub const CODE_COUNT: usize = CODE_NAMES.len();
 /// fails with it (exit 1), as a target that does not speak HTTP/2 does.
 pub const WRONG_PROTOCOL: &str = "wrong protocol: ";
 
+/// How the message of a call begins when the run ended while it still waited for the
+/// server's first answer (no response head): a run in which no call succeeded and such a
+/// call was left fails (exit 1) — the target never answered, nothing was measured.
+pub const NO_ANSWER: &str = "no answer: ";
+
 /// A tonic status as gRPC clients report it: tonic's channel reports its own deadline
 /// (`Endpoint::timeout`) as CANCELLED "Timeout expired", where a gRPC client reports a
 /// passed deadline as DEADLINE_EXCEEDED; so does everything here (probes, the agent).
+///
+/// And tonic refuses a response message over its limit as OUT_OF_RANGE, where gRPC
+/// clients (and `run`) say RESOURCE_EXHAUSTED.
 pub fn as_clients_report(s: tonic::Status) -> tonic::Status {
     if is_tonic_deadline(&s) {
         tonic::Status::deadline_exceeded("no answer within the deadline (client side)")
+    } else if s.code() == tonic::Code::OutOfRange
+        && s.message()
+            .starts_with("Error, decoded message length too large")
+    {
+        tonic::Status::resource_exhausted(s.message().trim_start_matches("Error, ").to_string())
     } else {
         s
     }

@@ -103,6 +103,20 @@ impl Template {
         })
     }
 
+    /// The most bytes a rendering can take (numbers at their widest).
+    pub fn max_len(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.len(),
+                Part::RequestNumber | Part::WorkerId | Part::TimestampUnixMs => 20,
+                Part::RandomInt(..) => 20,
+                Part::Uuid => 36,
+                Part::RandomString(n) => *n,
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
     /// Renders the template into `out` (cleared first).
     pub fn render<R: Rng>(&self, ctx: &mut Context<'_, R>, out: &mut String) {
         out.clear();

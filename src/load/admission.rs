@@ -25,6 +25,9 @@ pub(super) struct Shared {
     pub stop: AtomicBool,
     /// The same stop, for streams to await (each registers once per stream, never per message).
     pub stop_token: CancellationToken,
+    /// Streams open now, whenever they were opened (warm-up included): read when the
+    /// measured part begins and when the run stops, for the report.
+    pub open_streams: AtomicU64,
 }
 
 /// The run's time line, fixed once every generator thread is connected.

@@ -309,6 +309,7 @@ pub async fn drive(
         sequence: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         stop_token: CancellationToken::new(),
+        open_streams: AtomicU64::new(0),
     });
 
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
@@ -379,6 +380,7 @@ pub async fn drive(
         _ = tokio::time::sleep_until(origin) => sampler = Some(ProcessSampler::start()),
         _ = cancel.cancelled() => {}
     }
+    let streams_open_at_start = shared.open_streams.load(Ordering::Relaxed);
 
     // A time-bounded run ends at its scheduled end: workers stop, streams end gracefully,
     // and requests still in flight get until their deadline (a target that stopped
@@ -404,6 +406,7 @@ pub async fn drive(
         _ = cancel.cancelled() => End::Cancelled,
         _ = at_end => End::Scheduled,
     };
+    let streams_open_at_end = shared.open_streams.load(Ordering::Relaxed);
     shared.stop.store(true, Ordering::Relaxed);
     shared.stop_token.cancel();
     if ended != End::Done {
@@ -433,6 +436,8 @@ pub async fn drive(
         generator_panics,
         backends: shared.plan.fleet.history(),
         resolution: shared.plan.fleet.name().map(|_| shared.plan.fleet.stats()),
+        streams_open_at_start,
+        streams_open_at_end,
     })
 }
 

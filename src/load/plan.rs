@@ -77,4 +77,8 @@ pub struct RunOutcome {
     pub backends: Vec<crate::discovery::BackendHistory>,
     /// A fleet's DNS name: what re-resolving it did (`None` for a fixed address).
     pub resolution: Option<crate::discovery::ResolveStats>,
+    /// Streams open when the measured part began (opened in the warm-up) and when the run
+    /// stopped (then ended by the client).
+    pub streams_open_at_start: u64,
+    pub streams_open_at_end: u64,
 }

@@ -48,6 +48,29 @@ pub struct StreamContext<'a> {
     pub stop: &'a CancellationToken,
     /// The W3C `traceparent` of a sampled stream.
     pub trace: Option<http::HeaderValue>,
+    /// The run's count of streams open now.
+    pub open: &'a std::sync::atomic::AtomicU64,
+}
+
+impl<'a> StreamContext<'a> {
+    /// Counts the stream open until the guard is dropped, and as opened in the report's
+    /// figures when it is measured.
+    pub(crate) fn opened(&self, at: Instant) -> OpenStream<'a> {
+        if self.measured {
+            self.recorder.borrow_mut().stream_opened(at);
+        }
+        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenStream(self.open)
+    }
+}
+
+/// A stream counted open, until dropped.
+pub(crate) struct OpenStream<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl StreamContext<'_> {
@@ -281,9 +304,7 @@ impl StreamCall {
     /// Runs one stream to its end and returns how it ended.
     pub async fn run(&self, send: &mut SendRequest<Bytes>, mut ctx: StreamContext<'_>) -> Outcome {
         let opened = Instant::now();
-        if ctx.measured {
-            ctx.recorder.borrow_mut().stream_opened(opened);
-        }
+        let _open = ctx.opened(opened);
         match self.timeout() {
             None => self.exchange(send, &mut ctx, opened).await,
             // Boxed (once per stream): the deadline's timer inline would size every
@@ -392,6 +413,14 @@ impl StreamCall {
                 Wake::Failed(o) => return Err(o),
                 Wake::Over => {
                     stream.send_reset(h2::Reason::CANCEL);
+                    if incoming.response.is_some() {
+                        // Still waiting for the server's first answer: nothing was
+                        // measured; a failure with the reason, never a pass.
+                        return Err(Outcome::failed(
+                            status::CANCELLED,
+                            format!("{}the run ended before the server answered the stream (no response head)", status::NO_ANSWER),
+                        ));
+                    }
                     return Ok(Outcome::OK);
                 }
             }

@@ -204,7 +204,9 @@ pub(super) async fn web_turn(
                 origin: t.clock.origin,
                 stop: &shared.stop_token,
                 trace: trace.clone(),
+                open: &shared.open_streams,
             };
+            let _open = ctx.opened(sent);
             ctx.sent(None);
             let (mut got, mut last) = (0u64, sent);
             let mut on_message = || {

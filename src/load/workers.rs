@@ -158,6 +158,7 @@ pub(super) async fn worker(
                     origin: clock.origin,
                     stop: &shared.stop_token,
                     trace,
+                    open: &shared.open_streams,
                 };
                 call.run(&mut current.send, ctx).await
             }

@@ -304,7 +304,15 @@ pub struct TlsInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamsInfo {
+    /// Opened in the measured part.
     pub opened: u64,
+    /// Open when the measured part began (opened in the warm-up; their messages count,
+    /// their ends do not), and still open when the run stopped (then ended by the client:
+    /// counted completed when measured).
+    #[serde(default)]
+    pub open_at_start: u64,
+    #[serde(default)]
+    pub open_at_end: u64,
     /// Ended with OK (including streams the client ended by design).
     pub completed: u64,
     /// Ended with any other status (resets, GOAWAY, deadlines, server errors).
@@ -541,6 +549,10 @@ impl Report {
             incomplete: r.incomplete,
             last_left_out: r.last_left_out.clone(),
         });
+        if let Some(s) = report.streams.as_mut() {
+            s.open_at_start = outcome.streams_open_at_start;
+            s.open_at_end = outcome.streams_open_at_end;
+        }
         report.interrupted = outcome.interrupted;
         report.generator_panics = outcome.generator_panics;
         report.intervals = outcome.aggregate.intervals.clone();
@@ -669,6 +681,8 @@ impl Report {
             },
             streams: scenario.kind.is_stream().then(|| StreamsInfo {
                 opened: totals.streams_opened,
+                open_at_start: 0,
+                open_at_end: 0,
                 completed: totals.ok(),
                 failed: totals.errors_count(),
             }),
@@ -761,6 +775,8 @@ impl Report {
     /// threshold metric names are checked against before a run.
     pub fn probe(scenario: &Scenario) -> serde_json::Value {
         let outcome = RunOutcome {
+            streams_open_at_start: 0,
+            streams_open_at_end: 0,
             aggregate: Aggregate {
                 totals: IntervalData::default(),
                 intervals: Vec::new(),

@@ -121,7 +121,13 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             out.flush()
         }
         Destination::Replace(real) => {
-            let mut tmp = tempfile::NamedTempFile::new_in(folder_of(&real))?;
+            let folder = folder_of(&real);
+            let prefix = temporary_prefix(&real);
+            remove_stale(folder, &prefix);
+            let mut tmp = tempfile::Builder::new()
+                .prefix(&format!("{prefix}{}-", std::process::id()))
+                .suffix(".tmp")
+                .tempfile_in(folder)?;
             tmp.write_all(bytes)?;
             tmp.as_file().sync_all()?;
             tmp.persist(&real).map_err(|e| e.error)?;
@@ -131,6 +137,41 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             let mut f = std::fs::OpenOptions::new().write(true).open(p)?;
             f.write_all(bytes)?;
             f.flush()
+        }
+    }
+}
+
+/// How our temporaries beside `real` begin: they say whose they are (".report.json.loadagent-"
+/// then the writer's pid), so one left by a killed writer is known and removed.
+fn temporary_prefix(real: &Path) -> String {
+    let name = real
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    format!(".{name}.loadagent-")
+}
+
+/// Removes the temporaries of `prefix` in `folder` whose writer is gone (killed between
+/// writing and renaming): ours by name, and no process has their pid now.
+fn remove_stale(folder: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten().take(100_000) {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        if !rest.ends_with(".tmp") {
+            continue;
+        }
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let gone = pid > 0
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH);
+        if gone && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -162,6 +203,29 @@ mod tests {
         write_output(&p, b"one").unwrap();
         write_output(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
+    }
+
+    /// A temporary left by a writer killed before its rename is ours by name and removed at
+    /// the next write; a live writer's, and files that are not ours, stay.
+    #[test]
+    fn stale_temporaries_of_ours_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".r.json.loadagent-{dead}-x1.tmp"));
+        let live = dir
+            .path()
+            .join(format!(".r.json.loadagent-{}-x2.tmp", std::process::id()));
+        let other = dir.path().join(".r.json.someone-else.tmp");
+        for f in [&stale, &live, &other] {
+            std::fs::write(f, "half").unwrap();
+        }
+        write_output(&p, b"whole").unwrap();
+        assert!(!stale.exists() && live.exists() && other.exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 3, "no temporary of this write is left");
     }
 
     #[test]

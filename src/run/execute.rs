@@ -111,8 +111,16 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
     drop(embedded);
     // The server speaks another protocol: the run fails as one at a target that does not
     // speak HTTP/2 does, with the message that says which protocol to set.
+    // So does a run in which no call succeeded and calls were left waiting for the server's
+    // first answer: the target never answered.
     let stopped_for = wrong_protocol.lock().ok().and_then(|g| g.clone());
-    if let Some(why) = stopped_for.or_else(|| wrong_protocol_of(&outcome.aggregate.totals)) {
+    let failed_for = stopped_for
+        .or_else(|| wrong_protocol_of(&outcome.aggregate.totals))
+        .or_else(|| {
+            failure_marked(&outcome.aggregate.totals, crate::grpc::status::NO_ANSWER)
+                .map(|why| format!("the target never answered: {why}"))
+        });
+    if let Some(why) = failed_for {
         let why = format!("{}: no call succeeded: {why}", scenario.path.display());
         if let Some(span) = span {
             span.failed(&why);
@@ -158,13 +166,18 @@ async fn start_watch(scenario: &Scenario) -> Result<Option<TargetWatch>, String>
 
 /// The message of a run whose calls all failed because the server speaks another protocol.
 fn wrong_protocol_of(totals: &crate::record::IntervalData) -> Option<String> {
+    failure_marked(totals, crate::grpc::status::WRONG_PROTOCOL)
+}
+
+/// The first error message that begins with `marker`, when no call succeeded.
+fn failure_marked(totals: &crate::record::IntervalData, marker: &str) -> Option<String> {
     if totals.ok() > 0 {
         return None;
     }
     totals
         .errors
         .iter()
-        .find(|(_, message, _)| message.starts_with(crate::grpc::status::WRONG_PROTOCOL))
+        .find(|(_, message, _)| message.starts_with(marker))
         .map(|(_, message, _)| message.clone())
 }
 

@@ -716,7 +716,7 @@ fn read_data_file(c: &TableReader<'_, '_, '_>, f: &At<String>) -> Option<Vec<Req
             ctx.report_at(
                 f.loc,
                 &c.key_path("data_file"),
-                format!("{e} (paths are relative to the scenario file)"),
+                format!("{e} (a relative path is read from the folder of the file that names it)"),
             );
             return None;
         }

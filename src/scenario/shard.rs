@@ -104,7 +104,10 @@ pub fn parse_start_at(s: &str) -> Result<SystemTime, ShardError> {
     let parsed = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
         .map_err(|e| bad(format!("not RFC 3339 ({e})")))?;
     let nanos = parsed.unix_timestamp_nanos();
-    let nanos = u64::try_from(nanos).map_err(|_| bad("before 1970".into()))?;
+    if nanos < 0 {
+        return Err(bad("before 1970".into()));
+    }
+    let nanos = u64::try_from(nanos).map_err(|_| bad("too far away".into()))?;
     UNIX_EPOCH
         .checked_add(Duration::from_nanos(nanos))
         .ok_or_else(|| bad("too far away".into()))
@@ -175,6 +178,14 @@ mod tests {
         for bad in ["tomorrow", "-5", "1e400", "2026-13-01T00:00:00Z", "NaN"] {
             assert!(parse_start_at(bad).is_err(), "{bad}");
         }
+        let far = parse_start_at("2600-01-01T00:00:00Z")
+            .unwrap_err()
+            .to_string();
+        assert!(far.contains("too far away"), "{far}");
+        let early = parse_start_at("1969-12-31T23:59:59Z")
+            .unwrap_err()
+            .to_string();
+        assert!(early.contains("before 1970"), "{early}");
         assert!(check_start_at("x", SystemTime::now() - Duration::from_secs(5)).is_err());
         assert!(check_start_at("x", SystemTime::now() + Duration::from_secs(5)).is_ok());
         assert!(check_start_at("x", SystemTime::now() + Duration::from_secs(90_000)).is_err());

@@ -19,7 +19,7 @@ mod body;
 pub use body::WebBodyReader;
 
 use crate::grpc::channel::{open_transport_for, ConnectError, Endpoint};
-use crate::grpc::status::{self, WRONG_PROTOCOL};
+use crate::grpc::status::{self, NO_ANSWER, WRONG_PROTOCOL};
 use crate::grpc::unary::{Outcome, UnaryCall};
 use crate::scenario::{HttpVersion, Protocol, Target};
 
@@ -512,7 +512,28 @@ impl WebCall {
         if let Some(t) = trace {
             request.headers_mut().insert("traceparent", t.clone());
         }
-        let response = match sender.send(request).await {
+        // Unary calls have no stop of their own: no token made per call for them.
+        let stopped = async {
+            match stop {
+                Some(s) => s.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
+        let sent = content_type_sent(&self.headers);
+        let answered = tokio::select! {
+            r = sender.send(request) => r,
+            // A server stream the server never answered: the run's end cancels it, and it
+            // counts as failed with the reason (it measured nothing).
+            _ = &mut stopped => return (
+                Outcome::failed(
+                    status::CANCELLED,
+                    format!("{NO_ANSWER}the run ended before the server answered the call (no response head)"),
+                ),
+                Afterwards::Spent,
+            ),
+        };
+        let response = match answered {
             Ok(r) => r,
             Err((e, unsent)) => {
                 let o = sender.failure(&e, self.version);
@@ -531,6 +552,7 @@ impl WebCall {
             header("content-type"),
             header("grpc-status"),
             header("grpc-message"),
+            &sent,
         ) {
             // The body is not read: an HTTP/1.1 connection cannot carry another call.
             return (
@@ -541,14 +563,6 @@ impl WebCall {
         let mut reader = WebBodyReader::new(self.text, self.max_receive);
         reader.keep_first = keep.is_some();
         let mut trailers = None;
-        // Unary calls have no stop of their own: no token made per call for them.
-        let stopped = async {
-            match stop {
-                Some(s) => s.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(stopped);
         let mut got = 0u64;
         loop {
             let frame = tokio::select! {
@@ -607,6 +621,25 @@ fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
         chain.push_str(&s.to_string());
         source = s.source();
     }
+    if e.is_parse_too_large() {
+        // Endless headers, or a header line of megabytes: the answer is HTTP/1.1, too big.
+        let mut o = Outcome::failed(
+            status::UNAVAILABLE,
+            format!("the server's response head is too large ({chain}): more header bytes or lines than the client takes (hyper's limits: about 400 KiB, 100 headers)"),
+        );
+        o.connection_failed = true;
+        return o;
+    }
+    // An HTTP/1.1 server's answer to the HTTP/2 preface ("HTTP/1.1 400 …") read as an
+    // HTTP/2 frame header is a frame of millions of bytes.
+    if version == HttpVersion::Http2 && chain.contains("frame with invalid size") {
+        let mut o = Outcome::failed(
+            status::UNAVAILABLE,
+            format!("{WRONG_PROTOCOL}the server does not speak HTTP/2 ({chain}): it may speak HTTP/1.1 only; set `http_version = \"1.1\"`"),
+        );
+        o.connection_failed = true;
+        return o;
+    }
     // An HTTP/2 server's first bytes (its SETTINGS) reach an HTTP/1.1 client before any
     // request (hyper: "unexpected message") or as the answer (a parse error).
     let not_http1 = e.is_parse() || chain.contains("unexpected message");
@@ -631,6 +664,7 @@ pub(crate) fn judge_web_head(
     content_type: Option<&[u8]>,
     grpc_status: Option<&[u8]>,
     message: Option<&[u8]>,
+    sent: &str,
 ) -> Option<Outcome> {
     let shown = content_type.map_or_else(
         || "none".to_string(),
@@ -642,11 +676,20 @@ pub(crate) fn judge_web_head(
             || c.starts_with(b"application/grpc;")
     });
     if http_status != 200 {
-        let wrong = native || http_status == 415;
-        let (prefix, hint) = if wrong {
-            (WRONG_PROTOCOL, ": the server does not take gRPC-Web (a native gRPC server refuses its content type); set `protocol = \"grpc\"` in [target] for native gRPC")
+        let other = if sent.starts_with("application/grpc-web-text") {
+            "; or it is a gRPC-Web server that takes binary only: set `protocol = \"grpc-web\"`"
         } else {
-            ("", "")
+            "; or it is a gRPC-Web server that takes text only: set `protocol = \"grpc-web-text\"`"
+        };
+        let (prefix, hint) = if http_status == 415 {
+            (
+                WRONG_PROTOCOL,
+                format!(": the server refused the content type sent ({sent}): a native gRPC server refuses gRPC-Web's content types (set `protocol = \"grpc\"` in [target]){other}"),
+            )
+        } else if native {
+            (WRONG_PROTOCOL, ": the server does not take gRPC-Web (a native gRPC server refuses its content type); set `protocol = \"grpc\"` in [target] for native gRPC".to_string())
+        } else {
+            ("", String::new())
         };
         return Some(Outcome::failed(
             status::from_http_status(http_status),
@@ -674,6 +717,14 @@ pub(crate) fn judge_web_head(
     ))
 }
 
+/// The content type a call sends (named when a server refuses it).
+fn content_type_sent(headers: &HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,7 +732,13 @@ mod tests {
     #[test]
     fn heads_are_judged_and_name_the_protocol_the_server_speaks() {
         let judge = |http, ct: Option<&str>, st: Option<&str>| {
-            judge_web_head(http, ct.map(str::as_bytes), st.map(str::as_bytes), None)
+            judge_web_head(
+                http,
+                ct.map(str::as_bytes),
+                st.map(str::as_bytes),
+                None,
+                "application/grpc-web+proto",
+            )
         };
         assert!(judge(200, Some("application/grpc-web+proto"), None).is_none());
         assert!(judge(200, Some("application/grpc-web-text"), None).is_none());
@@ -694,7 +751,29 @@ mod tests {
         let native = judge(200, Some("application/grpc"), None).unwrap();
         assert!(native.message.unwrap().contains("protocol = \"grpc\""));
         let refused = judge(415, Some("application/grpc"), None).unwrap();
-        assert!(refused.message.unwrap().contains("native gRPC"));
+        let said = refused.message.unwrap();
+        assert!(
+            said.contains("native gRPC") && said.contains("grpc-web+proto"),
+            "{said}"
+        );
+        assert!(said.contains("takes text only"), "{said}");
+        // Text refused by a server that takes binary only (Connect for Node): both said.
+        let text = judge_web_head(
+            415,
+            Some(b"text/plain"),
+            None,
+            None,
+            "application/grpc-web-text",
+        )
+        .unwrap()
+        .message
+        .unwrap();
+        assert!(
+            text.contains("refused the content type sent (application/grpc-web-text)")
+                && text.contains("protocol = \"grpc\"")
+                && text.contains("protocol = \"grpc-web\""),
+            "{text}"
+        );
         assert_eq!(
             judge(404, Some("text/html"), None).unwrap().code,
             status::UNIMPLEMENTED
