@@ -398,3 +398,88 @@ fn merge_adds_histograms_and_counts_and_refuses_other_scenarios() {
         serde_json::from_str(&std::fs::read_to_string(&merged_path).unwrap()).unwrap();
     assert_eq!(m["merge_forced"], true);
 }
+
+/// Forged or damaged numbers and times are refused naming the field (exit 2), and nothing
+/// merge writes is refused when read back.
+#[test]
+fn merge_refuses_forged_figures_and_writes_only_what_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, a) = run(
+        dir.path(),
+        "a",
+        &bench("", "rate = 200\nduration = \"1s\"\nwarmup = \"0s\"", ""),
+        &[],
+    );
+    let merged = dir.path().join("m.json");
+    let merge = |x: &serde_json::Value, y: &serde_json::Value| {
+        let (px, py) = (dir.path().join("x.json"), dir.path().join("y.json"));
+        std::fs::write(&px, x.to_string()).unwrap();
+        std::fs::write(&py, y.to_string()).unwrap();
+        let _ = std::fs::remove_file(&merged);
+        loadagent(&[
+            "merge",
+            px.to_str().unwrap(),
+            py.to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+        ])
+    };
+    let forged = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = a.clone();
+        f(&mut v);
+        v
+    };
+    let big = 1u64 << 52;
+    let cases: Vec<(serde_json::Value, serde_json::Value, &str)> = vec![
+        (forged(&|v| v["started_at"] = "garbage".into()), a.clone(), "`started_at`"),
+        (forged(&|v| v["duration_seconds"] = (-5).into()), a.clone(), "`duration_seconds`"),
+        (
+            forged(&|v| v["totals"]["rps"] = 1.5e308.into()),
+            forged(&|v| v["totals"]["rps"] = 1.5e308.into()),
+            "`totals.rps`",
+        ),
+        (
+            forged(&|v| {
+                v["totals"]["requests"] = big.into();
+                v["totals"]["ok"] = big.into();
+            }),
+            forged(&|v| {
+                v["totals"]["requests"] = big.into();
+                v["totals"]["ok"] = big.into();
+            }),
+            "`totals.requests`",
+        ),
+        (
+            forged(&|v| {
+                let n = v["intervals"][0]["requests"].as_u64().unwrap();
+                v["intervals"][0]["requests"] = (n + 1).into();
+            }),
+            a.clone(),
+            "`intervals[0].hdr` counts",
+        ),
+        (
+            forged(&|v| {
+                v["shard"] = serde_json::json!({"index": 0, "count": 2});
+                v["load"]["rate"] = 100.into();
+            }),
+            forged(&|v| v["shard"] = serde_json::json!({"index": 1, "count": 2})),
+            "load.rate",
+        ),
+    ];
+    for (x, y, says) in cases {
+        let out = merge(&x, &y);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{says}: {said}");
+        assert!(said.contains(says), "{says}: {said}");
+        assert!(!merged.exists(), "{says}: nothing written");
+    }
+    // A merge that succeeds reads back, with `report` and with `merge` again.
+    let out = merge(&a, &a);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let back = loadagent(&["report", merged.to_str().unwrap()]);
+    assert_eq!(back.status.code(), Some(0), "{}", text(&back));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    let again = merge(&m, &a);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+}

@@ -26,6 +26,15 @@ pub enum MergeError {
     Different(#[from] DifferentScenario),
     #[error(transparent)]
     Shards(#[from] ShardSetError),
+    #[error("the merged report would not be readable: {0}; merge fewer reports at once")]
+    Unreadable(String),
+    #[error("{file}: shard of a run at `load.rate` {theirs}, where {first} ran at {ours}: shards of one run share its rate")]
+    ShardRates {
+        file: String,
+        first: String,
+        ours: String,
+        theirs: String,
+    },
     #[error("{file}: its `{which}` histogram cannot be read: {why}")]
     Histogram {
         file: String,
@@ -356,6 +365,19 @@ pub fn merge(
     out.load.connections = sum_u32(|r| r.load.connections);
     out.load.asked_requests = inputs.iter().map(|(_, r)| r.load.asked_requests).sum();
     if let Some(set) = &shards {
+        let shown =
+            |r: Option<f64>| r.map_or_else(|| "none (closed model)".into(), |x| x.to_string());
+        if let Some((file, r)) = inputs[1..]
+            .iter()
+            .find(|(_, r)| r.load.rate != first.load.rate)
+        {
+            return Err(MergeError::ShardRates {
+                file: file.clone(),
+                first: inputs[0].0.clone(),
+                ours: shown(first.load.rate),
+                theirs: shown(r.load.rate),
+            });
+        }
         // Each shard reports the scenario's load (the whole run's rate and concurrency).
         out.load.rate = first.load.rate;
         out.load.concurrency = first.load.concurrency;
@@ -381,6 +403,8 @@ pub fn merge(
     if !forced {
         out.thresholds = judge(&thresholds_of(first), &out, out.load.model);
     }
+    // What is written must read back (`report`, `merge` again).
+    super::figures::check(&out).map_err(MergeError::Unreadable)?;
     Ok(out)
 }
 

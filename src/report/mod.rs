@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod compare_format;
 pub mod csv;
+pub mod figures;
 pub mod hlog;
 pub mod html;
 pub mod merge;

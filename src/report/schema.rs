@@ -521,7 +521,10 @@ impl Report {
         }
         let mut at = Vec::new();
         check_histograms(&value, &mut at).map_err(|why| LoadError::Malformed(name.clone(), why))?;
-        serde_json::from_value(value).map_err(|e| LoadError::Malformed(name, e.to_string()))
+        let report: Self = serde_json::from_value(value)
+            .map_err(|e| LoadError::Malformed(name.clone(), e.to_string()))?;
+        super::figures::check(&report).map_err(|why| LoadError::Malformed(name, why))?;
+        Ok(report)
     }
 
     /// The report of a finished run.
