@@ -323,3 +323,24 @@ fn a_bad_tracing_table_is_named() {
         text(&out)
     );
 }
+
+/// Templates whose renderings add up past a message's bound are refused before anything is
+/// rendered (exit 2, naming the key and the bound), quickly and in little memory.
+#[test]
+fn templates_past_the_message_bound_are_refused() {
+    let many = "{{random_string(65536)}}".repeat(70);
+    let text = GOOD.replace(
+        "data = { payload_size = 8 }",
+        &format!("data = {{ payload_size = 8, error_message = \"{many}\" }}"),
+    );
+    let started = std::time::Instant::now();
+    assert_problem(&text, 7, "call.data.error_message", "4194304");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Just under the bound is fine.
+    let fewer = "{{random_string(65536)}}".repeat(60);
+    let (code, err, _) = validate(&GOOD.replace(
+        "data = { payload_size = 8 }",
+        &format!("data = {{ payload_size = 8, error_message = \"{fewer}\" }}"),
+    ));
+    assert_eq!(code, Some(0), "{err}");
+}
