@@ -559,3 +559,52 @@ fn a_scrape_storm_gets_whole_answers() {
     }
     assert_eq!(http_get(&a, "/healthz").0, 200);
 }
+
+/// A health check that gets no answer in time is DEADLINE_EXCEEDED (4), as gRPC clients and
+/// the runbook say, in the agent's series and in `probe` (tonic calls its own deadline
+/// CANCELLED); and a method probe's answer over 4 MiB is RESOURCE_EXHAUSTED, as `run` and
+/// gRPC clients say (tonic says OUT_OF_RANGE). Node's HTTP/2 server plays the server.
+#[test]
+fn probe_deadlines_and_oversized_answers_carry_the_codes_clients_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = Server::node_h2("silent");
+    let address = silent.address();
+    let config = format!(
+        "[[targets]]\nname = \"silent\"\naddress = \"{address}\"\ninterval = \"300ms\"\ntimeout = \"400ms\"\n"
+    );
+    let agent = start_agent(dir.path(), &config);
+    let a = agent.address();
+    eventually(10, || {
+        expect(
+            &a,
+            "loadagent_probe_grpc_status_code{target=\"silent\"}",
+            4.0,
+        )
+    });
+    let out = loadagent(&["probe", &address, "--timeout", "500ms"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("DeadlineExceeded") || said.contains("Deadline"),
+        "{said}"
+    );
+
+    let big = Server::node_h2("size:5242880");
+    let proto = repo().join("tests/python/echo.proto");
+    let out = loadagent(&[
+        "probe",
+        &big.address(),
+        "--method",
+        "testing.echo.v1.Echo/Say",
+        "--proto",
+        proto.to_str().unwrap(),
+        "--expect",
+        "status == RESOURCE_EXHAUSTED",
+    ]);
+    let said = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the check on the status passes: {said}"
+    );
+}

@@ -20,7 +20,10 @@ fn name(text: &str) -> FleetName {
     FleetName::parse(text).unwrap().unwrap()
 }
 
-fn resolve(fleet: &FleetName, timeout: Duration) -> Result<loadagent::discovery::resolver::Resolution, String> {
+fn resolve(
+    fleet: &FleetName,
+    timeout: Duration,
+) -> Result<loadagent::discovery::resolver::Resolution, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,7 +42,10 @@ fn more_records_than_kept_keep_the_sorted_first_every_time() {
     let ips: Vec<String> = (0..1100u32)
         .map(|i| format!("127.1.{}.{}", i / 250, 1 + i % 250))
         .collect();
-    let hosts: String = ips.iter().map(|ip| format!("{ip} many.fleet.test\n")).collect();
+    let hosts: String = ips
+        .iter()
+        .map(|ip| format!("{ip} many.fleet.test\n"))
+        .collect();
     let dns = Dnsmasq::start(dir.path(), &hosts, &[]);
     let fleet = name(&format!("dns://{}/many.fleet.test:7000", dns.server()));
     let mut want: Vec<std::net::Ipv4Addr> = ips.iter().map(|i| i.parse().unwrap()).collect();
@@ -50,7 +56,10 @@ fn more_records_than_kept_keep_the_sorted_first_every_time() {
         let kept: Vec<std::net::IpAddr> = got.backends.iter().map(|b| b.address.ip()).collect();
         assert_eq!(kept.len(), MAX_BACKENDS, "round {round}");
         let want: Vec<std::net::IpAddr> = want.iter().map(|&i| i.into()).collect();
-        assert_eq!(kept, want, "round {round}: the kept set is the sorted first");
+        assert_eq!(
+            kept, want,
+            "round {round}: the kept set is the sorted first"
+        );
     }
 }
 
@@ -89,7 +98,11 @@ fn silent_target_dns(port: u16) -> (SocketAddr, std::thread::JoinHandle<()>) {
             let owner = q.name().clone();
             match (asked.as_str(), q.query_type()) {
                 ("_grpc._tcp.svc.test.", RecordType::SRV) => {
-                    for (target, p) in [("good.test.", port), ("zero.test.", 0), ("silent.test.", port)] {
+                    for (target, p) in [
+                        ("good.test.", port),
+                        ("zero.test.", 0),
+                        ("silent.test.", port),
+                    ] {
                         let srv = SRV::new(0, 1, p, Name::from_ascii(target).unwrap());
                         answer.add_answer(Record::from_rdata(owner.clone(), 30, RData::SRV(srv)));
                     }
@@ -121,12 +134,22 @@ fn srv_records_that_cannot_be_used_are_left_out_and_named() {
     let fleet = name(&format!("dns+srv://{dns}/_grpc._tcp.svc.test"));
     let started = Instant::now();
     let got = resolve(&fleet, Duration::from_millis(500)).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let kept: Vec<String> = got.backends.iter().map(|b| b.address.to_string()).collect();
     assert_eq!(kept, ["127.0.0.1:7001"]);
     let said = got.left_out.join("; ");
-    assert!(said.contains("zero.test") && said.contains("port 0"), "{said}");
-    assert!(said.contains("silent.test") && said.contains("no answer"), "{said}");
+    assert!(
+        said.contains("zero.test") && said.contains("port 0"),
+        "{said}"
+    );
+    assert!(
+        said.contains("silent.test") && said.contains("no answer"),
+        "{said}"
+    );
 }
 
 /// A DNS port where nothing listens refuses at once (ICMP port unreachable), rather than
@@ -140,7 +163,11 @@ fn a_dns_port_where_nothing_listens_fails_at_once() {
     let fleet = name(&format!("dns://127.0.0.1:{port}/pool.fleet.test:7000"));
     let started = Instant::now();
     let e = resolve(&fleet, Duration::from_secs(5)).unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}: {e}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}: {e}",
+        started.elapsed()
+    );
     assert!(e.contains("refused"), "{e}");
 }
 
@@ -153,7 +180,10 @@ fn a_name_flapping_between_backend_sets_under_load_loses_nothing_and_stays_bound
     let ips = ["127.0.0.12", "127.0.0.13", "127.0.0.14", "127.0.0.15"];
     let port = loop {
         let p = free_port();
-        if ips.iter().all(|h| std::net::TcpListener::bind((*h, p)).is_ok()) {
+        if ips
+            .iter()
+            .all(|h| std::net::TcpListener::bind((*h, p)).is_ok())
+        {
             break p;
         }
     };
@@ -162,7 +192,9 @@ fn a_name_flapping_between_backend_sets_under_load_loses_nothing_and_stays_bound
         .map(|h| Server::python(&["--host", h, "--port", &port.to_string()]))
         .collect();
     let set = |pair: &[&str]| -> String {
-        pair.iter().map(|ip| format!("{ip} flap.fleet.test\n")).collect()
+        pair.iter()
+            .map(|ip| format!("{ip} flap.fleet.test\n"))
+            .collect()
     };
     let dns = Dnsmasq::start(dir.path(), &set(&ips[..2]), &[]);
     let s = scenario(
@@ -198,17 +230,38 @@ warmup = "0s"
     let report = finish_run(run, &out);
     let counts: Vec<Value> = servers.into_iter().map(Server::stop_with_counts).collect();
     assert_eq!(num(&report, "totals.errors"), 0.0, "{}", report["errors"]);
-    assert!(num(&report, "totals.requests") >= 3500.0, "{}", report["totals"]);
+    assert!(
+        num(&report, "totals.requests") >= 3500.0,
+        "{}",
+        report["totals"]
+    );
     let backends = report["backends"].as_array().unwrap();
-    assert_eq!(backends.len(), 4, "one entry per address: {}", report["backends"]);
+    assert_eq!(
+        backends.len(),
+        4,
+        "one entry per address: {}",
+        report["backends"]
+    );
     let mut sum = 0.0;
     for (ip, c) in ips.iter().zip(&counts) {
         let b = backends
             .iter()
-            .find(|b| b["address"].as_str().unwrap().starts_with(&format!("{ip}:")))
+            .find(|b| {
+                b["address"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{ip}:"))
+            })
             .unwrap();
-        assert_eq!(b["requests"].as_f64().unwrap(), c["requests"].as_f64().unwrap_or(0.0), "{b}");
-        assert!(b["stints"].as_f64().unwrap() >= 5.0, "rejoined many times: {b}");
+        assert_eq!(
+            b["requests"].as_f64().unwrap(),
+            c["requests"].as_f64().unwrap_or(0.0),
+            "{b}"
+        );
+        assert!(
+            b["stints"].as_f64().unwrap() >= 5.0,
+            "rejoined many times: {b}"
+        );
         sum += b["requests"].as_f64().unwrap();
     }
     assert_eq!(sum, num(&report, "totals.requests"));

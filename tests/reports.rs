@@ -431,8 +431,16 @@ fn merge_refuses_forged_figures_and_writes_only_what_reads_back() {
     };
     let big = 1u64 << 52;
     let cases: Vec<(serde_json::Value, serde_json::Value, &str)> = vec![
-        (forged(&|v| v["started_at"] = "garbage".into()), a.clone(), "`started_at`"),
-        (forged(&|v| v["duration_seconds"] = (-5).into()), a.clone(), "`duration_seconds`"),
+        (
+            forged(&|v| v["started_at"] = "garbage".into()),
+            a.clone(),
+            "`started_at`",
+        ),
+        (
+            forged(&|v| v["duration_seconds"] = (-5).into()),
+            a.clone(),
+            "`duration_seconds`",
+        ),
         (
             forged(&|v| v["totals"]["rps"] = 1.5e308.into()),
             forged(&|v| v["totals"]["rps"] = 1.5e308.into()),

@@ -18,7 +18,11 @@ fn echo_proto() -> String {
 }
 
 fn web(address: &str, kind: &str, target_extra: &str, load: &str) -> String {
-    let method = if kind == "server_stream" { "Subscribe" } else { "Say" };
+    let method = if kind == "server_stream" {
+        "Subscribe"
+    } else {
+        "Say"
+    };
     format!(
         r#"
 name = "web-trust"
@@ -80,7 +84,13 @@ impl HttpServer {
     fn start() -> Self {
         let port = free_port();
         let mut child = std::process::Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -103,12 +113,21 @@ impl Drop for HttpServer {
     }
 }
 
-fn run(dir: &std::path::Path, text: &str) -> (std::process::Output, Option<serde_json::Value>, Duration) {
+fn run(
+    dir: &std::path::Path,
+    text: &str,
+) -> (std::process::Output, Option<serde_json::Value>, Duration) {
     let s = scenario(dir, "web-trust.toml", text);
     let out = dir.join("web-trust.json");
     let _ = std::fs::remove_file(&out);
     let started = Instant::now();
-    let result = loadagent(&["run", "-q", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let result = loadagent(&[
+        "run",
+        "-q",
+        s.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let report = std::fs::read_to_string(&out)
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
@@ -124,11 +143,19 @@ fn streams_a_server_never_answers_fail_the_run_on_time() {
     let address = responder(Vec::new());
     let (out, report, took) = run(
         dir.path(),
-        &web(&address, "server_stream", "", "concurrency = 4\nduration = \"3s\"\nwarmup = \"0s\""),
+        &web(
+            &address,
+            "server_stream",
+            "",
+            "concurrency = 4\nduration = \"3s\"\nwarmup = \"0s\"",
+        ),
     );
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("never answered") && said.contains("no response head"), "{said}");
+    assert!(
+        said.contains("never answered") && said.contains("no response head"),
+        "{said}"
+    );
     assert!(took < Duration::from_secs(9), "a 3 s run took {took:?}");
     assert!(report.is_none(), "no report of a run that measured nothing");
 }
@@ -146,8 +173,14 @@ fn a_415_names_what_was_refused_and_both_fixes() {
     let (out, _, _) = run(dir.path(), &scenario);
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("refused the content type sent (application/grpc-web-text"), "{said}");
-    assert!(said.contains("protocol = \"grpc\"") && said.contains("protocol = \"grpc-web\""), "{said}");
+    assert!(
+        said.contains("refused the content type sent (application/grpc-web-text"),
+        "{said}"
+    );
+    assert!(
+        said.contains("protocol = \"grpc\"") && said.contains("protocol = \"grpc-web\""),
+        "{said}"
+    );
 }
 
 /// gRPC-Web over HTTP/2 at an HTTP/1.1-only server fails the run (exit 1) saying so, as the
@@ -158,7 +191,12 @@ fn http2_at_an_http1_only_server_fails_the_run() {
     let server = HttpServer::start();
     let (out, _, _) = run(
         dir.path(),
-        &web(&server.1, "unary", "http_version = \"2\"", "requests = 5\nconcurrency = 1"),
+        &web(
+            &server.1,
+            "unary",
+            "http_version = \"2\"",
+            "requests = 5\nconcurrency = 1",
+        ),
     );
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
@@ -173,11 +211,15 @@ fn http2_at_an_http1_only_server_fails_the_run() {
 #[test]
 fn a_response_head_too_large_is_called_that() {
     let dir = tempfile::tempdir().unwrap();
-    let mut answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\nx-big: ".to_vec();
+    let mut answer =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\nx-big: ".to_vec();
     answer.extend(std::iter::repeat_n(b'a', 8 << 20));
     answer.extend_from_slice(b"\r\n\r\n");
     let address = responder(answer);
-    let (out, report, _) = run(dir.path(), &web(&address, "unary", "", "requests = 2\nconcurrency = 1"));
+    let (out, report, _) = run(
+        dir.path(),
+        &web(&address, "unary", "", "requests = 2\nconcurrency = 1"),
+    );
     let said = text(&out);
     let report = report.unwrap_or_else(|| panic!("{said}"));
     let errors = report["errors"].to_string();

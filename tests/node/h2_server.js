@@ -9,6 +9,7 @@
 //   compressed_plain   a message with the compressed flag set, no grpc-encoding, status OK
 //   size:N             one message of N bytes, status OK
 //   no_message         no message at all, status OK
+//   silent             never answers (the stream stays open until the client ends it)
 // It counts the requests it answered and prints `{"served": n}` on SIGTERM.
 "use strict";
 
@@ -37,6 +38,9 @@ server.on("stream", (stream) => {
   stream.resume();
   stream.on("end", () => {
     served += 1;
+    if (mode === "silent") {
+      return;
+    }
     if (mode === "html200") {
       stream.respond({ ":status": 200, "content-type": "text/html" });
       stream.end("<html><body>not gRPC</body></html>");
