@@ -172,8 +172,18 @@ fn use_report(text: &str) {
         let _ = loadagent::report::summary::render(&report);
         let _ = loadagent::report::html::render(&report);
         let _ = loadagent::report::csv::render(&report);
+        let valid = loadagent::report::figures::check(&report).is_ok();
         let pair = vec![("a".to_string(), report.clone()), ("b".to_string(), report)];
-        let _ = loadagent::report::merge::merge(&pair, true, true);
+        // What merge writes of valid reports reads back (`report`, `merge` again).
+        if let Ok(merged) = loadagent::report::merge::merge(&pair, true, true) {
+            if valid {
+                let text = serde_json::to_string(&merged).unwrap();
+                let back = loadagent::report::Report::parse("merged.json".into(), &text)
+                    .unwrap_or_else(|e| panic!("a merge does not read back: {e}"));
+                loadagent::report::figures::check(&back)
+                    .unwrap_or_else(|e| panic!("a merge does not read back: {e}"));
+            }
+        }
         let _ = loadagent::report::compare::compare(&pair, "arch", true);
     }
 }

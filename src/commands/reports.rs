@@ -12,8 +12,17 @@ use crate::report::summary::render;
 use crate::report::write::write_output;
 use crate::report::Report;
 
+/// A saved report, its figures checked (`report::figures`): `report`, `merge` and `compare`
+/// refuse a forged or damaged one naming the field.
 fn load(path: &Path) -> Result<Report, CommandError> {
-    Report::load(path).map_err(CommandError::invalid)
+    let report = Report::load(path).map_err(CommandError::invalid)?;
+    crate::report::figures::check(&report).map_err(|why| {
+        CommandError::invalid(crate::report::schema::LoadError::Malformed(
+            path.display().to_string(),
+            why,
+        ))
+    })?;
+    Ok(report)
 }
 
 pub fn report(

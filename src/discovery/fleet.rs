@@ -53,7 +53,7 @@ pub struct BackendHistory {
 /// Addresses a run keeps apart (a tally and a history entry each). A name whose answers keep
 /// naming new addresses (pods replaced for hours) shares one more tally among the rest, so a
 /// run's memory stays bounded.
-pub const MAX_ADDRESSES_KEPT: usize = 4 * super::MAX_BACKENDS;
+pub const MAX_ADDRESSES_KEPT: usize = 4 * super::resolver::MAX_BACKENDS;
 
 /// The tally id the addresses past `MAX_ADDRESSES_KEPT` share.
 pub const OTHER_ADDRESSES: u32 = MAX_ADDRESSES_KEPT as u32;

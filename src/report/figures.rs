@@ -4,7 +4,7 @@
 //! own) is refused naming the field, rather than merged into figures nobody can read back.
 //! `merge` checks what it made by the same rules before writing it.
 
-use super::Report;
+use super::schema::Report;
 use crate::record::histogram::decode;
 
 /// Counts a report holds exactly: JSON numbers are doubles.
