@@ -255,6 +255,7 @@ fn compare_refuses_what_it_cannot_compare() {
     // A group without one successful request.
     let mut failed = read(Path::new(arm));
     failed["totals"]["ok"] = Value::from(0);
+    failed["totals"]["errors"] = failed["totals"]["requests"].clone();
     let failed_path = dir.path().join("failed.json");
     std::fs::write(&failed_path, failed.to_string()).unwrap();
     expect_2(

@@ -47,10 +47,19 @@ fn bidi_ping_pong_counts_every_message_and_times_each_round_trip() {
         ),
     );
     let r = run_report(dir.path(), &s);
+    let streams = &r["streams"];
     assert_eq!(
-        r["streams"],
-        serde_json::json!({"opened": 12, "completed": 12, "failed": 0})
+        (
+            num(&r, "streams.opened"),
+            num(&r, "streams.completed"),
+            num(&r, "streams.failed"),
+            num(&r, "streams.open_at_end"),
+        ),
+        (12.0, 12.0, 0.0, 0.0),
+        "{streams}"
     );
+    // The warm-up's streams still open when the measured part began (at most one a worker).
+    assert!(num(&r, "streams.open_at_start") <= 4.0, "{streams}");
     assert_eq!(num(&r, "messages.sent"), 60.0);
     assert_eq!(num(&r, "messages.received"), 60.0);
     let p50 = num(&r, "latency_message.p50_us");
@@ -555,4 +564,30 @@ fn message_rate_is_refused_with_message_interval_and_on_server_streams() {
         let t = text(&out);
         assert!(t.contains("stream.message_rate") && t.contains(want), "{t}");
     }
+}
+
+/// Streams opened in the warm-up and held through the run are in the report: open when the
+/// measured part began, still open when it stopped (none opened in it), and their messages
+/// counted — not "0 opened / 0 failed" with nothing said.
+#[test]
+fn streams_held_through_the_warm_up_are_reported_open_at_start_and_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = Server::reference_target();
+    let s = scenario(
+        dir.path(),
+        "held.toml",
+        &stream_scenario(
+            &target.address(),
+            "server_stream",
+            "loadagent.bench.v1.Bench/ServerStream",
+            "{ delay_ms = 50, response_count = 0 }",
+            "concurrency = 4\nwarmup = \"1s\"\nduration = \"2s\"",
+            "messages = 0",
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    assert_eq!(num(&r, "streams.open_at_start"), 4.0, "{}", r["streams"]);
+    assert_eq!(num(&r, "streams.open_at_end"), 4.0, "{}", r["streams"]);
+    assert_eq!(num(&r, "streams.opened"), 0.0, "{}", r["streams"]);
+    assert!(num(&r, "messages.received") > 50.0, "{}", r["messages"]);
 }
