@@ -271,3 +271,131 @@ warmup = "0s"
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.len() < 200_000, "report of {} bytes", text.len());
 }
+
+/// A name whose 40 backends all refuse connections logs one "probe failed" line a minute for
+/// the target, not one per backend.
+#[test]
+fn the_agent_logs_a_failing_fleet_once_per_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: String = (1..=40)
+        .map(|i| format!("127.0.2.{i} dead.fleet.test\n"))
+        .collect();
+    let dns = Dnsmasq::start(dir.path(), &hosts, &[]);
+    let port = free_port();
+    let config = scenario(
+        dir.path(),
+        "agent.toml",
+        &format!(
+            "[[targets]]\nname = \"dead\"\naddress = \"dns://{}/dead.fleet.test:{port}\"\ninterval = \"200ms\"\ntimeout = \"300ms\"\n",
+            dns.server()
+        ),
+    );
+    let log = dir.path().join("agent.log");
+    let mut agent = std::process::Command::new(bin())
+        .args([
+            "agent",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::fs::File::create(dir.path().join("agent.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    terminate(&agent);
+    let _ = agent.wait();
+    let text = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(dir.path().join("agent.out")).unwrap();
+    let lines = text.lines().filter(|l| l.contains("probe failed")).count();
+    assert_eq!(lines, 1, "one line for the target in 4 s:\n{text}");
+}
+
+/// A DNS server that answers A queries (127.0.0.1) for half a second from the first one, and
+/// none after that.
+fn answers_at_first_dns() -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut first: Option<Instant> = None;
+        let mut buf = [0u8; 1500];
+        while Instant::now() < until {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(q) = query.queries().first().cloned() else {
+                continue;
+            };
+            let since = *first.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(500) || q.query_type() != RecordType::A {
+                continue;
+            }
+            let mut answer = Message::new();
+            answer.set_id(query.id());
+            answer.set_message_type(MessageType::Response);
+            answer.set_recursion_desired(true);
+            answer.add_query(q.clone());
+            answer.add_answer(Record::from_rdata(
+                q.name().clone(),
+                30,
+                RData::A(A::new(127, 0, 0, 1)),
+            ));
+            if let Ok(bytes) = answer.to_vec() {
+                let _ = socket.send_to(&bytes, from);
+            }
+        }
+    });
+    addr
+}
+
+/// A resolution still waiting for the DNS server when the run ends is counted as failed
+/// (every resolution counted is a success or a failure).
+#[test]
+fn a_resolution_pending_at_the_end_of_a_run_is_counted_as_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let py = Server::python(&[]);
+    let dns = answers_at_first_dns();
+    let s = scenario(
+        dir.path(),
+        "pending.toml",
+        &format!(
+            r#"
+name = "pending"
+kind = "unary"
+[target]
+address = "dns://{dns}/once.test:{port}"
+resolve_every = "200ms"
+connect_timeout = "10s"
+[call]
+method = "testing.echo.v1.Echo/Say"
+data = {{ message = "hi" }}
+[load]
+rate = 50
+duration = "1s"
+warmup = "0s"
+"#,
+            port = py.port
+        ),
+    );
+    let r = run_report(dir.path(), &s);
+    let res = &r["resolution"];
+    assert_eq!(num(&r, "totals.errors"), 0.0, "{}", r["errors"]);
+    // The one at the start succeeded; the one waiting at the end failed.
+    assert!(res["resolutions"].as_f64().unwrap() >= 2.0, "{res}");
+    assert_eq!(res["failures"].as_f64(), Some(1.0), "{res}");
+    assert!(
+        res["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("when the run ended"),
+        "{res}"
+    );
+}

@@ -186,7 +186,7 @@ fn server_streams_count_every_message_and_tls_with_client_certificates() {
                 "server_stream",
                 &format!("protocol = \"{protocol}\"\nhttp_version = \"{http}\"\n{tls}"),
                 "data = { message = \"s\", inner = { id = 7 } }",
-                "requests = 20\nconcurrency = 2",
+                "requests = 20\nconcurrency = 2\nwarmup = \"0s\"",
             ),
         );
         assert_eq!(
@@ -195,6 +195,19 @@ fn server_streams_count_every_message_and_tls_with_client_certificates() {
             "{protocol} {http}: {report}"
         );
         assert_eq!(num(&report, "messages.received"), 140.0, "{report}");
+        // Every stream the server served was opened in the measured part (warm-up 0).
+        assert_eq!(
+            num(&report, "streams.opened"),
+            20.0,
+            "{}",
+            report["streams"]
+        );
+        assert_eq!(
+            num(&report, "streams.completed"),
+            20.0,
+            "{}",
+            report["streams"]
+        );
         streams += 20;
         let report = report_of(
             dir.path(),

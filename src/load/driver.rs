@@ -370,8 +370,8 @@ pub async fn drive(
     };
     let _ = go_tx.send(Some(clock));
     let resolving = CancellationToken::new();
-    tokio::spawn(shared.plan.fleet.clone().keep_resolving(resolving.clone()));
-    let _stop_resolving = resolving.drop_guard();
+    let resolver = tokio::spawn(shared.plan.fleet.clone().keep_resolving(resolving.clone()));
+    let stop_resolving = resolving.drop_guard();
     let aggregator = tokio::spawn(Aggregator::new(origin).run(flush_rx, progress, check));
 
     // Usage is measured over the measured part only: sampled when the warm-up ends.
@@ -425,6 +425,9 @@ pub async fn drive(
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
     let measured = finished_at.saturating_duration_since(origin);
+    // Re-resolution ends before its figures are read: one still waiting is counted failed.
+    drop(stop_resolving);
+    let _ = resolver.await;
     Ok(RunOutcome {
         aggregate,
         started_at: zero_at + warmup,
