@@ -164,7 +164,26 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use rand::SeedableRng;
+
+    proptest! {
+        /// A rendering never takes more than `max_len`, the bound validation counts on.
+        #[test]
+        fn a_rendering_fits_its_bound(
+            text in "([a-z ]{0,5}|\\{\\{(request_number|worker_id|uuid|timestamp_unix_ms|random_int\\(-9223372036854775808, 9223372036854775807\\)|random_int\\(-5, 5\\)|random_string\\([1-9][0-9]{0,2}\\))\\}\\}){0,6}",
+            n in any::<u64>(),
+            worker in any::<usize>(),
+            seed in any::<u64>(),
+        ) {
+            if let Ok(Some(t)) = Template::parse(&text) {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                let mut out = String::new();
+                t.render(&mut Context { request_number: n, worker_id: worker, rng: &mut rng }, &mut out);
+                prop_assert!(out.len() <= t.max_len(), "{} > {} for {text}", out.len(), t.max_len());
+            }
+        }
+    }
 
     fn render(t: &str, n: u64) -> String {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);

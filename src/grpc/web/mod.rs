@@ -520,7 +520,6 @@ impl WebCall {
             }
         };
         tokio::pin!(stopped);
-        let sent = content_type_sent(&self.headers);
         let answered = tokio::select! {
             r = sender.send(request) => r,
             // A server stream the server never answered: the run's end cancels it, and it
@@ -547,6 +546,12 @@ impl WebCall {
         };
         let (head, mut body) = response.into_parts();
         let header = |name: &str| head.headers.get(name).map(HeaderValue::as_bytes);
+        // Named only when refused: no copy per call.
+        let sent = if head.status == http::StatusCode::OK {
+            String::new()
+        } else {
+            content_type_sent(&self.headers)
+        };
         if let Some(outcome) = judge_web_head(
             head.status.as_u16(),
             header("content-type"),
