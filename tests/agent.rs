@@ -570,7 +570,7 @@ fn probe_deadlines_and_oversized_answers_carry_the_codes_clients_report() {
     let silent = Server::node_h2("silent");
     let address = silent.address();
     let config = format!(
-        "[[targets]]\nname = \"silent\"\naddress = \"{address}\"\ninterval = \"300ms\"\ntimeout = \"400ms\"\n"
+        "[[targets]]\nname = \"silent\"\naddress = \"{address}\"\ninterval = \"300ms\"\ntimeout = \"400ms\"\n\n[[targets]]\nname = \"silent-watch\"\naddress = \"{address}\"\nmode = \"watch\"\ninterval = \"300ms\"\ntimeout = \"400ms\"\n"
     );
     let agent = start_agent(dir.path(), &config);
     let a = agent.address();
@@ -578,6 +578,13 @@ fn probe_deadlines_and_oversized_answers_carry_the_codes_clients_report() {
         expect(
             &a,
             "loadagent_probe_grpc_status_code{target=\"silent\"}",
+            4.0,
+        )
+    });
+    eventually(10, || {
+        expect(
+            &a,
+            "loadagent_probe_grpc_status_code{target=\"silent-watch\"}",
             4.0,
         )
     });
