@@ -50,10 +50,11 @@ pub struct BackendHistory {
     pub stints: u32,
 }
 
-/// Addresses a run keeps apart (a tally and a history entry each). A name whose answers keep
-/// naming new addresses (pods replaced for hours) shares one more tally among the rest, so a
-/// run's memory stays bounded.
-pub const MAX_ADDRESSES_KEPT: usize = 4 * super::resolver::MAX_BACKENDS;
+/// Addresses a run keeps apart (a tally and a history entry each): a whole set of the most
+/// backends a name may have, replaced once. A name whose answers keep naming new addresses
+/// (pods replaced for hours) shares one more tally among the rest, so a run's memory stays
+/// bounded (a tally is two HDR histograms, tens of KB, per generator thread and interval).
+pub const MAX_ADDRESSES_KEPT: usize = 2 * super::resolver::MAX_BACKENDS;
 
 /// The tally id the addresses past `MAX_ADDRESSES_KEPT` share.
 pub const OTHER_ADDRESSES: u32 = MAX_ADDRESSES_KEPT as u32;
