@@ -79,6 +79,10 @@ pub enum Command {
         /// http://ADDR/metrics, for a PodMonitor on a distributed run's pods.
         #[arg(long, value_name = "ADDR", conflicts_with = "repeat")]
         metrics_listen: Option<String>,
+        /// Record KEY=VALUE in the report's `labels` (repeatable; over the scenario's
+        /// `labels`): what the tool cannot see, e.g. target_arch=arm64, price_per_hour=0.145.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
     },
     /// Compare reports grouped by a platform field (arch by default): figures side by side,
     /// ratios, and whether each difference is beyond the run-to-run noise.
@@ -86,7 +90,8 @@ pub enum Command {
         /// Two or more JSON reports (several runs per group give a noise estimate).
         #[arg(required = true, num_args = 1..)]
         reports: Vec<PathBuf>,
-        /// The platform field to group by: arch, cpu_model, hostname, rust_target, …
+        /// The platform field to group by (arch, cpu_model, hostname, rust_target, …), or a
+        /// run label: label:KEY.
         #[arg(long, default_value = "arch")]
         by: String,
         #[arg(long, value_enum, default_value = "text")]

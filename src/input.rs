@@ -203,6 +203,17 @@ mod tests {
     fn refuses_devices_folders_and_fifos() {
         let e = read_bytes(Path::new("/dev/zero"), FileKind::Pem).unwrap_err();
         assert!(e.to_string().contains("a character device"), "{e}");
+        // Each kind named once, with its article: no "a agent config", no "data file file".
+        for (kind, says) in [
+            (FileKind::AgentConfig, "give the path of an agent config"),
+            (FileKind::DataFile, "give the path of a data file"),
+            (FileKind::Proto, "give the path of a proto file"),
+        ] {
+            let e = read_bytes(Path::new("/dev/zero"), kind)
+                .unwrap_err()
+                .to_string();
+            assert!(e.ends_with(says), "{e}");
+        }
         let dir = tempfile::tempdir().unwrap();
         let e = read_bytes(dir.path(), FileKind::Scenario).unwrap_err();
         assert!(

@@ -275,3 +275,110 @@ fn compare_refuses_what_it_cannot_compare() {
     let c: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(c["forced"], true);
 }
+
+/// Run labels: written in the scenario and on the command line (which wins), kept in the
+/// report and its summary, kept by merge where the inputs agree, and grouped by in compare.
+#[test]
+fn labels_round_trip_through_run_merge_and_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "labelled.toml",
+        r#"
+name = "cmp"
+kind = "unary"
+labels = { target_arch = "amd64", instance = "m7i.large" }
+[target]
+address = "embedded"
+[call]
+method = "loadagent.bench.v1.Bench/Unary"
+data = { payload_size = 32 }
+[load]
+rate = 200
+duration = "1s"
+"#,
+    );
+    let mut files = Vec::new();
+    for (i, arch) in ["amd64", "amd64", "arm64", "arm64"].iter().enumerate() {
+        let out = dir.path().join(format!("r{i}.json"));
+        let label = format!("target_arch={arch}");
+        let run = loadagent(&[
+            "run",
+            s.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--label",
+            &label,
+            "--label",
+            "price_per_hour=0.1",
+        ]);
+        let said = text(&run);
+        assert_eq!(run.status.code(), Some(0), "{said}");
+        assert!(
+            said.contains(&format!(
+                "labels    instance=m7i.large, price_per_hour=0.1, target_arch={arch}"
+            )),
+            "{said}"
+        );
+        let r = read(&out);
+        assert_eq!(r["labels"]["target_arch"], *arch);
+        assert_eq!(r["labels"]["instance"], "m7i.large");
+        files.push(out);
+    }
+    let c = compare_json(
+        &files.iter().collect::<Vec<_>>(),
+        &["--by", "label:target_arch"],
+    );
+    let groups: Vec<&str> = c["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, ["amd64", "arm64"], "{c}");
+    // A label no report has is named, with the ones they have.
+    let out = loadagent(&[
+        "compare",
+        files[0].to_str().unwrap(),
+        files[2].to_str().unwrap(),
+        "--by",
+        "label:zone",
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("no report has the label `zone`") && said.contains("target_arch"),
+        "{said}"
+    );
+    // Merged: the labels all inputs agree on stay.
+    let merged = dir.path().join("m.json");
+    let m = loadagent(&[
+        "merge",
+        files[0].to_str().unwrap(),
+        files[2].to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(m.status.code(), Some(0), "{}", text(&m));
+    let m = read(&merged);
+    assert_eq!(m["labels"]["instance"], "m7i.large");
+    assert!(m["labels"].get("target_arch").is_none(), "{}", m["labels"]);
+    // Bad labels are refused before any load, naming what to write.
+    let bad = loadagent(&["run", s.to_str().unwrap(), "--label", "1bad=x"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("not a label name"), "{}", text(&bad));
+    let file = scenario(
+        dir.path(),
+        "badlabel.toml",
+        &std::fs::read_to_string(&s)
+            .unwrap()
+            .replace("instance = ", "\"bad-name\" = "),
+    );
+    let v = loadagent(&["validate", file.to_str().unwrap()]);
+    let said = text(&v);
+    assert_eq!(v.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("labels.bad-name") && said.contains(":4:"),
+        "{said}"
+    );
+}

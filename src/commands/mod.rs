@@ -27,6 +27,7 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             shard,
             start_at,
             metrics_listen,
+            labels,
         } => {
             let outputs = run::RunOutputs {
                 json: out,
@@ -36,11 +37,12 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             };
             match (repeat, out_dir) {
                 (Some(times), Some(dir)) => {
-                    run::repeat(&scenario, outputs, quiet, times, &dir, &pause).await
+                    run::repeat(&scenario, outputs, quiet, times, &dir, &pause, &labels).await
                 }
                 _ => {
                     let mut distribution = run::Distribution::parse(shard, start_at)?;
                     distribution.metrics_listen = metrics_listen;
+                    distribution.labels = labels;
                     run::run(&scenario, outputs, quiet, distribution).await
                 }
             }

@@ -33,13 +33,15 @@ pub struct RunOutputs {
     pub csv: Option<PathBuf>,
 }
 
-/// `--shard` and `--start-at`, read.
+/// The run's own options, read: `--shard`, `--start-at`, `--metrics-listen`, `--label`.
 #[derive(Debug, Clone, Default)]
 pub struct Distribution {
     pub shard: Option<Shard>,
     pub start_at: Option<SystemTime>,
     /// `--metrics-listen`: where to serve the run's live metrics.
     pub metrics_listen: Option<String>,
+    /// `--label KEY=VALUE`: recorded in the report over the scenario's `labels`.
+    pub labels: Vec<String>,
 }
 
 impl Distribution {
@@ -59,7 +61,7 @@ impl Distribution {
         Ok(Self {
             shard,
             start_at,
-            metrics_listen: None,
+            ..Self::default()
         })
     }
 }
@@ -76,7 +78,18 @@ pub async fn run(
         hlog: outputs.hlog,
         csv: outputs.csv,
     };
+    // Checked before anything is prepared: a bad label costs no connection.
+    crate::scenario::labels::with_arguments(Default::default(), &distribution.labels)
+        .map_err(CommandError::invalid)?;
     let mut prepared = prepare(path, &outputs).await?;
+    if !distribution.labels.is_empty() {
+        let labels = crate::scenario::labels::with_arguments(
+            prepared.scenario.labels.clone(),
+            &distribution.labels,
+        )
+        .map_err(CommandError::invalid)?;
+        Arc::make_mut(&mut prepared.scenario).labels = labels;
+    }
     if distribution.shard.is_some() || distribution.start_at.is_some() {
         prepared = prepared.distribute(
             distribution.shard.unwrap_or(Shard::WHOLE),
@@ -161,6 +174,7 @@ pub async fn repeat(
     times: u32,
     dir: &Path,
     pause: &str,
+    labels: &[String],
 ) -> Result<(), CommandError> {
     let pause = crate::scenario::duration::parse_duration(pause)
         .map_err(|e| CommandError::invalid(format!("--pause {pause}: {e}")))?;
@@ -200,7 +214,11 @@ pub async fn repeat(
             json: Some(file),
             ..outputs.clone()
         };
-        match run(path, once, quiet, Distribution::default()).await {
+        let distribution = Distribution {
+            labels: labels.to_vec(),
+            ..Distribution::default()
+        };
+        match run(path, once, quiet, distribution).await {
             Ok(()) => {}
             Err(e) if e.code == crate::error::ExitCode::ThresholdsFailed => {
                 eprintln!("run {i}: {e}");

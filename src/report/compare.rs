@@ -26,8 +26,10 @@ const SEED: u64 = 0x10ad_a6e7;
 pub enum CompareError {
     #[error("compare needs at least two reports; got {0}")]
     TooFew(usize),
-    #[error("`--by {0}` is not a platform field; valid: {1}")]
+    #[error("`--by {0}` is not a platform field; valid: {1}, or label:KEY for a run label")]
     UnknownField(String, String),
+    #[error("no report has the label `{0}`; labels the reports have: {1}")]
+    NoLabel(String, String),
     #[error("all {count} reports have {by} = {value}: there is only one group; compare reports from another {by} or group --by another field")]
     OneGroup {
         count: usize,
@@ -161,8 +163,12 @@ pub fn units(r: &Report) -> f64 {
     }
 }
 
-/// The value of a platform field as text, for grouping.
+/// The value of a platform field, or of a run label (`label:KEY`), as text, for grouping. A
+/// report without the label is in the group "none".
 fn field(r: &Report, by: &str) -> Result<String, CompareError> {
+    if let Some(key) = by.strip_prefix("label:") {
+        return Ok(r.labels.get(key).cloned().unwrap_or_else(|| "none".into()));
+    }
     let v = serde_json::to_value(&r.platform).unwrap_or_default();
     let obj = v.as_object().cloned().unwrap_or_default();
     match obj.get(by) {
@@ -291,6 +297,21 @@ pub fn compare(
             order.push(value.clone());
         }
         members.entry(value).or_default().push(input);
+    }
+    if let Some(key) = by.strip_prefix("label:") {
+        if inputs.iter().all(|(_, r)| !r.labels.contains_key(key)) {
+            let known: std::collections::BTreeSet<&String> =
+                inputs.iter().flat_map(|(_, r)| r.labels.keys()).collect();
+            return Err(CompareError::NoLabel(
+                key.to_string(),
+                if known.is_empty() {
+                    "none (record one with `run --label KEY=VALUE` or the scenario's `labels`)"
+                        .into()
+                } else {
+                    known.into_iter().cloned().collect::<Vec<_>>().join(", ")
+                },
+            ));
+        }
     }
     if order.len() < 2 {
         return Err(CompareError::OneGroup {

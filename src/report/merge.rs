@@ -398,6 +398,13 @@ pub fn merge(
         })
         .collect();
     out.merge_forced = forced;
+    // A label the inputs agree on describes the merged run; one they differ on does not.
+    out.labels = first
+        .labels
+        .iter()
+        .filter(|(k, v)| inputs.iter().all(|(_, r)| r.labels.get(*k) == Some(*v)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     // The scenario's thresholds, judged on the merged figures (percentiles from the merged
     // histograms): what the whole run did, not any one input.
     if !forced {

@@ -76,6 +76,9 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generator_panics: u64,
     pub platform: Platform,
+    /// What a person recorded about the run (`labels` in the scenario, `run --label`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     pub load: LoadInfo,
     pub totals: Totals,
     /// gRPC code name → count.
@@ -633,6 +636,7 @@ impl Report {
             interrupted: false,
             generator_panics: 0,
             platform: Platform::current(),
+            labels: scenario.labels.clone(),
             load: LoadInfo {
                 model,
                 rate: scenario.load.rate,

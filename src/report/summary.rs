@@ -99,6 +99,10 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
             r.missing_shards
         )?;
     }
+    if !r.labels.is_empty() {
+        let shown: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(o, "  labels    {}", shown.join(", "))?;
+    }
     let t = &r.totals;
     write!(
         o,

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod defaults;
 pub mod duration;
+pub mod labels;
 pub mod model;
 pub mod naming;
 pub mod problems;
@@ -131,6 +132,7 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         .table("tracing")
         .map(|t| crate::scenario::tracing::read_config(&t))
         .unwrap_or_default();
+    let labels = read_labels(root);
     let load = match root.table("load") {
         Some(l) => read_load(&l),
         None => read_load_defaults(),
@@ -166,7 +168,35 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         thresholds,
         stream: stream?,
         tracing,
+        labels,
     })
+}
+
+/// `labels = { KEY = "VALUE" }`: each checked (`labels::problem`), at most `MAX_LABELS`.
+fn read_labels(root: &TableReader<'_, '_, '_>) -> std::collections::BTreeMap<String, String> {
+    let written = root.string_map("labels").unwrap_or_default();
+    if written.len() > labels::MAX_LABELS {
+        root.ctx().report_at(
+            root.loc(),
+            "labels",
+            format!(
+                "{} labels: a run carries at most {}",
+                written.len(),
+                labels::MAX_LABELS
+            ),
+        );
+    }
+    written
+        .into_iter()
+        .filter_map(|(k, v)| match labels::problem(&k.value, &v) {
+            Some(why) => {
+                root.ctx()
+                    .report_at(k.loc, &format!("labels.{}", k.value), why);
+                None
+            }
+            None => Some((k.value, v)),
+        })
+        .collect()
 }
 
 /// `[stream]`, for the streaming kinds only. `messages` defaults to the number of messages in

@@ -401,6 +401,8 @@ pub struct Scenario {
     pub stream: StreamOptions,
     /// `[tracing]`: where spans go and which fraction of calls get one.
     pub tracing: crate::scenario::tracing::TracingConfig,
+    /// `labels`: what a person records about the run (`run --label` adds or overrides).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]

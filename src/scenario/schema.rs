@@ -52,6 +52,7 @@ pub fn tables() -> Vec<Table> {
                 key("stream", "table", "the defaults below", "streaming kinds: how each stream behaves"),
                 key("thresholds", "table", "none", "pass/fail checks on the report (exit 3)"),
                 key("tracing", "table", "none", "OTLP spans of the run and a sample of its calls"),
+                key("labels", "table of strings", "none", "what the tool cannot see, kept in the report's `labels` (`{ target_arch = \"arm64\", instance = \"c7g.xlarge\", price_per_hour = \"0.145\" }`; names as Prometheus label names, at most 32); `run --label KEY=VALUE` adds or overrides; `compare --by label:KEY` groups by one"),
             ],
         },
         Table {
