@@ -4,6 +4,7 @@
 mod admission;
 mod dispatch;
 pub mod driver;
+pub mod live_rate;
 pub mod plan;
 pub mod schedule;
 pub mod storm;
