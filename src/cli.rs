@@ -102,6 +102,13 @@ pub enum Command {
         /// Compare reports of different scenarios anyway (the result says so).
         #[arg(long)]
         force: bool,
+        /// The group the others are compared with (a value of --by; default: the first seen).
+        #[arg(long, value_name = "GROUP")]
+        baseline: Option<String>,
+        /// Exit 3 when one of these figures (rps, latency_p99_us, cpu_seconds_per_1k, …) of
+        /// a group is worse than the baseline's beyond noise: a regression gate for CI.
+        #[arg(long, value_name = "FIGURE[,FIGURE]", value_delimiter = ',')]
+        fail_on: Vec<String>,
     },
     /// Summarise a saved report, and write it as HTML or CSV.
     Report {

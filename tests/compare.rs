@@ -382,3 +382,63 @@ duration = "1s"
         "{said}"
     );
 }
+
+/// The regression gate: `--fail-on rps` exits 3 when a group's throughput is worse than the
+/// baseline's beyond noise (with the markdown a pull request can take), 0 the other way
+/// round; unknown figures and baselines are refused naming what is valid.
+#[test]
+fn the_regression_gate_fails_on_a_figure_worse_beyond_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, (rate, speed)) in [(200, "fast"), (200, "fast"), (100, "slow"), (100, "slow")]
+        .into_iter()
+        .enumerate()
+    {
+        let s = scenario_at(dir.path(), &format!("g{i}"), rate);
+        let out = dir.path().join(format!("g{i}.json"));
+        let label = format!("build={speed}");
+        let run = loadagent(&[
+            "run",
+            "-q",
+            s.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--label",
+            &label,
+        ]);
+        assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+        files.push(out);
+    }
+    let gate = |baseline: &str, figures: &str| {
+        let mut args = vec!["compare", "--by", "label:build", "--format", "markdown"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        args.extend(["--baseline", baseline, "--fail-on", figures]);
+        loadagent(&args)
+    };
+    let failed = gate("fast", "rps,latency_p99_us");
+    let said = text(&failed);
+    assert_eq!(failed.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("rps: label:build = slow is worse than label:build = fast beyond noise"),
+        "{said}"
+    );
+    assert!(
+        String::from_utf8_lossy(&failed.stdout).contains('|'),
+        "the markdown table: {said}"
+    );
+    let passed = gate("slow", "rps");
+    assert_eq!(passed.status.code(), Some(0), "{}", text(&passed));
+    let unknown = gate("fast", "speediness");
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("--fail-on speediness")
+            && text(&unknown).contains("latency_p99_us")
+    );
+    let nobody = gate("medium", "rps");
+    assert_eq!(nobody.status.code(), Some(2), "{}", text(&nobody));
+    assert!(
+        text(&nobody).contains("the groups: fast, slow"),
+        "{}",
+        text(&nobody)
+    );
+}

@@ -184,7 +184,7 @@ fn use_report(text: &str) {
                     .unwrap_or_else(|e| panic!("a merge does not read back: {e}"));
             }
         }
-        let _ = loadagent::report::compare::compare(&pair, "arch", true);
+        let _ = loadagent::report::compare::compare(&pair, "arch", true, None);
     }
 }
 

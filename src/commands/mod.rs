@@ -53,7 +53,16 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             format,
             out,
             force,
-        } => reports::compare(&reports, &by, format, out.as_deref(), force),
+            baseline,
+            fail_on,
+        } => reports::compare(
+            &reports,
+            &by,
+            format,
+            out.as_deref(),
+            force,
+            &reports::Gate { baseline, fail_on },
+        ),
         Command::Report { report, html, csv } => reports::report(&report, html, csv),
         Command::Merge {
             reports,

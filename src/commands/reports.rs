@@ -45,21 +45,32 @@ pub fn report(
     Ok(())
 }
 
+/// `compare --baseline GROUP --fail-on FIGURE,…`: which group the others are compared
+/// with, and the figures whose regression beyond noise fails the command (exit 3).
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    pub baseline: Option<String>,
+    pub fail_on: Vec<String>,
+}
+
 pub fn compare(
     paths: &[PathBuf],
     by: &str,
     format: CompareFormat,
     out: Option<&Path>,
     force: bool,
+    gate: &Gate,
 ) -> Result<(), CommandError> {
     if let Some(o) = out {
         check_writable(o)?;
     }
+    crate::report::compare::check_figures(&gate.fail_on).map_err(CommandError::invalid)?;
     let inputs = paths
         .iter()
         .map(|p| load(p).map(|r| (p.display().to_string(), r)))
         .collect::<Result<Vec<_>, _>>()?;
-    let result = compare_reports(&inputs, by, force).map_err(CommandError::invalid)?;
+    let result = compare_reports(&inputs, by, force, gate.baseline.as_deref())
+        .map_err(CommandError::invalid)?;
     let text = match format {
         CompareFormat::Text => compare_format::text(&result),
         CompareFormat::Markdown => compare_format::markdown(&result),
@@ -74,6 +85,13 @@ pub fn compare(
             println!("  wrote     {}", o.display());
         }
         None => print!("{text}"),
+    }
+    let worse = crate::report::compare::regressions(&result, &gate.fail_on);
+    if !worse.is_empty() {
+        return Err(CommandError::thresholds_failed(format!(
+            "regression beyond noise:\n  {}",
+            worse.join("\n  ")
+        )));
     }
     Ok(())
 }

@@ -28,6 +28,10 @@ pub enum CompareError {
     TooFew(usize),
     #[error("`--by {0}` is not a platform field; valid: {1}, or label:KEY for a run label")]
     UnknownField(String, String),
+    #[error("--baseline {0}: no group has that value; the groups: {1}")]
+    UnknownBaseline(String, String),
+    #[error("--fail-on {0}: not a figure compare gives; valid: {1}")]
+    UnknownFigure(String, String),
     #[error("no report has the label `{0}`; labels the reports have: {1}")]
     NoLabel(String, String),
     #[error("all {count} reports have {by} = {value}: there is only one group; compare reports from another {by} or group --by another field")]
@@ -277,11 +281,53 @@ fn verdict(ratio: f64, ci: Option<[f64; 2]>, better: Better) -> Verdict {
     }
 }
 
-/// Compares `inputs` (file, report) grouped by the platform field `by`.
+/// Checks `--fail-on` figure names against the figures compare gives.
+pub fn check_figures(names: &[String]) -> Result<(), CompareError> {
+    match names
+        .iter()
+        .find(|n| !METRICS.iter().any(|(key, ..)| key == n))
+    {
+        Some(bad) => Err(CompareError::UnknownFigure(
+            bad.clone(),
+            METRICS
+                .iter()
+                .map(|(key, ..)| *key)
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The regression gate: each of `figures` that a group compares worse than the baseline
+/// beyond noise (verdict `worse`: the 95% interval of the ratio excludes 1, beyond ±2%),
+/// in words.
+pub fn regressions(result: &CompareResult, figures: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &result.comparisons {
+        for f in figures {
+            if let Some(m) = c.metrics.get(f).filter(|m| m.verdict == Verdict::Worse) {
+                let ratio = m.ratio.map_or_else(|| "–".into(), |r| format!("{r:.3}"));
+                let ci = m.ci95.map_or_else(String::new, |[lo, hi]| {
+                    format!(", 95% interval {lo:.3}–{hi:.3}")
+                });
+                out.push(format!(
+                    "{f}: {} = {} is worse than {} = {} beyond noise (ratio {ratio}{ci})",
+                    result.by, c.group, result.by, c.against
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Compares `inputs` (file, report) grouped by the platform field `by`; the group whose
+/// value is `baseline` (else the first seen) is the one the others are compared with.
 pub fn compare(
     inputs: &[(String, Report)],
     by: &str,
     force: bool,
+    baseline: Option<&str>,
 ) -> Result<CompareResult, CompareError> {
     if inputs.len() < 2 {
         return Err(CompareError::TooFew(inputs.len()));
@@ -319,6 +365,16 @@ pub fn compare(
             by: by.to_string(),
             value: order.first().cloned().unwrap_or_default(),
         });
+    }
+    if let Some(wanted) = baseline {
+        let Some(i) = order.iter().position(|v| v == wanted) else {
+            return Err(CompareError::UnknownBaseline(
+                wanted.to_string(),
+                order.join(", "),
+            ));
+        };
+        let first = order.remove(i);
+        order.insert(0, first);
     }
     let mut groups = Vec::new();
     for value in &order {
