@@ -9,6 +9,9 @@ pub enum ExitCode {
     RunFailed,
     InvalidInput,
     ThresholdsFailed,
+    /// A capacity search whose limit was the generator: it measured the generator, not the
+    /// service, and reports no capacity.
+    GeneratorLimited,
     /// A code of grpc-health-probe's (`loadagent probe`).
     Probe(u8),
 }
@@ -19,6 +22,7 @@ impl ExitCode {
             Self::RunFailed => 1,
             Self::InvalidInput => 2,
             Self::ThresholdsFailed => 3,
+            Self::GeneratorLimited => 4,
             Self::Probe(n) => n,
         }
     }
@@ -51,6 +55,13 @@ impl CommandError {
     pub fn probe(code: u8, message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::Probe(code),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn generator_limited(message: impl fmt::Display) -> Self {
+        Self {
+            code: ExitCode::GeneratorLimited,
             message: message.to_string(),
         }
     }

@@ -78,6 +78,15 @@ pub async fn run(
         hlog: outputs.hlog,
         csv: outputs.csv,
     };
+    if distribution.shard.is_some() {
+        let scenario = crate::scenario::load(path).map_err(CommandError::invalid)?;
+        if scenario.capacity.is_some() {
+            return Err(CommandError::invalid(format!(
+                "{}: a capacity search runs whole (its rate is set step by step): run it without --shard",
+                path.display()
+            )));
+        }
+    }
     // Checked before anything is prepared: a bad label costs no connection.
     crate::scenario::labels::with_arguments(Default::default(), &distribution.labels)
         .map_err(CommandError::invalid)?;
@@ -145,6 +154,9 @@ pub async fn run(
     if let Some(line) = finish_traces(traces).await {
         println!("  traces    {line}");
     }
+    if let Some(c) = &report.capacity {
+        capacity_verdict(c, report.interrupted)?;
+    }
     let failed = finished.failed_thresholds();
     // One shard's figures are a part of the run: its verdicts are shown, and the run's are
     // given by `loadagent merge` (exit 3 there), so a shard's pod does not fail its Job.
@@ -162,6 +174,31 @@ pub async fn run(
         )));
     }
     Ok(())
+}
+
+/// How a capacity search ends the command: the generator as the limit is its own code (4:
+/// the figure is the generator's), a target that failed is a failed run (1), no step within
+/// the SLO is a failed threshold (3).
+fn capacity_verdict(
+    c: &crate::report::schema::CapacityReport,
+    interrupted: bool,
+) -> Result<(), CommandError> {
+    match (c.limited_by.as_str(), c.rps) {
+        ("generator", _) => Err(CommandError::generator_limited(
+            "capacity not measured: the generator was the limit (its sends fell behind while it was busy, or while the service answered as fast as unloaded); give it more concurrency or threads ([load] concurrency, threads), or cores",
+        )),
+        ("target_failed", _) => Err(CommandError::run_failed(
+            "the capacity search stopped: no call succeeded in a step (the target failed)",
+        )),
+        (_, None) if !interrupted => Err(CommandError::thresholds_failed(format!(
+            "no step met the SLO{}: the capacity is below start_rate, or the rate never held",
+            c.failed_condition
+                .as_deref()
+                .map(|f| format!(" ({f} failed)"))
+                .unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `run --repeat N --out-dir DIR`: the scenario N times with `pause` between runs, one JSON

@@ -18,6 +18,12 @@ pub struct ProcessSampler {
     system: f64,
 }
 
+/// This process's CPU time so far (user + system), in seconds.
+pub fn cpu_seconds() -> f64 {
+    let (user, system) = cpu_times();
+    user + system
+}
+
 fn cpu_times() -> (f64, f64) {
     use nix::sys::resource::{getrusage, UsageWho};
     match getrusage(UsageWho::RUSAGE_SELF) {

@@ -55,7 +55,25 @@ pub(super) struct Ticket {
     pub late: bool,
 }
 
+/// How far ahead of its time a request of a live schedule (a capacity search) may be taken:
+/// a rate set now reaches the requests sent after this, not after the concurrency's worth
+/// of requests already taken at the old rate.
+const LIVE_TAKE_AHEAD: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Shared {
+    /// With a live schedule, when the next request may be taken, if not now: it is due more
+    /// than `LIVE_TAKE_AHEAD` from `now`. `None`: take it now (or find the schedule over).
+    pub fn not_before(&self, clock: &Clock, now: Instant) -> Option<Instant> {
+        let live = self.plan.live.as_ref()?;
+        // A step's backlog is dropped (a capacity search runs whole, never as a shard).
+        self.next
+            .fetch_max(live.first_of_current(), Ordering::Relaxed);
+        let n = self.plan.shard.global(self.next.load(Ordering::Relaxed));
+        let at = clock.start + live.due(n)?;
+        let from = at.checked_sub(LIVE_TAKE_AHEAD)?;
+        (from > now).then_some(from)
+    }
+
     /// Takes the next request at `now`; `None` when no more will be taken (the schedule is
     /// exhausted, the time or the count is reached).
     pub fn take(&self, clock: &Clock, now: Instant) -> Option<Ticket> {
@@ -66,7 +84,12 @@ impl Shared {
                     .plan
                     .shard
                     .global(self.next.fetch_add(1, Ordering::Relaxed));
-                let at = clock.start + schedule.due(n)?;
+                // A capacity search sets the rate as it goes; the schedule keeps the warm-up.
+                let due = match &self.plan.live {
+                    Some(live) => live.due(n)?,
+                    None => schedule.due(n)?,
+                };
+                let at = clock.start + due;
                 Some(Ticket {
                     number: n,
                     intended: Some(at),

@@ -195,6 +195,8 @@ struct Dispatcher {
     release_timer: Pin<Box<Sleep>>,
     /// What `release_timer` is set to, once set.
     release_at: Option<Instant>,
+    /// A live schedule's next request may not be taken before this (`Shared::not_before`).
+    take_again_at: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -254,6 +256,7 @@ impl Dispatcher {
             timer: Box::pin(tokio::time::sleep_until(now)),
             release_timer: Box::pin(tokio::time::sleep_until(now)),
             release_at: None,
+            take_again_at: None,
             shared: s.shared,
             clock: s.clock,
             endpoint: s.endpoint,
@@ -310,7 +313,12 @@ impl Dispatcher {
     /// (closed model). A request taken more than `LATE_AFTER` after its time had to wait
     /// for a slot: it is sent late.
     fn take(&mut self, now: Instant) {
+        self.take_again_at = None;
         while !self.finished && self.in_flight() + self.due.len() < self.calls.len() {
+            if let Some(at) = self.shared.not_before(&self.clock, now) {
+                self.take_again_at = Some(at);
+                break;
+            }
             let Some(t) = self.shared.take(&self.clock, now) else {
                 self.finished = true;
                 break;
@@ -772,6 +780,9 @@ impl Dispatcher {
         }
         if let Some(retry) = self.due.front().and_then(|d| d.retry.as_ref()) {
             consider(retry.not_before);
+        }
+        if let Some(at) = self.take_again_at {
+            consider(at);
         }
         if let Some(flush) = self.recorder.borrow().flush_deadline() {
             consider(flush);

@@ -33,7 +33,7 @@ const DRAIN_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
 /// Requests per second one generator thread is given before another is added. One thread
 /// sustains several times this (see the README's benchmark); fewer threads at a fixed rate
 /// mean fewer wake-ups and context switches per request, which is most of a generator's CPU.
-const RATE_PER_THREAD: f64 = 25_000.0;
+pub const RATE_PER_THREAD: f64 = 25_000.0;
 
 /// Generator threads for a load: `threads` when given; otherwise enough for the open model's
 /// peak rate, or one per core for the closed model (which runs as fast as it can). Never

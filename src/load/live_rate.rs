@@ -58,6 +58,17 @@ impl LiveRate {
         });
     }
 
+    /// The first request of the rate in force: requests before it not yet taken when the rate
+    /// changed are dropped (never sent, never counted), so one step's backlog — a service
+    /// that fell behind — does not flood the next.
+    pub fn first_of_current(&self) -> u64 {
+        self.segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .map_or(0, |s| s.before.ceil() as u64)
+    }
+
     /// The rate in force now (the last one set).
     pub fn rate(&self) -> f64 {
         self.segments

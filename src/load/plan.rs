@@ -29,6 +29,9 @@ pub struct Plan {
     pub fleet: std::sync::Arc<crate::discovery::Fleet>,
     /// How calls are spread over the fleet's backends.
     pub balance: crate::scenario::Balance,
+    /// A capacity search: the rate, set step by step while the run goes on (the open-model
+    /// schedule's warm-up and length still apply).
+    pub live: Option<std::sync::Arc<super::live_rate::LiveRate>>,
 }
 
 /// What each iteration does.

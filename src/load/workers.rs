@@ -45,6 +45,12 @@ pub(super) async fn worker(
             break;
         }
         let picked = Instant::now();
+        if let Some(at) = shared.not_before(&clock, picked) {
+            if !wait_until(at, &rec, &shared).await {
+                break;
+            }
+            continue;
+        }
         let Some(ticket) = shared.take(&clock, picked) else {
             break;
         };

@@ -38,6 +38,9 @@ pub struct IntervalSummary {
     pub messages_sent: u64,
     #[serde(default)]
     pub messages_received: u64,
+    /// Requests sent more than 1 ms after their intended time in this interval (open model).
+    #[serde(default)]
+    pub sent_late: u64,
     /// The interval's (uncorrected) histogram, compressed, that its percentiles come from:
     /// merged reports compute their interval percentiles from it (absent in reports written
     /// before it was kept; those merge to the inputs' highest percentile, an upper bound).
@@ -71,6 +74,7 @@ impl IntervalSummary {
                 .map(|(code, n)| (code_name(code as u8).to_string(), *n))
                 .collect(),
             messages_sent: d.messages_sent,
+            sent_late: d.sent_late,
             hdr: None,
             messages_received: d.messages_received,
         }
@@ -161,6 +165,7 @@ impl Closed {
         let mut data = IntervalData {
             corrected: restore(&self.histograms.corrected),
             uncorrected: restore(&self.histograms.uncorrected),
+            sent_late: s.sent_late,
             ..IntervalData::default()
         };
         for (name, n) in &s.status_codes {

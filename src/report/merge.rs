@@ -275,6 +275,7 @@ pub fn merge(
                 status_codes: BTreeMap::new(),
                 messages_sent: 0,
                 messages_received: 0,
+                sent_late: 0,
                 hdr: None,
             });
             // The interval's histograms add up exactly while every input kept one.
@@ -295,6 +296,7 @@ pub fn merge(
             m.max_us = m.max_us.max(i.max_us);
             m.messages_sent += i.messages_sent;
             m.messages_received += i.messages_received;
+            m.sent_late += i.sent_late;
             for (k, v) in &i.status_codes {
                 *m.status_codes.entry(k.clone()).or_default() += v;
             }

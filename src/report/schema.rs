@@ -150,6 +150,45 @@ pub struct Report {
     /// A fleet's DNS name: what resolving it during the run did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<ResolutionInfo>,
+    /// A capacity search (`[capacity]`): the rate found and how, step by step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityReport>,
+}
+
+/// What a capacity search found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityReport {
+    /// The highest rate that met the SLO (requests, streams or handshakes per second); null
+    /// when none did, or when the generator was the limit.
+    pub rps: Option<f64>,
+    /// `slo`, `target_saturated`, `generator`, `target_failed`, `max_rate`, `max_duration`,
+    /// `interrupted`.
+    pub limited_by: String,
+    /// The SLO condition that failed, when `limited_by` is `slo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_condition: Option<String>,
+    /// The conditions, as written.
+    pub slo: Vec<String>,
+    pub precision: f64,
+    pub steps: Vec<CapacityStep>,
+}
+
+/// One step of a search, judged on its own figures (after its settle time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityStep {
+    /// Offered, per second.
+    pub rate: f64,
+    pub achieved_rps: f64,
+    /// Corrected latency.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub error_ratio: f64,
+    /// Requests sent more than 1 ms late.
+    pub late_ratio: f64,
+    pub passed: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// One backend's share of a run.
@@ -772,6 +811,7 @@ impl Report {
             backend_worst: BackendWorst::of(&backends),
             backends,
             resolution: None,
+            capacity: None,
         }
     }
 

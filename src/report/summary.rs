@@ -99,6 +99,9 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
             r.missing_shards
         )?;
     }
+    if let Some(c) = &r.capacity {
+        capacity(o, c)?;
+    }
     if !r.labels.is_empty() {
         let shown: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(o, "  labels    {}", shown.join(", "))?;
@@ -391,6 +394,45 @@ fn latency_row(o: &mut String, label: &str, s: &LatencySummary) -> std::fmt::Res
         .map(|c| format!(" {c:>9}"))
         .collect();
     writeln!(o, "  {label:<12}{cells}")
+}
+
+/// A capacity search: the answer, what limited it, and each step.
+fn capacity(o: &mut String, c: &super::schema::CapacityReport) -> std::fmt::Result {
+    let limit = match &c.failed_condition {
+        Some(f) => format!("{} ({f})", c.limited_by),
+        None => c.limited_by.clone(),
+    };
+    match c.rps {
+        Some(rps) => writeln!(
+            o,
+            "  capacity  {rps:.1}/s within the SLO ({}), limited by {limit}",
+            c.slo.join(", ")
+        )?,
+        None => writeln!(o, "  capacity  none found, limited by {limit}")?,
+    }
+    writeln!(
+        o,
+        "            step  offered/s  achieved/s   p50 (corr.)   p99 (corr.)  errors  late"
+    )?;
+    for (i, s) in c.steps.iter().enumerate() {
+        writeln!(
+            o,
+            "            {:>4}  {:>9.1}  {:>10.1}  {:>12}  {:>12}  {:>5.1}%  {:>3.0}%  {}",
+            i + 1,
+            s.rate,
+            s.achieved_rps,
+            super::units::human_us(s.p50_us),
+            super::units::human_us(s.p99_us),
+            s.error_ratio * 100.0,
+            s.late_ratio * 100.0,
+            if s.passed {
+                "pass".to_string()
+            } else {
+                format!("FAIL {}", s.failed.as_deref().unwrap_or(""))
+            }
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -104,10 +104,18 @@ fn is_latency(path: &[String]) -> bool {
 }
 
 /// Checks every threshold's metric and unit against the report this scenario will produce.
+/// A capacity search's SLO conditions are checked the same way (each step's figures have the
+/// report's shape).
 pub fn check(scenario: &Scenario, probe: &Value) -> Result<(), Problems> {
     let mut list = Vec::new();
-    for th in &scenario.thresholds.list {
-        let key = format!("thresholds.\"{}\"", th.metric.value);
+    let slo = scenario.capacity.iter().flat_map(|c| &c.slo.list);
+    let keyed = scenario
+        .thresholds
+        .list
+        .iter()
+        .map(|th| (format!("thresholds.\"{}\"", th.metric.value), th))
+        .chain(slo.map(|th| (format!("capacity.slo \"{}\"", th.metric.value), th)));
+    for (key, th) in keyed {
         let problem = match resolve(&th.metric.value, probe, scenario.load.model()) {
             Err(why) => Some(why),
             Ok(path) => match (is_latency(&path), th.limit) {

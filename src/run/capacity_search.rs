@@ -19,6 +19,20 @@ pub enum Limit {
     TargetSaturated,
     /// The generator could not send on time: the step measured the generator.
     Generator,
+    /// No call succeeded: the target is gone.
+    TargetFailed,
+}
+
+impl Limit {
+    /// In words, for the step's record.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Slo(c) => format!("slo: {c}"),
+            Self::TargetSaturated => "target_saturated: achieved below 95% of offered".into(),
+            Self::Generator => "generator: sends fell behind while the generator was busy or the service answered as fast as unloaded".into(),
+            Self::TargetFailed => "target_failed: no call succeeded".into(),
+        }
+    }
 }
 
 /// What the search was told to do.
@@ -52,6 +66,10 @@ pub enum LimitedBy {
     Step(Limit),
     /// Every step passed up to `max_rate`.
     MaxRate,
+    /// The search's `max_duration` ran out first (the answer is the best so far).
+    MaxDuration,
+    /// The run was stopped (Ctrl-C) before the search ended.
+    Interrupted,
 }
 
 impl LimitedBy {
@@ -61,7 +79,10 @@ impl LimitedBy {
             Self::Step(Limit::Slo(_)) => "slo",
             Self::Step(Limit::TargetSaturated) => "target_saturated",
             Self::Step(Limit::Generator) => "generator",
+            Self::Step(Limit::TargetFailed) => "target_failed",
             Self::MaxRate => "max_rate",
+            Self::MaxDuration => "max_duration",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -122,10 +143,10 @@ impl Search {
 
     /// The step at the current rate ended: `None` when it met the SLO, else why it failed.
     pub fn step_ended(&mut self, failed: Option<Limit>) -> Next {
-        if failed == Some(Limit::Generator) {
+        if let Some(limit @ (Limit::Generator | Limit::TargetFailed)) = &failed {
             return Next::Done(Answer {
                 rps: None,
-                limited_by: LimitedBy::Step(Limit::Generator),
+                limited_by: LimitedBy::Step(limit.clone()),
             });
         }
         let rate = self.current;

@@ -83,6 +83,16 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
     });
     let aborted_by = Arc::new(Mutex::new(None));
     let wrong_protocol = Arc::new(Mutex::new(None));
+    let capacity = match (&scenario.capacity, &plan.live) {
+        (Some(config), Some(live)) => Some(super::capacity::CapacityRun::new(
+            config.clone(),
+            scenario.clone(),
+            schema_source.clone(),
+            live.clone(),
+            crate::load::generator_threads(&plan.load),
+        )),
+        _ => None,
+    };
     let check = interval_check(
         IntervalCheck {
             scenario: scenario.clone(),
@@ -91,6 +101,7 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
             cancel: hooks.cancel.clone(),
             aborted_by: aborted_by.clone(),
             wrong_protocol: wrong_protocol.clone(),
+            capacity: capacity.clone(),
         },
         hooks.on_interval,
     );
@@ -128,6 +139,13 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
         return Err(RunError::Unreachable(why));
     }
     let mut report = Report::build(&scenario, &schema_source, &outcome, asked);
+    if let Some(run) = &capacity {
+        let mut run = super::capacity::lock(run);
+        run.run_ended(outcome.interrupted);
+        report.capacity = Some(run.report());
+        // The schedule asked for whatever the search set; no one figure to compare with.
+        report.load.asked_requests = None;
+    }
     if shard != Shard::WHOLE || start_at.is_some() {
         report.shard = Some(ShardInfo {
             index: shard.index,
@@ -191,6 +209,8 @@ struct IntervalCheck {
     aborted_by: Arc<Mutex<Option<String>>>,
     /// The message that stopped the run: no call succeeded, the server speaks another protocol.
     wrong_protocol: Arc<Mutex<Option<String>>>,
+    /// A capacity search, run as intervals close.
+    capacity: Option<Arc<Mutex<super::capacity::CapacityRun>>>,
 }
 
 /// As each interval closes: a run in which no call has succeeded and the server answered in
@@ -208,8 +228,12 @@ fn interval_check(
         cancel,
         aborted_by,
         wrong_protocol,
+        capacity,
     } = c;
     move |aggregate, elapsed| {
+        if let Some(run) = &capacity {
+            super::capacity::lock(run).on_intervals(aggregate, elapsed);
+        }
         if !cancel.is_cancelled() {
             if let Some(why) = wrong_protocol_of(&aggregate.totals) {
                 eprintln!("stopping: {why}");

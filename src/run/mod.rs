@@ -4,6 +4,7 @@
 //! thresholds judged. `loadagent run`, `--repeat`, `validate`, the agent's schedules and the
 //! tests all go through here; `commands/` only parses arguments and prints.
 
+pub mod capacity;
 pub mod capacity_search;
 mod embedded;
 mod execute;

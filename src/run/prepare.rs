@@ -59,9 +59,15 @@ impl Parts {
         };
         let schedule = crate::load::Schedule::for_load(&scenario.load);
         let asked = asked(&scenario.load, schedule.as_ref(), Shard::WHOLE);
+        let mut load = scenario.load.clone();
+        if let (Some(c), None) = (&scenario.capacity, load.threads) {
+            // Threads for the highest rate the search may try, not its first.
+            let wanted = (c.max_rate / crate::load::driver::RATE_PER_THREAD).ceil();
+            load.threads = Some(wanted.clamp(1.0, 1024.0) as u32);
+        }
         let plan = crate::load::Plan {
             trace: None,
-            load: scenario.load.clone(),
+            load,
             call: self.call,
             requests: self.requests,
             schedule,
@@ -69,6 +75,12 @@ impl Parts {
             start_at: None,
             fleet: self.fleet,
             balance: scenario.target.balance,
+            live: scenario.capacity.as_ref().map(|c| {
+                std::sync::Arc::new(crate::load::live_rate::LiveRate::new(
+                    c.start_rate,
+                    scenario.load.warmup + c.max_duration,
+                ))
+            }),
         };
         Prepared {
             scenario,

@@ -1,6 +1,7 @@
 //! Scenario files: TOML → a validated [`Scenario`], with every problem reported at once.
 
 pub mod address;
+pub mod capacity;
 pub mod defaults;
 pub mod duration;
 pub mod labels;
@@ -137,6 +138,15 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         Some(l) => read_load(&l),
         None => read_load_defaults(),
     };
+    let capacity = root.table("capacity").and_then(|t| capacity::read(&t));
+    let load = load.map(|mut load| {
+        if let Some(c) = &capacity {
+            search_sets_the_load(root, &thresholds);
+            load.rate = Some(c.start_rate);
+            load.duration = Some(c.max_duration);
+        }
+        load
+    });
     if let (Some(t), Some(kind)) = (&target, kind) {
         if t.protocol.is_web() {
             check_web(root, t.protocol, kind, call.as_ref());
@@ -169,7 +179,31 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         stream: stream?,
         tracing,
         labels,
+        capacity,
     })
+}
+
+/// With `[capacity]` the search sets the rate and the length of the run, and judges each
+/// step on its SLO: what would set or judge them otherwise is refused.
+fn search_sets_the_load(root: &TableReader<'_, '_, '_>, thresholds: &thresholds::Thresholds) {
+    if let Some(l) = root.table("load") {
+        for key in ["rate", "duration", "requests", "stages"] {
+            if l.has(key) {
+                root.ctx().report_at(
+                    l.loc(),
+                    &format!("load.{key}"),
+                    "a capacity search sets the rate and the run's length itself ([capacity] start_rate, max_rate, max_duration): remove it",
+                );
+            }
+        }
+    }
+    if !thresholds.list.is_empty() {
+        root.ctx().report_at(
+            root.loc(),
+            "thresholds",
+            "a capacity search judges each step on [capacity] slo; thresholds on the whole search would mix its steps: move the conditions to slo",
+        );
+    }
 }
 
 /// `labels = { KEY = "VALUE" }`: each checked (`labels::problem`), at most `MAX_LABELS`.

@@ -403,6 +403,8 @@ pub struct Scenario {
     pub tracing: crate::scenario::tracing::TracingConfig,
     /// `labels`: what a person records about the run (`run --label` adds or overrides).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `[capacity]`: search for the highest rate within an SLO instead of one rate.
+    pub capacity: Option<super::capacity::Capacity>,
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub fn tables() -> Vec<Table> {
                 key("stream", "table", "the defaults below", "streaming kinds: how each stream behaves"),
                 key("thresholds", "table", "none", "pass/fail checks on the report (exit 3)"),
                 key("tracing", "table", "none", "OTLP spans of the run and a sample of its calls"),
+                key("capacity", "table", "none", "search for the highest rate within an SLO instead of running one rate (below)"),
                 key("labels", "table of strings", "none", "what the tool cannot see, kept in the report's `labels` (`{ target_arch = \"arm64\", instance = \"c7g.xlarge\", price_per_hour = \"0.145\" }`; names as Prometheus label names, at most 32); `run --label KEY=VALUE` adds or overrides; `compare --by label:KEY` groups by one"),
             ],
         },
@@ -148,6 +149,21 @@ pub fn tables() -> Vec<Table> {
             ],
         },
         Table {
+            header: "[capacity]",
+            path: "capacity",
+            keys: vec![
+                key("slo", "list of strings (a metric and a condition)", "required", "what each step must meet, judged on the step's own figures: `[\"latency.p99 < 50ms\", \"error_rate < 0.1%\"]`, in the language of `[thresholds]`"),
+                key("start_rate", "number (per second)", format!("`{}`", super::capacity::DEFAULT_START_RATE), "the first step's rate"),
+                key("growth", "number, 1.05 to 10", format!("`{}`", super::capacity::DEFAULT_GROWTH), "each passing step's rate times this, until one fails"),
+                key("precision", "number, 0.001 to 0.5", format!("`{}`", super::capacity::DEFAULT_PRECISION), "bisection between the last passing and the first failing rate stops when they are this close (relative)"),
+                key("step", "duration, whole seconds ≥ 2", secs(super::capacity::DEFAULT_STEP), "time per step"),
+                key("settle", "duration, whole seconds", secs(super::capacity::DEFAULT_SETTLE), "the start of each step left out of its figures"),
+                key("max_rate", "number (per second)", format!("`{}`", super::capacity::DEFAULT_MAX_RATE), "no step goes above it (`limited_by = \"max_rate\"` when it passes)"),
+                key("max_duration", "duration", secs(super::capacity::DEFAULT_MAX_DURATION), "the whole search at most (at least two steps)"),
+                key("confirm", "duration, whole seconds", "`step`", "hold the rate found this long before answering; if it fails, back off by `precision` and hold again; `\"0s\"`: no confirmation"),
+            ],
+        },
+        Table {
             header: "[tracing]",
             path: "tracing",
             keys: vec![
@@ -225,6 +241,7 @@ mod tests {
             ("unary", "[load]\nrate = 1\n[[load.stages]]\nduration = \"1s\"\nrate = 2\n[thresholds]\n\"rps\" = \"> 1\"\n[tracing]\n"),
             ("bidi_stream", "[stream]\n"),
             ("tls_handshake", ""),
+            ("server_stream", "[capacity]\nslo = [\"rps > 1\"]\n"),
         ] {
             let text = format!(
                 "name = \"x\"\nkind = \"{kind}\"\n[target]\naddress = \"embedded\"\n{tls}[call]\nmethod = \"a.B/C\"\n{extra}"

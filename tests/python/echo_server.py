@@ -47,6 +47,7 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (127.0.0.2, … for a fleet)")
     parser.add_argument("--stall-after", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=64, help="threads serving calls: with a fixed delay_ms S, the capacity is about workers / S")
     parser.add_argument("--stall-ms", type=int, default=0)
     parser.add_argument("--require-metadata", default="")
     parser.add_argument("--fail-every", type=int, default=0)
@@ -151,7 +152,7 @@ def main():
     if args.max_concurrent_streams:
         options.append(("grpc.max_concurrent_streams", args.max_concurrent_streams))
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=64),
+        futures.ThreadPoolExecutor(max_workers=args.workers),
         interceptors=[TraceparentRecorder()],
         options=options,
     )

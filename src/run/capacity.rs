@@ -1,0 +1,296 @@
+//! A capacity search run step by step inside one run (one prepare, connections kept): as
+//! each one-second interval closes, the step in progress gathers it (after its settle
+//! time); when a step's last interval closes, its own figures are judged on the SLO, the
+//! search (`capacity_search`) says what comes next, and the live schedule's rate is set to
+//! it — or to 0 when the search is done, which ends the run.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::capacity_search::{Answer, Limit, LimitedBy, Next, Search, SearchPolicy};
+use crate::load::live_rate::LiveRate;
+use crate::record::histogram::{decode, new_histogram};
+use crate::record::{Aggregate, IntervalData, LatencySummary};
+use crate::report::schema::{CapacityReport, CapacityStep};
+use crate::report::thresholds::judge;
+use crate::report::Report;
+use crate::scenario::capacity::Capacity;
+use crate::scenario::{Model, Scenario};
+
+/// A step whose requests were sent late beyond this share — while the generator's process was
+/// busy, or while the service answered as fast as at the first step (the generator's own
+/// concurrency held the sends back) — measured the generator.
+const GENERATOR_LATE_SHARE: f64 = 0.05;
+/// "As fast as at the first step": the step's uncorrected p99 at most this many times the
+/// first passing step's, plus a millisecond.
+const SERVICE_UNCHANGED: f64 = 2.0;
+/// Busy: CPU time per second of wall time, per generator thread.
+const GENERATOR_BUSY: f64 = 0.9;
+/// Achieved below this share of offered, with the SLO met, is a saturated target.
+const SATURATED_BELOW: f64 = 0.95;
+
+/// The step in progress: its rate and which intervals it judges.
+struct Step {
+    rate: f64,
+    /// Intervals (seconds from the measured start) judged: [first, end).
+    first: u64,
+    end: u64,
+    data: IntervalData,
+    /// Process CPU seconds when the judged part began, and when.
+    cpu_at_first: Option<(f64, Duration)>,
+}
+
+/// The search's state, shared by the interval check (which runs it) and the run (which
+/// reads the result).
+pub struct CapacityRun {
+    config: Capacity,
+    scenario: Arc<Scenario>,
+    schema_source: String,
+    live: Arc<LiveRate>,
+    /// The warm-up: the live schedule's times count from the run's start.
+    warmup: Duration,
+    threads: usize,
+    search: Search,
+    step: Option<Step>,
+    steps: Vec<CapacityStep>,
+    answer: Option<Answer>,
+    /// The first passing step's uncorrected p99: how fast the service answers unloaded.
+    unloaded_p99_us: Option<u64>,
+}
+
+impl CapacityRun {
+    pub fn new(
+        config: Capacity,
+        scenario: Arc<Scenario>,
+        schema_source: String,
+        live: Arc<LiveRate>,
+        threads: usize,
+    ) -> Arc<Mutex<Self>> {
+        let (search, rate) = Search::start(SearchPolicy {
+            start_rate: config.start_rate,
+            growth: config.growth,
+            precision: config.precision,
+            max_rate: config.max_rate,
+            confirm: !config.confirm.is_zero(),
+        });
+        let warmup = scenario.load.warmup;
+        let step = Some(Step::at(rate, 0, config.settle, config.step));
+        Arc::new(Mutex::new(Self {
+            config,
+            scenario,
+            schema_source,
+            live,
+            warmup,
+            threads: threads.max(1),
+            search,
+            step,
+            steps: Vec::new(),
+            answer: None,
+            unloaded_p99_us: None,
+        }))
+    }
+
+    /// The intervals that just closed (`aggregate.intervals` and their histograms),
+    /// `elapsed` into the measured part.
+    pub fn on_intervals(&mut self, aggregate: &Aggregate, elapsed: Duration) {
+        for (summary, histograms) in aggregate.intervals.iter().zip(&aggregate.histograms) {
+            let Some(step) = self.step.as_mut() else {
+                return;
+            };
+            let t = summary.t_seconds;
+            if t < step.first || t >= step.end {
+                continue;
+            }
+            if step.cpu_at_first.is_none() {
+                step.cpu_at_first = Some((crate::host::process::cpu_seconds(), elapsed));
+            }
+            let add = |h: &mut hdrhistogram::Histogram<u64>, text: &str| {
+                if let Ok(d) = decode(text) {
+                    let _ = h.add(&d);
+                }
+            };
+            add(&mut step.data.corrected, &histograms.corrected);
+            add(&mut step.data.uncorrected, &histograms.uncorrected);
+            step.data.sent_late += summary.sent_late;
+            for (name, n) in &summary.status_codes {
+                if let Some(code) = crate::grpc::status::CODE_NAMES
+                    .iter()
+                    .position(|c| c == name)
+                {
+                    step.data.status[code] += n;
+                }
+            }
+            if t + 1 == step.end {
+                self.step_ended(elapsed);
+            }
+        }
+    }
+
+    /// The run ended before the search did: Ctrl-C (`interrupted`), or `max_duration` —
+    /// then the answer is the search's so far.
+    pub fn run_ended(&mut self, interrupted: bool) {
+        if self.answer.is_some() {
+            return;
+        }
+        self.answer = Some(if interrupted {
+            Answer {
+                rps: None,
+                limited_by: LimitedBy::Interrupted,
+            }
+        } else {
+            Answer {
+                limited_by: LimitedBy::MaxDuration,
+                ..self.search.so_far()
+            }
+        });
+    }
+
+    /// The search's answer, once it has one.
+    pub fn answer(&self) -> Option<&Answer> {
+        self.answer.as_ref()
+    }
+
+    fn step_ended(&mut self, elapsed: Duration) {
+        let Some(step) = self.step.take() else {
+            return;
+        };
+        let judged_secs = (step.end - step.first) as f64;
+        let requests = step.data.requests();
+        let ok = step.data.ok();
+        let achieved = requests as f64 / judged_secs;
+        let late_share = if requests > 0 {
+            step.data.sent_late as f64 / requests as f64
+        } else {
+            0.0
+        };
+        let busy = step.cpu_at_first.map_or(0.0, |(cpu, at)| {
+            let wall = elapsed.saturating_sub(at).as_secs_f64();
+            if wall > 0.0 {
+                (crate::host::process::cpu_seconds() - cpu) / wall / self.threads as f64
+            } else {
+                0.0
+            }
+        });
+        let aggregate = Aggregate {
+            totals: step.data.clone(),
+            intervals: Vec::new(),
+            histograms: Vec::new(),
+        };
+        let figures = Report::so_far(
+            &self.scenario,
+            &self.schema_source,
+            &aggregate,
+            Duration::from_secs_f64(judged_secs),
+            None,
+            &[],
+        );
+        let verdicts = judge(&self.config.slo, &figures, Model::Open);
+        let failed_condition = verdicts
+            .iter()
+            .find(|v| !v.passed)
+            .map(|v| format!("{} {}", v.metric, v.condition));
+        let served_p99 = LatencySummary::of(&step.data.uncorrected).p99_us;
+        let service_unchanged = self.unloaded_p99_us.is_some_and(|unloaded| {
+            served_p99 as f64 <= unloaded as f64 * SERVICE_UNCHANGED + 1000.0
+        });
+        let limit =
+            if late_share > GENERATOR_LATE_SHARE && (busy >= GENERATOR_BUSY || service_unchanged) {
+                Some(Limit::Generator)
+            } else if requests > 0 && ok == 0 {
+                Some(Limit::TargetFailed)
+            } else if let Some(c) = failed_condition {
+                Some(Limit::Slo(c))
+            } else if achieved < SATURATED_BELOW * step.rate {
+                Some(Limit::TargetSaturated)
+            } else {
+                None
+            };
+        if limit.is_none() && self.unloaded_p99_us.is_none() {
+            self.unloaded_p99_us = Some(served_p99);
+        }
+        let corrected = LatencySummary::of(&step.data.corrected);
+        self.steps.push(CapacityStep {
+            rate: round3(step.rate),
+            achieved_rps: round3(achieved),
+            p50_us: corrected.p50_us,
+            p99_us: corrected.p99_us,
+            error_ratio: if requests > 0 {
+                (requests - ok) as f64 / requests as f64
+            } else {
+                0.0
+            },
+            late_ratio: late_share,
+            passed: limit.is_none(),
+            failed: limit.as_ref().map(Limit::describe),
+        });
+        match self.search.step_ended(limit) {
+            Next::Step { rate, confirming } => {
+                // The next step starts at the next whole second: the load changes now, and
+                // the part of this second at the old rate is in the settle time.
+                let start = elapsed.as_secs_f64().ceil() as u64;
+                let length = if confirming {
+                    self.config.confirm
+                } else {
+                    self.config.step
+                };
+                self.live.set(self.warmup + elapsed, rate);
+                self.step = Some(Step::at(rate, start, self.config.settle, length));
+            }
+            Next::Done(answer) => self.finish(answer, elapsed),
+        }
+    }
+
+    fn finish(&mut self, answer: Answer, elapsed: Duration) {
+        self.answer = Some(answer);
+        self.step = None;
+        // Rate 0: nothing more is due, the workers finish, the run ends.
+        self.live.set(self.warmup + elapsed, 0.0);
+    }
+
+    /// The report's `capacity`: the answer (or, when the run ended before the search did,
+    /// what it had: `interrupted`), and every step.
+    pub fn report(&self) -> CapacityReport {
+        let answer = self.answer.clone().unwrap_or(Answer {
+            rps: None,
+            limited_by: LimitedBy::Interrupted,
+        });
+        CapacityReport {
+            rps: answer.rps.map(round3),
+            limited_by: answer.limited_by.name().to_string(),
+            failed_condition: answer.limited_by.failed_condition().map(str::to_string),
+            slo: self
+                .config
+                .slo
+                .list
+                .iter()
+                .map(|t| format!("{} {}", t.metric.value, t.condition))
+                .collect(),
+            precision: self.config.precision,
+            steps: self.steps.clone(),
+        }
+    }
+}
+
+impl Step {
+    fn at(rate: f64, start: u64, settle: Duration, length: Duration) -> Self {
+        Self {
+            rate,
+            first: start + settle.as_secs(),
+            end: start + length.as_secs().max(settle.as_secs() + 1),
+            data: IntervalData {
+                corrected: new_histogram(),
+                ..IntervalData::default()
+            },
+            cpu_at_first: None,
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The shared search, locked (a poisoned lock still holds the steps done).
+pub fn lock(run: &Mutex<CapacityRun>) -> std::sync::MutexGuard<'_, CapacityRun> {
+    run.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,207 @@
+//! Capacity searches (`[capacity]`) against a server this project did not write: Python
+//! grpcio with W worker threads and a fixed service time S per call (a sleep), whose
+//! capacity is about W / S. The search finds it within its precision plus 10% for two
+//! servers whose capacities differ 2×; a generator held back by its concurrency is named as
+//! the limit with no capacity; bad `[capacity]` tables are refused naming the key.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn search(
+    dir: &std::path::Path,
+    name: &str,
+    address: &str,
+    delay_ms: u32,
+    extra: &str,
+) -> (std::process::Output, Option<Value>) {
+    let s = scenario(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            r#"
+name = "{name}"
+kind = "unary"
+[target]
+address = "{address}"
+[call]
+method = "testing.echo.v1.Echo/Say"
+data = {{ message = "capacity", delay_ms = {delay_ms} }}
+timeout = "5s"
+[load]
+concurrency = 256
+warmup = "1s"
+[capacity]
+slo = ["latency.p99 < 250ms", "error_rate < 1%"]
+start_rate = 50
+precision = 0.1
+step = "3s"
+settle = "1s"
+confirm = "0s"
+max_duration = "3m"
+{extra}
+"#
+        ),
+    );
+    let out = dir.join(format!("{name}.json"));
+    let run = loadagent(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let report = std::fs::read_to_string(&out)
+        .ok()
+        .map(|t| serde_json::from_str(&t).unwrap());
+    (run, report)
+}
+
+#[test]
+fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut found = Vec::new();
+    for workers in [4u32, 8] {
+        let server = Server::python(&["--workers", &workers.to_string()]);
+        let (run, report) = search(
+            dir.path(),
+            &format!("w{workers}"),
+            &server.address(),
+            20,
+            "",
+        );
+        let said = text(&run);
+        assert_eq!(run.status.code(), Some(0), "{said}");
+        let report = report.unwrap();
+        let c = &report["capacity"];
+        let want = f64::from(workers) / 0.020;
+        let rps = c["rps"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no capacity: {c}"));
+        assert!(
+            (rps - want).abs() <= 0.2 * want,
+            "{workers} workers × 20 ms: found {rps}/s, want about {want}/s: {c}"
+        );
+        // Past W / S the service falls behind (achieved below offered) and queues (the
+        // corrected p99 grows): either is what bounds it.
+        let limit = c["limited_by"].as_str().unwrap();
+        assert!(limit == "slo" || limit == "target_saturated", "{c}");
+        // The answer's step passed; a failing step lies within the precision above it.
+        let steps = c["steps"].as_array().unwrap();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["rate"].as_f64() == Some(rps) && s["passed"] == true),
+            "{c}"
+        );
+        let above = steps
+            .iter()
+            .filter(|s| s["passed"] == false)
+            .map(|s| s["rate"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        assert!(above > rps && above <= rps * 1.1 + 1e-6, "{c}");
+        assert!(
+            said.contains("capacity  ") && said.contains(&format!("limited by {limit}")),
+            "{said}"
+        );
+        found.push(rps);
+    }
+    let ratio = found[0] / found[1];
+    assert!((0.4..=0.6).contains(&ratio), "{found:?}");
+}
+
+/// A generator that cannot keep up — its concurrency far below what the rate needs while
+/// it is busy — is named as the limit: no capacity, exit 4.
+#[test]
+fn a_generator_that_cannot_keep_up_is_the_limit_not_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "gen.toml",
+        r#"
+name = "gen"
+kind = "unary"
+[target]
+address = "embedded"
+[call]
+method = "loadagent.bench.v1.Bench/Unary"
+data = { payload_size = 8 }
+[load]
+concurrency = 4
+threads = 1
+warmup = "1s"
+[capacity]
+slo = ["latency.p99 < 1s"]
+start_rate = 2000
+growth = 4
+step = "2s"
+settle = "1s"
+confirm = "0s"
+max_duration = "1m"
+"#,
+    );
+    let out = dir.path().join("gen.json");
+    let run = loadagent(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let said = text(&run);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let c = &report["capacity"];
+    assert_eq!(c["limited_by"], "generator", "{c}\n{said}");
+    assert!(c["rps"].is_null(), "{c}");
+    assert_eq!(run.status.code(), Some(4), "{said}");
+    assert!(said.contains("the generator was the limit"), "{said}");
+}
+
+#[test]
+fn bad_capacity_tables_are_refused_naming_the_key() {
+    let base = |extra: &str, load: &str| {
+        format!(
+            "name = \"x\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\n[load]\n{load}\n[capacity]\n{extra}\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, load, says) in [
+        ("start_rate = 10", "", "capacity.slo"),
+        (
+            "slo = [\"latency.p99\"]",
+            "",
+            "write a metric and a condition",
+        ),
+        (
+            "slo = [\"latency.p99 < 50ms\"]\ngrowth = 1",
+            "",
+            "capacity.growth",
+        ),
+        (
+            "slo = [\"latency.p99 < 50ms\"]\nprecision = 0.9",
+            "",
+            "capacity.precision",
+        ),
+        (
+            "slo = [\"latency.p99 < 50ms\"]\nstep = \"10s\"\nmax_duration = \"15s\"",
+            "",
+            "capacity.max_duration",
+        ),
+        (
+            "slo = [\"latency.p99 < 50ms\"]\nsettle = \"10s\"",
+            "",
+            "capacity.settle",
+        ),
+        (
+            "slo = [\"latency.p99 < 50ms\"]\nmax_rate = 10",
+            "",
+            "capacity.max_rate",
+        ),
+        ("slo = [\"latency.p99 < 50ms\"]", "rate = 100", "load.rate"),
+        (
+            "slo = [\"latency.p99 < 50\"]",
+            "",
+            "is a latency: give the limit a unit",
+        ),
+        (
+            "slo = [\"phases.tls_handshake.p99 < 5ms\"]",
+            "",
+            "capacity.slo",
+        ),
+    ] {
+        let path = scenario(dir.path(), "bad.toml", &base(extra, load));
+        let out = loadagent(&["validate", path.to_str().unwrap()]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {said}");
+        assert!(said.contains(says), "{extra}: should say {says}: {said}");
+    }
+}
