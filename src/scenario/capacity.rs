@@ -4,16 +4,9 @@
 
 use std::time::Duration;
 
+use super::defaults::*;
 use super::reader::{At, TableReader};
 use super::thresholds::{parse_condition, Threshold, Thresholds};
-
-pub const DEFAULT_START_RATE: f64 = 100.0;
-pub const DEFAULT_GROWTH: f64 = 2.0;
-pub const DEFAULT_PRECISION: f64 = 0.02;
-pub const DEFAULT_STEP: Duration = Duration::from_secs(10);
-pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
-pub const DEFAULT_MAX_RATE: f64 = 1_000_000.0;
-pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(600);
 
 /// A capacity search, as written.
 #[derive(Debug, Clone, PartialEq)]

@@ -27,3 +27,13 @@ pub const MAX_RECEIVE_LIMIT: u32 = 1 << 30;
 pub const MAX_SLOTS: u32 = 1_000_000;
 /// `[tracing] sample_ratio`: 1% of 10,000 rps is 100 spans/s.
 pub const DEFAULT_SAMPLE_RATIO: f64 = 0.01;
+
+/// `[capacity]`: the first step's rate, the growth per passing step, the bisection's
+/// precision, each step's length and settle time, the highest rate and the whole search.
+pub const DEFAULT_START_RATE: f64 = 100.0;
+pub const DEFAULT_GROWTH: f64 = 2.0;
+pub const DEFAULT_PRECISION: f64 = 0.02;
+pub const DEFAULT_STEP: Duration = Duration::from_secs(10);
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+pub const DEFAULT_MAX_RATE: f64 = 1_000_000.0;
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(600);
