@@ -8,34 +8,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// One grpcio echo server per address, all on one port (A records carry no port).
-fn backends(hosts: &[&str]) -> (u16, Vec<Server>) {
-    backends_with(hosts, &[])
-}
-
-fn backends_with(hosts: &[&str], extra: &[&str]) -> (u16, Vec<Server>) {
-    for _ in 0..20 {
-        let port = free_port();
-        let free = hosts
-            .iter()
-            .all(|h| std::net::TcpListener::bind((*h, port)).is_ok());
-        if !free {
-            continue;
-        }
-        let servers = hosts
-            .iter()
-            .map(|h| {
-                let port = port.to_string();
-                let mut args = vec!["--host", h, "--port", &port];
-                args.extend_from_slice(extra);
-                Server::python(&args)
-            })
-            .collect();
-        return (port, servers);
-    }
-    panic!("no port free on every backend address");
-}
-
 fn hosts_file(name: &str, ips: &[&str]) -> String {
     ips.iter().map(|ip| format!("{ip} {name}\n")).collect()
 }

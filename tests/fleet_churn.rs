@@ -63,17 +63,18 @@ fn more_records_than_kept_keep_the_sorted_first_every_time() {
     }
 }
 
-/// A DNS server of a few lines: SRV records for `_grpc._tcp.svc.test` naming `good.test`
-/// (port `port`), `zero.test` (port 0) and `silent.test`; A for good.test; every query
-/// for silent.test is never answered.
-fn silent_target_dns(port: u16) -> (SocketAddr, std::thread::JoinHandle<()>) {
+/// A DNS server of a few lines on a loopback UDP port, for 30 s: `answer` gives each
+/// question's records (`None`: the query is never answered).
+fn dns_server(
+    mut answer: impl FnMut(&str, RecordType) -> Option<Vec<RData>> + Send + 'static,
+) -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let addr = socket.local_addr().unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    let handle = std::thread::spawn(move || {
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 1500];
         while Instant::now() < until {
             let Ok((n, from)) = socket.recv_from(&mut buf) else {
@@ -85,52 +86,52 @@ fn silent_target_dns(port: u16) -> (SocketAddr, std::thread::JoinHandle<()>) {
             let Some(q) = query.queries().first().cloned() else {
                 continue;
             };
-            let asked = q.name().to_utf8();
-            if asked.starts_with("silent.test") {
+            let Some(records) = answer(&q.name().to_utf8(), q.query_type()) else {
                 continue; // never answered
+            };
+            let mut reply = Message::new();
+            reply.set_id(query.id());
+            reply.set_message_type(MessageType::Response);
+            reply.set_recursion_desired(true);
+            reply.set_recursion_available(true);
+            reply.set_response_code(ResponseCode::NoError);
+            reply.add_query(q.clone());
+            for r in records {
+                reply.add_answer(Record::from_rdata(q.name().clone(), 30, r));
             }
-            let mut answer = Message::new();
-            answer.set_id(query.id());
-            answer.set_message_type(MessageType::Response);
-            answer.set_recursion_desired(true);
-            answer.set_recursion_available(true);
-            answer.add_query(q.clone());
-            let owner = q.name().clone();
-            match (asked.as_str(), q.query_type()) {
-                ("_grpc._tcp.svc.test.", RecordType::SRV) => {
-                    for (target, p) in [
-                        ("good.test.", port),
-                        ("zero.test.", 0),
-                        ("silent.test.", port),
-                    ] {
-                        let srv = SRV::new(0, 1, p, Name::from_ascii(target).unwrap());
-                        answer.add_answer(Record::from_rdata(owner.clone(), 30, RData::SRV(srv)));
-                    }
-                }
-                ("good.test.", RecordType::A) => {
-                    answer.add_answer(Record::from_rdata(
-                        owner.clone(),
-                        30,
-                        RData::A(A::new(127, 0, 0, 1)),
-                    ));
-                }
-                _ => {
-                    answer.set_response_code(ResponseCode::NoError);
-                }
-            }
-            if let Ok(bytes) = answer.to_vec() {
+            if let Ok(bytes) = reply.to_vec() {
                 let _ = socket.send_to(&bytes, from);
             }
         }
     });
-    (addr, handle)
+    addr
+}
+
+/// SRV records for `_grpc._tcp.svc.test` naming `good.test` (port `port`), `zero.test` (port
+/// 0) and `silent.test`; A for good.test; every query for silent.test is never answered.
+fn silent_target_dns(port: u16) -> SocketAddr {
+    dns_server(move |name, kind| match (name, kind) {
+        ("silent.test.", _) => None,
+        ("_grpc._tcp.svc.test.", RecordType::SRV) => Some(
+            [
+                ("good.test.", port),
+                ("zero.test.", 0),
+                ("silent.test.", port),
+            ]
+            .into_iter()
+            .map(|(target, p)| RData::SRV(SRV::new(0, 1, p, Name::from_ascii(target).unwrap())))
+            .collect(),
+        ),
+        ("good.test.", RecordType::A) => Some(vec![RData::A(A::new(127, 0, 0, 1))]),
+        _ => Some(Vec::new()),
+    })
 }
 
 /// An SRV answer whose records cannot all be used: the record with port 0 and the target
 /// whose lookup never answers are left out and named; the rest is used, in time.
 #[test]
 fn srv_records_that_cannot_be_used_are_left_out_and_named() {
-    let (dns, _server) = silent_target_dns(7001);
+    let dns = silent_target_dns(7001);
     let fleet = name(&format!("dns+srv://{dns}/_grpc._tcp.svc.test"));
     let started = Instant::now();
     let got = resolve(&fleet, Duration::from_millis(500)).unwrap();
@@ -178,19 +179,7 @@ fn a_dns_port_where_nothing_listens_fails_at_once() {
 fn a_name_flapping_between_backend_sets_under_load_loses_nothing_and_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let ips = ["127.0.0.12", "127.0.0.13", "127.0.0.14", "127.0.0.15"];
-    let port = loop {
-        let p = free_port();
-        if ips
-            .iter()
-            .all(|h| std::net::TcpListener::bind((*h, p)).is_ok())
-        {
-            break p;
-        }
-    };
-    let servers: Vec<Server> = ips
-        .iter()
-        .map(|h| Server::python(&["--host", h, "--port", &port.to_string()]))
-        .collect();
+    let (port, servers) = backends(&ips);
     let set = |pair: &[&str]| -> String {
         pair.iter()
             .map(|ip| format!("{ip} flap.fleet.test\n"))
@@ -315,45 +304,12 @@ fn the_agent_logs_a_failing_fleet_once_per_target() {
 /// A DNS server that answers A queries (127.0.0.1) for half a second from the first one, and
 /// none after that.
 fn answers_at_first_dns() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let addr = socket.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let until = Instant::now() + Duration::from_secs(30);
-        let mut first: Option<Instant> = None;
-        let mut buf = [0u8; 1500];
-        while Instant::now() < until {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let Some(q) = query.queries().first().cloned() else {
-                continue;
-            };
-            let since = *first.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_millis(500) || q.query_type() != RecordType::A {
-                continue;
-            }
-            let mut answer = Message::new();
-            answer.set_id(query.id());
-            answer.set_message_type(MessageType::Response);
-            answer.set_recursion_desired(true);
-            answer.add_query(q.clone());
-            answer.add_answer(Record::from_rdata(
-                q.name().clone(),
-                30,
-                RData::A(A::new(127, 0, 0, 1)),
-            ));
-            if let Ok(bytes) = answer.to_vec() {
-                let _ = socket.send_to(&bytes, from);
-            }
-        }
-    });
-    addr
+    let mut first: Option<Instant> = None;
+    dns_server(move |_, kind| {
+        let since = *first.get_or_insert_with(Instant::now);
+        (since.elapsed() <= Duration::from_millis(500) && kind == RecordType::A)
+            .then(|| vec![RData::A(A::new(127, 0, 0, 1))])
+    })
 }
 
 /// A resolution still waiting for the DNS server when the run ends is counted as failed

@@ -545,6 +545,35 @@ pub fn assert_promtool_accepts(exposition: &str) {
     );
 }
 
+/// A fleet's backends: one grpcio echo server per address (127.0.0.2, …), all on one port
+/// (A records carry no port).
+pub fn backends(hosts: &[&str]) -> (u16, Vec<Server>) {
+    backends_with(hosts, &[])
+}
+
+pub fn backends_with(hosts: &[&str], extra: &[&str]) -> (u16, Vec<Server>) {
+    for _ in 0..20 {
+        let port = free_port();
+        let free = hosts
+            .iter()
+            .all(|h| std::net::TcpListener::bind((*h, port)).is_ok());
+        if !free {
+            continue;
+        }
+        let servers = hosts
+            .iter()
+            .map(|h| {
+                let port = port.to_string();
+                let mut args = vec!["--host", h, "--port", &port];
+                args.extend_from_slice(extra);
+                Server::python(&args)
+            })
+            .collect();
+        return (port, servers);
+    }
+    panic!("no port free on every backend address");
+}
+
 /// dnsmasq (Debian's dnsmasq-base) on a loopback UDP/TCP port, answering only from a hosts
 /// file it re-reads on SIGHUP (`set_hosts`) and from the SRV records it was started with:
 /// the DNS server of the fleet tests. Killed when dropped.
