@@ -45,7 +45,15 @@ max_duration = "3m"
         ),
     );
     let out = dir.join(format!("{name}.json"));
-    let run = loadagent(&["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let label = format!("workers={name}");
+    let run = loadagent(&[
+        "run",
+        s.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--label",
+        &label,
+    ]);
     let report = std::fs::read_to_string(&out)
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
@@ -103,6 +111,38 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
     }
     let ratio = found[0] / found[1];
     assert!((0.4..=0.6).contains(&ratio), "{found:?}");
+
+    // compare groups the searches by their label and compares capacities. Each search is
+    // repeated here by a copy of its report with the capacity 1% off (a second search per
+    // server would double the test's time), so each group has a noise estimate.
+    let mut files = Vec::new();
+    for name in ["w4", "w8"] {
+        let path = dir.path().join(format!("{name}.json"));
+        let mut copy: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let rps = copy["capacity"]["rps"].as_f64().unwrap();
+        copy["capacity"]["rps"] = (rps * 1.01).into();
+        let again = dir.path().join(format!("{name}-again.json"));
+        std::fs::write(&again, copy.to_string()).unwrap();
+        files.push(path);
+        files.push(again);
+    }
+    let mut args = vec![
+        "compare",
+        "--by",
+        "label:workers",
+        "--format",
+        "json",
+        "--force",
+    ];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = loadagent(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let c: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let capacity = &c["comparisons"][0]["metrics"]["capacity_rps"];
+    let r = capacity["ratio"].as_f64().unwrap();
+    assert!((1.6..=2.5).contains(&r), "w8 / w4: {capacity}");
+    assert_eq!(capacity["verdict"], "better", "{capacity}");
 }
 
 /// A generator that cannot keep up — its concurrency far below what the rate needs while

@@ -124,6 +124,12 @@ pub struct CompareResult {
 
 /// Metrics in display order: key, label, unit, which way is better.
 pub const METRICS: &[(&str, &str, &str, Better)] = &[
+    (
+        "capacity_rps",
+        "capacity (highest rate within the SLO)",
+        "/s",
+        Better::Higher,
+    ),
     ("rps", "throughput", "/s", Better::Higher),
     (
         "rps_per_core",
@@ -190,6 +196,10 @@ fn field(r: &Report, by: &str) -> Result<String, CompareError> {
 fn run_metrics(r: &Report) -> BTreeMap<&'static str, f64> {
     let mut m = BTreeMap::new();
     let cores = r.platform.cores();
+    // A capacity search's answer: the figure the architectures' comparison is about.
+    if let Some(rps) = r.capacity.as_ref().and_then(|c| c.rps) {
+        m.insert("capacity_rps", rps);
+    }
     m.insert("rps", r.totals.rps);
     m.insert("rps_per_core", r.totals.rps / cores);
     let lat = r
