@@ -9,6 +9,16 @@ mod common;
 use common::*;
 use serde_json::Value;
 
+/// The searches measure a server's capacity on this machine: one at a time, so a test that
+/// loads the CPU (the generator's) does not lower another's figures.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn search(
     dir: &std::path::Path,
     name: &str,
@@ -25,12 +35,15 @@ name = "{name}"
 kind = "unary"
 [target]
 address = "{address}"
+{extra}
 [call]
 method = "testing.echo.v1.Echo/Say"
 data = {{ message = "capacity", delay_ms = {delay_ms} }}
 timeout = "5s"
 [load]
-concurrency = 256
+# Enough for W / S (8 in flight at 400/s) with room for a queue, little enough that an
+# overloaded step's calls in flight drain within the next step's settle time.
+concurrency = 64
 warmup = "1s"
 [capacity]
 slo = ["latency.p99 < 250ms", "error_rate < 1%"]
@@ -40,7 +53,6 @@ step = "3s"
 settle = "1s"
 confirm = "0s"
 max_duration = "3m"
-{extra}
 "#
         ),
     );
@@ -62,16 +74,25 @@ max_duration = "3m"
 
 #[test]
 fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut found = Vec::new();
     for workers in [4u32, 8] {
-        let server = Server::python(&["--workers", &workers.to_string()]);
+        let pid_file = dir.path().join(format!("w{workers}.pid"));
+        let server = Server::python(&[
+            "--workers",
+            &workers.to_string(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ]);
+        // The server's process watched: the CPU it used in each step.
+        let process = format!("process = \"{}\"", pid_file.display());
         let (run, report) = search(
             dir.path(),
             &format!("w{workers}"),
             &server.address(),
             20,
-            "",
+            &process,
         );
         let said = text(&run);
         assert_eq!(run.status.code(), Some(0), "{said}");
@@ -103,6 +124,20 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
             .map(|s| s["rate"].as_f64().unwrap())
             .fold(f64::INFINITY, f64::min);
         assert!(above > rps && above <= rps * 1.1 + 1e-6, "{c}");
+        // Capacity per core the server used at the found rate: that step's own figure.
+        let at = steps
+            .iter()
+            .rev()
+            .find(|s| s["rate"].as_f64() == Some(rps) && s["passed"] == true)
+            .unwrap();
+        let cores = at["server_cores"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{at}"));
+        let per_core = c["per_server_core"].as_f64().unwrap();
+        assert!(
+            cores > 0.0 && (per_core - rps / cores).abs() <= 0.01 * per_core,
+            "{c}"
+        );
         assert!(
             said.contains("capacity  ") && said.contains(&format!("limited by {limit}")),
             "{said}"
@@ -149,6 +184,7 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
 /// it is busy — is named as the limit: no capacity, exit 4.
 #[test]
 fn a_generator_that_cannot_keep_up_is_the_limit_not_the_service() {
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let s = scenario(
         dir.path(),

@@ -132,6 +132,17 @@ fn sample(pids: &[u32]) -> ProcSample {
     s
 }
 
+/// The cores the sampled processes used on average from `from` to `to`: CPU ticks between
+/// the last reading at or before `from` and the first at or after `to`, over that span.
+fn cores_used(procs: &[ProcSample], from: SystemTime, to: SystemTime) -> Option<f64> {
+    let first = procs.iter().rev().find(|s| s.at <= from)?;
+    let last = procs.iter().find(|s| s.at >= to)?;
+    let span = last.at.duration_since(first.at).ok()?.as_secs_f64();
+    let cpu =
+        last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64 / procfs::clock_ticks_per_second();
+    (span > 0.0).then(|| round6(cpu / span))
+}
+
 /// Why the target's endpoint could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{url}: {reason}")]
@@ -279,8 +290,15 @@ impl TargetWatch {
         })
     }
 
-    /// Stops sampling and sums up the measured part (from `started_at`, `measured` long).
-    pub async fn finish(self, started_at: SystemTime, requests: u64) -> TargetProcess {
+    /// Stops sampling and sums up the measured part (from `started_at`, `measured` long);
+    /// with the cores the process used on average in each of `windows` (wall-clock spans:
+    /// a capacity search's steps), `None` where its readings do not cover one.
+    pub async fn finish(
+        self,
+        started_at: SystemTime,
+        requests: u64,
+        windows: &[(SystemTime, SystemTime)],
+    ) -> (TargetProcess, Vec<Option<f64>>) {
         self.stop.cancel();
         let (procs, scrapes, mut errors) = self
             .task
@@ -292,6 +310,10 @@ impl TargetWatch {
             metrics_url: self.spec.metrics_url.clone(),
             ..Default::default()
         };
+        let cores: Vec<Option<f64>> = windows
+            .iter()
+            .map(|&(from, to)| cores_used(&procs, from, to))
+            .collect();
         let per_1k = |cpu: f64| (requests > 0).then(|| round6(cpu / requests as f64 * 1000.0));
         // The process: CPU from the last reading before the measured part to the closing
         // one; peak memory over the readings from the start of the measured part.
@@ -346,7 +368,7 @@ impl TargetWatch {
         }
         errors.truncate(5);
         out.errors = errors;
-        out
+        (out, cores)
     }
 }
 

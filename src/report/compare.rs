@@ -130,6 +130,12 @@ pub const METRICS: &[(&str, &str, &str, Better)] = &[
         "/s",
         Better::Higher,
     ),
+    (
+        "capacity_per_server_core",
+        "capacity per server core",
+        "/s",
+        Better::Higher,
+    ),
     ("rps", "throughput", "/s", Better::Higher),
     (
         "rps_per_core",
@@ -199,6 +205,9 @@ fn run_metrics(r: &Report) -> BTreeMap<&'static str, f64> {
     // A capacity search's answer: the figure the architectures' comparison is about.
     if let Some(rps) = r.capacity.as_ref().and_then(|c| c.rps) {
         m.insert("capacity_rps", rps);
+    }
+    if let Some(per_core) = r.capacity.as_ref().and_then(|c| c.per_server_core) {
+        m.insert("capacity_per_server_core", per_core);
     }
     m.insert("rps", r.totals.rps);
     m.insert("rps_per_core", r.totals.rps / cores);

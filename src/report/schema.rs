@@ -170,6 +170,10 @@ pub struct CapacityReport {
     /// The conditions, as written.
     pub slo: Vec<String>,
     pub precision: f64,
+    /// The found rate per core the server used at it (its process watched: `[target]
+    /// process`), the figure architectures are compared by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_server_core: Option<f64>,
     pub steps: Vec<CapacityStep>,
 }
 
@@ -189,6 +193,9 @@ pub struct CapacityStep {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// Cores the server's process used on average in the step's judged part (watched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cores: Option<f64>,
 }
 
 /// One backend's share of a run.

@@ -410,6 +410,12 @@ fn capacity(o: &mut String, c: &super::schema::CapacityReport) -> std::fmt::Resu
         )?,
         None => writeln!(o, "  capacity  none found, limited by {limit}")?,
     }
+    if let Some(per_core) = c.per_server_core {
+        writeln!(
+            o,
+            "            {per_core:.1}/s per core the server used at that rate"
+        )?;
+    }
     writeln!(
         o,
         "            step  offered/s  achieved/s   p50 (corr.)   p99 (corr.)  errors  late"

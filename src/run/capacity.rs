@@ -53,6 +53,9 @@ pub struct CapacityRun {
     search: Search,
     step: Option<Step>,
     steps: Vec<CapacityStep>,
+    /// Each recorded step's judged intervals (seconds from the measured start), for the
+    /// server's CPU in them.
+    windows: Vec<(u64, u64)>,
     answer: Option<Answer>,
     /// The first passing step's uncorrected p99: how fast the service answers unloaded.
     unloaded_p99_us: Option<u64>,
@@ -85,6 +88,7 @@ impl CapacityRun {
             search,
             step,
             steps: Vec::new(),
+            windows: Vec::new(),
             answer: None,
             unloaded_p99_us: None,
         }))
@@ -222,7 +226,9 @@ impl CapacityRun {
             late_ratio: late_share,
             passed: limit.is_none(),
             failed: limit.as_ref().map(Limit::describe),
+            server_cores: None,
         });
+        self.windows.push((step.first, step.end));
         match self.search.step_ended(limit) {
             Next::Step { rate, confirming } => {
                 // The next step starts at the next whole second: the load changes now, and
@@ -247,14 +253,46 @@ impl CapacityRun {
         self.live.set(self.warmup + elapsed, 0.0);
     }
 
+    /// Each step's judged part on the wall clock, the measured part having begun at `origin`.
+    pub fn windows(
+        &self,
+        origin: std::time::SystemTime,
+    ) -> Vec<(std::time::SystemTime, std::time::SystemTime)> {
+        self.windows
+            .iter()
+            .map(|&(first, end)| {
+                (
+                    origin + Duration::from_secs(first),
+                    origin + Duration::from_secs(end),
+                )
+            })
+            .collect()
+    }
+
     /// The report's `capacity`: the answer (or, when the run ended before the search did,
-    /// what it had: `interrupted`), and every step.
-    pub fn report(&self) -> CapacityReport {
+    /// what it had: `interrupted`), and every step, with the cores the server used in each
+    /// when it was watched (`server_cores`, in the order of `windows`).
+    pub fn report(&self, server_cores: &[Option<f64>]) -> CapacityReport {
         let answer = self.answer.clone().unwrap_or(Answer {
             rps: None,
             limited_by: LimitedBy::Interrupted,
         });
+        let mut steps = self.steps.clone();
+        for (step, cores) in steps.iter_mut().zip(server_cores) {
+            step.server_cores = *cores;
+        }
+        // Per core at the found rate: the last passing step there.
+        let per_server_core = answer.rps.and_then(|rps| {
+            steps
+                .iter()
+                .rev()
+                .find(|s| s.passed && (s.rate - rps).abs() < 1e-6)
+                .and_then(|s| s.server_cores)
+                .filter(|&c| c > 0.0)
+                .map(|c| round3(rps / c))
+        });
         CapacityReport {
+            per_server_core,
             rps: answer.rps.map(round3),
             limited_by: answer.limited_by.name().to_string(),
             failed_condition: answer.limited_by.failed_condition().map(str::to_string),
@@ -266,7 +304,7 @@ impl CapacityRun {
                 .map(|t| format!("{} {}", t.metric.value, t.condition))
                 .collect(),
             precision: self.config.precision,
-            steps: self.steps.clone(),
+            steps,
         }
     }
 }

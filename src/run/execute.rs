@@ -139,13 +139,10 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
         return Err(RunError::Unreachable(why));
     }
     let mut report = Report::build(&scenario, &schema_source, &outcome, asked);
-    if let Some(run) = &capacity {
-        let mut run = super::capacity::lock(run);
-        run.run_ended(outcome.interrupted);
-        report.capacity = Some(run.report());
-        // The schedule asked for whatever the search set; no one figure to compare with.
-        report.load.asked_requests = None;
-    }
+    let windows = capacity
+        .as_ref()
+        .map(|run| super::capacity::lock(run).windows(outcome.started_at))
+        .unwrap_or_default();
     if shard != Shard::WHOLE || start_at.is_some() {
         report.shard = Some(ShardInfo {
             index: shard.index,
@@ -157,8 +154,20 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
             }),
         });
     }
+    let mut server_cores = Vec::new();
     if let Some(w) = watch {
-        report.target_process = Some(w.finish(outcome.started_at, report.totals.requests).await);
+        let (target, cores) = w
+            .finish(outcome.started_at, report.totals.requests, &windows)
+            .await;
+        report.target_process = Some(target);
+        server_cores = cores;
+    }
+    if let Some(run) = &capacity {
+        let mut run = super::capacity::lock(run);
+        run.run_ended(outcome.interrupted);
+        report.capacity = Some(run.report(&server_cores));
+        // The schedule asked for whatever the search set; no one figure to compare with.
+        report.load.asked_requests = None;
     }
     report.thresholds = judge(&scenario.thresholds, &report, scenario.load.model());
     report.aborted_by_threshold = aborted_by.lock().ok().and_then(|g| g.clone());
