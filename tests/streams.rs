@@ -73,6 +73,26 @@ fn bidi_ping_pong_counts_every_message_and_times_each_round_trip() {
         num(&r, "latency.uncorrected.p50_us") >= 100_000.0,
         "a stream of 5 round trips of 20 ms"
     );
+    // Merged with itself: streams and messages add up, as requests do.
+    let (report, merged) = (dir.path().join("report.json"), dir.path().join("m.json"));
+    let m = loadagent(&[
+        "merge",
+        report.to_str().unwrap(),
+        report.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(m.status.code(), Some(0), "{}", text(&m));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    for field in [
+        "streams.opened",
+        "streams.completed",
+        "messages.sent",
+        "messages.received",
+    ] {
+        assert_eq!(num(&m, field), 2.0 * num(&r, field), "{field}");
+    }
 }
 
 #[test]

@@ -357,6 +357,23 @@ pub fn merge(
             .map(|r| r.failures)
             .sum();
     }
+    // Streams and their messages add up, as requests do (rates summed, as `rps` is).
+    if let Some(s) = out.streams.as_mut() {
+        let all = || inputs.iter().filter_map(|(_, r)| r.streams.as_ref());
+        s.opened = all().map(|x| x.opened).sum();
+        s.open_at_start = all().map(|x| x.open_at_start).sum();
+        s.open_at_end = all().map(|x| x.open_at_end).sum();
+        s.completed = all().map(|x| x.completed).sum();
+        s.failed = all().map(|x| x.failed).sum();
+    }
+    if let Some(m) = out.messages.as_mut() {
+        let all = || inputs.iter().filter_map(|(_, r)| r.messages.as_ref());
+        m.sent = all().map(|x| x.sent).sum();
+        m.received = all().map(|x| x.received).sum();
+        m.sent_late = all().map(|x| x.sent_late).sum();
+        m.sent_per_second = all().map(|x| x.sent_per_second).sum();
+        m.received_per_second = all().map(|x| x.received_per_second).sum();
+    }
     out.load.rate = inputs.iter().map(|(_, r)| r.load.rate).sum();
     // Sums of u32 fields in u64, then bounded: informational, never an overflow.
     let sum_u32 = |f: fn(&Report) -> u32| {
