@@ -138,6 +138,14 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
             cores > 0.0 && (per_core - rps / cores).abs() <= 0.01 * per_core,
             "{c}"
         );
+        // The server's platform: this node's, with the cores the server process may use
+        // (its affinity and cgroup quota), and capacity per usable core from it.
+        let usable = report["target_process"]["platform"]["usable_cpus"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{}", report["target_process"]));
+        assert!(usable >= 1.0, "{usable}");
+        let per_usable = c["per_usable_core"].as_f64().unwrap();
+        assert!((per_usable - rps / usable).abs() <= 0.001, "{c}");
         assert!(
             said.contains("capacity  ") && said.contains(&format!("limited by {limit}")),
             "{said}"
@@ -151,10 +159,15 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
     // repeated here by a copy of its report with the capacity 1% off (a second search per
     // server would double the test's time), so each group has a noise estimate.
     let mut files = Vec::new();
-    for name in ["w4", "w8"] {
+    // The price of an hour of each server, as a person labels it: the bigger server costs
+    // four times as much, so its requests per currency unit are half the smaller one's.
+    for (name, price) in [("w4", "0.05"), ("w8", "0.2")] {
         let path = dir.path().join(format!("{name}.json"));
-        let mut copy: Value =
+        let mut report: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        report["labels"]["price_per_hour"] = price.into();
+        std::fs::write(&path, report.to_string()).unwrap();
+        let mut copy = report;
         let rps = copy["capacity"]["rps"].as_f64().unwrap();
         copy["capacity"]["rps"] = (rps * 1.01).into();
         let again = dir.path().join(format!("{name}-again.json"));
@@ -178,6 +191,17 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
     let r = capacity["ratio"].as_f64().unwrap();
     assert!((1.6..=2.5).contains(&r), "w8 / w4: {capacity}");
     assert_eq!(capacity["verdict"], "better", "{capacity}");
+    let per_currency = &c["comparisons"][0]["metrics"]["capacity_requests_per_currency"];
+    let pr = per_currency["ratio"].as_f64().unwrap();
+    assert!((pr - r / 4.0).abs() < 1e-9, "{per_currency} vs {capacity}");
+    assert_eq!(per_currency["verdict"], "worse", "{per_currency}");
+    assert_eq!(c["groups"][0]["value"], "w4", "the first seen is the baseline");
+    let w4 = &c["groups"][0]["metrics"]["capacity_requests_per_currency"]["runs"][0];
+    assert!(
+        (w4.as_f64().unwrap() - found[0] * 3600.0 / 0.05).abs() < 1e-6,
+        "requests an hour at capacity per unit of price: {w4}"
+    );
+    assert!(c["groups"][0]["metrics"]["capacity_per_usable_core"].is_object());
 }
 
 /// A generator that cannot keep up — its concurrency far below what the rate needs while

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::procfs::{self, Proc};
+
 /// Limits found; `None` fields mean no limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CgroupLimits {
@@ -24,8 +26,12 @@ const V1_UNLIMITED: u64 = 1 << 62;
 
 /// The limits of this process, from the real /sys/fs/cgroup and /proc/self/cgroup.
 pub fn current() -> Option<CgroupLimits> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    read(Path::new("/sys/fs/cgroup"), &own)
+    of(Proc::This)
+}
+
+/// The limits of a process, from the real /sys/fs/cgroup and its /proc/PID/cgroup.
+pub fn of(p: Proc) -> Option<CgroupLimits> {
+    read(Path::new("/sys/fs/cgroup"), &procfs::cgroup(p)?)
 }
 
 /// The limits under the cgroup file system mounted at `root`, for a process whose
@@ -116,6 +122,14 @@ fn mount_dir(root: &Path, listed: &str, controller: &str) -> Option<PathBuf> {
 /// mount root often *is* the process's cgroup and the path does not exist below it: then
 /// the root alone.
 fn ancestors(mount: &Path, path: &str) -> Vec<PathBuf> {
+    // Another process's cgroup outside this one's cgroup namespace reads "/../..": it is not
+    // under this mount, and the mount's own limits are not its limits.
+    if Path::new(path)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Vec::new();
+    }
     let mut dirs = Vec::new();
     let mut rel = PathBuf::from(path.trim_start_matches('/'));
     loop {
@@ -195,6 +209,9 @@ mod tests {
         write(root, "cpu.max", "50000 100000\n");
         let l = read(root, "0::/docker/abc\n").unwrap();
         assert_eq!(l.cpu_limit_cores, Some(0.5));
+        // Another process outside this cgroup namespace: its limits are not the mount's.
+        let l = read(root, "0::/../../kubepods/pod2\n").unwrap();
+        assert_eq!((l.cpu_limit_cores, l.memory_limit_bytes), (None, None));
     }
 
     #[test]

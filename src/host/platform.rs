@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::CgroupLimits;
+use super::procfs::Proc;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Platform {
@@ -39,7 +40,14 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// This process's machine: the fingerprint, with the cores this process may use.
     pub fn current() -> Self {
+        Self::of(Proc::This)
+    }
+
+    /// This node's fingerprint, with the cores and cgroup limits of process `p` (the target's
+    /// server, watched on this node: the platform its capacity was measured on).
+    pub fn of(p: Proc) -> Self {
         use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
         let sys = System::new_with_specifics(
             RefreshKind::nothing()
@@ -57,10 +65,10 @@ impl Platform {
             .unwrap_or_else(|| "unknown".into());
         let cpu_mhz = first.map(|c| c.frequency()).filter(|&f| f > 0);
         let logical_cpus = sys.cpus().len().max(1);
-        // available_parallelism counts the CPUs this process may run on (affinity, cpuset)
-        // and floors a cgroup quota; the quota itself is kept fractional here.
-        let allowed = std::thread::available_parallelism().map_or(logical_cpus, |n| n.get());
-        let cgroup = super::cgroup::current();
+        // The CPUs the process may run on (affinity, cpuset); the cgroup's quota is kept
+        // fractional below.
+        let allowed = super::procfs::allowed_cpus(p).unwrap_or(logical_cpus);
+        let cgroup = super::cgroup::of(p);
         let quota = cgroup
             .as_ref()
             .and_then(|c| c.cpu_limit_cores)
@@ -122,5 +130,18 @@ mod tests {
             p.rust_target
         );
         assert_ne!(p.kernel, "unknown");
+    }
+
+    #[test]
+    fn another_process_is_read_as_this_one_reads_itself() {
+        // The same process by pid: the same cores and cgroup as by /proc/self.
+        let by_pid = Platform::of(Proc::Pid(std::process::id()));
+        let own = Platform::current();
+        assert_eq!(by_pid.usable_cpus, own.usable_cpus);
+        assert_eq!(by_pid.cgroup, own.cgroup);
+        // The affinity read from /proc agrees with the standard library's (which also
+        // floors a cgroup quota, so it is never above it).
+        let allowed = crate::host::procfs::allowed_cpus(Proc::This).unwrap();
+        assert!(std::thread::available_parallelism().unwrap().get() <= allowed);
     }
 }

@@ -91,6 +91,37 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
         .checked_add(fields.get(12)?.parse::<u64>().ok()?)
 }
 
+/// How many CPUs the process may run on (`Cpus_allowed_list:` of /proc/PID/status: its
+/// affinity and cpuset).
+pub fn allowed_cpus(p: Proc) -> Option<usize> {
+    let text = std::fs::read_to_string(path(p, "status")).ok()?;
+    let list = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    count_cpu_list(list)
+}
+
+/// Counts a kernel CPU list, "0-3,8,10-11" (7); `None` when it is not one.
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for part in list.trim().split(',') {
+        let (from, to) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?),
+            None => {
+                let one = part.trim().parse::<usize>().ok()?;
+                (one, one)
+            }
+        };
+        n = n.checked_add(to.checked_sub(from)? + 1)?;
+    }
+    (n > 0).then_some(n)
+}
+
+/// The process's /proc/PID/cgroup, as text.
+pub fn cgroup(p: Proc) -> Option<String> {
+    std::fs::read_to_string(path(p, "cgroup")).ok()
+}
+
 /// Resets this process's peak-RSS mark (writing 5 to clear_refs, Linux ≥ 4.0); false where
 /// refused.
 pub fn reset_peak_rss() -> bool {
@@ -126,6 +157,15 @@ mod tests {
         let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 120 30 0 0";
         assert_eq!(parse_cpu_ticks(stat), Some(150));
         assert_eq!(parse_cpu_ticks("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn cpu_lists_are_counted_and_nonsense_is_none() {
+        assert_eq!(count_cpu_list("0-3,8,10-11\n"), Some(7));
+        assert_eq!(count_cpu_list("5"), Some(1));
+        for bad in ["", "3-1", "a", "0-", "1,,2"] {
+            assert_eq!(count_cpu_list(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct TargetProcess {
     /// process_num_threads, python_gc_objects_collected_total), at the last scrape.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub runtime: std::collections::BTreeMap<String, f64>,
+    /// The platform the server ran on, when its process was watched on this node: this
+    /// node's fingerprint with the process's own usable cores and cgroup limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<crate::host::platform::Platform>,
     /// Problems reading the target's side (it never fails the run).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -79,6 +83,8 @@ struct Scrape {
 pub struct TargetWatch {
     spec: TargetSpec,
     pids: Vec<u32>,
+    /// The node's fingerprint with the server process's own cores (watched by pid).
+    platform: Option<crate::host::platform::Platform>,
     stop: CancellationToken,
     task: JoinHandle<(Vec<ProcSample>, Vec<Scrape>, Vec<String>)>,
 }
@@ -134,13 +140,30 @@ fn sample(pids: &[u32]) -> ProcSample {
 
 /// The cores the sampled processes used on average from `from` to `to`: CPU ticks between
 /// the last reading at or before `from` and the first at or after `to`, over that span.
-fn cores_used(procs: &[ProcSample], from: SystemTime, to: SystemTime) -> Option<f64> {
-    let first = procs.iter().rev().find(|s| s.at <= from)?;
-    let last = procs.iter().find(|s| s.at >= to)?;
-    let span = last.at.duration_since(first.at).ok()?.as_secs_f64();
-    let cpu =
-        last.cpu_ticks.saturating_sub(first.cpu_ticks) as f64 / procfs::clock_ticks_per_second();
-    (span > 0.0).then(|| round6(cpu / span))
+/// Cores used on average over [from, to], from CPU readings (time, CPU seconds so far) in
+/// time order: the CPU between the last reading at or before `from` and the first at or
+/// after `to`, over the time between them.
+fn cores_used(readings: &[(SystemTime, f64)], from: SystemTime, to: SystemTime) -> Option<f64> {
+    let first = readings.iter().rev().find(|r| r.0 <= from)?;
+    let last = readings.iter().find(|r| r.0 >= to)?;
+    let span = last.0.duration_since(first.0).ok()?.as_secs_f64();
+    (span > 0.0).then(|| round6((last.1 - first.1).max(0.0) / span))
+}
+
+/// CPU readings of the watched process (from /proc, every 100 ms) or, without one, of the
+/// endpoint's `process_cpu_seconds_total` (every second).
+fn cpu_readings(procs: &[ProcSample], scrapes: &[Scrape]) -> Vec<(SystemTime, f64)> {
+    if !procs.is_empty() {
+        let per_second = procfs::clock_ticks_per_second();
+        return procs
+            .iter()
+            .map(|s| (s.at, s.cpu_ticks as f64 / per_second))
+            .collect();
+    }
+    scrapes
+        .iter()
+        .filter_map(|s| Some((s.at, s.exposition.sum("process_cpu_seconds_total")?)))
+        .collect()
 }
 
 /// Why the target's endpoint could not be read.
@@ -282,9 +305,15 @@ impl TargetWatch {
             }
             (procs, scrapes, errors)
         });
+        // The server's cores and cgroup: its first process's (a server's processes share
+        // one cgroup, a container's or a systemd unit's).
+        let platform = pids
+            .first()
+            .map(|&pid| crate::host::platform::Platform::of(Proc::Pid(pid)));
         Ok(Self {
             spec,
             pids,
+            platform,
             stop,
             task,
         })
@@ -308,11 +337,13 @@ impl TargetWatch {
             process: self.spec.process.clone(),
             pids: self.pids.clone(),
             metrics_url: self.spec.metrics_url.clone(),
+            platform: self.platform.clone(),
             ..Default::default()
         };
+        let readings = cpu_readings(&procs, &scrapes);
         let cores: Vec<Option<f64>> = windows
             .iter()
-            .map(|&(from, to)| cores_used(&procs, from, to))
+            .map(|&(from, to)| cores_used(&readings, from, to))
             .collect();
         let per_1k = |cpu: f64| (requests > 0).then(|| round6(cpu / requests as f64 * 1000.0));
         // The process: CPU from the last reading before the measured part to the closing
@@ -374,4 +405,33 @@ impl TargetWatch {
 
 fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(at_secs: u64, cpu: f64) -> Scrape {
+        Scrape {
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(at_secs),
+            exposition: parse(&format!("process_cpu_seconds_total {cpu}\n")).unwrap(),
+        }
+    }
+
+    #[test]
+    fn cores_per_window_come_from_the_endpoint_without_a_process() {
+        // 0.5 CPU s/s, then 1.5 CPU s/s from t = 4.
+        let scrapes: Vec<Scrape> = (0..=8)
+            .map(|t| scrape(t, if t <= 4 { t as f64 * 0.5 } else { 2.0 + (t - 4) as f64 * 1.5 }))
+            .collect();
+        let readings = cpu_readings(&[], &scrapes);
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(cores_used(&readings, at(1), at(3)), Some(0.5));
+        assert_eq!(cores_used(&readings, at(5), at(8)), Some(1.5));
+        // A window the readings do not cover has no figure.
+        assert_eq!(cores_used(&readings, at(5), at(9)), None);
+        // A counter that went back (the server restarted) is not negative CPU.
+        let restarted = [scrape(0, 5.0), scrape(2, 1.0)];
+        assert_eq!(cores_used(&cpu_readings(&[], &restarted), at(0), at(2)), Some(0.0));
+    }
 }

@@ -26,7 +26,7 @@ const SEED: u64 = 0x10ad_a6e7;
 pub enum CompareError {
     #[error("compare needs at least two reports; got {0}")]
     TooFew(usize),
-    #[error("`--by {0}` is not a platform field; valid: {1}, or label:KEY for a run label")]
+    #[error("`--by {0}` is not a platform field; valid: {1}; label:KEY for a run label; target:FIELD for the server's platform (its process watched)")]
     UnknownField(String, String),
     #[error("--baseline {0}: no group has that value; the groups: {1}")]
     UnknownBaseline(String, String),
@@ -136,6 +136,18 @@ pub const METRICS: &[(&str, &str, &str, Better)] = &[
         "/s",
         Better::Higher,
     ),
+    (
+        "capacity_per_usable_core",
+        "capacity per usable server core",
+        "/s",
+        Better::Higher,
+    ),
+    (
+        "capacity_requests_per_currency",
+        "requests per currency unit at capacity (label price_per_hour)",
+        "",
+        Better::Higher,
+    ),
     ("rps", "throughput", "/s", Better::Higher),
     (
         "rps_per_core",
@@ -185,11 +197,21 @@ fn field(r: &Report, by: &str) -> Result<String, CompareError> {
     if let Some(key) = by.strip_prefix("label:") {
         return Ok(r.labels.get(key).cloned().unwrap_or_else(|| "none".into()));
     }
-    let v = serde_json::to_value(&r.platform).unwrap_or_default();
+    // `target:arch`: the server's platform, known when its process was watched (else
+    // "unknown"; the field's name is checked on the generator's platform, of the same kind).
+    let (platform, name, known) = match by.strip_prefix("target:") {
+        Some(field) => match r.target_process.as_ref().and_then(|t| t.platform.as_ref()) {
+            Some(p) => (p, field, true),
+            None => (&r.platform, field, false),
+        },
+        None => (&r.platform, by, true),
+    };
+    let v = serde_json::to_value(platform).unwrap_or_default();
     let obj = v.as_object().cloned().unwrap_or_default();
-    match obj.get(by) {
+    match obj.get(name) {
+        Some(_) if !known => Ok("unknown".into()),
         Some(serde_json::Value::String(s)) => Ok(s.clone()),
-        Some(serde_json::Value::Null) | None if obj.contains_key(by) => Ok("unknown".into()),
+        Some(serde_json::Value::Null) | None if obj.contains_key(name) => Ok("unknown".into()),
         Some(other) => Ok(other.to_string()),
         None => Err(CompareError::UnknownField(
             by.to_string(),
@@ -197,6 +219,20 @@ fn field(r: &Report, by: &str) -> Result<String, CompareError> {
         )),
     }
 }
+
+/// The run label `price_per_hour` (what an hour of the server costs), when it is a positive
+/// number.
+fn price_per_hour(r: &Report) -> Option<f64> {
+    r.labels
+        .get(PRICE_LABEL)?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| p.is_finite() && *p > 0.0)
+}
+
+/// The run label with the server's price per hour, in any currency (the same in both groups).
+pub const PRICE_LABEL: &str = "price_per_hour";
 
 /// Per-run figures of one report.
 fn run_metrics(r: &Report) -> BTreeMap<&'static str, f64> {
@@ -206,8 +242,18 @@ fn run_metrics(r: &Report) -> BTreeMap<&'static str, f64> {
     if let Some(rps) = r.capacity.as_ref().and_then(|c| c.rps) {
         m.insert("capacity_rps", rps);
     }
-    if let Some(per_core) = r.capacity.as_ref().and_then(|c| c.per_server_core) {
-        m.insert("capacity_per_server_core", per_core);
+    if let Some(c) = &r.capacity {
+        if let Some(per_core) = c.per_server_core {
+            m.insert("capacity_per_server_core", per_core);
+        }
+        if let Some(per_core) = c.per_usable_core {
+            m.insert("capacity_per_usable_core", per_core);
+        }
+        // What an hour of the server costs (a label only a person can give) buys this many
+        // requests at the capacity found.
+        if let (Some(rps), Some(price)) = (c.rps, price_per_hour(r)) {
+            m.insert("capacity_requests_per_currency", rps * 3600.0 / price);
+        }
     }
     m.insert("rps", r.totals.rps);
     m.insert("rps_per_core", r.totals.rps / cores);

@@ -174,6 +174,10 @@ pub struct CapacityReport {
     /// process`), the figure architectures are compared by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_server_core: Option<f64>,
+    /// The found rate per core the server may use (its CPU affinity capped by its cgroup's
+    /// quota: what a node of that size offers), when its process was watched on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_usable_core: Option<f64>,
     pub steps: Vec<CapacityStep>,
 }
 

@@ -416,6 +416,12 @@ fn capacity(o: &mut String, c: &super::schema::CapacityReport) -> std::fmt::Resu
             "            {per_core:.1}/s per core the server used at that rate"
         )?;
     }
+    if let Some(per_core) = c.per_usable_core {
+        writeln!(
+            o,
+            "            {per_core:.1}/s per core the server may use (affinity and cgroup quota)"
+        )?;
+    }
     writeln!(
         o,
         "            step  offered/s  achieved/s   p50 (corr.)   p99 (corr.)  errors  late"

@@ -271,8 +271,9 @@ impl CapacityRun {
 
     /// The report's `capacity`: the answer (or, when the run ended before the search did,
     /// what it had: `interrupted`), and every step, with the cores the server used in each
-    /// when it was watched (`server_cores`, in the order of `windows`).
-    pub fn report(&self, server_cores: &[Option<f64>]) -> CapacityReport {
+    /// when it was watched (`server_cores`, in the order of `windows`), and per core the
+    /// server may use (`usable_cores`: its affinity capped by its cgroup quota).
+    pub fn report(&self, server_cores: &[Option<f64>], usable_cores: Option<f64>) -> CapacityReport {
         let answer = self.answer.clone().unwrap_or(Answer {
             rps: None,
             limited_by: LimitedBy::Interrupted,
@@ -291,8 +292,13 @@ impl CapacityRun {
                 .filter(|&c| c > 0.0)
                 .map(|c| round3(rps / c))
         });
+        let per_usable_core = answer
+            .rps
+            .zip(usable_cores.filter(|&c| c > 0.0))
+            .map(|(rps, cores)| round3(rps / cores));
         CapacityReport {
             per_server_core,
+            per_usable_core,
             rps: answer.rps.map(round3),
             limited_by: answer.limited_by.name().to_string(),
             failed_condition: answer.limited_by.failed_condition().map(str::to_string),

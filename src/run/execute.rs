@@ -165,7 +165,12 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
     if let Some(run) = &capacity {
         let mut run = super::capacity::lock(run);
         run.run_ended(outcome.interrupted);
-        report.capacity = Some(run.report(&server_cores));
+        let usable = report
+            .target_process
+            .as_ref()
+            .and_then(|t| t.platform.as_ref())
+            .map(|p| p.cores());
+        report.capacity = Some(run.report(&server_cores, usable));
         // The schedule asked for whatever the search set; no one figure to compare with.
         report.load.asked_requests = None;
     }
