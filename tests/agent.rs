@@ -528,6 +528,107 @@ fn scheduled_scenarios_run_and_export_their_results() {
 }
 
 #[test]
+fn scheduled_capacity_searches_export_their_answer_and_what_ended_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("echo.pid");
+    let server = Server::python(&["--pid-file", pid_file.to_str().unwrap()]);
+    let search = |name: &str, slo: &str| {
+        format!(
+            r#"name = "{name}"
+kind = "unary"
+[target]
+address = "{}"
+process = "{}"
+[call]
+method = "testing.echo.v1.Echo/Say"
+data = {{ message = "cap", delay_ms = 5 }}
+[load]
+concurrency = 16
+warmup = "1s"
+[capacity]
+slo = ["{slo}", "error_rate < 1%"]
+start_rate = 20
+max_rate = 40
+step = "2s"
+settle = "1s"
+confirm = "0s"
+max_duration = "30s"
+"#,
+            server.address(),
+            pid_file.display()
+        )
+    };
+    // One search passes every step up to max_rate; the other's SLO no step can meet.
+    scenario(dir.path(), "cap.toml", &search("cap", "latency.p99 < 2s"));
+    scenario(
+        dir.path(),
+        "never.toml",
+        &search("never", "latency.p99 < 1ms"),
+    );
+    let agent = start_agent(
+        dir.path(),
+        "[[schedules]]\nscenario = \"cap.toml\"\nevery = \"1h\"\n[[schedules]]\nscenario = \"never.toml\"\nevery = \"1h\"\n",
+    );
+    let a = agent.address();
+    eventually(60, || {
+        let (_, m) = http_get(&a, "/metrics");
+        match (
+            sample(&m, "loadagent_run_success{scenario=\"cap\"}"),
+            sample(&m, "loadagent_run_success{scenario=\"never\"}"),
+        ) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err("both searches not done yet".to_string()),
+        }
+    });
+    let (_, m) = http_get(&a, "/metrics");
+    assert_eq!(
+        sample(&m, "loadagent_run_capacity_rps{scenario=\"cap\"}"),
+        Some(40.0)
+    );
+    assert_eq!(
+        sample(&m, "loadagent_run_success{scenario=\"cap\"}"),
+        Some(1.0)
+    );
+    let limited = |scenario: &str, limit: &str| {
+        sample(
+            &m,
+            &format!("loadagent_run_capacity_limited_by{{limited_by=\"{limit}\",scenario=\"{scenario}\"}}"),
+        )
+    };
+    assert_eq!(limited("cap", "max_rate"), Some(1.0));
+    assert_eq!(limited("cap", "slo"), Some(0.0));
+    assert_eq!(limited("never", "slo"), Some(1.0));
+    assert_eq!(limited("never", "max_rate"), Some(0.0));
+    // The server's process was watched: capacity per core it used and per core it may use.
+    let per_used = sample(
+        &m,
+        "loadagent_run_capacity_rps_per_server_core{scenario=\"cap\"}",
+    )
+    .unwrap();
+    let per_usable = sample(
+        &m,
+        "loadagent_run_capacity_rps_per_usable_core{scenario=\"cap\"}",
+    )
+    .unwrap();
+    assert!(
+        per_used > 40.0,
+        "a server at 40/s uses under a core: {per_used}"
+    );
+    assert!(per_usable > 0.0 && per_usable <= 40.0, "{per_usable}");
+    // No capacity measured: no figure (an alert on a drop compares only real answers), and
+    // the run failed.
+    assert_eq!(
+        sample(&m, "loadagent_run_capacity_rps{scenario=\"never\"}"),
+        None
+    );
+    assert_eq!(
+        sample(&m, "loadagent_run_success{scenario=\"never\"}"),
+        Some(0.0)
+    );
+    assert_promtool_accepts(&m);
+}
+
+#[test]
 fn a_scrape_storm_gets_whole_answers() {
     let dir = tempfile::tempdir().unwrap();
     let target = Server::reference_target();

@@ -195,7 +195,10 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
     let pr = per_currency["ratio"].as_f64().unwrap();
     assert!((pr - r / 4.0).abs() < 1e-9, "{per_currency} vs {capacity}");
     assert_eq!(per_currency["verdict"], "worse", "{per_currency}");
-    assert_eq!(c["groups"][0]["value"], "w4", "the first seen is the baseline");
+    assert_eq!(
+        c["groups"][0]["value"], "w4",
+        "the first seen is the baseline"
+    );
     let w4 = &c["groups"][0]["metrics"]["capacity_requests_per_currency"]["runs"][0];
     assert!(
         (w4.as_f64().unwrap() - found[0] * 3600.0 / 0.05).abs() < 1e-6,

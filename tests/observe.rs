@@ -148,6 +148,9 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
     // The unary run watches a process named loadagent: the TLS target child (the agent itself
     // is never counted), so the target-side panels have data.
     scenario(dir.path(), "unary.toml", "name = \"unary\"\nkind = \"unary\"\n[target]\naddress = \"embedded\"\nprocess = \"loadagent\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\n[load]\nrate = 100\nduration = \"1s\"\n");
+    // A capacity search against the TLS target (watched as the process named loadagent), so
+    // the capacity panels have data: the search passes its two steps and stops at max_rate.
+    scenario(dir.path(), "capacity.toml", &format!("name = \"capacity\"\nkind = \"unary\"\n[target]\naddress = \"{}\"\nprocess = \"loadagent\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\n[load]\nconcurrency = 8\n[capacity]\nslo = [\"latency.p99 < 2s\"]\nstart_rate = 50\nmax_rate = 100\nstep = \"2s\"\nsettle = \"1s\"\nconfirm = \"0s\"\nmax_duration = \"20s\"\n", tls_target.address(), tls_target_cert.display().to_string()));
     scenario(dir.path(), "storm.toml", "name = \"storm\"\nkind = \"tls_handshake\"\n[target]\naddress = \"embedded\"\n[target.tls]\n[load]\nrequests = 20\nconcurrency = 2\n");
     // A target named by DNS (dnsmasq), probed per backend; and one whose DNS server never
     // answers, so the resolution-failure panel has data.
@@ -161,7 +164,7 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         silent.local_addr().unwrap()
     );
     let config = fleets + &format!(
-        "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[targets]]\nname = \"method\"\naddress = \"{}\"\ninterval = \"1s\"\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = {{ error_code = 5 }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",
+        "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[targets]]\nname = \"method\"\naddress = \"{}\"\ninterval = \"1s\"\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = {{ error_code = 5 }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"capacity.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",
         tls_target.address(),
         tls_target_cert.display().to_string(),
         // A method probe whose call fails (NOT_FOUND) while health says SERVING.

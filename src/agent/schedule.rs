@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::config::ScheduleConfig;
 use crate::record::histogram::decode;
 use crate::report::outputs::Outputs;
+use crate::report::schema::{CapacityReport, CapacityVerdict};
 use crate::report::Report;
+use crate::run::capacity_search::LIMITED_BY_NAMES;
 use crate::run::{execute, prepare, Hooks};
 use crate::telemetry::live::observe_hdr;
 use crate::telemetry::traces::Traces;
@@ -107,6 +109,9 @@ fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
             .with_label_values(&[name])
             .set(t.resumed_ratio);
     }
+    if let Some(c) = &report.capacity {
+        export_capacity(m, name, c);
+    }
     m.run_last.with_label_values(&[name]).set(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -115,6 +120,39 @@ fn export(m: &Metrics, name: &str, report: &Report, ok: bool) {
     m.run_success
         .with_label_values(&[name])
         .set(if ok { 1.0 } else { 0.0 });
+}
+
+/// A capacity search's answer: the rate and its per-core figures where the search found
+/// one (else no series, so an alert on a drop never compares with a search that measured
+/// nothing), and what ended it as a state set.
+fn export_capacity(m: &Metrics, name: &str, c: &CapacityReport) {
+    let found = c.verdict() == CapacityVerdict::Found;
+    for (vec, value) in [
+        (&m.run_capacity_rps, c.rps),
+        (&m.run_capacity_per_server_core, c.per_server_core),
+        (&m.run_capacity_per_usable_core, c.per_usable_core),
+    ] {
+        match value.filter(|_| found) {
+            Some(v) => vec.with_label_values(&[name]).set(v),
+            None => {
+                let _ = vec.remove_label_values(&[name]);
+            }
+        }
+    }
+    for limit in LIMITED_BY_NAMES {
+        m.run_capacity_limited_by
+            .with_label_values(&[name, limit])
+            .set(if c.limited_by == limit { 1.0 } else { 0.0 });
+    }
+}
+
+/// Whether a run passed: its thresholds met and, for a capacity search, a capacity found.
+fn passed(report: &Report) -> bool {
+    report.thresholds.iter().all(|t| t.passed)
+        && report
+            .capacity
+            .as_ref()
+            .is_none_or(|c| c.verdict() == CapacityVerdict::Found)
 }
 
 /// Runs a scenario once; `None` with the failure counted when it could not run.
@@ -162,7 +200,7 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
             return None;
         }
     };
-    let passed = report.thresholds.iter().all(|t| t.passed);
+    let passed = passed(&report);
     export(&ctx.metrics, &name, &report, passed);
     ctx.metrics
         .runs_total

@@ -155,7 +155,7 @@ pub async fn run(
         println!("  traces    {line}");
     }
     if let Some(c) = &report.capacity {
-        capacity_verdict(c, report.interrupted)?;
+        capacity_verdict(c)?;
     }
     let failed = finished.failed_thresholds();
     // One shard's figures are a part of the run: its verdicts are shown, and the run's are
@@ -179,25 +179,24 @@ pub async fn run(
 /// How a capacity search ends the command: the generator as the limit is its own code (4:
 /// the figure is the generator's), a target that failed is a failed run (1), no step within
 /// the SLO is a failed threshold (3).
-fn capacity_verdict(
-    c: &crate::report::schema::CapacityReport,
-    interrupted: bool,
-) -> Result<(), CommandError> {
-    match (c.limited_by.as_str(), c.rps) {
-        ("generator", _) => Err(CommandError::generator_limited(
+fn capacity_verdict(c: &crate::report::schema::CapacityReport) -> Result<(), CommandError> {
+    use crate::report::schema::CapacityVerdict;
+    match c.verdict() {
+        CapacityVerdict::GeneratorLimited => Err(CommandError::generator_limited(
             "capacity not measured: the generator was the limit (its sends fell behind while it was busy, or while the service answered as fast as unloaded); give it more concurrency or threads ([load] concurrency, threads), or cores",
         )),
-        ("target_failed", _) => Err(CommandError::run_failed(
+        CapacityVerdict::TargetFailed => Err(CommandError::run_failed(
             "the capacity search stopped: no call succeeded in a step (the target failed)",
         )),
-        (_, None) if !interrupted => Err(CommandError::thresholds_failed(format!(
+        CapacityVerdict::NoneWithinSlo => Err(CommandError::thresholds_failed(format!(
             "no step met the SLO{}: the capacity is below start_rate, or the rate never held",
             c.failed_condition
                 .as_deref()
                 .map(|f| format!(" ({f} failed)"))
                 .unwrap_or_default()
         ))),
-        _ => Ok(()),
+        // Ctrl-C writes the steps done and ends as an interrupted run does.
+        CapacityVerdict::Found | CapacityVerdict::Interrupted => Ok(()),
     }
 }
 

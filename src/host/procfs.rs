@@ -106,7 +106,10 @@ fn count_cpu_list(list: &str) -> Option<usize> {
     let mut n = 0usize;
     for part in list.trim().split(',') {
         let (from, to) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse::<usize>().ok()?, b.trim().parse::<usize>().ok()?),
+            Some((a, b)) => (
+                a.trim().parse::<usize>().ok()?,
+                b.trim().parse::<usize>().ok()?,
+            ),
             None => {
                 let one = part.trim().parse::<usize>().ok()?;
                 (one, one)

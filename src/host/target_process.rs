@@ -422,7 +422,16 @@ mod tests {
     fn cores_per_window_come_from_the_endpoint_without_a_process() {
         // 0.5 CPU s/s, then 1.5 CPU s/s from t = 4.
         let scrapes: Vec<Scrape> = (0..=8)
-            .map(|t| scrape(t, if t <= 4 { t as f64 * 0.5 } else { 2.0 + (t - 4) as f64 * 1.5 }))
+            .map(|t| {
+                scrape(
+                    t,
+                    if t <= 4 {
+                        t as f64 * 0.5
+                    } else {
+                        2.0 + (t - 4) as f64 * 1.5
+                    },
+                )
+            })
             .collect();
         let readings = cpu_readings(&[], &scrapes);
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
@@ -432,6 +441,9 @@ mod tests {
         assert_eq!(cores_used(&readings, at(5), at(9)), None);
         // A counter that went back (the server restarted) is not negative CPU.
         let restarted = [scrape(0, 5.0), scrape(2, 1.0)];
-        assert_eq!(cores_used(&cpu_readings(&[], &restarted), at(0), at(2)), Some(0.0));
+        assert_eq!(
+            cores_used(&cpu_readings(&[], &restarted), at(0), at(2)),
+            Some(0.0)
+        );
     }
 }

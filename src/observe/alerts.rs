@@ -158,8 +158,19 @@ pub const ALERTS: &[Alert] = &[
         for_: "0m",
         severity: "warning",
         summary: "The last scheduled run of {{ $labels.scenario }} failed",
-        description: "The last run of {{ $labels.scenario }} on {{ $labels.instance }} did not complete or did not meet its thresholds (see /api/v1/runs).",
+        description: "The last run of {{ $labels.scenario }} on {{ $labels.instance }} did not complete, did not meet its thresholds, or (a capacity search) measured no capacity of the service (see /api/v1/runs).",
         uses: &[m::RUN_SUCCESS],
+    },
+    Alert {
+        name: "LoadagentCapacityDropped",
+        // The median of the last week's searches is the service's own baseline; a search's
+        // noise (coefficient of variation, README "Capacity") is a few percent, far below 20%.
+        expr: "loadagent_run_capacity_rps < 0.8 * quantile_over_time(0.5, loadagent_run_capacity_rps[7d])",
+        for_: "0m",
+        severity: "warning",
+        summary: "The capacity of {{ $labels.scenario }} fell",
+        description: "The last capacity search of {{ $labels.scenario }} on {{ $labels.instance }} found a highest rate within its SLO more than 20% below the median of its searches over the last 7 days: the service, its node or its neighbours got slower, beyond a search's noise.",
+        uses: &[m::RUN_CAPACITY_RPS],
     },
     Alert {
         name: "LoadagentTlsHandshakeErrorRatioHigh",

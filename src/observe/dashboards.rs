@@ -90,6 +90,7 @@ pub fn all() -> Vec<Dashboard> {
                 p("Latency heatmap (corrected)", "heatmap", "s", vec![q(format!("sum by (le) (increase(loadagent_run_latency_seconds_bucket{{scenario=~\"$scenario\",latency=\"corrected\"}}[$__rate_interval]) {NODE})"), "{{le}}")]),
                 p("Requests by status", "timeseries", "none", vec![q(format!("sum by (status) (increase(loadagent_run_requests_total{{scenario=~\"$scenario\"}}[$__rate_interval]) {NODE})"), "{{status}}")]),
                 p("Last run passed its thresholds", "stat", "none", vec![q(format!("loadagent_run_success{{scenario=~\"$scenario\"}} {NODE}"), "{{scenario}}")]),
+                p("What ended each capacity search", "table", "none", vec![q(format!("loadagent_run_capacity_limited_by{{scenario=~\"$scenario\"}} {NODE} == 1"), "{{instance}} {{scenario}} {{limited_by}}")]),
             ],
         },
         Dashboard {
@@ -149,6 +150,13 @@ pub fn all() -> Vec<Dashboard> {
                 // The server's side, for scenarios that watch their target ([target] process / metrics_url).
                 p("Target CPU seconds per 1,000 requests", "timeseries", "s", vec![q(format!("avg by (arch) (loadagent_run_target_cpu_seconds_per_1k_requests{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}}")]),
                 p("Target peak RSS", "timeseries", "bytes", vec![q(format!("avg by (arch) (loadagent_run_target_peak_resident_memory_bytes{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}}")]),
+                // The comparison's real answer: scheduled capacity searches ([capacity]), the
+                // highest rate within the SLO per core of the server (watched on its node).
+                p("Capacity per core by architecture", "timeseries", "reqps", vec![
+                    q(format!("avg by (arch) (loadagent_run_capacity_rps_per_server_core{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}} per core used"),
+                    q(format!("avg by (arch) (loadagent_run_capacity_rps_per_usable_core{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}} per usable core"),
+                ]),
+                p("Capacity (highest rate within the SLO)", "timeseries", "reqps", vec![q(format!("avg by (arch, scenario) (loadagent_run_capacity_rps{{scenario=~\"$scenario\"}} {by_arch})"), "{{arch}} {{scenario}}")]),
             ],
         },
     ]

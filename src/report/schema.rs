@@ -181,6 +181,33 @@ pub struct CapacityReport {
     pub steps: Vec<CapacityStep>,
 }
 
+/// How a capacity search ends a run: its answer is the service's capacity (`Found`), or why
+/// there is none to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityVerdict {
+    Found,
+    /// The generator fell behind: the figure would be the generator's, not the service's.
+    GeneratorLimited,
+    /// A step in which no call succeeded.
+    TargetFailed,
+    /// No step met the SLO (the capacity is below `start_rate`).
+    NoneWithinSlo,
+    /// Stopped (Ctrl-C, the agent stopping) before the search ended.
+    Interrupted,
+}
+
+impl CapacityReport {
+    pub fn verdict(&self) -> CapacityVerdict {
+        match (self.limited_by.as_str(), self.rps) {
+            ("generator", _) => CapacityVerdict::GeneratorLimited,
+            ("target_failed", _) => CapacityVerdict::TargetFailed,
+            ("interrupted", _) => CapacityVerdict::Interrupted,
+            (_, None) => CapacityVerdict::NoneWithinSlo,
+            (_, Some(_)) => CapacityVerdict::Found,
+        }
+    }
+}
+
 /// One step of a search, judged on its own figures (after its settle time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapacityStep {

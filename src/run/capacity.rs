@@ -273,7 +273,11 @@ impl CapacityRun {
     /// what it had: `interrupted`), and every step, with the cores the server used in each
     /// when it was watched (`server_cores`, in the order of `windows`), and per core the
     /// server may use (`usable_cores`: its affinity capped by its cgroup quota).
-    pub fn report(&self, server_cores: &[Option<f64>], usable_cores: Option<f64>) -> CapacityReport {
+    pub fn report(
+        &self,
+        server_cores: &[Option<f64>],
+        usable_cores: Option<f64>,
+    ) -> CapacityReport {
         let answer = self.answer.clone().unwrap_or(Answer {
             rps: None,
             limited_by: LimitedBy::Interrupted,

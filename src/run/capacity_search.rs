@@ -72,6 +72,17 @@ pub enum LimitedBy {
     Interrupted,
 }
 
+/// Every `limited_by` a search can end with (`LimitedBy::name`), for series that give each.
+pub const LIMITED_BY_NAMES: [&str; 7] = [
+    "slo",
+    "target_saturated",
+    "generator",
+    "target_failed",
+    "max_rate",
+    "max_duration",
+    "interrupted",
+];
+
 impl LimitedBy {
     /// The report's `limited_by`: `slo`, `target_saturated`, `generator`, `max_rate`.
     pub fn name(&self) -> &'static str {

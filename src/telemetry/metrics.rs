@@ -327,6 +327,34 @@ def!(
     "Share of resumed TLS handshakes in the last scheduled storm."
 );
 def!(
+    RUN_CAPACITY_RPS,
+    "loadagent_run_capacity_rps",
+    Gauge,
+    ["scenario"],
+    "The highest rate within its SLO the last scheduled capacity search ([capacity]) found, per second; absent when it found none (see loadagent_run_capacity_limited_by)."
+);
+def!(
+    RUN_CAPACITY_PER_SERVER_CORE,
+    "loadagent_run_capacity_rps_per_server_core",
+    Gauge,
+    ["scenario"],
+    "The last capacity found per core the server used at that rate ([target] process or metrics_url watched)."
+);
+def!(
+    RUN_CAPACITY_PER_USABLE_CORE,
+    "loadagent_run_capacity_rps_per_usable_core",
+    Gauge,
+    ["scenario"],
+    "The last capacity found per core the server may use (its affinity capped by its cgroup quota; [target] process watched on this node)."
+);
+def!(
+    RUN_CAPACITY_LIMITED_BY,
+    "loadagent_run_capacity_limited_by",
+    Gauge,
+    ["scenario", "limited_by"],
+    "1 for what ended the last capacity search (slo, target_saturated, generator, target_failed, max_rate, max_duration, interrupted), 0 for the others."
+);
+def!(
     NODE_CPUS,
     "loadagent_node_cpus",
     Gauge,
@@ -385,6 +413,10 @@ pub const DEFINITIONS: &[Definition] = &[
     RUN_TARGET_RSS,
     RUN_PHASE,
     RUN_RESUMED_RATIO,
+    RUN_CAPACITY_RPS,
+    RUN_CAPACITY_PER_SERVER_CORE,
+    RUN_CAPACITY_PER_USABLE_CORE,
+    RUN_CAPACITY_LIMITED_BY,
     NODE_CPUS,
 ];
 
@@ -459,6 +491,10 @@ pub struct Metrics {
     pub run_target_rss: GaugeVec,
     pub run_phase: GaugeVec,
     pub run_resumed_ratio: GaugeVec,
+    pub run_capacity_rps: GaugeVec,
+    pub run_capacity_per_server_core: GaugeVec,
+    pub run_capacity_per_usable_core: GaugeVec,
+    pub run_capacity_limited_by: GaugeVec,
     pub node_cpus: Gauge,
 }
 
@@ -622,6 +658,10 @@ impl Metrics {
             run_target_rss: gauge_vec(&RUN_TARGET_RSS)?,
             run_phase: gauge_vec(&RUN_PHASE)?,
             run_resumed_ratio: gauge_vec(&RUN_RESUMED_RATIO)?,
+            run_capacity_rps: gauge_vec(&RUN_CAPACITY_RPS)?,
+            run_capacity_per_server_core: gauge_vec(&RUN_CAPACITY_PER_SERVER_CORE)?,
+            run_capacity_per_usable_core: gauge_vec(&RUN_CAPACITY_PER_USABLE_CORE)?,
+            run_capacity_limited_by: gauge_vec(&RUN_CAPACITY_LIMITED_BY)?,
             node_cpus: gauge(&NODE_CPUS)?,
             probe_lateness_percentile: gauge_vec(&PROBE_LATENESS_PERCENTILE)?,
             registry,
