@@ -205,6 +205,43 @@ fn the_search_finds_w_over_s_for_two_servers_twice_apart() {
         "requests an hour at capacity per unit of price: {w4}"
     );
     assert!(c["groups"][0]["metrics"]["capacity_per_usable_core"].is_object());
+
+    // The pictures: a search's HTML report has its curve with the found rate and the SLO
+    // marked; compare's HTML overlays both groups' curves.
+    let html = dir.path().join("w4.html");
+    let out = loadagent(&[
+        "report",
+        files[0].to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("Capacity search: achieved vs offered rate")
+            && page.contains(&format!("capacity {:.0}/s", found[0]))
+            && page.contains("SLO latency.p99 &lt; 250ms"),
+        "the capacity curve in the HTML report"
+    );
+    let mut args = vec![
+        "compare",
+        "--by",
+        "label:workers",
+        "--format",
+        "html",
+        "--force",
+    ];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = loadagent(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.contains("Capacity searches")
+            && page.contains("w4 #2")
+            && page.contains("w8 #1")
+            && page.contains(&format!("w8: capacity {:.0}/s", found[1])),
+        "the groups' curves overlaid"
+    );
 }
 
 /// A generator that cannot keep up — its concurrency far below what the rate needs while

@@ -78,6 +78,10 @@ pub struct Group {
     pub cpu_model: String,
     pub usable_cpus: f64,
     pub metrics: BTreeMap<String, GroupMetric>,
+    /// The group's capacity searches, for the overlaid curves of the HTML output (each
+    /// report's own file keeps them; the comparison's JSON does not repeat them).
+    #[serde(skip)]
+    pub capacity: Vec<super::schema::CapacityReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -145,7 +149,7 @@ pub const METRICS: &[(&str, &str, &str, Better)] = &[
     (
         "capacity_requests_per_currency",
         "requests per currency unit at capacity (label price_per_hour)",
-        "",
+        "n",
         Better::Higher,
     ),
     ("rps", "throughput", "/s", Better::Higher),
@@ -480,6 +484,10 @@ pub fn compare(
             cpu_model: first.cpu_model.clone(),
             usable_cpus: first.cores(),
             metrics,
+            capacity: runs
+                .iter()
+                .filter_map(|(_, r)| r.capacity.clone())
+                .collect(),
         });
     }
     let mut rng = StdRng::seed_from_u64(SEED);

@@ -15,6 +15,7 @@ fn figure(value: f64, unit: &str) -> String {
         "/s" => format!("{value:.1}/s"),
         "s" => format!("{:.2} ms", value * 1000.0),
         "B" => format!("{:.1} MiB", value / 1_048_576.0),
+        "n" => format!("{value:.0}"),
         _ => format!("{:.3}%", value * 100.0),
     }
 }
@@ -193,6 +194,19 @@ pub fn html(c: &CompareResult) -> String {
         }
         o.push_str("</tr>\n");
     }
-    o.push_str("</table>\n</body></html>\n");
+    o.push_str("</table>\n");
+    // Capacity searches: the groups' curves on one pair of charts.
+    let searches: Vec<(&str, Vec<&super::schema::CapacityReport>)> = c
+        .groups
+        .iter()
+        .filter(|g| !g.capacity.is_empty())
+        .map(|g| (g.value.as_str(), g.capacity.iter().collect()))
+        .collect();
+    if !searches.is_empty() {
+        o.push_str("<h2>Capacity searches</h2>\n");
+        o.push_str(&super::capacity_chart::overlay(&searches));
+        o.push('\n');
+    }
+    o.push_str("</body></html>\n");
     o
 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::schema::Report;
 use super::summary::{counts, human_us, latency_cells};
-use super::svg::{self, Chart, Series, XAxis};
+use super::svg::{self, Chart, Series, XAxis, BLUE, GREEN, ORANGE, RED};
 use crate::record::histogram::decode;
 use crate::record::LatencySummary;
 
@@ -14,10 +14,6 @@ const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-widt
          th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}th{color:#555;font-weight:600}\
          .fail{color:#c62828;font-weight:bold}.pass{color:#2e7d32}.note{color:#666}svg{margin:10px 0;max-width:100%;height:auto}";
 
-const BLUE: &str = "#1f6fb2";
-const ORANGE: &str = "#e07b00";
-const RED: &str = "#c62828";
-const GREEN: &str = "#2e7d32";
 /// A series drawn over the intervals: name, colour, and the value it takes from each.
 type IntervalSeries = (
     &'static str,
@@ -80,6 +76,8 @@ fn percentile_chart(r: &Report) -> String {
         y_label: "latency (ms)".into(),
         x_axis: XAxis::Percentile,
         series,
+        marks: Vec::new(),
+        dots: false,
     })
 }
 
@@ -115,6 +113,8 @@ fn over_time(r: &Report, title: &str, y_label: &str, series: Vec<IntervalSeries>
         y_label: y_label.into(),
         x_axis: XAxis::Linear,
         series,
+        marks: Vec::new(),
+        dots: false,
     })
 }
 
@@ -147,6 +147,8 @@ fn status_chart(r: &Report) -> String {
         y_label: "calls per second".into(),
         x_axis: XAxis::Linear,
         series,
+        marks: Vec::new(),
+        dots: false,
     })
 }
 
@@ -303,6 +305,9 @@ pub fn render(r: &Report) -> String {
         }
         o.push_str("</table>");
     }
+    if let Some(c) = &r.capacity {
+        capacity_section(&mut o, c);
+    }
     o.push_str(&percentile_chart(r));
     o.push_str(&over_time(
         r,
@@ -355,6 +360,8 @@ pub fn render(r: &Report) -> String {
             y_label: "latency (ms)".into(),
             x_axis: XAxis::Percentile,
             series,
+            marks: Vec::new(),
+            dots: false,
         }));
     }
     if r.messages.is_some() {
@@ -546,6 +553,33 @@ pub fn render(r: &Report) -> String {
 }
 
 /// The target's side: what was watched and what it used.
+/// A capacity search: its answer and the curve it was read from.
+fn capacity_section(o: &mut String, c: &super::schema::CapacityReport) {
+    let mut rows = vec![
+        (
+            "capacity",
+            c.rps
+                .map_or_else(|| "none found".to_string(), |r| format!("{r:.1}/s")),
+        ),
+        (
+            "limited by",
+            match &c.failed_condition {
+                Some(f) => format!("{} ({f})", c.limited_by),
+                None => c.limited_by.clone(),
+            },
+        ),
+        ("SLO", c.slo.join(", ")),
+    ];
+    if let Some(p) = c.per_server_core {
+        rows.push(("per server core used", format!("{p:.1}/s")));
+    }
+    if let Some(p) = c.per_usable_core {
+        rows.push(("per usable server core", format!("{p:.1}/s")));
+    }
+    table(o, "Capacity", &rows);
+    o.push_str(&super::capacity_chart::charts(c));
+}
+
 fn target_table(o: &mut String, t: &crate::host::target_process::TargetProcess) {
     let mut rows: Vec<(&str, String)> = Vec::new();
     if let Some(p) = &t.process {

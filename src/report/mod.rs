@@ -1,6 +1,7 @@
 //! Reports: the JSON schema, the human summary, the outputs (HTML, hlog, CSV) and file writing,
 //! merging, comparing and thresholds.
 
+pub mod capacity_chart;
 pub mod compare;
 pub mod compare_format;
 pub mod csv;

@@ -3,6 +3,14 @@
 
 use std::fmt::Write;
 
+pub const BLUE: &str = "#1f6fb2";
+pub const ORANGE: &str = "#e07b00";
+pub const RED: &str = "#c62828";
+pub const GREEN: &str = "#2e7d32";
+pub const GRAY: &str = "#888888";
+/// One color per group when several are overlaid.
+pub const PALETTE: [&str; 6] = [BLUE, ORANGE, GREEN, RED, "#6a3d9a", "#8c564b"];
+
 pub struct Series {
     pub name: String,
     pub color: &'static str,
@@ -23,6 +31,18 @@ pub struct Chart {
     pub y_label: String,
     pub x_axis: XAxis,
     pub series: Vec<Series>,
+    /// Lines across the plot at a value (a limit, a point found).
+    pub marks: Vec<Mark>,
+    /// Each point drawn as a dot too (few points, each a measurement: a search's steps).
+    pub dots: bool,
+}
+
+/// A dashed line across the plot: vertical at an x value, or horizontal at a y value.
+pub struct Mark {
+    pub vertical: bool,
+    pub at: f64,
+    pub label: String,
+    pub color: &'static str,
 }
 
 const W: f64 = 860.0;
@@ -80,6 +100,13 @@ pub fn render(chart: &Chart) -> String {
     for &(x, y) in pts {
         x_hi = x_hi.max(x);
         y_hi = y_hi.max(y);
+    }
+    for m in &chart.marks {
+        if m.vertical {
+            x_hi = x_hi.max(m.at);
+        } else {
+            y_hi = y_hi.max(m.at);
+        }
     }
     let x_ticks: Vec<(f64, String)> = match chart.x_axis {
         XAxis::Linear => nice_ticks(0.0, x_hi.max(1.0), 8)
@@ -172,15 +199,16 @@ pub fn render(chart: &Chart) -> String {
             s.color,
             path.join(" ")
         );
-        if s.points.len() == 1 {
-            let (x, y) = s.points[0];
-            let _ = write!(
-                o,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"##,
-                sx(x),
-                sy(y),
-                s.color
-            );
+        if s.points.len() == 1 || chart.dots {
+            for &(x, y) in &s.points {
+                let _ = write!(
+                    o,
+                    r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"/>"##,
+                    sx(x),
+                    sy(y),
+                    s.color
+                );
+            }
         }
         let ly = TOP + 10.0 + i as f64 * 18.0;
         let lx = LEFT + pw + 14.0;
@@ -196,6 +224,22 @@ pub fn render(chart: &Chart) -> String {
             lx + 24.0,
             ly + 4.0,
             escape(&s.name)
+        );
+    }
+    for m in &chart.marks {
+        let (x1, y1, x2, y2, tx, ty, anchor) = if m.vertical {
+            let x = sx(m.at);
+            (x, TOP, x, TOP + ph, x + 4.0, TOP + 14.0, "start")
+        } else {
+            let y = sy(m.at);
+            (LEFT, y, LEFT + pw, y, LEFT + pw - 4.0, y - 5.0, "end")
+        };
+        let _ = write!(
+            o,
+            r##"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{tx:.1}" y="{ty:.1}" text-anchor="{anchor}" fill="{}">{}</text>"##,
+            m.color,
+            m.color,
+            escape(&m.label)
         );
     }
     o.push_str("</svg>");
@@ -228,6 +272,8 @@ mod tests {
                 color: "#c00",
                 points: vec![(0.0, 1.0), (2.0, 5.0)],
             }],
+            marks: Vec::new(),
+            dots: false,
         });
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("t &lt;1&gt;") && svg.contains("99%") && svg.contains("<polyline"));
