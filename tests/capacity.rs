@@ -345,3 +345,89 @@ fn bad_capacity_tables_are_refused_naming_the_key() {
         assert!(said.contains(says), "{extra}: should say {says}: {said}");
     }
 }
+
+/// A search that passes every step up to a high max_rate, against `address`: it runs until
+/// stopped.
+fn long_search(dir: &std::path::Path, name: &str, address: &str) -> std::path::PathBuf {
+    scenario(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            "name = \"{name}\"\nkind = \"unary\"\n[target]\naddress = \"{address}\"\n[call]\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ntimeout = \"1s\"\n[load]\nconcurrency = 16\n[capacity]\nslo = [\"latency.p99 < 5s\"]\nstart_rate = 20\ngrowth = 1.5\nmax_rate = 100000\nstep = \"2s\"\nsettle = \"1s\"\nconfirm = \"0s\"\nmax_duration = \"5m\"\n"
+        ),
+    )
+}
+
+fn spawn_run(scenario: &std::path::Path, out: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(bin())
+        .args([
+            "run",
+            "-q",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn read_report(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Ctrl-C mid-search: the report has the steps done and says `interrupted`.
+#[test]
+fn ctrl_c_mid_search_writes_the_steps_done() {
+    let _alone = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let s = long_search(dir.path(), "interrupted", "embedded");
+    let out = dir.path().join("interrupted.json");
+    let run = spawn_run(&s, &out);
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let finished = run.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&finished.stderr);
+    assert_eq!(finished.status.code(), Some(0), "{said}");
+    let r = read_report(&out);
+    assert_eq!(r["interrupted"], true);
+    let c = &r["capacity"];
+    assert_eq!(c["limited_by"], "interrupted", "{c}");
+    assert!(c["rps"].is_null(), "{c}");
+    let steps = c["steps"].as_array().unwrap();
+    assert!(
+        steps.len() >= 2 && steps.iter().all(|s| s["passed"] == true),
+        "the steps done before Ctrl-C: {c}"
+    );
+}
+
+/// The target dies mid-search: the search stops with the steps done, as a failed run.
+#[test]
+fn a_target_that_dies_mid_search_stops_it_as_a_failed_run() {
+    let _alone = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Server::reference_target();
+    let s = long_search(dir.path(), "dies", &target.address());
+    let out = dir.path().join("dies.json");
+    let run = spawn_run(&s, &out);
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    target.child.kill().unwrap();
+    target.child.wait().unwrap();
+    let finished = run.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&finished.stderr);
+    assert_eq!(finished.status.code(), Some(1), "{said}");
+    assert!(said.contains("the target failed"), "{said}");
+    let c = &read_report(&out)["capacity"];
+    assert_eq!(c["limited_by"], "target_failed", "{c}");
+    let steps = c["steps"].as_array().unwrap();
+    assert!(steps.len() >= 2, "{c}");
+    assert!(
+        steps[0]["passed"] == true && steps.last().unwrap()["passed"] == false,
+        "{c}"
+    );
+}

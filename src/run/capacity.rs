@@ -286,12 +286,8 @@ impl CapacityRun {
         for (step, cores) in steps.iter_mut().zip(server_cores) {
             step.server_cores = *cores;
         }
-        // Per core at the found rate: the last passing step there.
         let per_server_core = answer.rps.and_then(|rps| {
-            steps
-                .iter()
-                .rev()
-                .find(|s| s.passed && (s.rate - rps).abs() < 1e-6)
+            passed_at(&steps, rps)
                 .and_then(|s| s.server_cores)
                 .filter(|&c| c > 0.0)
                 .map(|c| round3(rps / c))
@@ -334,6 +330,13 @@ impl Step {
     }
 }
 
+/// The last passing step at the found rate `rps` (steps hold their rates rounded as the
+/// report gives them; a bisection's rates have more digits).
+fn passed_at(steps: &[CapacityStep], rps: f64) -> Option<&CapacityStep> {
+    let rps = round3(rps);
+    steps.iter().rev().find(|s| s.passed && s.rate == rps)
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -341,4 +344,37 @@ fn round3(x: f64) -> f64 {
 /// The shared search, locked (a poisoned lock still holds the steps done).
 pub fn lock(run: &Mutex<CapacityRun>) -> std::sync::MutexGuard<'_, CapacityRun> {
     run.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_at_a_bisected_rate_is_found_though_the_report_rounds_it() {
+        let step = |rate: f64, passed: bool, cores: f64| CapacityStep {
+            rate: round3(rate),
+            achieved_rps: rate,
+            p50_us: 1,
+            p99_us: 2,
+            error_ratio: 0.0,
+            late_ratio: 0.0,
+            passed,
+            failed: None,
+            server_cores: Some(cores),
+        };
+        // 32000 passed, 64000 failed, then bisection: 48000 failed, 40000 passed, …
+        let found = 38_447.265_625;
+        let steps = [
+            step(32_000.0, true, 0.8),
+            step(found, false, 1.0),
+            step(found, true, 0.97),
+            step(40_000.0, false, 1.0),
+        ];
+        assert_eq!(
+            passed_at(&steps, found).and_then(|s| s.server_cores),
+            Some(0.97)
+        );
+        assert!(passed_at(&steps, 39_000.0).is_none());
+    }
 }
