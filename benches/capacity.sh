@@ -12,7 +12,7 @@
 #   only known to be above the server's capacity: it says so (">=").
 #
 #   benches/capacity.sh              # REPEAT=5 STEP=4s PRECISION=0.02
-#   REPEAT=3 STEP=3s benches/capacity.sh
+#   REPEAT=3 STEP=3s KEEP=results/ benches/capacity.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -23,9 +23,10 @@ PRECISION=${PRECISION:-0.02}
 python3 -c "import grpc, grpc_tools" 2>/dev/null || { echo "grpcio missing: tests/setup.sh installs it" >&2; exit 1; }
 cargo build --release --quiet
 BIN=$PWD/target/release/loadagent
+# KEEP=DIR keeps every report (the searches' steps) there.
 work=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; [ -z "${KEEP:-}" ] || cp "$work"/*.json "$KEEP"/; rm -rf "$work"' EXIT
 
 taskset -c 0 "$BIN" target --listen 127.0.0.1:0 > "$work/target.out" &
 pids+=($!)

@@ -431,3 +431,61 @@ fn a_target_that_dies_mid_search_stops_it_as_a_failed_run() {
         "{c}"
     );
 }
+
+/// Every kind with a rate searches the same way: bidi streams by streams per second against
+/// grpcio, a TLS handshake storm by handshakes per second, and unary calls over gRPC-Web
+/// against sonora. Each passes its two steps and stops at max_rate, having achieved what it
+/// offered.
+#[test]
+fn streams_storms_and_grpc_web_search_by_their_own_rate() {
+    let _alone = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let grpcio = Server::python(&[]);
+    let web = Server::python_web(&[]);
+    let capacity = "[capacity]\nslo = [\"latency.p99 < 2s\", \"error_rate < 1%\"]\nstart_rate = 20\nmax_rate = 40\nstep = \"2s\"\nsettle = \"1s\"\nconfirm = \"0s\"\nmax_duration = \"1m\"\n";
+    let proto = repo().join("tests/python/echo.proto");
+    let cases = [
+        (
+            "bidi",
+            format!("name = \"bidi\"\nkind = \"bidi_stream\"\n[target]\naddress = \"{}\"\n[call]\nmethod = \"testing.echo.v1.Echo/Chat\"\ndata = {{ message = \"hi\" }}\n[load]\nconcurrency = 16\n[stream]\nmessages = 3\n{capacity}", grpcio.address()),
+        ),
+        (
+            "storm",
+            format!("name = \"storm\"\nkind = \"tls_handshake\"\n[target]\naddress = \"embedded\"\n[target.tls]\n[load]\nconcurrency = 16\n{capacity}"),
+        ),
+        (
+            "web",
+            format!("name = \"web\"\nkind = \"unary\"\n[target]\naddress = \"{}\"\nprotocol = \"grpc-web\"\n[call]\nmethod = \"testing.echo.v1.Echo/Say\"\nproto = [{:?}]\ndata = {{ message = \"hi\" }}\n[load]\nconcurrency = 16\n{capacity}", web.address(), proto.display().to_string()),
+        ),
+    ];
+    let mut storm = Value::Null;
+    for (name, body) in cases {
+        let r = run_report(
+            dir.path(),
+            &scenario(dir.path(), &format!("{name}.toml"), &body),
+        );
+        let c = &r["capacity"];
+        assert_eq!(c["limited_by"], "max_rate", "{name}: {c}");
+        assert_eq!(c["rps"].as_f64(), Some(40.0), "{name}: {c}");
+        for step in c["steps"].as_array().unwrap() {
+            let (rate, achieved) = (
+                step["rate"].as_f64().unwrap(),
+                step["achieved_rps"].as_f64().unwrap(),
+            );
+            assert!(
+                step["passed"] == true && (achieved - rate).abs() <= 0.1 * rate,
+                "{name}: each step achieves what it offers: {c}"
+            );
+        }
+        if name == "storm" {
+            storm = r;
+        }
+    }
+    // The storm's steps are handshakes: one per call it counted.
+    assert_eq!(
+        storm["phases"]["tls_handshake"]["count"].as_u64(),
+        storm["totals"]["requests"].as_u64(),
+        "{}",
+        storm["phases"]
+    );
+}

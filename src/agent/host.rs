@@ -206,21 +206,12 @@ impl HostCollector {
 
 /// The usage of one watched entry: the process in its pid file, or every process of its name.
 fn usage_of(system: &System, entry: &str) -> Usage {
-    let pids: Vec<sysinfo::Pid> = if crate::host::target_process::is_pid_file(entry) {
-        std::fs::read_to_string(entry)
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .map(sysinfo::Pid::from)
-            .into_iter()
-            .collect()
-    } else {
-        system
-            .processes()
-            .iter()
-            .filter(|(_, p)| p.name() == entry)
-            .map(|(pid, _)| *pid)
-            .collect()
-    };
+    // None found is a usage with `found` false: the agent says so in its own metrics.
+    let pids: Vec<sysinfo::Pid> = crate::host::watched::pids(system, entry)
+        .unwrap_or_default()
+        .into_iter()
+        .map(sysinfo::Pid::from_u32)
+        .collect();
     let mut u = Usage::default();
     for pid in pids {
         if let Some(p) = system.process(pid) {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
@@ -24,6 +23,8 @@ use super::config::{ProbeAddress, ProbeMode, ProbeTarget};
 use crate::discovery::Fleet;
 use crate::grpc::method_probe::{MethodProbe, Verdict};
 use crate::grpc::web::{WebCall, WebOptions, WebSender};
+use crate::probe::health::{self, HealthAnswer};
+use crate::probe::method::PrepareError;
 use crate::scenario::{FleetName, HostPort};
 use crate::telemetry::traces::{end_span, traceparent, Traces};
 use crate::telemetry::Metrics;
@@ -392,14 +393,12 @@ impl Prober {
     }
 
     fn request(&self) -> tonic::Request<HealthCheckRequest> {
-        let mut req = tonic::Request::new(HealthCheckRequest {
-            service: self.target.service.clone(),
-        });
-        for (k, v) in &self.target.metadata {
-            if let (Ok(k), Ok(v)) = (k.parse::<tonic::metadata::MetadataKey<_>>(), v.parse()) {
-                req.metadata_mut().insert(k, v);
-            }
-        }
+        let metadata = self
+            .target
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut req = crate::probe::health::request(&self.target.service, metadata);
         // The target's own span of this call joins the probe's trace.
         let parent = self
             .span
@@ -450,13 +449,8 @@ impl Prober {
         &mut self,
         channel: Channel,
     ) -> (Option<String>, Option<i32>, Option<String>) {
-        let mut req = self.request();
-        req.set_timeout(self.target.timeout);
         let t = Instant::now();
-        let answer =
-            tokio::time::timeout(self.target.timeout, HealthClient::new(channel).check(req))
-                .await
-                .map(|r| r.map_err(crate::grpc::status::as_clients_report));
+        let answer = health::check(channel, self.request(), self.target.timeout).await;
         let took = t.elapsed();
         self.ctx
             .metrics
@@ -464,7 +458,7 @@ impl Prober {
             .with_label_values(&self.labels_and("check"))
             .set(took.as_secs_f64());
         match answer {
-            Ok(Ok(resp)) => {
+            HealthAnswer::Status(status) => {
                 if self.target.method.is_none() {
                     self.ctx
                         .metrics
@@ -472,12 +466,11 @@ impl Prober {
                         .with_label_values(&self.labels())
                         .observe(took.as_secs_f64());
                 }
-                let status = ServingStatus::try_from(resp.into_inner().status)
-                    .map_or("UNKNOWN", |s| s.as_str_name());
+                let status = health::status_name(status);
                 let error = (status != "SERVING").then(|| format!("answered {status}"));
                 (Some(status.to_string()), Some(0), error)
             }
-            Ok(Err(s)) => {
+            HealthAnswer::Failed(s) => {
                 if s.code() == tonic::Code::Unavailable {
                     self.drop_channel();
                 }
@@ -493,7 +486,8 @@ impl Prober {
                     )),
                 )
             }
-            Err(_) => {
+            // A Check has no stream to end; a server that sends nothing is not answering.
+            HealthAnswer::NoAnswer(_) | HealthAnswer::Ended => {
                 self.drop_channel();
                 (
                     None,
@@ -514,25 +508,23 @@ impl Prober {
         };
         let prepared = match &spec.prepared {
             Some(p) => p.clone(),
-            None => {
-                let pool = crate::grpc::descriptors::pool_by_reflection(
-                    &self.address,
-                    &spec.name.service,
-                    self.target.timeout,
-                    self.tls.as_ref(),
-                )
-                .await
-                .map_err(|e| format!("the types of {} could not be had by reflection: {e} (`proto` or `protoset` in the target)", spec.name))?;
-                MethodProbe::prepare(&pool, &spec.name, &spec.messages, &spec.checks).map_err(
-                    |problems| {
-                        problems
-                            .iter()
-                            .map(|p| format!("{}: {}", p.key, p.message))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    },
-                )?
-            }
+            None => crate::probe::method::by_reflection(
+                &self.address,
+                &spec.name,
+                &spec.messages,
+                &spec.checks,
+                self.target.timeout,
+                self.tls.as_ref(),
+            )
+            .await
+            .map_err(|e| match e {
+                PrepareError::Reflection(e) => format!("the types of {} could not be had by reflection: {e} (`proto` or `protoset` in the target)", spec.name),
+                PrepareError::Problems(problems) => problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.key, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?,
         };
         self.method = Some(prepared.clone());
         Ok(prepared)
@@ -815,8 +807,7 @@ impl Prober {
                             .observe(started.elapsed().as_secs_f64());
                         first = false;
                     }
-                    let status =
-                        ServingStatus::try_from(resp.status).map_or("UNKNOWN", |s| s.as_str_name());
+                    let status = health::status_name(resp.status);
                     let error = (status != "SERVING").then(|| format!("answered {status}"));
                     self.publish(Some(status.to_string()), Some(0), started.elapsed(), error);
                 }

@@ -1,13 +1,11 @@
 //! `loadagent probe`: one health check, grpc-health-probe's exit codes; or, with `--method`,
 //! one call of any unary method judged by `--expect` checks (exit codes extended).
 
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
-
 use crate::error::CommandError;
 use crate::grpc::expect::Check;
 use crate::grpc::method_probe::{MethodProbe, IMPLICIT_STATUS_CHECK};
+use crate::probe::health::{self, HealthAnswer};
+use crate::probe::method::PrepareError;
 use crate::scenario::duration::parse_duration;
 use crate::scenario::reader::At;
 use crate::scenario::HostPort;
@@ -160,51 +158,36 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
         };
         return call_method(&probe, channel, &metadata, timeout).await;
     }
-    let mut client = HealthClient::new(channel);
-    let mut request = tonic::Request::new(HealthCheckRequest {
-        service: a.service.clone(),
-    });
-    request.set_timeout(timeout);
-    *request.metadata_mut() = metadata;
-    let rpc_failed = |s: tonic::Status| {
-        let s = crate::grpc::status::as_clients_report(s);
-        CommandError::probe(
-            RPC_FAILED,
-            format!("health rpc failed: {}: {}", s.code(), s.message()),
-        )
-    };
-    let status = if a.watch {
-        let mut stream = client
-            .watch(request)
-            .await
-            .map_err(rpc_failed)?
-            .into_inner();
-        match tokio::time::timeout(timeout, stream.message()).await {
-            Ok(Ok(Some(r))) => r.status,
-            Ok(Ok(None)) => {
-                return Err(CommandError::probe(
-                    RPC_FAILED,
-                    "health watch ended without a status",
-                ))
-            }
-            Ok(Err(s)) => return Err(rpc_failed(s)),
-            Err(_) => {
-                return Err(CommandError::probe(
-                    RPC_FAILED,
-                    format!("no health status within {timeout:?}"),
-                ))
-            }
-        }
+    let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let request = health::request(&a.service, pairs);
+    let answer = if a.watch {
+        health::watch_first(channel, request, timeout).await
     } else {
-        client
-            .check(request)
-            .await
-            .map_err(rpc_failed)?
-            .into_inner()
-            .status
+        health::check(channel, request, timeout).await
     };
-    let name = ServingStatus::try_from(status).map_or("UNKNOWN", |s| s.as_str_name());
-    if status == ServingStatus::Serving as i32 {
+    let status = match answer {
+        HealthAnswer::Status(s) => s,
+        HealthAnswer::Failed(s) => {
+            return Err(CommandError::probe(
+                RPC_FAILED,
+                format!("health rpc failed: {}: {}", s.code(), s.message()),
+            ))
+        }
+        HealthAnswer::Ended => {
+            return Err(CommandError::probe(
+                RPC_FAILED,
+                "health watch ended without a status",
+            ))
+        }
+        HealthAnswer::NoAnswer(t) => {
+            return Err(CommandError::probe(
+                RPC_FAILED,
+                format!("no health status within {t:?}"),
+            ))
+        }
+    };
+    let name = health::status_name(status);
+    if answer_is_serving(status) {
         println!("status: {name}");
         Ok(())
     } else {
@@ -213,6 +196,10 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             format!("service unhealthy (responded with \"{name}\")"),
         ))
     }
+}
+
+fn answer_is_serving(status: i32) -> bool {
+    HealthAnswer::Status(status).is_serving()
 }
 
 fn cannot_connect(address: &str, e: impl std::fmt::Display) -> CommandError {
@@ -263,15 +250,18 @@ fn prepare(
     pool: &prost_reflect::DescriptorPool,
 ) -> Result<MethodProbe, CommandError> {
     let (name, messages, checks) = method_parts(m)?;
-    MethodProbe::prepare(pool, &name, &messages, &checks).map_err(|problems| {
-        bad_arguments(
-            problems
-                .iter()
-                .map(|p| format!("--{}: {}", flag_of(&p.key), p.message))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })
+    MethodProbe::prepare(pool, &name, &messages, &checks).map_err(|p| problems_as_flags(&p))
+}
+
+/// Problems of a method probe, each named by the flag it came from.
+fn problems_as_flags(problems: &[crate::grpc::method_probe::DefinitionError]) -> CommandError {
+    bad_arguments(
+        problems
+            .iter()
+            .map(|p| format!("--{}: {}", flag_of(&p.key), p.message))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// The flag a problem's key came from (`expect[1]` → `expect`, `data.a.b` → `data`).
@@ -319,16 +309,16 @@ async fn method_probe_by_reflection(
     timeout: std::time::Duration,
     tls: Option<&ClientTls>,
 ) -> Result<MethodProbe, CommandError> {
-    let (name, _, _) = method_parts(m)?;
-    let pool = crate::grpc::descriptors::pool_by_reflection(address, &name.service, timeout, tls)
+    let (name, messages, checks) = method_parts(m)?;
+    crate::probe::method::by_reflection(address, &name, &messages, &checks, timeout, tls)
         .await
-        .map_err(|e| {
-            bad_arguments(format!(
+        .map_err(|e| match e {
+            PrepareError::Reflection(e) => bad_arguments(format!(
                 "--method {}: the types could not be had by reflection: {e} (--proto FILE or --protoset FILE)",
                 m.method
-            ))
-        })?;
-    prepare(m, &pool)
+            )),
+            PrepareError::Problems(problems) => problems_as_flags(&problems),
+        })
 }
 
 /// Calls the method once and prints what it answered and how each check went.

@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::stop_on_signal;
 use crate::error::CommandError;
-use crate::target;
+use crate::reference;
 
 pub async fn target(
     listen: &str,
@@ -23,7 +23,7 @@ pub async fn target(
     } else {
         None
     };
-    let running = target::serve(listen, shutdown.clone(), server_tls)
+    let running = reference::serve(listen, shutdown.clone(), server_tls)
         .await
         .map_err(CommandError::run_failed)?;
     // Tests and scripts read this line to learn the port when listening on port 0.

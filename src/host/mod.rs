@@ -8,3 +8,4 @@ pub mod platform;
 pub mod process;
 pub mod procfs;
 pub mod target_process;
+pub mod watched;

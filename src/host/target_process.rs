@@ -91,38 +91,11 @@ pub struct TargetWatch {
 
 /// The pids of `entry`: the pid in a pid file, or every process of that name (not this one).
 pub fn resolve_pids(entry: &str) -> Result<Vec<u32>, String> {
-    if is_pid_file(entry) {
-        let text = crate::input::read_text(entry.as_ref(), crate::input::FileKind::PidFile)
-            .map_err(|e| format!("[target] process: {e}"))?;
-        let pid: u32 = text.trim().parse().map_err(|_| {
-            format!(
-                "[target] process: the pid file {entry} does not hold a pid: `{}`",
-                text.trim()
-            )
-        })?;
-        if !procfs::exists(Proc::Pid(pid)) {
-            return Err(format!(
-                "[target] process: pid {pid} from {entry} is not running on this node"
-            ));
-        }
-        return Ok(vec![pid]);
-    }
     let mut system = sysinfo::System::new();
-    system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
-    let me = std::process::id();
-    let mut pids: Vec<u32> = system
-        .processes()
-        .iter()
-        .filter(|(pid, p)| p.name() == entry && pid.as_u32() != me)
-        .map(|(pid, _)| pid.as_u32())
-        .collect();
-    pids.sort_unstable();
-    if pids.is_empty() {
-        return Err(format!(
-            "[target] process: no process named `{entry}` runs on this node (the name as in /proc/PID/comm, or a pid file path)"
-        ));
+    if !is_pid_file(entry) {
+        system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
     }
-    Ok(pids)
+    super::watched::pids(&system, entry).map_err(|why| format!("[target] process: {why}"))
 }
 
 fn sample(pids: &[u32]) -> ProcSample {

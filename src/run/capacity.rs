@@ -26,8 +26,17 @@ const GENERATOR_LATE_SHARE: f64 = 0.05;
 const SERVICE_UNCHANGED: f64 = 2.0;
 /// Busy: CPU time per second of wall time, per generator thread.
 const GENERATOR_BUSY: f64 = 0.9;
-/// Achieved below this share of offered, with the SLO met, is a saturated target.
-const SATURATED_BELOW: f64 = 0.95;
+/// A shortfall of the achieved rate against the offered one beyond this share of the
+/// requests expected in the judged part is a saturated target (its queue grew)…
+const SATURATED_SHORTFALL: f64 = 0.02;
+/// …when at least this many requests short; with fewer expected, a shortfall beyond this
+/// share of them (one late completion at a window's edge is not a queue).
+const SATURATED_MIN_REQUESTS: f64 = 10.0;
+const SATURATED_SMALL_SHORTFALL: f64 = 0.05;
+/// A step that fell behind or failed leaves calls queued at the service (up to the
+/// concurrency): the next step starts after a pause long enough for them to finish, so
+/// each step starts from an empty queue, not from the last one's backlog.
+const MAX_DRAIN_SECS: u64 = 10;
 
 /// The step in progress: its rate and which intervals it judges.
 struct Step {
@@ -204,7 +213,7 @@ impl CapacityRun {
                 Some(Limit::TargetFailed)
             } else if let Some(c) = failed_condition {
                 Some(Limit::Slo(c))
-            } else if achieved < SATURATED_BELOW * step.rate {
+            } else if saturated(step.rate, achieved, judged_secs) {
                 Some(Limit::TargetSaturated)
             } else {
                 None
@@ -212,6 +221,12 @@ impl CapacityRun {
         if limit.is_none() && self.unloaded_p99_us.is_none() {
             self.unloaded_p99_us = Some(served_p99);
         }
+        // A step that fell behind (or failed) leaves a queue behind it.
+        let drain = if limit.is_some() || achieved < step.rate * (1.0 - SATURATED_SHORTFALL) {
+            self.drain_secs(achieved)
+        } else {
+            0
+        };
         let corrected = LatencySummary::of(&step.data.corrected);
         self.steps.push(CapacityStep {
             rate: round3(step.rate),
@@ -232,18 +247,40 @@ impl CapacityRun {
         match self.search.step_ended(limit) {
             Next::Step { rate, confirming } => {
                 // The next step starts at the next whole second: the load changes now, and
-                // the part of this second at the old rate is in the settle time.
-                let start = elapsed.as_secs_f64().ceil() as u64;
+                // the part of this second at the old rate is in the settle time. After a
+                // pause to drain, it starts at the whole second the pause ends.
+                let start = elapsed.as_secs_f64().ceil() as u64 + drain;
                 let length = if confirming {
                     self.config.confirm
                 } else {
                     self.config.step
                 };
-                self.live.set(self.warmup + elapsed, rate);
+                if drain > 0 {
+                    self.live.set(self.warmup + elapsed, 0.0);
+                    self.live
+                        .set(self.warmup + Duration::from_secs(start), rate);
+                } else {
+                    self.live.set(self.warmup + elapsed, rate);
+                }
                 self.step = Some(Step::at(rate, start, self.config.settle, length));
             }
             Next::Done(answer) => self.finish(answer, elapsed),
         }
+    }
+
+    /// Whole seconds for the calls a step left queued (at most the concurrency) to finish
+    /// at the rate the service achieved, or to time out: at least one, at most
+    /// `MAX_DRAIN_SECS`.
+    fn drain_secs(&self, achieved: f64) -> u64 {
+        let queued = f64::from(self.scenario.load.concurrency);
+        let to_finish = queued / achieved.max(1.0);
+        let timeout = self
+            .scenario
+            .call
+            .as_ref()
+            .and_then(|c| c.timeout)
+            .map_or(f64::INFINITY, |t| t.as_secs_f64());
+        (to_finish.min(timeout).ceil() as u64).clamp(1, MAX_DRAIN_SECS)
     }
 
     fn finish(&mut self, answer: Answer, elapsed: Duration) {
@@ -330,6 +367,17 @@ impl Step {
     }
 }
 
+/// Whether a step at `rate` that achieved `achieved` over `secs` judged seconds fell behind
+/// beyond noise: short by more than 2% of the requests expected and at least 10 of them, or,
+/// with fewer than 200 expected, by more than 5% of them.
+fn saturated(rate: f64, achieved: f64, secs: f64) -> bool {
+    let expected = rate * secs;
+    let short = (rate - achieved) * secs;
+    let tolerance = (SATURATED_SHORTFALL * expected)
+        .max((SATURATED_SMALL_SHORTFALL * expected).min(SATURATED_MIN_REQUESTS));
+    short > tolerance
+}
+
 /// The last passing step at the found rate `rps` (steps hold their rates rounded as the
 /// report gives them; a bisection's rates have more digits).
 fn passed_at(steps: &[CapacityStep], rps: f64) -> Option<&CapacityStep> {
@@ -349,6 +397,20 @@ pub fn lock(run: &Mutex<CapacityRun>) -> std::sync::MutexGuard<'_, CapacityRun> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shortfall_is_saturation_beyond_noise_only() {
+        // grpcio near its capacity: 393.8/s offered, 380.7/s achieved over 3 s (39 short,
+        // the queue growing) — but 387.5 offered and 387.0 achieved is noise.
+        assert!(saturated(393.8, 380.7, 3.0));
+        assert!(!saturated(387.5, 387.0, 3.0));
+        // 20/s over one second: one call completing after the window's edge is not a queue.
+        assert!(!saturated(20.0, 19.0, 1.0));
+        assert!(saturated(20.0, 18.0, 1.0));
+        // Large rates: 2% of what was expected.
+        assert!(!saturated(45_000.0, 44_200.0, 3.0));
+        assert!(saturated(45_000.0, 44_000.0, 3.0));
+    }
 
     #[test]
     fn the_step_at_a_bisected_rate_is_found_though_the_report_rounds_it() {

@@ -28,7 +28,10 @@ impl Limit {
     pub fn describe(&self) -> String {
         match self {
             Self::Slo(c) => format!("slo: {c}"),
-            Self::TargetSaturated => "target_saturated: achieved below 95% of offered".into(),
+            Self::TargetSaturated => {
+                "target_saturated: achieved fell short of offered beyond noise (its queue grew)"
+                    .into()
+            }
             Self::Generator => "generator: sends fell behind while the generator was busy or the service answered as fast as unloaded".into(),
             Self::TargetFailed => "target_failed: no call succeeded".into(),
         }

@@ -3,8 +3,8 @@
 use tokio_util::sync::CancellationToken;
 
 use super::RunError;
+use crate::reference;
 use crate::scenario::HostPort;
-use crate::target;
 
 /// The in-process reference target, on a runtime of its own so the generator's tasks do
 /// not queue in front of the instrument's.
@@ -45,7 +45,7 @@ pub(super) fn start_embedded(
                 }
             };
             runtime.block_on(async move {
-                match target::serve("127.0.0.1:0", token.clone(), tls).await {
+                match reference::serve("127.0.0.1:0", token.clone(), tls).await {
                     Ok(running) => {
                         let _ = tx.send(Ok(HostPort::from(running.local_addr)));
                         let _ = running.served.await;
