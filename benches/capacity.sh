@@ -12,7 +12,7 @@
 #   only known to be above the server's capacity: it says so (">=").
 #
 #   benches/capacity.sh              # REPEAT=5 STEP=4s PRECISION=0.02
-#   REPEAT=3 STEP=3s KEEP=results/ benches/capacity.sh
+#   REPEAT=3 STEP=3s KEEP=results/ SERVERS=grpcio benches/capacity.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -73,8 +73,11 @@ data = { payload_size = 64 }'
 grpcio_call='method = "testing.echo.v1.Echo/Say"
 data = { message = "capacity", delay_ms = 20 }'
 
+# The reference target's SLO leaves room for a shared VM's scheduling stalls (tens of ms,
+# seen at any rate: with p99 < 20ms a stall at a quarter of the capacity failed steps): the
+# search then finds where the server's one core runs out, which repeats.
 search reference "$target_addr" "$work/target.pid" "$reference_call" \
-  '["latency.p99 < 20ms", "error_rate < 0.1%"]' 2000 400000 512 "$STEP"
+  '["latency.p99 < 100ms", "error_rate < 0.1%"]' 2000 400000 512 "$STEP"
 search grpcio "$grpcio_addr" "$work/grpcio.pid" "$grpcio_call" \
   '["latency.p99 < 250ms", "error_rate < 0.1%"]' 50 5000 128 "$STEP"
 
@@ -89,7 +92,8 @@ run() {
 }
 
 echo "== $REPEAT searches each, step $STEP, precision $PRECISION; server on core 0, generator on core 1"
-for name in reference grpcio; do
+export SERVERS=${SERVERS:-reference grpcio}
+for name in $SERVERS; do
   for i in $(seq 1 "$REPEAT"); do
     run "$name" "$work/$name-$i.json"
   done
@@ -122,12 +126,12 @@ while :; do
 done
 
 python3 - "$work" "$REPEAT" "$low" "$high" "$target_first" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 work, repeat = sys.argv[1], int(sys.argv[2])
 low, high, target_first = (int(x) for x in sys.argv[3:6])
 print("| server | searches | capacity/s (mean) | CV | limited by | steps (mean) | search time (mean) | per server core used | per usable core |")
 print("|---|---|---|---|---|---|---|---|---|")
-for name in ["reference", "grpcio"]:
+for name in os.environ.get("SERVERS", "reference grpcio").split():
     reports = [json.load(open(f"{work}/{name}-{i}.json")) for i in range(1, repeat + 1)]
     walls = [float(open(f"{work}/{name}-{i}.json.wall").read()) for i in range(1, repeat + 1)]
     caps = [r["capacity"] for r in reports]
@@ -144,7 +148,8 @@ for name in ["reference", "grpcio"]:
     print("  found: " + ", ".join(f"{x:.0f}" for x in found))
 probes = open(f"{work}/ceiling.txt").read().split()
 print("ceiling probes (rate limited_by): " + " ".join(f"{probes[i]}:{probes[i + 1]}" for i in range(0, len(probes), 2)))
-reference = [json.load(open(f"{work}/reference-{i}.json"))["capacity"] for i in range(1, repeat + 1)]
+reference = [json.load(open(f"{work}/reference-{i}.json"))["capacity"]
+             for i in range(1, repeat + 1) if os.path.exists(f"{work}/reference-{i}.json")]
 served = max([c["rps"] for c in reference if c.get("rps") and c["limited_by"] != "generator"] + [low])
 if target_first:
     print(f"generator ceiling: >= {served:.0f}/s on one core (the server on its own core was the limit first: "

@@ -101,7 +101,7 @@ impl WebConfig {
                     .location()
                     .map(|l| format!("{}:{}:{}: ", path.display(), l.line(), l.column()))
                     .unwrap_or_default();
-                format!("{line}`{key}`: {inner}; see the web config format in the README")
+                format!("{line}`{key}`: {inner}; see the web config format in docs/agent.md")
             })?
         };
         let base = path.parent().unwrap_or(Path::new("."));

@@ -31,7 +31,7 @@ use crate::scenario::{Balance, Load, Model};
 const DRAIN_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Requests per second one generator thread is given before another is added. One thread
-/// sustains several times this (see the README's benchmark); fewer threads at a fixed rate
+/// sustains several times this (see docs/benchmarks.md); fewer threads at a fixed rate
 /// mean fewer wake-ups and context switches per request, which is most of a generator's CPU.
 pub const RATE_PER_THREAD: f64 = 25_000.0;
 

@@ -49,13 +49,19 @@ impl LiveRate {
             .segments
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let last = *segments.last().expect("a schedule has a segment");
-        let at = at.as_secs_f64().max(last.start);
-        segments.push(Segment {
-            start: at,
-            before: last.before + (at - last.start) * last.rate,
-            rate: if rate.is_finite() { rate.max(0.0) } else { 0.0 },
-        });
+        append(&mut segments, at, rate);
+    }
+
+    /// From `at`, nothing; from `resume` (later), `rate`. Both segments are appended under
+    /// one lock: a worker that asked between them would find rate 0 — the schedule's end —
+    /// and stop for good.
+    pub fn pause(&self, at: Duration, resume: Duration, rate: f64) {
+        let mut segments = self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        append(&mut segments, at, 0.0);
+        append(&mut segments, resume.max(at), rate);
     }
 
     /// The first request of the rate in force: requests before it not yet taken when the rate
@@ -99,6 +105,18 @@ impl LiveRate {
     }
 }
 
+/// Appends a segment of `rate` from `at` (a time before the last change is taken as that
+/// change's time).
+fn append(segments: &mut Vec<Segment>, at: Duration, rate: f64) {
+    let last = *segments.last().expect("a schedule has a segment");
+    let at = at.as_secs_f64().max(last.start);
+    segments.push(Segment {
+        start: at,
+        before: last.before + (at - last.start) * last.rate,
+        rate: if rate.is_finite() { rate.max(0.0) } else { 0.0 },
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +145,21 @@ mod tests {
         let short = LiveRate::new(10.0, Duration::from_secs(1));
         assert!(short.due(9).is_some());
         assert_eq!(short.due(10), None);
+    }
+
+    #[test]
+    fn a_pause_is_never_the_end_of_the_schedule() {
+        let live = LiveRate::new(100.0, Duration::from_secs(60));
+        // At 2 s (200 due), nothing until 3 s, then 50/s.
+        live.pause(Duration::from_secs(2), Duration::from_secs(3), 50.0);
+        assert!(
+            (secs(live.due(200)) - 3.0).abs() < 1e-9,
+            "the first after the pause"
+        );
+        assert!((secs(live.due(250)) - 4.0).abs() < 1e-9);
+        assert!((secs(live.due(150)) - 1.5).abs() < 1e-9);
+        assert_eq!(live.first_of_current(), 200);
+        assert_eq!(live.rate(), 50.0);
     }
 
     proptest! {

@@ -164,7 +164,7 @@ pub const ALERTS: &[Alert] = &[
     Alert {
         name: "LoadagentCapacityDropped",
         // The median of the last week's searches is the service's own baseline; a search's
-        // noise (coefficient of variation, README "Capacity") is a few percent, far below 20%.
+        // noise (coefficient of variation, docs/capacity.md, benches/capacity.sh) is a few percent, far below 20%.
         expr: "loadagent_run_capacity_rps < 0.8 * quantile_over_time(0.5, loadagent_run_capacity_rps[7d])",
         for_: "0m",
         severity: "warning",

@@ -256,9 +256,8 @@ impl CapacityRun {
                     self.config.step
                 };
                 if drain > 0 {
-                    self.live.set(self.warmup + elapsed, 0.0);
-                    self.live
-                        .set(self.warmup + Duration::from_secs(start), rate);
+                    let resume = self.warmup + Duration::from_secs(start);
+                    self.live.pause(self.warmup + elapsed, resume, rate);
                 } else {
                     self.live.set(self.warmup + elapsed, rate);
                 }

@@ -1,5 +1,5 @@
 //! The scenario's keys, declared once: for each table, each key's type, default and one line
-//! of documentation. The README's key tables are generated from this list (a test fails when
+//! of documentation. The key tables of docs/scenarios.md are generated from this list (a test fails when
 //! they differ, and `LOADAGENT_BLESS=1 cargo test --lib scenario::schema` rewrites them), and
 //! a test checks that the reader asks for exactly these keys. Defaults are shown from
 //! `defaults.rs`, where the reader takes them from.
@@ -37,7 +37,7 @@ fn secs(d: std::time::Duration) -> String {
     format!("`\"{}s\"`", d.as_secs())
 }
 
-/// Every table, in the order the README shows them.
+/// Every table, in the order docs/scenarios.md shows them.
 pub fn tables() -> Vec<Table> {
     vec![
         Table {
@@ -52,7 +52,7 @@ pub fn tables() -> Vec<Table> {
                 key("stream", "table", "the defaults below", "streaming kinds: how each stream behaves"),
                 key("thresholds", "table", "none", "pass/fail checks on the report (exit 3)"),
                 key("tracing", "table", "none", "OTLP spans of the run and a sample of its calls"),
-                key("capacity", "table", "none", "search for the highest rate within an SLO instead of running one rate (below)"),
+                key("capacity", "table", "none", "search for the highest rate within an SLO instead of running one rate (docs/capacity.md)"),
                 key("labels", "table of strings", "none", "what the tool cannot see, kept in the report's `labels` (`{ target_arch = \"arm64\", instance = \"c7g.xlarge\", price_per_hour = \"0.145\" }`; names as Prometheus label names, at most 32); `run --label KEY=VALUE` adds or overrides; `compare --by label:KEY` groups by one"),
             ],
         },
@@ -174,7 +174,7 @@ pub fn tables() -> Vec<Table> {
     ]
 }
 
-/// The README's tables: one per scenario table.
+/// The tables of docs/scenarios.md: one per scenario table.
 pub fn markdown() -> String {
     let mut out = String::new();
     for t in tables() {
@@ -204,9 +204,9 @@ pub fn markdown() -> String {
     out
 }
 
-/// Where the generated tables sit in the README.
-pub const README_START: &str = "<!-- scenario-keys: generated from src/scenario/schema.rs -->";
-pub const README_END: &str = "<!-- /scenario-keys -->";
+/// Where the generated tables sit in docs/scenarios.md.
+pub const KEY_TABLES_START: &str = "<!-- scenario-keys: generated from src/scenario/schema.rs -->";
+pub const KEY_TABLES_END: &str = "<!-- /scenario-keys -->";
 
 #[cfg(test)]
 mod tests {
@@ -214,21 +214,23 @@ mod tests {
     use std::collections::BTreeSet;
 
     #[test]
-    fn the_readme_tables_are_the_schema() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-        let readme = std::fs::read_to_string(&path).unwrap();
-        let start = readme
-            .find(README_START)
-            .expect("README has the start marker")
-            + README_START.len();
-        let end = readme.find(README_END).expect("README has the end marker");
+    fn the_documented_key_tables_are_the_schema() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenarios.md");
+        let page = std::fs::read_to_string(&path).unwrap();
+        let start = page
+            .find(KEY_TABLES_START)
+            .expect("docs/scenarios.md has the start marker")
+            + KEY_TABLES_START.len();
+        let end = page
+            .find(KEY_TABLES_END)
+            .expect("docs/scenarios.md has the end marker");
         let want = markdown();
-        if readme[start..end] != want {
+        if page[start..end] != want {
             if std::env::var_os("LOADAGENT_BLESS").is_some() {
-                let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
+                let updated = format!("{}{want}{}", &page[..start], &page[end..]);
                 std::fs::write(&path, updated).unwrap();
             } else {
-                panic!("README's scenario key tables differ from src/scenario/schema.rs; run LOADAGENT_BLESS=1 cargo test --lib scenario::schema");
+                panic!("docs/scenarios.md's scenario key tables differ from src/scenario/schema.rs; run LOADAGENT_BLESS=1 cargo test --lib scenario::schema");
             }
         }
     }
