@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use loadagent::grpc::channel::Endpoint;
-use loadagent::grpc::lean::Connection;
+use loadagent::grpc::lean::{Connection, RequestHeaders};
 use loadagent::grpc::unary::UnaryCall;
 
 /// A varint-encoded protobuf field (wire type 0) or bytes field (wire type 2).
@@ -47,7 +47,7 @@ fn bench_request(payload_size: u64, error_code: u64, message: &str) -> Bytes {
 
 /// (code, message) of one call over the lean client.
 async fn over_lean(endpoint: &Endpoint, call: &UnaryCall, body: Bytes) -> (u8, String) {
-    let mut conn = Connection::open(endpoint, Arc::new(call.lean_headers(false)))
+    let mut conn = Connection::open(endpoint, Arc::new(RequestHeaders::for_call(call, false)))
         .await
         .expect("lean connection");
     conn.start(0, body, None);

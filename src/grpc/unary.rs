@@ -173,22 +173,6 @@ impl UnaryCall {
         self.max_receive
     }
 
-    /// The request headers for the lean client (`grpc::lean`): the same ones `request`
-    /// sends through h2, in the same order.
-    pub fn lean_headers(&self, tls: bool) -> super::lean::RequestHeaders {
-        let authority = self.uri.authority().map_or("", |a| a.as_str());
-        let mut headers = vec![
-            (b":path".to_vec(), self.uri.path().as_bytes().to_vec()),
-            (b":authority".to_vec(), authority.as_bytes().to_vec()),
-        ];
-        for (name, value) in &self.headers {
-            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-        }
-        let mut lean = super::lean::RequestHeaders::new(tls, headers);
-        lean.max_receive = self.max_receive;
-        lean
-    }
-
     /// The gRPC deadline of each call, if any.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout

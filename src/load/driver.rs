@@ -107,9 +107,9 @@ impl ThreadWork {
         // own lean connections; streams share pooled h2 connections. All are opened (and
         // proven) before the load starts.
         let lean = match &self.shared.plan.call {
-            CallPlan::Unary(call) if call.lean() => {
-                Some(Arc::new(call.lean_headers(self.endpoint.tls.is_some())))
-            }
+            CallPlan::Unary(call) if call.lean() => Some(Arc::new(
+                crate::grpc::lean::RequestHeaders::for_call(call, self.endpoint.tls.is_some()),
+            )),
             _ => None,
         };
         let plan = &self.shared.plan;

@@ -12,3 +12,24 @@ mod huffman;
 
 pub use conn::{Completion, Connection, ConnectionLost};
 pub use hpack::RequestHeaders;
+
+use super::unary::UnaryCall;
+
+impl RequestHeaders {
+    /// A unary call's request headers: the same ones `UnaryCall::request` sends through h2,
+    /// in the same order. (Built here, so that `grpc::unary` does not depend on this client.)
+    pub fn for_call(call: &UnaryCall, tls: bool) -> Self {
+        let uri = call.uri();
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let mut headers = vec![
+            (b":path".to_vec(), uri.path().as_bytes().to_vec()),
+            (b":authority".to_vec(), authority.as_bytes().to_vec()),
+        ];
+        for (name, value) in call.headers() {
+            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+        let mut lean = Self::new(tls, headers);
+        lean.max_receive = call.max_receive();
+        lean
+    }
+}
