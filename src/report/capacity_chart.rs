@@ -45,6 +45,16 @@ fn found_mark(c: &CapacityReport, color: &'static str, prefix: &str) -> Option<M
     })
 }
 
+/// The SLO's latency bound across the latency chart.
+fn slo_mark((text, limit): (&str, f64)) -> Mark {
+    Mark {
+        vertical: false,
+        at: limit,
+        label: format!("SLO {text}"),
+        color: RED,
+    }
+}
+
 fn points(c: &CapacityReport, f: impl Fn(&CapacityStep) -> f64) -> Vec<(f64, f64)> {
     curve(c).into_iter().map(|s| (s.rate, f(s))).collect()
 }
@@ -99,14 +109,7 @@ pub fn charts(c: &CapacityReport) -> String {
         dots: true,
     };
     latency.marks.extend(found_mark(c, GREEN, ""));
-    if let Some((text, limit)) = latency_limit_ms(c) {
-        latency.marks.push(Mark {
-            vertical: false,
-            at: limit,
-            label: format!("SLO {text}"),
-            color: RED,
-        });
-    }
+    latency.marks.extend(latency_limit_ms(c).map(slo_mark));
     svg::render(&throughput) + &svg::render(&latency)
 }
 
@@ -155,14 +158,7 @@ pub fn overlay(groups: &[(&str, Vec<&CapacityReport>)]) -> String {
             slo = slo.or_else(|| latency_limit_ms(c));
         }
     }
-    if let Some((text, limit)) = slo {
-        latency.marks.push(Mark {
-            vertical: false,
-            at: limit,
-            label: format!("SLO {text}"),
-            color: RED,
-        });
-    }
+    latency.marks.extend(slo.map(slo_mark));
     svg::render(&throughput) + &svg::render(&latency)
 }
 
