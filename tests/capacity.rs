@@ -358,21 +358,6 @@ fn long_search(dir: &std::path::Path, name: &str, address: &str) -> std::path::P
     )
 }
 
-fn spawn_run(scenario: &std::path::Path, out: &std::path::Path) -> std::process::Child {
-    std::process::Command::new(bin())
-        .args([
-            "run",
-            "-q",
-            scenario.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 fn read_report(path: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

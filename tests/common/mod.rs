@@ -332,8 +332,8 @@ pub fn num(v: &serde_json::Value, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("{path} is not a number in the report: {cur}"))
 }
 
-/// Starts `loadagent run -q SCENARIO --out OUT` in the background (stdout discarded), for
-/// tests that act on a server while the run goes on.
+/// Starts `loadagent run -q SCENARIO --out OUT` in the background (stdout discarded, stderr
+/// kept for `wait_with_output`), for tests that act on a server while the run goes on.
 pub fn spawn_run(scenario: &Path, out: &Path) -> Child {
     Command::new(bin())
         .args([
@@ -344,6 +344,7 @@ pub fn spawn_run(scenario: &Path, out: &Path) -> Child {
             out.to_str().unwrap(),
         ])
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
