@@ -909,7 +909,7 @@ const MAX_HISTOGRAM_COUNT: u64 = 1 << 53;
 pub const MAX_MERGED: usize = 1024;
 
 /// Decodes every `hdr` field of a report (nested anywhere) and checks it against its
-/// sibling `count`, and bounds every whole number, so that `merge`, `compare` and `report`
+/// sibling `count`, and bounds every number (whole or not), so that `merge`, `compare` and `report`
 /// never work from a histogram they cannot read, and never add or chart counts that
 /// overflow. The error names the field.
 fn check_histograms(v: &serde_json::Value, at: &mut Vec<String>) -> Result<(), String> {
@@ -955,7 +955,13 @@ fn check_histograms(v: &serde_json::Value, at: &mut Vec<String>) -> Result<(), S
                 result?;
             }
         }
-        Value::Number(n) if n.as_u64().is_some_and(|v| v > MAX_HISTOGRAM_COUNT) => {
+        // Floats by magnitude too: a sum of 1e308 and 1e308 is infinite, which JSON writes
+        // as null, so a merge of two such reports could not be read back.
+        Value::Number(n)
+            if n.as_u64().is_some_and(|v| v > MAX_HISTOGRAM_COUNT)
+                || n.as_f64()
+                    .is_some_and(|x| x.abs() > MAX_HISTOGRAM_COUNT as f64) =>
+        {
             return Err(format!(
                 "`{}` is {n}, more than a report's numbers may be (2^53: exact in floating point, and a sum of {MAX_MERGED} of them cannot overflow)",
                 at.join(".")
