@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-use crate::grpc::expect::Check;
-use crate::grpc::method_probe::MethodProbe;
+use crate::probe::expect::Check;
+use crate::probe::method::MethodProbe;
 use crate::scenario::reader::{Ctx, TableReader};
 use crate::scenario::{
     check_metadata, read_messages, read_schema, read_tls, FleetName, HostPort, HttpVersion,
@@ -370,10 +370,7 @@ impl MethodSpec {
     pub fn check_labels(&self) -> Vec<String> {
         let mut out: Vec<String> = self.checks.iter().map(|c| c.text.clone()).collect();
         if !self.checks.iter().any(Check::is_on_status) {
-            out.insert(
-                0,
-                crate::grpc::method_probe::IMPLICIT_STATUS_CHECK.to_string(),
-            );
+            out.insert(0, crate::probe::method::IMPLICIT_STATUS_CHECK.to_string());
         }
         out
     }

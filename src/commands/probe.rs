@@ -2,10 +2,10 @@
 //! one call of any unary method judged by `--expect` checks (exit codes extended).
 
 use crate::error::CommandError;
-use crate::grpc::expect::Check;
-use crate::grpc::method_probe::{MethodProbe, IMPLICIT_STATUS_CHECK};
-use crate::probe::health::{self, HealthAnswer};
-use crate::probe::method::PrepareError;
+use crate::probe::expect::Check;
+use crate::probe::method::{MethodProbe, PrepareError};
+use crate::probe::once::{Module, ProbeVerdict, Target};
+use crate::probe::verdict::Failure;
 use crate::scenario::duration::parse_duration;
 use crate::scenario::reader::At;
 use crate::scenario::HostPort;
@@ -110,103 +110,84 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             )
         }
     };
-    // Types from files are checked before connecting: a wrong method, request or check is a
-    // bad argument whether or not the target is up.
-    let prepared = match &a.method {
-        Some(m) => method_probe_from_files(m)?,
-        None => None,
+    let target = Target {
+        address,
+        tls,
+        metadata: pairs,
+        timeout,
     };
-    if let (Some((protocol, http_version)), Some(m)) = (a.web, &a.method) {
-        let probe = match prepared {
-            Some(p) => p,
-            None => method_probe_by_reflection(m, &address, timeout, tls.as_ref()).await?,
-        };
-        let options = crate::grpc::web::WebOptions {
-            protocol,
-            http_version,
-            cors_origin: None,
-            connect_timeout: timeout,
-        };
-        let call = probe
-            .web_call(&a.address, &pairs, timeout, &options, tls.as_ref())
-            .map_err(|e| bad(e.to_string()))?;
-        let mut sender = crate::grpc::web::connect(&call.endpoint(address.clone()), http_version)
-            .await
-            .map_err(|e| cannot_connect(&a.address, e))?;
-        let mut renderer = crate::grpc::request::Renderer::new(0);
-        let verdict = probe.call_web(&call, &mut sender, 0, &mut renderer).await;
-        return judged(verdict);
-    }
-    // One HTTP/2 connection proven first (our preface, the server's PING answer): a server
-    // that does not speak HTTP/2 is a failed connection (exit 2, as `run` says it and as
-    // grpc-health-probe counts it), not an RPC whose status changes from run to run.
-    let proof = crate::grpc::channel::Endpoint {
-        address: address.clone(),
-        connect_timeout: timeout,
-        tls: tls.clone(),
-    };
-    crate::grpc::channel::connect(&proof)
-        .await
-        .map_err(|e| cannot_connect(&a.address, e.first_contact()))?;
-    let channel = crate::grpc::control::channel(&address, None, timeout, tls.as_ref())
-        .await
-        .map_err(|e| cannot_connect(&a.address, e))?;
-    if let Some(m) = &a.method {
-        let probe = match prepared {
-            Some(p) => p,
-            None => method_probe_by_reflection(m, &address, timeout, tls.as_ref()).await?,
-        };
-        return call_method(&probe, channel, &metadata, timeout).await;
-    }
-    let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let request = health::request(&a.service, pairs);
-    let answer = if a.watch {
-        health::watch_first(channel, request, timeout).await
-    } else {
-        health::check(channel, request, timeout).await
-    };
-    let status = match answer {
-        HealthAnswer::Status(s) => s,
-        HealthAnswer::Failed(s) => {
-            return Err(CommandError::probe(
-                RPC_FAILED,
-                format!("health rpc failed: {}: {}", s.code(), s.message()),
-            ))
-        }
-        HealthAnswer::Ended => {
-            return Err(CommandError::probe(
-                RPC_FAILED,
-                "health watch ended without a status",
-            ))
-        }
-        HealthAnswer::NoAnswer(t) => {
-            return Err(CommandError::probe(
-                RPC_FAILED,
-                format!("no health status within {t:?}"),
-            ))
+    let module = match &a.method {
+        None => Module::Health {
+            service: a.service.clone(),
+            watch: a.watch,
+        },
+        Some(m) => {
+            // Types from files are checked before connecting: a wrong method, request or
+            // check is a bad argument whether or not the target is up.
+            let probe = match method_probe_from_files(m)? {
+                Some(p) => p,
+                None => method_probe_by_reflection(m, &target).await?,
+            };
+            match a.web {
+                None => Module::Method(probe),
+                Some((protocol, http_version)) => {
+                    let options = crate::grpc::web::WebOptions {
+                        protocol,
+                        http_version,
+                        cors_origin: None,
+                        connect_timeout: timeout,
+                    };
+                    Module::web(probe, &target, &a.address, &options)
+                        .map_err(|e| bad(e.to_string()))?
+                }
+            }
         }
     };
-    let name = health::status_name(status);
-    if answer_is_serving(status) {
-        println!("status: {name}");
-        Ok(())
-    } else {
-        Err(CommandError::probe(
-            NOT_SERVING,
-            format!("service unhealthy (responded with \"{name}\")"),
-        ))
+    let verdict = crate::probe::once::once(&target, &module).await;
+    print_verdict(&verdict);
+    match verdict.failure {
+        None => Ok(()),
+        Some((kind, why)) => Err(CommandError::probe(exit_code(kind), why)),
     }
 }
 
-fn answer_is_serving(status: i32) -> bool {
-    HealthAnswer::Status(status).is_serving()
+/// grpc-health-probe's exit codes, extended by `CHECK_FAILED`.
+fn exit_code(kind: Failure) -> u8 {
+    match kind {
+        Failure::Connect => CONNECTION_FAILED,
+        Failure::Rpc => RPC_FAILED,
+        Failure::NotServing => NOT_SERVING,
+        Failure::Check => CHECK_FAILED,
+    }
 }
 
-fn cannot_connect(address: &str, e: impl std::fmt::Display) -> CommandError {
-    CommandError::probe(
-        CONNECTION_FAILED,
-        format!("cannot connect to {address}: {e}"),
-    )
+/// What the probe answered: the health status when SERVING (a failure is the error's
+/// message), or a method's status, response and how each check went.
+fn print_verdict(v: &ProbeVerdict) {
+    if let Some(h) = &v.health {
+        if v.failure.is_none() {
+            println!("status: {}", h.status.unwrap_or("UNKNOWN"));
+        }
+    }
+    if let Some(call) = &v.call {
+        let name = crate::grpc::status::code_name(call.code);
+        if call.status_message.is_empty() {
+            println!("status: {name}");
+        } else {
+            println!("status: {name}: {}", call.status_message);
+        }
+        if let Some(r) = &call.response {
+            if let Ok(json) = serde_json::to_string(r) {
+                println!("response: {json}");
+            }
+        }
+        for (check, why) in &call.checks {
+            match why {
+                None => println!("check `{check}`: passed"),
+                Some(why) => println!("check `{check}`: FAILED: {why}"),
+            }
+        }
+    }
 }
 
 fn bad_arguments(m: impl std::fmt::Display) -> CommandError {
@@ -254,7 +235,7 @@ fn prepare(
 }
 
 /// Problems of a method probe, each named by the flag it came from.
-fn problems_as_flags(problems: &[crate::grpc::method_probe::DefinitionError]) -> CommandError {
+fn problems_as_flags(problems: &[crate::probe::method::DefinitionError]) -> CommandError {
     bad_arguments(
         problems
             .iter()
@@ -305,73 +286,23 @@ fn method_probe_from_files(m: &MethodArgs) -> Result<Option<MethodProbe>, Comman
 
 async fn method_probe_by_reflection(
     m: &MethodArgs,
-    address: &HostPort,
-    timeout: std::time::Duration,
-    tls: Option<&ClientTls>,
+    target: &Target,
 ) -> Result<MethodProbe, CommandError> {
     let (name, messages, checks) = method_parts(m)?;
-    crate::probe::method::by_reflection(address, &name, &messages, &checks, timeout, tls)
-        .await
-        .map_err(|e| match e {
-            PrepareError::Reflection(e) => bad_arguments(format!(
-                "--method {}: the types could not be had by reflection: {e} (--proto FILE or --protoset FILE)",
-                m.method
-            )),
-            PrepareError::Problems(problems) => problems_as_flags(&problems),
-        })
-}
-
-/// Calls the method once and prints what it answered and how each check went.
-async fn call_method(
-    probe: &MethodProbe,
-    channel: tonic::transport::Channel,
-    metadata: &tonic::metadata::MetadataMap,
-    timeout: std::time::Duration,
-) -> Result<(), CommandError> {
-    let mut renderer = crate::grpc::request::Renderer::new(0);
-    let verdict = probe
-        .call(channel, 0, &mut renderer, metadata, timeout)
-        .await;
-    judged(verdict)
-}
-
-/// Prints what the call answered and how each check went; the exit code.
-fn judged(verdict: crate::grpc::method_probe::Verdict) -> Result<(), CommandError> {
-    let name = crate::grpc::status::code_name(verdict.code);
-    if verdict.status_message.is_empty() {
-        println!("status: {name}");
-    } else {
-        println!("status: {name}: {}", verdict.status_message);
-    }
-    if let Some(r) = &verdict.response {
-        if let Ok(json) = serde_json::to_string(r) {
-            println!("response: {json}");
-        }
-    }
-    for (check, why) in &verdict.checks {
-        match why {
-            None => println!("check `{check}`: passed"),
-            Some(why) => println!("check `{check}`: FAILED: {why}"),
-        }
-    }
-    if verdict.passed() {
-        return Ok(());
-    }
-    let failures = verdict.failures().unwrap_or_default();
-    // A failed call that only the implicit `status == OK` caught is an RPC failure, as
-    // grpc-health-probe reports one; anything the user's checks caught is a failed check.
-    let only_implicit = verdict.decode_error.is_none()
-        && verdict
-            .checks
-            .iter()
-            .all(|(c, why)| why.is_none() || c == IMPLICIT_STATUS_CHECK);
-    let code = if only_implicit && verdict.code != crate::grpc::status::OK {
-        RPC_FAILED
-    } else {
-        CHECK_FAILED
-    };
-    Err(CommandError::probe(
-        code,
-        format!("method probe failed: {failures}"),
-    ))
+    let probe = crate::probe::method::by_reflection(
+        &target.address,
+        &name,
+        &messages,
+        &checks,
+        target.timeout,
+        target.tls.as_ref(),
+    )
+    .await;
+    probe.map_err(|e| match e {
+        PrepareError::Reflection(e) => bad_arguments(format!(
+            "--method {}: the types could not be had by reflection: {e} (--proto FILE or --protoset FILE)",
+            m.method
+        )),
+        PrepareError::Problems(problems) => problems_as_flags(&problems),
+    })
 }

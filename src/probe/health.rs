@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 /// What a health RPC came to.
 #[derive(Debug, Clone)]
@@ -16,7 +16,7 @@ pub enum HealthAnswer {
     Status(i32),
     /// The RPC failed, with the status its client sees.
     Failed(tonic::Status),
-    /// A Watch ended before sending a status.
+    /// A Watch stream ended (a first-answer Watch: before sending a status).
     Ended,
     /// Nothing within the timeout.
     NoAnswer(Duration),
@@ -65,6 +65,19 @@ pub async fn check(
     }
 }
 
+/// Opens a Watch stream (the agent follows it for as long as it lasts); `Err` is the
+/// status its client sees.
+pub async fn watch(
+    channel: Channel,
+    request: tonic::Request<HealthCheckRequest>,
+) -> Result<tonic::Streaming<HealthCheckResponse>, tonic::Status> {
+    HealthClient::new(channel)
+        .watch(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(crate::grpc::status::as_clients_report)
+}
+
 /// The first status a Watch sends, within `timeout` (opening included).
 pub async fn watch_first(
     channel: Channel,
@@ -72,9 +85,9 @@ pub async fn watch_first(
     timeout: Duration,
 ) -> HealthAnswer {
     let first = async {
-        let mut stream = match HealthClient::new(channel).watch(request).await {
-            Ok(s) => s.into_inner(),
-            Err(s) => return HealthAnswer::Failed(crate::grpc::status::as_clients_report(s)),
+        let mut stream = match watch(channel, request).await {
+            Ok(s) => s,
+            Err(s) => return HealthAnswer::Failed(s),
         };
         match stream.message().await {
             Ok(Some(r)) => HealthAnswer::Status(r.status),

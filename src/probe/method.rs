@@ -1,12 +1,79 @@
-//! A method probe whose types the server gives by reflection: the one way to get them and
-//! prepare the probe (the request encoded, every check resolved against the response type).
+//! A probe of any unary method: one call with a request written in the scenario's syntax
+//! (templates included), the response decoded with the method's types and judged by
+//! `expect` checks. Shared by `loadagent probe --method` and the agent's method probes, so
+//! both judge a response the same way. The types come from files or, the one way to have
+//! them from the server, by reflection (`by_reflection`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::grpc::expect::Check;
-use crate::grpc::method_probe::{DefinitionError, MethodProbe};
+use bytes::{Buf, BufMut, Bytes};
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+
+use super::expect::Check;
+use crate::grpc::request::{Renderer, Requests};
+use crate::grpc::status;
+use crate::grpc::unary::UnaryCall;
+use crate::grpc::web::{Afterwards, WebCall, WebOptions, WebSender};
 use crate::scenario::{HostPort, MethodName, RequestMessage};
 use crate::tls::ClientTls;
+
+/// The check every method probe makes unless one on `status` is written.
+pub const IMPLICIT_STATUS_CHECK: &str = "status == OK";
+
+/// A method, its requests and its checks, validated against its types.
+#[derive(Debug, Clone)]
+pub struct MethodProbe {
+    pub descriptor: MethodDescriptor,
+    path: http::uri::PathAndQuery,
+    requests: Requests,
+    checks: Vec<Check>,
+}
+
+/// A problem with a probe's definition: which key (`method`, `data`, `expect`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionError {
+    pub key: String,
+    pub message: String,
+}
+
+/// How one probe call went.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The gRPC status (UNAVAILABLE when no connection could be used).
+    pub code: u8,
+    pub status_message: String,
+    pub took: Duration,
+    /// Every check in order, with why it failed (`None`: it passed).
+    pub checks: Vec<(String, Option<String>)>,
+    /// The decoded response, when the call returned one.
+    pub response: Option<DynamicMessage>,
+    /// A response that did not decode, with the reason.
+    pub decode_error: Option<String>,
+    /// Whether the connection can carry another call (gRPC-Web over HTTP/1.1 may not).
+    pub reusable: bool,
+    /// The server never processed the call (its connection was closing): send it again on a
+    /// new connection.
+    pub not_processed: bool,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.decode_error.is_none() && self.checks.iter().all(|(_, why)| why.is_none())
+    }
+
+    /// The reasons the probe failed, on one line.
+    pub fn failures(&self) -> Option<String> {
+        let mut out: Vec<String> = self.decode_error.iter().cloned().collect();
+        for (check, why) in &self.checks {
+            if let Some(why) = why {
+                out.push(format!("check `{check}` failed: {why}"));
+            }
+        }
+        (!out.is_empty()).then(|| out.join("; "))
+    }
+}
 
 /// Why a method probe could not be prepared by reflection.
 #[derive(Debug, Clone)]
@@ -30,4 +97,245 @@ pub async fn by_reflection(
         .await
         .map_err(|e| PrepareError::Reflection(e.to_string()))?;
     MethodProbe::prepare(&pool, name, messages, checks).map_err(PrepareError::Problems)
+}
+
+impl MethodProbe {
+    /// Finds `name` in `pool` (a unary method), builds its requests from `messages` and
+    /// validates `checks` against its response type. Every problem is returned at once.
+    pub fn prepare(
+        pool: &DescriptorPool,
+        name: &MethodName,
+        messages: &[RequestMessage],
+        checks: &[Check],
+    ) -> Result<Self, Vec<DefinitionError>> {
+        let err = |key: &str, message: String| DefinitionError {
+            key: key.to_string(),
+            message,
+        };
+        let descriptor = crate::grpc::descriptors::find_method(pool, name)
+            .map_err(|m| vec![err("method", m)])?;
+        if descriptor.is_client_streaming() || descriptor.is_server_streaming() {
+            return Err(vec![err(
+                "method",
+                format!(
+                    "`{}` is a {} method; a probe calls a unary method",
+                    descriptor.full_name(),
+                    crate::grpc::descriptors::shape(&descriptor)
+                ),
+            )]);
+        }
+        let mut problems = Vec::new();
+        let requests = match Requests::from_messages(messages, None, &descriptor) {
+            Ok(r) => Some(r),
+            Err(p) => {
+                // The request's problems are keyed as a scenario's (`call.data…`); here the
+                // caller names the table.
+                problems.extend(
+                    p.list
+                        .into_iter()
+                        .map(|p| err(p.key.strip_prefix("call.").unwrap_or(&p.key), p.message)),
+                );
+                None
+            }
+        };
+        let output = descriptor.output();
+        for (i, check) in checks.iter().enumerate() {
+            if let Err(e) = check.validate(&output) {
+                problems.push(err(&format!("expect[{i}]"), e.to_string()));
+            }
+        }
+        let path = name.path().parse().map_err(|e: http::uri::InvalidUri| {
+            vec![err("method", format!("not a request path: {e}"))]
+        })?;
+        match requests {
+            Some(requests) if problems.is_empty() => {
+                let mut checks = checks.to_vec();
+                if !checks.iter().any(Check::is_on_status) {
+                    if let Ok(ok) = Check::parse(IMPLICIT_STATUS_CHECK) {
+                        checks.insert(0, ok);
+                    }
+                }
+                Ok(Self {
+                    descriptor,
+                    path,
+                    requests,
+                    checks,
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+
+    /// The checks' texts, as the `check` label names them (the implicit status check first
+    /// when no check on `status` was written).
+    pub fn check_texts(&self) -> impl Iterator<Item = &str> {
+        self.checks.iter().map(|c| c.text.as_str())
+    }
+
+    /// Calls the method once (request `n`, its templates rendered by `renderer`) and judges
+    /// the answer.
+    pub async fn call(
+        &self,
+        channel: Channel,
+        n: u64,
+        renderer: &mut Renderer,
+        metadata: &tonic::metadata::MetadataMap,
+        timeout: Duration,
+    ) -> Verdict {
+        let started = Instant::now();
+        let body = self.requests.unframed(n, renderer).unwrap_or_default();
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = metadata.clone();
+        request.set_timeout(timeout);
+        let mut grpc = tonic::client::Grpc::new(channel);
+        let answer = tokio::time::timeout(timeout, async {
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
+            grpc.unary(request, self.path.clone(), RawCodec).await
+        })
+        .await;
+        let took = started.elapsed();
+        let (code, status_message, body) = match answer {
+            Ok(Ok(r)) => (status::OK, String::new(), Some(r.into_inner())),
+            Ok(Err(s)) if status::is_tonic_deadline(&s) => (
+                status::DEADLINE_EXCEEDED,
+                format!("no answer within {timeout:?}"),
+                None,
+            ),
+            Ok(Err(s)) => {
+                let s = status::as_clients_report(s);
+                (s.code() as i32 as u8, s.message().to_string(), None)
+            }
+            Err(_) => (
+                status::DEADLINE_EXCEEDED,
+                format!("no answer within {timeout:?}"),
+                None,
+            ),
+        };
+        self.judge(code, status_message, body, took, true)
+    }
+
+    /// The gRPC-Web form of this probe's call to `authority`, with `metadata` and a deadline.
+    pub fn web_call(
+        &self,
+        authority: &str,
+        metadata: &[(String, String)],
+        timeout: Duration,
+        options: &WebOptions,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<WebCall, crate::grpc::unary::HeadError> {
+        let native = UnaryCall::new(authority, self.path.as_str(), metadata, Some(timeout), None)?;
+        Ok(WebCall::new(&native, options, tls))
+    }
+
+    /// Calls the method once over gRPC-Web (`web`, from `web_call`) and judges the answer.
+    pub async fn call_web(
+        &self,
+        web: &WebCall,
+        sender: &mut WebSender,
+        n: u64,
+        renderer: &mut Renderer,
+    ) -> Verdict {
+        let started = Instant::now();
+        let framed = self.requests.body(n, renderer);
+        let (outcome, message, after) = web.unary(sender, framed).await;
+        let took = started.elapsed();
+        let body = (outcome.code == status::OK).then(|| message.unwrap_or_default());
+        let mut verdict = self.judge(
+            outcome.code,
+            outcome.message.unwrap_or_default(),
+            body,
+            took,
+            after == Afterwards::Reusable && !outcome.connection_failed,
+        );
+        verdict.not_processed = after == Afterwards::NotProcessed;
+        verdict
+    }
+
+    /// Decodes the response (when the call returned one) and runs every check on it.
+    fn judge(
+        &self,
+        code: u8,
+        status_message: String,
+        body: Option<Bytes>,
+        took: Duration,
+        reusable: bool,
+    ) -> Verdict {
+        let output = self.descriptor.output();
+        let decoded = body.map(|bytes| {
+            // What decoding would cost is bounded first: a small answer can hold millions
+            // of values.
+            crate::grpc::decode_budget::within(
+                &bytes,
+                &output,
+                crate::grpc::decode_budget::MAX_DECODED_VALUES,
+            )?;
+            DynamicMessage::decode(output.clone(), bytes).map_err(|e| {
+                format!(
+                    "the response does not decode as {}: {e}",
+                    output.full_name()
+                )
+            })
+        });
+        let (response, decode_error) = match decoded {
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        let checks = self
+            .checks
+            .iter()
+            .map(|c| (c.text.clone(), c.evaluate(code, response.as_ref()).err()))
+            .collect();
+        Verdict {
+            code,
+            status_message,
+            took,
+            checks,
+            response,
+            decode_error,
+            reusable,
+            not_processed: false,
+        }
+    }
+}
+
+/// Passes encoded messages through tonic untouched: the probe encodes and decodes them with
+/// types known only at run time.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
 }

@@ -3,5 +3,8 @@
 //! `loadagent probe` (flags, printing, exit codes) and the agent's prober (scheduling,
 //! publishing, fleet following).
 
+pub mod expect;
 pub mod health;
 pub mod method;
+pub mod once;
+pub mod verdict;

@@ -10,7 +10,7 @@ use prost_reflect::{
     DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
 };
 
-use super::status::{code_name, CODE_NAMES};
+use crate::grpc::status::{code_name, CODE_NAMES};
 
 /// Longest check written (a regex included): checks come from flags and config files.
 const MAX_CHECK: usize = 4096;

@@ -1,0 +1,112 @@
+//! A prober's connection: shared (`Channels`) with every prober that reaches the address
+//! the same way, its resolve, connect and TLS phases exported, made again after a failure.
+
+use std::time::Instant;
+
+use tonic::transport::Channel;
+
+use super::super::channels::{Channels, SharedChannel};
+use super::Prober;
+
+impl Prober {
+    /// Which shared connection this prober uses (`Channels`).
+    pub(super) fn channel_key(&self) -> String {
+        Channels::key(
+            &self.address,
+            self.target.address.host(),
+            self.target.timeout,
+            &format!("{:?}", self.target.tls),
+        )
+    }
+
+    /// The kept channel: the connection shared with the probers that reach this address the
+    /// same way, made (timing resolve and connect) when there is none. Every prober sharing
+    /// it exports what making it measured.
+    pub(super) async fn channel(&mut self) -> Result<Channel, String> {
+        if let Some((c, _)) = &self.channel {
+            return Ok(c.clone());
+        }
+        let key = self.channel_key();
+        let channels = self.ctx.channels.clone();
+        let shared = channels
+            .get_or_connect(&key, |generation| self.connect(generation))
+            .await?;
+        let m = &self.ctx.metrics;
+        m.probe_duration
+            .with_label_values(&self.labels_and("resolve"))
+            .set(shared.resolve.as_secs_f64());
+        let mut connect = shared.connect;
+        let facts = shared.tls.lock().ok().and_then(|g| g.clone());
+        if let Some(f) = facts {
+            // `connect` is TCP alone; the handshake is its own phase.
+            connect = connect.saturating_sub(f.handshake);
+            m.probe_duration
+                .with_label_values(&self.labels_and("tls"))
+                .set(f.handshake.as_secs_f64());
+            if let Some(expiry) = f.earliest_expiry {
+                m.probe_cert_expiry
+                    .with_label_values(&self.labels())
+                    .set(expiry as f64);
+            }
+            for v in crate::telemetry::metrics::TLS_VERSIONS {
+                m.probe_tls_version
+                    .with_label_values(&self.labels_and(v))
+                    .set(if v == f.version { 1.0 } else { 0.0 });
+            }
+        }
+        m.probe_duration
+            .with_label_values(&self.labels_and("connect"))
+            .set(connect.as_secs_f64());
+        self.channel = Some((shared.channel.clone(), shared.generation));
+        Ok(shared.channel)
+    }
+
+    /// Resolves and connects: a new shared connection.
+    pub(super) async fn connect(&self, generation: u64) -> Result<SharedChannel, String> {
+        let t0 = Instant::now();
+        let resolved = tokio::time::timeout(
+            self.target.timeout,
+            tokio::net::lookup_host(self.address.dial()),
+        )
+        .await;
+        let resolve = t0.elapsed();
+        match resolved {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.address)),
+            Err(_) => {
+                return Err(format!(
+                    "resolving {} took longer than {:?}",
+                    self.address, self.target.timeout
+                ))
+            }
+        }
+        let t1 = Instant::now();
+        let tls: crate::grpc::control::TlsFactsSlot = Default::default();
+        let channel = crate::grpc::control::channel_with_facts(
+            &self.address,
+            None,
+            self.target.timeout,
+            self.tls.as_ref(),
+            Some(tls.clone()),
+        )
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", self.address))?;
+        Ok(SharedChannel {
+            channel,
+            generation,
+            resolve,
+            connect: t1.elapsed(),
+            tls,
+        })
+    }
+
+    /// The connection failed this prober: the next probe (of any prober sharing it) makes a
+    /// new one.
+    pub(super) fn drop_channel(&mut self) {
+        if let Some((_, generation)) = self.channel.take() {
+            self.ctx
+                .channels
+                .invalidate(&self.channel_key(), generation);
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! One round of a target's probe — a health Check, a method call, a gRPC-Web call, or a
+//! Watch stream followed — asked through the probe library (`crate::probe`) on the
+//! prober's kept connection, and judged by its verdicts.
+
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+
+use super::Prober;
+use crate::grpc::web::{WebOptions, WebSender};
+use crate::probe::health::{self, HealthAnswer};
+use crate::probe::method::{MethodProbe, PrepareError, Verdict};
+use crate::probe::verdict::{Failure, MethodVerdict};
+use crate::telemetry::traces::traceparent;
+use opentelemetry::trace::TraceContextExt;
+
+impl Prober {
+    pub(super) fn request(&self) -> tonic::Request<HealthCheckRequest> {
+        let metadata = self
+            .target
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut req = crate::probe::health::request(&self.target.service, metadata);
+        // The target's own span of this call joins the probe's trace.
+        let parent = self
+            .span
+            .as_ref()
+            .map(|cx| cx.span().span_context().clone());
+        if let Some(tp) = parent.as_ref().and_then(traceparent) {
+            if let Ok(v) = tonic::metadata::MetadataValue::try_from(tp.as_bytes()) {
+                req.metadata_mut().insert("traceparent", v);
+            }
+        }
+        req
+    }
+
+    /// Whether this target's health service is checked (all but method probes with
+    /// `health = false`).
+    pub(super) fn checks_health(&self) -> bool {
+        self.target.method.as_ref().is_none_or(|m| m.health)
+    }
+
+    pub(super) async fn check_once(&mut self) {
+        self.open_span("Check");
+        let started = Instant::now();
+        if self.target.web.is_some() {
+            let round = self.web_round().await;
+            return self.publish_round(None, None, started.elapsed(), None, Some(round));
+        }
+        let channel = match self.channel().await {
+            Ok(c) => c,
+            Err(e) => {
+                let method = self.target.method.is_some().then(|| self.failed_round(&e));
+                return self.publish_round(None, None, started.elapsed(), Some(e), method);
+            }
+        };
+        let (status, code, error) = if self.checks_health() {
+            self.health_check(channel.clone()).await
+        } else {
+            (None, None, None)
+        };
+        let method = match self.target.method.is_some() {
+            true => Some(self.method_round(channel).await),
+            false => None,
+        };
+        self.publish_round(status, code, started.elapsed(), error, method);
+    }
+
+    /// One grpc.health.v1 Check: the status, the gRPC code and what went wrong.
+    pub(super) async fn health_check(
+        &mut self,
+        channel: Channel,
+    ) -> (Option<String>, Option<i32>, Option<String>) {
+        let t = Instant::now();
+        let answer = health::check(channel, self.request(), self.target.timeout).await;
+        let took = t.elapsed();
+        self.ctx
+            .metrics
+            .probe_duration
+            .with_label_values(&self.labels_and("check"))
+            .set(took.as_secs_f64());
+        if let HealthAnswer::Status(_) = answer {
+            if self.target.method.is_none() {
+                self.ctx
+                    .metrics
+                    .probe_latency
+                    .with_label_values(&self.labels())
+                    .observe(took.as_secs_f64());
+            }
+        }
+        // A connection the server no longer serves on (or that answers nothing) is made
+        // again for the next probe.
+        let broken = match &answer {
+            HealthAnswer::Failed(s) => s.code() == tonic::Code::Unavailable,
+            HealthAnswer::NoAnswer(_) | HealthAnswer::Ended => true,
+            HealthAnswer::Status(_) => false,
+        };
+        if broken {
+            self.drop_channel();
+        }
+        judged(&answer)
+    }
+
+    /// Publishes a Watch stream's answer, judged by the probe library.
+    fn publish_answer(&mut self, answer: HealthAnswer, took: Duration) {
+        let (status, code, error) = judged(&answer);
+        self.publish(status, code, took, error);
+    }
+
+    /// The method probe, prepared: from the config, or by reflection now (kept once had).
+    pub(super) async fn method_probe(&mut self) -> Result<MethodProbe, String> {
+        if let Some(p) = &self.method {
+            return Ok(p.clone());
+        }
+        let Some(spec) = &self.target.method else {
+            return Err("no method".into());
+        };
+        let prepared = match &spec.prepared {
+            Some(p) => p.clone(),
+            None => crate::probe::method::by_reflection(
+                &self.address,
+                &spec.name,
+                &spec.messages,
+                &spec.checks,
+                self.target.timeout,
+                self.tls.as_ref(),
+            )
+            .await
+            .map_err(|e| match e {
+                PrepareError::Reflection(e) => format!("the types of {} could not be had by reflection: {e} (`proto` or `protoset` in the target)", spec.name),
+                PrepareError::Problems(problems) => problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.key, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?,
+        };
+        self.method = Some(prepared.clone());
+        Ok(prepared)
+    }
+
+    /// A gRPC-Web target's round: its method called over gRPC-Web on the prober's own
+    /// connection (made, timed, again after a failure).
+    pub(super) async fn web_round(&mut self) -> MethodVerdict {
+        self.web_round_once(false).await
+    }
+
+    pub(super) async fn web_round_once(&mut self, retried: bool) -> MethodVerdict {
+        let probe = match self.method_probe().await {
+            Ok(p) => p,
+            Err(e) => return self.failed_round(&e),
+        };
+        if self.web.is_none() {
+            let Some((protocol, http_version)) = self.target.web else {
+                return self.failed_round("not a gRPC-Web target");
+            };
+            let options = WebOptions {
+                protocol,
+                http_version,
+                cors_origin: None,
+                connect_timeout: self.target.timeout,
+            };
+            let authority = format!("{}:{}", self.target.address.host(), self.address.port());
+            match probe.web_call(
+                &authority,
+                &self.target.metadata,
+                self.target.timeout,
+                &options,
+                self.tls.as_ref(),
+            ) {
+                Ok(call) => self.web = Some((call, None)),
+                Err(e) => return self.failed_round(&e.to_string()),
+            }
+        }
+        let Some((call, sender)) = self.web.as_mut() else {
+            return self.failed_round("no gRPC-Web call");
+        };
+        if sender.as_ref().is_some_and(WebSender::is_closed) {
+            *sender = None;
+        }
+        if sender.is_none() {
+            let t = Instant::now();
+            let endpoint = call.endpoint(self.address.clone());
+            match crate::grpc::web::connect(&endpoint, call.version).await {
+                Ok(s) => *sender = Some(s),
+                Err(e) => {
+                    let why = format!("cannot connect to {}: {e}", self.address);
+                    return self.failed_round(&why);
+                }
+            }
+            self.ctx
+                .metrics
+                .probe_duration
+                .with_label_values(&self.labels_and("connect"))
+                .set(t.elapsed().as_secs_f64());
+        }
+        let Some((call, Some(sender))) = self.web.as_mut() else {
+            return self.failed_round("no gRPC-Web connection");
+        };
+        let n = self.calls;
+        self.calls += 1;
+        let verdict = probe.call_web(call, sender, n, &mut self.renderer).await;
+        if !verdict.reusable {
+            if let Some((_, s)) = self.web.as_mut() {
+                *s = None;
+            }
+        }
+        if verdict.not_processed && !retried {
+            // The server never processed it (its connection was closing): once more, on a
+            // new connection.
+            return Box::pin(self.web_round_once(true)).await;
+        }
+        self.judged_round(&probe, verdict)
+    }
+
+    /// A round that failed before any call, for `why`: every check failed.
+    pub(super) fn failed_round(&self, why: &str) -> MethodVerdict {
+        let checks = self
+            .target
+            .method
+            .as_ref()
+            .map(|spec| spec.check_labels())
+            .unwrap_or_default();
+        MethodVerdict::not_called(
+            checks,
+            Failure::Connect,
+            crate::grpc::status::UNAVAILABLE,
+            why,
+        )
+    }
+
+    /// Calls the target's method once and judges the answer.
+    pub(super) async fn method_round(&mut self, channel: Channel) -> MethodVerdict {
+        let probe = match self.method_probe().await {
+            Ok(p) => p,
+            Err(e) => return self.failed_round(&e),
+        };
+        let metadata = self.request().metadata().clone();
+        let n = self.calls;
+        self.calls += 1;
+        let verdict = probe
+            .call(
+                channel,
+                n,
+                &mut self.renderer,
+                &metadata,
+                self.target.timeout,
+            )
+            .await;
+        if verdict.code == crate::grpc::status::UNAVAILABLE {
+            self.drop_channel();
+        }
+        self.judged_round(&probe, verdict)
+    }
+
+    /// Exports a method probe's call and makes its round.
+    pub(super) fn judged_round(&mut self, probe: &MethodProbe, verdict: Verdict) -> MethodVerdict {
+        let m = &self.ctx.metrics;
+        m.probe_duration
+            .with_label_values(&self.labels_and("method"))
+            .set(verdict.took.as_secs_f64());
+        if verdict.response.is_some() || verdict.code != crate::grpc::status::UNAVAILABLE {
+            m.probe_latency
+                .with_label_values(&self.labels())
+                .observe(verdict.took.as_secs_f64());
+        }
+        MethodVerdict::of(probe.descriptor.full_name(), &verdict)
+    }
+
+    /// Follows a Watch stream; returns the delay before trying again, or None to stop.
+    pub(super) async fn watch_once(&mut self) -> Option<Duration> {
+        self.open_span("Watch");
+        let started = Instant::now();
+        let channel = match self.channel().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.publish(None, None, started.elapsed(), Some(e));
+                return Some(Duration::ZERO);
+            }
+        };
+        let mut stream = match health::watch(channel, self.request()).await {
+            Ok(s) => s,
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                self.publish(None, Some(12), started.elapsed(), Some("the target does not implement Watch (UNIMPLEMENTED); not retried: use mode = \"check\"".into()));
+                return None;
+            }
+            Err(s) => {
+                self.drop_channel();
+                self.publish_answer(HealthAnswer::Failed(s), started.elapsed());
+                return Some(Duration::ZERO);
+            }
+        };
+        let mut first = true;
+        loop {
+            let msg = tokio::select! {
+                m = stream.message() => m.map_err(crate::grpc::status::as_clients_report),
+                _ = self.stop.cancelled() => return None,
+            };
+            match msg {
+                Ok(Some(resp)) => {
+                    if first {
+                        self.ctx
+                            .metrics
+                            .probe_latency
+                            .with_label_values(&self.labels())
+                            .observe(started.elapsed().as_secs_f64());
+                        first = false;
+                    }
+                    self.publish_answer(HealthAnswer::Status(resp.status), started.elapsed());
+                }
+                Ok(None) => {
+                    self.drop_channel();
+                    self.publish_answer(HealthAnswer::Ended, started.elapsed());
+                    return Some(Duration::ZERO);
+                }
+                Err(s) => {
+                    self.drop_channel();
+                    self.publish_answer(HealthAnswer::Failed(s), started.elapsed());
+                    return Some(Duration::ZERO);
+                }
+            }
+        }
+    }
+}
+
+/// A health answer as a round publishes it: the status name, the gRPC code, the failure.
+fn judged(answer: &HealthAnswer) -> (Option<String>, Option<i32>, Option<String>) {
+    let v = answer.verdict();
+    (
+        v.status.map(str::to_string),
+        Some(v.code),
+        v.failure.map(|f| f.1),
+    )
+}
