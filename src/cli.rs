@@ -34,56 +34,7 @@ pub enum CompareFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario's load and print a summary.
-    Run {
-        /// The scenario file (TOML).
-        scenario: PathBuf,
-        /// Write the JSON report here (written whole or not at all).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Write a self-contained HTML report with plots.
-        #[arg(long, value_name = "FILE")]
-        html: Option<PathBuf>,
-        /// Write an HdrHistogram interval log (tags `corrected`, `uncorrected`).
-        #[arg(long, value_name = "FILE")]
-        hlog: Option<PathBuf>,
-        /// Write the per-interval series as CSV.
-        #[arg(long, value_name = "FILE")]
-        csv: Option<PathBuf>,
-        /// No live progress line.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Run the scenario this many times, one JSON report each in --out-dir (for compare).
-        #[arg(long, value_name = "N", requires = "out_dir", conflicts_with_all = ["html", "hlog", "csv"], value_parser = clap::value_parser!(u32).range(1..))]
-        repeat: Option<u32>,
-        /// With --repeat: the folder for the reports, named SCENARIO-HOST-N.json.
-        #[arg(long, value_name = "DIR", requires = "repeat", conflicts_with = "out")]
-        out_dir: Option<PathBuf>,
-        /// With --repeat: the pause between runs ("5s", "1m").
-        #[arg(
-            long,
-            value_name = "DURATION",
-            default_value = "5s",
-            requires = "repeat"
-        )]
-        pause: String,
-        /// Run shard INDEX of COUNT of a distributed run (INDEX from 0): the open model's
-        /// sends k with k mod COUNT == INDEX; the closed model's concurrency and requests
-        /// split. In a Kubernetes Indexed Job: --shard $(JOB_COMPLETION_INDEX)/COUNT.
-        #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "repeat")]
-        shard: Option<String>,
-        /// Prepare everything (types, outputs, connections), then start the schedule at TIME:
-        /// RFC 3339 in UTC ("2026-11-28T21:30:00Z") or Unix seconds.
-        #[arg(long, value_name = "TIME", conflicts_with = "repeat")]
-        start_at: Option<String>,
-        /// Serve the run's metrics while it runs (the agent's run metrics, plus `shard`) at
-        /// http://ADDR/metrics, for a PodMonitor on a distributed run's pods.
-        #[arg(long, value_name = "ADDR", conflicts_with = "repeat")]
-        metrics_listen: Option<String>,
-        /// Record KEY=VALUE in the report's `labels` (repeatable; over the scenario's
-        /// `labels`): what the tool cannot see, e.g. target_arch=arm64, price_per_hour=0.145.
-        #[arg(long = "label", value_name = "KEY=VALUE")]
-        labels: Vec<String>,
-    },
+    Run(RunArgs),
     /// Compare reports grouped by a platform field (arch by default): figures side by side,
     /// ratios, and whether each difference is beyond the run-to-run noise.
     Compare {
@@ -182,65 +133,7 @@ pub enum Command {
     /// With --method: call that unary method once and judge the answer with --expect
     /// checks: 0 every check passed, 3 the call failed (a status other than OK, and no
     /// check on `status`), 5 a check failed or the response did not decode.
-    Probe {
-        /// `host:port`.
-        address: String,
-        /// The health service name ("" = the whole server).
-        #[arg(long, default_value = "")]
-        service: String,
-        /// Deadline for connecting and for the check, e.g. "1s".
-        #[arg(long, default_value = "1s")]
-        timeout: String,
-        /// Use Watch (the first status it sends) instead of Check.
-        #[arg(long)]
-        watch: bool,
-        /// Request metadata, `-H key=value` (repeatable).
-        #[arg(long = "metadata", short = 'H', value_name = "KEY=VALUE")]
-        metadata: Vec<String>,
-        /// Connect with TLS (system roots unless --tls-ca).
-        #[arg(long)]
-        tls: bool,
-        #[arg(long, value_name = "PEM", requires = "tls")]
-        tls_ca: Option<PathBuf>,
-        #[arg(long, value_name = "NAME", requires = "tls")]
-        tls_server_name: Option<String>,
-        /// Accept any server certificate (says so on stderr).
-        #[arg(long, requires = "tls")]
-        tls_no_verify: bool,
-        #[arg(long, value_name = "PEM", requires = "tls")]
-        tls_cert: Option<PathBuf>,
-        #[arg(long, value_name = "PEM", requires = "tls")]
-        tls_key: Option<PathBuf>,
-        /// Call this unary method (package.Service/Method) instead of the health service.
-        #[arg(long, conflicts_with_all = ["watch", "service"])]
-        method: Option<String>,
-        /// The request, JSON in the protobuf mapping (default "{}").
-        #[arg(long, requires = "method", value_name = "JSON")]
-        data: Option<String>,
-        /// A check on the answer (repeatable): `status == OK`, `field.path == "x"`,
-        /// `items.0.count >= 3`, `name matches "^a"`. Without one on `status`, the call must
-        /// end OK.
-        #[arg(long, requires = "method", value_name = "CHECK")]
-        expect: Vec<String>,
-        /// The method's types: .proto files (repeatable); else --protoset; else reflection.
-        #[arg(long, requires = "method", value_name = "FILE")]
-        proto: Vec<PathBuf>,
-        #[arg(long = "import-path", requires = "proto", value_name = "DIR")]
-        import_path: Vec<PathBuf>,
-        #[arg(
-            long,
-            requires = "method",
-            conflicts_with = "proto",
-            value_name = "FILE"
-        )]
-        protoset: Option<PathBuf>,
-        /// The method probe's protocol: grpc (native), grpc-web or grpc-web-text.
-        #[arg(long, requires = "method", value_name = "PROTOCOL", default_value = "grpc", value_parser = ["grpc", "grpc-web", "grpc-web-text"])]
-        protocol: String,
-        /// What gRPC-Web goes over: 1.1 or 2.
-        #[arg(long = "http-version", value_name = "VERSION", default_value = "1.1", value_parser = ["1.1", "2"])]
-        http_version: String,
-    },
+    Probe(ProbeArgs),
     /// Serve the built-in reference target (loadagent.bench.v1.Bench, health, reflection).
     Target {
         /// Address to listen on.
@@ -253,4 +146,119 @@ pub enum Command {
         #[arg(long, value_name = "FILE", requires = "tls")]
         cert_out: Option<PathBuf>,
     },
+}
+
+/// `loadagent run`'s arguments, taken whole by `commands::run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Write the JSON report here (written whole or not at all).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write a self-contained HTML report with plots.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write an HdrHistogram interval log (tags `corrected`, `uncorrected`).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+    /// Write the per-interval series as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// No live progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Run the scenario this many times, one JSON report each in --out-dir (for compare).
+    #[arg(long, value_name = "N", requires = "out_dir", conflicts_with_all = ["html", "hlog", "csv"], value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: Option<u32>,
+    /// With --repeat: the folder for the reports, named SCENARIO-HOST-N.json.
+    #[arg(long, value_name = "DIR", requires = "repeat", conflicts_with = "out")]
+    pub out_dir: Option<PathBuf>,
+    /// With --repeat: the pause between runs ("5s", "1m").
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        requires = "repeat"
+    )]
+    pub pause: String,
+    /// Run shard INDEX of COUNT of a distributed run (INDEX from 0): the open model's
+    /// sends k with k mod COUNT == INDEX; the closed model's concurrency and requests
+    /// split. In a Kubernetes Indexed Job: --shard $(JOB_COMPLETION_INDEX)/COUNT.
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "repeat")]
+    pub shard: Option<String>,
+    /// Prepare everything (types, outputs, connections), then start the schedule at TIME:
+    /// RFC 3339 in UTC ("2026-11-28T21:30:00Z") or Unix seconds.
+    #[arg(long, value_name = "TIME", conflicts_with = "repeat")]
+    pub start_at: Option<String>,
+    /// Serve the run's metrics while it runs (the agent's run metrics, plus `shard`) at
+    /// http://ADDR/metrics, for a PodMonitor on a distributed run's pods.
+    #[arg(long, value_name = "ADDR", conflicts_with = "repeat")]
+    pub metrics_listen: Option<String>,
+    /// Record KEY=VALUE in the report's `labels` (repeatable; over the scenario's
+    /// `labels`): what the tool cannot see, e.g. target_arch=arm64, price_per_hour=0.145.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+/// `loadagent probe`'s arguments, taken whole by `commands::probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// `host:port`.
+    pub address: String,
+    /// The health service name ("" = the whole server).
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// Deadline for connecting and for the check, e.g. "1s".
+    #[arg(long, default_value = "1s")]
+    pub timeout: String,
+    /// Use Watch (the first status it sends) instead of Check.
+    #[arg(long)]
+    pub watch: bool,
+    /// Request metadata, `-H key=value` (repeatable).
+    #[arg(long = "metadata", short = 'H', value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
+    /// Connect with TLS (system roots unless --tls-ca).
+    #[arg(long)]
+    pub tls: bool,
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub tls_ca: Option<PathBuf>,
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_server_name: Option<String>,
+    /// Accept any server certificate (says so on stderr).
+    #[arg(long, requires = "tls")]
+    pub tls_no_verify: bool,
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub tls_key: Option<PathBuf>,
+    /// Call this unary method (package.Service/Method) instead of the health service.
+    #[arg(long, conflicts_with_all = ["watch", "service"])]
+    pub method: Option<String>,
+    /// The request, JSON in the protobuf mapping (default "{}").
+    #[arg(long, requires = "method", value_name = "JSON")]
+    pub data: Option<String>,
+    /// A check on the answer (repeatable): `status == OK`, `field.path == "x"`,
+    /// `items.0.count >= 3`, `name matches "^a"`. Without one on `status`, the call must
+    /// end OK.
+    #[arg(long, requires = "method", value_name = "CHECK")]
+    pub expect: Vec<String>,
+    /// The method's types: .proto files (repeatable); else --protoset; else reflection.
+    #[arg(long, requires = "method", value_name = "FILE")]
+    pub proto: Vec<PathBuf>,
+    #[arg(long = "import-path", requires = "proto", value_name = "DIR")]
+    pub import_path: Vec<PathBuf>,
+    #[arg(
+        long,
+        requires = "method",
+        conflicts_with = "proto",
+        value_name = "FILE"
+    )]
+    pub protoset: Option<PathBuf>,
+    /// The method probe's protocol: grpc (native), grpc-web or grpc-web-text.
+    #[arg(long, requires = "method", value_name = "PROTOCOL", default_value = "grpc", value_parser = ["grpc", "grpc-web", "grpc-web-text"])]
+    pub protocol: String,
+    /// What gRPC-Web goes over: 1.1 or 2.
+    #[arg(long = "http-version", value_name = "VERSION", default_value = "1.1", value_parser = ["1.1", "2"])]
+    pub http_version: String,
 }

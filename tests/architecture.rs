@@ -322,10 +322,49 @@ fn the_commands_hold_no_run_logic_and_nothing_below_imports_them() {
         }
     }
     let run = &modules()["commands::run"];
-    for forbidden in ["drive(", "Report::build", "judge(", "TargetWatch"] {
+    for forbidden in ["drive(", "report::build", "judge(", "TargetWatch"] {
         assert!(
             !run.contains(forbidden),
             "commands/run.rs does `{forbidden}`: that belongs to crate::run"
         );
     }
+}
+
+/// The report is data: its schema, outputs, merge and compare read and write reports, and
+/// know nothing of how a run made one (`run/report.rs` builds it from the load's outcome).
+#[test]
+fn the_report_imports_nothing_from_the_load() {
+    let mut wrong = Vec::new();
+    for (from, deps) in imports() {
+        if top(&from) != "report" {
+            continue;
+        }
+        for to in deps.iter().filter(|to| top(to) == "load") {
+            wrong.push(format!("{from} -> {to}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the report layer imports the load: {wrong:#?}"
+    );
+}
+
+/// The library never prints: what a person reads is the commands' to say (a run tells why
+/// it stops through `Hooks::on_stop`; the agent logs through `tracing`), so a test or
+/// another program that runs a scenario gets no text it did not ask for.
+#[test]
+fn the_library_never_prints() {
+    let mut wrong = Vec::new();
+    for (module, text) in modules() {
+        if module.is_empty() || ["commands", "cli", "fuzzing"].contains(&top(&module)) {
+            continue;
+        }
+        let code = code_of(&text);
+        for printer in ["println!(", "eprintln!(", "print!(", "eprint!(", "dbg!("] {
+            if code.contains(printer) {
+                wrong.push(format!("{module}: {printer}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "library modules that print: {wrong:#?}");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use loadagent::report::outputs::Outputs;
-use loadagent::run::{execute, prepare, Hooks, RunError};
+use loadagent::run::{check_outputs, execute, load, prepare, Hooks, RunError};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -33,7 +33,7 @@ fn a_run_in_process_gives_the_typed_report_with_thresholds_judged_and_hooks_call
     let seen = intervals.clone();
     let finished = runtime()
         .block_on(async {
-            let prepared = prepare(&s, &Outputs::default()).await?;
+            let prepared = prepare(load(&s)?).await?;
             let (tx, mut rx) = tokio::sync::watch::channel(Default::default());
             let watcher = tokio::spawn(async move {
                 let mut updates = 0;
@@ -107,7 +107,7 @@ fn cancelling_through_the_hooks_ends_the_run_early_with_a_report() {
     let started = Instant::now();
     let report = rt
         .block_on(async {
-            let prepared = prepare(&s, &Outputs::default()).await?;
+            let prepared = prepare(load(&s)?).await?;
             let hooks = Hooks::default();
             let cancel = hooks.cancel.clone();
             tokio::spawn(async move {
@@ -141,16 +141,35 @@ fn what_cannot_run_is_a_typed_error() {
     let rt = runtime();
     rt.block_on(async {
         assert!(matches!(
-            prepare(&bad, &Outputs::default()).await,
+            load(&bad),
             Err(RunError::Invalid(m)) if m.contains("bad.toml") && m.contains("target")
         ));
         assert!(matches!(
-            prepare(&down, &unwritable).await,
+            check_outputs(&unwritable),
             Err(RunError::Invalid(m)) if m.contains("/proc/r.json")
         ));
         assert!(matches!(
-            prepare(&down, &Outputs::default()).await,
+            prepare(load(&down).unwrap()).await,
             Err(RunError::Unreachable(_))
         ));
     });
+}
+
+/// A scenario built in memory runs as one read from a file does: no file is needed, as
+/// ghz's `runner.Run` needs none.
+#[test]
+fn a_scenario_built_in_memory_runs() {
+    let text = bench_scenario(
+        "embedded",
+        "{ payload_size = 8 }",
+        "requests = 50\nconcurrency = 2",
+    );
+    let source = loadagent::scenario::source::Source::new("in-memory.toml", text);
+    let scenario = loadagent::scenario::parse(&source).unwrap();
+    let report = runtime()
+        .block_on(async { execute(prepare(scenario).await?, Hooks::default()).await })
+        .unwrap()
+        .report;
+    assert_eq!(report.totals.requests, 50);
+    assert_eq!(report.totals.ok, 50);
 }

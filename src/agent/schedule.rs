@@ -11,11 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ScheduleConfig;
 use crate::record::histogram::decode;
-use crate::report::outputs::Outputs;
 use crate::report::schema::{CapacityReport, CapacityVerdict};
 use crate::report::Report;
 use crate::run::capacity_search::LIMITED_BY_NAMES;
-use crate::run::{execute, prepare, Hooks};
+use crate::run::{execute, load, prepare, Hooks};
 use crate::telemetry::live::observe_hdr;
 use crate::telemetry::traces::Traces;
 use crate::telemetry::Metrics;
@@ -164,7 +163,7 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
             .inc();
         tracing::warn!(scenario = %s.scenario.display(), error = %why, "scheduled run failed");
     };
-    let prepared = match prepare(&s.scenario, &Outputs::default()).await {
+    let prepared = match async { prepare(load(&s.scenario)?).await }.await {
         Ok(p) => p,
         Err(e) => {
             failed(&ctx.metrics, "prepare", &e.to_string());
@@ -173,6 +172,7 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
     };
     let name = prepared.scenario.name.clone();
     let (metrics, scenario) = (ctx.metrics.clone(), s.scenario.clone());
+    let stopping = scenario.clone();
     let hooks = Hooks {
         cancel: ctx.stop.child_token(),
         traces: ctx.traces.clone(),
@@ -182,6 +182,9 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
                 .with_label_values(&["schedule", "target_process"])
                 .inc();
             tracing::warn!(scenario = %scenario.display(), error = %why, "scheduled run not watching its target");
+        })),
+        on_stop: Some(Box::new(move |why: &str| {
+            tracing::info!(scenario = %stopping.display(), "scheduled run stopping early: {why}");
         })),
         ..Hooks::default()
     };

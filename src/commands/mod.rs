@@ -10,43 +10,29 @@ mod validate;
 
 use crate::cli::Command;
 use crate::error::CommandError;
+use crate::report::outputs::Outputs;
+
+/// Prints text meant for a person: on stderr when an output goes to stdout (`-`), so that
+/// stdout holds that output alone.
+fn say(outputs: &Outputs, text: &str) {
+    if outputs.to_stdout() {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// Says which files were written.
+fn say_written(outputs: &Outputs) {
+    for p in outputs.paths().filter(|p| p.as_os_str() != "-") {
+        say(outputs, &format!("  wrote     {}\n", p.display()));
+    }
+}
 
 /// Runs one command to completion.
 pub async fn execute(command: Command) -> Result<(), CommandError> {
     match command {
-        Command::Run {
-            scenario,
-            out,
-            html,
-            hlog,
-            csv,
-            quiet,
-            repeat,
-            out_dir,
-            pause,
-            shard,
-            start_at,
-            metrics_listen,
-            labels,
-        } => {
-            let outputs = run::RunOutputs {
-                json: out,
-                html,
-                hlog,
-                csv,
-            };
-            match (repeat, out_dir) {
-                (Some(times), Some(dir)) => {
-                    run::repeat(&scenario, outputs, quiet, times, &dir, &pause, &labels).await
-                }
-                _ => {
-                    let mut distribution = run::Distribution::parse(shard, start_at)?;
-                    distribution.metrics_listen = metrics_listen;
-                    distribution.labels = labels;
-                    run::run(&scenario, outputs, quiet, distribution).await
-                }
-            }
-        }
+        Command::Run(args) => run::command(args).await,
         Command::Compare {
             reports,
             by,
@@ -135,65 +121,7 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             }
             Ok(())
         }
-        Command::Probe {
-            address,
-            service,
-            timeout,
-            watch,
-            metadata,
-            tls,
-            tls_ca,
-            tls_server_name,
-            tls_no_verify,
-            tls_cert,
-            tls_key,
-            method,
-            data,
-            expect,
-            proto,
-            import_path,
-            protoset,
-            protocol,
-            http_version,
-        } => {
-            use crate::scenario::{HttpVersion, Protocol};
-            let version = if http_version == "2" {
-                HttpVersion::Http2
-            } else {
-                HttpVersion::Http1
-            };
-            let web = match protocol.as_str() {
-                "grpc-web" => Some((Protocol::GrpcWeb, version)),
-                "grpc-web-text" => Some((Protocol::GrpcWebText, version)),
-                _ => None,
-            };
-            let tls = probe::tls_options(
-                tls,
-                tls_ca,
-                tls_server_name,
-                tls_no_verify,
-                tls_cert,
-                tls_key,
-            );
-            probe::probe(probe::ProbeArgs {
-                address,
-                service,
-                timeout,
-                watch,
-                metadata,
-                tls,
-                method: method.map(|method| probe::MethodArgs {
-                    method,
-                    data,
-                    expect,
-                    proto,
-                    import_paths: import_path,
-                    protoset,
-                }),
-                web,
-            })
-            .await
-        }
+        Command::Probe(args) => probe::probe(args).await,
         Command::Validate { scenario } => validate::validate(&scenario).await,
         Command::Target {
             listen,

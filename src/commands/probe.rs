@@ -1,6 +1,7 @@
 //! `loadagent probe`: one health check, grpc-health-probe's exit codes; or, with `--method`,
 //! one call of any unary method judged by `--expect` checks (exit codes extended).
 
+use crate::cli::ProbeArgs;
 use crate::error::CommandError;
 use crate::probe::expect::Check;
 use crate::probe::method::{MethodProbe, PrepareError};
@@ -9,7 +10,7 @@ use crate::probe::verdict::Failure;
 use crate::scenario::duration::parse_duration;
 use crate::scenario::reader::At;
 use crate::scenario::HostPort;
-use crate::scenario::{Loc, Resumption, TlsOptions};
+use crate::scenario::{HttpVersion, Loc, Protocol, Resumption, TlsOptions};
 use crate::scenario::{MethodName, RequestMessage, Schema};
 use crate::tls::ClientTls;
 
@@ -20,48 +21,14 @@ const NOT_SERVING: u8 = 4;
 /// `--method`: the call answered, but a check failed (or the response did not decode).
 const CHECK_FAILED: u8 = 5;
 
-/// What `probe` was asked.
-pub struct ProbeArgs {
-    pub address: String,
-    pub service: String,
-    pub timeout: String,
-    pub watch: bool,
-    pub metadata: Vec<String>,
-    pub tls: Option<TlsOptions>,
-    /// `--method` and what goes with it: a method probe instead of a health check.
-    pub method: Option<MethodArgs>,
-    /// `--protocol grpc-web|grpc-web-text` (with `--http-version`): the method probe goes
-    /// over gRPC-Web.
-    pub web: Option<(crate::scenario::Protocol, crate::scenario::HttpVersion)>,
-}
-
-/// What `probe --method` was asked.
-pub struct MethodArgs {
-    pub method: String,
-    /// The request, JSON in the protobuf mapping ("{}" when absent).
-    pub data: Option<String>,
-    pub expect: Vec<String>,
-    pub proto: Vec<std::path::PathBuf>,
-    pub import_paths: Vec<std::path::PathBuf>,
-    pub protoset: Option<std::path::PathBuf>,
-}
-
 /// TLS options from the probe's flags (the same model as a scenario's `[target.tls]`).
-#[allow(clippy::too_many_arguments)]
-pub fn tls_options(
-    tls: bool,
-    ca: Option<std::path::PathBuf>,
-    server_name: Option<String>,
-    no_verify: bool,
-    cert: Option<std::path::PathBuf>,
-    key: Option<std::path::PathBuf>,
-) -> Option<TlsOptions> {
-    tls.then(|| TlsOptions {
-        ca,
-        server_name,
-        insecure_skip_verify: no_verify,
-        cert,
-        key,
+fn tls_options(a: &ProbeArgs) -> Option<TlsOptions> {
+    a.tls.then(|| TlsOptions {
+        ca: a.tls_ca.clone(),
+        server_name: a.tls_server_name.clone(),
+        insecure_skip_verify: a.tls_no_verify,
+        cert: a.tls_cert.clone(),
+        key: a.tls_key.clone(),
         versions: Vec::new(),
         cipher_suites: Vec::new(),
         groups: Vec::new(),
@@ -72,6 +39,22 @@ pub fn tls_options(
     })
 }
 
+/// `--protocol grpc-web|grpc-web-text` (with `--http-version`): the method probe goes over
+/// gRPC-Web.
+fn web_of(a: &ProbeArgs) -> Option<(Protocol, HttpVersion)> {
+    let version = if a.http_version == "2" {
+        HttpVersion::Http2
+    } else {
+        HttpVersion::Http1
+    };
+    match a.protocol.as_str() {
+        "grpc-web" => Some((Protocol::GrpcWeb, version)),
+        "grpc-web-text" => Some((Protocol::GrpcWebText, version)),
+        _ => None,
+    }
+}
+
+/// `loadagent probe`, its arguments whole.
 pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
     let bad = |m: String| CommandError::probe(BAD_ARGUMENTS, m);
     let timeout =
@@ -82,30 +65,29 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
         )));
     }
     let address = HostPort::parse(&a.address).map_err(|e| bad(e.to_string()))?;
-    let mut metadata = tonic::metadata::MetadataMap::new();
+    // Checked here, so that the probe sends every pair it was given.
     let mut pairs = Vec::new();
     for kv in &a.metadata {
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| bad(format!("-H {kv}: write key=value")))?;
-        let key =
-            tonic::metadata::MetadataKey::from_bytes(k.trim().to_ascii_lowercase().as_bytes())
-                .map_err(|_| bad(format!("-H {kv}: `{k}` is not a header name")))?;
-        let value = v
-            .trim()
-            .parse()
+        let key = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
+            k.trim().to_ascii_lowercase().as_bytes(),
+        )
+        .map_err(|_| bad(format!("-H {kv}: `{k}` is not a header name")))?;
+        v.trim()
+            .parse::<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>()
             .map_err(|_| bad(format!("-H {kv}: the value cannot be a header value")))?;
         pairs.push((key.as_str().to_string(), v.trim().to_string()));
-        metadata.insert(key, value);
     }
-    let tls = match &a.tls {
+    let tls = match tls_options(&a) {
         None => None,
         Some(o) => {
             if o.insecure_skip_verify {
                 eprintln!("warning: --tls-no-verify: the server's certificate is not verified");
             }
             Some(
-                ClientTls::build(o, address.host(), None)
+                ClientTls::build(&o, address.host(), None)
                     .map_err(|e| bad(format!("--tls-{}: {e}", e.key.replace('_', "-"))))?,
             )
         }
@@ -121,14 +103,14 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
             service: a.service.clone(),
             watch: a.watch,
         },
-        Some(m) => {
+        Some(method) => {
             // Types from files are checked before connecting: a wrong method, request or
             // check is a bad argument whether or not the target is up.
-            let probe = match method_probe_from_files(m)? {
+            let probe = match method_probe_from_files(&a, method)? {
                 Some(p) => p,
-                None => method_probe_by_reflection(m, &target).await?,
+                None => method_probe_by_reflection(&a, method, &target).await?,
             };
-            match a.web {
+            match web_of(&a) {
                 None => Module::Method(probe),
                 Some((protocol, http_version)) => {
                     let options = crate::grpc::web::WebOptions {
@@ -196,12 +178,13 @@ fn bad_arguments(m: impl std::fmt::Display) -> CommandError {
 
 /// The method, request and checks as the flags give them.
 fn method_parts(
-    m: &MethodArgs,
+    m: &ProbeArgs,
+    method: &str,
 ) -> Result<(MethodName, Vec<RequestMessage>, Vec<Check>), CommandError> {
-    let name = MethodName::parse(&m.method).ok_or_else(|| {
+    let name = MethodName::parse(method).ok_or_else(|| {
         bad_arguments(format!(
             "--method \"{}\" is not a method name; write package.Service/Method",
-            m.method
+            method
         ))
     })?;
     let text = m.data.as_deref().unwrap_or("{}");
@@ -227,10 +210,11 @@ fn method_parts(
 }
 
 fn prepare(
-    m: &MethodArgs,
+    m: &ProbeArgs,
+    method: &str,
     pool: &prost_reflect::DescriptorPool,
 ) -> Result<MethodProbe, CommandError> {
-    let (name, messages, checks) = method_parts(m)?;
+    let (name, messages, checks) = method_parts(m, method)?;
     MethodProbe::prepare(pool, &name, &messages, &checks).map_err(|p| problems_as_flags(&p))
 }
 
@@ -253,7 +237,10 @@ fn flag_of(key: &str) -> &str {
 
 /// A method probe whose types come from `--proto`/`--protoset`; `None` when they come from
 /// the server by reflection.
-fn method_probe_from_files(m: &MethodArgs) -> Result<Option<MethodProbe>, CommandError> {
+fn method_probe_from_files(
+    m: &ProbeArgs,
+    method: &str,
+) -> Result<Option<MethodProbe>, CommandError> {
     let loc = Loc::default();
     let schema = if !m.proto.is_empty() {
         Schema::Protos {
@@ -265,7 +252,7 @@ fn method_probe_from_files(m: &MethodArgs) -> Result<Option<MethodProbe>, Comman
                     loc,
                 })
                 .collect(),
-            import_paths: m.import_paths.clone(),
+            import_paths: m.import_path.clone(),
         }
     } else if let Some(set) = &m.protoset {
         Schema::Protoset(At {
@@ -274,21 +261,22 @@ fn method_probe_from_files(m: &MethodArgs) -> Result<Option<MethodProbe>, Comman
         })
     } else {
         // The flags are still checked before connecting.
-        method_parts(m)?;
+        method_parts(m, method)?;
         return Ok(None);
     };
     match crate::grpc::descriptors::pool_from_files(&schema) {
-        Some(Ok((pool, _))) => prepare(m, &pool).map(Some),
+        Some(Ok((pool, _))) => prepare(m, method, &pool).map(Some),
         Some(Err(e)) => Err(bad_arguments(format!("--{}: {}", e.key, e.message))),
         None => Ok(None),
     }
 }
 
 async fn method_probe_by_reflection(
-    m: &MethodArgs,
+    m: &ProbeArgs,
+    method: &str,
     target: &Target,
 ) -> Result<MethodProbe, CommandError> {
-    let (name, messages, checks) = method_parts(m)?;
+    let (name, messages, checks) = method_parts(m, method)?;
     let probe = crate::probe::method::by_reflection(
         &target.address,
         &name,
@@ -301,7 +289,7 @@ async fn method_probe_by_reflection(
     probe.map_err(|e| match e {
         PrepareError::Reflection(e) => bad_arguments(format!(
             "--method {}: the types could not be had by reflection: {e} (--proto FILE or --protoset FILE)",
-            m.method
+            method
         )),
         PrepareError::Problems(problems) => problems_as_flags(&problems),
     })

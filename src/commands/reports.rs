@@ -39,9 +39,9 @@ pub fn report(
         check_writable(p)?;
     }
     let report = load(path)?;
-    outputs.say(&render(&report));
+    super::say(&outputs, &render(&report));
     write_outputs(&outputs, &report, &[])?;
-    outputs.say_written();
+    super::say_written(&outputs);
     Ok(())
 }
 
@@ -114,18 +114,21 @@ pub fn merge(
         json: Some(out.to_path_buf()),
         ..Outputs::default()
     };
-    outputs.say(&render(&merged));
+    super::say(&outputs, &render(&merged));
     write_outputs(&outputs, &merged, &[])?;
-    outputs.say(&format!(
-        "  merged    {} reports into {}{}\n",
-        inputs.len(),
-        out.display(),
-        if merged.merge_forced {
-            " (forced: different scenarios)"
-        } else {
-            ""
-        }
-    ));
+    super::say(
+        &outputs,
+        &format!(
+            "  merged    {} reports into {}{}\n",
+            inputs.len(),
+            out.display(),
+            if merged.merge_forced {
+                " (forced: different scenarios)"
+            } else {
+                ""
+            }
+        ),
+    );
     let failed = merged.thresholds.iter().filter(|t| !t.passed).count();
     if failed > 0 {
         return Err(CommandError::thresholds_failed(format!(

@@ -1,7 +1,7 @@
 //! `loadagent run`: arguments in, the run (`crate::run`) with a progress line and Ctrl-C,
 //! then the summary, the outputs and the exit code of the thresholds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -11,27 +11,19 @@ use tokio_util::sync::CancellationToken;
 use super::progress;
 use crate::agent::serve::Server;
 use crate::agent::web_config::WebConfig;
+use crate::cli::RunArgs;
 use crate::error::CommandError;
 use crate::host::platform::Platform;
 use crate::record::Progress;
 use crate::report::outputs::{write_outputs, Outputs};
 use crate::report::summary::render;
-use crate::run::{execute, prepare, Hooks, IntervalSink, Prepared};
+use crate::run::{check_outputs, execute, load, prepare, Hooks, IntervalSink, Prepared};
 use crate::scenario::shard::{check_start_at, parse_start_at, rfc3339};
 use crate::scenario::HostPort;
 use crate::scenario::Shard;
 use crate::telemetry::live::LiveRun;
 use crate::telemetry::node::node_info_labels;
 use crate::telemetry::traces::Traces;
-
-/// Files a run writes besides the summary.
-#[derive(Debug, Clone, Default)]
-pub struct RunOutputs {
-    pub json: Option<PathBuf>,
-    pub html: Option<PathBuf>,
-    pub hlog: Option<PathBuf>,
-    pub csv: Option<PathBuf>,
-}
 
 /// The run's own options, read: `--shard`, `--start-at`, `--metrics-listen`, `--label`.
 #[derive(Debug, Clone, Default)]
@@ -66,18 +58,39 @@ impl Distribution {
     }
 }
 
-pub async fn run(
+/// `loadagent run`, its arguments whole: one run, or a series (`--repeat`).
+pub async fn command(args: RunArgs) -> Result<(), CommandError> {
+    let outputs = Outputs {
+        json: args.out,
+        html: args.html,
+        hlog: args.hlog,
+        csv: args.csv,
+    };
+    match (args.repeat, args.out_dir) {
+        (Some(times), Some(dir)) => {
+            let series = Series {
+                times,
+                dir: &dir,
+                pause: &args.pause,
+                labels: &args.labels,
+            };
+            repeat(&args.scenario, outputs, args.quiet, series).await
+        }
+        _ => {
+            let mut distribution = Distribution::parse(args.shard, args.start_at)?;
+            distribution.metrics_listen = args.metrics_listen;
+            distribution.labels = args.labels;
+            run(&args.scenario, outputs, args.quiet, distribution).await
+        }
+    }
+}
+
+async fn run(
     path: &Path,
-    outputs: RunOutputs,
+    outputs: Outputs,
     quiet: bool,
     distribution: Distribution,
 ) -> Result<(), CommandError> {
-    let outputs = Outputs {
-        json: outputs.json,
-        html: outputs.html,
-        hlog: outputs.hlog,
-        csv: outputs.csv,
-    };
     if distribution.shard.is_some() {
         let scenario = crate::scenario::load(path).map_err(CommandError::invalid)?;
         if scenario.capacity.is_some() {
@@ -90,7 +103,8 @@ pub async fn run(
     // Checked before anything is prepared: a bad label costs no connection.
     crate::scenario::labels::with_arguments(Default::default(), &distribution.labels)
         .map_err(CommandError::invalid)?;
-    let mut prepared = prepare(path, &outputs).await?;
+    check_outputs(&outputs)?;
+    let mut prepared = prepare(load(path)?).await?;
     if !distribution.labels.is_empty() {
         let labels = crate::scenario::labels::with_arguments(
             prepared.scenario.labels.clone(),
@@ -134,6 +148,7 @@ pub async fn run(
         progress: Some(progress_tx),
         traces: traces.clone(),
         on_interval: live.map(|l| -> IntervalSink { Box::new(move |closed, _| l.observe(closed)) }),
+        on_stop: Some(Box::new(|why: &str| eprintln!("stopping: {why}"))),
         ..Hooks::default()
     };
     let finished = execute(prepared, hooks).await;
@@ -148,9 +163,9 @@ pub async fn run(
         }
     };
     let report = &finished.report;
-    outputs.say(&render(report));
+    super::say(&outputs, &render(report));
     write_outputs(&outputs, report, &finished.histograms)?;
-    outputs.say_written();
+    super::say_written(&outputs);
     if let Some(line) = finish_traces(traces).await {
         println!("  traces    {line}");
     }
@@ -161,7 +176,7 @@ pub async fn run(
     // One shard's figures are a part of the run: its verdicts are shown, and the run's are
     // given by `loadagent merge` (exit 3 there), so a shard's pod does not fail its Job.
     if failed > 0 && distribution.shard.is_some_and(|s| s.count > 1) {
-        outputs.say(&format!(
+        super::say(&outputs, &format!(
             "  note      {failed} of {} thresholds fail on this shard alone; the run's verdict is `loadagent merge`'s\n",
             report.thresholds.len()
         ));
@@ -203,15 +218,26 @@ fn capacity_verdict(c: &crate::report::schema::CapacityReport) -> Result<(), Com
 /// `run --repeat N --out-dir DIR`: the scenario N times with `pause` between runs, one JSON
 /// report each, named SCENARIO-HOST-N.json so the folders of several nodes can be pooled.
 /// A run that cannot run stops the series; failed thresholds do not (exit 3 at the end).
-pub async fn repeat(
-    path: &Path,
-    outputs: RunOutputs,
-    quiet: bool,
+/// `--repeat N --out-dir DIR --pause D` and the labels every run of the series records.
+struct Series<'a> {
     times: u32,
-    dir: &Path,
-    pause: &str,
-    labels: &[String],
+    dir: &'a Path,
+    pause: &'a str,
+    labels: &'a [String],
+}
+
+async fn repeat(
+    path: &Path,
+    outputs: Outputs,
+    quiet: bool,
+    series: Series<'_>,
 ) -> Result<(), CommandError> {
+    let Series {
+        times,
+        dir,
+        pause,
+        labels,
+    } = series;
     let pause = crate::scenario::duration::parse_duration(pause)
         .map_err(|e| CommandError::invalid(format!("--pause {pause}: {e}")))?;
     let scenario = crate::scenario::load(path).map_err(CommandError::invalid)?;
@@ -246,7 +272,7 @@ pub async fn repeat(
             safe(&host)
         ));
         println!("run {i} of {times} -> {}", file.display());
-        let once = RunOutputs {
+        let once = Outputs {
             json: Some(file),
             ..outputs.clone()
         };

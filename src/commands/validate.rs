@@ -3,11 +3,10 @@
 use std::path::Path;
 
 use crate::error::CommandError;
-use crate::report::outputs::Outputs;
-use crate::run::prepare;
+use crate::run::{load, prepare};
 
 pub async fn validate(path: &Path) -> Result<(), CommandError> {
-    let p = prepare(path, &Outputs::default()).await?;
+    let p = prepare(load(path)?).await?;
     println!(
         "{}: ok — {} ({}) → {}{}",
         path.display(),

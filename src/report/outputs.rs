@@ -24,21 +24,10 @@ impl Outputs {
             .flatten()
     }
 
-    /// Prints text meant for a person: on stderr when an output goes to stdout (`-`), so
-    /// that stdout holds that output alone.
-    pub fn say(&self, text: &str) {
-        if self.paths().any(|p| p.as_os_str() == "-") {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
-    }
-
-    /// Says which files were written.
-    pub fn say_written(&self) {
-        for p in self.paths().filter(|p| p.as_os_str() != "-") {
-            self.say(&format!("  wrote     {}\n", p.display()));
-        }
+    /// Whether an output goes to stdout (`-`): then text meant for a person goes to stderr,
+    /// so that stdout holds that output alone.
+    pub fn to_stdout(&self) -> bool {
+        self.paths().any(|p| p.as_os_str() == "-")
     }
 }
 

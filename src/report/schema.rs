@@ -9,7 +9,6 @@ use crate::discovery::BackendHistory;
 use crate::grpc::status::code_name;
 use crate::host::platform::Platform;
 use crate::host::process::ProcessUsage;
-use crate::load::RunOutcome;
 use crate::record::{Aggregate, BackendTally, IntervalData, IntervalSummary, LatencySummary};
 use crate::scenario::{Kind, Model, Scenario, Stage};
 
@@ -604,42 +603,6 @@ impl Report {
         serde_json::from_value(value).map_err(|e| LoadError::Malformed(name, e.to_string()))
     }
 
-    /// The report of a finished run.
-    pub fn build(
-        scenario: &Scenario,
-        schema_source: &str,
-        outcome: &RunOutcome,
-        asked_requests: Option<u64>,
-    ) -> Self {
-        let mut report = Self::assemble(
-            scenario,
-            schema_source,
-            &outcome.aggregate.totals,
-            outcome.started_at,
-            outcome.measured,
-            asked_requests,
-            &outcome.backends,
-        );
-        report.resolution = outcome.resolution.as_ref().map(|r| ResolutionInfo {
-            name: scenario.target.address.describe(),
-            resolve_every_seconds: scenario.target.resolve_every.as_secs_f64(),
-            resolutions: r.resolutions,
-            failures: r.failures,
-            last_failure: r.last_failure.clone(),
-            incomplete: r.incomplete,
-            last_left_out: r.last_left_out.clone(),
-        });
-        if let Some(s) = report.streams.as_mut() {
-            s.open_at_start = outcome.streams_open_at_start;
-            s.open_at_end = outcome.streams_open_at_end;
-        }
-        report.interrupted = outcome.interrupted;
-        report.generator_panics = outcome.generator_panics;
-        report.intervals = outcome.aggregate.intervals.clone();
-        report.process = outcome.process.clone();
-        report
-    }
-
     /// The figures of a run still going on, `measured` into it, for judging thresholds as
     /// intervals close (`abort_on_fail`): no intervals, no process figures.
     pub fn so_far(
@@ -650,7 +613,7 @@ impl Report {
         asked_requests: Option<u64>,
         backends: &[BackendHistory],
     ) -> Self {
-        Self::assemble(
+        Self::of_figures(
             scenario,
             schema_source,
             &aggregate.totals,
@@ -661,7 +624,10 @@ impl Report {
         )
     }
 
-    fn assemble(
+    /// A report of `totals` (and the backends' `history`) over `measured` from
+    /// `started_at`: what every report is built from (`run` adds intervals, process figures
+    /// and what the load saw).
+    pub fn of_figures(
         scenario: &Scenario,
         schema_source: &str,
         totals: &IntervalData,
@@ -856,25 +822,15 @@ impl Report {
     /// The report a scenario would produce, with every figure zero: its JSON shape is what
     /// threshold metric names are checked against before a run.
     pub fn probe(scenario: &Scenario) -> serde_json::Value {
-        let outcome = RunOutcome {
-            streams_open_at_start: 0,
-            streams_open_at_end: 0,
-            aggregate: Aggregate {
-                totals: IntervalData::default(),
-                intervals: Vec::new(),
-                histograms: Vec::new(),
-            },
-            started_at: std::time::SystemTime::now(),
-            zero_at: std::time::SystemTime::now(),
-            measured: std::time::Duration::ZERO,
-            interrupted: false,
-            process: ProcessUsage::default(),
-            threads: 1,
-            generator_panics: 0,
-            backends: Vec::new(),
-            resolution: None,
-        };
-        let mut report = Self::build(scenario, "", &outcome, None);
+        let mut report = Self::of_figures(
+            scenario,
+            "",
+            &IntervalData::default(),
+            std::time::SystemTime::now(),
+            std::time::Duration::ZERO,
+            None,
+            &[],
+        );
         // The target's side has figures when the scenario watches it, so thresholds may
         // name them (`"target_process.peak_rss_bytes" = "< 512000000"`).
         let watch = &scenario.target.watch;

@@ -39,7 +39,14 @@ pub struct Hooks {
     /// 2 for `loadagent run`); with it, the run goes on unwatched and the problem is handed
     /// here (the agent counts it).
     pub on_watch_error: Option<Box<dyn FnOnce(String) + Send>>,
+    /// Told why the run stops before its end, when it does (a threshold failed with
+    /// `abort_on_fail`, the server speaks another protocol): the library prints nothing,
+    /// `loadagent run` says it on stderr.
+    pub on_stop: Option<StopSink>,
 }
+
+/// Receives why a run stops early (`Hooks::on_stop`).
+pub type StopSink = Box<dyn FnMut(&str) + Send>;
 
 /// A run that ran: the typed report (thresholds judged) and the interval histograms the hlog
 /// output is written from.
@@ -102,6 +109,7 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
             aborted_by: aborted_by.clone(),
             wrong_protocol: wrong_protocol.clone(),
             capacity: capacity.clone(),
+            on_stop: hooks.on_stop,
         },
         hooks.on_interval,
     );
@@ -138,7 +146,7 @@ pub async fn execute(prepared: Prepared, hooks: Hooks) -> Result<Finished, RunEr
         }
         return Err(RunError::Unreachable(why));
     }
-    let mut report = Report::build(&scenario, &schema_source, &outcome, asked);
+    let mut report = super::report::build(&scenario, &schema_source, &outcome, asked);
     let windows = capacity
         .as_ref()
         .map(|run| super::capacity::lock(run).windows(outcome.started_at))
@@ -225,6 +233,7 @@ struct IntervalCheck {
     wrong_protocol: Arc<Mutex<Option<String>>>,
     /// A capacity search, run as intervals close.
     capacity: Option<Arc<Mutex<super::capacity::CapacityRun>>>,
+    on_stop: Option<StopSink>,
 }
 
 /// As each interval closes: a run in which no call has succeeded and the server answered in
@@ -243,14 +252,20 @@ fn interval_check(
         aborted_by,
         wrong_protocol,
         capacity,
+        mut on_stop,
     } = c;
+    let mut stopping = move |why: &str| {
+        if let Some(tell) = on_stop.as_mut() {
+            tell(why);
+        }
+    };
     move |aggregate, elapsed| {
         if let Some(run) = &capacity {
             super::capacity::lock(run).on_intervals(aggregate, elapsed);
         }
         if !cancel.is_cancelled() {
             if let Some(why) = wrong_protocol_of(&aggregate.totals) {
-                eprintln!("stopping: {why}");
+                stopping(&why);
                 if let Ok(mut slot) = wrong_protocol.lock() {
                     *slot = Some(why);
                 }
@@ -266,10 +281,10 @@ fn interval_check(
                 if let Ok(mut slot) = aborted_by.lock() {
                     *slot = Some(format!("{} {}", failed.metric, failed.condition));
                 }
-                eprintln!(
-                    "stopping: threshold {} {} failed (abort_on_fail)",
+                stopping(&format!(
+                    "threshold {} {} failed (abort_on_fail)",
                     failed.metric, failed.condition
-                );
+                ));
                 cancel.cancel();
             }
         }

@@ -9,11 +9,12 @@ pub mod capacity_search;
 mod embedded;
 mod execute;
 mod prepare;
+mod report;
 pub mod span;
 
 pub use embedded::EmbeddedTarget;
-pub use execute::{execute, Finished, Hooks, IntervalSink};
-pub use prepare::{prepare, Prepared};
+pub use execute::{execute, Finished, Hooks, IntervalSink, StopSink};
+pub use prepare::{check_outputs, load, prepare, Prepared};
 
 /// Why a run could not run (its thresholds failing is not an error: see `Finished`).
 #[derive(Debug, thiserror::Error)]

@@ -139,22 +139,35 @@ impl Prepared {
     }
 }
 
-/// Proves the outputs writable, loads and checks a scenario, starts or reaches its target,
-/// resolves its method and encodes its request.
-pub async fn prepare(path: &Path, outputs: &Outputs) -> Result<Prepared, RunError> {
-    Ok(parts(path, outputs).await?.ready())
-}
-
-async fn parts(path: &Path, outputs: &Outputs) -> Result<Parts, RunError> {
-    for out in outputs.paths() {
-        check_writable(out).map_err(|e| RunError::Invalid(e.to_string()))?;
-    }
-    let scenario = scenario::load(path).map_err(|e| match e {
+/// Reads the scenario file at `path` and checks it: every problem, with line and column.
+pub fn load(path: &Path) -> Result<Scenario, RunError> {
+    scenario::load(path).map_err(|e| match e {
         ScenarioError::Read(_) => RunError::Invalid(e.to_string()),
         ScenarioError::Invalid(problems) => {
             RunError::Invalid(problems.to_string().trim_end().to_string())
         }
-    })?;
+    })
+}
+
+/// Proves every output writable: a run that could not write its report fails before it
+/// starts, not after.
+pub fn check_outputs(outputs: &Outputs) -> Result<(), RunError> {
+    for out in outputs.paths() {
+        check_writable(out).map_err(|e| RunError::Invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Checks a scenario's thresholds against the report it would make, starts or reaches its
+/// target, resolves its method and encodes its request. The scenario may come from a file
+/// (`load`) or be built in memory (`scenario::parse` of a `Source`): reading files and
+/// checking outputs stay with the caller.
+pub async fn prepare(scenario: Scenario) -> Result<Prepared, RunError> {
+    Ok(parts(scenario).await?.ready())
+}
+
+async fn parts(scenario: Scenario) -> Result<Parts, RunError> {
+    let path = scenario.path.clone();
     crate::report::thresholds::check(&scenario, &crate::report::Report::probe(&scenario))
         .map_err(|p| RunError::Invalid(p.to_string().trim_end().to_string()))?;
     // The embedded target speaks TLS when the scenario asks for it, with a certificate
