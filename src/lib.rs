@@ -9,6 +9,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod grpc;
 pub mod host;
+pub mod http_server;
 pub mod input;
 pub mod load;
 pub mod observe;

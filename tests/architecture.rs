@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["probe"],
     &["record"],
     &["telemetry"],
+    &["http_server"],
     &["reference"],
     &["load"],
     &["report"],

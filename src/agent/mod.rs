@@ -8,8 +8,6 @@ pub mod http;
 pub mod perf;
 pub mod probe;
 pub mod schedule;
-pub mod serve;
-pub mod web_config;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
@@ -17,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::http_server::{serve, web_config};
 use crate::telemetry::traces::Traces;
 use crate::telemetry::Metrics;
 use crate::tls::ClientTls;

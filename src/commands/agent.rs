@@ -6,8 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::stop_on_signal;
 use crate::agent::config::{self, AgentConfig, ConfigError};
-use crate::agent::web_config::WebConfig;
 use crate::error::CommandError;
+use crate::http_server::web_config::WebConfig;
 
 /// Logs via `tracing` to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_logging(format: crate::cli::LogFormat) {

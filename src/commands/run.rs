@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::progress;
-use crate::agent::serve::Server;
-use crate::agent::web_config::WebConfig;
 use crate::cli::RunArgs;
 use crate::error::CommandError;
 use crate::host::platform::Platform;
+use crate::http_server::serve::Server;
+use crate::http_server::web_config::WebConfig;
 use crate::record::Progress;
 use crate::report::outputs::{write_outputs, Outputs};
 use crate::report::summary::render;
