@@ -21,3 +21,4 @@ pub mod run;
 pub mod scenario;
 pub mod telemetry;
 pub mod tls;
+pub mod vocabulary;

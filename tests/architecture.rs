@@ -10,7 +10,7 @@ use std::path::Path;
 /// members only when they are the same module, and from any layer below.
 const LAYERS: &[&[&str]] = &[
     &["input"],
-    &["scenario"],
+    &["vocabulary"],
     &["host"],
     &["discovery"],
     &["tls"],
@@ -22,6 +22,8 @@ const LAYERS: &[&[&str]] = &[
     &["reference"],
     &["load"],
     &["report"],
+    // The reader: only what reads files (runs, the agent's config, commands) stands on it.
+    &["scenario"],
     &["run"],
     &["agent", "observe"],
     &["commands", "cli", "error", "fuzzing"],

@@ -13,7 +13,7 @@ use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, SRV};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use loadagent::discovery::{NameResolver, MAX_BACKENDS};
-use loadagent::scenario::FleetName;
+use loadagent::vocabulary::FleetName;
 use serde_json::Value;
 
 fn name(text: &str) -> FleetName {

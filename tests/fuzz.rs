@@ -7,7 +7,7 @@
 mod common;
 
 use loadagent::fuzzing::{run, Target};
-use loadagent::scenario::Source;
+use loadagent::vocabulary::Source;
 
 fn files(dir: &str, ext: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -344,7 +344,7 @@ fn fuzz_grpc_message_framing_and_durations() {
             rest = &rest[n..];
         }
         let _ = reader.unary_end();
-        let _ = loadagent::scenario::duration::parse_duration(&String::from_utf8_lossy(input));
+        let _ = loadagent::vocabulary::duration::parse_duration(&String::from_utf8_lossy(input));
     };
     fuzz(Target {
         name: "grpc_framing",

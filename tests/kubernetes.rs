@@ -316,7 +316,7 @@ esac
         })
         .collect();
     assert_eq!(env["SHARDS"], "6");
-    let start_at = loadagent::scenario::shard::parse_start_at(&env["START_AT"]).unwrap();
+    let start_at = loadagent::vocabulary::shard::parse_start_at(&env["START_AT"]).unwrap();
     let lead = start_at
         .duration_since(std::time::SystemTime::now())
         .unwrap()
@@ -343,7 +343,7 @@ esac
     let at = |flag: &str| &expanded[expanded.iter().position(|a| a == flag).unwrap() + 1];
     assert_eq!(at("--shard"), "5/6");
     assert_eq!(
-        loadagent::scenario::shard::parse_start_at(at("--start-at")).unwrap(),
+        loadagent::vocabulary::shard::parse_start_at(at("--start-at")).unwrap(),
         start_at,
         "every shard gets the one start time"
     );
@@ -364,7 +364,7 @@ esac
     // The scenario the shards run is one loadagent reads.
     let cm = yaml(&dist.join("configmap.yaml")).remove(0);
     let text = cm["data"]["distributed.toml"].as_str().unwrap().to_string();
-    let source = loadagent::scenario::Source::new(Path::new("distributed.toml"), text);
+    let source = loadagent::vocabulary::Source::new(Path::new("distributed.toml"), text);
     loadagent::scenario::parse(&source).expect("the distributed scenario parses");
 
     let merge = yaml(&files[1]).remove(0);

@@ -164,7 +164,7 @@ fn a_scenario_built_in_memory_runs() {
         "{ payload_size = 8 }",
         "requests = 50\nconcurrency = 2",
     );
-    let source = loadagent::scenario::source::Source::new("in-memory.toml", text);
+    let source = loadagent::vocabulary::source::Source::new("in-memory.toml", text);
     let scenario = loadagent::scenario::parse(&source).unwrap();
     let report = runtime()
         .block_on(async { execute(prepare(scenario).await?, Hooks::default()).await })

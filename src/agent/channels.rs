@@ -12,7 +12,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::grpc::control::TlsFactsSlot;
-use crate::scenario::HostPort;
+use crate::vocabulary::HostPort;
 
 /// A connection and what making it measured (every prober sharing it exports these).
 #[derive(Clone)]

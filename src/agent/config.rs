@@ -9,10 +9,11 @@ use toml::de::DeTable;
 use crate::probe::expect::Check;
 use crate::probe::method::MethodProbe;
 use crate::scenario::reader::{Ctx, TableReader};
-use crate::scenario::{
-    check_metadata, read_messages, read_schema, read_tls, FleetName, HostPort, HttpVersion,
-    MethodName, Problem, Problems, Protocol, RequestMessage, Schema, Source, TlsOptions,
-    DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
+use crate::scenario::{check_metadata, read_messages, read_schema, read_tls};
+use crate::vocabulary::problems::{Problem, Problems};
+use crate::vocabulary::{
+    FleetName, HostPort, HttpVersion, MethodName, Protocol, RequestMessage, Schema, Source,
+    TlsOptions, DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
 };
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
@@ -98,7 +99,7 @@ pub struct AgentConfig {
     pub processes: Vec<String>,
     pub schedules: Vec<ScheduleConfig>,
     /// `[tracing]`: spans for probes and scheduled runs.
-    pub tracing: crate::scenario::tracing::TracingConfig,
+    pub tracing: crate::vocabulary::tracing::TracingConfig,
 }
 
 /// `[[schedules]]`: a scenario the agent runs every so often, with the same driver as

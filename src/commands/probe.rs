@@ -7,12 +7,12 @@ use crate::probe::expect::Check;
 use crate::probe::method::{MethodProbe, PrepareError};
 use crate::probe::once::{Module, ProbeVerdict, Target};
 use crate::probe::verdict::Failure;
-use crate::scenario::duration::parse_duration;
-use crate::scenario::reader::At;
-use crate::scenario::HostPort;
-use crate::scenario::{HttpVersion, Loc, Protocol, Resumption, TlsOptions};
-use crate::scenario::{MethodName, RequestMessage, Schema};
 use crate::tls::ClientTls;
+use crate::vocabulary::duration::parse_duration;
+use crate::vocabulary::At;
+use crate::vocabulary::HostPort;
+use crate::vocabulary::{HttpVersion, Loc, Protocol, Resumption, TlsOptions};
+use crate::vocabulary::{MethodName, RequestMessage, Schema};
 
 const BAD_ARGUMENTS: u8 = 1;
 const CONNECTION_FAILED: u8 = 2;
@@ -59,7 +59,7 @@ pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
     let bad = |m: String| CommandError::probe(BAD_ARGUMENTS, m);
     let timeout =
         parse_duration(&a.timeout).map_err(|e| bad(format!("--timeout \"{}\": {e}", a.timeout)))?;
-    if let Ok(Some(name)) = crate::scenario::FleetName::parse(&a.address) {
+    if let Ok(Some(name)) = crate::vocabulary::FleetName::parse(&a.address) {
         return Err(bad(format!(
             "\"{name}\" names a fleet; `probe` checks one address (\"host:port\"): probe each backend, or let the agent follow the name ([[targets]] address = \"{name}\")"
         )));

@@ -18,12 +18,12 @@ use crate::record::Progress;
 use crate::report::outputs::{write_outputs, Outputs};
 use crate::report::summary::render;
 use crate::run::{check_outputs, execute, load, prepare, Hooks, IntervalSink, Prepared};
-use crate::scenario::shard::{check_start_at, parse_start_at, rfc3339};
-use crate::scenario::HostPort;
-use crate::scenario::Shard;
 use crate::telemetry::live::LiveRun;
 use crate::telemetry::node::node_info_labels;
 use crate::telemetry::traces::Traces;
+use crate::vocabulary::shard::{check_start_at, parse_start_at, rfc3339};
+use crate::vocabulary::HostPort;
+use crate::vocabulary::Shard;
 
 /// The run's own options, read: `--shard`, `--start-at`, `--metrics-listen`, `--label`.
 #[derive(Debug, Clone, Default)]
@@ -101,12 +101,12 @@ async fn run(
         }
     }
     // Checked before anything is prepared: a bad label costs no connection.
-    crate::scenario::labels::with_arguments(Default::default(), &distribution.labels)
+    crate::vocabulary::labels::with_arguments(Default::default(), &distribution.labels)
         .map_err(CommandError::invalid)?;
     check_outputs(&outputs)?;
     let mut prepared = prepare(load(path)?).await?;
     if !distribution.labels.is_empty() {
-        let labels = crate::scenario::labels::with_arguments(
+        let labels = crate::vocabulary::labels::with_arguments(
             prepared.scenario.labels.clone(),
             &distribution.labels,
         )
@@ -238,7 +238,7 @@ async fn repeat(
         pause,
         labels,
     } = series;
-    let pause = crate::scenario::duration::parse_duration(pause)
+    let pause = crate::vocabulary::duration::parse_duration(pause)
         .map_err(|e| CommandError::invalid(format!("--pause {pause}: {e}")))?;
     let scenario = crate::scenario::load(path).map_err(CommandError::invalid)?;
     if !dir.is_dir() {

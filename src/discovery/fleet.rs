@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::resolver::{NameResolver, ResolveFailure, Resolved};
-use crate::scenario::{FleetName, HostPort};
+use crate::vocabulary::{FleetName, HostPort};
 
 /// One backend: an address a name resolved to (or the one fixed address).
 #[derive(Debug)]
@@ -483,7 +483,7 @@ mod tests {
     /// The agent's fleets keep no history at all.
     #[test]
     fn an_unresolved_fleet_keeps_no_history() {
-        let name = crate::scenario::FleetName::parse("dns://127.0.0.1:1/x.test:5")
+        let name = crate::vocabulary::FleetName::parse("dns://127.0.0.1:1/x.test:5")
             .unwrap()
             .unwrap();
         let fleet =

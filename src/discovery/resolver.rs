@@ -12,7 +12,7 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::TokioResolver;
 
-use crate::scenario::{FleetName, Lookup};
+use crate::vocabulary::{FleetName, Lookup};
 
 /// Backends one name may have; more are left out and the resolution says so. A DNS answer is
 /// bounded by its message size anyway; this bounds the SRV targets resolved in turn.

@@ -16,13 +16,13 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::discovery::{Backend, Fleet, Membership};
-use crate::scenario::Balance;
+use crate::vocabulary::Balance;
 
 /// How to reach the target.
 #[derive(Clone)]
 pub struct Endpoint {
     /// Where to connect.
-    pub address: crate::scenario::HostPort,
+    pub address: crate::vocabulary::HostPort,
     pub connect_timeout: Duration,
     /// TLS, when the scenario has `[target.tls]`.
     pub tls: Option<crate::tls::ClientTls>,

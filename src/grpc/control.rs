@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::HostPort;
+use crate::vocabulary::HostPort;
 
 use tonic::transport::Channel;
 

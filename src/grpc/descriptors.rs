@@ -8,7 +8,8 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 
 use super::reflection::{self, ReflectionError};
-use crate::scenario::{Call, Kind, Loc, MethodName, Problem, Problems, Scenario, Schema};
+use crate::vocabulary::problems::{Problem, Problems};
+use crate::vocabulary::{Call, Kind, Loc, MethodName, Scenario, Schema};
 
 /// Why a scenario's method could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +34,7 @@ pub struct ResolvedMethod {
 pub async fn resolve(
     scenario: &Scenario,
     call: &Call,
-    address: &crate::scenario::HostPort,
+    address: &crate::vocabulary::HostPort,
     tls: Option<&crate::tls::ClientTls>,
 ) -> Result<ResolvedMethod, ResolveError> {
     let invalid = |loc: Loc, key: &str, message: String| {
@@ -161,7 +162,7 @@ pub fn pool_from_files(schema: &Schema) -> Option<Result<(DescriptorPool, String
 /// The types of `service` asked of the target by server reflection, for a probe: the reason
 /// says what to write instead when the target does not offer reflection.
 pub async fn pool_by_reflection(
-    address: &crate::scenario::HostPort,
+    address: &crate::vocabulary::HostPort,
     service: &str,
     timeout: Duration,
     tls: Option<&crate::tls::ClientTls>,

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::scenario::Compression;
+use crate::vocabulary::Compression;
 
 /// Frames one encoded message for the wire, compressing it when asked.
 pub fn frame(message: &[u8], compression: Option<Compression>) -> std::io::Result<Bytes> {
@@ -25,7 +25,7 @@ pub fn frame(message: &[u8], compression: Option<Compression>) -> std::io::Resul
     Ok(out.freeze())
 }
 
-pub use crate::scenario::defaults::DEFAULT_MAX_RECEIVE_BYTES;
+pub use crate::vocabulary::defaults::DEFAULT_MAX_RECEIVE_BYTES;
 
 /// Reads the framing of a response body as it arrives, without keeping or decoding the
 /// messages: it counts them and checks what a gRPC client checks (the compressed flag only

@@ -39,7 +39,7 @@ pub enum ReflectionError {
 /// Fetches every file needed to describe `service` (its file and all its imports).
 /// Returns the descriptor set and the reflection version that answered.
 pub async fn fetch_service_files(
-    address: &crate::scenario::HostPort,
+    address: &crate::vocabulary::HostPort,
     authority: Option<&str>,
     service: &str,
     timeout: Duration,

@@ -11,7 +11,8 @@ use prost_reflect::{
 
 use super::frame::frame;
 use super::template::{Context, Template};
-use crate::scenario::{Call, Compression, Loc, Problem, Problems, RequestMessage};
+use crate::vocabulary::problems::{Problem, Problems};
+use crate::vocabulary::{Call, Compression, Loc, RequestMessage};
 
 /// A step from a message to a templated value.
 #[derive(Debug, Clone)]

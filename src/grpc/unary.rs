@@ -8,7 +8,7 @@ use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 
 use super::status;
-use crate::scenario::Compression;
+use crate::vocabulary::Compression;
 
 /// Everything fixed about a call, built once before the load starts.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct UnaryCall {
     /// The largest response message accepted (`[call] max_receive_message_size`).
     max_receive: u32,
     /// Unary load goes through the lean client unless `[call] transport = "h2"`.
-    transport: crate::scenario::UnaryTransport,
+    transport: crate::vocabulary::UnaryTransport,
 }
 
 /// How a call ended.
@@ -148,19 +148,19 @@ impl UnaryCall {
             headers,
             timeout,
             max_receive: super::frame::DEFAULT_MAX_RECEIVE_BYTES,
-            transport: crate::scenario::UnaryTransport::Lean,
+            transport: crate::vocabulary::UnaryTransport::Lean,
         })
     }
 
     /// Sets the client unary load goes through.
-    pub fn with_transport(mut self, transport: crate::scenario::UnaryTransport) -> Self {
+    pub fn with_transport(mut self, transport: crate::vocabulary::UnaryTransport) -> Self {
         self.transport = transport;
         self
     }
 
     /// Whether unary load goes through the lean client.
     pub fn lean(&self) -> bool {
-        self.transport == crate::scenario::UnaryTransport::Lean
+        self.transport == crate::vocabulary::UnaryTransport::Lean
     }
 
     /// Sets the largest response message accepted (gRPC's default: 4 MiB).

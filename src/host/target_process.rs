@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::exposition::{parse, Exposition};
 use super::procfs::{self, Proc};
-pub use crate::scenario::watch::{check_metrics_url, is_pid_file, TargetSpec};
+pub use crate::vocabulary::watch::{check_metrics_url, is_pid_file, TargetSpec};
 
 /// How often the process is read from /proc, and the endpoint scraped.
 const PROC_EVERY: Duration = Duration::from_millis(100);

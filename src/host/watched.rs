@@ -4,7 +4,7 @@
 
 use super::procfs::{self, Proc};
 
-pub use crate::scenario::watch::is_pid_file;
+pub use crate::vocabulary::watch::is_pid_file;
 
 /// The pids `entry` names on this node, by pid order; an error says why there are none.
 /// `system` has its process list refreshed by the caller (the agent keeps one).

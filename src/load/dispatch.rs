@@ -28,8 +28,8 @@ use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
 use crate::record::{Finished, SharedRecorder};
-use crate::scenario::Balance;
 use crate::telemetry::traces::CallSpan;
+use crate::vocabulary::Balance;
 
 /// tokio's timer resolution.
 const TICK: Duration = Duration::from_millis(1);

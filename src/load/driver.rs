@@ -25,7 +25,7 @@ use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::lean::Connection;
 use crate::host::process::ProcessSampler;
 use crate::record::{Aggregate, Aggregator, Flush, Progress, ThreadRecorder};
-use crate::scenario::{Balance, Load, Model};
+use crate::vocabulary::{Balance, Load, Model};
 
 /// How long requests in flight may take to finish after a stop when no deadline is set.
 const DRAIN_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);

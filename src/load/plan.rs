@@ -9,7 +9,7 @@ use crate::grpc::request::Requests;
 use crate::grpc::unary::UnaryCall;
 use crate::host::process::ProcessUsage;
 use crate::record::Aggregate;
-use crate::scenario::{Load, Shard};
+use crate::vocabulary::{Load, Shard};
 
 /// Everything the workers need, fixed before the load starts.
 pub struct Plan {
@@ -28,7 +28,7 @@ pub struct Plan {
     /// The target's backends (one, for a `host:port`), followed as they change.
     pub fleet: std::sync::Arc<crate::discovery::Fleet>,
     /// How calls are spread over the fleet's backends.
-    pub balance: crate::scenario::Balance,
+    pub balance: crate::vocabulary::Balance,
     /// A capacity search: the rate, set step by step while the run goes on (the open-model
     /// schedule's warm-up and length still apply).
     pub live: Option<std::sync::Arc<super::live_rate::LiveRate>>,

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::Load;
+use crate::vocabulary::Load;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Segment {
@@ -178,7 +178,7 @@ impl Schedule {
         (t < self.end)
             .then(|| Duration::try_from_secs_f64(t).ok())
             .flatten()
-            .filter(|d| *d <= crate::scenario::duration::MAX_DURATION)
+            .filter(|d| *d <= crate::vocabulary::duration::MAX_DURATION)
     }
 
     /// Requests `0..warmup_requests()` are warm-up: sent, not measured.
@@ -187,7 +187,8 @@ impl Schedule {
     }
 
     pub fn warmup(&self) -> Duration {
-        Duration::try_from_secs_f64(self.warmup).unwrap_or(crate::scenario::duration::MAX_DURATION)
+        Duration::try_from_secs_f64(self.warmup)
+            .unwrap_or(crate::vocabulary::duration::MAX_DURATION)
     }
 
     /// The asked rate at `t` seconds.
@@ -307,7 +308,7 @@ mod tests {
             let mut union = Vec::new();
             let mut sizes = Vec::new();
             for index in 0..count {
-                let shard = crate::scenario::Shard { index, count };
+                let shard = crate::vocabulary::Shard { index, count };
                 let mine: Vec<Duration> = (0..).map_while(|n| s.due(shard.global(n))).collect();
                 sizes.push(mine.len());
                 union.extend(mine);

@@ -14,10 +14,10 @@ use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
 use crate::record::recorder::Handshake;
 use crate::record::SharedRecorder;
-use crate::scenario::HostPort;
 use crate::telemetry::traces::CallSpan;
 use crate::tls::diagnose::{cert_info, classify_connect, classify_tls, describe, micros};
 use crate::tls::ClientTls;
+use crate::vocabulary::HostPort;
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";

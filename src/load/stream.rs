@@ -18,7 +18,7 @@ use crate::grpc::request::{Renderer, Requests};
 use crate::grpc::status;
 use crate::grpc::unary::{judge_response_head, status_of, Outcome, UnaryCall};
 use crate::record::SharedRecorder;
-use crate::scenario::{BidiMode, Kind, StreamOptions};
+use crate::vocabulary::{BidiMode, Kind, StreamOptions};
 
 /// Pipelined streams with no `message_interval`: messages in flight per stream at most, so
 /// sending is paced by the replies instead of buffering without bound.

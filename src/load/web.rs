@@ -19,7 +19,7 @@ use crate::grpc::web::{Afterwards, WebCall, WebSender};
 /// Sends of one call that the server did not process before it counts as failed.
 const MAX_ATTEMPTS: u32 = 3;
 use crate::record::SharedRecorder;
-use crate::scenario::{Balance, HttpVersion};
+use crate::vocabulary::{Balance, HttpVersion};
 
 /// A worker's connection: its backend, and the generation of the slot it came from (so a
 /// failure clears the slot only when no other worker has replaced its connection since).

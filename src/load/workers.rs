@@ -20,7 +20,7 @@ use crate::grpc::status;
 use crate::grpc::unary::Outcome;
 use crate::load::stream::StreamContext;
 use crate::record::SharedRecorder;
-use crate::scenario::Balance;
+use crate::vocabulary::Balance;
 
 pub(super) async fn worker(
     shared: Arc<Shared>,

@@ -16,8 +16,8 @@ use crate::grpc::request::{Renderer, Requests};
 use crate::grpc::status;
 use crate::grpc::unary::UnaryCall;
 use crate::grpc::web::{Afterwards, WebCall, WebOptions, WebSender};
-use crate::scenario::{HostPort, MethodName, RequestMessage};
 use crate::tls::ClientTls;
+use crate::vocabulary::{HostPort, MethodName, RequestMessage};
 
 /// The check every method probe makes unless one on `status` is written.
 pub const IMPLICIT_STATUS_CHECK: &str = "status == OK";

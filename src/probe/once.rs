@@ -10,8 +10,8 @@ use super::method::{MethodProbe, Verdict};
 use super::verdict::{Failure, HealthVerdict, MethodVerdict, Phases};
 use crate::grpc::control::TlsFacts;
 use crate::grpc::web::{WebCall, WebOptions};
-use crate::scenario::HostPort;
 use crate::tls::ClientTls;
+use crate::vocabulary::HostPort;
 
 /// Where a probe goes and how it talks.
 #[derive(Clone)]

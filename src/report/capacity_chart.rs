@@ -5,7 +5,7 @@
 
 use super::schema::{CapacityReport, CapacityStep};
 use super::svg::{self, Chart, Mark, Series, XAxis, BLUE, GRAY, GREEN, ORANGE, PALETTE, RED};
-use crate::scenario::thresholds::{parse_condition, Limit, Op};
+use crate::vocabulary::conditions::{parse_condition, Limit, Op};
 
 /// A search's steps by offered rate; a rate judged twice (a confirmation) shows its last
 /// judgment.

@@ -12,9 +12,9 @@ use hdrhistogram::Histogram;
 
 use crate::record::histogram::{decode, new_histogram};
 use crate::record::{IntervalSummary, LatencySummary};
-use crate::scenario::reader::At;
-use crate::scenario::thresholds::{parse_condition, Threshold, Thresholds};
-use crate::scenario::Loc;
+use crate::vocabulary::conditions::{parse_condition, Threshold, Thresholds};
+use crate::vocabulary::At;
+use crate::vocabulary::Loc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {

@@ -10,7 +10,7 @@ use crate::grpc::status::code_name;
 use crate::host::platform::Platform;
 use crate::host::process::ProcessUsage;
 use crate::record::{Aggregate, BackendTally, IntervalData, IntervalSummary, LatencySummary};
-use crate::scenario::{Kind, Model, Scenario, Stage};
+use crate::vocabulary::{Kind, Model, Scenario, Stage};
 
 pub const SCHEMA: &str = "loadagent.report/v1";
 
@@ -664,13 +664,13 @@ impl Report {
                 .map_or_else(String::new, |c| c.method.value.to_string()),
             schema_source: schema_source.to_string(),
             protocol: match scenario.target.protocol {
-                crate::scenario::Protocol::Grpc => "grpc".to_string(),
+                crate::vocabulary::Protocol::Grpc => "grpc".to_string(),
                 web => format!(
                     "{} over HTTP/{}",
                     web.as_str(),
                     match scenario.target.http_version {
-                        crate::scenario::HttpVersion::Http1 => "1.1",
-                        crate::scenario::HttpVersion::Http2 => "2",
+                        crate::vocabulary::HttpVersion::Http1 => "1.1",
+                        crate::vocabulary::HttpVersion::Http2 => "2",
                     }
                 ),
             },
@@ -686,7 +686,7 @@ impl Report {
                 concurrency: scenario.load.concurrency,
                 // gRPC-Web over HTTP/1.1 (a call at a time): each worker has its own.
                 connections: if scenario.target.protocol.is_web()
-                    && scenario.target.http_version == crate::scenario::HttpVersion::Http1
+                    && scenario.target.http_version == crate::vocabulary::HttpVersion::Http1
                 {
                     scenario.load.concurrency
                 } else {

@@ -147,7 +147,7 @@ mod tests {
     use crate::report::schema::ShardInfo;
 
     fn report(index: u32, count: u32, start: &str) -> Report {
-        let scenario = crate::scenario::parse(&crate::scenario::Source::new(
+        let scenario = crate::scenario::parse(&crate::vocabulary::Source::new(
             std::path::Path::new("s.toml"),
             "kind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"a.B/C\"\n",
         ))

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use super::schema::Report;
 pub use super::units::human_us;
 use crate::record::LatencySummary;
-use crate::scenario::Model;
+use crate::vocabulary::Model;
 
 /// How many distinct error messages the summary lists.
 const TOP_ERRORS: usize = 5;

@@ -6,8 +6,9 @@ use serde_json::Value;
 use super::metric::number_at;
 use super::schema::Report;
 pub use super::schema::ThresholdResult;
-use crate::scenario::thresholds::{Limit, Threshold, Thresholds};
-use crate::scenario::{Model, Problem, Problems, Scenario};
+use crate::vocabulary::conditions::{Limit, Threshold, Thresholds};
+use crate::vocabulary::problems::{Problem, Problems};
+use crate::vocabulary::{Model, Scenario};
 
 const LATENCY_STATS: &[&str] = &[
     "p50", "p90", "p99", "p999", "p9999", "max", "min", "mean", "stddev",

@@ -14,8 +14,8 @@ use crate::record::{Aggregate, IntervalData, LatencySummary};
 use crate::report::schema::{CapacityReport, CapacityStep};
 use crate::report::thresholds::judge;
 use crate::report::Report;
-use crate::scenario::capacity::Capacity;
-use crate::scenario::{Model, Scenario};
+use crate::vocabulary::capacity::Capacity;
+use crate::vocabulary::{Model, Scenario};
 
 /// A step whose requests were sent late beyond this share — while the generator's process was
 /// busy, or while the service answered as fast as at the first step (the generator's own

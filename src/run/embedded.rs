@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::RunError;
 use crate::reference;
-use crate::scenario::HostPort;
+use crate::vocabulary::HostPort;
 
 /// The in-process reference target, on a runtime of its own so the generator's tasks do
 /// not queue in front of the instrument's.

@@ -16,9 +16,9 @@ use crate::record::{Aggregate, Progress};
 use crate::report::schema::ShardInfo;
 use crate::report::thresholds::judge;
 use crate::report::Report;
-use crate::scenario::shard::rfc3339;
-use crate::scenario::{Scenario, Shard};
 use crate::telemetry::traces::Traces;
+use crate::vocabulary::shard::rfc3339;
+use crate::vocabulary::{Scenario, Shard};
 
 /// Called each time intervals close, with the totals so far, the intervals (and their
 /// histograms) that just closed, and the measured time.

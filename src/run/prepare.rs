@@ -16,8 +16,9 @@ use crate::load::stream::StreamCall;
 use crate::load::CallPlan;
 use crate::load::Schedule;
 use crate::report::outputs::{check_writable, Outputs};
-use crate::scenario::{self, Address, HostPort, Kind, Load, Model, Scenario, ScenarioError, Shard};
+use crate::scenario::{self, ScenarioError};
 use crate::tls::ClientTls;
+use crate::vocabulary::{Address, HostPort, Kind, Load, Model, Scenario, Shard};
 
 /// What preparing finds, before it is shaped for the driver.
 struct Parts {

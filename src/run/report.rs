@@ -4,7 +4,7 @@
 use crate::load::RunOutcome;
 use crate::report::schema::ResolutionInfo;
 use crate::report::Report;
-use crate::scenario::Scenario;
+use crate::vocabulary::Scenario;
 
 /// The report of a finished run: the figures the load kept, turned into the report's
 /// data (the report layer knows nothing of the load).

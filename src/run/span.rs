@@ -5,8 +5,8 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
 
 use crate::report::Report;
-use crate::scenario::{HostPort, Scenario};
 use crate::telemetry::traces::{end_span, CallSampler, Traces};
+use crate::vocabulary::{HostPort, Scenario};
 
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

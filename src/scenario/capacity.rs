@@ -4,27 +4,11 @@
 
 use std::time::Duration;
 
-use super::defaults::*;
-use super::reader::{At, TableReader};
-use super::thresholds::{parse_condition, Threshold, Thresholds};
-
-/// A capacity search, as written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Capacity {
-    /// Conditions each step must meet, on the step's own figures.
-    pub slo: Thresholds,
-    pub start_rate: f64,
-    pub growth: f64,
-    pub precision: f64,
-    /// Time per step, and the part of it at its start left out of its figures.
-    pub step: Duration,
-    pub settle: Duration,
-    pub max_rate: f64,
-    /// The whole search at most.
-    pub max_duration: Duration,
-    /// Hold the rate found this long before answering (zero: no confirmation).
-    pub confirm: Duration,
-}
+use super::reader::TableReader;
+use crate::vocabulary::capacity::Capacity;
+use crate::vocabulary::conditions::{parse_condition, Threshold, Thresholds};
+use crate::vocabulary::defaults::*;
+use crate::vocabulary::source::At;
 
 /// Reads `[capacity]`; problems are reported on the reader's context.
 pub fn read(t: &TableReader<'_, '_, '_>) -> Option<Capacity> {

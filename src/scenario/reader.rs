@@ -9,9 +9,9 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::duration::parse_duration;
-use super::problems::Problem;
-use super::source::{Loc, Source};
+use crate::vocabulary::duration::parse_duration;
+use crate::vocabulary::problems::Problem;
+use crate::vocabulary::source::{At, Loc, Source};
 
 /// Shared state of one file's reading: the source and the problems found so far.
 pub struct Ctx<'s> {
@@ -61,13 +61,6 @@ pub struct TableReader<'c, 's, 'i> {
     span: Range<usize>,
     prefix: String,
     asked: RefCell<Vec<&'static str>>,
-}
-
-/// A value read together with where it was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct At<T> {
-    pub value: T,
-    pub loc: Loc,
 }
 
 impl<'c, 's, 'i> TableReader<'c, 's, 'i> {

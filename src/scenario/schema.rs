@@ -4,8 +4,8 @@
 //! a test checks that the reader asks for exactly these keys. Defaults are shown from
 //! `defaults.rs`, where the reader takes them from.
 
-use super::defaults::*;
-use super::duration::MAX_DURATION_TEXT;
+use crate::vocabulary::defaults::*;
+use crate::vocabulary::duration::MAX_DURATION_TEXT;
 
 /// One key of a scenario table.
 pub struct Key {
@@ -248,7 +248,7 @@ mod tests {
             let text = format!(
                 "name = \"x\"\nkind = \"{kind}\"\n[target]\naddress = \"embedded\"\n{tls}[call]\nmethod = \"a.B/C\"\n{extra}"
             );
-            let source = crate::scenario::Source::new(std::path::Path::new("x.toml"), text);
+            let source = crate::vocabulary::Source::new(std::path::Path::new("x.toml"), text);
             asked.extend(crate::scenario::asked_keys(&source));
         }
         asked

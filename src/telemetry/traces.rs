@@ -27,8 +27,8 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 use prometheus::IntCounterVec;
 
-pub use crate::scenario::tracing::{check_endpoint, TracingConfig, DEFAULT_SAMPLE_RATIO};
-use crate::scenario::HostPort;
+pub use crate::vocabulary::tracing::{check_endpoint, TracingConfig, DEFAULT_SAMPLE_RATIO};
+use crate::vocabulary::HostPort;
 
 /// Spans waiting for the exporter; beyond this they are dropped, never waited for.
 const QUEUE: usize = 4096;

@@ -9,7 +9,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::scenario::{Resumption, TlsOptions};
+use crate::vocabulary::{Resumption, TlsOptions};
 
 /// A ready client configuration and the name it verifies.
 #[derive(Clone)]

@@ -24,10 +24,10 @@ use super::config::ProbeTarget;
 use crate::grpc::web::{WebCall, WebSender};
 use crate::probe::method::MethodProbe;
 use crate::probe::verdict::CheckOutcome;
-use crate::scenario::HostPort;
 use crate::telemetry::traces::Traces;
 use crate::telemetry::Metrics;
 use crate::tls::ClientTls;
+use crate::vocabulary::HostPort;
 
 mod cadence;
 mod connection;

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::super::config::{ProbeAddress, ProbeMode, ProbeTarget};
 use super::{now_unix, ProbeContext, ProbeResult, Prober};
 use crate::discovery::Fleet;
-use crate::scenario::{FleetName, HostPort};
 use crate::tls::ClientTls;
+use crate::vocabulary::{FleetName, HostPort};
 
 /// Starts probing `target`: one supervised prober for an address, or a supervisor that
 /// follows a DNS name's backends with one prober each.

@@ -21,7 +21,7 @@ pub use body::WebBodyReader;
 use crate::grpc::channel::{open_transport_for, ConnectError, Endpoint};
 use crate::grpc::status::{self, NO_ANSWER, WRONG_PROTOCOL};
 use crate::grpc::unary::{Outcome, UnaryCall};
-use crate::scenario::{HttpVersion, Protocol, Target};
+use crate::vocabulary::{HttpVersion, Protocol, Target};
 
 /// A gRPC-Web call, fixed before the load starts.
 #[derive(Clone)]
@@ -359,7 +359,7 @@ impl WebCall {
     }
 
     /// The endpoint of one backend, with this call's TLS and connect deadline.
-    pub fn endpoint(&self, address: crate::scenario::HostPort) -> Endpoint {
+    pub fn endpoint(&self, address: crate::vocabulary::HostPort) -> Endpoint {
         Endpoint {
             address,
             connect_timeout: self.connect_timeout,

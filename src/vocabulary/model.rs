@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::reader::At;
+use super::source::At;
 use super::source::Loc;
 
 /// What each iteration of the load does.
@@ -396,11 +396,11 @@ pub struct Scenario {
     /// Absent only for handshake storms without a call.
     pub call: Option<Call>,
     pub load: Load,
-    pub thresholds: super::thresholds::Thresholds,
+    pub thresholds: super::conditions::Thresholds,
     /// For the streaming kinds.
     pub stream: StreamOptions,
     /// `[tracing]`: where spans go and which fraction of calls get one.
-    pub tracing: crate::scenario::tracing::TracingConfig,
+    pub tracing: crate::vocabulary::tracing::TracingConfig,
     /// `labels`: what a person records about the run (`run --label` adds or overrides).
     pub labels: std::collections::BTreeMap<String, String>,
     /// `[capacity]`: search for the highest rate within an SLO instead of one rate.

@@ -102,3 +102,10 @@ mod tests {
         assert_eq!(bare.resolve("x.proto"), PathBuf::from("x.proto"));
     }
 }
+
+/// A value read together with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At<T> {
+    pub value: T,
+    pub loc: Loc,
+}

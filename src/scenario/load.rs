@@ -1,0 +1,151 @@
+//! `[load]`: the schedule — open model (rate, stages) or closed (concurrency, requests),
+//! duration, connections, balance — and how `[capacity]` sets it.
+
+use std::time::Duration;
+
+use super::reader::TableReader;
+use crate::vocabulary::*;
+
+/// With `[capacity]` the search sets the rate and the length of the run, and judges each
+/// step on its SLO: what would set or judge them otherwise is refused.
+pub(super) fn search_sets_the_load(
+    root: &TableReader<'_, '_, '_>,
+    thresholds: &crate::vocabulary::conditions::Thresholds,
+) {
+    if let Some(l) = root.table("load") {
+        for key in ["rate", "duration", "requests", "stages"] {
+            if l.has(key) {
+                root.ctx().report_at(
+                    l.loc(),
+                    &format!("load.{key}"),
+                    "a capacity search sets the rate and the run's length itself ([capacity] start_rate, max_rate, max_duration): remove it",
+                );
+            }
+        }
+    }
+    if !thresholds.list.is_empty() {
+        root.ctx().report_at(
+            root.loc(),
+            "thresholds",
+            "a capacity search judges each step on [capacity] slo; thresholds on the whole search would mix its steps: move the conditions to slo",
+        );
+    }
+}
+
+pub(super) fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
+    let ctx = l.ctx();
+    let rate = l.number("rate", true).map(|r| r.value);
+    let concurrency = l.integer("concurrency", 1).map(|c| c.value);
+    let connections = l.integer("connections", 1).map(|c| c.value);
+    let duration = l.duration("duration", true);
+    let requests = l.integer("requests", 1).map(|r| r.value);
+    let warmup = l.duration("warmup", false).map(|w| w.value);
+    let threads = l
+        .integer("threads", 1)
+        .and_then(|t| u32::try_from(t.value).ok());
+    let mut stages = Vec::new();
+    let stage_tables = l.tables("stages");
+    for st in &stage_tables {
+        let d = st.duration("duration", true);
+        let r = st.number("rate", false);
+        if !st.has("duration") {
+            ctx.report_at(
+                st.loc(),
+                &st.key_path("duration"),
+                "missing; each stage needs `duration` and `rate`",
+            );
+        }
+        if !st.has("rate") {
+            ctx.report_at(
+                st.loc(),
+                &st.key_path("rate"),
+                "missing; each stage needs `duration` and `rate` (the rate reached at its end)",
+            );
+        }
+        if let (Some(d), Some(r)) = (d, r) {
+            stages.push(Stage {
+                duration: d.value,
+                rate: r.value,
+            });
+        }
+    }
+    for st in &stage_tables {
+        st.finish();
+    }
+    if let (Some(d), false) = (&duration, stages.is_empty()) {
+        ctx.report_at(
+            d.loc,
+            &l.key_path("duration"),
+            "cannot be given with [[load.stages]]: the stages' durations add up to the run's length; remove one",
+        );
+    }
+    // Each duration is bounded when read; their sum is bounded too, so the run's end is an
+    // instant that exists.
+    let length = stages
+        .iter()
+        .map(|s| s.duration)
+        .chain(duration.as_ref().map(|d| d.value))
+        .chain(warmup)
+        .try_fold(Duration::ZERO, Duration::checked_add);
+    if length.is_none_or(|t| t > duration::MAX_DURATION) {
+        ctx.report_at(
+            l.loc(),
+            &l.key_path(if stages.is_empty() {
+                "duration"
+            } else {
+                "stages"
+            }),
+            format!(
+                "the run (warm-up, duration and stages together) is longer than the maximum, {}",
+                duration::MAX_DURATION_TEXT
+            ),
+        );
+    }
+    let concurrency = concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    let connections = connections.unwrap_or(DEFAULT_CONNECTIONS);
+    let bound = |v: u64, key: &str| -> Option<u32> {
+        match u32::try_from(v) {
+            Ok(n) if n <= MAX_SLOTS => Some(n),
+            _ => {
+                ctx.report_at(
+                    l.loc(),
+                    &l.key_path(key),
+                    format!("{v} is too large (at most {MAX_SLOTS})"),
+                );
+                None
+            }
+        }
+    };
+    let concurrency = bound(concurrency, "concurrency");
+    let connections = bound(connections, "connections");
+    l.finish();
+    let duration = duration.map(|d| d.value);
+    let duration = if duration.is_none() && requests.is_none() && stages.is_empty() {
+        Some(DEFAULT_DURATION)
+    } else {
+        duration
+    };
+    Some(Load {
+        rate,
+        stages,
+        concurrency: concurrency?,
+        connections: connections?,
+        duration,
+        requests,
+        warmup: warmup.unwrap_or(Duration::ZERO),
+        threads,
+    })
+}
+
+pub(super) fn read_load_defaults() -> Option<Load> {
+    Some(Load {
+        rate: None,
+        stages: Vec::new(),
+        concurrency: DEFAULT_CONCURRENCY as u32,
+        connections: DEFAULT_CONNECTIONS as u32,
+        duration: Some(DEFAULT_DURATION),
+        requests: None,
+        warmup: Duration::ZERO,
+        threads: None,
+    })
+}
