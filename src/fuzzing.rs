@@ -32,6 +32,15 @@ pub struct Target<'a> {
     pub check: &'a (dyn Fn(&[u8]) + Sync),
 }
 
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field("seeds", &self.seeds.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a run did, for the test's own output.
 #[derive(Debug)]
 pub struct Ran {

@@ -1,5 +1,10 @@
 //! loadagent: a gRPC load generator and node observability agent.
 #![forbid(unsafe_code)]
+// What tests and other programs use stays `pub`; the rest is `pub(crate)` or narrower, and
+// a `pub` that nothing outside can reach is an error (`unreachable_pub`). The library's
+// front doors — `run`, `probe`, `http_server` — document every public item
+// (`missing_docs` in each).
+#![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod agent;
 pub mod cli;

@@ -15,7 +15,7 @@ use crate::grpc::control::TlsFactsSlot;
 use crate::vocabulary::HostPort;
 
 /// A connection and what making it measured (every prober sharing it exports these).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SharedChannel {
     pub channel: Channel,
     /// Tells this connection from its replacement.
@@ -29,7 +29,7 @@ pub struct SharedChannel {
 
 type Slot = Arc<tokio::sync::Mutex<Option<SharedChannel>>>;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Channels {
     slots: Mutex<HashMap<String, Slot>>,
     generations: std::sync::atomic::AtomicU64,

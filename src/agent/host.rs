@@ -9,12 +9,14 @@ use sysinfo::{Networks, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, Syst
 use crate::host::procfs::{self, Proc};
 use crate::telemetry::Metrics;
 
+#[derive(Debug)]
 pub struct HostCollector {
     state: Mutex<State>,
     /// `[host] processes`, as written.
     watched: Vec<String>,
 }
 
+#[derive(Debug)]
 struct State {
     system: System,
     networks: Networks,

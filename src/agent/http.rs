@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use super::host::HostCollector;
 use super::probe::ProbeContext;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AppState {
     /// Recent scheduled-run reports (the same JSON as `run --out`).
     pub runs: super::schedule::Runs,

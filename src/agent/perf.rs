@@ -32,12 +32,14 @@ fn open(event: Event, tid: i32) -> std::io::Result<Counter> {
 }
 
 /// Counters for one process: per thread, per event.
+#[derive(Debug)]
 struct Process {
     threads: HashMap<i32, Vec<(usize, Counter)>>,
     /// Totals already added to the metric, per event index.
     reported: Vec<u64>,
 }
 
+#[derive(Debug)]
 pub struct PerfCollector {
     supported: Vec<(&'static str, Event, bool)>,
     processes: HashMap<String, Process>,

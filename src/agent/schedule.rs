@@ -24,7 +24,7 @@ const KEPT_RUNS: usize = 20;
 
 pub type Runs = Arc<Mutex<VecDeque<Report>>>;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ScheduleContext {
     pub metrics: Arc<Metrics>,
     pub runs: Runs,

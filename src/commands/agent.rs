@@ -10,7 +10,7 @@ use crate::error::CommandError;
 use crate::http_server::web_config::WebConfig;
 
 /// Logs via `tracing` to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging(format: crate::cli::LogFormat) {
+pub(super) fn init_logging(format: crate::cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -29,7 +29,7 @@ fn load(path: &Path) -> Result<AgentConfig, CommandError> {
     })
 }
 
-pub async fn agent(
+pub(super) async fn agent(
     config: Option<&Path>,
     listen: Option<String>,
     check: Option<&Path>,

@@ -55,7 +55,7 @@ fn web_of(a: &ProbeArgs) -> Option<(Protocol, HttpVersion)> {
 }
 
 /// `loadagent probe`, its arguments whole.
-pub async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
+pub(super) async fn probe(a: ProbeArgs) -> Result<(), CommandError> {
     let bad = |m: String| CommandError::probe(BAD_ARGUMENTS, m);
     let timeout =
         parse_duration(&a.timeout).map_err(|e| bad(format!("--timeout \"{}\": {e}", a.timeout)))?;

@@ -11,7 +11,10 @@ use crate::report::summary::human_us;
 
 /// Shows progress until the sender is dropped; returns `None` (and shows nothing) when
 /// stdout is not a terminal or the user asked for quiet.
-pub fn show(quiet: bool, mut rx: watch::Receiver<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+pub(super) fn show(
+    quiet: bool,
+    mut rx: watch::Receiver<Progress>,
+) -> Option<tokio::task::JoinHandle<()>> {
     if quiet || !std::io::stdout().is_terminal() {
         return None;
     }

@@ -25,7 +25,7 @@ fn load(path: &Path) -> Result<Report, CommandError> {
     Ok(report)
 }
 
-pub fn report(
+pub(super) fn report(
     path: &Path,
     html: Option<PathBuf>,
     csv: Option<PathBuf>,
@@ -48,12 +48,12 @@ pub fn report(
 /// `compare --baseline GROUP --fail-on FIGURE,…`: which group the others are compared
 /// with, and the figures whose regression beyond noise fails the command (exit 3).
 #[derive(Debug, Clone, Default)]
-pub struct Gate {
+pub(super) struct Gate {
     pub baseline: Option<String>,
     pub fail_on: Vec<String>,
 }
 
-pub fn compare(
+pub(super) fn compare(
     paths: &[PathBuf],
     by: &str,
     format: CompareFormat,
@@ -98,7 +98,7 @@ pub fn compare(
 
 /// `loadagent merge`: exit 2 when the reports do not make one run, 3 when the merged figures
 /// fail the scenario's thresholds.
-pub fn merge(
+pub(super) fn merge(
     paths: &[PathBuf],
     out: &Path,
     force: bool,

@@ -27,7 +27,7 @@ use crate::vocabulary::Shard;
 
 /// The run's own options, read: `--shard`, `--start-at`, `--metrics-listen`, `--label`.
 #[derive(Debug, Clone, Default)]
-pub struct Distribution {
+pub(super) struct Distribution {
     pub shard: Option<Shard>,
     pub start_at: Option<SystemTime>,
     /// `--metrics-listen`: where to serve the run's live metrics.
@@ -37,7 +37,10 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    pub fn parse(shard: Option<String>, start_at: Option<String>) -> Result<Self, CommandError> {
+    pub(super) fn parse(
+        shard: Option<String>,
+        start_at: Option<String>,
+    ) -> Result<Self, CommandError> {
         let shard = shard
             .map(|s| s.parse::<Shard>())
             .transpose()
@@ -59,7 +62,7 @@ impl Distribution {
 }
 
 /// `loadagent run`, its arguments whole: one run, or a series (`--repeat`).
-pub async fn command(args: RunArgs) -> Result<(), CommandError> {
+pub(super) async fn command(args: RunArgs) -> Result<(), CommandError> {
     let outputs = Outputs {
         json: args.out,
         html: args.html,
@@ -374,7 +377,7 @@ async fn serve_live(
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM, printing what stopping means.
-pub fn stop_on_signal(token: CancellationToken, stopping: &'static str) {
+pub(super) fn stop_on_signal(token: CancellationToken, stopping: &'static str) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -6,7 +6,7 @@ use super::run::stop_on_signal;
 use crate::error::CommandError;
 use crate::reference;
 
-pub async fn target(
+pub(super) async fn target(
     listen: &str,
     tls: bool,
     cert_out: Option<&std::path::Path>,

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::error::CommandError;
 use crate::run::{load, prepare};
 
-pub async fn validate(path: &Path) -> Result<(), CommandError> {
+pub(super) async fn validate(path: &Path) -> Result<(), CommandError> {
     let p = prepare(load(path)?).await?;
     println!(
         "{}: ok — {} ({}) → {}{}",

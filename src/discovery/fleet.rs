@@ -80,6 +80,7 @@ struct History {
     others: u64,
 }
 
+#[derive(Debug)]
 pub struct Fleet {
     /// `None` for a fixed address.
     name: Option<FleetName>,

@@ -37,6 +37,7 @@ pub struct ResolveFailure {
 }
 
 /// A resolver for one name.
+#[derive(Debug)]
 pub struct NameResolver {
     name: FleetName,
     resolver: TokioResolver,

@@ -19,7 +19,7 @@ use crate::discovery::{Backend, Fleet, Membership};
 use crate::vocabulary::Balance;
 
 /// How to reach the target.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Where to connect.
     pub address: crate::vocabulary::HostPort,
@@ -62,6 +62,7 @@ impl ConnectError {
 }
 
 /// A connected byte stream to the target: TCP, or TLS over TCP with h2 negotiated.
+#[derive(Debug)]
 pub enum Transport {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
@@ -233,7 +234,7 @@ where
 
 /// A connection a worker uses: its backend, and its generation (bumped on each reconnect,
 /// so many workers seeing one broken connection reconnect it once).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Lease {
     pub send: SendRequest<Bytes>,
     pub generation: u64,
@@ -251,6 +252,7 @@ pub struct LeaseError {
     pub backend: u32,
 }
 
+#[derive(Debug)]
 struct SlotState {
     current: Option<Lease>,
     generation: u64,
@@ -312,6 +314,7 @@ impl Reconnect {
 /// connected on first use; one that left is dropped from the pool, and its connections
 /// close once the calls still on them end (h2 closes when its last handle goes).
 /// The mutexes are taken only to lease a connection or to replace a broken one.
+#[derive(Debug)]
 pub struct Pool {
     endpoint: Endpoint,
     per_backend: usize,
@@ -321,12 +324,13 @@ pub struct Pool {
     next: AtomicUsize,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Groups {
     version: u64,
     by_backend: Vec<PoolGroup>,
 }
 
+#[derive(Debug)]
 struct PoolGroup {
     backend: Arc<Backend>,
     endpoint: Endpoint,

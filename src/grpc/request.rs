@@ -44,6 +44,7 @@ pub struct Requests {
 }
 
 /// Per-worker state for rendering requests (reused buffers and a random generator).
+#[derive(Debug)]
 pub struct Renderer {
     pub worker_id: usize,
     rng: rand::rngs::StdRng,

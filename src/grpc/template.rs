@@ -24,6 +24,7 @@ pub struct Template {
 }
 
 /// What a rendering may draw on.
+#[derive(Debug)]
 pub struct Context<'a, R: Rng> {
     pub request_number: u64,
     pub worker_id: usize,

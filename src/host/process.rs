@@ -13,6 +13,7 @@ pub struct ProcessUsage {
 }
 
 /// Samples usage at the start of the measured part; `finish` gives the difference.
+#[derive(Debug)]
 pub struct ProcessSampler {
     user: f64,
     system: f64,

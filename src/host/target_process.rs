@@ -74,12 +74,14 @@ struct ProcSample {
     rss_bytes: u64,
 }
 
+#[derive(Debug)]
 struct Scrape {
     at: SystemTime,
     exposition: Exposition,
 }
 
 /// Watches the target while a run goes on.
+#[derive(Debug)]
 pub struct TargetWatch {
     spec: TargetSpec,
     pids: Vec<u32>,

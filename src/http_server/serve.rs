@@ -24,8 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::web_config::WebConfig;
 
+/// How long a connection may take to send a whole request head (and, kept alive, to start
+/// the next).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The oldest a connection may grow, whatever it is doing.
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// How long open connections get to finish when the agent stops.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -45,16 +49,23 @@ struct Open {
     by_age: BTreeMap<u64, CancellationToken>,
 }
 
+#[derive(Debug)]
+/// One HTTP server: its routes, web config, where it counts what it sheds, and its cap.
 pub struct Server {
+    /// The endpoints.
     pub router: Router,
+    /// TLS and basic auth (`--web.config.file`).
     pub web: Arc<WebConfig>,
+    /// Counts what is shed: `loadagent_errors_total{component="http",kind}`.
     pub errors: IntCounterVec,
+    /// The most connections open at once (`connection_cap`).
     pub cap: usize,
     /// When shedding was last logged: at most once a minute, with how many since.
     pub shed_log: Mutex<(Option<std::time::Instant>, u64)>,
 }
 
 impl Server {
+    /// A server of `router`, with the cap this machine's descriptor limit allows.
     pub fn new(router: Router, web: Arc<WebConfig>, errors: IntCounterVec) -> Self {
         Self {
             router,

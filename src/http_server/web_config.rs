@@ -64,6 +64,7 @@ struct HttpFile {
 /// The agent's web settings: TLS, users, extra response headers. The default is none.
 #[derive(Default)]
 pub struct WebConfig {
+    /// The TLS server config, when the web config has `tls_server_config`.
     pub tls: Option<Arc<ServerConfig>>,
     users: BTreeMap<String, String>,
     headers: Vec<(HeaderName, HeaderValue)>,

@@ -63,7 +63,7 @@ const LIVE_TAKE_AHEAD: std::time::Duration = std::time::Duration::from_millis(20
 impl Shared {
     /// With a live schedule, when the next request may be taken, if not now: it is due more
     /// than `LIVE_TAKE_AHEAD` from `now`. `None`: take it now (or find the schedule over).
-    pub fn not_before(&self, clock: &Clock, now: Instant) -> Option<Instant> {
+    pub(super) fn not_before(&self, clock: &Clock, now: Instant) -> Option<Instant> {
         let live = self.plan.live.as_ref()?;
         // A step's backlog is dropped (a capacity search runs whole, never as a shard).
         self.next
@@ -76,7 +76,7 @@ impl Shared {
 
     /// Takes the next request at `now`; `None` when no more will be taken (the schedule is
     /// exhausted, the time or the count is reached).
-    pub fn take(&self, clock: &Clock, now: Instant) -> Option<Ticket> {
+    pub(super) fn take(&self, clock: &Clock, now: Instant) -> Option<Ticket> {
         match &self.plan.schedule {
             Some(schedule) => {
                 // This shard's n-th send is the global schedule's k-th (interleaved).

@@ -12,6 +12,7 @@ use crate::record::Aggregate;
 use crate::vocabulary::{Load, Shard};
 
 /// Everything the workers need, fixed before the load starts.
+#[derive(Debug)]
 pub struct Plan {
     pub load: Load,
     pub call: CallPlan,
@@ -35,6 +36,7 @@ pub struct Plan {
 }
 
 /// What each iteration does.
+#[derive(Debug)]
 pub enum CallPlan {
     Unary(UnaryCall),
     Stream(StreamCall),

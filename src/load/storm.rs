@@ -23,7 +23,7 @@ use crate::vocabulary::HostPort;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 /// A handshake-storm iteration, prepared once.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HandshakeCall {
     pub tls: ClientTls,
     pub connect_timeout: Duration,

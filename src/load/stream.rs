@@ -33,6 +33,7 @@ pub struct StreamCall {
 }
 
 /// What one stream needs from its worker.
+#[derive(Debug)]
 pub struct StreamContext<'a> {
     pub requests: &'a Requests,
     /// The stream's number (what its templates see as `request_number`).

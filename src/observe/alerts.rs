@@ -8,6 +8,7 @@ use crate::telemetry::metrics::{self as m, Definition};
 /// Where each alert's runbook section lives (anchors are the lower-cased alert names).
 pub const RUNBOOK: &str = "docs/runbook.md";
 
+#[derive(Debug)]
 pub struct Alert {
     pub name: &'static str,
     pub expr: &'static str,
@@ -18,6 +19,7 @@ pub struct Alert {
     pub uses: &'static [Definition],
 }
 
+#[derive(Debug)]
 pub struct Recording {
     pub record: &'static str,
     pub expr: &'static str,

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 const NODE: &str = "and on(instance) loadagent_node_info{node=~\"$node\",arch=~\"$arch\"}";
 
 /// A panel: its title, kind, unit and queries (expression, legend).
+#[derive(Debug)]
 pub struct Panel {
     pub title: &'static str,
     pub kind: &'static str,
@@ -16,6 +17,7 @@ pub struct Panel {
     pub needs_hardware_counters: bool,
 }
 
+#[derive(Debug)]
 pub struct Dashboard {
     pub uid: &'static str,
     pub title: &'static str,

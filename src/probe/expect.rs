@@ -18,6 +18,7 @@ const MAX_CHECK: usize = 4096;
 /// One check, as written and parsed.
 #[derive(Debug, Clone)]
 pub struct Check {
+    /// The check as written (the `check` label of its series).
     pub text: String,
     subject: Subject,
     op: Op,
@@ -63,7 +64,9 @@ enum Literal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("check `{check}`: {reason}")]
 pub struct CheckError {
+    /// The check as written.
     pub check: String,
+    /// Why it cannot be used, and how to write it.
     pub reason: String,
 }
 

@@ -23,6 +23,7 @@ pub enum HealthAnswer {
 }
 
 impl HealthAnswer {
+    /// Whether the answer is SERVING.
     pub fn is_serving(&self) -> bool {
         matches!(self, Self::Status(s) if *s == ServingStatus::Serving as i32)
     }

@@ -25,6 +25,7 @@ pub const IMPLICIT_STATUS_CHECK: &str = "status == OK";
 /// A method, its requests and its checks, validated against its types.
 #[derive(Debug, Clone)]
 pub struct MethodProbe {
+    /// The method called.
     pub descriptor: MethodDescriptor,
     path: http::uri::PathAndQuery,
     requests: Requests,
@@ -34,7 +35,9 @@ pub struct MethodProbe {
 /// A problem with a probe's definition: which key (`method`, `data`, `expect`) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefinitionError {
+    /// The key the problem is in (`method`, `data.a.b`, `expect[1]`).
     pub key: String,
+    /// What is wrong, and how to fix it.
     pub message: String,
 }
 
@@ -43,7 +46,9 @@ pub struct DefinitionError {
 pub struct Verdict {
     /// The gRPC status (UNAVAILABLE when no connection could be used).
     pub code: u8,
+    /// The status message the server sent (or the client's words for what failed).
     pub status_message: String,
+    /// How long the call took.
     pub took: Duration,
     /// Every check in order, with why it failed (`None`: it passed).
     pub checks: Vec<(String, Option<String>)>,
@@ -59,6 +64,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Whether the response decoded and every check passed.
     pub fn passed(&self) -> bool {
         self.decode_error.is_none() && self.checks.iter().all(|(_, why)| why.is_none())
     }

@@ -14,8 +14,9 @@ use crate::tls::ClientTls;
 use crate::vocabulary::HostPort;
 
 /// Where a probe goes and how it talks.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Target {
+    /// The address dialled.
     pub address: HostPort,
     /// TLS, when the target speaks it.
     pub tls: Option<ClientTls>,
@@ -31,7 +32,12 @@ pub struct Target {
 pub enum Module {
     /// grpc.health.v1 Check for `service` ("" is the server as a whole), or the first status
     /// of a Watch.
-    Health { service: String, watch: bool },
+    Health {
+        /// The service checked; "" is the server as a whole.
+        service: String,
+        /// Watch's first status instead of Check.
+        watch: bool,
+    },
     /// One call of a unary method, judged by its checks.
     Method(MethodProbe),
     /// The method over gRPC-Web (the call made by `Module::web`).
@@ -69,12 +75,14 @@ pub struct ProbeVerdict {
     pub call: Option<Verdict>,
     /// The call judged.
     pub method: Option<MethodVerdict>,
+    /// The time each phase took.
     pub phases: Phases,
     /// What the TLS handshake negotiated, when the target speaks TLS and it completed.
     pub tls: Option<TlsFacts>,
 }
 
 impl ProbeVerdict {
+    /// Whether the probe passed.
     pub fn success(&self) -> bool {
         self.failure.is_none()
     }

@@ -78,20 +78,25 @@ impl HealthAnswer {
 /// One `expect` check of a method probe and how it went.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckOutcome {
+    /// The check as written.
     pub check: String,
+    /// Whether it passed.
     pub passed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why it failed.
     pub reason: Option<String>,
 }
 
 /// A method probe's call, judged.
 #[derive(Debug, Clone)]
 pub struct MethodVerdict {
+    /// Whether the response decoded and every check passed.
     pub passed: bool,
     /// The call's gRPC status code (UNAVAILABLE when no call could be made).
     pub code: u8,
     /// What failed, on one line, naming the method; `None` when it passed.
     pub failure: Option<(Failure, String)>,
+    /// Every check, in order, and how it went.
     pub checks: Vec<CheckOutcome>,
 }
 

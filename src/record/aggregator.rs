@@ -117,6 +117,7 @@ pub struct Aggregate {
 }
 
 /// A closed interval: its merged data, encoded.
+#[derive(Debug)]
 struct Closed {
     summary: IntervalSummary,
     histograms: IntervalHistograms,
@@ -180,6 +181,7 @@ impl Closed {
     }
 }
 
+#[derive(Debug)]
 pub struct Aggregator {
     origin: Instant,
     open: BTreeMap<u64, IntervalData>,

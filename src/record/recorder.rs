@@ -23,6 +23,7 @@ pub struct Flush {
     pub data: IntervalData,
 }
 
+#[derive(Debug)]
 pub struct ThreadRecorder {
     /// Start of the measured part: interval 0 begins here.
     origin: Instant,

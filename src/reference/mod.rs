@@ -18,7 +18,13 @@ pub const BENCH_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/bench_descriptor.bin"));
 
 pub(crate) mod pb {
-    #![allow(clippy::all, clippy::pedantic)]
+    // Generated code: its items are `pub` as prost and tonic write them.
+    #![allow(
+        clippy::all,
+        clippy::pedantic,
+        unreachable_pub,
+        missing_debug_implementations
+    )]
     tonic::include_proto!("loadagent.bench.v1");
 }
 
@@ -37,6 +43,7 @@ pub enum TargetError {
 }
 
 /// A running reference target: its address and the task serving it.
+#[derive(Debug)]
 pub struct RunningTarget {
     pub local_addr: SocketAddr,
     pub served: tokio::task::JoinHandle<Result<(), TargetError>>,

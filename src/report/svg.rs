@@ -11,6 +11,7 @@ pub const GRAY: &str = "#888888";
 /// One color per group when several are overlaid.
 pub const PALETTE: [&str; 6] = [BLUE, ORANGE, GREEN, RED, "#6a3d9a", "#8c564b"];
 
+#[derive(Debug)]
 pub struct Series {
     pub name: String,
     pub color: &'static str,
@@ -18,6 +19,7 @@ pub struct Series {
 }
 
 /// How the x axis is drawn.
+#[derive(Debug)]
 pub enum XAxis {
     /// Plain numbers (seconds).
     Linear,
@@ -25,6 +27,7 @@ pub enum XAxis {
     Percentile,
 }
 
+#[derive(Debug)]
 pub struct Chart {
     pub title: String,
     pub x_label: String,
@@ -38,6 +41,7 @@ pub struct Chart {
 }
 
 /// A dashed line across the plot: vertical at an x value, or horizontal at a y value.
+#[derive(Debug)]
 pub struct Mark {
     pub vertical: bool,
     pub at: f64,

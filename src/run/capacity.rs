@@ -39,6 +39,7 @@ const SATURATED_SMALL_SHORTFALL: f64 = 0.05;
 const MAX_DRAIN_SECS: u64 = 10;
 
 /// The step in progress: its rate and which intervals it judges.
+#[derive(Debug)]
 struct Step {
     rate: f64,
     /// Intervals (seconds from the measured start) judged: [first, end).
@@ -51,6 +52,7 @@ struct Step {
 
 /// The search's state, shared by the interval check (which runs it) and the run (which
 /// reads the result).
+#[derive(Debug)]
 pub struct CapacityRun {
     config: Capacity,
     scenario: Arc<Scenario>,
@@ -71,6 +73,7 @@ pub struct CapacityRun {
 }
 
 impl CapacityRun {
+    /// A search run by `config` on the run of `scenario`, setting the rate on `live`.
     pub fn new(
         config: Capacity,
         scenario: Arc<Scenario>,

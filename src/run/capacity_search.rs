@@ -41,11 +41,13 @@ impl Limit {
 /// What the search was told to do.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchPolicy {
+    /// The first step's rate.
     pub start_rate: f64,
     /// > 1: the factor between growing steps.
     pub growth: f64,
     /// Relative: bisection stops when (fail − pass) / pass ≤ precision.
     pub precision: f64,
+    /// The highest rate a step may offer.
     pub max_rate: f64,
     /// Hold the found rate once more before answering.
     pub confirm: bool,
@@ -59,6 +61,7 @@ const MAX_CONFIRM_BACKOFFS: u32 = 3;
 pub struct Answer {
     /// The highest rate that met the SLO; `None` when none did or the generator was the limit.
     pub rps: Option<f64>,
+    /// What ended the search.
     pub limited_by: LimitedBy,
 }
 
@@ -114,9 +117,12 @@ impl LimitedBy {
 pub enum Next {
     /// Run a step at this rate (`confirming`: the longer hold of a found rate).
     Step {
+        /// The rate offered.
         rate: f64,
+        /// Whether this step confirms a found rate.
         confirming: bool,
     },
+    /// The search is over.
     Done(Answer),
 }
 

@@ -8,6 +8,7 @@ use crate::vocabulary::HostPort;
 
 /// The in-process reference target, on a runtime of its own so the generator's tasks do
 /// not queue in front of the instrument's.
+#[derive(Debug)]
 pub struct EmbeddedTarget {
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,

@@ -45,13 +45,29 @@ pub struct Hooks {
     pub on_stop: Option<StopSink>,
 }
 
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("cancel", &self.cancel)
+            .field("progress", &self.progress.is_some())
+            .field("on_interval", &self.on_interval.is_some())
+            .field("traces", &self.traces.is_some())
+            .field("on_watch_error", &self.on_watch_error.is_some())
+            .field("on_stop", &self.on_stop.is_some())
+            .finish()
+    }
+}
+
 /// Receives why a run stops early (`Hooks::on_stop`).
 pub type StopSink = Box<dyn FnMut(&str) + Send>;
 
 /// A run that ran: the typed report (thresholds judged) and the interval histograms the hlog
 /// output is written from.
+#[derive(Debug)]
 pub struct Finished {
+    /// The report, thresholds judged.
     pub report: Report,
+    /// Each interval's histograms, for the hlog output.
     pub histograms: Vec<IntervalHistograms>,
 }
 

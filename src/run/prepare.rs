@@ -38,11 +38,15 @@ struct Parts {
 }
 
 /// A scenario ready to run: what the driver takes, and what the report needs.
+#[derive(Debug)]
 pub struct Prepared {
+    /// The scenario, checked.
     pub scenario: std::sync::Arc<Scenario>,
+    /// Where the method's types came from, in words (the report's `schema_source`).
     pub schema_source: String,
     /// How to reach a backend (its `address` is the first backend's; the load sets each).
     pub endpoint: crate::grpc::channel::Endpoint,
+    /// What the driver runs.
     pub plan: crate::load::Plan,
     /// Requests the schedule asks for in the measured part (open model, time-bounded).
     pub asked: Option<u64>,

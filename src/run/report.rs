@@ -8,7 +8,7 @@ use crate::vocabulary::Scenario;
 
 /// The report of a finished run: the figures the load kept, turned into the report's
 /// data (the report layer knows nothing of the load).
-pub fn build(
+pub(super) fn build(
     scenario: &Scenario,
     schema_source: &str,
     outcome: &RunOutcome,

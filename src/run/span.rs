@@ -13,6 +13,7 @@ fn as_i64(n: u64) -> i64 {
 }
 
 /// A run's span while the run goes on.
+#[derive(Debug)]
 pub struct RunSpan {
     cx: Context,
 }

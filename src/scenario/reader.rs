@@ -14,6 +14,7 @@ use crate::vocabulary::problems::Problem;
 use crate::vocabulary::source::{At, Loc, Source};
 
 /// Shared state of one file's reading: the source and the problems found so far.
+#[derive(Debug)]
 pub struct Ctx<'s> {
     pub source: &'s Source,
     problems: RefCell<Vec<Problem>>,
@@ -55,6 +56,7 @@ impl<'s> Ctx<'s> {
 }
 
 /// One TOML table being read.
+#[derive(Debug)]
 pub struct TableReader<'c, 's, 'i> {
     ctx: &'c Ctx<'s>,
     table: &'c DeTable<'i>,

@@ -8,6 +8,7 @@ use crate::vocabulary::defaults::*;
 use crate::vocabulary::duration::MAX_DURATION_TEXT;
 
 /// One key of a scenario table.
+#[derive(Debug)]
 pub struct Key {
     pub name: &'static str,
     pub ty: &'static str,
@@ -16,6 +17,7 @@ pub struct Key {
 }
 
 /// One table of a scenario file and its keys.
+#[derive(Debug)]
 pub struct Table {
     /// As written in the file: `[target]`, `[[load.stages]]`; empty for the top level.
     pub header: &'static str,

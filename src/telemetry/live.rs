@@ -33,6 +33,7 @@ fn with_shard(d: &Definition) -> Vec<&'static str> {
 }
 
 /// The live metrics of one run.
+#[derive(Debug)]
 pub struct LiveRun {
     registry: Registry,
     errors: IntCounterVec,

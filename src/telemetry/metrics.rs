@@ -439,6 +439,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// The registries and every metric in them.
+#[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
     /// The per-target probe families, rendered apart (`probe_text`): with 1,000 targets they
@@ -505,7 +506,7 @@ fn opts(d: &Definition) -> Opts {
 /// The probe families' exposition (text format) and when it was rendered. The OpenMetrics
 /// form is made from it per scrape (a line scan of a few ms) rather than kept beside it:
 /// with 1,000 targets each copy is 2.5 MB.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ProbeText {
     text: std::sync::Arc<String>,
     rendered: Option<std::time::Instant>,
@@ -517,6 +518,7 @@ const PROBE_TEXT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1
 
 /// Probe lateness in an HDR histogram, rotated each minute: quantiles over the last one to
 /// two minutes, exact to 0.1%.
+#[derive(Debug)]
 struct LatenessWindow {
     current: hdrhistogram::Histogram<u64>,
     previous: hdrhistogram::Histogram<u64>,

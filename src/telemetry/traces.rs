@@ -121,6 +121,7 @@ impl SpanProcessor for QueueProcessor {
 pub type Warn = fn(&str);
 
 /// A running trace pipeline.
+#[derive(Debug)]
 pub struct Traces {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
@@ -346,7 +347,7 @@ impl Exporter {
 }
 
 /// Gives a sampled fraction of a run's calls a span, child of the run's span.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CallSampler {
     tracer: SdkTracer,
     parent: Context,
@@ -426,6 +427,7 @@ pub fn traceparent(context: &opentelemetry::trace::SpanContext) -> Option<Header
 }
 
 /// One sampled call in flight.
+#[derive(Debug)]
 pub struct CallSpan {
     span: Span,
     /// Sent in the call's metadata, so the target's own span joins the trace.

@@ -12,7 +12,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::vocabulary::{Resumption, TlsOptions};
 
 /// A ready client configuration and the name it verifies.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ClientTls {
     pub config: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 /// A generated certificate and key (for `localhost` and 127.0.0.1).
+#[derive(Debug)]
 pub struct Generated {
     pub cert: CertificateDer<'static>,
     /// The certificate as PEM, for clients told to trust it (`target --cert-out`).
@@ -58,6 +59,7 @@ pub fn server_config(g: &Generated) -> Result<Arc<ServerConfig>, CertError> {
 }
 
 /// A finished server-side TLS connection, as tonic serves it.
+#[derive(Debug)]
 pub struct TlsConn(TlsStream<TcpStream>);
 
 impl tonic::transport::server::Connected for TlsConn {

@@ -67,7 +67,7 @@ pub struct ProbeResult {
 pub type Results = Arc<Mutex<BTreeMap<(String, String), ProbeResult>>>;
 
 /// Shared by every prober.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ProbeContext {
     pub metrics: Arc<Metrics>,
     pub results: Results,

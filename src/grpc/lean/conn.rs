@@ -48,6 +48,7 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionLost(pub String);
 
+#[derive(Debug)]
 struct Stream {
     token: usize,
     send_window: i64,
@@ -90,6 +91,7 @@ impl Hasher for StreamIdHasher {
 
 type StreamMap = HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>;
 
+#[derive(Debug)]
 pub struct Connection {
     io: Transport,
     read: Vec<u8>,
@@ -752,7 +754,7 @@ mod script {
 
     /// A header block of literals without indexing (RFC 7541 §6.2.2): what any encoder may
     /// send, and decodable with no table.
-    pub fn literal_block(headers: &[(&str, &str)]) -> Vec<u8> {
+    pub(super) fn literal_block(headers: &[(&str, &str)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (n, v) in headers {
             out.push(0x00);
@@ -764,14 +766,14 @@ mod script {
         out
     }
 
-    pub fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         frame::put_head(&mut out, payload.len(), kind, flags, stream);
         out.extend_from_slice(payload);
         out
     }
 
-    pub fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
+    pub(super) fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
         let mut payload = Vec::new();
         for (id, value) in pairs {
             payload.extend_from_slice(&id.to_be_bytes());
@@ -781,7 +783,7 @@ mod script {
     }
 
     /// Response headers of a gRPC call, then its trailers: (headers frame, trailers frame).
-    pub fn ok_head(stream: u32) -> Vec<u8> {
+    pub(super) fn ok_head(stream: u32) -> Vec<u8> {
         frame_bytes(
             frame::HEADERS,
             frame::END_HEADERS,
@@ -790,7 +792,7 @@ mod script {
         )
     }
 
-    pub fn trailers(stream: u32, status: &str, message: &str) -> Vec<u8> {
+    pub(super) fn trailers(stream: u32, status: &str, message: &str) -> Vec<u8> {
         let mut h = vec![("grpc-status", status)];
         if !message.is_empty() {
             h.push(("grpc-message", message));
@@ -804,14 +806,14 @@ mod script {
     }
 
     /// One gRPC message of `len` zero bytes in one DATA frame.
-    pub fn message(stream: u32, len: u32) -> Vec<u8> {
+    pub(super) fn message(stream: u32, len: u32) -> Vec<u8> {
         let mut payload = vec![0];
         payload.extend_from_slice(&len.to_be_bytes());
         payload.resize(5 + len as usize, 0);
         frame_bytes(frame::DATA, 0, stream, &payload)
     }
 
-    pub struct Script {
+    pub(super) struct Script {
         pub conn: Connection,
         pub done: Vec<Completion>,
         _runtime: tokio::runtime::Runtime,
@@ -819,7 +821,7 @@ mod script {
 
     impl Script {
         /// A connection as `open` leaves it, before the server's SETTINGS.
-        pub fn new() -> Self {
+        pub(super) fn new() -> Self {
             Self::with_headers(vec![
                 (b":path".to_vec(), b"/a.B/C".to_vec()),
                 (b":authority".to_vec(), b"x".to_vec()),
@@ -828,7 +830,7 @@ mod script {
         }
 
         /// The same, for a call with these request headers (`:path`, `:authority`, others).
-        pub fn with_headers(headers: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        pub(super) fn with_headers(headers: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -848,19 +850,19 @@ mod script {
         }
 
         /// The connection after the server's (empty) SETTINGS, its frames read back.
-        pub fn ready() -> Self {
+        pub(super) fn ready() -> Self {
             let mut s = Self::new();
             s.server(&settings(&[])).unwrap();
             s.sent();
             s
         }
 
-        pub fn call(&mut self, token: usize, body: &[u8]) -> u32 {
+        pub(super) fn call(&mut self, token: usize, body: &[u8]) -> u32 {
             self.conn.start(token, Bytes::copy_from_slice(body), None)
         }
 
         /// Bytes from the server, as one read delivers them.
-        pub fn server(&mut self, bytes: &[u8]) -> Result<(), ConnectionLost> {
+        pub(super) fn server(&mut self, bytes: &[u8]) -> Result<(), ConnectionLost> {
             let c = &mut self.conn;
             if c.read.len() < c.read_len + bytes.len() {
                 c.read.resize(c.read_len + bytes.len(), 0);
@@ -875,7 +877,7 @@ mod script {
         }
 
         /// The frames the connection wrote since the last look: (head, payload).
-        pub fn sent(&mut self) -> Vec<(Head, Vec<u8>)> {
+        pub(super) fn sent(&mut self) -> Vec<(Head, Vec<u8>)> {
             let mut out = Vec::new();
             let mut rest = &self.conn.write[..];
             while rest.len() >= frame::HEADER_LEN {
@@ -889,7 +891,7 @@ mod script {
         }
 
         /// Takes the calls that ended: (token, gRPC code, message, refused).
-        pub fn ended(&mut self) -> Vec<(usize, u8, String, bool)> {
+        pub(super) fn ended(&mut self) -> Vec<(usize, u8, String, bool)> {
             self.done
                 .drain(..)
                 .map(|c| {

@@ -1,41 +1,41 @@
 //! HTTP/2 framing (RFC 9113 §4, §6): the frame header and the few constants the lean client
 //! needs.
 
-pub const HEADER_LEN: usize = 9;
+pub(super) const HEADER_LEN: usize = 9;
 
-pub const DATA: u8 = 0x0;
-pub const HEADERS: u8 = 0x1;
-pub const RST_STREAM: u8 = 0x3;
-pub const SETTINGS: u8 = 0x4;
-pub const PUSH_PROMISE: u8 = 0x5;
-pub const PING: u8 = 0x6;
-pub const GOAWAY: u8 = 0x7;
-pub const WINDOW_UPDATE: u8 = 0x8;
-pub const CONTINUATION: u8 = 0x9;
+pub(super) const DATA: u8 = 0x0;
+pub(super) const HEADERS: u8 = 0x1;
+pub(super) const RST_STREAM: u8 = 0x3;
+pub(super) const SETTINGS: u8 = 0x4;
+pub(super) const PUSH_PROMISE: u8 = 0x5;
+pub(super) const PING: u8 = 0x6;
+pub(super) const GOAWAY: u8 = 0x7;
+pub(super) const WINDOW_UPDATE: u8 = 0x8;
+pub(super) const CONTINUATION: u8 = 0x9;
 
-pub const END_STREAM: u8 = 0x1;
-pub const ACK: u8 = 0x1;
-pub const END_HEADERS: u8 = 0x4;
-pub const PADDED: u8 = 0x8;
-pub const PRIORITY: u8 = 0x20;
+pub(super) const END_STREAM: u8 = 0x1;
+pub(super) const ACK: u8 = 0x1;
+pub(super) const END_HEADERS: u8 = 0x4;
+pub(super) const PADDED: u8 = 0x8;
+pub(super) const PRIORITY: u8 = 0x20;
 
-pub const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
-pub const SETTINGS_ENABLE_PUSH: u16 = 0x2;
-pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
-pub const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-pub const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
+pub(super) const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+pub(super) const SETTINGS_ENABLE_PUSH: u16 = 0x2;
+pub(super) const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+pub(super) const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+pub(super) const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
-pub const REFUSED_STREAM: u32 = 0x7;
-pub const CANCEL: u32 = 0x8;
+pub(super) const REFUSED_STREAM: u32 = 0x7;
+pub(super) const CANCEL: u32 = 0x8;
 
-pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The largest window RFC 9113 allows.
-pub const MAX_WINDOW: i64 = (1 << 31) - 1;
+pub(super) const MAX_WINDOW: i64 = (1 << 31) - 1;
 
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
+pub(super) struct Head {
     pub len: usize,
     pub kind: u8,
     pub flags: u8,
@@ -43,7 +43,7 @@ pub struct Head {
 }
 
 impl Head {
-    pub fn parse(b: &[u8; HEADER_LEN]) -> Self {
+    pub(super) fn parse(b: &[u8; HEADER_LEN]) -> Self {
         Self {
             len: (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]),
             kind: b[3],
@@ -54,25 +54,25 @@ impl Head {
 }
 
 /// Appends a frame header. `len` is below 2^24: callers split larger payloads.
-pub fn put_head(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+pub(super) fn put_head(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
     debug_assert!(len < 1 << 24);
     out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
     out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
 }
 
-pub fn put_window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
+pub(super) fn put_window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
     put_head(out, 4, WINDOW_UPDATE, 0, stream);
     out.extend_from_slice(&increment.to_be_bytes());
 }
 
-pub fn put_rst_stream(out: &mut Vec<u8>, stream: u32, reason: u32) {
+pub(super) fn put_rst_stream(out: &mut Vec<u8>, stream: u32, reason: u32) {
     put_head(out, 4, RST_STREAM, 0, stream);
     out.extend_from_slice(&reason.to_be_bytes());
 }
 
 /// The payload of a HEADERS or DATA frame without its padding (and priority fields):
 /// `None` when the lengths do not add up (a connection error).
-pub fn unpadded(flags: u8, kind: u8, payload: &[u8]) -> Option<&[u8]> {
+pub(super) fn unpadded(flags: u8, kind: u8, payload: &[u8]) -> Option<&[u8]> {
     let mut p = payload;
     let mut pad = 0;
     if flags & PADDED != 0 {
@@ -87,7 +87,7 @@ pub fn unpadded(flags: u8, kind: u8, payload: &[u8]) -> Option<&[u8]> {
 }
 
 /// The error code's name (RFC 9113 §7), for messages.
-pub fn reason_name(code: u32) -> &'static str {
+pub(super) fn reason_name(code: u32) -> &'static str {
     match code {
         0x0 => "NO_ERROR",
         0x1 => "PROTOCOL_ERROR",

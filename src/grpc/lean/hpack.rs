@@ -76,7 +76,7 @@ const ENTRY_OVERHEAD: usize = 32;
 
 /// A header block the decoder could not read: a connection error (COMPRESSION_ERROR).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HpackError(pub &'static str);
+pub(super) struct HpackError(pub &'static str);
 
 impl std::fmt::Display for HpackError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +88,8 @@ impl std::fmt::Display for HpackError {
 type Entry = (Box<[u8]>, Box<[u8]>);
 
 /// The receiving side's HPACK state for one connection.
-pub struct Decoder {
+#[derive(Debug)]
+pub(super) struct Decoder {
     /// Newest entry first.
     table: VecDeque<Entry>,
     size: usize,
@@ -100,7 +101,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(limit: usize) -> Self {
+    pub(super) fn new(limit: usize) -> Self {
         Self {
             table: VecDeque::new(),
             size: 0,
@@ -112,12 +113,12 @@ impl Decoder {
 
     /// A new SETTINGS_HEADER_TABLE_SIZE on our side (tests play the server's decoder).
     #[cfg(test)]
-    pub fn set_limit(&mut self, limit: usize) {
+    pub(super) fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
     }
 
     /// Decodes one whole header block, calling `each(name, value)` per header in order.
-    pub fn decode(
+    pub(super) fn decode(
         &mut self,
         mut block: &[u8],
         mut each: impl FnMut(&[u8], &[u8]),
@@ -378,7 +379,7 @@ impl RequestHeaders {
 }
 
 /// A dynamic table size update (RFC 7541 §6.3), which must open a header block.
-pub fn put_size_update(out: &mut Vec<u8>, size: usize) {
+pub(super) fn put_size_update(out: &mut Vec<u8>, size: usize) {
     put_integer(out, 0x20, 5, size);
 }
 

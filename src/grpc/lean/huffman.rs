@@ -69,11 +69,11 @@ fn codes() -> &'static Codes {
 
 /// Why a Huffman string could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidHuffman;
+pub(super) struct InvalidHuffman;
 
 /// Appends the decoding of `src` to `out`. Padding must be the most significant bits of
 /// EOS (all ones) and shorter than a byte; EOS itself must not appear (RFC 7541 §5.2).
-pub fn decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidHuffman> {
+pub(super) fn decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidHuffman> {
     let codes = codes();
     let mut code: u32 = 0;
     let mut length: usize = 0;

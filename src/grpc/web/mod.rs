@@ -92,6 +92,7 @@ struct CallIo<'a, F> {
 }
 
 /// A connection speaking HTTP/1.1 (one call at a time) or HTTP/2.
+#[derive(Debug)]
 pub struct WebSender {
     send: Sender,
     /// Why the connection ended, when it failed: a call that finds it closed reports this
@@ -99,6 +100,7 @@ pub struct WebSender {
     ended: Arc<Mutex<Option<Outcome>>>,
 }
 
+#[derive(Debug)]
 enum Sender {
     Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
