@@ -5,18 +5,6 @@ mod common;
 
 use common::*;
 
-const GOOD: &str = r#"name = "x"
-kind = "unary"
-[target]
-address = "embedded"
-[call]
-method = "loadagent.bench.v1.Bench/Unary"
-data = { payload_size = 8 }
-[load]
-rate = 100
-duration = "1s"
-"#;
-
 /// Validates `text` and returns (exit code, stderr).
 fn validate(text: &str) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -43,13 +31,13 @@ fn assert_problem(text: &str, line: usize, key: &str, words: &str) {
 
 #[test]
 fn the_good_scenario_is_valid() {
-    let (code, err, _) = validate(GOOD);
+    let (code, err, _) = validate(GOOD_SCENARIO);
     assert_eq!(code, Some(0), "{err}");
 }
 
 #[test]
 fn toml_syntax_error_points_at_the_line() {
-    let (code, err, path) = validate(&GOOD.replace("rate = 100", "rate = = 100"));
+    let (code, err, path) = validate(&GOOD_SCENARIO.replace("rate = 100", "rate = = 100"));
     assert_eq!(code, Some(2));
     assert!(err.contains(&format!("{path}:9:")), "{err}");
     assert!(err.contains("TOML syntax error"), "{err}");
@@ -58,13 +46,13 @@ fn toml_syntax_error_points_at_the_line() {
 #[test]
 fn unknown_key_lists_the_valid_ones() {
     assert_problem(
-        &GOOD.replace("rate = 100", "rat = 100"),
+        &GOOD_SCENARIO.replace("rate = 100", "rat = 100"),
         9,
         "load.rat",
         "did you mean `rate`?",
     );
     assert_problem(
-        &GOOD.replace("rate = 100", "rate = 100\nbogus = 1"),
+        &GOOD_SCENARIO.replace("rate = 100", "rate = 100\nbogus = 1"),
         10,
         "load.bogus",
         "valid keys here: concurrency, connections, duration, rate, requests, stages, threads, warmup",
@@ -74,43 +62,43 @@ fn unknown_key_lists_the_valid_ones() {
 #[test]
 fn wrong_types_zero_and_negative_rates_and_bad_durations() {
     assert_problem(
-        &GOOD.replace("rate = 100", "rate = \"fast\""),
+        &GOOD_SCENARIO.replace("rate = 100", "rate = \"fast\""),
         9,
         "load.rate",
         "expected a number, found string",
     );
     assert_problem(
-        &GOOD.replace("rate = 100", "rate = 0"),
+        &GOOD_SCENARIO.replace("rate = 100", "rate = 0"),
         9,
         "load.rate",
         "greater than zero",
     );
     assert_problem(
-        &GOOD.replace("rate = 100", "rate = -5"),
+        &GOOD_SCENARIO.replace("rate = 100", "rate = -5"),
         9,
         "load.rate",
         "greater than zero",
     );
     assert_problem(
-        &GOOD.replace("duration = \"1s\"", "duration = \"10 parsecs\""),
+        &GOOD_SCENARIO.replace("duration = \"1s\"", "duration = \"10 parsecs\""),
         10,
         "load.duration",
         "not a duration",
     );
     assert_problem(
-        &GOOD.replace("duration = \"1s\"", "duration = 10"),
+        &GOOD_SCENARIO.replace("duration = \"1s\"", "duration = 10"),
         10,
         "load.duration",
         "expected a string",
     );
     assert_problem(
-        &GOOD.replace("kind = \"unary\"", "kind = \"sideways\""),
+        &GOOD_SCENARIO.replace("kind = \"unary\"", "kind = \"sideways\""),
         2,
         "kind",
         "valid values: \"unary\"",
     );
     assert_problem(
-        &GOOD.replace("address = \"embedded\"", "address = \"nowhere\""),
+        &GOOD_SCENARIO.replace("address = \"embedded\"", "address = \"nowhere\""),
         4,
         "target.address",
         "host:port",
@@ -119,7 +107,7 @@ fn wrong_types_zero_and_negative_rates_and_bad_durations() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let text = GOOD
+    let text = GOOD_SCENARIO
         .replace("rate = 100", "rate = 0\nconcurrency = \"many\"")
         .replace("duration = \"1s\"", "duration = \"soon\"")
         .replace("kind = \"unary\"", "kind = \"unary\"\ncolour = \"red\"");
@@ -142,13 +130,13 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn a_method_or_field_that_does_not_exist() {
     assert_problem(
-        &GOOD.replace("Bench/Unary", "Bench/Nope"),
+        &GOOD_SCENARIO.replace("Bench/Unary", "Bench/Nope"),
         6,
         "call.method",
         "has no method `Nope`; its methods: Unary, ServerStream, ClientStream, BidiStream",
     );
     assert_problem(
-        &GOOD.replace(
+        &GOOD_SCENARIO.replace(
             "loadagent.bench.v1.Bench/Unary",
             "loadagent.bench.v1.Missing/Unary",
         ),
@@ -157,18 +145,18 @@ fn a_method_or_field_that_does_not_exist() {
         "does not know the service",
     );
     assert_problem(
-        &GOOD.replace("payload_size = 8", "payload_sise = 8"),
+        &GOOD_SCENARIO.replace("payload_size = 8", "payload_sise = 8"),
         7,
         "call.data.payload_sise",
         "unrecognized field name 'payload_sise'",
     );
-    let (_, err, path) = validate(&GOOD.replace("payload_size = 8", "payload_sise = 8"));
+    let (_, err, path) = validate(&GOOD_SCENARIO.replace("payload_size = 8", "payload_sise = 8"));
     assert!(
         err.contains(&format!("{path}:7:10:")),
         "points at the key's column:\n{err}"
     );
     assert_problem(
-        &GOOD.replace("payload_size = 8", "payload_size = \"big\""),
+        &GOOD_SCENARIO.replace("payload_size = 8", "payload_size = \"big\""),
         7,
         "call.data.payload_size",
         "does not fit loadagent.bench.v1.BenchRequest",
@@ -178,7 +166,7 @@ fn a_method_or_field_that_does_not_exist() {
 #[test]
 fn a_streaming_method_with_kind_unary_names_its_shape() {
     assert_problem(
-        &GOOD.replace("Bench/Unary", "Bench/BidiStream"),
+        &GOOD_SCENARIO.replace("Bench/Unary", "Bench/BidiStream"),
         6,
         "call.method",
         "is a bidi_stream method",
@@ -187,9 +175,9 @@ fn a_streaming_method_with_kind_unary_names_its_shape() {
 
 #[test]
 fn proto_and_protoset_problems() {
-    let text = GOOD.replace("data =", "proto = [\"missing.proto\"]\ndata =");
+    let text = GOOD_SCENARIO.replace("data =", "proto = [\"missing.proto\"]\ndata =");
     assert_problem(&text, 7, "call.proto", "does not exist");
-    let text = GOOD.replace("data =", "protoset = \"bad.toml\"\ndata =");
+    let text = GOOD_SCENARIO.replace("data =", "protoset = \"bad.toml\"\ndata =");
     // bad.toml is the scenario itself: not a descriptor set.
     assert_problem(&text, 7, "call.protoset", "is not a protoset");
 }
@@ -197,7 +185,7 @@ fn proto_and_protoset_problems() {
 #[test]
 fn metadata_that_loadagent_sets_itself_is_rejected() {
     assert_problem(
-        &GOOD.replace("data =", "metadata = { te = \"x\" }\ndata ="),
+        &GOOD_SCENARIO.replace("data =", "metadata = { te = \"x\" }\ndata ="),
         7,
         "call.metadata.te",
         "set by loadagent itself",
@@ -236,7 +224,7 @@ fn a_refused_connection_exits_1_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     for schema in ["", "proto = [\"PROTO\"]"] {
         let schema = schema.replace("PROTO", repo().join("proto/bench.proto").to_str().unwrap());
-        let text = GOOD
+        let text = GOOD_SCENARIO
             .replace(
                 "address = \"embedded\"",
                 &format!("address = \"127.0.0.1:{port}\""),
@@ -263,7 +251,7 @@ fn a_target_that_never_answers_times_out_with_exit_1() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let text = GOOD
+    let text = GOOD_SCENARIO
         .replace(
             "address = \"embedded\"",
             &format!("address = \"127.0.0.1:{port}\"\nconnect_timeout = \"300ms\""),
@@ -291,26 +279,26 @@ fn a_target_that_never_answers_times_out_with_exit_1() {
 #[test]
 fn a_bad_tracing_table_is_named() {
     assert_problem(
-        &format!("{GOOD}[tracing]\notlp_endpoint = \"localhost:4317\"\n"),
+        &format!("{GOOD_SCENARIO}[tracing]\notlp_endpoint = \"localhost:4317\"\n"),
         12,
         "tracing.otlp_endpoint",
         "http://",
     );
     assert_problem(
-        &format!("{GOOD}[tracing]\nsample_ratio = 1.5\n"),
+        &format!("{GOOD_SCENARIO}[tracing]\nsample_ratio = 1.5\n"),
         12,
         "tracing.sample_ratio",
         "fraction from 0",
     );
     assert_problem(
-        &format!("{GOOD}[tracing]\nsample_rate = 0.1\n"),
+        &format!("{GOOD_SCENARIO}[tracing]\nsample_rate = 0.1\n"),
         12,
         "tracing.sample_rate",
         "sample_ratio",
     );
     // The standard variable is checked too when the file has no endpoint.
     let dir = tempfile::tempdir().unwrap();
-    let path = scenario(dir.path(), "env.toml", GOOD);
+    let path = scenario(dir.path(), "env.toml", GOOD_SCENARIO);
     let out = std::process::Command::new(bin())
         .args(["run", "-q", path.to_str().unwrap()])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")
@@ -329,7 +317,7 @@ fn a_bad_tracing_table_is_named() {
 #[test]
 fn templates_past_the_message_bound_are_refused() {
     let many = "{{random_string(65536)}}".repeat(70);
-    let text = GOOD.replace(
+    let text = GOOD_SCENARIO.replace(
         "data = { payload_size = 8 }",
         &format!("data = {{ payload_size = 8, error_message = \"{many}\" }}"),
     );
@@ -338,7 +326,7 @@ fn templates_past_the_message_bound_are_refused() {
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     // Just under the bound is fine.
     let fewer = "{{random_string(65536)}}".repeat(60);
-    let (code, err, _) = validate(&GOOD.replace(
+    let (code, err, _) = validate(&GOOD_SCENARIO.replace(
         "data = { payload_size = 8 }",
         &format!("data = {{ payload_size = 8, error_message = \"{fewer}\" }}"),
     ));

@@ -8,15 +8,8 @@ mod common;
 
 use common::*;
 
-fn echo_proto() -> String {
-    repo()
-        .join("tests/python/echo.proto")
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// A gRPC-Web scenario for the echo service; `target_extra` goes in [target], `call_extra`
-/// in [call].
+/// The echo service's gRPC-Web scenario, with a 10 s call deadline (sonora under load on a
+/// slow machine).
 fn web_scenario(
     address: &str,
     kind: &str,
@@ -24,30 +17,12 @@ fn web_scenario(
     call_extra: &str,
     load: &str,
 ) -> String {
-    let method = if kind == "server_stream" {
-        "Subscribe"
-    } else {
-        "Say"
-    };
-    format!(
-        r#"
-name = "web"
-kind = "{kind}"
-
-[target]
-address = "{address}"
-{target_extra}
-
-[call]
-method = "testing.echo.v1.Echo/{method}"
-proto = ["{proto}"]
-timeout = "10s"
-{call_extra}
-
-[load]
-{load}
-"#,
-        proto = echo_proto()
+    common::web_scenario(
+        address,
+        kind,
+        target_extra,
+        &format!("timeout = \"10s\"\n{call_extra}"),
+        load,
     )
 }
 

@@ -9,18 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-const GOOD: &str = r#"name = "x"
-kind = "unary"
-[target]
-address = "embedded"
-[call]
-method = "loadagent.bench.v1.Bench/Unary"
-data = { payload_size = 8 }
-[load]
-rate = 200
-duration = "1s"
-"#;
-
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -53,18 +41,18 @@ fn durations_that_would_overflow_an_instant_are_refused_with_the_maximum() {
     let huge = "\"3000000000000000h\"";
     for (text, key) in [
         (
-            GOOD.replace("duration = \"1s\"", &format!("duration = {huge}")),
+            GOOD_SCENARIO.replace("duration = \"1s\"", &format!("duration = {huge}")),
             "load.duration",
         ),
         (
-            GOOD.replace(
+            GOOD_SCENARIO.replace(
                 "duration = \"1s\"",
                 &format!("duration = \"1s\"\nwarmup = {huge}"),
             ),
             "load.warmup",
         ),
         (
-            GOOD.replace(
+            GOOD_SCENARIO.replace(
                 "data = { payload_size = 8 }",
                 &format!("data = {{ payload_size = 8 }}\ntimeout = {huge}"),
             ),
@@ -74,14 +62,14 @@ fn durations_that_would_overflow_an_instant_are_refused_with_the_maximum() {
         refused_by_validate_and_run(dir.path(), &text, &[key, "8760h"]);
     }
     // Stages each within the maximum whose sum is not.
-    let stages = GOOD.replace(
-        "rate = 200\nduration = \"1s\"\n",
+    let stages = GOOD_SCENARIO.replace(
+        "rate = 100\nduration = \"1s\"\n",
         "[[load.stages]]\nduration = \"8000h\"\nrate = 10\n[[load.stages]]\nduration = \"8000h\"\nrate = 10\n",
     );
     refused_by_validate_and_run(dir.path(), &stages, &["load.stages", "8760h"]);
     // `requests` at a tiny rate: the run is bounded, it does not panic. Validation passes.
-    let slow = GOOD.replace(
-        "rate = 200\nduration = \"1s\"\n",
+    let slow = GOOD_SCENARIO.replace(
+        "rate = 100\nduration = \"1s\"\n",
         "rate = 0.000000000001\nrequests = 18446744073709551615\n",
     );
     let path = scenario(dir.path(), "slow.toml", &slow);
@@ -92,7 +80,7 @@ fn durations_that_would_overflow_an_instant_are_refused_with_the_maximum() {
     scenario(
         dir.path(),
         "huge.toml",
-        &GOOD.replace("duration = \"1s\"", &format!("duration = {huge}")),
+        &GOOD_SCENARIO.replace("duration = \"1s\"", &format!("duration = {huge}")),
     );
     let config = scenario(
         dir.path(),
@@ -123,7 +111,7 @@ fn outputs_onto_device_nodes_and_links_to_them_are_written_through_never_replace
     let s = scenario(
         dir.path(),
         "s.toml",
-        &GOOD.replace("duration = \"1s\"", "duration = \"300ms\""),
+        &GOOD_SCENARIO.replace("duration = \"1s\"", "duration = \"300ms\""),
     );
     // A device node of our own (a second /dev/null: major 1, minor 3), so that a bug here
     // cannot destroy the system's. Creating one needs root; every CI run here is root.
@@ -224,7 +212,7 @@ fn unwritable_outputs_fail_before_any_load_and_a_failed_final_write_is_kept_else
     let s = scenario(
         dir.path(),
         "s.toml",
-        &GOOD.replace("duration = \"1s\"", "duration = \"60s\""),
+        &GOOD_SCENARIO.replace("duration = \"1s\"", "duration = \"60s\""),
     );
     let read_only = Mount::tmpfs(dir.path(), "ro", "ro,size=64k");
     let on_read_only = read_only.0.join("r.json");
@@ -249,7 +237,7 @@ fn unwritable_outputs_fail_before_any_load_and_a_failed_final_write_is_kept_else
     let short = scenario(
         dir.path(),
         "short.toml",
-        &GOOD.replace("duration = \"1s\"", "duration = \"300ms\""),
+        &GOOD_SCENARIO.replace("duration = \"1s\"", "duration = \"300ms\""),
     );
     let full = Mount::tmpfs(dir.path(), "full", "size=16k");
     let _ = std::process::Command::new("dd")
@@ -283,7 +271,7 @@ fn unwritable_outputs_fail_before_any_load_and_a_failed_final_write_is_kept_else
 #[test]
 fn device_and_endless_input_files_are_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let tls = GOOD.replace(
+    let tls = GOOD_SCENARIO.replace(
         "address = \"embedded\"",
         "address = \"127.0.0.1:50051\"\n[target.tls]\nca = \"/dev/zero\"",
     );
@@ -296,7 +284,7 @@ fn device_and_endless_input_files_are_refused_naming_the_key() {
         text(&out)
     );
     for (key, value) in [("data_file", "/dev/urandom"), ("protoset", "/dev/zero")] {
-        let t = GOOD.replace(
+        let t = GOOD_SCENARIO.replace(
             "data = { payload_size = 8 }",
             &format!("{key} = \"{value}\""),
         );
@@ -335,7 +323,9 @@ fn device_and_endless_input_files_are_refused_naming_the_key() {
 fn text_that_is_not_utf8_is_pointed_at_by_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("latin1.toml");
-    let mut bytes = GOOD.replace("name = \"x\"", "name = \"caf").into_bytes();
+    let mut bytes = GOOD_SCENARIO
+        .replace("name = \"x\"", "name = \"caf")
+        .into_bytes();
     let at = bytes.iter().position(|&b| b == b'f').unwrap() + 1;
     bytes.splice(at..at, [0xe9, b'"']);
     std::fs::write(&path, bytes).unwrap();
@@ -387,7 +377,7 @@ fn real_report(dir: &Path) -> serde_json::Value {
     let s = scenario(
         dir,
         "r.toml",
-        &GOOD.replace("duration = \"1s\"", "duration = \"300ms\""),
+        &GOOD_SCENARIO.replace("duration = \"1s\"", "duration = \"300ms\""),
     );
     run_report(dir, &s)
 }
@@ -452,10 +442,12 @@ fn metric(metrics: &str, series: &str) -> f64 {
 #[test]
 fn a_schedule_whose_scenario_turns_bad_is_counted_and_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let good = GOOD.replace("name = \"x\"", "name = \"sched\"").replace(
-        "rate = 200\nduration = \"1s\"\n",
-        "requests = 5\nconcurrency = 1\n",
-    );
+    let good = GOOD_SCENARIO
+        .replace("name = \"x\"", "name = \"sched\"")
+        .replace(
+            "rate = 100\nduration = \"1s\"\n",
+            "requests = 5\nconcurrency = 1\n",
+        );
     scenario(dir.path(), "sched.toml", &good);
     let agent = start_agent(
         dir.path(),
@@ -503,8 +495,8 @@ fn a_bug_that_panics_a_generator_thread_still_reports_what_ran_and_exits_70() {
     let s = scenario(
         dir.path(),
         "s.toml",
-        &GOOD.replace(
-            "rate = 200\nduration = \"1s\"\n",
+        &GOOD_SCENARIO.replace(
+            "rate = 100\nduration = \"1s\"\n",
             "rate = 400\nduration = \"1s\"\nconnections = 2\nthreads = 2\n",
         ),
     );

@@ -13,13 +13,6 @@ fn probe(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text(&out))
 }
 
-fn echo_proto() -> String {
-    repo()
-        .join("tests/python/echo.proto")
-        .to_string_lossy()
-        .into_owned()
-}
-
 const SAY: &str = "testing.echo.v1.Echo/Say";
 
 /// `probe ADDR --method Say --proto echo.proto` and `extra`.

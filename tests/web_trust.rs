@@ -10,37 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn echo_proto() -> String {
-    repo()
-        .join("tests/python/echo.proto")
-        .to_string_lossy()
-        .into_owned()
-}
-
+/// The echo service over gRPC-Web, `target_extra` in [target]; the run fails on any error.
 fn web(address: &str, kind: &str, target_extra: &str, load: &str) -> String {
-    let method = if kind == "server_stream" {
-        "Subscribe"
-    } else {
-        "Say"
-    };
-    format!(
-        r#"
-name = "web-trust"
-kind = "{kind}"
-[target]
-address = "{address}"
-protocol = "grpc-web"
-{target_extra}
-[call]
-method = "testing.echo.v1.Echo/{method}"
-proto = ["{proto}"]
-data = {{ message = "hi" }}
-[load]
-{load}
-[thresholds]
-error_rate = "< 0.01"
-"#,
-        proto = echo_proto()
+    web_scenario(
+        address,
+        kind,
+        &format!("protocol = \"grpc-web\"\n{target_extra}"),
+        "data = { message = \"hi\" }",
+        &format!("{load}\n[thresholds]\nerror_rate = \"< 0.01\""),
     )
 }
 

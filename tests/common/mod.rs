@@ -14,6 +14,20 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A valid scenario against the embedded target, one line per key, that the bad- and
+/// hostile-input tests spoil one key at a time (`GOOD_SCENARIO.replace("rate = 100", …)`).
+pub const GOOD_SCENARIO: &str = r#"name = "x"
+kind = "unary"
+[target]
+address = "embedded"
+[call]
+method = "loadagent.bench.v1.Bench/Unary"
+data = { payload_size = 8 }
+[load]
+rate = 100
+duration = "1s"
+"#;
+
 /// Writes `text` as a scenario file in `dir` and returns its path.
 pub fn scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -681,4 +695,47 @@ fn free_udp_port() -> u16 {
             return port;
         }
     }
+}
+
+/// tests/python/echo.proto, the echo service's types.
+pub fn echo_proto() -> String {
+    repo()
+        .join("tests/python/echo.proto")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A scenario calling the echo service (`Say`, or `Subscribe` for a server stream);
+/// `target_extra` goes in [target] (e.g. `protocol = "grpc-web"`), `call_extra` in [call].
+pub fn web_scenario(
+    address: &str,
+    kind: &str,
+    target_extra: &str,
+    call_extra: &str,
+    load: &str,
+) -> String {
+    let method = if kind == "server_stream" {
+        "Subscribe"
+    } else {
+        "Say"
+    };
+    format!(
+        r#"
+name = "web"
+kind = "{kind}"
+
+[target]
+address = "{address}"
+{target_extra}
+
+[call]
+method = "testing.echo.v1.Echo/{method}"
+proto = ["{proto}"]
+{call_extra}
+
+[load]
+{load}
+"#,
+        proto = echo_proto()
+    )
 }
