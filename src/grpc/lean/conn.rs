@@ -94,10 +94,10 @@ type StreamMap = HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>;
 #[derive(Debug)]
 pub struct Connection {
     io: Transport,
-    read: Vec<u8>,
-    read_start: usize,
-    read_len: usize,
-    write: Vec<u8>,
+    pub(super) read: Vec<u8>,
+    pub(super) read_start: usize,
+    pub(super) read_len: usize,
+    pub(super) write: Vec<u8>,
     written: usize,
     decoder: Decoder,
     headers: Arc<RequestHeaders>,
@@ -165,7 +165,7 @@ impl Connection {
         }
     }
 
-    fn new(io: Transport, headers: Arc<RequestHeaders>) -> Self {
+    pub(super) fn new(io: Transport, headers: Arc<RequestHeaders>) -> Self {
         let mut write = Vec::with_capacity(READ_CHUNK);
         write.extend_from_slice(frame::PREFACE);
         let settings = [
@@ -340,7 +340,7 @@ impl Connection {
     }
 
     /// Handles every whole frame in the read buffer.
-    fn process(&mut self, done: &mut Vec<Completion>) -> Result<(), ConnectionLost> {
+    pub(super) fn process(&mut self, done: &mut Vec<Completion>) -> Result<(), ConnectionLost> {
         loop {
             let available = self.read_len - self.read_start;
             if available < frame::HEADER_LEN {
@@ -746,173 +746,11 @@ fn reset_outcome(reason: u32) -> Outcome {
 }
 
 #[cfg(test)]
-mod script {
-    //! A scripted fake server for the lean connection: server bytes go straight into the
-    //! connection's read buffer, the frames it would send are read back from its write
-    //! buffer. The socket under it (loopback) is never read or written.
-    use super::*;
-
-    /// A header block of literals without indexing (RFC 7541 §6.2.2): what any encoder may
-    /// send, and decodable with no table.
-    pub(super) fn literal_block(headers: &[(&str, &str)]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (n, v) in headers {
-            out.push(0x00);
-            out.push(n.len() as u8);
-            out.extend_from_slice(n.as_bytes());
-            out.push(v.len() as u8);
-            out.extend_from_slice(v.as_bytes());
-        }
-        out
-    }
-
-    pub(super) fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        frame::put_head(&mut out, payload.len(), kind, flags, stream);
-        out.extend_from_slice(payload);
-        out
-    }
-
-    pub(super) fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
-        let mut payload = Vec::new();
-        for (id, value) in pairs {
-            payload.extend_from_slice(&id.to_be_bytes());
-            payload.extend_from_slice(&value.to_be_bytes());
-        }
-        frame_bytes(frame::SETTINGS, 0, 0, &payload)
-    }
-
-    /// Response headers of a gRPC call, then its trailers: (headers frame, trailers frame).
-    pub(super) fn ok_head(stream: u32) -> Vec<u8> {
-        frame_bytes(
-            frame::HEADERS,
-            frame::END_HEADERS,
-            stream,
-            &literal_block(&[(":status", "200"), ("content-type", "application/grpc")]),
-        )
-    }
-
-    pub(super) fn trailers(stream: u32, status: &str, message: &str) -> Vec<u8> {
-        let mut h = vec![("grpc-status", status)];
-        if !message.is_empty() {
-            h.push(("grpc-message", message));
-        }
-        frame_bytes(
-            frame::HEADERS,
-            frame::END_HEADERS | frame::END_STREAM,
-            stream,
-            &literal_block(&h),
-        )
-    }
-
-    /// One gRPC message of `len` zero bytes in one DATA frame.
-    pub(super) fn message(stream: u32, len: u32) -> Vec<u8> {
-        let mut payload = vec![0];
-        payload.extend_from_slice(&len.to_be_bytes());
-        payload.resize(5 + len as usize, 0);
-        frame_bytes(frame::DATA, 0, stream, &payload)
-    }
-
-    pub(super) struct Script {
-        pub conn: Connection,
-        pub done: Vec<Completion>,
-        _runtime: tokio::runtime::Runtime,
-    }
-
-    impl Script {
-        /// A connection as `open` leaves it, before the server's SETTINGS.
-        pub(super) fn new() -> Self {
-            Self::with_headers(vec![
-                (b":path".to_vec(), b"/a.B/C".to_vec()),
-                (b":authority".to_vec(), b"x".to_vec()),
-                (b"content-type".to_vec(), b"application/grpc".to_vec()),
-            ])
-        }
-
-        /// The same, for a call with these request headers (`:path`, `:authority`, others).
-        pub(super) fn with_headers(headers: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let _guard = runtime.enter();
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            tcp.set_nonblocking(true).unwrap();
-            let io = Transport::Tcp(tokio::net::TcpStream::from_std(tcp).unwrap());
-            let mut conn = Connection::new(io, Arc::new(RequestHeaders::new(false, headers)));
-            conn.write.clear(); // the preface and our SETTINGS
-            Self {
-                conn,
-                done: Vec::new(),
-                _runtime: runtime,
-            }
-        }
-
-        /// The connection after the server's (empty) SETTINGS, its frames read back.
-        pub(super) fn ready() -> Self {
-            let mut s = Self::new();
-            s.server(&settings(&[])).unwrap();
-            s.sent();
-            s
-        }
-
-        pub(super) fn call(&mut self, token: usize, body: &[u8]) -> u32 {
-            self.conn.start(token, Bytes::copy_from_slice(body), None)
-        }
-
-        /// Bytes from the server, as one read delivers them.
-        pub(super) fn server(&mut self, bytes: &[u8]) -> Result<(), ConnectionLost> {
-            let c = &mut self.conn;
-            if c.read.len() < c.read_len + bytes.len() {
-                c.read.resize(c.read_len + bytes.len(), 0);
-            }
-            c.read[c.read_len..c.read_len + bytes.len()].copy_from_slice(bytes);
-            c.read_len += bytes.len();
-            let result = c.process(&mut self.done);
-            c.read.copy_within(c.read_start..c.read_len, 0);
-            c.read_len -= c.read_start;
-            c.read_start = 0;
-            result
-        }
-
-        /// The frames the connection wrote since the last look: (head, payload).
-        pub(super) fn sent(&mut self) -> Vec<(Head, Vec<u8>)> {
-            let mut out = Vec::new();
-            let mut rest = &self.conn.write[..];
-            while rest.len() >= frame::HEADER_LEN {
-                let head = Head::parse(rest[..frame::HEADER_LEN].try_into().unwrap());
-                let end = frame::HEADER_LEN + head.len;
-                out.push((head, rest[frame::HEADER_LEN..end].to_vec()));
-                rest = &rest[end..];
-            }
-            self.conn.write.clear();
-            out
-        }
-
-        /// Takes the calls that ended: (token, gRPC code, message, refused).
-        pub(super) fn ended(&mut self) -> Vec<(usize, u8, String, bool)> {
-            self.done
-                .drain(..)
-                .map(|c| {
-                    (
-                        c.token,
-                        c.outcome.code,
-                        c.outcome.message.unwrap_or_default(),
-                        c.refused,
-                    )
-                })
-                .collect()
-        }
-    }
-}
-
-#[cfg(test)]
 mod state_machine {
     //! The lean connection frame by frame against a scripted server (`script`), the way h2
     //! is tested: SETTINGS, CONTINUATION, padding, flow control, PING, RST_STREAM, GOAWAY,
     //! table-size changes, and peers that break the protocol (an error, never a panic).
-    use super::script::*;
+    use super::super::script::*;
     use super::*;
 
     fn data_lengths(frames: &[(Head, Vec<u8>)], stream: u32) -> Vec<usize> {
@@ -1382,7 +1220,7 @@ mod fuzz {
     //! The frame reader under the stable fuzz loop (`crate::fuzzing`): a connection with
     //! calls in flight is fed server bytes (valid frames, mutated) in pieces, as reads
     //! deliver them. Nothing may panic; a protocol error ends the connection, as it should.
-    use super::script::{frame_bytes, literal_block, Script};
+    use super::super::script::{frame_bytes, literal_block, Script};
     use super::*;
 
     fn seeds() -> Vec<Vec<u8>> {

@@ -9,6 +9,8 @@ mod conn;
 mod frame;
 mod hpack;
 mod huffman;
+#[cfg(test)]
+pub(crate) mod script;
 
 pub use conn::{Completion, Connection, ConnectionLost};
 pub use hpack::RequestHeaders;
