@@ -146,3 +146,35 @@ fn the_anchor_rule_is_githubs() {
     assert!(a.contains("hand-written-and-why"));
     assert!(!a.contains("not-a-heading"));
 }
+
+/// A size the docs state is the size of the code: "about N lines" of the lean client, in
+/// the README and docs/ARCHITECTURE.md, within a tenth of what `src/grpc/lean/` holds.
+#[test]
+fn the_lean_clients_size_as_the_docs_state_it() {
+    let lean = repo().join("src/grpc/lean");
+    let lines: usize = std::fs::read_dir(&lean)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .map(|p| std::fs::read_to_string(p).unwrap().lines().count())
+        .sum();
+    for page in ["README.md", "docs/ARCHITECTURE.md"] {
+        let text = std::fs::read_to_string(repo().join(page)).unwrap();
+        let at = text
+            .find("grpc/lean")
+            .and_then(|i| text[i..].find("about ").map(|j| i + j + "about ".len()))
+            .unwrap_or_else(|| panic!("{page} does not say how long the lean client is"));
+        let stated: usize = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("{page}: no number after `about`"));
+        let off = stated.abs_diff(lines) as f64 / lines as f64;
+        assert!(
+            off <= 0.1,
+            "{page} says the lean client is about {stated} lines; src/grpc/lean/ has {lines}"
+        );
+    }
+}
