@@ -9,14 +9,20 @@
 #    text, the exposition's size, RSS.
 #   benches/agent.sh                 # SECS=30
 #   PROFILE=dist benches/agent.sh    # the container image's build (fat LTO: smaller code pages)
+#   BIN=path/to/loadagent benches/agent.sh   # another build (before/after: benches/before_after.sh
+#                                            # leaves the old one in target/before-after/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
 SECS=${SECS:-30}
 PROFILE=${PROFILE:-release}
-cargo build --profile "$PROFILE" --quiet
-BIN=target/$PROFILE/loadagent
-echo "profile $PROFILE"
+if [ -z "${BIN:-}" ]; then
+  cargo build --profile "$PROFILE" --quiet
+  BIN=target/$PROFILE/loadagent
+  echo "profile $PROFILE"
+else
+  echo "binary $BIN"
+fi
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
