@@ -69,7 +69,14 @@ impl HealthAnswer {
             Self::NoAnswer(t) => HealthVerdict {
                 status: None,
                 code: i32::from(status::DEADLINE_EXCEEDED),
-                failure: Some((Failure::Rpc, format!("no health status within {t:?}"))),
+                // Worded as the RPC's own deadline is (tonic's timer and this one race).
+                failure: Some((
+                    Failure::Rpc,
+                    format!(
+                        "health rpc failed: {}: no health status within {t:?}",
+                        tonic::Code::DeadlineExceeded
+                    ),
+                )),
             },
         }
     }
@@ -187,6 +194,10 @@ mod tests {
         assert_eq!(unknown.failure.map(|f| f.0), Some(Failure::Rpc));
         let late = HealthAnswer::NoAnswer(Duration::from_secs(1)).verdict();
         assert_eq!(late.code, 4);
+        let said = late.failure.unwrap().1;
+        let deadline = HealthAnswer::Failed(tonic::Status::deadline_exceeded("x")).verdict();
+        let prefix = |s: &str| s.split(": ").take(2).collect::<Vec<_>>().join(": ");
+        assert_eq!(prefix(&said), prefix(&deadline.failure.unwrap().1), "{said}");
     }
 
     fn verdict(code: u8, checks: &[(&str, Option<&str>)]) -> Verdict {
