@@ -1,4 +1,5 @@
 //! The commands' errors and the one mapping from the layers' typed errors to exit codes.
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -6,8 +7,11 @@ use std::fmt;
 /// 3 thresholds not met. `loadagent probe` uses grpc-health-probe's instead (see `Probe`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
+    /// 1: the run failed at run time (the target unreachable, nothing answered).
     RunFailed,
+    /// 2: invalid input or usage.
     InvalidInput,
+    /// 3: thresholds not met.
     ThresholdsFailed,
     /// A capacity search whose limit was the generator: it measured the generator, not the
     /// service, and reports no capacity.
@@ -17,6 +21,7 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// The process's exit status.
     pub fn number(self) -> u8 {
         match self {
             Self::RunFailed => 1,
@@ -31,11 +36,14 @@ impl ExitCode {
 /// An error a command ends with: what to print and which code to exit with.
 #[derive(Debug)]
 pub struct CommandError {
+    /// The code to exit with.
     pub code: ExitCode,
+    /// What to print on stderr.
     pub message: String,
 }
 
 impl CommandError {
+    /// Bad input or usage (exit 2).
     pub fn invalid(message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::InvalidInput,
@@ -43,6 +51,7 @@ impl CommandError {
         }
     }
 
+    /// Thresholds not met (exit 3).
     pub fn thresholds_failed(message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::ThresholdsFailed,
@@ -59,6 +68,7 @@ impl CommandError {
         }
     }
 
+    /// A capacity search that measured the generator (exit 4).
     pub fn generator_limited(message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::GeneratorLimited,
@@ -66,6 +76,7 @@ impl CommandError {
         }
     }
 
+    /// The run failed at run time (exit 1).
     pub fn run_failed(message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::RunFailed,

@@ -4,6 +4,7 @@
 //! Why: a path in a scenario or config can name anything (`/dev/zero`, a FIFO, a 50 GB log);
 //! reading it whole would hang the process or exhaust its memory. The caps are far above any
 //! real file of that kind and are listed in docs/scenarios.md, "Limits".
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::io::Read;
@@ -12,14 +13,23 @@ use std::path::{Path, PathBuf};
 /// What a file is for, which sets its size cap and how errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
+    /// A scenario file.
     Scenario,
+    /// The agent's config.
     AgentConfig,
+    /// A saved report.
     Report,
+    /// A .proto file.
     Proto,
+    /// A protoset (a serialized FileDescriptorSet).
     Protoset,
+    /// A `data_file` of requests.
     DataFile,
+    /// A PEM certificate or key.
     Pem,
+    /// A pid file.
     PidFile,
+    /// A `--web.config.file`.
     WebConfig,
 }
 
@@ -51,6 +61,7 @@ impl FileKind {
         format!("{article} {noun}")
     }
 
+    /// What the file is called in messages ("scenario", "agent config", …).
     pub fn noun(self) -> &'static str {
         match self {
             Self::Scenario => "scenario",
@@ -69,13 +80,21 @@ impl FileKind {
 /// Why an input file was not read. Its text names the file and how to fix it.
 #[derive(Debug)]
 pub enum InputError {
+    /// The file could not be opened or read.
     Io(PathBuf, FileKind, std::io::Error),
+    /// Not a regular file (a device, a folder, a FIFO): what it is.
     NotRegular(PathBuf, FileKind, &'static str),
+    /// Larger than its kind's cap.
     TooLarge(PathBuf, FileKind),
+    /// Not UTF-8, at this line and column.
     NotUtf8 {
+        /// The file.
         path: PathBuf,
+        /// What it is for.
         kind: FileKind,
+        /// The line of the first byte that is not UTF-8.
         line: usize,
+        /// Its column.
         column: usize,
     },
 }

@@ -20,9 +20,11 @@ use crate::vocabulary::{FleetName, HostPort};
 pub struct Backend {
     /// Dense, in order of first appearance: index into per-backend tallies.
     pub id: u32,
+    /// Where it is.
     pub address: HostPort,
     /// SRV weight and priority (0 for A/AAAA records and fixed addresses).
     pub weight: u16,
+    /// SRV priority (lower first).
     pub priority: u16,
     /// Connections opened to it, by every generator thread.
     pub connections: AtomicU64,
@@ -33,6 +35,7 @@ pub struct Backend {
 pub struct Membership {
     /// Bumped on every change.
     pub version: u64,
+    /// In resolution order.
     pub backends: Vec<Arc<Backend>>,
 }
 
@@ -41,6 +44,7 @@ pub struct Membership {
 /// comes back keeps its entry and its tally (one per address, however often a name flaps).
 #[derive(Debug, Clone)]
 pub struct BackendHistory {
+    /// The address, with its latest SRV weight and priority.
     pub backend: Arc<Backend>,
     /// When it first joined.
     pub joined: SystemTime,
@@ -62,12 +66,16 @@ pub const OTHER_ADDRESSES: u32 = MAX_ADDRESSES_KEPT as u32;
 /// What re-resolution did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResolveStats {
+    /// Resolutions made.
     pub resolutions: u64,
+    /// Resolutions that failed (the last backends kept).
     pub failures: u64,
+    /// Why the last failure failed.
     pub last_failure: Option<String>,
     /// Resolutions that used some records and left others out (an SRV target that did not
     /// resolve, a record with port 0), and the last such note.
     pub incomplete: u64,
+    /// The last note of what a resolution left out.
     pub last_left_out: Option<String>,
 }
 
@@ -81,6 +89,8 @@ struct History {
 }
 
 #[derive(Debug)]
+/// A target's backends: one fixed address, or a DNS name resolved again every
+/// `resolve_every`, its membership published to whoever follows it.
 pub struct Fleet {
     /// `None` for a fixed address.
     name: Option<FleetName>,
@@ -178,10 +188,12 @@ impl Fleet {
         self.name.as_ref()
     }
 
+    /// Follows the membership as it changes.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Membership>> {
         self.current.subscribe()
     }
 
+    /// The membership now.
     pub fn current(&self) -> Arc<Membership> {
         self.current.borrow().clone()
     }
@@ -205,6 +217,7 @@ impl Fleet {
         })
     }
 
+    /// What re-resolution did so far.
     pub fn stats(&self) -> ResolveStats {
         let read =
             |m: &Mutex<Option<String>>| m.lock().unwrap_or_else(PoisonError::into_inner).clone();

@@ -23,6 +23,7 @@ pub const MAX_BACKENDS: usize = 1024;
 pub struct Resolved {
     /// SRV priority (lower first); 0 for A/AAAA records.
     pub priority: u16,
+    /// The backend's address.
     pub address: SocketAddr,
     /// SRV weight (reported; round robin treats backends equally, as gRPC's does).
     pub weight: u16,
@@ -32,7 +33,9 @@ pub struct Resolved {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("resolving {name}: {reason}")]
 pub struct ResolveFailure {
+    /// The name, as written.
     pub name: String,
+    /// Why it gave no backends.
     pub reason: String,
 }
 

@@ -14,8 +14,11 @@ use crate::vocabulary::{Load, Shard};
 /// Everything the workers need, fixed before the load starts.
 #[derive(Debug)]
 pub struct Plan {
+    /// The schedule's settings.
     pub load: Load,
+    /// What each request is.
     pub call: CallPlan,
+    /// The request messages, encoded once.
     pub requests: Requests,
     /// `None` for the closed model.
     pub schedule: Option<Schedule>,
@@ -38,7 +41,9 @@ pub struct Plan {
 /// What each iteration does.
 #[derive(Debug)]
 pub enum CallPlan {
+    /// Unary calls.
     Unary(UnaryCall),
+    /// Streams of any direction.
     Stream(StreamCall),
     /// A new connection and TLS handshake per iteration (no pooled connection).
     Handshake(HandshakeCall),
@@ -47,6 +52,7 @@ pub enum CallPlan {
 }
 
 impl CallPlan {
+    /// The call's deadline, when it has one.
     pub fn timeout(&self) -> Option<Duration> {
         match self {
             Self::Unary(c) => c.timeout(),
@@ -64,12 +70,15 @@ impl CallPlan {
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
+    /// The figures, whole and per interval.
     pub aggregate: Aggregate,
     /// Wall-clock time at which the measured part began.
     pub started_at: SystemTime,
     /// Length of the measured part (to the last completion, or to the interruption).
     pub measured: Duration,
+    /// Whether the run was stopped before its end.
     pub interrupted: bool,
+    /// This process's CPU and memory over the run.
     pub process: ProcessUsage,
     /// Generator threads the load ran on.
     pub threads: usize,
@@ -85,5 +94,6 @@ pub struct RunOutcome {
     /// Streams open when the measured part began (opened in the warm-up) and when the run
     /// stopped (then ended by the client).
     pub streams_open_at_start: u64,
+    /// Streams still open when the run stopped.
     pub streams_open_at_end: u64,
 }

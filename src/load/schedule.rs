@@ -186,6 +186,7 @@ impl Schedule {
         self.warmup_requests
     }
 
+    /// How long the warm-up lasts.
     pub fn warmup(&self) -> Duration {
         Duration::try_from_secs_f64(self.warmup)
             .unwrap_or(crate::vocabulary::duration::MAX_DURATION)

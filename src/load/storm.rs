@@ -25,7 +25,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00
 /// A handshake-storm iteration, prepared once.
 #[derive(Debug, Clone)]
 pub struct HandshakeCall {
+    /// The client's TLS configuration.
     pub tls: ClientTls,
+    /// How long a connection and its handshake may take.
     pub connect_timeout: Duration,
     /// One gRPC call over each connection, when the scenario has `[call]`.
     pub call: Option<UnaryCall>,

@@ -35,10 +35,13 @@ pub struct StreamCall {
 /// What one stream needs from its worker.
 #[derive(Debug)]
 pub struct StreamContext<'a> {
+    /// The stream's request messages.
     pub requests: &'a Requests,
     /// The stream's number (what its templates see as `request_number`).
     pub number: u64,
+    /// Renders the messages' templates.
     pub renderer: &'a mut Renderer,
+    /// Where the stream's figures go.
     pub recorder: &'a SharedRecorder,
     /// The stream opened after the warm-up: its end (status, whole-stream latency) counts.
     pub measured: bool,
@@ -290,6 +293,7 @@ fn send(stream: &mut SendStream<Bytes>, body: Bytes, end: bool) -> Result<(), Ou
 }
 
 impl StreamCall {
+    /// A streaming call of `kind` with `options`, over the request head `head`.
     pub fn new(head: UnaryCall, kind: Kind, options: StreamOptions) -> Self {
         Self {
             head,
@@ -298,6 +302,7 @@ impl StreamCall {
         }
     }
 
+    /// The call's deadline, when it has one.
     pub fn timeout(&self) -> Option<Duration> {
         self.head.timeout()
     }

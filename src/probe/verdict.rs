@@ -197,7 +197,11 @@ mod tests {
         let said = late.failure.unwrap().1;
         let deadline = HealthAnswer::Failed(tonic::Status::deadline_exceeded("x")).verdict();
         let prefix = |s: &str| s.split(": ").take(2).collect::<Vec<_>>().join(": ");
-        assert_eq!(prefix(&said), prefix(&deadline.failure.unwrap().1), "{said}");
+        assert_eq!(
+            prefix(&said),
+            prefix(&deadline.failure.unwrap().1),
+            "{said}"
+        );
     }
 
     fn verdict(code: u8, checks: &[(&str, Option<&str>)]) -> Verdict {

@@ -2,6 +2,7 @@
 //! (response size, delay, error status). It is a measuring instrument that shares the
 //! machine with the generator, so it does as little work per call as it can: payloads are
 //! slices of one static zeroed buffer, never allocated or copied.
+#![warn(missing_docs)]
 
 mod bench;
 
@@ -32,20 +33,27 @@ pub(crate) mod pb {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("cannot listen on {addr}: {source}")]
+    /// The listen address could not be bound.
     Bind {
+        /// The address asked for.
         addr: String,
+        /// Why it could not be bound.
         source: std::io::Error,
     },
     #[error("the reference target's reflection service could not be built: {0}")]
+    /// The reflection service could not be built.
     Reflection(String),
     #[error("the reference target failed while serving: {0}")]
+    /// Serving failed.
     Serve(String),
 }
 
 /// A running reference target: its address and the task serving it.
 #[derive(Debug)]
 pub struct RunningTarget {
+    /// Where it listens.
     pub local_addr: SocketAddr,
+    /// The task serving it; its error, should serving fail.
     pub served: tokio::task::JoinHandle<Result<(), TargetError>>,
 }
 

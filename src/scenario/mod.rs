@@ -1,5 +1,6 @@
 //! Scenario files: TOML → a validated [`Scenario`] (the types are `crate::vocabulary`'s),
 //! with every problem reported at once.
+#![warn(missing_docs)]
 
 mod call;
 pub mod capacity;
@@ -32,8 +33,10 @@ use target::{check_web, read_target};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{0}")]
+    /// The file could not be read.
     Read(#[from] crate::input::InputError),
     #[error("{0}")]
+    /// The file was read and has problems (every one).
     Invalid(Problems),
 }
 

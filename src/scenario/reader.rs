@@ -16,6 +16,7 @@ use crate::vocabulary::source::{At, Loc, Source};
 /// Shared state of one file's reading: the source and the problems found so far.
 #[derive(Debug)]
 pub struct Ctx<'s> {
+    /// The text being read.
     pub source: &'s Source,
     problems: RefCell<Vec<Problem>>,
     /// Every key asked for, as a dotted path without list indices (for the schema's test).
@@ -23,6 +24,7 @@ pub struct Ctx<'s> {
 }
 
 impl<'s> Ctx<'s> {
+    /// A reading of `source`, with no problem found yet.
     pub fn new(source: &'s Source) -> Self {
         Self {
             source,
@@ -31,10 +33,12 @@ impl<'s> Ctx<'s> {
         }
     }
 
+    /// A problem at the value spanning `span`, under `key`.
     pub fn report(&self, span: &Range<usize>, key: &str, message: impl Into<String>) {
         self.report_at(self.source.loc(span.start), key, message);
     }
 
+    /// A problem at `loc`, under `key`.
     pub fn report_at(&self, loc: Loc, key: &str, message: impl Into<String>) {
         self.problems.borrow_mut().push(Problem {
             loc,
@@ -48,6 +52,7 @@ impl<'s> Ctx<'s> {
         self.asked.borrow().clone()
     }
 
+    /// The problems found, in the order of the file.
     pub fn into_problems(self) -> Vec<Problem> {
         let mut list = self.problems.into_inner();
         list.sort_by_key(|p| (p.loc.line, p.loc.column));
@@ -66,6 +71,7 @@ pub struct TableReader<'c, 's, 'i> {
 }
 
 impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
+    /// The reader of the document's top-level table.
     pub fn root(ctx: &'c Ctx<'s>, table: &'c Spanned<DeTable<'i>>) -> Self {
         Self {
             ctx,
@@ -76,6 +82,7 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
         }
     }
 
+    /// The reading this table is part of.
     pub fn ctx(&self) -> &'c Ctx<'s> {
         self.ctx
     }
@@ -94,6 +101,7 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
         self.ctx.source.loc(self.span.start)
     }
 
+    /// Whether the table has `key`.
     pub fn has(&self, key: &'static str) -> bool {
         self.raw(key).is_some()
     }
@@ -127,6 +135,7 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
         }
     }
 
+    /// `key` as a string, with where it was written; a problem if it is another type.
     pub fn string(&self, key: &'static str) -> Option<At<String>> {
         let v = self.raw(key)?;
         match v.get_ref().as_str() {
@@ -170,6 +179,7 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
         }
     }
 
+    /// `key` as a boolean; a problem if it is another type.
     pub fn boolean(&self, key: &'static str) -> Option<bool> {
         let v = self.raw(key)?;
         match v.get_ref().as_bool() {
@@ -418,6 +428,7 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
     }
 }
 
+/// `a`, `b` and `c` as messages list choices: `"a", "b", "c"`.
 pub fn quoted_list(items: &[&str]) -> String {
     items
         .iter()

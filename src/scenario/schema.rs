@@ -10,9 +10,13 @@ use crate::vocabulary::duration::MAX_DURATION_TEXT;
 /// One key of a scenario table.
 #[derive(Debug)]
 pub struct Key {
+    /// The key as written.
     pub name: &'static str,
+    /// Its type, in words (`duration`, `integer`, …).
     pub ty: &'static str,
+    /// Its default, as the docs show it.
     pub default: String,
+    /// What it means.
     pub doc: &'static str,
 }
 
@@ -23,6 +27,7 @@ pub struct Table {
     pub header: &'static str,
     /// The dotted prefix of its keys in problems (`target`, `load.stages`).
     pub path: &'static str,
+    /// Its keys, in the order the docs list them.
     pub keys: Vec<Key>,
 }
 
@@ -208,6 +213,7 @@ pub fn markdown() -> String {
 
 /// Where the generated tables sit in docs/scenarios.md.
 pub const KEY_TABLES_START: &str = "<!-- scenario-keys: generated from src/scenario/schema.rs -->";
+/// Where the generated tables end.
 pub const KEY_TABLES_END: &str = "<!-- /scenario-keys -->";
 
 #[cfg(test)]
