@@ -37,30 +37,7 @@ pub enum Command {
     Run(RunArgs),
     /// Compare reports grouped by a platform field (arch by default): figures side by side,
     /// ratios, and whether each difference is beyond the run-to-run noise.
-    Compare {
-        /// Two or more JSON reports (several runs per group give a noise estimate).
-        #[arg(required = true, num_args = 1..)]
-        reports: Vec<PathBuf>,
-        /// The platform field to group by (arch, cpu_model, hostname, rust_target, …), or a
-        /// run label: label:KEY.
-        #[arg(long, default_value = "arch")]
-        by: String,
-        #[arg(long, value_enum, default_value = "text")]
-        format: CompareFormat,
-        /// Write here instead of stdout (written whole or not at all).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Compare reports of different scenarios anyway (the result says so).
-        #[arg(long)]
-        force: bool,
-        /// The group the others are compared with (a value of --by; default: the first seen).
-        #[arg(long, value_name = "GROUP")]
-        baseline: Option<String>,
-        /// Exit 3 when one of these figures (rps, latency_p99_us, cpu_seconds_per_1k, …) of
-        /// a group is worse than the baseline's beyond noise: a regression gate for CI.
-        #[arg(long, value_name = "FIGURE[,FIGURE]", value_delimiter = ',')]
-        fail_on: Vec<String>,
-    },
+    Compare(CompareArgs),
     /// Summarise a saved report, and write it as HTML or CSV.
     Report {
         /// A JSON report written by `loadagent run --out`.
@@ -261,4 +238,31 @@ pub struct ProbeArgs {
     /// What gRPC-Web goes over: 1.1 or 2.
     #[arg(long = "http-version", value_name = "VERSION", default_value = "1.1", value_parser = ["1.1", "2"])]
     pub http_version: String,
+}
+
+/// `loadagent compare`'s arguments, taken whole by `commands::reports::compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Two or more JSON reports (several runs per group give a noise estimate).
+    #[arg(required = true, num_args = 1..)]
+    pub reports: Vec<PathBuf>,
+    /// The platform field to group by (arch, cpu_model, hostname, rust_target, …), or a
+    /// run label: label:KEY.
+    #[arg(long, default_value = "arch")]
+    pub by: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: CompareFormat,
+    /// Write here instead of stdout (written whole or not at all).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Compare reports of different scenarios anyway (the result says so).
+    #[arg(long)]
+    pub force: bool,
+    /// The group the others are compared with (a value of --by; default: the first seen).
+    #[arg(long, value_name = "GROUP")]
+    pub baseline: Option<String>,
+    /// Exit 3 when one of these figures (rps, latency_p99_us, cpu_seconds_per_1k, …) of
+    /// a group is worse than the baseline's beyond noise: a regression gate for CI.
+    #[arg(long, value_name = "FIGURE[,FIGURE]", value_delimiter = ',')]
+    pub fail_on: Vec<String>,
 }

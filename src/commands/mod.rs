@@ -33,22 +33,7 @@ fn say_written(outputs: &Outputs) {
 pub async fn execute(command: Command) -> Result<(), CommandError> {
     match command {
         Command::Run(args) => run::command(args).await,
-        Command::Compare {
-            reports,
-            by,
-            format,
-            out,
-            force,
-            baseline,
-            fail_on,
-        } => reports::compare(
-            &reports,
-            &by,
-            format,
-            out.as_deref(),
-            force,
-            &reports::Gate { baseline, fail_on },
-        ),
+        Command::Compare(args) => reports::compare(&args),
         Command::Report { report, html, csv } => reports::report(&report, html, csv),
         Command::Merge {
             reports,

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::CompareFormat;
+use crate::cli::{CompareArgs, CompareFormat};
 use crate::error::CommandError;
 use crate::report::compare::compare as compare_reports;
 use crate::report::compare_format;
@@ -45,32 +45,29 @@ pub(super) fn report(
     Ok(())
 }
 
-/// `compare --baseline GROUP --fail-on FIGURE,…`: which group the others are compared
-/// with, and the figures whose regression beyond noise fails the command (exit 3).
-#[derive(Debug, Clone, Default)]
-pub(super) struct Gate {
-    pub baseline: Option<String>,
-    pub fail_on: Vec<String>,
-}
-
-pub(super) fn compare(
-    paths: &[PathBuf],
-    by: &str,
-    format: CompareFormat,
-    out: Option<&Path>,
-    force: bool,
-    gate: &Gate,
-) -> Result<(), CommandError> {
+/// `loadagent compare`, its arguments whole; `--baseline` and `--fail-on` make it a
+/// regression gate (exit 3).
+pub(super) fn compare(args: &CompareArgs) -> Result<(), CommandError> {
+    let CompareArgs {
+        reports: paths,
+        by,
+        format,
+        out,
+        force,
+        baseline,
+        fail_on,
+    } = args;
+    let (format, force, out) = (*format, *force, out.as_deref());
     if let Some(o) = out {
         check_writable(o)?;
     }
-    crate::report::compare::check_figures(&gate.fail_on).map_err(CommandError::invalid)?;
+    crate::report::compare::check_figures(fail_on).map_err(CommandError::invalid)?;
     let inputs = paths
         .iter()
         .map(|p| load(p).map(|r| (p.display().to_string(), r)))
         .collect::<Result<Vec<_>, _>>()?;
-    let result = compare_reports(&inputs, by, force, gate.baseline.as_deref())
-        .map_err(CommandError::invalid)?;
+    let result =
+        compare_reports(&inputs, by, force, baseline.as_deref()).map_err(CommandError::invalid)?;
     let text = match format {
         CompareFormat::Text => compare_format::text(&result),
         CompareFormat::Markdown => compare_format::markdown(&result),
@@ -86,7 +83,7 @@ pub(super) fn compare(
         }
         None => print!("{text}"),
     }
-    let worse = crate::report::compare::regressions(&result, &gate.fail_on);
+    let worse = crate::report::compare::regressions(&result, fail_on);
     if !worse.is_empty() {
         return Err(CommandError::thresholds_failed(format!(
             "regression beyond noise:\n  {}",
