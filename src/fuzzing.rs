@@ -10,6 +10,7 @@
 //!
 //! `LOADAGENT_FUZZ_SECONDS` sets each target's budget (default 5), `LOADAGENT_FUZZ_SEED`
 //! replays one run.
+#![warn(missing_docs)]
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,13 @@ pub const SLOW_CASE: Duration = Duration::from_secs(3);
 /// One fuzz target: its name (the regressions folder), seeds, tokens worth inserting, and
 /// the check, which must return (not panic, not hang) for every input.
 pub struct Target<'a> {
+    /// The target's name: its folder of kept cases.
     pub name: &'static str,
+    /// Inputs to start from.
     pub seeds: Vec<Vec<u8>>,
+    /// Tokens worth inserting.
     pub dictionary: Vec<&'static [u8]>,
+    /// What must return for every input.
     pub check: &'a (dyn Fn(&[u8]) + Sync),
 }
 
@@ -44,8 +49,11 @@ impl std::fmt::Debug for Target<'_> {
 /// What a run did, for the test's own output.
 #[derive(Debug)]
 pub struct Ran {
+    /// Kept cases replayed.
     pub regressions: usize,
+    /// New cases tried.
     pub cases: u64,
+    /// The seed of this run (`LOADAGENT_FUZZ_SEED` replays it).
     pub seed: u64,
 }
 

@@ -17,9 +17,11 @@ use crate::vocabulary::HostPort;
 /// A connection and what making it measured (every prober sharing it exports these).
 #[derive(Debug, Clone)]
 pub struct SharedChannel {
+    /// The connection (a tonic channel).
     pub channel: Channel,
     /// Tells this connection from its replacement.
     pub generation: u64,
+    /// How long resolving the address took.
     pub resolve: Duration,
     /// TCP connect and TLS handshake together (the handshake is in `tls`).
     pub connect: Duration,
@@ -30,6 +32,8 @@ pub struct SharedChannel {
 type Slot = Arc<tokio::sync::Mutex<Option<SharedChannel>>>;
 
 #[derive(Debug, Default)]
+/// The connections probers share, one per (address, server name, timeout, TLS), made
+/// once and made again after a failure.
 pub struct Channels {
     slots: Mutex<HashMap<String, Slot>>,
     generations: std::sync::atomic::AtomicU64,

@@ -16,6 +16,7 @@ use crate::vocabulary::{
     TlsOptions, DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
 };
 
+/// Where the agent serves when the config has no `listen`.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9477";
 
 /// How a target is probed.
@@ -30,7 +31,9 @@ pub enum ProbeMode {
 /// Where a target is: one address, or a DNS name whose every backend is probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeAddress {
+    /// One address.
     Fixed(HostPort),
+    /// A DNS name: every backend it resolves to is probed.
     Fleet(FleetName),
 }
 
@@ -56,16 +59,23 @@ impl std::fmt::Display for ProbeAddress {
 /// One `[[targets]]` entry.
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
+    /// The `target` label.
     pub name: String,
+    /// Where it is.
     pub address: ProbeAddress,
     /// How often a DNS name is resolved again (`ProbeAddress::Fleet` only).
     pub resolve_every: Duration,
     /// The health service name ("" = the whole server).
     pub service: String,
+    /// How often it is probed.
     pub interval: Duration,
+    /// How long one probe may take.
     pub timeout: Duration,
+    /// Check every interval, or follow a Watch stream.
     pub mode: ProbeMode,
+    /// Metadata sent with every probe.
     pub metadata: Vec<(String, String)>,
+    /// TLS, when the target speaks it.
     pub tls: Option<TlsOptions>,
     /// `method` and what goes with it: a probe of that method beside (or, with
     /// `health = false`, instead of) the health check.
@@ -78,9 +88,13 @@ pub struct ProbeTarget {
 /// A target's method probe as configured.
 #[derive(Debug, Clone)]
 pub struct MethodSpec {
+    /// The method (`package.Service/Method`).
     pub name: MethodName,
+    /// Where its types come from.
     pub schema: Schema,
+    /// The requests (`data` or `data_file`).
     pub messages: Vec<RequestMessage>,
+    /// The `expect` checks.
     pub checks: Vec<Check>,
     /// Prepared when the config is read if the types come from files; else by reflection
     /// at the first probe.
@@ -90,13 +104,18 @@ pub struct MethodSpec {
 }
 
 #[derive(Debug, Clone)]
+/// The agent's config, read and checked.
 pub struct AgentConfig {
+    /// The file it came from (`None`: no config, the defaults).
     pub path: Option<PathBuf>,
+    /// Where to serve `/metrics` and the API.
     pub listen: String,
+    /// `[[targets]]`: what to probe.
     pub targets: Vec<ProbeTarget>,
     /// `[host] processes`: processes to watch besides the agent itself, by name (all
     /// processes of that name, summed) or by pid file (an entry with a `/`).
     pub processes: Vec<String>,
+    /// `[[schedules]]`: scenarios run every so often.
     pub schedules: Vec<ScheduleConfig>,
     /// `[tracing]`: spans for probes and scheduled runs.
     pub tracing: crate::vocabulary::tracing::TracingConfig,
@@ -108,9 +127,11 @@ pub struct AgentConfig {
 pub struct ScheduleConfig {
     /// The scenario file (relative paths are relative to the agent's config).
     pub scenario: PathBuf,
+    /// How often it runs.
     pub every: Duration,
     /// A random delay of up to this much before each run, so a fleet does not run in step.
     pub jitter: Duration,
+    /// Whether a run may start while the last is still going.
     pub allow_overlap: bool,
 }
 
@@ -129,12 +150,16 @@ impl Default for AgentConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a config was not taken.
 pub enum ConfigError {
     #[error("{0}")]
+    /// The file could not be read.
     Read(#[from] crate::input::InputError),
     #[error("{0} is empty (a file being written?); the old config keeps running")]
+    /// The file is empty.
     Empty(PathBuf),
     #[error("{0}")]
+    /// The file has problems (every one, with line and column).
     Invalid(Problems),
 }
 
@@ -155,11 +180,13 @@ pub fn reload(path: &Path) -> Result<AgentConfig, ConfigError> {
     parse(&Source::new(path, text)).map_err(ConfigError::Invalid)
 }
 
+/// Reads and checks the config at `path`.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
     let text = crate::input::read_text(path, crate::input::FileKind::AgentConfig)?;
     parse(&Source::new(path, text)).map_err(ConfigError::Invalid)
 }
 
+/// Checks a config's text, reporting every problem.
 pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
     let fail = |list| Problems {
         path: source.path.clone(),

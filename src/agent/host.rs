@@ -10,6 +10,7 @@ use crate::host::procfs::{self, Proc};
 use crate::telemetry::Metrics;
 
 #[derive(Debug)]
+/// The host's and the watched processes' metrics, refreshed when scraped.
 pub struct HostCollector {
     state: Mutex<State>,
     /// `[host] processes`, as written.
@@ -75,6 +76,7 @@ impl Default for HostCollector {
 }
 
 impl HostCollector {
+    /// A collector of this host, watching no process yet.
     pub fn new() -> Self {
         Self::watching(Vec::new())
     }

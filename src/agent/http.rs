@@ -13,10 +13,13 @@ use super::host::HostCollector;
 use super::probe::ProbeContext;
 
 #[derive(Debug, Clone)]
+/// What the endpoints read.
 pub struct AppState {
     /// Recent scheduled-run reports (the same JSON as `run --out`).
     pub runs: super::schedule::Runs,
+    /// The probers' shared state (results, first round).
     pub probes: ProbeContext,
+    /// The host metrics.
     pub host: Arc<HostCollector>,
     /// Targets of the current configuration (changes on reload).
     pub targets: Arc<std::sync::atomic::AtomicUsize>,
@@ -85,6 +88,7 @@ async fn runs(State(s): State<AppState>) -> impl IntoResponse {
     Json(list)
 }
 
+/// The agent's routes: `/metrics`, `/healthz`, `/readyz`, `/api/v1/targets`, `/api/v1/runs`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))

@@ -1,5 +1,6 @@
 //! `loadagent agent`: the node daemon. Probes gRPC targets' health, exports its own, the
 //! host's and the probes' metrics for Prometheus, until SIGTERM or SIGINT.
+#![warn(missing_docs)]
 
 pub mod channels;
 pub mod config;
@@ -22,14 +23,19 @@ use crate::tls::ClientTls;
 use config::AgentConfig;
 
 #[derive(Debug, thiserror::Error)]
+/// Why the agent could not start.
 pub enum AgentError {
     #[error("cannot listen on {0}: {1}")]
+    /// The listen address could not be bound.
     Listen(String, std::io::Error),
     #[error("target {0}: {1}")]
+    /// A target's TLS settings could not be used.
     Tls(String, String),
     #[error("metrics: {0}")]
+    /// The metrics could not be registered.
     Metrics(String),
     #[error("tracing: {0}")]
+    /// Traces could not be set up.
     Tracing(String),
 }
 

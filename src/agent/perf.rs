@@ -40,6 +40,8 @@ struct Process {
 }
 
 #[derive(Debug)]
+/// Hardware and software perf counters of the agent and the watched processes, where the
+/// kernel allows them.
 pub struct PerfCollector {
     supported: Vec<(&'static str, Event, bool)>,
     processes: HashMap<String, Process>,

@@ -22,15 +22,21 @@ use crate::telemetry::Metrics;
 /// Reports kept for `/api/v1/runs`.
 const KEPT_RUNS: usize = 20;
 
+/// The last reports of scheduled runs, newest last.
 pub type Runs = Arc<Mutex<VecDeque<Report>>>;
 
 #[derive(Debug, Clone)]
+/// What every scheduled run shares.
 pub struct ScheduleContext {
+    /// The agent's metrics.
     pub metrics: Arc<Metrics>,
+    /// The reports kept for `/api/v1/runs`.
     pub runs: Runs,
     /// Held while a run that must not overlap is in progress.
     pub exclusive: Arc<tokio::sync::Mutex<()>>,
+    /// Stops the schedules with the agent.
     pub stop: CancellationToken,
+    /// Where runs' spans go, when tracing is on.
     pub traces: Option<Arc<Traces>>,
 }
 

@@ -18,6 +18,7 @@ pub struct CgroupLimits {
     pub path: String,
     /// CPU quota in cores (quota / period), e.g. 1.5.
     pub cpu_limit_cores: Option<f64>,
+    /// The memory limit, when there is one.
     pub memory_limit_bytes: Option<u64>,
 }
 

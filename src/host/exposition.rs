@@ -6,8 +6,11 @@
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The metric's name.
     pub name: String,
+    /// Its labels, in order.
     pub labels: Vec<(String, String)>,
+    /// Its value.
     pub value: f64,
 }
 
@@ -15,6 +18,7 @@ pub struct Sample {
 /// the names read from it are known).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exposition {
+    /// Every sample, in order.
     pub samples: Vec<Sample>,
 }
 
@@ -37,8 +41,11 @@ impl Exposition {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}, column {column}: {message}")]
 pub struct ParseError {
+    /// The line.
     pub line: usize,
+    /// The column.
     pub column: usize,
+    /// What is wrong.
     pub message: String,
 }
 

@@ -7,10 +7,13 @@ use super::cgroup::CgroupLimits;
 use super::procfs::Proc;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a machine is, as reports record it and `compare` groups by.
 pub struct Platform {
     /// As `std::env::consts::ARCH` ("x86_64", "aarch64").
     pub arch: String,
+    /// As `std::env::consts::OS`.
     pub os: String,
+    /// The CPU's model name.
     pub cpu_model: String,
     /// "GenuineIntel", "AuthenticAMD", "ARM" …, where the kernel says.
     #[serde(default)]
@@ -18,6 +21,7 @@ pub struct Platform {
     /// The host's logical CPUs.
     pub logical_cpus: usize,
     #[serde(default)]
+    /// Physical cores, where the kernel says.
     pub physical_cores: Option<usize>,
     /// The CPUs' frequency in MHz, where the kernel exposes it (not in every VM).
     #[serde(default)]
@@ -27,12 +31,16 @@ pub struct Platform {
     #[serde(default)]
     pub usable_cpus: f64,
     #[serde(default)]
+    /// The machine's memory.
     pub memory_total_bytes: u64,
     /// The cgroup's CPU and memory limits (null outside any cgroup file system).
     #[serde(default)]
     pub cgroup: Option<CgroupLimits>,
+    /// The kernel's release.
     pub kernel: String,
+    /// The host's name.
     pub hostname: String,
+    /// This build's version.
     pub loadagent_version: String,
     /// The Rust target loadagent was built for, e.g. "aarch64-unknown-linux-gnu".
     #[serde(default)]

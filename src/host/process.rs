@@ -7,8 +7,11 @@ use super::procfs::{self, Proc};
 /// The `process` block of a report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessUsage {
+    /// Highest resident memory over the measured part.
     pub peak_rss_bytes: u64,
+    /// CPU time in user mode.
     pub cpu_user_seconds: f64,
+    /// CPU time in the kernel.
     pub cpu_system_seconds: f64,
 }
 
@@ -47,6 +50,7 @@ pub fn rss_bytes() -> u64 {
 }
 
 impl ProcessSampler {
+    /// Starts measuring this process.
     pub fn start() -> Self {
         // Writing 5 to clear_refs resets the peak-RSS mark (Linux ≥ 4.0), so the peak read
         // at the end is the measured part's, not the start-up's. Where it is refused, the
@@ -56,6 +60,7 @@ impl ProcessSampler {
         Self { user, system }
     }
 
+    /// What this process used since `start`.
     pub fn finish(self) -> ProcessUsage {
         let (user, system) = cpu_times();
         ProcessUsage {

@@ -6,7 +6,9 @@ use std::fmt;
 /// Which process to read: this one (`/proc/self`) or another by pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proc {
+    /// This process.
     This,
+    /// Another, by pid.
     Pid(u32),
 }
 

@@ -11,8 +11,10 @@ pub struct TargetProcess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The pids watched.
     pub pids: Vec<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The endpoint scraped.
     pub metrics_url: Option<String>,
     /// Highest resident memory seen during the measured part (summed over the pids).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,6 +23,7 @@ pub struct TargetProcess {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// CPU per 1,000 requests.
     pub cpu_seconds_per_1k_requests: Option<f64>,
     /// From the endpoint: `process_resident_memory_bytes` at its highest scrape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +148,9 @@ fn cpu_readings(procs: &[ProcSample], scrapes: &[Scrape]) -> Vec<(SystemTime, f6
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{url}: {reason}")]
 pub struct ScrapeError {
+    /// The endpoint.
     pub url: String,
+    /// Why it could not be read.
     pub reason: String,
 }
 
@@ -156,6 +161,7 @@ pub enum WatchError {
     #[error("{0}")]
     Process(String),
     #[error("[target] metrics_url: {0}")]
+    /// The endpoint could not be read.
     MetricsUrl(ScrapeError),
 }
 

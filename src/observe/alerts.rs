@@ -9,23 +9,36 @@ use crate::telemetry::metrics::{self as m, Definition};
 pub const RUNBOOK: &str = "docs/runbook.md";
 
 #[derive(Debug)]
+/// One alerting rule.
 pub struct Alert {
+    /// The alert's name.
     pub name: &'static str,
+    /// Its PromQL expression.
     pub expr: &'static str,
+    /// How long it must hold before it fires.
     pub for_: &'static str,
+    /// `page` or `ticket`.
     pub severity: &'static str,
+    /// One line, for the notification.
     pub summary: &'static str,
+    /// What it means and what to look at.
     pub description: &'static str,
+    /// The metrics it reads (checked to exist).
     pub uses: &'static [Definition],
 }
 
 #[derive(Debug)]
+/// One recording rule.
 pub struct Recording {
+    /// The series it records.
     pub record: &'static str,
+    /// Its PromQL expression.
     pub expr: &'static str,
+    /// The metrics it reads (checked to exist).
     pub uses: &'static [Definition],
 }
 
+/// Every recording rule.
 pub const RECORDINGS: &[Recording] = &[
     Recording {
         record: "loadagent:probe_latency_seconds:p99_5m",
@@ -54,6 +67,7 @@ pub const RECORDINGS: &[Recording] = &[
     },
 ];
 
+/// Every alerting rule.
 pub const ALERTS: &[Alert] = &[
     Alert {
         name: "LoadagentTargetDown",

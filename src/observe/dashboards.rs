@@ -9,20 +9,28 @@ const NODE: &str = "and on(instance) loadagent_node_info{node=~\"$node\",arch=~\
 /// A panel: its title, kind, unit and queries (expression, legend).
 #[derive(Debug)]
 pub struct Panel {
+    /// The panel's title.
     pub title: &'static str,
+    /// Grafana's panel type (`timeseries`, `stat`, …).
     pub kind: &'static str,
+    /// Grafana's unit.
     pub unit: &'static str,
+    /// Its queries: (expression, legend).
     pub queries: Vec<(String, &'static str)>,
     /// Needs hardware perf counters, which many VMs refuse (the panel may stay empty there).
     pub needs_hardware_counters: bool,
 }
 
 #[derive(Debug)]
+/// One Grafana dashboard.
 pub struct Dashboard {
+    /// Its stable uid.
     pub uid: &'static str,
+    /// Its title.
     pub title: &'static str,
     /// Template variables besides `datasource`, `node` and `arch`: (name, label_values query).
     pub vars: Vec<(&'static str, &'static str)>,
+    /// Its panels, in order.
     pub panels: Vec<Panel>,
 }
 
@@ -45,6 +53,7 @@ fn q(expr: String, legend: &'static str) -> (String, &'static str) {
     (expr, legend)
 }
 
+/// Every dashboard.
 pub fn all() -> Vec<Dashboard> {
     let target_var = ("target", "label_values(loadagent_probe_success, target)");
     let scenario_var = (

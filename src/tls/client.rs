@@ -14,9 +14,13 @@ use crate::vocabulary::{Resumption, TlsOptions};
 /// A ready client configuration and the name it verifies.
 #[derive(Debug, Clone)]
 pub struct ClientTls {
+    /// The rustls configuration.
     pub config: Arc<ClientConfig>,
+    /// The name the server's certificate is verified against.
     pub server_name: ServerName<'static>,
+    /// Close connections with a TCP RST instead of a TLS close_notify.
     pub close_with_rst: bool,
+    /// Whether the server's certificate is not verified.
     pub insecure: bool,
     /// With `resumption = "tickets"`: signalled as each TLS 1.3 session ticket arrives.
     pub tickets: Option<Arc<TicketStore>>,
@@ -30,6 +34,7 @@ pub struct TicketStore {
     inner: rustls::client::ClientSessionMemoryCache,
     /// Tickets stored so far.
     pub received: std::sync::atomic::AtomicU64,
+    /// Signalled as each ticket arrives.
     pub arrived: tokio::sync::Notify,
 }
 
@@ -88,7 +93,9 @@ impl rustls::client::ClientSessionStore for TicketStore {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct TlsError {
+    /// The `[target.tls]` key at fault.
     pub key: &'static str,
+    /// What is wrong, and how to fix it.
     pub message: String,
 }
 
@@ -99,6 +106,7 @@ fn err(key: &'static str, message: impl Into<String>) -> TlsError {
     }
 }
 
+/// The PEM certificates at `path` (named `key` in errors).
 pub fn read_certs(
     path: &Path,
     key: &'static str,
@@ -126,6 +134,7 @@ pub fn read_certs(
     Ok(certs)
 }
 
+/// The PEM private key at `path` (named `key` in errors).
 pub fn read_key(path: &Path, key: &'static str) -> Result<PrivateKeyDer<'static>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     let pem = crate::input::read_bytes(path, crate::input::FileKind::Pem)
@@ -307,6 +316,7 @@ impl ClientTls {
         }
     }
 
+    /// A connector with this configuration.
     pub fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(self.config.clone())
     }

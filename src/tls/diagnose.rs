@@ -12,10 +12,15 @@ use serde::{Deserialize, Serialize};
 /// The server's leaf certificate, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertInfo {
+    /// Its subject.
     pub subject: String,
+    /// Its issuer.
     pub issuer: String,
+    /// When it expires (RFC 3339).
     pub not_after: String,
+    /// Days until then (negative: expired).
     pub days_to_expiry: i64,
+    /// Its SHA-256 fingerprint.
     pub sha256_fingerprint: String,
 }
 
@@ -85,6 +90,7 @@ pub fn describe(e: &io::Error) -> String {
     }
 }
 
+/// A duration in whole microseconds.
 pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -15,9 +15,11 @@ use tokio_rustls::server::TlsStream;
 /// A generated certificate and key (for `localhost` and 127.0.0.1).
 #[derive(Debug)]
 pub struct Generated {
+    /// The certificate.
     pub cert: CertificateDer<'static>,
     /// The certificate as PEM, for clients told to trust it (`target --cert-out`).
     pub cert_pem: String,
+    /// Its private key.
     pub key: PrivateKeyDer<'static>,
 }
 
@@ -25,11 +27,14 @@ pub struct Generated {
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     #[error("cannot generate a certificate: {0}")]
+    /// Generating failed.
     Generate(String),
     #[error("the generated certificate is unusable: {0}")]
+    /// The certificate could not be used.
     Unusable(String),
 }
 
+/// A new self-signed certificate for `localhost` and 127.0.0.1.
 pub fn generate() -> Result<Generated, CertError> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names)

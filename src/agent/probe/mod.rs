@@ -44,17 +44,23 @@ const STATUSES: [&str; 4] = crate::telemetry::metrics::SERVING_STATUSES;
 /// A target's last probe, for `/api/v1/targets`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeResult {
+    /// The target's name.
     pub name: String,
     /// As configured (a DNS name for a fleet).
     pub address: String,
     /// The instance probed: `IP:PORT` for a DNS name's backend, else the address.
     pub backend: String,
+    /// `check` or `watch`.
     pub mode: &'static str,
+    /// Whether the probe passed.
     pub success: bool,
     /// The grpc.health.v1 status, when the RPC answered.
     pub status: Option<String>,
+    /// The gRPC status code of the probe's call.
     pub grpc_status_code: Option<i32>,
+    /// How long the probe took.
     pub duration_seconds: f64,
+    /// Why it failed.
     pub error: Option<String>,
     /// A method probe's checks and how each went in the last call.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -69,10 +75,13 @@ pub type Results = Arc<Mutex<BTreeMap<(String, String), ProbeResult>>>;
 /// Shared by every prober.
 #[derive(Debug, Clone)]
 pub struct ProbeContext {
+    /// The agent's metrics.
     pub metrics: Arc<Metrics>,
+    /// Each target's last result.
     pub results: Results,
     /// Counts targets whose first probe round is done (`/readyz`).
     pub first_round: Arc<std::sync::atomic::AtomicUsize>,
+    /// Stops every prober with the agent.
     pub stop: CancellationToken,
     /// A span per probe when tracing is on.
     pub traces: Option<Arc<Traces>>,
