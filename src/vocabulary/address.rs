@@ -17,7 +17,9 @@ pub struct HostPort {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("\"{input}\" is not an address ({reason}); write \"host:port\" (e.g. \"127.0.0.1:50051\", \"[::1]:50051\", \"svc.example:443\")")]
 pub struct AddressError {
+    /// The text as written.
     pub input: String,
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 
@@ -69,10 +71,12 @@ impl HostPort {
         })
     }
 
+    /// The host (a name or an IP address; IPv6 without brackets).
     pub fn host(&self) -> &str {
         &self.host
     }
 
+    /// The port.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -10,12 +10,17 @@ use super::conditions::Thresholds;
 pub struct Capacity {
     /// Conditions each step must meet, on the step's own figures.
     pub slo: Thresholds,
+    /// The first step's rate.
     pub start_rate: f64,
+    /// > 1: the factor between growing steps.
     pub growth: f64,
+    /// Relative: bisection stops when (fail − pass) / pass ≤ precision.
     pub precision: f64,
     /// Time per step, and the part of it at its start left out of its figures.
     pub step: Duration,
+    /// The part of each step at its start left out of its figures.
     pub settle: Duration,
+    /// The highest rate a step may offer.
     pub max_rate: f64,
     /// The whole search at most.
     pub max_duration: Duration,

@@ -8,11 +8,17 @@ use super::source::At;
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
 }
 
@@ -26,6 +32,7 @@ impl Op {
         (">", Op::Gt),
     ];
 
+    /// Whether `actual` compares to `limit` so.
     pub fn holds(self, actual: f64, limit: f64) -> bool {
         match self {
             Op::Lt => actual < limit,
@@ -52,13 +59,18 @@ pub enum Limit {
 pub struct Threshold {
     /// The metric as written (`latency.p99`, `error_rate`, `totals.rps`).
     pub metric: At<String>,
+    /// The condition as written (`< 250ms`).
     pub condition: String,
+    /// Its comparison.
     pub op: Op,
+    /// Its limit.
     pub limit: Limit,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
+/// A scenario's `[thresholds]` (or a capacity search's `slo`).
 pub struct Thresholds {
+    /// Every threshold, in the order written.
     pub list: Vec<Threshold>,
     /// Check at every interval and stop the run at the first failure.
     pub abort_on_fail: bool,
@@ -70,13 +82,33 @@ const VALID: &str = "write an operator (<, <=, >, >=, ==, !=) and a number, with
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConditionError {
     #[error("\"{input}\" has no comparison; {VALID}")]
-    NoComparison { input: String },
+    /// No comparison operator.
+    NoComparison {
+        /// The condition as written.
+        input: String,
+    },
     #[error("\"{input}\": `{value}` is not a number; {VALID}")]
-    NotANumber { input: String, value: String },
+    /// The limit is not a number.
+    NotANumber {
+        /// The condition as written.
+        input: String,
+        /// The part that is not a number.
+        value: String,
+    },
     #[error("\"{input}\": the limit must be finite")]
-    NotFinite { input: String },
+    /// The limit is infinite or not a number.
+    NotFinite {
+        /// The condition as written.
+        input: String,
+    },
     #[error("\"{input}\": unknown unit `{unit}`; units: ns, us, ms, s, m, or % for ratios")]
-    UnknownUnit { input: String, unit: String },
+    /// A unit this language does not have.
+    UnknownUnit {
+        /// The condition as written.
+        input: String,
+        /// The unit.
+        unit: String,
+    },
 }
 
 /// Parses a condition such as "< 250ms", "> 900" or "< 1%".

@@ -31,9 +31,15 @@ pub const DEFAULT_SAMPLE_RATIO: f64 = 0.01;
 /// `[capacity]`: the first step's rate, the growth per passing step, the bisection's
 /// precision, each step's length and settle time, the highest rate and the whole search.
 pub const DEFAULT_START_RATE: f64 = 100.0;
+/// `growth`.
 pub const DEFAULT_GROWTH: f64 = 2.0;
+/// `precision`.
 pub const DEFAULT_PRECISION: f64 = 0.02;
+/// `step`.
 pub const DEFAULT_STEP: Duration = Duration::from_secs(10);
+/// `settle`.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
+/// `max_rate`.
 pub const DEFAULT_MAX_RATE: f64 = 1_000_000.0;
+/// `max_duration`.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(600);

@@ -13,16 +13,22 @@ pub const MAX_DURATION_TEXT: &str = "8760h (365 days)";
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DurationError {
     #[error("empty duration")]
+    /// Nothing written.
     Empty,
     #[error("expected a number at `{0}`")]
+    /// No number before the unit.
     NoNumber(String),
     #[error("`{0}` is not a number")]
+    /// The number does not parse.
     NotANumber(String),
     #[error("`{0}` has no unit")]
+    /// A number without a unit.
     NoUnit(f64),
     #[error("unknown unit `{0}`")]
+    /// A unit this parser does not know.
     UnknownUnit(String),
     #[error("longer than the maximum, {MAX_DURATION_TEXT}")]
+    /// Longer than `MAX_DURATION`.
     TooLong,
 }
 

@@ -25,6 +25,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind's name, as a scenario writes it.
     pub const NAMES: &'static [&'static str] = &[
         "unary",
         "server_stream",
@@ -33,6 +34,7 @@ impl Kind {
         "tls_handshake",
     ];
 
+    /// The kind a scenario's `kind` names.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "unary" => Some(Self::Unary),
@@ -44,6 +46,7 @@ impl Kind {
         }
     }
 
+    /// The kind's name, as a scenario writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unary => "unary",
@@ -54,6 +57,7 @@ impl Kind {
         }
     }
 
+    /// Whether calls of this kind are streams.
     pub fn is_stream(self) -> bool {
         matches!(
             self,
@@ -93,6 +97,7 @@ pub struct StreamOptions {
     pub message_rate: Option<f64>,
     /// The client ends each stream after this long.
     pub stream_duration: Option<Duration>,
+    /// How a bidi stream's messages and replies alternate.
     pub mode: BidiMode,
 }
 
@@ -109,6 +114,7 @@ pub enum Address {
 }
 
 impl Address {
+    /// The address as reports and labels show it (`embedded`, `host:port`, the name).
     pub fn describe(&self) -> String {
         match self {
             Self::Embedded => "embedded".into(),
@@ -147,9 +153,11 @@ pub struct TlsOptions {
     pub ca: Option<PathBuf>,
     /// SNI and verification name; default: the address's host.
     pub server_name: Option<String>,
+    /// Accept any server certificate (said loudly).
     pub insecure_skip_verify: bool,
     /// Client certificate and key (PEM) for mutual TLS.
     pub cert: Option<PathBuf>,
+    /// The client certificate's key.
     pub key: Option<PathBuf>,
     /// "1.2", "1.3"; empty = both.
     pub versions: Vec<String>,
@@ -157,7 +165,9 @@ pub struct TlsOptions {
     pub cipher_suites: Vec<String>,
     /// Key exchange groups, e.g. X25519, secp256r1; empty = all.
     pub groups: Vec<String>,
+    /// Session resumption in handshake storms.
     pub resumption: Resumption,
+    /// ALPN protocols offered (`h2` for gRPC).
     pub alpn: Vec<String>,
     /// Close each handshake-storm connection with RST instead of FIN.
     pub close_with_rst: bool,
@@ -166,9 +176,11 @@ pub struct TlsOptions {
 }
 
 #[derive(Debug, Clone)]
+/// `[target]`: where the load goes and how it talks.
 pub struct Target {
     /// TLS to the target, when `[target.tls]` is present.
     pub tls: Option<TlsOptions>,
+    /// Where it is.
     pub address: Address,
     /// `:authority` override (virtual hosting, proxies).
     pub authority: Option<String>,
@@ -176,6 +188,7 @@ pub struct Target {
     pub connect_timeout: Duration,
     /// How often a fleet's name is resolved again (`Address::Fleet` only).
     pub resolve_every: Duration,
+    /// How calls spread over a fleet's backends.
     pub balance: Balance,
     /// `protocol`: native gRPC, or gRPC-Web (binary or text) as browsers speak it.
     pub protocol: Protocol,
@@ -193,6 +206,7 @@ pub struct Target {
 pub enum Protocol {
     #[default]
     #[serde(rename = "grpc")]
+    /// `application/grpc` over HTTP/2.
     Grpc,
     /// `application/grpc-web+proto`.
     #[serde(rename = "grpc-web")]
@@ -203,10 +217,12 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Whether this is gRPC-Web (either form).
     pub fn is_web(self) -> bool {
         self != Self::Grpc
     }
 
+    /// The name a scenario writes.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Grpc => "grpc",
@@ -224,6 +240,7 @@ pub enum HttpVersion {
     #[serde(rename = "1.1")]
     Http1,
     #[serde(rename = "2")]
+    /// HTTP/2.
     Http2,
 }
 
@@ -233,7 +250,9 @@ pub enum HttpVersion {
 #[serde(rename_all = "snake_case")]
 pub enum UnaryTransport {
     #[default]
+    /// The lean client.
     Lean,
+    /// The `h2` crate's client.
     H2,
 }
 
@@ -241,13 +260,16 @@ pub enum UnaryTransport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
+    /// gzip.
     Gzip,
 }
 
 /// A gRPC method named as `package.Service/Method`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MethodName {
+    /// `package.Service`.
     pub service: String,
+    /// `Method`.
     pub method: String,
 }
 
@@ -288,7 +310,9 @@ impl std::fmt::Display for MethodName {
 pub enum Schema {
     /// .proto files compiled at run time.
     Protos {
+        /// The files, and where each was written.
         files: Vec<At<PathBuf>>,
+        /// Where their imports are looked for.
         import_paths: Vec<PathBuf>,
     },
     /// A serialized FileDescriptorSet (`protoc -o`).
@@ -298,14 +322,19 @@ pub enum Schema {
 }
 
 #[derive(Debug, Clone)]
+/// `[call]`: the method and what each call sends.
 pub struct Call {
+    /// The method, and where it was written.
     pub method: At<MethodName>,
+    /// Where its types come from.
     pub schema: Schema,
     /// The request messages, sent round-robin (one for a plain `data` table).
     pub messages: Vec<RequestMessage>,
+    /// Metadata sent with each call.
     pub metadata: Vec<(String, String)>,
     /// The gRPC deadline of each call.
     pub timeout: Option<Duration>,
+    /// Request compression.
     pub compression: Option<Compression>,
     /// The largest response message accepted, unary and streams alike (gRPC's default:
     /// 4 MiB); a larger one fails its call as RESOURCE_EXHAUSTED.
@@ -317,6 +346,7 @@ pub struct Call {
 /// One request message, in the protobuf JSON mapping, and where it was written.
 #[derive(Debug, Clone)]
 pub struct RequestMessage {
+    /// The message.
     pub json: serde_json::Value,
     /// The file it was written in: the scenario, or its `data_file`.
     pub file: PathBuf,
@@ -324,27 +354,35 @@ pub struct RequestMessage {
     pub key: String,
     /// Where it and each key inside it were written (`data.a.b` → line, column).
     pub locs: Vec<(String, Loc)>,
+    /// Whether it came from a `data_file`.
     pub from_data_file: bool,
 }
 
 /// One step of an open-model ramp: from the previous rate to `rate` over `duration`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stage {
+    /// How long the ramp to `rate` lasts.
     pub duration: Duration,
+    /// The rate at its end.
     pub rate: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
+/// `[load]`: the schedule.
 pub struct Load {
     /// Requests per second (open model); `None` = closed model.
     pub rate: Option<f64>,
+    /// Open-model stages (a ramp), instead of one `rate`.
     pub stages: Vec<Stage>,
+    /// Workers (closed model) or the most calls in flight (open model).
     pub concurrency: u32,
+    /// Connections to each backend.
     pub connections: u32,
     /// The measured part's length; for stages, their sum.
     pub duration: Option<Duration>,
     /// Stop after this many measured requests.
     pub requests: Option<u64>,
+    /// Time before the measured part (its calls are not counted).
     pub warmup: Duration,
     /// Generator threads; `None` = chosen from the rate, the cores and the connections.
     pub threads: Option<u32>,
@@ -354,11 +392,14 @@ pub struct Load {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Model {
+    /// Arrivals on a schedule, whatever the answers' pace.
     Open,
+    /// Each worker sends when its last call is done.
     Closed,
 }
 
 impl Model {
+    /// `open` or `closed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
@@ -368,6 +409,7 @@ impl Model {
 }
 
 impl Load {
+    /// Which model the load follows.
     pub fn model(&self) -> Model {
         if self.rate.is_some() || !self.stages.is_empty() {
             Model::Open
@@ -389,13 +431,19 @@ impl Load {
 /// A validated scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// The scenario file (paths in it are relative to its folder).
     pub path: PathBuf,
+    /// `name`.
     pub name: String,
+    /// `kind`.
     pub kind: Kind,
+    /// `[target]`.
     pub target: Target,
     /// Absent only for handshake storms without a call.
     pub call: Option<Call>,
+    /// `[load]`.
     pub load: Load,
+    /// `[thresholds]`.
     pub thresholds: super::conditions::Thresholds,
     /// For the streaming kinds.
     pub stream: StreamOptions,

@@ -20,6 +20,7 @@ pub struct FleetName {
     text: String,
     /// The DNS server to ask; `None` for the system's configuration.
     pub server: Option<HostPort>,
+    /// What is looked up.
     pub lookup: Lookup,
 }
 
@@ -27,16 +28,26 @@ pub struct FleetName {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Lookup {
     /// A and AAAA records of `host`, every address on `port`.
-    Addresses { host: String, port: u16 },
+    Addresses {
+        /// The name.
+        host: String,
+        /// The port every address is used on.
+        port: u16,
+    },
     /// SRV records of `name` (`_service._proto.domain`): each record's host and port.
-    Services { name: String },
+    Services {
+        /// The SRV name (`_grpc._tcp.svc.example`).
+        name: String,
+    },
 }
 
 /// Why a string is not a target name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("\"{input}\" is not a target name ({reason}); write \"host:port\", \"dns:///NAME:PORT\", \"dns://DNS_SERVER:PORT/NAME:PORT\" or \"dns+srv://[DNS_SERVER:PORT]/_SERVICE._tcp.NAME\"")]
 pub struct NameError {
+    /// The text as written.
     pub input: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 

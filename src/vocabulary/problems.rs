@@ -8,9 +8,11 @@ use super::source::Loc;
 /// One thing wrong with an input file, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Where in the file.
     pub loc: Loc,
     /// The dotted key the problem is about (`load.rate`), or empty for the whole file.
     pub key: String,
+    /// What is wrong, and how to fix it.
     pub message: String,
 }
 
@@ -18,7 +20,9 @@ pub struct Problem {
 /// fixes a file in one pass instead of one error per run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problems {
+    /// The file.
     pub path: PathBuf,
+    /// Every problem, in the order of the file.
     pub list: Vec<Problem>,
 }
 

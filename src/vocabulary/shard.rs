@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Shard `index` of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shard {
+    /// From 0 to `count` − 1.
     pub index: u32,
+    /// How many shards the run has.
     pub count: u32,
 }
 
@@ -21,9 +23,21 @@ pub struct Shard {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {
     #[error("--shard {input}: {reason}; write INDEX/COUNT with INDEX from 0 to COUNT-1, e.g. 0/4 (in a Kubernetes Indexed Job: $(JOB_COMPLETION_INDEX)/4)")]
-    Shard { input: String, reason: &'static str },
+    /// `--shard` was refused.
+    Shard {
+        /// As written.
+        input: String,
+        /// Why.
+        reason: &'static str,
+    },
     #[error("--start-at {input}: {reason}; write an RFC 3339 time in UTC (2026-11-28T21:30:00Z) or Unix seconds (1795901400)")]
-    StartAt { input: String, reason: String },
+    /// `--start-at` was refused.
+    StartAt {
+        /// As written.
+        input: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl FromStr for Shard {

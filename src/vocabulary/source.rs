@@ -5,14 +5,18 @@ use std::path::{Path, PathBuf};
 /// A position in a source file, 1-based, as editors show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Loc {
+    /// From 1.
     pub line: usize,
+    /// From 1, in characters.
     pub column: usize,
 }
 
 /// The text of one input file and where it came from.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The file.
     pub path: PathBuf,
+    /// Its text.
     pub text: String,
     /// Byte offsets where each line starts, and of every UTF-8 continuation byte: a
     /// location is two binary searches, so reading a file is linear in its size (rescanning
@@ -22,6 +26,7 @@ pub struct Source {
 }
 
 impl Source {
+    /// The text of `path`.
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         let text = text.into();
         let mut line_starts = vec![0];
@@ -106,6 +111,8 @@ mod tests {
 /// A value read together with where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct At<T> {
+    /// The value.
     pub value: T,
+    /// Where it was written.
     pub loc: Loc,
 }

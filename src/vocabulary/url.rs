@@ -5,15 +5,23 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     #[error("`{input}` is not a URL ({reason}); write it as \"{example}\"")]
+    /// It does not parse as a URL.
     NotAUrl {
+        /// As written.
         input: String,
+        /// Why.
         reason: String,
+        /// A URL that would do.
         example: &'static str,
     },
     #[error("`{input}`: only {schemes} URLs with a host are used here, as \"{example}\"")]
+    /// Another scheme, or no host.
     Scheme {
+        /// As written.
         input: String,
+        /// The schemes taken.
         schemes: &'static str,
+        /// A URL that would do.
         example: &'static str,
     },
 }

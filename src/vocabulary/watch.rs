@@ -9,10 +9,12 @@ pub struct TargetSpec {
     /// A process name (every process of that name, summed) or a pid file (a path, or a
     /// name ending in `.pid`).
     pub process: Option<String>,
+    /// The target's Prometheus endpoint.
     pub metrics_url: Option<String>,
 }
 
 impl TargetSpec {
+    /// Whether nothing is watched.
     pub fn is_empty(&self) -> bool {
         self.process.is_none() && self.metrics_url.is_none()
     }
