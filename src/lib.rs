@@ -3,7 +3,7 @@
 // What tests and other programs use stays `pub`; the rest is `pub(crate)` or narrower, and
 // a `pub` that nothing outside can reach is an error (`unreachable_pub`). The library's
 // front doors and what they stand on — `run`, `probe`, `http_server`, `load`, `scenario`,
-// `discovery`, `reference`, `input`, `error`, `agent`, `tls`, `host`, `observe`, `fuzzing`
+// `discovery`, `reference`, `input`, `error`, `agent`, `tls`, `host`, `observe`, `fuzzing`,
 // `vocabulary` — document every public item (`missing_docs` in each); `grpc`, `record`,
 // `telemetry`, `report` are not there yet, and `cli`'s doc comments are its --help text.
 #![warn(unreachable_pub, missing_debug_implementations)]
