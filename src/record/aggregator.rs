@@ -24,11 +24,17 @@ const CLOSE_GRACE: Duration = Duration::from_millis(1500);
 pub struct IntervalSummary {
     /// Seconds from the start of the measured part to the start of this interval.
     pub t_seconds: u64,
+    /// Requests completed in the interval.
     pub requests: u64,
+    /// Of them, OK.
     pub ok: u64,
+    /// Of them, not OK.
     pub errors: u64,
+    /// Median latency (corrected in the open model).
     pub p50_us: u64,
+    /// 99th percentile.
     pub p99_us: u64,
+    /// The slowest.
     pub max_us: u64,
     /// gRPC code name → count, for the codes seen in this interval.
     #[serde(default)]
@@ -37,6 +43,7 @@ pub struct IntervalSummary {
     #[serde(default)]
     pub messages_sent: u64,
     #[serde(default)]
+    /// Streaming kinds: messages received in this interval.
     pub messages_received: u64,
     /// Requests sent more than 1 ms after their intended time in this interval (open model).
     #[serde(default)]
@@ -89,30 +96,41 @@ impl IntervalSummary {
 /// intervals cost little memory; for interval logs and plots.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IntervalHistograms {
+    /// Seconds from the start of the measured part.
     pub t_seconds: u64,
     /// Empty in the closed model.
     pub corrected: String,
+    /// From each request's send.
     pub uncorrected: String,
+    /// The corrected histogram's highest value.
     pub corrected_max_us: u64,
+    /// The uncorrected histogram's highest value.
     pub uncorrected_max_us: u64,
 }
 
 /// What the live progress line shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
+    /// Time since the measured part began.
     pub elapsed: Duration,
+    /// Requests completed so far.
     pub requests: u64,
+    /// Of them, not OK.
     pub errors: u64,
     /// Completed requests per second in the last closed interval.
     pub rps: f64,
+    /// The last closed interval's p99.
     pub p99_us: u64,
 }
 
 /// The merged result of a run.
 #[derive(Debug, Clone)]
 pub struct Aggregate {
+    /// The whole run.
     pub totals: IntervalData,
+    /// Each interval, as the report shows it.
     pub intervals: Vec<IntervalSummary>,
+    /// Each interval's histograms.
     pub histograms: Vec<IntervalHistograms>,
 }
 
@@ -182,6 +200,8 @@ impl Closed {
 }
 
 #[derive(Debug)]
+/// Merges the generator threads' flushes into the run's totals and intervals, closing an
+/// interval once every thread has flushed it (or after a grace).
 pub struct Aggregator {
     origin: Instant,
     open: BTreeMap<u64, IntervalData>,
@@ -190,6 +210,7 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
+    /// An aggregator whose interval 0 starts at `origin`.
     pub fn new(origin: Instant) -> Self {
         Self {
             origin,
@@ -199,6 +220,7 @@ impl Aggregator {
         }
     }
 
+    /// Takes one thread's data for one interval.
     pub fn accept(&mut self, f: Flush) {
         self.totals.merge(&f.data);
         if let Some(closed) = self.closed.get(&f.interval) {
@@ -229,6 +251,7 @@ impl Aggregator {
         }
     }
 
+    /// What the progress line shows at `now`.
     pub fn progress(&self, now: Instant) -> Progress {
         let last = self.closed.last_key_value().map(|(_, c)| &c.summary);
         Progress {

@@ -26,21 +26,32 @@ pub fn record(h: &mut Histogram<u64>, micros: u64) {
 /// A latency block as reports show it (microseconds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
+    /// Values recorded.
     pub count: u64,
+    /// The smallest.
     pub min_us: u64,
+    /// The mean.
     pub mean_us: f64,
+    /// The standard deviation.
     pub stddev_us: f64,
+    /// Median.
     pub p50_us: u64,
+    /// 90th percentile.
     pub p90_us: u64,
+    /// 99th percentile.
     pub p99_us: u64,
+    /// 99.9th percentile.
     pub p999_us: u64,
+    /// 99.99th percentile.
     pub p9999_us: u64,
+    /// The largest.
     pub max_us: u64,
     /// The histogram, HdrHistogram V2 compressed (deflate), base64: readable by any HDR tool.
     pub hdr: String,
 }
 
 impl LatencySummary {
+    /// The summary of `h`.
     pub fn of(h: &Histogram<u64>) -> Self {
         let empty = h.is_empty();
         let q = |p: f64| if empty { 0 } else { h.value_at_quantile(p) };

@@ -8,6 +8,7 @@ use crate::grpc::status::{CODE_COUNT, OK};
 /// Distinct error messages a worker keeps per interval; more are counted under one entry,
 /// so a server that puts request ids in its messages cannot grow memory without bound.
 const MAX_DISTINCT_ERRORS: usize = 32;
+/// The message error counts past `MAX_DISTINCT_ERRORS` are kept under.
 pub const OTHER_MESSAGES: &str = "(other messages)";
 
 /// One worker's (or, merged, the whole run's) data for an interval.
@@ -17,7 +18,9 @@ pub struct IntervalData {
     pub corrected: Histogram<u64>,
     /// From each request's actual send.
     pub uncorrected: Histogram<u64>,
+    /// Requests by gRPC code.
     pub status: [u64; CODE_COUNT],
+    /// Requests sent more than `LATE_AFTER` after their intended time.
     pub sent_late: u64,
     /// (code, message, count), most recent first-seen order.
     pub errors: Vec<(u8, String, u64)>,
@@ -28,8 +31,11 @@ pub struct IntervalData {
     /// Streams on a message schedule (`message_rate`): per-message latency from each
     /// message's intended send time (coordinated omission corrected).
     pub message_corrected: Histogram<u64>,
+    /// Streams opened.
     pub streams_opened: u64,
+    /// Stream messages sent.
     pub messages_sent: u64,
+    /// Stream messages received.
     pub messages_received: u64,
     /// Messages sent more than `LATE_AFTER` after their intended time (`message_rate`).
     pub messages_sent_late: u64,
@@ -46,7 +52,9 @@ pub struct Finished<'m> {
     pub corrected_us: Option<u64>,
     /// From its send.
     pub uncorrected_us: u64,
+    /// Its gRPC code.
     pub code: u8,
+    /// Its status message, when not OK.
     pub message: Option<&'m str>,
     /// Taken more than `LATE_AFTER` after its intended time.
     pub late: bool,
@@ -57,8 +65,11 @@ pub struct Finished<'m> {
 /// What one backend got: the same counts and latencies as the whole, for its calls.
 #[derive(Debug, Clone)]
 pub struct BackendTally {
+    /// Corrected latency (open model).
     pub corrected: Histogram<u64>,
+    /// Uncorrected latency.
     pub uncorrected: Histogram<u64>,
+    /// Requests by gRPC code.
     pub status: [u64; CODE_COUNT],
 }
 
@@ -73,6 +84,7 @@ impl Default for BackendTally {
 }
 
 impl BackendTally {
+    /// Requests completed.
     pub fn requests(&self) -> u64 {
         self.status.iter().sum()
     }
@@ -108,14 +120,17 @@ impl Default for IntervalData {
 }
 
 impl IntervalData {
+    /// Requests completed.
     pub fn requests(&self) -> u64 {
         self.status.iter().sum()
     }
 
+    /// Of them, OK.
     pub fn ok(&self) -> u64 {
         self.status[usize::from(OK)]
     }
 
+    /// Of them, not OK.
     pub fn errors_count(&self) -> u64 {
         self.requests() - self.ok()
     }

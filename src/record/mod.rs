@@ -1,4 +1,5 @@
 //! Latency recording: per-thread HDR histograms, handed over once per interval and merged.
+#![warn(missing_docs)]
 
 pub mod aggregator;
 pub mod histogram;

@@ -19,11 +19,14 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// One worker's data for one interval, on its way to the aggregator.
 #[derive(Debug)]
 pub struct Flush {
+    /// The interval's number from the start of the measured part.
     pub interval: u64,
+    /// What the worker recorded in it.
     pub data: IntervalData,
 }
 
 #[derive(Debug)]
+/// One generator thread's recorder: no locks, flushed to the aggregator per interval.
 pub struct ThreadRecorder {
     /// Start of the measured part: interval 0 begins here.
     origin: Instant,

@@ -10,16 +10,27 @@ pub use crate::tls::diagnose::CertInfo;
 /// One iteration's facts, handed to the recorder at its end.
 #[derive(Debug, Clone, Default)]
 pub struct Handshake {
+    /// Name resolution.
     pub dns_us: Option<u64>,
+    /// TCP connect.
     pub tcp_us: Option<u64>,
+    /// The TLS handshake.
     pub tls_us: Option<u64>,
+    /// From the handshake's end to the first answer (with a call).
     pub first_response_us: Option<u64>,
+    /// The whole iteration.
     pub total_us: Option<u64>,
+    /// The TLS version negotiated.
     pub version: Option<String>,
+    /// The cipher suite.
     pub cipher_suite: Option<String>,
+    /// The key exchange group.
     pub group: Option<String>,
+    /// The ALPN protocol.
     pub alpn: Option<String>,
+    /// Whether the session was resumed.
     pub resumed: bool,
+    /// The server's leaf certificate, when it was read.
     pub certificate: Option<CertInfo>,
     /// (class, message) when the iteration failed.
     pub error: Option<(String, String)>,
@@ -31,22 +42,35 @@ pub struct Handshake {
 /// A storm's data for one interval (or, merged, the run).
 #[derive(Debug, Clone)]
 pub struct TlsData {
+    /// Name resolution times.
     pub dns: Histogram<u64>,
+    /// TCP connect times.
     pub tcp_connect: Histogram<u64>,
+    /// Handshake times.
     pub tls_handshake: Histogram<u64>,
+    /// First-answer times.
     pub first_response: Histogram<u64>,
+    /// Whole-iteration times.
     pub total: Histogram<u64>,
+    /// Handshakes completed.
     pub handshakes: u64,
+    /// Of them, resumed.
     pub resumed: u64,
+    /// Handshakes by TLS version.
     pub versions: BTreeMap<String, u64>,
+    /// By cipher suite.
     pub cipher_suites: BTreeMap<String, u64>,
+    /// By key exchange group.
     pub groups: BTreeMap<String, u64>,
+    /// By ALPN protocol.
     pub alpn: BTreeMap<String, u64>,
+    /// Failed iterations by class.
     pub handshake_errors: BTreeMap<String, u64>,
     /// Completed handshakes by what did not follow them (see `Handshake::after_handshake`).
     pub after_handshake: BTreeMap<String, u64>,
     /// The first message seen for each error class (the summary's "first error").
     pub first_errors: BTreeMap<String, String>,
+    /// The server's leaf certificate (the first seen).
     pub certificate: Option<CertInfo>,
 }
 
@@ -82,6 +106,7 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64) {
 }
 
 impl TlsData {
+    /// Adds one iteration.
     pub fn record(&mut self, h: Handshake) {
         for (hist, v) in [
             (&mut self.dns, h.dns_us),
@@ -120,6 +145,7 @@ impl TlsData {
         }
     }
 
+    /// Adds another interval's (or thread's) data.
     pub fn merge(&mut self, o: &TlsData) {
         for (a, b) in [
             (&mut self.dns, &o.dns),
