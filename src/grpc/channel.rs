@@ -23,6 +23,7 @@ use crate::vocabulary::Balance;
 pub struct Endpoint {
     /// Where to connect.
     pub address: crate::vocabulary::HostPort,
+    /// How long a connection (and its handshakes) may take.
     pub connect_timeout: Duration,
     /// TLS, when the scenario has `[target.tls]`.
     pub tls: Option<crate::tls::ClientTls>,
@@ -32,16 +33,22 @@ pub struct Endpoint {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectError {
     #[error("connection to {0} refused: nothing is listening there")]
+    /// Nothing listens at the address.
     Refused(String),
     #[error("connection to {0} timed out after {1:?}: the target does not answer (not at all, or not in HTTP/2)")]
+    /// No answer in time.
     Timeout(String, Duration),
     #[error("cannot connect to {0}: {1}")]
+    /// Any other failure: the address and the reason.
     Other(String, String),
     #[error("{0} does not speak HTTP/2 (gRPC): {1}")]
+    /// The server does not speak HTTP/2.
     Handshake(String, String),
     #[error("connection to {0} reset by the server before its HTTP/2 handshake finished: {1}")]
+    /// The connection was reset before the HTTP/2 handshake finished.
     Lost(String, String),
     #[error("TLS handshake with {0} failed: {1}")]
+    /// The TLS handshake failed.
     Tls(String, String),
 }
 
@@ -64,7 +71,9 @@ impl ConnectError {
 /// A connected byte stream to the target: TCP, or TLS over TCP with h2 negotiated.
 #[derive(Debug)]
 pub enum Transport {
+    /// Plain TCP.
     Tcp(TcpStream),
+    /// TLS over TCP.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
@@ -236,7 +245,9 @@ where
 /// so many workers seeing one broken connection reconnect it once).
 #[derive(Debug, Clone)]
 pub struct Lease {
+    /// The connection's request sender.
     pub send: SendRequest<Bytes>,
+    /// Which connection of the slot this is.
     pub generation: u64,
     /// The backend's id (`discovery::Backend::id`), for its tally.
     pub backend: u32,
@@ -248,7 +259,9 @@ pub struct Lease {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{error}")]
 pub struct LeaseError {
+    /// Why.
     pub error: ConnectError,
+    /// The backend's id.
     pub backend: u32,
 }
 
@@ -296,11 +309,13 @@ impl Reconnect {
         self.last_error.as_ref()
     }
 
+    /// A connection was made: the backoff starts again.
     pub fn succeeded(&mut self) {
         self.backoff = MIN_BACKOFF;
         self.last_error = None;
     }
 
+    /// A connection failed: the next attempt waits twice as long (up to a cap).
     pub fn failed(&mut self, e: ConnectError) {
         self.next_attempt = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);

@@ -30,19 +30,24 @@ pub async fn channel(
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}")]
 pub struct ChannelError {
+    /// The address.
     pub address: String,
+    /// Why, with its causes.
     pub reason: String,
 }
 
 /// What the last TLS handshake of a channel negotiated (for probes' TLS metrics).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TlsFacts {
+    /// How long the handshake took.
     pub handshake: Duration,
+    /// The TLS version (`TLSv1.3`).
     pub version: String,
     /// The earliest `not_after` of the certificates the server presented, Unix seconds.
     pub earliest_expiry: Option<i64>,
 }
 
+/// Where a channel writes what its last handshake negotiated.
 pub type TlsFactsSlot = std::sync::Arc<std::sync::Mutex<Option<TlsFacts>>>;
 
 /// `channel`, recording what each TLS handshake negotiated into `facts`.

@@ -25,7 +25,9 @@ pub enum ResolveError {
 /// A resolved method: its descriptor and where the types came from.
 #[derive(Debug, Clone)]
 pub struct ResolvedMethod {
+    /// The method.
     pub descriptor: MethodDescriptor,
+    /// Where its types came from, in words.
     pub schema_source: String,
 }
 
@@ -125,8 +127,11 @@ pub async fn resolve(
 /// was written, and the reason.
 #[derive(Debug, Clone)]
 pub struct SchemaError {
+    /// `proto` or `protoset`.
     pub key: &'static str,
+    /// Where it was written.
     pub loc: Loc,
+    /// Why the types could not be read.
     pub message: String,
 }
 

@@ -45,7 +45,9 @@ pub struct MessageReader {
 /// A framing violation: the gRPC code a client reports it with, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FramingError {
+    /// The gRPC code.
     pub code: u8,
+    /// Why.
     pub message: String,
 }
 

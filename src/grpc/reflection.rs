@@ -21,17 +21,38 @@ const PATH_V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo
 const PATH_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 
 #[derive(Debug, thiserror::Error)]
+/// Why the types could not be had by server reflection.
 pub enum ReflectionError {
     #[error("cannot connect to {address}: {reason}")]
-    Connect { address: String, reason: String },
-    #[error("the server at {address} does not offer server reflection (grpc.reflection.v1 or v1alpha answered UNIMPLEMENTED)")]
-    Unsupported { address: String },
-    #[error("server reflection at {address} failed: {reason}")]
-    Failed { address: String, reason: String },
-    #[error("the server at {address} does not know the service `{service}` ({reason})")]
-    UnknownService {
+    /// No connection.
+    Connect {
+        /// The address.
         address: String,
+        /// Why.
+        reason: String,
+    },
+    #[error("the server at {address} does not offer server reflection (grpc.reflection.v1 or v1alpha answered UNIMPLEMENTED)")]
+    /// The server has no reflection service.
+    Unsupported {
+        /// The address.
+        address: String,
+    },
+    #[error("server reflection at {address} failed: {reason}")]
+    /// The reflection call failed.
+    Failed {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    #[error("the server at {address} does not know the service `{service}` ({reason})")]
+    /// The server does not know the service.
+    UnknownService {
+        /// The address.
+        address: String,
+        /// The service asked for.
         service: String,
+        /// What the server said.
         reason: String,
     },
 }

@@ -46,6 +46,7 @@ pub struct Requests {
 /// Per-worker state for rendering requests (reused buffers and a random generator).
 #[derive(Debug)]
 pub struct Renderer {
+    /// The worker it renders for (`{{worker_id}}`).
     pub worker_id: usize,
     rng: rand::rngs::StdRng,
     text: String,
@@ -53,6 +54,7 @@ pub struct Renderer {
 }
 
 impl Renderer {
+    /// A renderer for `worker_id`.
     pub fn new(worker_id: usize) -> Self {
         use rand::SeedableRng;
         Self {

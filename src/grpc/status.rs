@@ -21,15 +21,25 @@ pub const CODE_NAMES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// OK.
 pub const OK: u8 = 0;
+/// CANCELLED.
 pub const CANCELLED: u8 = 1;
+/// UNKNOWN.
 pub const UNKNOWN: u8 = 2;
+/// DEADLINE_EXCEEDED.
 pub const DEADLINE_EXCEEDED: u8 = 4;
+/// PERMISSION_DENIED.
 pub const PERMISSION_DENIED: u8 = 7;
+/// RESOURCE_EXHAUSTED.
 pub const RESOURCE_EXHAUSTED: u8 = 8;
+/// UNIMPLEMENTED.
 pub const UNIMPLEMENTED: u8 = 12;
+/// INTERNAL.
 pub const INTERNAL: u8 = 13;
+/// UNAVAILABLE.
 pub const UNAVAILABLE: u8 = 14;
+/// UNAUTHENTICATED.
 pub const UNAUTHENTICATED: u8 = 16;
 
 /// Number of codes a status table holds; codes past 16 are folded into UNKNOWN.
@@ -69,6 +79,7 @@ pub fn is_tonic_deadline(s: &tonic::Status) -> bool {
     s.code() == tonic::Code::Cancelled && s.message() == tonic::TimeoutExpired(()).to_string()
 }
 
+/// A code's name (`UNAVAILABLE`), or `UNKNOWN` past 16.
 pub fn code_name(code: u8) -> &'static str {
     CODE_NAMES
         .get(usize::from(code))

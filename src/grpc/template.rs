@@ -26,8 +26,11 @@ pub struct Template {
 /// What a rendering may draw on.
 #[derive(Debug)]
 pub struct Context<'a, R: Rng> {
+    /// `{{request_number}}`.
     pub request_number: u64,
+    /// `{{worker_id}}`.
     pub worker_id: usize,
+    /// Where random values come from.
     pub rng: &'a mut R,
 }
 

@@ -25,6 +25,7 @@ pub struct UnaryCall {
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// The gRPC code.
     pub code: u8,
     /// The status message (only for failures).
     pub message: Option<String>,
@@ -87,18 +88,35 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeadError {
     #[error("cannot make a request URI from authority `{authority}` and path `{path}`: {reason}")]
+    /// The URI cannot be made.
     Uri {
+        /// The authority.
         authority: String,
+        /// The path.
         path: String,
+        /// Why.
         reason: String,
     },
     #[error("metadata key {key}: {reason}")]
-    MetadataKey { key: String, reason: String },
+    /// A metadata key is not a header name.
+    MetadataKey {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     #[error("metadata value of {key}: {reason}")]
-    MetadataValue { key: String, reason: String },
+    /// A metadata value cannot be a header value.
+    MetadataValue {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl UnaryCall {
+    /// A unary call to `path` at `authority` with `metadata`, a deadline and compression.
     pub fn new(
         authority: &str,
         path: &str,
@@ -169,6 +187,7 @@ impl UnaryCall {
         self
     }
 
+    /// The largest response message taken.
     pub fn max_receive(&self) -> u32 {
         self.max_receive
     }

@@ -37,7 +37,9 @@ const LAST_STREAM_ID: u32 = (1 << 31) - 1;
 /// A call that ended: the caller's token and how.
 #[derive(Debug)]
 pub struct Completion {
+    /// The caller's token for the call.
     pub token: usize,
+    /// How it ended.
     pub outcome: Outcome,
     /// The server refused the stream before processing it (REFUSED_STREAM, or above a
     /// GOAWAY's last stream id): the call may be retried transparently, as gRPC does.
@@ -92,6 +94,8 @@ impl Hasher for StreamIdHasher {
 type StreamMap = HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>;
 
 #[derive(Debug)]
+/// One HTTP/2 connection of the lean client: its buffers, HPACK state, streams and flow
+/// control, driven by the thread that owns it.
 pub struct Connection {
     io: Transport,
     pub(super) read: Vec<u8>,
@@ -221,6 +225,7 @@ impl Connection {
         self.goaway.is_none() && self.next_id < LAST_STREAM_ID
     }
 
+    /// Calls in flight.
     pub fn in_flight(&self) -> usize {
         self.streams.len()
     }

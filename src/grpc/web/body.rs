@@ -29,6 +29,7 @@ pub struct WebBodyReader {
     trailer_frame: bool,
     trailer: Vec<u8>,
     max: u32,
+    /// Messages read so far.
     pub messages: u64,
     status: Option<Outcome>,
     /// Keep the first message (a probe decodes it), at most `max` bytes.
@@ -39,6 +40,7 @@ pub struct WebBodyReader {
 }
 
 impl WebBodyReader {
+    /// A reader of a binary (or, `text`, base64) body taking messages of at most `max` bytes.
     pub fn new(text: bool, max: u32) -> Self {
         Self {
             text,

@@ -29,6 +29,7 @@ pub struct WebCall {
     uri: Uri,
     headers: HeaderMap,
     text: bool,
+    /// HTTP/1.1 or HTTP/2.
     pub version: HttpVersion,
     timeout: Option<Duration>,
     max_receive: u32,
@@ -37,6 +38,7 @@ pub struct WebCall {
     /// A server stream is cancelled after this many messages (`[stream] messages`; 0: when
     /// the server ends it).
     pub stream_messages: u64,
+    /// How long connecting may take.
     pub connect_timeout: Duration,
     /// TLS offering the ALPN protocol of `version`.
     pub tls: Option<crate::tls::ClientTls>,
@@ -48,13 +50,18 @@ pub struct WebCall {
 /// How gRPC-Web calls reach a target: a scenario's `[target]` keys, or a probe's.
 #[derive(Debug, Clone)]
 pub struct WebOptions {
+    /// gRPC-Web, binary or text.
     pub protocol: Protocol,
+    /// What it goes over.
     pub http_version: HttpVersion,
+    /// Calls made as a page at this origin would (a preflight, the Origin header).
     pub cors_origin: Option<String>,
+    /// How long connecting may take.
     pub connect_timeout: Duration,
 }
 
 impl WebOptions {
+    /// The options a scenario's `[target]` gives.
     pub fn of(target: &Target) -> Self {
         Self {
             protocol: target.protocol,
@@ -462,6 +469,7 @@ impl WebCall {
         }
     }
 
+    /// The call's deadline.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
