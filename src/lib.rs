@@ -4,8 +4,8 @@
 // a `pub` that nothing outside can reach is an error (`unreachable_pub`). The library's
 // front doors and what they stand on — `run`, `probe`, `http_server`, `load`, `scenario`,
 // `discovery`, `reference`, `input`, `error`, `agent`, `tls`, `host`, `observe`, `fuzzing`,
-// `vocabulary`, `record`, `grpc` — document every public item (`missing_docs` in each);
-// `telemetry` and `report` are not there yet, and `cli`'s doc comments are its --help text.
+// `vocabulary`, `record`, `grpc`, `telemetry` — document every public item (`missing_docs`
+// in each); `report` is not there yet, and `cli`'s doc comments are its --help text.
 #![warn(unreachable_pub, missing_debug_implementations)]
 
 pub mod agent;

@@ -47,6 +47,7 @@ pub struct LiveRun {
 }
 
 impl LiveRun {
+    /// The live series of a run of `scenario`, labelled with its shard and this node.
     pub fn new(
         scenario: &str,
         shard: String,

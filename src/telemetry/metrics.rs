@@ -5,22 +5,30 @@ use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Op
 /// What kind of metric a definition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A gauge.
     Gauge,
+    /// A counter.
     Counter,
+    /// A histogram.
     Histogram,
 }
 
 /// One metric: its name, help text and labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Definition {
+    /// The metric's name.
     pub name: &'static str,
+    /// Its help text.
     pub help: &'static str,
+    /// Its kind.
     pub kind: Kind,
+    /// Its labels.
     pub labels: &'static [&'static str],
 }
 
 macro_rules! def {
     ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $help:literal) => {
+        #[doc = $help]
         pub const $id: Definition = Definition { name: $name, help: $help, kind: Kind::$kind, labels: &[$($l),*] };
     };
 }
@@ -441,6 +449,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// The registries and every metric in them.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The registry every metric but the per-target probe families is in.
     pub registry: Registry,
     /// The per-target probe families, rendered apart (`probe_text`): with 1,000 targets they
     /// are almost all of the exposition, and rendering them per scrape made scrapes slow.
@@ -450,52 +459,99 @@ pub struct Metrics {
     probes_changed: std::sync::atomic::AtomicBool,
     /// Exact probe lateness over the last minute or two (the histogram's buckets only bound it).
     lateness: std::sync::Mutex<LatenessWindow>,
+    /// `loadagent_probe_lateness_percentile_seconds`.
     pub probe_lateness_percentile: GaugeVec,
+    /// `loadagent_probe_success`.
     pub probe_success: GaugeVec,
+    /// `loadagent_probe_duration_seconds`.
     pub probe_duration: GaugeVec,
+    /// `loadagent_probe_healthcheck_status`.
     pub probe_health_status: GaugeVec,
+    /// `loadagent_probe_grpc_status_code`.
     pub probe_grpc_status: GaugeVec,
+    /// `loadagent_probe_ssl_earliest_cert_expiry`.
     pub probe_cert_expiry: GaugeVec,
+    /// `loadagent_probe_tls_version_info`.
     pub probe_tls_version: GaugeVec,
+    /// `loadagent_probe_latency_seconds`.
     pub probe_latency: HistogramVec,
+    /// `loadagent_probes_total`.
     pub probes_total: IntCounterVec,
+    /// `loadagent_probe_check_failed`.
     pub probe_check_failed: GaugeVec,
+    /// `loadagent_probe_backends`.
     pub probe_backends: GaugeVec,
+    /// `loadagent_probe_resolutions_total`.
     pub probe_resolutions: IntCounterVec,
+    /// `loadagent_build_info`.
     pub build_info: GaugeVec,
+    /// `loadagent_node_info`.
     pub node_info: GaugeVec,
+    /// `loadagent_errors_total`.
     pub errors_total: IntCounterVec,
+    /// `loadagent_host_cpu_usage_ratio`.
     pub host_cpu_usage: Gauge,
+    /// `loadagent_host_memory_total_bytes`.
     pub host_memory_total: Gauge,
+    /// `loadagent_host_memory_available_bytes`.
     pub host_memory_available: Gauge,
+    /// `loadagent_host_load_average`.
     pub host_load: GaugeVec,
+    /// `loadagent_host_network_receive_bytes_total`.
     pub host_net_rx: IntCounterVec,
+    /// `loadagent_host_network_transmit_bytes_total`.
     pub host_net_tx: IntCounterVec,
+    /// `loadagent_process_cpu_seconds_total`.
     pub process_cpu: prometheus::CounterVec,
+    /// `loadagent_process_resident_memory_bytes`.
     pub process_rss: GaugeVec,
+    /// `loadagent_process_threads`.
     pub process_threads: GaugeVec,
+    /// `loadagent_process_open_fds`.
     pub process_fds: GaugeVec,
+    /// `loadagent_perf_events_total`.
     pub perf_events: IntCounterVec,
+    /// `loadagent_perf_event_supported`.
     pub perf_supported: GaugeVec,
+    /// `loadagent_run_requests_total`.
     pub run_requests: IntCounterVec,
+    /// `loadagent_run_latency_seconds`.
     pub run_latency: HistogramVec,
+    /// `loadagent_run_rps`.
     pub run_rps: GaugeVec,
+    /// `loadagent_run_last_timestamp_seconds`.
     pub run_last: GaugeVec,
+    /// `loadagent_run_success`.
     pub run_success: GaugeVec,
+    /// `loadagent_runs_total`.
     pub runs_total: IntCounterVec,
+    /// `loadagent_probe_lateness_seconds`.
     pub probe_lateness: prometheus::Histogram,
+    /// `loadagent_run_handshake_errors_total`.
     pub run_handshake_errors: IntCounterVec,
+    /// `loadagent_run_handshakes_total`.
     pub run_handshakes: IntCounterVec,
+    /// `loadagent_run_asked_rps`.
     pub run_asked_rps: GaugeVec,
+    /// `loadagent_run_cpu_seconds_per_1k_requests`.
     pub run_cpu_per_1k: GaugeVec,
+    /// `loadagent_run_target_cpu_seconds_per_1k_requests`.
     pub run_target_cpu_per_1k: GaugeVec,
+    /// `loadagent_run_target_peak_resident_memory_bytes`.
     pub run_target_rss: GaugeVec,
+    /// `loadagent_run_phase_seconds`.
     pub run_phase: GaugeVec,
+    /// `loadagent_run_tls_resumed_ratio`.
     pub run_resumed_ratio: GaugeVec,
+    /// `loadagent_run_capacity_rps`.
     pub run_capacity_rps: GaugeVec,
+    /// `loadagent_run_capacity_rps_per_server_core`.
     pub run_capacity_per_server_core: GaugeVec,
+    /// `loadagent_run_capacity_rps_per_usable_core`.
     pub run_capacity_per_usable_core: GaugeVec,
+    /// `loadagent_run_capacity_limited_by`.
     pub run_capacity_limited_by: GaugeVec,
+    /// `loadagent_node_cpus`.
     pub node_cpus: Gauge,
 }
 
@@ -572,6 +628,7 @@ impl LatenessWindow {
 }
 
 impl Metrics {
+    /// Every metric, registered.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let probe_registry = Registry::new();

@@ -45,7 +45,9 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 pub struct ExportStats {
     /// Spans handed to the exporter thread.
     queued: AtomicU64,
+    /// Spans the exporter sent.
     pub exported: AtomicU64,
+    /// Spans lost (the queue full, or the endpoint refusing them).
     pub dropped: AtomicU64,
     /// Of `dropped`, those lost because the queue was full.
     queue_full: AtomicU64,
@@ -125,8 +127,11 @@ pub type Warn = fn(&str);
 pub struct Traces {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
+    /// What the exporter did.
     pub stats: Arc<ExportStats>,
+    /// Where spans go.
     pub endpoint: String,
+    /// The share of calls that get a span.
     pub sample_ratio: f64,
 }
 
@@ -435,6 +440,7 @@ pub struct CallSpan {
 }
 
 impl CallSpan {
+    /// Adds an attribute to the call's span.
     pub fn set_attribute(&mut self, attribute: KeyValue) {
         self.span.set_attribute(attribute);
     }
