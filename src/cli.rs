@@ -4,18 +4,19 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// gRPC load generator and node observability agent
 #[derive(Debug, Parser)]
-#[command(
-    name = "loadagent",
-    version,
-    about = "gRPC load generator and node observability agent"
-)]
+#[command(name = "loadagent", version)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// How the agent writes its log.
+// The values' names are their own help: clap shows a doc comment on a value as its help and
+// then lays the whole --help out long.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -23,6 +24,8 @@ pub enum LogFormat {
 }
 
 /// How `compare` writes its result.
+// As for `LogFormat`.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CompareFormat {
     Text,
@@ -31,6 +34,7 @@ pub enum CompareFormat {
     Html,
 }
 
+/// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario's load and print a summary.
@@ -198,15 +202,19 @@ pub struct ProbeArgs {
     /// Connect with TLS (system roots unless --tls-ca).
     #[arg(long)]
     pub tls: bool,
+    /// PEM file of the CAs to trust (default: the system roots).
     #[arg(long, value_name = "PEM", requires = "tls")]
     pub tls_ca: Option<PathBuf>,
+    /// The name to verify the server's certificate against (default: the address's host).
     #[arg(long, value_name = "NAME", requires = "tls")]
     pub tls_server_name: Option<String>,
     /// Accept any server certificate (says so on stderr).
     #[arg(long, requires = "tls")]
     pub tls_no_verify: bool,
+    /// Client certificate (PEM), for mutual TLS.
     #[arg(long, value_name = "PEM", requires = "tls")]
     pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
     #[arg(long, value_name = "PEM", requires = "tls")]
     pub tls_key: Option<PathBuf>,
     /// Call this unary method (package.Service/Method) instead of the health service.
@@ -223,8 +231,10 @@ pub struct ProbeArgs {
     /// The method's types: .proto files (repeatable); else --protoset; else reflection.
     #[arg(long, requires = "method", value_name = "FILE")]
     pub proto: Vec<PathBuf>,
+    /// Where the .proto files' imports are looked for (repeatable).
     #[arg(long = "import-path", requires = "proto", value_name = "DIR")]
     pub import_path: Vec<PathBuf>,
+    /// The method's types as a protoset (`protoc --include_imports -o FILE`).
     #[arg(
         long,
         requires = "method",
@@ -250,6 +260,7 @@ pub struct CompareArgs {
     /// run label: label:KEY.
     #[arg(long, default_value = "arch")]
     pub by: String,
+    /// How to write the comparison.
     #[arg(long, value_enum, default_value = "text")]
     pub format: CompareFormat,
     /// Write here instead of stdout (written whole or not at all).

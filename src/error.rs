@@ -1,5 +1,4 @@
 //! The commands' errors and the one mapping from the layers' typed errors to exit codes.
-#![warn(missing_docs)]
 
 use std::fmt;
 

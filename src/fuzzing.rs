@@ -10,7 +10,6 @@
 //!
 //! `LOADAGENT_FUZZ_SECONDS` sets each target's budget (default 5), `LOADAGENT_FUZZ_SEED`
 //! replays one run.
-#![warn(missing_docs)]
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,6 @@
 //! Why: a path in a scenario or config can name anything (`/dev/zero`, a FIFO, a 50 GB log);
 //! reading it whole would hang the process or exhaust its memory. The caps are far above any
 //! real file of that kind and are listed in docs/scenarios.md, "Limits".
-#![warn(missing_docs)]
 
 use std::fmt;
 use std::io::Read;

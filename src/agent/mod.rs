@@ -1,6 +1,5 @@
 //! `loadagent agent`: the node daemon. Probes gRPC targets' health, exports its own, the
 //! host's and the probes' metrics for Prometheus, until SIGTERM or SIGINT.
-#![warn(missing_docs)]
 
 pub mod channels;
 pub mod config;

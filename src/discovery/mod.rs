@@ -1,7 +1,6 @@
 //! Where a target's backends are: one fixed address, or a fleet's DNS name resolved now and
 //! again every `resolve_every` (`resolver.rs`), published as a changing membership
 //! (`fleet.rs`) that load and probes follow.
-#![warn(missing_docs)]
 
 pub mod fleet;
 pub mod resolver;

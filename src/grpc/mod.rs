@@ -1,6 +1,5 @@
 //! gRPC: method descriptors (proto files, protosets, reflection), request encoding,
 //! status codes and the HTTP/2 transport the load runs over.
-#![warn(missing_docs)]
 
 pub mod channel;
 pub mod control;

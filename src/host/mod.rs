@@ -1,7 +1,6 @@
 //! Facts about machines and processes, read on this node: the platform fingerprint, cgroup
 //! limits, /proc (the one reader of it), this process's usage over a run, the target's
 //! process and its Prometheus endpoint (with the exposition parser).
-#![warn(missing_docs)]
 
 pub mod cgroup;
 pub mod exposition;

@@ -2,7 +2,6 @@
 //! `/api/v1/…` and the live metrics of `run --metrics-listen` — with the rules that keep it
 //! answering (`serve`) and exporter-toolkit's web config for TLS and basic auth
 //! (`web_config`).
-#![warn(missing_docs)]
 
 pub mod serve;
 pub mod web_config;

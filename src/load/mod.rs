@@ -1,6 +1,5 @@
 //! The load: a plan (what to call, on what schedule) driven by workers, or for unary calls
 //! by one dispatcher per generator thread.
-#![warn(missing_docs)]
 
 mod admission;
 mod dispatch;

@@ -1,6 +1,5 @@
 //! Observability artifacts generated from the metric definitions in `telemetry`: Prometheus
 //! alerting and recording rules (and, next, Grafana dashboards).
-#![warn(missing_docs)]
 
 pub mod alerts;
 pub mod dashboards;

@@ -2,7 +2,6 @@
 //! and one way to prepare a method probe from the server's reflection, for every caller —
 //! `loadagent probe` (flags, printing, exit codes) and the agent's prober (scheduling,
 //! publishing, fleet following).
-#![warn(missing_docs)]
 
 pub mod expect;
 pub mod health;

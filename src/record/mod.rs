@@ -1,5 +1,4 @@
 //! Latency recording: per-thread HDR histograms, handed over once per interval and merged.
-#![warn(missing_docs)]
 
 pub mod aggregator;
 pub mod histogram;

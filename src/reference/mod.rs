@@ -2,7 +2,6 @@
 //! (response size, delay, error status). It is a measuring instrument that shares the
 //! machine with the generator, so it does as little work per call as it can: payloads are
 //! slices of one static zeroed buffer, never allocated or copied.
-#![warn(missing_docs)]
 
 mod bench;
 

@@ -18,40 +18,60 @@ use serde::Serialize;
 use super::schema::Report;
 use crate::record::histogram::{decode, new_histogram};
 
+/// The `schema` of `compare --format json`.
 pub const SCHEMA: &str = "loadagent.compare/v1";
 const RESAMPLES: usize = 10_000;
 const SEED: u64 = 0x10ad_a6e7;
 
 #[derive(Debug, thiserror::Error)]
+/// Why reports could not be compared.
 pub enum CompareError {
     #[error("compare needs at least two reports; got {0}")]
+    /// Fewer than two reports.
     TooFew(usize),
     #[error("`--by {0}` is not a platform field; valid: {1}; label:KEY for a run label; target:FIELD for the server's platform (its process watched)")]
+    /// `--by` names no field: it, and the valid ones.
     UnknownField(String, String),
     #[error("--baseline {0}: no group has that value; the groups: {1}")]
+    /// `--baseline` names no group: it, and the groups.
     UnknownBaseline(String, String),
     #[error("--fail-on {0}: not a figure compare gives; valid: {1}")]
+    /// `--fail-on` names no figure: it, and the valid ones.
     UnknownFigure(String, String),
     #[error("no report has the label `{0}`; labels the reports have: {1}")]
+    /// No report has the label: it, and the labels they have.
     NoLabel(String, String),
     #[error("all {count} reports have {by} = {value}: there is only one group; compare reports from another {by} or group --by another field")]
+    /// Every report is in one group.
     OneGroup {
+        /// How many reports.
         count: usize,
+        /// What the groups are by.
         by: String,
+        /// The group's value.
         value: String,
     },
     #[error(transparent)]
+    /// Reports of different scenarios.
     Different(#[from] super::merge::DifferentScenario),
     #[error("group {by} = {value} has no successful requests ({files}): nothing to compare")]
+    /// A group without a successful request.
     NoSuccess {
+        /// What the groups are by.
         by: String,
+        /// The group's value.
         value: String,
+        /// The files.
         files: String,
     },
     #[error("{file}: its `{which}` histogram cannot be read: {why}")]
+    /// A report's histogram cannot be read.
     Histogram {
+        /// The report.
         file: String,
+        /// Which histogram.
         which: &'static str,
+        /// Why.
         why: String,
     },
 }
@@ -60,23 +80,33 @@ pub enum CompareError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Better {
+    /// Higher is better.
     Higher,
+    /// Lower is better.
     Lower,
 }
 
 /// One metric of one group: the group's figure and each run's.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupMetric {
+    /// The group's figure (the mean of its runs).
     pub value: f64,
+    /// Each run's.
     pub runs: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One group of reports (one value of `--by`).
 pub struct Group {
+    /// The value.
     pub value: String,
+    /// Its reports.
     pub files: Vec<String>,
+    /// Their CPU model.
     pub cpu_model: String,
+    /// Their usable CPUs.
     pub usable_cpus: f64,
+    /// Each figure.
     pub metrics: BTreeMap<String, GroupMetric>,
     /// The group's capacity searches, for the overlaid curves of the HTML output (each
     /// report's own file keeps them; the comparison's JSON does not repeat them).
@@ -86,6 +116,7 @@ pub struct Group {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+/// A difference, judged against the noise.
 pub enum Verdict {
     /// The interval excludes 1 and the group is better.
     Better,
@@ -100,29 +131,43 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One figure of one group against the baseline.
 pub struct MetricComparison {
     /// group / baseline.
     pub ratio: Option<f64>,
     /// 95% bootstrap interval of the ratio of means (with two runs or more per group).
     pub ci95: Option<[f64; 2]>,
+    /// What the difference is.
     pub verdict: Verdict,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One group against the baseline.
 pub struct Comparison {
+    /// The group.
     pub group: String,
+    /// The baseline.
     pub against: String,
+    /// Each figure.
     pub metrics: BTreeMap<String, MetricComparison>,
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// What `compare` says.
 pub struct CompareResult {
+    /// `loadagent.compare/v1`.
     pub schema: String,
+    /// What the groups are by.
     pub by: String,
+    /// The scenario.
     pub scenario: String,
+    /// Its kind.
     pub kind: String,
+    /// Whether reports of different scenarios were compared anyway (`--force`).
     pub forced: bool,
+    /// The groups.
     pub groups: Vec<Group>,
+    /// Each group against the baseline.
     pub comparisons: Vec<Comparison>,
 }
 

@@ -106,6 +106,7 @@ fn platforms(c: &CompareResult) -> Vec<String> {
         .collect()
 }
 
+/// A comparison as a text table.
 pub fn text(c: &CompareResult) -> String {
     let (header, body) = rows(c);
     let widths: Vec<usize> = (0..header.len())
@@ -142,6 +143,7 @@ pub fn text(c: &CompareResult) -> String {
     o
 }
 
+/// As Markdown.
 pub fn markdown(c: &CompareResult) -> String {
     let (header, body) = rows(c);
     let mut o = format!("### {}\n\n", title(c));
@@ -157,6 +159,7 @@ pub fn markdown(c: &CompareResult) -> String {
     o
 }
 
+/// As JSON (`loadagent.compare/v1`).
 pub fn json(c: &CompareResult) -> String {
     serde_json::to_string_pretty(c).unwrap_or_default() + "\n"
 }
@@ -168,6 +171,7 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// As a self-contained HTML page.
 pub fn html(c: &CompareResult) -> String {
     let (header, body) = rows(c);
     let mut o = String::from("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>loadagent compare</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.better{background:#e3f6e3}.worse{background:#fbe3e3}</style></head><body>\n");

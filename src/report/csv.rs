@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::schema::Report;
 
+/// The report's intervals as CSV.
 pub fn render(report: &Report) -> String {
     let mut out = String::from("t_seconds,requests,ok,errors,rps,p50_us,p99_us,max_us\n");
     for i in &report.intervals {

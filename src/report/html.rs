@@ -263,6 +263,7 @@ fn latency_table(o: &mut String, r: &Report) {
     o.push_str("</table>");
 }
 
+/// The report as a self-contained HTML page with its plots.
 pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = write!(

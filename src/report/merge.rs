@@ -17,28 +17,43 @@ use crate::vocabulary::At;
 use crate::vocabulary::Loc;
 
 #[derive(Debug, thiserror::Error)]
+/// Why reports could not be merged.
 pub enum MergeError {
     #[error("merge needs at least two reports; got {0}")]
+    /// Fewer than two reports.
     TooFew(usize),
     #[error("merge takes at most {max} reports at once; got {0} (merge them in groups, then merge the results)", max = crate::report::schema::MAX_MERGED)]
+    /// More than a merge takes.
     TooMany(usize),
     #[error(transparent)]
+    /// Reports of different scenarios.
     Different(#[from] DifferentScenario),
     #[error(transparent)]
+    /// Shard reports that are not one run.
     Shards(#[from] ShardSetError),
     #[error("the merged report would not be readable: {0}; merge fewer reports at once")]
+    /// The merged report would not read back.
     Unreadable(String),
     #[error("{file}: shard of a run at `load.rate` {theirs}, where {first} ran at {ours}: shards of one run share its rate")]
+    /// Shards of runs at different rates.
     ShardRates {
+        /// The report.
         file: String,
+        /// The first report.
         first: String,
+        /// The first report's value.
         ours: String,
+        /// This report's value.
         theirs: String,
     },
     #[error("{file}: its `{which}` histogram cannot be read: {why}")]
+    /// A report's histogram cannot be read.
     Histogram {
+        /// The report.
         file: String,
+        /// Which histogram.
         which: &'static str,
+        /// Why.
         why: String,
     },
 }
@@ -170,11 +185,15 @@ fn merge_backends(
 #[derive(Debug, thiserror::Error)]
 #[error("{file} is of another scenario than {first} ({what}: {theirs} vs {ours}); use reports of one scenario, or pass --force")]
 pub struct DifferentScenario {
+    /// The report that differs.
     pub file: String,
+    /// The first report.
     pub first: String,
     /// "name", "kind" or "method".
     pub what: &'static str,
+    /// The first report's value.
     pub ours: String,
+    /// This report's value.
     pub theirs: String,
 }
 

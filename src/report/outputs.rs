@@ -10,14 +10,20 @@ use super::{csv, hlog, html};
 use crate::record::aggregator::IntervalHistograms;
 
 #[derive(Debug, Clone, Default)]
+/// The files a run (or `report`) writes besides the summary; `-` is stdout.
 pub struct Outputs {
+    /// The JSON report.
     pub json: Option<PathBuf>,
+    /// The HTML report.
     pub html: Option<PathBuf>,
+    /// The HdrHistogram interval log.
     pub hlog: Option<PathBuf>,
+    /// The per-interval CSV.
     pub csv: Option<PathBuf>,
 }
 
 impl Outputs {
+    /// Every path asked for.
     pub fn paths(&self) -> impl Iterator<Item = &PathBuf> {
         [&self.json, &self.html, &self.hlog, &self.csv]
             .into_iter()

@@ -12,18 +12,22 @@ use crate::host::process::ProcessUsage;
 use crate::record::{Aggregate, BackendTally, IntervalData, IntervalSummary, LatencySummary};
 use crate::vocabulary::{Kind, Model, Scenario, Stage};
 
+/// The `schema` of every report this build writes.
 pub const SCHEMA: &str = "loadagent.report/v1";
 
 /// One threshold's verdict, as the report and the summary show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdResult {
+    /// The metric, as written.
     pub metric: String,
+    /// The condition, as written.
     pub condition: String,
     /// The metric's value; null when the report has none (e.g. no requests).
     pub actual: Option<f64>,
     /// "us" when the metric is a latency (the report's unit for latencies), else null.
     #[serde(default)]
     pub unit: Option<String>,
+    /// Whether it held.
     pub passed: bool,
 }
 
@@ -41,18 +45,28 @@ impl ThresholdResult {
 /// One input of a merged report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergedInput {
+    /// The report's file.
     pub file: String,
+    /// Its scenario's name.
     pub name: String,
+    /// The machine it ran on.
     pub hostname: String,
+    /// That machine's architecture.
     pub arch: String,
+    /// When its measured part began.
     pub started_at: String,
+    /// Its requests.
     pub requests: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A run's report: what `run --out` writes and `report`, `merge` and `compare` read.
 pub struct Report {
+    /// `loadagent.report/v1`.
     pub schema: String,
+    /// The scenario's name.
     pub name: String,
+    /// The scenario's kind.
     pub kind: String,
     /// The scenario's target address ("embedded" or host:port).
     pub target: String,
@@ -74,16 +88,20 @@ pub struct Report {
     /// handed over is missing from the figures. Absent when none did.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub generator_panics: u64,
+    /// The machine the run ran on.
     pub platform: Platform,
     /// What a person recorded about the run (`labels` in the scenario, `run --label`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The load as asked.
     pub load: LoadInfo,
+    /// The whole run's counts and rates.
     pub totals: Totals,
     /// gRPC code name → count.
     pub status_codes: BTreeMap<String, u64>,
     /// Most frequent first.
     pub errors: Vec<ErrorCount>,
+    /// The whole run's latency.
     pub latency: Latency,
     /// Streaming kinds: how streams opened and ended (`status_codes` says how they ended).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,7 +134,9 @@ pub struct Report {
     /// Certificates were not verified (`insecure_skip_verify = true`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
+    /// Each interval, in order.
     pub intervals: Vec<IntervalSummary>,
+    /// loadagent's own CPU and memory over the measured part.
     pub process: ProcessUsage,
     /// The target's side (`[target] process` / `metrics_url`): its memory and CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +188,7 @@ pub struct CapacityReport {
     pub failed_condition: Option<String>,
     /// The conditions, as written.
     pub slo: Vec<String>,
+    /// The bisection's relative precision.
     pub precision: f64,
     /// The found rate per core the server used at it (its process watched: `[target]
     /// process`), the figure architectures are compared by.
@@ -177,6 +198,7 @@ pub struct CapacityReport {
     /// quota: what a node of that size offers), when its process was watched on this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_usable_core: Option<f64>,
+    /// Every step, in order.
     pub steps: Vec<CapacityStep>,
 }
 
@@ -184,6 +206,7 @@ pub struct CapacityReport {
 /// there is none to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapacityVerdict {
+    /// A capacity was found.
     Found,
     /// The generator fell behind: the figure would be the generator's, not the service's.
     GeneratorLimited,
@@ -196,6 +219,7 @@ pub enum CapacityVerdict {
 }
 
 impl CapacityReport {
+    /// What the search's end means for the run's exit.
     pub fn verdict(&self) -> CapacityVerdict {
         match (self.limited_by.as_str(), self.rps) {
             ("generator", _) => CapacityVerdict::GeneratorLimited,
@@ -212,13 +236,17 @@ impl CapacityReport {
 pub struct CapacityStep {
     /// Offered, per second.
     pub rate: f64,
+    /// Completed per second.
     pub achieved_rps: f64,
     /// Corrected latency.
     pub p50_us: u64,
+    /// Corrected p99.
     pub p99_us: u64,
+    /// Errors / requests.
     pub error_ratio: f64,
     /// Requests sent more than 1 ms late.
     pub late_ratio: f64,
+    /// Whether it met the SLO.
     pub passed: bool,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,6 +264,7 @@ pub struct BackendReport {
     /// Seconds from the measured start to when it joined (0: there from the start, or it
     /// joined in the warm-up), and to when it left (null: it stayed to the end).
     pub joined_s: f64,
+    /// When it last left (null: it stayed).
     pub left_s: Option<f64>,
     /// Times it joined: more than 1 when it left and came back (one entry per address,
     /// `joined_s` its first join, `left_s` its last leave).
@@ -245,14 +274,21 @@ pub struct BackendReport {
     #[serde(default)]
     pub weight: u16,
     #[serde(default)]
+    /// SRV priority.
     pub priority: u16,
     /// Connections opened to it (reconnects included).
     pub connections: u64,
+    /// Requests it got.
     pub requests: u64,
+    /// Of them, OK.
     pub ok: u64,
+    /// Of them, not OK.
     pub errors: u64,
+    /// errors / requests.
     pub error_rate: f64,
+    /// gRPC code name → count.
     pub status_codes: BTreeMap<String, u64>,
+    /// Its latency.
     pub latency: Latency,
     /// The backend with the highest p99 (corrected in the open model) among those with calls.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -267,9 +303,13 @@ fn one_stint() -> u32 {
 /// model, as users wait it) and error rate, each over every backend, and which was slowest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackendWorst {
+    /// The highest p50.
     pub p50_us: u64,
+    /// The highest p99.
     pub p99_us: u64,
+    /// The highest p99.9.
     pub p999_us: u64,
+    /// The highest error rate.
     pub error_rate: f64,
     /// The address of the backend with the highest p99.
     pub slowest: String,
@@ -278,24 +318,31 @@ pub struct BackendWorst {
 /// What resolving a fleet's name did during the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolutionInfo {
+    /// The name.
     pub name: String,
+    /// How often it was resolved again.
     pub resolve_every_seconds: f64,
+    /// Resolutions made.
     pub resolutions: u64,
     /// Resolutions that failed or found nothing (the last good set was kept).
     pub failures: u64,
+    /// Why the last failure failed.
     pub last_failure: Option<String>,
     /// Resolutions that used some records and left others out (an SRV target that did not
     /// resolve, a record with port 0), and what the last one left out.
     #[serde(default)]
     pub incomplete: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the last incomplete resolution left out.
     pub last_left_out: Option<String>,
 }
 
 /// Which shard of a distributed run a report is, and when it was told to start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
+    /// From 0.
     pub index: u32,
+    /// How many shards the run has.
     pub count: u32,
     /// `--start-at`, RFC 3339; absent when the shard started as soon as it was ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,14 +354,20 @@ pub struct ShardInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What load was asked.
 pub struct LoadInfo {
+    /// Open or closed.
     pub model: Model,
     /// Asked requests per second (the start rate when there are stages); null when closed.
     pub rate: Option<f64>,
+    /// Workers (closed) or the most calls in flight (open).
     pub concurrency: u32,
+    /// Connections per backend.
     pub connections: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The open model's ramp.
     pub stages: Vec<StageInfo>,
+    /// The warm-up's length.
     pub warmup_seconds: f64,
     /// Requests the schedule asked for in the measured part (open model, time-bounded).
     pub asked_requests: Option<u64>,
@@ -323,7 +376,9 @@ pub struct LoadInfo {
 /// One ramp of the open model: to `rate` over `duration_seconds`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageInfo {
+    /// How long it lasts.
     pub duration_seconds: f64,
+    /// The rate at its end.
     pub rate: f64,
 }
 
@@ -337,9 +392,13 @@ impl From<&Stage> for StageInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// The whole run's counts.
 pub struct Totals {
+    /// Requests completed in the measured part.
     pub requests: u64,
+    /// Of them, OK.
     pub ok: u64,
+    /// Of them, not OK.
     pub errors: u64,
     /// Requests that started more than 1 ms after their intended time (open model).
     pub sent_late: u64,
@@ -354,22 +413,34 @@ pub struct Totals {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A handshake storm's phases.
 pub struct Phases {
+    /// Name resolution.
     pub dns: LatencySummary,
+    /// TCP connect.
     pub tcp_connect: LatencySummary,
+    /// The TLS handshake.
     pub tls_handshake: LatencySummary,
     /// Handshake done → first response headers (when each iteration makes a call).
     pub first_response: Option<LatencySummary>,
+    /// The whole iteration.
     pub total: LatencySummary,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What handshake storms negotiated.
 pub struct TlsInfo {
+    /// Handshakes by TLS version.
     pub versions: BTreeMap<String, u64>,
+    /// By cipher suite.
     pub cipher_suites: BTreeMap<String, u64>,
+    /// By key exchange group.
     pub groups: BTreeMap<String, u64>,
+    /// Resumed handshakes.
     pub resumed: u64,
+    /// resumed / handshakes.
     pub resumed_ratio: f64,
+    /// By ALPN protocol.
     pub alpn: BTreeMap<String, u64>,
     /// Completed handshakes after which something did not arrive in time: `no_settings`
     /// (an h2 server's SETTINGS), `no_session_ticket` (TLS 1.3 tickets), `closed`,
@@ -382,6 +453,7 @@ pub struct TlsInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How streams opened and ended.
 pub struct StreamsInfo {
     /// Opened in the measured part.
     pub opened: u64,
@@ -391,6 +463,7 @@ pub struct StreamsInfo {
     #[serde(default)]
     pub open_at_start: u64,
     #[serde(default)]
+    /// Still open when the run stopped.
     pub open_at_end: u64,
     /// Ended with OK (including streams the client ended by design).
     pub completed: u64,
@@ -399,10 +472,15 @@ pub struct StreamsInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Stream messages.
 pub struct MessagesInfo {
+    /// Sent.
     pub sent: u64,
+    /// Received.
     pub received: u64,
+    /// Sent per second of the measured part.
     pub sent_per_second: f64,
+    /// Received per second.
     pub received_per_second: f64,
     /// Messages sent more than 1 ms after their intended time (`message_rate`): the stream
     /// was behind its schedule (a late reply in ping-pong, a full window), and sent at once.
@@ -411,13 +489,18 @@ pub struct MessagesInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One distinct error and how often it came.
 pub struct ErrorCount {
+    /// Its gRPC code's name.
     pub status: String,
+    /// Its message.
     pub message: String,
+    /// How many times.
     pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Corrected and uncorrected latency.
 pub struct Latency {
     /// From each request's intended start (coordinated omission corrected); null when closed.
     pub corrected: Option<LatencySummary>,
@@ -429,12 +512,16 @@ pub struct Latency {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{0}")]
+    /// The file could not be read.
     Read(crate::input::InputError),
     #[error("{0} is not JSON ({1}); give a report written by `loadagent run --out`")]
+    /// Not JSON: the file, and why.
     NotJson(String, String),
     #[error("{0} is not a loadagent report of schema {SCHEMA} (its schema: {1}); give a report written by `loadagent run --out`")]
+    /// Another schema: the file, and its schema.
     OtherSchema(String, String),
     #[error("{0} claims schema {SCHEMA} but does not fit it: {1}")]
+    /// It does not fit the schema: the file, and where.
     Malformed(String, String),
 }
 

@@ -10,56 +10,91 @@ use super::schema::Report;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShardSetError {
     #[error("{shard} is a shard report ({index}/{count}) but {other} is not: merge the shards of one distributed run, or reports that are not shards")]
+    /// Shard reports and others together.
     Mixed {
+        /// The shard report.
         shard: String,
+        /// The shard's index.
         index: u32,
+        /// How many shards the run has.
         count: u32,
+        /// The report that is not a shard.
         other: String,
     },
     #[error(
         "{file} is a shard of {theirs}, {first} of {ours}: merge the shards of one distributed run"
     )]
+    /// Shards of runs of different sizes.
     Counts {
+        /// The first report.
         first: String,
+        /// The first report's value.
         ours: u32,
+        /// The report.
         file: String,
+        /// This report's value.
         theirs: u32,
     },
     #[error("{file} started at {theirs}, {first} at {ours}: these shards are of different runs (each distributed run has one --start-at)")]
+    /// Shards of runs started at different times.
     Starts {
+        /// The first report.
         first: String,
+        /// The first report's value.
         ours: String,
+        /// The report.
         file: String,
+        /// This report's value.
         theirs: String,
     },
     #[error(
         "shard {index} of {count} is given more than once: {files}; give each shard's report once"
     )]
+    /// One shard given twice.
     Duplicate {
+        /// The shard's index.
         index: u32,
+        /// How many shards the run has.
         count: u32,
+        /// The files.
         files: String,
     },
     #[error("{file} says it is shard {index} of {count}, which does not exist (indices run from 0 to {count} - 1)")]
+    /// An index past the count.
     OutOfRange {
+        /// The report.
         file: String,
+        /// The shard's index.
         index: u32,
+        /// How many shards the run has.
         count: u32,
     },
     #[error("{file} is a shard of {count}: more shards than merge takes at once ({max}); a run's shards are merged in one go")]
+    /// More shards than a merge takes.
     TooMany {
+        /// The report.
         file: String,
+        /// How many shards the run has.
         count: u32,
+        /// The most a merge takes.
         max: usize,
     },
     #[error("shards {missing:?} of {count} are missing; give every shard's report, or --partial to merge what there is (the merged report says which are missing)")]
-    Missing { missing: Vec<u32>, count: u32 },
+    /// Shards are missing (without `--partial`).
+    Missing {
+        /// The missing indices.
+        missing: Vec<u32>,
+        /// How many shards the run has.
+        count: u32,
+    },
 }
 
 /// What a complete (or `--partial`) set of shards is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardSet {
+    /// How many shards the run has.
     pub count: u32,
+    /// Those not given.
     pub missing: Vec<u32>,
 }
 

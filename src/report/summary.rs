@@ -18,6 +18,7 @@ pub fn counts(m: &std::collections::BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
+/// The summary a person reads after a run.
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let _ = write_summary(&mut out, r);

@@ -3,18 +3,27 @@
 
 use std::fmt::Write;
 
+/// The first series' color.
 pub const BLUE: &str = "#1f6fb2";
+/// The second's.
 pub const ORANGE: &str = "#e07b00";
+/// For failures and limits.
 pub const RED: &str = "#c62828";
+/// For what passed.
 pub const GREEN: &str = "#2e7d32";
+/// For guides.
 pub const GRAY: &str = "#888888";
 /// One color per group when several are overlaid.
 pub const PALETTE: [&str; 6] = [BLUE, ORANGE, GREEN, RED, "#6a3d9a", "#8c564b"];
 
 #[derive(Debug)]
+/// One line of a chart.
 pub struct Series {
+    /// Its legend.
     pub name: String,
+    /// Its color.
     pub color: &'static str,
+    /// Its points, (x, y).
     pub points: Vec<(f64, f64)>,
 }
 
@@ -28,11 +37,17 @@ pub enum XAxis {
 }
 
 #[derive(Debug)]
+/// A line chart.
 pub struct Chart {
+    /// Its title.
     pub title: String,
+    /// The x axis's label.
     pub x_label: String,
+    /// The y axis's label.
     pub y_label: String,
+    /// How the x axis is drawn.
     pub x_axis: XAxis,
+    /// Its lines.
     pub series: Vec<Series>,
     /// Lines across the plot at a value (a limit, a point found).
     pub marks: Vec<Mark>,
@@ -43,9 +58,13 @@ pub struct Chart {
 /// A dashed line across the plot: vertical at an x value, or horizontal at a y value.
 #[derive(Debug)]
 pub struct Mark {
+    /// Vertical (at an x) or horizontal (at a y).
     pub vertical: bool,
+    /// Where.
     pub at: f64,
+    /// Its label.
     pub label: String,
+    /// Its color.
     pub color: &'static str,
 }
 
@@ -98,6 +117,7 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The chart as SVG.
 pub fn render(chart: &Chart) -> String {
     let pts = chart.series.iter().flat_map(|s| s.points.iter());
     let (mut x_hi, mut y_hi) = (0f64, 0f64);

@@ -3,7 +3,6 @@
 //! hooks (progress, an interval sink, cancellation, traces) and get the typed report back,
 //! thresholds judged. `loadagent run`, `--repeat`, `validate`, the agent's schedules and the
 //! tests all go through here; `commands/` only parses arguments and prints.
-#![warn(missing_docs)]
 
 pub mod capacity;
 pub mod capacity_search;

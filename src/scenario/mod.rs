@@ -1,6 +1,5 @@
 //! Scenario files: TOML → a validated [`Scenario`] (the types are `crate::vocabulary`'s),
 //! with every problem reported at once.
-#![warn(missing_docs)]
 
 mod call;
 pub mod capacity;

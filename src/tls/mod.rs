@@ -1,6 +1,5 @@
 //! TLS: client configurations from `[target.tls]`, the embedded target's generated
 //! certificate, and the connector every kind uses (handshake storms measure it phase by phase).
-#![warn(missing_docs)]
 
 pub mod client;
 pub mod diagnose;

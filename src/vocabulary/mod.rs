@@ -3,7 +3,6 @@
 //! on figures, places in a file (`Loc`, `At`). Pure types and their parsers — no TOML:
 //! `scenario/` reads files into these, and `tls/`, `grpc/`, `host/`, `telemetry/` and the
 //! rest stand on them without standing on the reader.
-#![warn(missing_docs)]
 
 pub mod address;
 pub mod capacity;
