@@ -338,3 +338,22 @@ mode = "watch"
         );
     }
 }
+
+/// `-H` metadata reaches the server with a method probe (grpcio answers UNAUTHENTICATED
+/// without it), and a probe without it fails as the RPC it is (exit 3).
+#[test]
+fn probe_metadata_reaches_the_server() {
+    let server = Server::python(&["--require-metadata", "authorization=Bearer t0ken"]);
+    let addr = server.address();
+    let (code, out) = probe_say(&addr, &["-H", "authorization=Bearer t0ken"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = probe_say(&addr, &[]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("UNAUTHENTICATED"), "{out}");
+    let counts = server.stop_with_counts();
+    assert_eq!(
+        counts["metadata_ok"].as_f64().unwrap(),
+        1.0,
+        "the server saw the metadata once: {counts}"
+    );
+}

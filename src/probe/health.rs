@@ -44,11 +44,7 @@ pub fn request<'a>(
     let mut req = tonic::Request::new(HealthCheckRequest {
         service: service.to_string(),
     });
-    for (k, v) in metadata {
-        if let (Ok(k), Ok(v)) = (k.parse::<tonic::metadata::MetadataKey<_>>(), v.parse()) {
-            req.metadata_mut().insert(k, v);
-        }
-    }
+    *req.metadata_mut() = super::metadata(metadata);
     req
 }
 

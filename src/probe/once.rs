@@ -75,9 +75,12 @@ pub struct ProbeVerdict {
     pub call: Option<Verdict>,
     /// The call judged.
     pub method: Option<MethodVerdict>,
-    /// The time each phase took.
+    /// The time each phase took — `connect`: the first connection made and its HTTP/2 proven (TCP, TLS, our preface
+    /// answered); `tls`: the handshake of the connection the call went over; then `check`
+    /// or `method`, the call.
     pub phases: Phases,
-    /// What the TLS handshake negotiated, when the target speaks TLS and it completed.
+    /// What the TLS handshake negotiated, when the target speaks TLS and it completed (native
+    /// gRPC: the gRPC-Web client does not report it).
     pub tls: Option<TlsFacts>,
 }
 
@@ -185,12 +188,11 @@ pub async fn once(target: &Target, module: &Module) -> ProbeVerdict {
         }
         // (A gRPC-Web module returned above.)
         Module::Method(probe) | Module::Web(probe, _) => {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (k, v) in &target.metadata {
-                if let (Ok(k), Ok(v)) = (k.parse::<tonic::metadata::MetadataKey<_>>(), v.parse()) {
-                    metadata.insert(k, v);
-                }
-            }
+            let pairs = target
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            let metadata = super::metadata(pairs);
             let mut renderer = crate::grpc::request::Renderer::new(0);
             let answer = probe
                 .call(channel, 0, &mut renderer, &metadata, target.timeout)
