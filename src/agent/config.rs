@@ -65,10 +65,18 @@ pub struct ProbeTarget {
     pub address: ProbeAddress,
     /// How often a DNS name is resolved again (`ProbeAddress::Fleet` only).
     pub resolve_every: Duration,
-    /// The health service name ("" = the whole server).
-    pub service: String,
     /// How often it is probed.
     pub interval: Duration,
+    /// How it is probed: the keys a target shares with a `[modules.NAME]` table.
+    pub probe: ProbeKeys,
+}
+
+/// How a target is probed: the keys `[[targets]]` entries and `[modules.NAME]` tables share,
+/// read by one reader (`read_probe_keys`).
+#[derive(Debug, Clone)]
+pub struct ProbeKeys {
+    /// The health service name ("" = the whole server).
+    pub service: String,
     /// How long one probe may take.
     pub timeout: Duration,
     /// Check every interval, or follow a Watch stream.
@@ -119,6 +127,10 @@ pub struct AgentConfig {
     pub schedules: Vec<ScheduleConfig>,
     /// `[tracing]`: spans for probes and scheduled runs.
     pub tracing: crate::vocabulary::tracing::TracingConfig,
+    /// `[modules.NAME]`: how `/probe?module=NAME` probes the target Prometheus names.
+    pub modules: std::collections::BTreeMap<String, ProbeKeys>,
+    /// `[probe]`: the bounds of the `/probe` endpoint.
+    pub endpoint: super::modules::EndpointConfig,
 }
 
 /// `[[schedules]]`: a scenario the agent runs every so often, with the same driver as
@@ -145,6 +157,8 @@ impl Default for AgentConfig {
             processes: Vec::new(),
             schedules: Vec::new(),
             tracing: Default::default(),
+            modules: Default::default(),
+            endpoint: Default::default(),
         }
     }
 }
@@ -228,27 +242,9 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             "write \"host:port\" or a DNS name (\"dns:///NAME:PORT\", \"dns+srv://…\")",
         );
         let resolve_every = t.duration("resolve_every", true);
-        let service = t.string("service").map(|s| s.value).unwrap_or_default();
         let interval = t
             .duration("interval", true)
             .map_or(Duration::from_secs(5), |d| d.value);
-        let timeout = t
-            .duration("timeout", true)
-            .map_or(Duration::from_secs(1), |d| d.value);
-        let mode = match t.choice("mode", &["check", "watch"]).map(|m| m.value) {
-            Some(m) if m == "watch" => ProbeMode::Watch,
-            _ => ProbeMode::Check,
-        };
-        let metadata: Vec<(String, String)> = t
-            .string_map("metadata")
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| check_metadata(&t, k, v))
-            .collect();
-        let tls = t.table("tls").map(|tt| read_tls(&tt));
-        let web = read_web(&t);
-        let method = read_method(&t, mode, web.is_some());
-        t.finish();
         let address = address.and_then(|a| match FleetName::parse(&a.value) {
             Ok(Some(name)) => Some(ProbeAddress::Fleet(name)),
             Ok(None) => match HostPort::parse(&a.value) {
@@ -263,6 +259,8 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
                 None
             }
         });
+        let probe = read_probe_keys(&t, address.as_ref().map(ProbeAddress::host));
+        t.finish();
         if let Some(r) = &resolve_every {
             if matches!(address, Some(ProbeAddress::Fixed(_))) {
                 ctx.report_at(
@@ -291,38 +289,24 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
                 );
             }
         }
-        // `tls`: absent, present and valid, or present with problems (already reported). Files
-        // (CA, client certificate) are read now, so an unreadable one fails the config.
-        let tls = match tls {
-            None => Some(None),
-            Some(Some(o)) => {
-                let host = address.as_ref().map_or("localhost", ProbeAddress::host);
-                match crate::tls::ClientTls::build(&o, host, None) {
-                    Ok(_) => Some(Some(o)),
-                    Err(e) => {
-                        ctx.report_at(o.loc, &t.key_path(&format!("tls.{}", e.key)), e.message);
-                        None
-                    }
-                }
-            }
-            Some(None) => None,
-        };
-        if let (Some(name), Some(address), Some(tls), Some(method)) = (name, address, tls, method) {
+        if let (Some(name), Some(address), Some(probe)) = (name, address, probe) {
             targets.push(ProbeTarget {
                 name: name.value,
                 address,
                 resolve_every: resolve_every.map_or(DEFAULT_RESOLVE_EVERY, |r| r.value),
-                service,
                 interval,
-                timeout,
-                mode,
-                metadata,
-                tls,
-                method,
-                web,
+                probe,
             });
         }
     }
+    let modules = root
+        .table("modules")
+        .map(|m| super::modules::read_modules(&m))
+        .unwrap_or_default();
+    let endpoint = root
+        .table("probe")
+        .map(|p| super::modules::read_endpoint(&p))
+        .unwrap_or_default();
     let mut schedules = Vec::new();
     for t in root.tables("schedules") {
         let scenario = t.required_string("scenario", "write `scenario = \"scenarios/unary.toml\"`");
@@ -386,10 +370,59 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             processes,
             schedules,
             tracing,
+            modules,
+            endpoint,
         })
     } else {
         Err(fail(problems))
     }
+}
+
+/// The keys that say how to probe (`service`, `timeout`, `mode`, `metadata`, `tls`, the method
+/// probe's and gRPC-Web's), for a `[[targets]]` entry and a `[modules.NAME]` table alike.
+/// `host` is the TLS name checked when the files are read (`None`: a module, whose host is
+/// the probed target's). `None` when something is wrong (reported).
+pub(super) fn read_probe_keys(t: &TableReader<'_, '_, '_>, host: Option<&str>) -> Option<ProbeKeys> {
+    let service = t.string("service").map(|s| s.value).unwrap_or_default();
+    let timeout = t
+        .duration("timeout", true)
+        .map_or(Duration::from_secs(1), |d| d.value);
+    let mode = match t.choice("mode", &["check", "watch"]).map(|m| m.value) {
+        Some(m) if m == "watch" => ProbeMode::Watch,
+        _ => ProbeMode::Check,
+    };
+    let metadata: Vec<(String, String)> = t
+        .string_map("metadata")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| check_metadata(t, k, v))
+        .collect();
+    let tls = t.table("tls").map(|tt| read_tls(&tt));
+    let web = read_web(t);
+    let method = read_method(t, mode, web.is_some());
+    // `tls`: absent, present and valid, or present with problems (already reported). Files
+    // (CA, client certificate) are read now, so an unreadable one fails the config.
+    let tls = match tls {
+        None => Some(None),
+        Some(Some(o)) => match crate::tls::ClientTls::build(&o, host.unwrap_or("localhost"), None) {
+            Ok(_) => Some(Some(o)),
+            Err(e) => {
+                t.ctx()
+                    .report_at(o.loc, &t.key_path(&format!("tls.{}", e.key)), e.message);
+                None
+            }
+        },
+        Some(None) => None,
+    };
+    Some(ProbeKeys {
+        service,
+        timeout,
+        mode,
+        metadata,
+        tls: tls?,
+        method: method?,
+        web,
+    })
 }
 
 impl MethodSpec {

@@ -1,4 +1,4 @@
-//! The agent's HTTP endpoints (axum): /metrics, /healthz, /readyz, /api/v1/targets.
+//! The agent's HTTP endpoints (axum): /metrics, /probe, /healthz, /readyz, /api/v1/targets.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ pub struct AppState {
     pub host: Arc<HostCollector>,
     /// Targets of the current configuration (changes on reload).
     pub targets: Arc<std::sync::atomic::AtomicUsize>,
+    /// What `/probe` reads: the modules of the current configuration.
+    pub endpoint: super::probe_endpoint::EndpointState,
 }
 
 /// Prometheus text format, or OpenMetrics when the scraper's Accept header asks for it.
@@ -88,8 +90,12 @@ async fn runs(State(s): State<AppState>) -> impl IntoResponse {
     Json(list)
 }
 
-/// The agent's routes: `/metrics`, `/healthz`, `/readyz`, `/api/v1/targets`, `/api/v1/runs`.
+/// The agent's routes: `/metrics`, `/probe`, `/healthz`, `/readyz`, `/api/v1/targets`,
+/// `/api/v1/runs`.
 pub fn router(state: AppState) -> Router {
+    let probe = Router::new()
+        .route("/probe", get(super::probe_endpoint::probe))
+        .with_state(state.endpoint.clone());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -97,4 +103,5 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/runs", get(runs))
         .with_state(state)
+        .merge(probe)
 }

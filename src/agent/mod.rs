@@ -4,6 +4,8 @@
 pub mod channels;
 pub mod config;
 pub mod host;
+pub mod modules;
+pub mod probe_endpoint;
 pub mod http;
 pub mod perf;
 pub mod probe;
@@ -39,7 +41,7 @@ pub enum AgentError {
 }
 
 fn build_tls(target: &config::ProbeTarget) -> Result<Option<ClientTls>, AgentError> {
-    match &target.tls {
+    match &target.probe.tls {
         None => Ok(None),
         Some(o) => ClientTls::build(o, target.address.host(), None)
             .map(Some)
@@ -164,7 +166,14 @@ pub async fn run(
         .iter()
         .map(|s| schedule::spawn(s.clone(), schedule_ctx.clone()))
         .collect();
+    let modules = Arc::new(std::sync::RwLock::new(Arc::new(
+        probe_endpoint::Modules::of(&config),
+    )));
     let state = http::AppState {
+        endpoint: probe_endpoint::EndpointState {
+            modules: modules.clone(),
+            metrics: metrics.clone(),
+        },
         runs,
         probes: ctx.clone(),
         host: Arc::new(host::HostCollector::watching(config.processes.clone())),
@@ -213,6 +222,9 @@ pub async fn run(
                         ctx.channels.clear();
                         if let Ok(mut r) = ctx.results.lock() {
                             r.clear();
+                        }
+                        if let Ok(mut m) = modules.write() {
+                            *m = Arc::new(probe_endpoint::Modules::of(&new));
                         }
                         generation = Generation::start(&new, &ctx, &targets).unwrap_or_else(|e| {
                             tracing::error!(error = %e, "SIGHUP: the new config's probes could not start");

@@ -366,6 +366,19 @@ impl<'c, 's, 'i> TableReader<'c, 's, 'i> {
         }
     }
 
+    /// A sub-table under a key chosen by the user (`[modules.NAME]`); pair with
+    /// `keys_except` on the parent.
+    pub fn table_dynamic(&self, key: &str) -> Option<TableReader<'c, 's, 'i>> {
+        let v = self.table.get(key)?;
+        match v.get_ref().as_table() {
+            Some(t) => Some(self.child(key, t, v.span())),
+            None => {
+                self.wrong_type(key, v, "a table");
+                None
+            }
+        }
+    }
+
     /// An array of tables (`[[load.stages]]`).
     pub fn tables(&self, key: &'static str) -> Vec<TableReader<'c, 's, 'i>> {
         let Some(v) = self.raw(key) else {

@@ -111,6 +111,20 @@ def!(
     "Resolutions of a target's DNS name, by result (success; failure: the last known backends are still probed)."
 );
 def!(
+    PROBE_ENDPOINT_PROBES,
+    "loadagent_probe_endpoint_probes_total",
+    Counter,
+    ["module", "result"],
+    "Probes made for /probe requests (Prometheus' own discovery), by module and result (success, failure)."
+);
+def!(
+    PROBE_ENDPOINT_REFUSED,
+    "loadagent_probe_endpoint_refused_total",
+    Counter,
+    ["reason"],
+    "/probe requests answered without a probe, by reason: unknown_module and bad_target (400), not_allowed (403: outside [probe] allowed_targets), busy (503: [probe] max_concurrent probes in flight)."
+);
+def!(
     BUILD_INFO,
     "loadagent_build_info",
     Gauge,
@@ -390,6 +404,8 @@ pub const DEFINITIONS: &[Definition] = &[
     PROBE_CHECK_FAILED,
     PROBE_BACKENDS,
     PROBE_RESOLUTIONS,
+    PROBE_ENDPOINT_PROBES,
+    PROBE_ENDPOINT_REFUSED,
     BUILD_INFO,
     NODE_INFO,
     ERRORS_TOTAL,
@@ -438,6 +454,8 @@ fn per_target(d: &Definition) -> bool {
 pub const PROBE_PHASES: [&str; 5] = ["resolve", "connect", "tls", "check", "method"];
 /// `serving_status` values of `loadagent_probe_healthcheck_status`.
 pub const SERVING_STATUSES: [&str; 4] = ["SERVING", "NOT_SERVING", "UNKNOWN", "SERVICE_UNKNOWN"];
+/// `reason` values of `loadagent_probe_endpoint_refused_total`.
+pub const ENDPOINT_REFUSALS: [&str; 4] = ["unknown_module", "bad_target", "not_allowed", "busy"];
 /// `version` values of `loadagent_probe_tls_version_info`.
 pub const TLS_VERSIONS: [&str; 2] = ["TLSv1_2", "TLSv1_3"];
 
@@ -483,6 +501,10 @@ pub struct Metrics {
     pub probe_backends: GaugeVec,
     /// `loadagent_probe_resolutions_total`.
     pub probe_resolutions: IntCounterVec,
+    /// `loadagent_probe_endpoint_probes_total`.
+    pub probe_endpoint_probes: IntCounterVec,
+    /// `loadagent_probe_endpoint_refused_total`.
+    pub probe_endpoint_refused: IntCounterVec,
     /// `loadagent_build_info`.
     pub build_info: GaugeVec,
     /// `loadagent_node_info`.
@@ -687,6 +709,15 @@ impl Metrics {
             probe_check_failed: gauge_vec(&PROBE_CHECK_FAILED)?,
             probe_backends: gauge_vec(&PROBE_BACKENDS)?,
             probe_resolutions: int_counter_vec(&PROBE_RESOLUTIONS)?,
+            probe_endpoint_probes: int_counter_vec(&PROBE_ENDPOINT_PROBES)?,
+            probe_endpoint_refused: {
+                let refused = int_counter_vec(&PROBE_ENDPOINT_REFUSED)?;
+                // Every reason shown from the start, so `rate()` over a first refusal works.
+                for reason in ENDPOINT_REFUSALS {
+                    refused.with_label_values(&[reason]);
+                }
+                refused
+            },
             build_info: gauge_vec(&BUILD_INFO)?,
             node_info: gauge_vec(&NODE_INFO)?,
             errors_total: int_counter_vec(&ERRORS_TOTAL)?,

@@ -14,8 +14,8 @@ impl Prober {
         Channels::key(
             &self.address,
             self.target.address.host(),
-            self.target.timeout,
-            &format!("{:?}", self.target.tls),
+            self.target.probe.timeout,
+            &format!("{:?}", self.target.probe.tls),
         )
     }
 
@@ -65,7 +65,7 @@ impl Prober {
     pub(super) async fn connect(&self, generation: u64) -> Result<SharedChannel, String> {
         let t0 = Instant::now();
         let resolved = tokio::time::timeout(
-            self.target.timeout,
+            self.target.probe.timeout,
             tokio::net::lookup_host(self.address.dial()),
         )
         .await;
@@ -76,7 +76,7 @@ impl Prober {
             Err(_) => {
                 return Err(format!(
                     "resolving {} took longer than {:?}",
-                    self.address, self.target.timeout
+                    self.address, self.target.probe.timeout
                 ))
             }
         }
@@ -85,7 +85,7 @@ impl Prober {
         let channel = crate::grpc::control::channel_with_facts(
             &self.address,
             None,
-            self.target.timeout,
+            self.target.probe.timeout,
             self.tls.as_ref(),
             Some(tls.clone()),
         )

@@ -52,7 +52,7 @@ impl Prober {
             KeyValue::new("server.port", i64::from(self.address.port())),
             KeyValue::new("rpc.system", "grpc"),
         ];
-        match &self.target.method {
+        match &self.target.probe.method {
             // A method probe's span names the method it calls.
             Some(spec) => {
                 attributes.push(KeyValue::new("rpc.service", spec.name.service.clone()));
@@ -63,7 +63,7 @@ impl Prober {
                 attributes.push(KeyValue::new("rpc.method", method));
                 attributes.push(KeyValue::new(
                     "grpc.health.service",
-                    self.target.service.clone(),
+                    self.target.probe.service.clone(),
                 ));
             }
         }
@@ -157,7 +157,7 @@ impl Prober {
             name: name.clone(),
             address: self.target.address.to_string(),
             backend: self.backend.clone(),
-            mode: if self.target.mode == ProbeMode::Watch {
+            mode: if self.target.probe.mode == ProbeMode::Watch {
                 "watch"
             } else {
                 "check"

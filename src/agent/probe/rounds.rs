@@ -19,10 +19,10 @@ impl Prober {
     pub(super) fn request(&self) -> tonic::Request<HealthCheckRequest> {
         let metadata = self
             .target
-            .metadata
+            .probe.metadata
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()));
-        let mut req = crate::probe::health::request(&self.target.service, metadata);
+        let mut req = crate::probe::health::request(&self.target.probe.service, metadata);
         // The target's own span of this call joins the probe's trace.
         let parent = self
             .span
@@ -39,20 +39,20 @@ impl Prober {
     /// Whether this target's health service is checked (all but method probes with
     /// `health = false`).
     pub(super) fn checks_health(&self) -> bool {
-        self.target.method.as_ref().is_none_or(|m| m.health)
+        self.target.probe.method.as_ref().is_none_or(|m| m.health)
     }
 
     pub(super) async fn check_once(&mut self) {
         self.open_span("Check");
         let started = Instant::now();
-        if self.target.web.is_some() {
+        if self.target.probe.web.is_some() {
             let round = self.web_round().await;
             return self.publish_round(None, None, started.elapsed(), None, Some(round));
         }
         let channel = match self.channel().await {
             Ok(c) => c,
             Err(e) => {
-                let method = self.target.method.is_some().then(|| self.failed_round(&e));
+                let method = self.target.probe.method.is_some().then(|| self.failed_round(&e));
                 return self.publish_round(None, None, started.elapsed(), Some(e), method);
             }
         };
@@ -61,7 +61,7 @@ impl Prober {
         } else {
             (None, None, None)
         };
-        let method = match self.target.method.is_some() {
+        let method = match self.target.probe.method.is_some() {
             true => Some(self.method_round(channel).await),
             false => None,
         };
@@ -74,7 +74,7 @@ impl Prober {
         channel: Channel,
     ) -> (Option<String>, Option<i32>, Option<String>) {
         let t = Instant::now();
-        let answer = health::check(channel, self.request(), self.target.timeout).await;
+        let answer = health::check(channel, self.request(), self.target.probe.timeout).await;
         let took = t.elapsed();
         self.ctx
             .metrics
@@ -82,7 +82,7 @@ impl Prober {
             .with_label_values(&self.labels_and("check"))
             .set(took.as_secs_f64());
         if let HealthAnswer::Status(_) = answer {
-            if self.target.method.is_none() {
+            if self.target.probe.method.is_none() {
                 self.ctx
                     .metrics
                     .probe_latency
@@ -114,7 +114,7 @@ impl Prober {
         if let Some(p) = &self.method {
             return Ok(p.clone());
         }
-        let Some(spec) = &self.target.method else {
+        let Some(spec) = &self.target.probe.method else {
             return Err("no method".into());
         };
         let prepared = match &spec.prepared {
@@ -124,7 +124,7 @@ impl Prober {
                 &spec.name,
                 &spec.messages,
                 &spec.checks,
-                self.target.timeout,
+                self.target.probe.timeout,
                 self.tls.as_ref(),
             )
             .await
@@ -153,20 +153,20 @@ impl Prober {
             Err(e) => return self.failed_round(&e),
         };
         if self.web.is_none() {
-            let Some((protocol, http_version)) = self.target.web else {
+            let Some((protocol, http_version)) = self.target.probe.web else {
                 return self.failed_round("not a gRPC-Web target");
             };
             let options = WebOptions {
                 protocol,
                 http_version,
                 cors_origin: None,
-                connect_timeout: self.target.timeout,
+                connect_timeout: self.target.probe.timeout,
             };
             let authority = format!("{}:{}", self.target.address.host(), self.address.port());
             match probe.web_call(
                 &authority,
-                &self.target.metadata,
-                self.target.timeout,
+                &self.target.probe.metadata,
+                self.target.probe.timeout,
                 &options,
                 self.tls.as_ref(),
             ) {
@@ -219,7 +219,7 @@ impl Prober {
     pub(super) fn failed_round(&self, why: &str) -> MethodVerdict {
         let checks = self
             .target
-            .method
+            .probe.method
             .as_ref()
             .map(|spec| spec.check_labels())
             .unwrap_or_default();
@@ -246,7 +246,7 @@ impl Prober {
                 n,
                 &mut self.renderer,
                 &metadata,
-                self.target.timeout,
+                self.target.probe.timeout,
             )
             .await;
         if verdict.code == crate::grpc::status::UNAVAILABLE {

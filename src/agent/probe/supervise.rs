@@ -75,7 +75,7 @@ fn spawn_instance(
             if prober.checks_health() {
                 prober.set_status(None);
             }
-            let task = match prober.target.mode {
+            let task = match prober.target.probe.mode {
                 ProbeMode::Check => tokio::spawn(prober.run_check()),
                 ProbeMode::Watch => tokio::spawn(prober.run_watch()),
             };
@@ -154,7 +154,7 @@ async fn follow(
     m.probe_backends
         .with_label_values(&[label.as_str()])
         .set(0.0);
-    let fleet = match Fleet::unresolved(&name, target.resolve_every, target.timeout) {
+    let fleet = match Fleet::unresolved(&name, target.resolve_every, target.probe.timeout) {
         Ok(f) => f,
         Err(e) => {
             // No resolver at all (the system's configuration cannot be read): nothing to
@@ -219,7 +219,7 @@ async fn follow(
                 ctx.channels.forget(&i.address);
             }
             let checks = target
-                .method
+                .probe.method
                 .as_ref()
                 .map(|m| m.check_labels())
                 .unwrap_or_default();
@@ -279,7 +279,7 @@ fn resolve_failed(ctx: &ProbeContext, target: &ProbeTarget, first: &AtomicBool, 
         name: target.name.clone(),
         address: target.address.to_string(),
         backend: String::new(),
-        mode: if target.mode == ProbeMode::Watch {
+        mode: if target.probe.mode == ProbeMode::Watch {
             "watch"
         } else {
             "check"
