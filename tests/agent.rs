@@ -406,19 +406,7 @@ fn perf_software_counters_increase_for_a_watched_process() {
 #[test]
 fn tls_probes_export_the_certificate_expiry_and_version() {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.not_after = rcgen::date_time_ymd(2030, 1, 1);
-    let cert = params.self_signed(&key).unwrap();
-    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let py = Server::python(&[
-        "--tls-cert",
-        cert_path.to_str().unwrap(),
-        "--tls-key",
-        key_path.to_str().unwrap(),
-    ]);
+    let (py, cert_path) = Server::python_tls_until_2030(dir.path());
     let agent = start_agent(
         dir.path(),
         &format!(

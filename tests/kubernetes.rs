@@ -141,6 +141,38 @@ fn the_prometheus_rule_is_the_generated_alerts() {
     );
 }
 
+/// The prometheus-operator ScrapeConfig relabels exactly as the plain scrape job (the one
+/// tests/probe_endpoint.rs runs in a real Prometheus), and the agent is reachable on its
+/// node's IP at the port both name.
+#[test]
+fn the_probe_scrape_config_and_its_operator_form_agree() {
+    let plain = yaml(&k8s().join("prometheus-probe-scrape.yml")).remove(0);
+    let job = &plain["scrape_configs"][0];
+    let operator = one("scrapeconfig.yaml");
+    let spec = &operator["spec"];
+    assert_eq!(spec["metricsPath"], job["metrics_path"]);
+    assert_eq!(spec["kubernetesSDConfigs"][0]["role"], "Pod");
+    assert_eq!(job["kubernetes_sd_configs"][0]["role"], "pod");
+    let plain_rules = job["relabel_configs"].as_array().unwrap();
+    let operator_rules = spec["relabelings"].as_array().unwrap();
+    assert_eq!(plain_rules.len(), operator_rules.len());
+    for (p, o) in plain_rules.iter().zip(operator_rules) {
+        assert_eq!(p["source_labels"], o["sourceLabels"], "{p} / {o}");
+        assert_eq!(p["regex"], o["regex"], "{p} / {o}");
+        assert_eq!(p["replacement"], o["replacement"], "{p} / {o}");
+        assert_eq!(p["target_label"], o["targetLabel"], "{p} / {o}");
+        let action = |v: &Value| v.as_str().map(str::to_ascii_lowercase);
+        assert_eq!(action(&p["action"]), action(&o["action"]), "{p} / {o}");
+    }
+    let ds = one("daemonset.yaml");
+    let port = &ds["spec"]["template"]["spec"]["containers"][0]["ports"][0];
+    assert_eq!(port["hostPort"], 9477);
+    assert_eq!(port["containerPort"], 9477);
+    assert!(plain_rules
+        .iter()
+        .any(|r| r["replacement"] == "$1:9477" && r["target_label"] == "__address__"));
+}
+
 #[test]
 fn the_pieces_fit_together() {
     let ds = one("daemonset.yaml");

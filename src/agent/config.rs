@@ -130,7 +130,7 @@ pub struct AgentConfig {
     /// `[modules.NAME]`: how `/probe?module=NAME` probes the target Prometheus names.
     pub modules: std::collections::BTreeMap<String, ProbeKeys>,
     /// `[probe]`: the bounds of the `/probe` endpoint.
-    pub endpoint: super::modules::EndpointConfig,
+    pub endpoint: super::probe_bounds::EndpointConfig,
 }
 
 /// `[[schedules]]`: a scenario the agent runs every so often, with the same driver as
@@ -301,11 +301,11 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
     }
     let modules = root
         .table("modules")
-        .map(|m| super::modules::read_modules(&m))
+        .map(|m| read_modules(&m))
         .unwrap_or_default();
     let endpoint = root
         .table("probe")
-        .map(|p| super::modules::read_endpoint(&p))
+        .map(|p| super::probe_bounds::read_endpoint(&p))
         .unwrap_or_default();
     let mut schedules = Vec::new();
     for t in root.tables("schedules") {
@@ -382,7 +382,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
 /// probe's and gRPC-Web's), for a `[[targets]]` entry and a `[modules.NAME]` table alike.
 /// `host` is the TLS name checked when the files are read (`None`: a module, whose host is
 /// the probed target's). `None` when something is wrong (reported).
-pub(super) fn read_probe_keys(t: &TableReader<'_, '_, '_>, host: Option<&str>) -> Option<ProbeKeys> {
+fn read_probe_keys(t: &TableReader<'_, '_, '_>, host: Option<&str>) -> Option<ProbeKeys> {
     let service = t.string("service").map(|s| s.value).unwrap_or_default();
     let timeout = t
         .duration("timeout", true)
@@ -404,14 +404,16 @@ pub(super) fn read_probe_keys(t: &TableReader<'_, '_, '_>, host: Option<&str>) -
     // (CA, client certificate) are read now, so an unreadable one fails the config.
     let tls = match tls {
         None => Some(None),
-        Some(Some(o)) => match crate::tls::ClientTls::build(&o, host.unwrap_or("localhost"), None) {
-            Ok(_) => Some(Some(o)),
-            Err(e) => {
-                t.ctx()
-                    .report_at(o.loc, &t.key_path(&format!("tls.{}", e.key)), e.message);
-                None
+        Some(Some(o)) => {
+            match crate::tls::ClientTls::build(&o, host.unwrap_or("localhost"), None) {
+                Ok(_) => Some(Some(o)),
+                Err(e) => {
+                    t.ctx()
+                        .report_at(o.loc, &t.key_path(&format!("tls.{}", e.key)), e.message);
+                    None
+                }
             }
-        },
+        }
         Some(None) => None,
     };
     Some(ProbeKeys {
@@ -423,6 +425,39 @@ pub(super) fn read_probe_keys(t: &TableReader<'_, '_, '_>, host: Option<&str>) -
         method: method?,
         web,
     })
+}
+
+/// Reads `[modules.NAME]` tables: each takes the keys of a `[[targets]]` entry that say how
+/// to probe (not `name`, `address`, `interval`, `resolve_every`: the target comes from the
+/// request, the cadence from Prometheus).
+fn read_modules(t: &TableReader<'_, '_, '_>) -> std::collections::BTreeMap<String, ProbeKeys> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, loc) in t.keys_except(&[]) {
+        if !valid_module_name(&name) {
+            t.ctx().report_at(
+                loc,
+                &t.key_path(&name),
+                "a module name is letters, digits, `_` and `-` (it is the `module` parameter of /probe)",
+            );
+        }
+        let Some(m) = t.table_dynamic(&name) else {
+            continue;
+        };
+        let keys = read_probe_keys(&m, None);
+        m.finish();
+        if let Some(keys) = keys {
+            out.insert(name, keys);
+        }
+    }
+    out
+}
+
+fn valid_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl MethodSpec {

@@ -4,11 +4,11 @@
 pub mod channels;
 pub mod config;
 pub mod host;
-pub mod modules;
-pub mod probe_endpoint;
 pub mod http;
 pub mod perf;
 pub mod probe;
+pub mod probe_bounds;
+pub mod probe_endpoint;
 pub mod schedule;
 
 use std::collections::BTreeMap;

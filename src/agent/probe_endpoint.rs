@@ -14,7 +14,7 @@ use prometheus::{Gauge, GaugeVec, Opts, Registry};
 use tokio::sync::Semaphore;
 
 use super::config::{AgentConfig, ProbeKeys, ProbeMode};
-use super::modules::EndpointConfig;
+use super::probe_bounds::EndpointConfig;
 use crate::probe::method::{MethodProbe, PrepareError};
 use crate::probe::once::{self, Module, ProbeVerdict, Target};
 use crate::probe::verdict::Failure;
@@ -105,7 +105,14 @@ pub async fn probe(
             let outcome = run(keys, address, &written, timeout).await;
             s.metrics
                 .probe_endpoint_probes
-                .with_label_values(&[name, if outcome.success() { "success" } else { "failure" }])
+                .with_label_values(&[
+                    name,
+                    if outcome.success() {
+                        "success"
+                    } else {
+                        "failure"
+                    },
+                ])
                 .inc();
             let exposition = outcome.exposition();
             if params.get("debug").is_some_and(|d| d == "true") {
@@ -119,7 +126,10 @@ pub async fn probe(
                     .into_response();
             }
             (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
                 exposition,
             )
                 .into_response()
@@ -181,9 +191,7 @@ fn admit<'m>(
         return Err(Refusal(
             StatusCode::FORBIDDEN,
             "not_allowed",
-            format!(
-                "target {target:?} is not in [probe] allowed_targets of the agent's config"
-            ),
+            format!("target {target:?} is not in [probe] allowed_targets of the agent's config"),
         ));
     }
     Ok((name, keys, address))
@@ -242,16 +250,23 @@ impl Outcome {
         let registry = Registry::new();
         let gauge = |name: &str, help: &str| {
             let g = Gauge::with_opts(Opts::new(name, help)).expect("a valid metric name");
-            registry.register(Box::new(g.clone())).expect("registered once");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
             g
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let g = GaugeVec::new(Opts::new(name, help), labels).expect("a valid metric name");
-            registry.register(Box::new(g.clone())).expect("registered once");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
             g
         };
-        gauge("probe_success", "Displays whether or not the probe was a success")
-            .set(f64::from(u8::from(self.success())));
+        gauge(
+            "probe_success",
+            "Displays whether or not the probe was a success",
+        )
+        .set(f64::from(u8::from(self.success())));
         gauge(
             "probe_duration_seconds",
             "Returns how long the probe took to complete in seconds",
@@ -269,8 +284,11 @@ impl Outcome {
                     .add(took.as_secs_f64());
             }
         }
-        gauge("probe_grpc_ssl", "Indicates if SSL was used for the connection")
-            .set(f64::from(u8::from(self.tls)));
+        gauge(
+            "probe_grpc_ssl",
+            "Indicates if SSL was used for the connection",
+        )
+        .set(f64::from(u8::from(self.tls)));
         if let Some(last) = self.last() {
             let code = match (&last.call, &last.health, &last.failure) {
                 (Some(call), _, _) => i32::from(call.code),
@@ -347,7 +365,8 @@ async fn run(keys: &ProbeKeys, address: HostPort, written: &str, timeout: Durati
     let started = Instant::now();
     let deadline = started + timeout;
     let mut log = Vec::new();
-    let mut say = |line: String| log.push(format!("{:>8.3}s {line}", started.elapsed().as_secs_f64()));
+    let mut say =
+        |line: String| log.push(format!("{:>8.3}s {line}", started.elapsed().as_secs_f64()));
     say(format!(
         "beginning probe of {address} (timeout {:.3}s)",
         timeout.as_secs_f64()
@@ -388,7 +407,11 @@ async fn run(keys: &ProbeKeys, address: HostPort, written: &str, timeout: Durati
         };
         say(format!(
             "grpc.health.v1 {} of service {:?}",
-            if keys.mode == ProbeMode::Watch { "Watch" } else { "Check" },
+            if keys.mode == ProbeMode::Watch {
+                "Watch"
+            } else {
+                "Check"
+            },
             keys.service
         ));
         let v = once::once(&target(left(deadline)), &module).await;
@@ -403,7 +426,10 @@ async fn run(keys: &ProbeKeys, address: HostPort, written: &str, timeout: Durati
         let probe: Result<MethodProbe, String> = match &spec.prepared {
             Some(p) => Ok(p.clone()),
             None => {
-                say(format!("asking {address} for {}'s types by reflection", spec.name));
+                say(format!(
+                    "asking {address} for {}'s types by reflection",
+                    spec.name
+                ));
                 crate::probe::method::by_reflection(
                     &address,
                     &spec.name,
@@ -481,7 +507,11 @@ async fn run(keys: &ProbeKeys, address: HostPort, written: &str, timeout: Durati
         say("the method is not called: the health check failed".into());
     }
     outcome.took = started.elapsed();
-    let verdict = if outcome.success() { "succeeded" } else { "failed" };
+    let verdict = if outcome.success() {
+        "succeeded"
+    } else {
+        "failed"
+    };
     say(format!(
         "probe {verdict} in {:.3}s",
         outcome.took.as_secs_f64()
@@ -513,7 +543,11 @@ fn describe(name: &str, keys: &ProbeKeys) -> String {
         "[modules.{name}]\nservice = {:?}\ntimeout = \"{}ms\"\nmode = \"{}\"\ntls = {}\n",
         keys.service,
         keys.timeout.as_millis(),
-        if keys.mode == ProbeMode::Watch { "watch" } else { "check" },
+        if keys.mode == ProbeMode::Watch {
+            "watch"
+        } else {
+            "check"
+        },
         keys.tls.is_some()
     );
     if !keys.metadata.is_empty() {
@@ -530,7 +564,9 @@ fn describe(name: &str, keys: &ProbeKeys) -> String {
         ));
     }
     if let Some((protocol, version)) = keys.web {
-        out.push_str(&format!("protocol = {protocol:?}\nhttp_version = {version:?}\n"));
+        out.push_str(&format!(
+            "protocol = {protocol:?}\nhttp_version = {version:?}\n"
+        ));
     }
     out
 }
@@ -548,7 +584,10 @@ mod tests {
         assert_eq!(probe_timeout(&h, module), Duration::from_millis(1500));
         h.insert("x-prometheus-scrape-timeout-seconds", "10".parse().unwrap());
         assert_eq!(probe_timeout(&h, module), module, "capped by the module's");
-        h.insert("x-prometheus-scrape-timeout-seconds", "0.3".parse().unwrap());
+        h.insert(
+            "x-prometheus-scrape-timeout-seconds",
+            "0.3".parse().unwrap(),
+        );
         assert_eq!(probe_timeout(&h, module), Duration::from_millis(300));
         for bad in ["-1", "NaN", "inf", "x", "0"] {
             h.insert("x-prometheus-scrape-timeout-seconds", bad.parse().unwrap());

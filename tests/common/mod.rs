@@ -116,6 +116,26 @@ impl Server {
         )
     }
 
+    /// The grpcio echo server over TLS with a self-signed certificate for `localhost` that
+    /// expires on 2030-01-01 (1,893,456,000 in Unix seconds), written in `dir`: the server
+    /// and the certificate's path (the CA to trust).
+    pub fn python_tls_until_2030(dir: &Path) -> (Self, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let server = Self::python(&[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ]);
+        (server, cert_path)
+    }
+
     /// The echo service over gRPC-Web: Python sonora under hypercorn
     /// (tests/python/web_server.py).
     pub fn python_web(args: &[&str]) -> Self {

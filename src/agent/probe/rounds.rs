@@ -19,7 +19,8 @@ impl Prober {
     pub(super) fn request(&self) -> tonic::Request<HealthCheckRequest> {
         let metadata = self
             .target
-            .probe.metadata
+            .probe
+            .metadata
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()));
         let mut req = crate::probe::health::request(&self.target.probe.service, metadata);
@@ -52,7 +53,12 @@ impl Prober {
         let channel = match self.channel().await {
             Ok(c) => c,
             Err(e) => {
-                let method = self.target.probe.method.is_some().then(|| self.failed_round(&e));
+                let method = self
+                    .target
+                    .probe
+                    .method
+                    .is_some()
+                    .then(|| self.failed_round(&e));
                 return self.publish_round(None, None, started.elapsed(), Some(e), method);
             }
         };
@@ -219,7 +225,8 @@ impl Prober {
     pub(super) fn failed_round(&self, why: &str) -> MethodVerdict {
         let checks = self
             .target
-            .probe.method
+            .probe
+            .method
             .as_ref()
             .map(|spec| spec.check_labels())
             .unwrap_or_default();

@@ -219,7 +219,8 @@ async fn follow(
                 ctx.channels.forget(&i.address);
             }
             let checks = target
-                .probe.method
+                .probe
+                .method
                 .as_ref()
                 .map(|m| m.check_labels())
                 .unwrap_or_default();

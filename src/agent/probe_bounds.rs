@@ -1,10 +1,8 @@
-//! `[modules.NAME]` and `[probe]` of the agent's config: what `/probe?module=NAME` does, and
-//! the bounds of the endpoint (how many probes at once, which targets it may reach).
+//! `[probe]` of the agent's config: the bounds of the `/probe` endpoint (how many probes at
+//! once, which targets it may reach).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::config::{read_probe_keys, ProbeKeys};
 use crate::scenario::reader::TableReader;
 
 /// Probes `/probe` runs at once when `[probe] max_concurrent` is not set: more are answered
@@ -101,7 +99,9 @@ pub(super) fn read_endpoint(t: &TableReader<'_, '_, '_>) -> EndpointConfig {
     for entry in t.string_list("allowed_targets").unwrap_or_default() {
         match parse_allowed(&entry.value) {
             Ok(rule) => allowed.push(rule),
-            Err(why) => t.ctx().report_at(entry.loc, &t.key_path("allowed_targets"), why),
+            Err(why) => t
+                .ctx()
+                .report_at(entry.loc, &t.key_path("allowed_targets"), why),
         }
     }
     t.finish();
@@ -132,39 +132,6 @@ fn parse_allowed(text: &str) -> Result<Allowed, String> {
     }
 }
 
-/// Reads `[modules.NAME]` tables: each takes the keys of a `[[targets]]` entry that say how
-/// to probe (not `name`, `address`, `interval`, `resolve_every`: the target comes from the
-/// request, the cadence from Prometheus).
-pub(super) fn read_modules(t: &TableReader<'_, '_, '_>) -> BTreeMap<String, ProbeKeys> {
-    let mut out = BTreeMap::new();
-    for (name, loc) in t.keys_except(&[]) {
-        if !valid_module_name(&name) {
-            t.ctx().report_at(
-                loc,
-                &t.key_path(&name),
-                "a module name is letters, digits, `_` and `-` (it is the `module` parameter of /probe)",
-            );
-        }
-        let Some(m) = t.table_dynamic(&name) else {
-            continue;
-        };
-        let keys = read_probe_keys(&m, None);
-        m.finish();
-        if let Some(keys) = keys {
-            out.insert(name, keys);
-        }
-    }
-    out
-}
-
-fn valid_module_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,9 +153,15 @@ mod tests {
         assert!(!e.allows("[::1]"));
         assert!(e.allows("api.prod.svc.cluster.local"));
         assert!(e.allows("API.prod.SVC.cluster.local"));
-        assert!(!e.allows("svc.cluster.local"), "a star takes at least one character");
+        assert!(
+            !e.allows("svc.cluster.local"),
+            "a star takes at least one character"
+        );
         assert!(!e.allows("evil.com"));
-        assert!(!e.allows("10.evil.com"), "a name is not matched against networks");
+        assert!(
+            !e.allows("10.evil.com"),
+            "a name is not matched against networks"
+        );
         assert!(endpoint(&[]).allows("anything"), "no rules: everything");
     }
 
