@@ -108,6 +108,11 @@ pub enum Command {
         /// (`prometheusrule.yaml`) into this folder (it must exist).
         #[arg(long, value_name = "DIR")]
         kubernetes: Option<PathBuf>,
+        /// An agent config whose targets have an `slo`: also write their recording rules and
+        /// burn-rate alerts (`loadagent-slo.rules.yml`) and the promtool tests that prove them
+        /// (`loadagent-slo.test.yml`); with --kubernetes, `prometheusrule-slo.yaml` too.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Check a target's health once (grpc.health.v1), with grpc-health-probe's exit codes:
     /// 0 SERVING, 1 bad arguments, 2 connection failed, 3 RPC failed, 4 not SERVING.

@@ -164,7 +164,7 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         silent.local_addr().unwrap()
     );
     let config = fleets + &format!(
-        "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[[targets]]\nname = \"method\"\naddress = \"{}\"\ninterval = \"1s\"\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = {{ error_code = 5 }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"capacity.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",
+        "[[targets]]\nname = \"tls\"\naddress = \"{}\"\ninterval = \"1s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\nslo = {{ objective = \"99%\", latency = \"300ms\" }}\n\n[[targets]]\nname = \"method\"\naddress = \"{}\"\ninterval = \"1s\"\nmethod = \"loadagent.bench.v1.Bench/Unary\"\ndata = {{ error_code = 5 }}\n\n[[schedules]]\nscenario = \"unary.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"storm.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[[schedules]]\nscenario = \"capacity.toml\"\nevery = \"2s\"\nallow_overlap = true\n\n[tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\nsample_ratio = 0.1\n",
         tls_target.address(),
         tls_target_cert.display().to_string(),
         // A method probe whose call fails (NOT_FOUND) while health says SERVING.
@@ -173,12 +173,22 @@ fn every_dashboard_query_and_rule_evaluates_in_a_real_prometheus() {
         free_port()
     );
     let agent = start_agent(dir.path(), &config);
+    // The SLO rules of that config (the error-budget panel reads them).
+    let rules = loadagent(&[
+        "alerts",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--config",
+        dir.path().join("agent.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(rules.status.code(), Some(0), "{}", text(&rules));
 
     let prometheus = Prometheus::start(
         dir.path(),
         &format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: loadagent\n    static_configs:\n      - targets: [\"{}\"]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: loadagent\n    static_configs:\n      - targets: [\"{}\"]\n",
             repo().join("alerts/loadagent.rules.yml").display(),
+            dir.path().join("loadagent-slo.rules.yml").display(),
             agent.address()
         ),
     );

@@ -11,6 +11,7 @@ use crate::probe::method::MethodProbe;
 use crate::scenario::reader::{Ctx, TableReader};
 use crate::scenario::{check_metadata, read_messages, read_schema, read_tls};
 use crate::vocabulary::problems::{Problem, Problems};
+use crate::vocabulary::slo::{self, Slo};
 use crate::vocabulary::{
     FleetName, HostPort, HttpVersion, MethodName, Protocol, RequestMessage, Schema, Source,
     TlsOptions, DEFAULT_RESOLVE_EVERY, MIN_RESOLVE_EVERY,
@@ -69,6 +70,8 @@ pub struct ProbeTarget {
     pub interval: Duration,
     /// How it is probed: the keys a target shares with a `[modules.NAME]` table.
     pub probe: ProbeKeys,
+    /// `slo`: its objectives, for `loadagent alerts --config` (burn-rate alerts).
+    pub slo: Option<Slo>,
 }
 
 /// How a target is probed: the keys `[[targets]]` entries and `[modules.NAME]` tables share,
@@ -160,6 +163,18 @@ impl Default for AgentConfig {
             modules: Default::default(),
             endpoint: Default::default(),
         }
+    }
+}
+
+impl AgentConfig {
+    /// Every target's SLO latency threshold, in seconds: buckets the probe latency histogram
+    /// must have.
+    pub fn slo_latencies(&self) -> Vec<f64> {
+        self.targets
+            .iter()
+            .filter_map(|t| t.slo.as_ref()?.latency)
+            .map(|l| l.as_secs_f64())
+            .collect()
     }
 }
 
@@ -260,6 +275,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             }
         });
         let probe = read_probe_keys(&t, address.as_ref().map(ProbeAddress::host));
+        let slo = t.table("slo").map(|s| read_slo(&s, &probe));
         t.finish();
         if let Some(r) = &resolve_every {
             if matches!(address, Some(ProbeAddress::Fixed(_))) {
@@ -289,13 +305,18 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
                 );
             }
         }
-        if let (Some(name), Some(address), Some(probe)) = (name, address, probe) {
+        let slo = match slo {
+            None => Some(None),
+            Some(s) => s.map(Some),
+        };
+        if let (Some(name), Some(address), Some(probe), Some(slo)) = (name, address, probe, slo) {
             targets.push(ProbeTarget {
                 name: name.value,
                 address,
                 resolve_every: resolve_every.map_or(DEFAULT_RESOLVE_EVERY, |r| r.value),
                 interval,
                 probe,
+                slo,
             });
         }
     }
@@ -458,6 +479,81 @@ fn valid_module_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `slo = { objective = "99.9%", window = "30d", latency = "300ms", latency_objective = "99%" }`;
+/// `None` when something is wrong (reported).
+fn read_slo(t: &TableReader<'_, '_, '_>, probe: &Option<ProbeKeys>) -> Option<Slo> {
+    let ctx = t.ctx();
+    let share = |key: &'static str| {
+        t.string(key)
+            .and_then(|o| match slo::parse_objective(&o.value) {
+                Ok(v) => Some(v),
+                Err(why) => {
+                    ctx.report_at(o.loc, &t.key_path(key), why);
+                    None
+                }
+            })
+    };
+    let objective = share("objective");
+    if !t.has("objective") {
+        ctx.report_at(
+            t.loc(),
+            &t.key_path("objective"),
+            "missing; write the share of probes that must pass, e.g. objective = \"99.9%\"",
+        );
+    }
+    let window = match t.duration("window", true) {
+        None => Some(Duration::from_secs(30 * 86_400)),
+        Some(w) if w.value < slo::MIN_WINDOW || w.value > slo::MAX_WINDOW => {
+            ctx.report_at(
+                w.loc,
+                &t.key_path("window"),
+                "from 3d (the longest alert window) to 365d; write e.g. \"30d\"",
+            );
+            None
+        }
+        Some(w) => Some(w.value),
+    };
+    let latency = t.duration("latency", true);
+    if let Some(l) = &latency {
+        if l.value > slo::MAX_LATENCY || l.value < Duration::from_micros(100) {
+            ctx.report_at(
+                l.loc,
+                &t.key_path("latency"),
+                "from 100us to 60s: the share of probes faster than it is measured; write e.g. \"300ms\"",
+            );
+        }
+    }
+    let latency_objective = share("latency_objective");
+    if t.has("latency_objective") && latency.is_none() {
+        ctx.report_at(
+            t.loc(),
+            &t.key_path("latency_objective"),
+            "belongs to a latency objective: add `latency = \"300ms\"` or remove it",
+        );
+    }
+    t.finish();
+    if probe.as_ref().is_some_and(|p| p.mode == ProbeMode::Watch) {
+        ctx.report_at(
+            t.loc(),
+            &t.key_path("objective"),
+            "an SLO counts probes, and a Watch counts changes of status: use mode = \"check\" (the default) for a target with an SLO",
+        );
+        return None;
+    }
+    let objective = objective?;
+    Some(Slo {
+        objective,
+        window: window?,
+        latency: match latency {
+            Some(l) if l.value > slo::MAX_LATENCY || l.value < Duration::from_micros(100) => {
+                return None
+            }
+            l => l.map(|l| l.value),
+        },
+        latency_objective: latency_objective.unwrap_or(objective),
+    })
 }
 
 impl MethodSpec {

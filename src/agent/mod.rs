@@ -51,6 +51,21 @@ fn build_tls(target: &config::ProbeTarget) -> Result<Option<ClientTls>, AgentErr
     }
 }
 
+/// A reloaded config's SLO latency thresholds must be buckets of the running histogram
+/// (its buckets are fixed when the agent starts).
+fn latencies_fit(config: &AgentConfig, buckets: &[f64]) -> Result<(), String> {
+    match config
+        .slo_latencies()
+        .into_iter()
+        .find(|t| !buckets.contains(t))
+    {
+        None => Ok(()),
+        Some(t) => Err(format!(
+            "an SLO latency of {t}s is not a bucket of the running probe latency histogram (buckets are set when the agent starts): restart the agent to take it"
+        )),
+    }
+}
+
 /// How often the probe families' exposition is rendered again when probes changed it: off
 /// the scrape path, on a blocking thread (with 1,000 targets a render takes tens of ms, which
 /// on a runtime worker would make the probes scheduled there late).
@@ -118,7 +133,10 @@ pub async fn run(
     stop: CancellationToken,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), AgentError> {
-    let metrics = Arc::new(Metrics::new().map_err(|e| AgentError::Metrics(e.to_string()))?);
+    let buckets = crate::telemetry::metrics::probe_latency_buckets(&config.slo_latencies());
+    let metrics = Arc::new(
+        Metrics::with_probe_buckets(&buckets).map_err(|e| AgentError::Metrics(e.to_string()))?,
+    );
     let platform = crate::host::platform::Platform::current();
     metrics
         .build_info
@@ -213,7 +231,7 @@ pub async fn run(
                 };
                 match config::reload(path).map_err(|e| e.to_string()).and_then(|c| {
                     c.targets.iter().try_for_each(|t| build_tls(t).map(|_| ())).map_err(|e| e.to_string()).map(|()| c)
-                }) {
+                }).and_then(|c| latencies_fit(&c, &metrics.probe_buckets).map(|()| c)) {
                     Ok(new) => {
                         generation.stop().await;
                         // Series of targets that no longer exist must not linger; counters of

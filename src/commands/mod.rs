@@ -5,6 +5,7 @@ mod probe;
 mod progress;
 mod reports;
 mod run;
+mod slo;
 mod target;
 mod validate;
 
@@ -76,18 +77,25 @@ pub async fn execute(command: Command) -> Result<(), CommandError> {
             }
             Ok(())
         }
-        Command::Alerts { out, kubernetes } => {
+        Command::Alerts {
+            out,
+            kubernetes,
+            config,
+        } => {
             let mut files = vec![(
                 "--out",
                 out.join("loadagent.rules.yml"),
                 crate::observe::alerts::render(),
             )];
-            if let Some(k) = kubernetes {
+            if let Some(k) = &kubernetes {
                 files.push((
                     "--kubernetes",
                     k.join("prometheusrule.yaml"),
                     crate::observe::alerts::render_prometheus_rule(),
                 ));
+            }
+            if let Some(path) = &config {
+                files.extend(slo::slo_files(path, &out, kubernetes.as_deref())?);
             }
             for (flag, path, _) in &files {
                 let dir = path.parent().unwrap_or(std::path::Path::new("."));

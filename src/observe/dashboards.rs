@@ -81,6 +81,8 @@ pub fn all() -> Vec<Dashboard> {
                     q(format!("histogram_quantile(0.5, sum by (target, le) (rate(loadagent_probe_latency_seconds_bucket{{target=~\"$target\"}}[$__rate_interval]) {NODE}))"), "{{target}} p50"),
                     q(format!("histogram_quantile(0.99, sum by (target, le) (rate(loadagent_probe_latency_seconds_bucket{{target=~\"$target\"}}[$__rate_interval]) {NODE}))"), "{{target}} p99"),
                 ]),
+                // Recorded by the SLO rules `loadagent alerts --config agent.toml` writes.
+                p("Error budget remaining (SLOs)", "timeseries", "percentunit", vec![q("loadagent:probe_slo_error_budget_remaining{target=~\"$target\"}".into(), "{{target}} {{slo}}")]),
                 p("Certificates expiring soonest (days)", "table", "d", vec![q(format!("bottomk(10, (loadagent_probe_ssl_earliest_cert_expiry{{target=~\"$target\"}} {NODE}) - time()) / 86400"), "{{target}} {{backend}}")]),
                 p("Agents reporting", "stat", "none", vec![q("count(loadagent_build_info)".into(), "agents"), q("count(up{job=\"loadagent\"} == 0) or vector(0)".into(), "not scraped")]),
             ],

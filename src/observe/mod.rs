@@ -1,5 +1,6 @@
 //! Observability artifacts generated from the metric definitions in `telemetry`: Prometheus
-//! alerting and recording rules (and, next, Grafana dashboards).
+//! alerting and recording rules, Grafana dashboards, and the SLO rules of an agent config.
 
 pub mod alerts;
 pub mod dashboards;
+pub mod slo;

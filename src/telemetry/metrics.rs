@@ -493,6 +493,8 @@ pub struct Metrics {
     pub probe_tls_version: GaugeVec,
     /// `loadagent_probe_latency_seconds`.
     pub probe_latency: HistogramVec,
+    /// Its buckets (fixed for the agent's life: a reload cannot add one).
+    pub probe_buckets: Vec<f64>,
     /// `loadagent_probes_total`.
     pub probes_total: IntCounterVec,
     /// `loadagent_probe_check_failed`.
@@ -649,9 +651,32 @@ impl LatenessWindow {
     }
 }
 
+/// The probe latency histogram's buckets: `LATENCY_BUCKETS` and every SLO latency threshold
+/// (seconds), so the share of probes faster than a threshold is read from a bucket exactly.
+pub fn probe_latency_buckets(thresholds: &[f64]) -> Vec<f64> {
+    let mut all: Vec<f64> = LATENCY_BUCKETS
+        .iter()
+        .copied()
+        .chain(
+            thresholds
+                .iter()
+                .copied()
+                .filter(|t| t.is_finite() && *t > 0.0),
+        )
+        .collect();
+    all.sort_by(f64::total_cmp);
+    all.dedup();
+    all
+}
+
 impl Metrics {
     /// Every metric, registered.
     pub fn new() -> Result<Self, prometheus::Error> {
+        Self::with_probe_buckets(&probe_latency_buckets(&[]))
+    }
+
+    /// Every metric, the probe latency histogram with these buckets (`probe_latency_buckets`).
+    pub fn with_probe_buckets(probe_buckets: &[f64]) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let probe_registry = Registry::new();
         // The per-target probe families go to their own registry (see `probe_text`).
@@ -679,7 +704,7 @@ impl Metrics {
         };
         let probe_latency = HistogramVec::new(
             HistogramOpts::new(PROBE_LATENCY.name, PROBE_LATENCY.help)
-                .buckets(LATENCY_BUCKETS.to_vec()),
+                .buckets(probe_buckets.to_vec()),
             PROBE_LATENCY.labels,
         )?;
         probe_registry.register(Box::new(probe_latency.clone()))?;
@@ -698,6 +723,7 @@ impl Metrics {
         let process_cpu = prometheus::CounterVec::new(opts(&PROCESS_CPU), PROCESS_CPU.labels)?;
         registry.register(Box::new(process_cpu.clone()))?;
         Ok(Self {
+            probe_buckets: probe_buckets.to_vec(),
             probe_success: gauge_vec(&PROBE_SUCCESS)?,
             probe_duration: gauge_vec(&PROBE_DURATION)?,
             probe_health_status: gauge_vec(&PROBE_HEALTH_STATUS)?,

@@ -64,6 +64,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
+            // Days, as Prometheus writes them: SLO windows ("30d").
+            "d" => 86_400.0,
             "" => return Err(DurationError::NoUnit(number)),
             other => return Err(DurationError::UnknownUnit(other.to_string())),
         };

@@ -14,6 +14,7 @@ pub mod model;
 pub mod naming;
 pub mod problems;
 pub mod shard;
+pub mod slo;
 pub mod source;
 pub mod tracing;
 pub mod url;
