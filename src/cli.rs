@@ -185,6 +185,23 @@ pub struct RunArgs {
     /// `labels`): what the tool cannot see, e.g. target_arch=arm64, price_per_hour=0.145.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Push the run's metrics (those of --metrics-listen) to a Prometheus remote-write
+    /// receiver after every interval and at the end (remote write 1.0). The receiver's
+    /// trouble never fails the run: it is retried (5xx, 429), counted and said once.
+    #[arg(long, value_name = "URL", conflicts_with = "repeat")]
+    pub remote_write: Option<String>,
+    /// A header sent with every push (repeatable), e.g. X-Scope-OrgID=team-a.
+    #[arg(long, value_name = "NAME=VALUE", requires = "remote_write")]
+    pub remote_write_header: Vec<String>,
+    /// A file holding the bearer token sent with every push.
+    #[arg(long, value_name = "FILE", requires = "remote_write")]
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+    /// Basic auth for the pushes: the user (the password from --remote-write-password-file).
+    #[arg(long, value_name = "USER", requires_all = ["remote_write", "remote_write_password_file"])]
+    pub remote_write_user: Option<String>,
+    /// A file holding the basic-auth password.
+    #[arg(long, value_name = "FILE", requires = "remote_write_user")]
+    pub remote_write_password_file: Option<PathBuf>,
 }
 
 /// `loadagent probe`'s arguments, taken whole by `commands::probe`.

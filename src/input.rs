@@ -30,6 +30,8 @@ pub enum FileKind {
     PidFile,
     /// A `--web.config.file`.
     WebConfig,
+    /// A file holding a secret: a bearer token, a password.
+    Secret,
 }
 
 const KIB: u64 = 1024;
@@ -46,6 +48,7 @@ impl FileKind {
             Self::DataFile => 256 * MIB,
             Self::Pem => MIB,
             Self::PidFile => 4 * KIB,
+            Self::Secret => 64 * KIB,
         }
     }
 
@@ -72,6 +75,7 @@ impl FileKind {
             Self::Pem => "PEM file",
             Self::PidFile => "pid file",
             Self::WebConfig => "web config",
+            Self::Secret => "secret file",
         }
     }
 }

@@ -297,6 +297,10 @@ esac
         .arg(dist.join("run.sh"))
         .args(["6", "90"])
         .env("PATH", path)
+        .env(
+            "REMOTE_WRITE",
+            "http://receiver.monitoring.svc:9090/api/v1/write",
+        )
         .output()
         .unwrap();
     assert_eq!(
@@ -374,6 +378,11 @@ esac
         .collect();
     let at = |flag: &str| &expanded[expanded.iter().position(|a| a == flag).unwrap() + 1];
     assert_eq!(at("--shard"), "5/6");
+    assert_eq!(
+        at("--remote-write"),
+        "http://receiver.monitoring.svc:9090/api/v1/write",
+        "REMOTE_WRITE reaches every shard"
+    );
     assert_eq!(
         loadagent::vocabulary::shard::parse_start_at(at("--start-at")).unwrap(),
         start_at,

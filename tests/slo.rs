@@ -126,14 +126,7 @@ fn prometheus_evaluates_the_rules_over_the_agents_series() {
             agent.port
         ),
     );
-    let one = |expr: &str| -> Result<f64, String> {
-        let r = prometheus.query(expr)?;
-        let v = r
-            .as_array()
-            .and_then(|a| a.first())
-            .ok_or(format!("`{expr}`: no result yet"))?;
-        Ok(v["value"][1].as_str().unwrap().parse().unwrap())
-    };
+    let one = |expr: &str| prometheus.value(expr);
     eventually(60, || {
         let checks = [
             ("loadagent:probe_slo_error_ratio:rate5m{target=\"payments\",slo=\"availability\"}", 0.0),

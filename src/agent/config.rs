@@ -134,6 +134,8 @@ pub struct AgentConfig {
     pub modules: std::collections::BTreeMap<String, ProbeKeys>,
     /// `[probe]`: the bounds of the `/probe` endpoint.
     pub endpoint: super::probe_bounds::EndpointConfig,
+    /// `[remote_write]`: where scheduled runs' series are pushed.
+    pub remote_write: Option<crate::telemetry::remote_write::Settings>,
 }
 
 /// `[[schedules]]`: a scenario the agent runs every so often, with the same driver as
@@ -162,6 +164,7 @@ impl Default for AgentConfig {
             tracing: Default::default(),
             modules: Default::default(),
             endpoint: Default::default(),
+            remote_write: None,
         }
     }
 }
@@ -377,6 +380,9 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
         }
         None => Vec::new(),
     };
+    let remote_write = root
+        .table("remote_write")
+        .and_then(|t| read_remote_write(&t, source));
     let tracing = root
         .table("tracing")
         .map(|t| crate::scenario::tracing::read_config(&t))
@@ -393,6 +399,7 @@ pub fn parse(source: &Source) -> Result<AgentConfig, Problems> {
             tracing,
             modules,
             endpoint,
+            remote_write,
         })
     } else {
         Err(fail(problems))
@@ -479,6 +486,60 @@ fn valid_module_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `[remote_write]`: `url`, `headers`, `bearer_token_file` or `user` with `password_file`
+/// (paths relative to the config); the files are read now. `None` when absent or wrong
+/// (reported).
+fn read_remote_write(
+    t: &TableReader<'_, '_, '_>,
+    source: &Source,
+) -> Option<crate::telemetry::remote_write::Settings> {
+    let url = t.required_string(
+        "url",
+        "write the receiver's URL, e.g. url = \"http://prometheus:9090/api/v1/write\"",
+    );
+    let headers: Vec<String> = t
+        .string_map("headers")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| format!("{}={v}", k.value))
+        .collect();
+    let token = t.string("bearer_token_file");
+    let user = t.string("user");
+    let password = t.string("password_file");
+    t.finish();
+    if user.is_some() != password.is_some() {
+        t.ctx().report_at(
+            t.loc(),
+            &t.key_path(if user.is_some() {
+                "password_file"
+            } else {
+                "user"
+            }),
+            "basic auth needs both `user` and `password_file`",
+        );
+        return None;
+    }
+    let url = url?;
+    let token = token.map(|p| source.resolve(&p.value));
+    let password = password.map(|p| source.resolve(&p.value));
+    let basic = user
+        .as_ref()
+        .map(|u| u.value.as_str())
+        .zip(password.as_deref());
+    match crate::telemetry::remote_write::Settings::new(
+        &url.value,
+        &headers,
+        token.as_deref(),
+        basic,
+    ) {
+        Ok(s) => Some(s),
+        Err(why) => {
+            t.ctx().report_at(url.loc, &t.key_path("url"), why);
+            None
+        }
+    }
 }
 
 /// `slo = { objective = "99.9%", window = "30d", latency = "300ms", latency_objective = "99%" }`;

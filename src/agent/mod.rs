@@ -51,6 +51,38 @@ fn build_tls(target: &config::ProbeTarget) -> Result<Option<ClientTls>, AgentErr
     }
 }
 
+/// Pushes the scheduled runs' series (`loadagent_run_*`, with the node's and the build's
+/// info) to `[remote_write]`, labelled `job="loadagent"` and `instance` = the node, as a
+/// scrape would; trouble is counted in `loadagent_errors_total{component="remote_write"}`
+/// and logged once.
+fn start_pushing(
+    settings: crate::telemetry::remote_write::Settings,
+    metrics: &Arc<Metrics>,
+) -> crate::telemetry::remote_write::Pusher {
+    use crate::telemetry::remote_write::{PushSource, Pusher};
+    let node = crate::telemetry::node::node_name();
+    let settings = settings.with_labels(&[("job", "loadagent"), ("instance", &node)]);
+    let (gather, errors) = (metrics.clone(), metrics.errors_total.clone());
+    Pusher::start(
+        settings,
+        PushSource {
+            gather: Box::new(move || {
+                let mut families = gather.registry.gather();
+                families.retain(|f| {
+                    f.name().starts_with("loadagent_run_")
+                        || f.name() == crate::telemetry::metrics::NODE_INFO.name
+                        || f.name() == crate::telemetry::metrics::BUILD_INFO.name
+                });
+                families
+            }),
+            count: Box::new(move |kind, n| {
+                errors.with_label_values(&["remote_write", kind]).inc_by(n)
+            }),
+            say_once: Box::new(|m| tracing::warn!("{m}")),
+        },
+    )
+}
+
 /// A reloaded config's SLO latency thresholds must be buckets of the running histogram
 /// (its buckets are fixed when the agent starts).
 fn latencies_fit(config: &AgentConfig, buckets: &[f64]) -> Result<(), String> {
@@ -172,7 +204,12 @@ pub async fn run(
     let mut generation = Generation::start(&config, &ctx, &targets)?;
     tokio::spawn(render_probe_families(metrics.clone(), stop.clone()));
     let runs: schedule::Runs = Default::default();
+    let pusher = config
+        .remote_write
+        .clone()
+        .map(|settings| start_pushing(settings, &metrics));
     let schedule_ctx = schedule::ScheduleContext {
+        push: pusher.as_ref().map(|p| p.handle()),
         metrics: metrics.clone(),
         runs: runs.clone(),
         exclusive: Default::default(),
@@ -261,6 +298,16 @@ pub async fn run(
     generation.stop().await;
     for s in schedules {
         let _ = s.await;
+    }
+    if let Some(p) = pusher {
+        let d = p.finish().await;
+        tracing::info!(
+            sent = d.sent,
+            retried = d.retries,
+            refused = d.rejected,
+            lost = d.lost,
+            "remote write: done"
+        );
     }
     if let Some(t) = traces {
         // The last probe and run spans, within a bounded time.

@@ -38,6 +38,8 @@ pub struct ScheduleContext {
     pub stop: CancellationToken,
     /// Where runs' spans go, when tracing is on.
     pub traces: Option<Arc<Traces>>,
+    /// `[remote_write]`: pushes the run series after each run.
+    pub push: Option<crate::telemetry::remote_write::PushHandle>,
 }
 
 fn jittered(base: Duration, jitter: Duration) -> Duration {
@@ -211,6 +213,9 @@ async fn run_once(s: &ScheduleConfig, ctx: &ScheduleContext) -> Option<Report> {
     };
     let passed = passed(&report);
     export(&ctx.metrics, &name, &report, passed);
+    if let Some(p) = &ctx.push {
+        p.push();
+    }
     ctx.metrics
         .runs_total
         .with_label_values(&[

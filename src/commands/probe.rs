@@ -11,7 +11,7 @@ use crate::tls::ClientTls;
 use crate::vocabulary::duration::parse_duration;
 use crate::vocabulary::At;
 use crate::vocabulary::HostPort;
-use crate::vocabulary::{HttpVersion, Loc, Protocol, Resumption, TlsOptions};
+use crate::vocabulary::{HttpVersion, Loc, Protocol, TlsOptions};
 use crate::vocabulary::{MethodName, RequestMessage, Schema};
 
 const BAD_ARGUMENTS: u8 = 1;
@@ -29,13 +29,7 @@ fn tls_options(a: &ProbeArgs) -> Option<TlsOptions> {
         insecure_skip_verify: a.tls_no_verify,
         cert: a.tls_cert.clone(),
         key: a.tls_key.clone(),
-        versions: Vec::new(),
-        cipher_suites: Vec::new(),
-        groups: Vec::new(),
-        resumption: Resumption::None,
-        alpn: vec!["h2".into()],
-        close_with_rst: false,
-        loc: Loc::default(),
+        ..TlsOptions::system_roots("h2")
     })
 }
 

@@ -34,6 +34,8 @@ pub(super) struct Distribution {
     pub metrics_listen: Option<String>,
     /// `--label KEY=VALUE`: recorded in the report over the scenario's `labels`.
     pub labels: Vec<String>,
+    /// `--remote-write URL` and its headers and secrets, read.
+    pub remote_write: Option<crate::telemetry::remote_write::Settings>,
 }
 
 impl Distribution {
@@ -83,6 +85,27 @@ pub(super) async fn command(args: RunArgs) -> Result<(), CommandError> {
             let mut distribution = Distribution::parse(args.shard, args.start_at)?;
             distribution.metrics_listen = args.metrics_listen;
             distribution.labels = args.labels;
+            // Read before anything is prepared: a bad URL or an unreadable token costs no
+            // connection.
+            if let Some(url) = &args.remote_write {
+                let basic = args
+                    .remote_write_user
+                    .as_deref()
+                    .zip(args.remote_write_password_file.as_deref());
+                distribution.remote_write = Some(
+                    crate::telemetry::remote_write::Settings::new(
+                        url,
+                        &args.remote_write_header,
+                        args.remote_write_bearer_token_file.as_deref(),
+                        basic,
+                    )
+                    .map_err(|e| CommandError::invalid(format!("--remote-write: {e}")))?
+                    .with_labels(&[
+                        ("job", "loadagent-run"),
+                        ("instance", &crate::telemetry::node::node_name()),
+                    ]),
+                );
+            }
             run(&args.scenario, outputs, args.quiet, distribution).await
         }
     }
@@ -140,17 +163,31 @@ async fn run(
     );
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let shown = progress::show(quiet, progress_rx);
-    let live = match &distribution.metrics_listen {
-        Some(addr) => {
-            Some(serve_live(addr, &prepared, distribution.shard, cancel.child_token()).await?)
-        }
-        None => None,
+    let live = match (&distribution.metrics_listen, &distribution.remote_write) {
+        (None, None) => None,
+        _ => Some(live_run(&prepared, distribution.shard)?),
     };
+    if let (Some(addr), Some(live)) = (&distribution.metrics_listen, &live) {
+        serve_live(addr, live.clone(), cancel.child_token()).await?;
+    }
+    let pusher = match (&distribution.remote_write, &live) {
+        (Some(settings), Some(live)) => Some(start_pushing(settings.clone(), live)),
+        _ => None,
+    };
+    let on_interval = live.clone().map(|l| -> IntervalSink {
+        let pusher = pusher.as_ref().map(|p| p.handle());
+        Box::new(move |closed, _| {
+            l.observe(closed);
+            if let Some(p) = &pusher {
+                p.push();
+            }
+        })
+    });
     let hooks = Hooks {
         cancel,
         progress: Some(progress_tx),
         traces: traces.clone(),
-        on_interval: live.map(|l| -> IntervalSink { Box::new(move |closed, _| l.observe(closed)) }),
+        on_interval,
         on_stop: Some(Box::new(|why: &str| eprintln!("stopping: {why}"))),
         ..Hooks::default()
     };
@@ -158,6 +195,13 @@ async fn run(
     if let Some(task) = shown {
         let _ = task.await;
     }
+    if let (Ok(f), Some(live)) = (&finished, &live) {
+        live.observe_rest(&f.report.intervals, &f.histograms);
+    }
+    let delivered = match pusher {
+        Some(p) => Some(p.finish().await),
+        None => None,
+    };
     let finished = match finished {
         Ok(f) => f,
         Err(e) => {
@@ -171,6 +215,12 @@ async fn run(
     super::say_written(&outputs);
     if let Some(line) = finish_traces(traces).await {
         println!("  traces    {line}");
+    }
+    if let (Some(d), Some(settings)) = (delivered, &distribution.remote_write) {
+        println!(
+            "  remote    {} pushes to {} ({} retried, {} refused, {} lost)",
+            d.sent, settings.url, d.retries, d.rejected, d.lost
+        );
     }
     if let Some(c) = &report.capacity {
         capacity_verdict(c)?;
@@ -327,20 +377,9 @@ async fn finish_traces(traces: Option<Arc<Traces>>) -> Option<String> {
 
 /// `--metrics-listen`: serves the run's live metrics (with the agent's HTTP server: its
 /// timeouts and connection cap) until `stop`.
-async fn serve_live(
-    addr: &str,
-    prepared: &Prepared,
-    shard: Option<Shard>,
-    stop: CancellationToken,
-) -> Result<Arc<LiveRun>, CommandError> {
-    let bad = |why: String| CommandError::invalid(format!("--metrics-listen {addr}: {why}"));
-    let hp = HostPort::parse_listen(addr).map_err(|e| bad(e.to_string()))?;
-    let listener = tokio::net::TcpListener::bind(hp.dial())
-        .await
-        .map_err(|e| bad(format!("cannot listen there: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| bad(format!("cannot listen there: {e}")))?;
+/// The run's live series (`--metrics-listen`, `--remote-write`), labelled with its shard and
+/// this node.
+fn live_run(prepared: &Prepared, shard: Option<Shard>) -> Result<Arc<LiveRun>, CommandError> {
     let scenario = &prepared.scenario;
     let node = node_info_labels(&Platform::current());
     let live = LiveRun::new(
@@ -353,7 +392,42 @@ async fn serve_live(
         let count = shard.map_or(1, |s| s.count);
         live.set_asked_rps(rate / f64::from(count));
     }
-    let live = Arc::new(live);
+    Ok(Arc::new(live))
+}
+
+/// `--remote-write`: pushes the live series after each interval and at the end; trouble is
+/// counted in the run's `loadagent_errors_total` and said once on stderr.
+fn start_pushing(
+    settings: crate::telemetry::remote_write::Settings,
+    live: &Arc<LiveRun>,
+) -> crate::telemetry::remote_write::Pusher {
+    use crate::telemetry::remote_write::{PushSource, Pusher};
+    let (gather, errors) = (live.clone(), live.errors());
+    Pusher::start(
+        settings,
+        PushSource {
+            gather: Box::new(move || gather.gather()),
+            count: Box::new(move |kind, n| {
+                errors.with_label_values(&["remote_write", kind]).inc_by(n)
+            }),
+            say_once: Box::new(|m| eprintln!("warning: {m}")),
+        },
+    )
+}
+
+async fn serve_live(
+    addr: &str,
+    live: Arc<LiveRun>,
+    stop: CancellationToken,
+) -> Result<(), CommandError> {
+    let bad = |why: String| CommandError::invalid(format!("--metrics-listen {addr}: {why}"));
+    let hp = HostPort::parse_listen(addr).map_err(|e| bad(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(hp.dial())
+        .await
+        .map_err(|e| bad(format!("cannot listen there: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| bad(format!("cannot listen there: {e}")))?;
     let page = live.clone();
     let router = axum::Router::new().route(
         "/metrics",
@@ -373,7 +447,7 @@ async fn serve_live(
     let server = Server::new(router, Arc::new(WebConfig::default()), live.errors());
     tokio::spawn(server.run(listener, stop));
     eprintln!("serving the run's metrics on http://{local}/metrics");
-    Ok(live)
+    Ok(())
 }
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM, printing what stopping means.

@@ -11,8 +11,11 @@ use super::metrics::{
     Definition, ERRORS_TOTAL, LATENCY_BUCKETS, NODE_INFO, RUN_ASKED_RPS, RUN_LATENCY, RUN_REQUESTS,
     RUN_RPS,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::record::aggregator::IntervalHistograms;
 use crate::record::histogram::decode;
-use crate::record::Aggregate;
+use crate::record::{Aggregate, IntervalSummary};
 
 /// Observes every value of an HDR histogram (microseconds) into a Prometheus histogram
 /// (seconds): the one way run latencies become metrics, live and at a run's end.
@@ -44,6 +47,8 @@ pub struct LiveRun {
     scenario: String,
     /// `I/N`, or empty for a run that is not a shard.
     shard: String,
+    /// Intervals observed so far.
+    observed: AtomicUsize,
 }
 
 impl LiveRun {
@@ -94,6 +99,7 @@ impl LiveRun {
             asked_rps,
             scenario: scenario.to_string(),
             shard,
+            observed: AtomicUsize::new(0),
         })
     }
 
@@ -112,8 +118,23 @@ impl LiveRun {
     /// Adds the intervals that just closed: requests by status, latencies (corrected when
     /// the run has them, and uncorrected), and the last interval's rate.
     pub fn observe(&self, closed: &Aggregate) {
+        self.observe_intervals(&closed.intervals, &closed.histograms);
+    }
+
+    /// Adds the intervals of a finished run not observed yet (those its end closed: they
+    /// reach no interval hook), so the last figures served and pushed are the report's.
+    pub fn observe_rest(&self, intervals: &[IntervalSummary], histograms: &[IntervalHistograms]) {
+        let seen = self.observed.load(Ordering::Relaxed).min(intervals.len());
+        self.observe_intervals(
+            &intervals[seen..],
+            histograms.get(seen..).unwrap_or_default(),
+        );
+    }
+
+    fn observe_intervals(&self, intervals: &[IntervalSummary], histograms: &[IntervalHistograms]) {
         let (scenario, shard) = (self.scenario.as_str(), self.shard.as_str());
-        for (i, interval) in closed.intervals.iter().enumerate() {
+        self.observed.fetch_add(intervals.len(), Ordering::Relaxed);
+        for (i, interval) in intervals.iter().enumerate() {
             for (status, n) in &interval.status_codes {
                 self.requests
                     .with_label_values(&[scenario, status, shard])
@@ -122,7 +143,7 @@ impl LiveRun {
             self.rps
                 .with_label_values(&[scenario, shard])
                 .set(interval.requests as f64);
-            let Some(h) = closed.histograms.get(i) else {
+            let Some(h) = histograms.get(i) else {
                 continue;
             };
             for (which, text) in [("corrected", &h.corrected), ("uncorrected", &h.uncorrected)] {
@@ -134,6 +155,11 @@ impl LiveRun {
                 }
             }
         }
+    }
+
+    /// Every series as it is now (what `render` writes, and remote write sends).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
     }
 
     /// The Prometheus text exposition.

@@ -4,6 +4,7 @@
 pub mod live;
 pub mod metrics;
 pub mod node;
+pub mod remote_write;
 pub mod traces;
 
 pub use metrics::{Metrics, DEFINITIONS};

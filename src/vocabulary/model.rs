@@ -175,6 +175,27 @@ pub struct TlsOptions {
     pub loc: Loc,
 }
 
+impl TlsOptions {
+    /// TLS as a plain client does it: the system's roots, every version, suite and group, no
+    /// client certificate, offering `alpn`.
+    pub fn system_roots(alpn: &str) -> Self {
+        Self {
+            ca: None,
+            server_name: None,
+            insecure_skip_verify: false,
+            cert: None,
+            key: None,
+            versions: Vec::new(),
+            cipher_suites: Vec::new(),
+            groups: Vec::new(),
+            resumption: Resumption::None,
+            alpn: vec![alpn.to_string()],
+            close_with_rst: false,
+            loc: Loc::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 /// `[target]`: where the load goes and how it talks.
 pub struct Target {

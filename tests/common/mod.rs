@@ -162,6 +162,17 @@ impl Server {
         Self::start(cmd, "PORT ")
     }
 
+    /// A remote-write receiver in front of `upstream` that fails the first POSTs
+    /// (tests/python/remote_write_proxy.py); GET /stats tells what came.
+    pub fn remote_write_proxy(args: &[&str]) -> Self {
+        Self::python_script(
+            "remote_write_proxy.py",
+            "import http.server",
+            "(none)",
+            args,
+        )
+    }
+
     /// gRPC's interop TestService on Python grpcio (tests/python/interop_server.py).
     pub fn python_interop() -> Self {
         let mut cmd = Command::new("python3");
@@ -509,6 +520,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with(dir, config, &[])
+    }
+
+    /// With extra flags (`--web.enable-remote-write-receiver`).
+    pub fn start_with(dir: &Path, config: &str, flags: &[&str]) -> Self {
         let path = dir.join("prometheus.yml");
         std::fs::write(&path, config).unwrap();
         let port = free_port();
@@ -519,6 +535,7 @@ impl Prometheus {
                 dir.join("tsdb").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -545,6 +562,21 @@ impl Prometheus {
             return Err(format!("`{expr}` does not evaluate: {body}"));
         }
         Ok(v["data"]["result"].clone())
+    }
+}
+
+impl Prometheus {
+    /// The value of the first series an instant query gives; an error while there is none.
+    pub fn value(&self, expr: &str) -> Result<f64, String> {
+        let r = self.query(expr)?;
+        let v = r
+            .as_array()
+            .and_then(|a| a.first())
+            .ok_or(format!("`{expr}`: no result yet"))?;
+        v["value"][1]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or(format!("`{expr}`: not a number: {v}"))
     }
 }
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A distributed run on Kubernetes, end to end:
-#   deploy/kubernetes/distributed/run.sh [SHARDS] [LEAD]
+#   [REMOTE_WRITE=URL] deploy/kubernetes/distributed/run.sh [SHARDS] [LEAD]
 # SHARDS pods (default 4, one per node) run the scenario of configmap.yaml as one run, started
 # together LEAD seconds from now (default 120: time to pull the image and connect); then a
 # merge Job judges the thresholds on the whole. Exits with the merge's code: 0, 3 (a
 # threshold failed), 2 (a shard's report is missing), 1 (the Job failed).
+# With REMOTE_WRITE, every shard also pushes its series there (run --remote-write), so the
+# figures of pods too short-lived to be scraped land in Prometheus.
 # Needs kubectl with the namespace and service account of ../ (kubectl apply -k ..).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,7 +38,10 @@ kubectl -n "$NS" delete job loadagent-distributed loadagent-distributed-merge --
 sed -e "s/^  completions: 4$/  completions: $SHARDS/" \
     -e "s/^  parallelism: 4$/  parallelism: $SHARDS/" \
     -e "/name: SHARDS/{n;s/value: \"4\"/value: \"$SHARDS\"/}" \
-    -e "/name: START_AT/{n;s/value: \".*\"/value: \"$START_AT\"/}" job.yaml | kubectl apply -f -
+    -e "/name: START_AT/{n;s/value: \".*\"/value: \"$START_AT\"/}" \
+    -e "${REMOTE_WRITE:+s|^            # - --remote-write\$|            - --remote-write|}" \
+    -e "${REMOTE_WRITE:+s|^            # - http://prometheus.monitoring.svc:9090/api/v1/write\$|            - $REMOTE_WRITE|}" \
+    job.yaml | kubectl apply -f -
 echo "shards start at $START_AT"
 
 if [ "$(ended loadagent-distributed)" != Complete ]; then
