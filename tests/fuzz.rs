@@ -30,7 +30,7 @@ fn fuzz(target: Target<'_>) {
     assert!(ran.cases > 0, "the loop ran");
 }
 
-const TOML_WORDS: [&[u8]; 16] = [
+const TOML_WORDS: [&[u8]; 20] = [
     b"duration = \"3000000000000000h\"\n",
     b"[[load.stages]]\nduration = \"8760h\"\nrate = 1\n",
     b"rate = 1e308\n",
@@ -47,6 +47,10 @@ const TOML_WORDS: [&[u8]; 16] = [
     b"[[targets]]\nname = \"t\"\naddress = \"127.0.0.1:1\"\n",
     b"listen = \"[::1:9\"\n",
     b"[[schedules]]\nscenario = \"/dev/urandom\"\nevery = \"1ns\"\n",
+    b"[modules.m]\nmethod = \"a.B/C\"\nexpect = [\"status == OK\"]\n",
+    b"[probe]\nallowed_targets = [\"10.0.0.0/8\", \"*.*.x\"]\nmax_concurrent = 99999999999\n",
+    b"slo = { objective = \"99.9999999999999%\", window = \"365d\", latency = \"1ns\" }\n",
+    b"[remote_write]\nurl = \"http://[::1]:0/w\"\nbearer_token_file = \"/dev/zero\"\n",
 ];
 
 #[test]
@@ -89,6 +93,7 @@ fn fuzz_scenario_reader() {
 fn fuzz_agent_config_reader() {
     let seeds = vec![
         std::fs::read(common::repo().join("deploy/compose/agent.toml")).unwrap(),
+        b"[[targets]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\nslo = { objective = \"99.9%\", latency = \"300ms\" }\n[modules.health]\ntimeout = \"2s\"\n[probe]\nallowed_targets = [\"127.0.0.0/8\", \"*.svc\"]\n".to_vec(),
         b"listen = \"0.0.0.0:9477\"\n[[targets]]\nname = \"a\"\naddress = \"127.0.0.1:50051\"\ninterval = \"5s\"\n".to_vec(),
     ];
     let check = |input: &[u8]| {
@@ -99,6 +104,59 @@ fn fuzz_agent_config_reader() {
         name: "agent_config_reader",
         seeds,
         dictionary: TOML_WORDS.to_vec(),
+        check: &check,
+    });
+}
+
+/// `/probe` requests as Prometheus (or anyone) sends them: any query string is answered —
+/// a probe of an allowed address with a known module, or a 400 or 403 — without panicking.
+#[test]
+fn fuzz_probe_request() {
+    let config = loadagent::agent::config::parse(&Source::new(
+        "agent.toml",
+        "[modules.health]\n[modules.m-2]\ntimeout = \"1s\"\n[probe]\nallowed_targets = [\"127.0.0.0/8\", \"::1\", \"*.svc.cluster.local\", \"a*b*c\"]\n".to_string(),
+    ))
+    .unwrap();
+    let modules = loadagent::agent::probe_endpoint::Modules::of(&config);
+    let seeds: Vec<Vec<u8>> = [
+        "module=health&target=127.0.0.1:50051",
+        "module=m-2&target=%5B%3A%3A1%5D%3A1&debug=true",
+        "target=x.svc.cluster.local:80&module=health&module=nope",
+        "module=health&target=dns:///a:1",
+        "module=health&target=axxbyyc:1",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    let check = |input: &[u8]| {
+        let Ok(uri) = format!("/probe?{}", String::from_utf8_lossy(input)).parse::<http::Uri>()
+        else {
+            return;
+        };
+        match loadagent::agent::probe_endpoint::admit_uri(&modules, &uri) {
+            Ok((module, address)) => {
+                assert!(config.modules.contains_key(&module), "{module}");
+                assert!(config.endpoint.allows(address.host()), "{address}");
+            }
+            Err((code, reason, why)) => {
+                assert!(code == 400 || code == 403, "{code} {reason} {why}");
+                assert!(!why.is_empty());
+            }
+        }
+    };
+    fuzz(Target {
+        name: "probe_request",
+        seeds,
+        dictionary: vec![
+            b"module=health".as_slice(),
+            b"&target=",
+            b"%5B",
+            b"%3A",
+            b"127.0.0.1:1",
+            b"dns+srv://",
+            b"*",
+            b"&&==",
+        ],
         check: &check,
     });
 }

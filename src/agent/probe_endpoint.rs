@@ -68,13 +68,14 @@ impl IntoResponse for Refusal {
 pub async fn probe(
     State(s): State<EndpointState>,
     headers: HeaderMap,
-    Query(params): Query<BTreeMap<String, String>>,
+    uri: axum::http::Uri,
 ) -> Response {
     let modules = s
         .modules
         .read()
         .map(|m| m.clone())
         .unwrap_or_else(|e| e.into_inner().clone());
+    let params = query(&uri);
     match admit(&modules, &params) {
         Err(Refusal(code, reason, why)) => {
             s.metrics
@@ -135,6 +136,25 @@ pub async fn probe(
                 .into_response()
         }
     }
+}
+
+/// The query's parameters (the last of a repeated one); none when it does not decode.
+fn query(uri: &axum::http::Uri) -> BTreeMap<String, String> {
+    Query::<BTreeMap<String, String>>::try_from_uri(uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default()
+}
+
+/// What `/probe` makes of a request's URI: the module's name and the address to probe, or the
+/// HTTP status, the counter's reason and the words of its refusal. (The handler's first step;
+/// public for the fuzz target.)
+pub fn admit_uri(
+    modules: &Modules,
+    uri: &axum::http::Uri,
+) -> Result<(String, HostPort), (u16, &'static str, String)> {
+    admit(modules, &query(uri))
+        .map(|(name, _, address)| (name.to_string(), address))
+        .map_err(|Refusal(code, reason, why)| (code.as_u16(), reason, why))
 }
 
 /// The module and the address, or why the request is refused.
