@@ -14,7 +14,8 @@ use common::*;
 
 /// The agent with at most `nofile` descriptors (soft and hard, so it cannot raise them).
 fn agent_limited(dir: &Path, nofile: u32, extra: &[&str]) -> Server {
-    let config = scenario(dir, "agent.toml", "");
+    // A module, so that /probe answers too (the web config covers it like every route).
+    let config = scenario(dir, "agent.toml", "[modules.health]\ntimeout = \"200ms\"\n");
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--nofile={nofile}:{nofile}"))
         .arg(bin())
@@ -148,7 +149,7 @@ fn a_real_prometheus_scrapes_over_mutual_tls_with_basic_auth_from_a_web_config_f
         "no metrics over plain HTTP"
     );
 
-    let job = |name: &str, password: &str, cert: bool| {
+    let job = |name: &str, password: &str, cert: bool, path: &str| {
         let cert = if cert {
             format!(
                 "      cert_file: {}\n      key_file: {}\n",
@@ -158,15 +159,23 @@ fn a_real_prometheus_scrapes_over_mutual_tls_with_basic_auth_from_a_web_config_f
         } else {
             String::new()
         };
-        format!("  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {}\n      server_name: localhost\n{cert}    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: [\"{a}\"]\n", pki.path("ca.pem"))
+        let probe = if path == "/probe" {
+            // What is probed does not matter here: the scrape succeeds whatever the probe says.
+            "    metrics_path: /probe\n    params:\n      module: [health]\n      target: ['127.0.0.1:1']\n"
+        } else {
+            ""
+        };
+        format!("  - job_name: {name}\n    scheme: https\n{probe}    tls_config:\n      ca_file: {}\n      server_name: localhost\n{cert}    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: [\"{a}\"]\n", pki.path("ca.pem"))
     };
     let prometheus = Prometheus::start(
         dir.path(),
         &format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
-            job("good", "scrape-s3cret", true),
-            job("wrong_password", "guess", true),
-            job("no_client_cert", "scrape-s3cret", false),
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}{}{}",
+            job("good", "scrape-s3cret", true, "/metrics"),
+            job("wrong_password", "guess", true, "/metrics"),
+            job("no_client_cert", "scrape-s3cret", false, "/metrics"),
+            job("probe_good", "scrape-s3cret", true, "/probe"),
+            job("probe_wrong_password", "guess", true, "/probe"),
         ),
     );
     let up = |job: &str| -> Result<f64, String> {
@@ -176,11 +185,13 @@ fn a_real_prometheus_scrapes_over_mutual_tls_with_basic_auth_from_a_web_config_f
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("no sample yet: {result}"))
     };
-    eventually(40, || match up("good") {
-        Ok(1.0) => Ok(()),
-        other => Err(format!("good: {other:?}")),
-    });
-    for job in ["wrong_password", "no_client_cert"] {
+    for job in ["good", "probe_good"] {
+        eventually(40, || match up(job) {
+            Ok(1.0) => Ok(()),
+            other => Err(format!("{job}: {other:?}")),
+        });
+    }
+    for job in ["wrong_password", "no_client_cert", "probe_wrong_password"] {
         eventually(20, || match up(job) {
             Ok(0.0) => Ok(()),
             other => Err(format!("{job}: {other:?}")),
@@ -188,6 +199,15 @@ fn a_real_prometheus_scrapes_over_mutual_tls_with_basic_auth_from_a_web_config_f
     }
     let result = prometheus.query("loadagent_build_info").unwrap();
     assert!(result.to_string().contains("\"job\":\"good\""), "{result}");
+    let probed = prometheus.query("probe_success").unwrap();
+    assert!(
+        probed.to_string().contains("\"job\":\"probe_good\""),
+        "{probed}"
+    );
+    assert!(
+        !probed.to_string().contains("probe_wrong_password"),
+        "{probed}"
+    );
 }
 
 #[test]
