@@ -9,6 +9,7 @@ pub mod perf;
 pub mod probe;
 pub mod probe_bounds;
 pub mod probe_endpoint;
+pub mod probe_keys;
 pub mod schedule;
 
 use std::collections::BTreeMap;
