@@ -334,17 +334,24 @@ timeout = "2s"
 
 /// A plain HTTP/1.1 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// `http_get`, with a failed connection or read as an error (a server still starting or
+/// already stopping, polled by `eventually`).
+pub fn try_http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .map_err(|e| format!("write: {e}"))?;
     let mut buf = String::new();
-    s.read_to_string(&mut buf).expect("read response");
+    s.read_to_string(&mut buf)
+        .map_err(|e| format!("read response: {e}"))?;
     let status = buf
         .split_whitespace()
         .nth(1)
@@ -353,7 +360,7 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let body = buf
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
+    Ok((status, body))
 }
 
 /// Polls `check` every 100 ms until it holds or `secs` pass; the check's last text on failure.
