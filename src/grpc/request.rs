@@ -12,7 +12,7 @@ use prost_reflect::{
 use super::frame::frame;
 use super::template::{Context, Template};
 use crate::vocabulary::problems::{Problem, Problems};
-use crate::vocabulary::{Call, Compression, Loc, RequestMessage};
+use crate::vocabulary::{Call, Compression, DataOrder, Loc, RequestMessage};
 
 /// A step from a message to a templated value.
 #[derive(Debug, Clone)]
@@ -41,6 +41,17 @@ struct Prepared {
 pub struct Requests {
     messages: Vec<Prepared>,
     compression: Option<Compression>,
+    /// `Some(seed)`: `data_order = "random"`; `None`: round-robin.
+    random: Option<u64>,
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit value of `x`, so that consecutive request
+/// numbers pick unrelated messages.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// Per-worker state for rendering requests (reused buffers and a random generator).
@@ -70,7 +81,12 @@ impl Requests {
     /// Builds the run's requests from the scenario, reporting every message that does not
     /// fit the method's input type, with where it was written.
     pub fn build(call: &Call, method: &MethodDescriptor) -> Result<Self, Problems> {
-        Self::from_messages(&call.messages, call.compression, method)
+        let mut requests = Self::from_messages(&call.messages, call.compression, method)?;
+        requests.random = match call.data_order {
+            DataOrder::RoundRobin => None,
+            DataOrder::Random { seed } => Some(seed.unwrap_or_else(rand::random)),
+        };
+        Ok(requests)
     }
 
     /// The requests `messages` make for `method` (a scenario's call, or a probe's `data`).
@@ -97,6 +113,7 @@ impl Requests {
         Ok(Self {
             messages,
             compression,
+            random: None,
         })
     }
 
@@ -105,6 +122,7 @@ impl Requests {
         Self {
             messages: Vec::new(),
             compression: None,
+            random: None,
         }
     }
 
@@ -129,14 +147,21 @@ impl Requests {
         self.message(n, n, r)
     }
 
-    /// Message `index` of the list (cycled), with templates rendered for request `number`
-    /// (a stream's messages are the list in order; its templates see the stream's number).
+    /// Message `index` of the list (cycled; with `data_order = "random"`, a pick that is a
+    /// function of the seed, `number` and `index`), with templates rendered for request
+    /// `number` (a stream's messages are the list in order; its templates see the stream's
+    /// number).
     pub fn message(&self, index: u64, number: u64, r: &mut Renderer) -> Bytes {
         if self.messages.is_empty() {
             return Bytes::new();
         }
         let n = number;
-        let msg = &self.messages[(index % self.messages.len() as u64) as usize];
+        let len = self.messages.len() as u64;
+        let pick = match self.random {
+            None => index % len,
+            Some(seed) => mix(seed ^ mix(number) ^ index.wrapping_mul(0xD6E8_FEB8_6659_FD93)) % len,
+        };
+        let msg = &self.messages[pick as usize];
         if let Some(frame) = &msg.frame {
             return frame.clone();
         }

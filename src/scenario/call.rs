@@ -65,6 +65,7 @@ pub(super) fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
                 UnaryTransport::Lean
             }
         });
+    let data_order = read_data_order(c);
     c.finish();
     Some(Call {
         method: method?,
@@ -75,7 +76,28 @@ pub(super) fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         compression,
         max_receive_message_size: max_receive_message_size.unwrap_or(DEFAULT_MAX_RECEIVE_BYTES),
         transport,
+        data_order,
     })
+}
+
+/// `data_order = "round_robin" | "random"` and `seed` (the random order's only).
+fn read_data_order(c: &TableReader<'_, '_, '_>) -> DataOrder {
+    let order = c.choice("data_order", &["round_robin", "random"]);
+    let seed = c.integer("seed", 0);
+    match (order.as_ref().map(|o| o.value.as_str()), seed) {
+        (Some("random"), seed) => DataOrder::Random {
+            seed: seed.map(|s| s.value),
+        },
+        (_, Some(s)) => {
+            c.ctx().report_at(
+                s.loc,
+                &c.key_path("seed"),
+                "picks the random order's sequence: add data_order = \"random\" or remove `seed`",
+            );
+            DataOrder::RoundRobin
+        }
+        _ => DataOrder::RoundRobin,
+    }
 }
 
 /// Where a method's types come from: `proto` (with `import_paths`), `protoset`, or else server

@@ -107,6 +107,8 @@ pub fn tables() -> Vec<Table> {
                 key("protoset", "path", "none", "a FileDescriptorSet (`protoc --include_imports -o`); without proto or protoset: server reflection"),
                 key("data", "table, or list of tables", "one empty message", "the request (protobuf JSON mapping, templates allowed); a list is sent round-robin"),
                 key("data_file", "path", "none", "one JSON request per line, round-robin (instead of `data`)"),
+                key("data_order", "`\"round_robin\"`, `\"random\"`", "`\"round_robin\"`", "which message of the list (or file) each request sends: in turn, or a pseudo-random pick per request number"),
+                key("seed", "integer", "drawn at the start of each run", "the random order's seed: the same seed sends the same sequence (`data_order = \"random\"` only)"),
                 key("metadata", "table of strings", "none", "request headers (`-bin` keys take base64)"),
                 key("timeout", "duration", format!("{} for unary calls and storms, none for streams", secs(DEFAULT_CALL_TIMEOUT)), "each call's gRPC deadline"),
                 key("compression", "`\"gzip\"`, `\"none\"`", "`\"none\"`", "request compression"),

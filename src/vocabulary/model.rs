@@ -362,6 +362,23 @@ pub struct Call {
     pub max_receive_message_size: u32,
     /// `transport`: the client unary calls go through.
     pub transport: UnaryTransport,
+    /// `data_order` (and `seed`): how each request's message is picked from the list.
+    pub data_order: DataOrder,
+}
+
+/// `data_order`: which message of a `data` list (or `data_file`) a request sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataOrder {
+    /// Request n sends message n mod the list's length.
+    #[default]
+    RoundRobin,
+    /// A pseudo-random pick per request, a function of the seed and the request's number:
+    /// the same seed gives the same sequence, whatever the workers' timing. No seed: one is
+    /// drawn at the start of the run.
+    Random {
+        /// `seed`.
+        seed: Option<u64>,
+    },
 }
 
 /// One request message, in the protobuf JSON mapping, and where it was written.

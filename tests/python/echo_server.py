@@ -72,6 +72,7 @@ def main():
     stall = threading.Lock()
     state = {"requests": 0, "metadata_ok": 0, "broken": False}
     messages = {}
+    sequence = []  # the first 10,000 messages' `message`, in the order they arrived
     ids = set()
     traceparents = {}
 
@@ -96,6 +97,8 @@ def main():
                 n = state["requests"]
                 if len(messages) < 10000:
                     messages[request.message] = messages.get(request.message, 0) + 1
+                if len(sequence) < 10000:
+                    sequence.append(request.message)
                 ids.add(request.inner.id)
             if n == 1:
                 print("FIRST", flush=True)
@@ -209,6 +212,7 @@ def main():
     server.stop(grace=1).wait()
     with lock:
         state["messages"] = messages
+        state["sequence"] = sequence
         state["distinct_ids"] = len(ids)
         state["traceparents"] = traceparents
         print(json.dumps(state), flush=True)
