@@ -455,7 +455,8 @@ fn a_tls_module_reports_the_certificate_and_version() {
     let agent = start_agent(
         dir.path(),
         &format!(
-            "[modules.tls]\ntimeout = \"3s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n",
+            "[modules.tls]\ntimeout = \"3s\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}\n\n[modules.by_host]\ntimeout = \"3s\"\ntls = {{ ca = {:?} }}\n",
+            cert_path.display().to_string(),
             cert_path.display().to_string()
         ),
     );

@@ -30,6 +30,10 @@ const SCRAPE_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub struct Modules {
     modules: BTreeMap<String, ProbeKeys>,
+    /// Each TLS module's configuration, built once (its files read once, not per scrape);
+    /// each probe only sets the name verified. Missing: it could not be built (reported by
+    /// the probes that use it).
+    tls: BTreeMap<String, Result<ClientTls, String>>,
     endpoint: EndpointConfig,
     in_flight: Arc<Semaphore>,
 }
@@ -37,8 +41,19 @@ pub struct Modules {
 impl Modules {
     /// The modules and bounds of `config`.
     pub fn of(config: &AgentConfig) -> Self {
+        let tls = config
+            .modules
+            .iter()
+            .filter_map(|(name, keys)| {
+                let o = keys.tls.as_ref()?;
+                let built = ClientTls::build(o, "localhost", None)
+                    .map_err(|e| format!("tls.{}: {}", e.key, e.message));
+                Some((name.clone(), built))
+            })
+            .collect();
         Self {
             modules: config.modules.clone(),
+            tls,
             endpoint: config.endpoint.clone(),
             // Bounded when read (`MAX_CONCURRENT_BOUND`), far below the semaphore's limit.
             in_flight: Arc::new(Semaphore::new(config.endpoint.max_concurrent as usize)),
@@ -103,7 +118,8 @@ pub async fn probe(
             };
             let timeout = probe_timeout(&headers, keys.timeout);
             let written = params.get("target").cloned().unwrap_or_default();
-            let outcome = run(keys, address, &written, timeout).await;
+            let tls = modules.tls.get(name).cloned();
+            let outcome = run(keys, tls, address, &written, timeout).await;
             s.metrics
                 .probe_endpoint_probes
                 .with_label_values(&[
@@ -381,7 +397,13 @@ fn blackbox_tls_version(version: &str) -> String {
 
 /// Probes `address` with `keys` within `timeout`: the health check (unless the module calls a
 /// method alone or over gRPC-Web), then the method (when the module has one and health passed).
-async fn run(keys: &ProbeKeys, address: HostPort, written: &str, timeout: Duration) -> Outcome {
+async fn run(
+    keys: &ProbeKeys,
+    tls: Option<Result<ClientTls, String>>,
+    address: HostPort,
+    written: &str,
+    timeout: Duration,
+) -> Outcome {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut log = Vec::new();
@@ -399,12 +421,19 @@ async fn run(keys: &ProbeKeys, address: HostPort, written: &str, timeout: Durati
         took: Duration::ZERO,
         log: Vec::new(),
     };
-    let tls = match &keys.tls {
+    // The module's configuration, verifying the target's host unless it names its own.
+    let named = keys.tls.as_ref().is_some_and(|o| o.server_name.is_some());
+    let tls = match tls {
         None => None,
-        Some(o) => match ClientTls::build(o, address.host(), None) {
+        Some(built) => match built.and_then(|t| {
+            if named {
+                Ok(t)
+            } else {
+                t.with_server_name(address.host())
+            }
+        }) {
             Ok(t) => Some(t),
-            Err(e) => {
-                let why = format!("tls.{}: {}", e.key, e.message);
+            Err(why) => {
                 say(format!("probe failed: {why}"));
                 outcome.setup_failure = Some(why);
                 outcome.took = started.elapsed();

@@ -316,6 +316,17 @@ impl ClientTls {
         }
     }
 
+    /// The same configuration verifying `host` (a DNS name or an IP): one configuration built
+    /// once (files read once) serves every host a `/probe` module is asked for.
+    pub fn with_server_name(&self, host: &str) -> Result<Self, String> {
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|_| format!("`{host}` is not a DNS name or IP address"))?;
+        Ok(Self {
+            server_name,
+            ..self.clone()
+        })
+    }
+
     /// A connector with this configuration.
     pub fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(self.config.clone())
