@@ -559,10 +559,11 @@ impl Prometheus {
         if std::net::TcpStream::connect(&self.api).is_err() {
             return Err("prometheus is not listening yet".into());
         }
-        let (code, body) = http_get(
+        // A reset while Prometheus starts is "not up yet", as a refused connection is.
+        let (code, body) = try_http_get(
             &self.api,
             &format!("/api/v1/query?query={}", url_encode(expr)),
-        );
+        )?;
         let v: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| format!("{code}: {e}: {body}"))?;
         if v["status"] != "success" {
