@@ -87,7 +87,7 @@ impl IntervalSummary {
         }
     }
 
-    fn empty(t: u64) -> Self {
+    pub(crate) fn empty(t: u64) -> Self {
         Self::of(t, &IntervalData::default())
     }
 }

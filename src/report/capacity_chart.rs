@@ -176,6 +176,7 @@ mod tests {
             late_ratio: 0.0,
             passed,
             failed: None,
+            repeated: false,
             server_cores: None,
         }
     }

@@ -251,6 +251,10 @@ pub struct CapacityStep {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// It fell behind by little (a pause of the machine looks the same) and was run again
+    /// at the same rate: the next step's result counts, not this one's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
     /// Cores the server's process used on average in the step's judged part (watched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_cores: Option<f64>,

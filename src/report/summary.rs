@@ -440,6 +440,11 @@ fn capacity(o: &mut String, c: &super::schema::CapacityReport) -> std::fmt::Resu
             s.late_ratio * 100.0,
             if s.passed {
                 "pass".to_string()
+            } else if s.repeated {
+                format!(
+                    "FAIL {} (by little: run again)",
+                    s.failed.as_deref().unwrap_or("")
+                )
             } else {
                 format!("FAIL {}", s.failed.as_deref().unwrap_or(""))
             }

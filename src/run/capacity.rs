@@ -33,6 +33,10 @@ const SATURATED_SHORTFALL: f64 = 0.02;
 /// share of them (one late completion at a window's edge is not a queue).
 const SATURATED_MIN_REQUESTS: f64 = 10.0;
 const SATURATED_SMALL_SHORTFALL: f64 = 0.05;
+/// A step short by at most this many times the tolerance fell behind by little: a pause of
+/// the machine (100 ms at 100/s is 10 requests) looks the same. It is run again once at the
+/// same rate and the repeat counts: a saturated service falls behind both times.
+const MARGINAL_SHORTFALL: f64 = 3.0;
 /// A step that fell behind or failed leaves calls queued at the service (up to the
 /// concurrency): the next step starts after a pause long enough for them to finish, so
 /// each step starts from an empty queue, not from the last one's backlog.
@@ -48,6 +52,10 @@ struct Step {
     data: IntervalData,
     /// Process CPU seconds when the judged part began, and when.
     cpu_at_first: Option<(f64, Duration)>,
+    /// A confirmation (its length is `confirm`, not `step`).
+    confirming: bool,
+    /// The repeat of a step that fell behind by little (it is not repeated again).
+    repeat: bool,
 }
 
 /// The search's state, shared by the interval check (which runs it) and the run (which
@@ -89,7 +97,7 @@ impl CapacityRun {
             confirm: !config.confirm.is_zero(),
         });
         let warmup = scenario.load.warmup;
-        let step = Some(Step::at(rate, 0, config.settle, config.step));
+        let step = Some(Step::at(rate, 0, config.settle, config.step, false));
         Arc::new(Mutex::new(Self {
             config,
             scenario,
@@ -216,11 +224,14 @@ impl CapacityRun {
                 Some(Limit::TargetFailed)
             } else if let Some(c) = failed_condition {
                 Some(Limit::Slo(c))
-            } else if saturated(step.rate, achieved, judged_secs) {
+            } else if shortfall(step.rate, achieved, judged_secs) > 1.0 {
                 Some(Limit::TargetSaturated)
             } else {
                 None
             };
+        let repeat = matches!(limit, Some(Limit::TargetSaturated))
+            && !step.repeat
+            && shortfall(step.rate, achieved, judged_secs) <= MARGINAL_SHORTFALL;
         if limit.is_none() && self.unloaded_p99_us.is_none() {
             self.unloaded_p99_us = Some(served_p99);
         }
@@ -244,30 +255,51 @@ impl CapacityRun {
             late_ratio: late_share,
             passed: limit.is_none(),
             failed: limit.as_ref().map(Limit::describe),
+            repeated: repeat,
             server_cores: None,
         });
         self.windows.push((step.first, step.end));
+        if repeat {
+            let rate = step.rate;
+            let start = elapsed.as_secs_f64().ceil() as u64 + drain;
+            self.live.pause(
+                self.warmup + elapsed,
+                self.warmup + Duration::from_secs(start),
+                rate,
+            );
+            self.step = Some(Step {
+                repeat: true,
+                ..self.step_at(rate, start, step.confirming)
+            });
+            return;
+        }
         match self.search.step_ended(limit) {
             Next::Step { rate, confirming } => {
                 // The next step starts at the next whole second: the load changes now, and
                 // the part of this second at the old rate is in the settle time. After a
                 // pause to drain, it starts at the whole second the pause ends.
                 let start = elapsed.as_secs_f64().ceil() as u64 + drain;
-                let length = if confirming {
-                    self.config.confirm
-                } else {
-                    self.config.step
-                };
                 if drain > 0 {
                     let resume = self.warmup + Duration::from_secs(start);
                     self.live.pause(self.warmup + elapsed, resume, rate);
                 } else {
                     self.live.set(self.warmup + elapsed, rate);
                 }
-                self.step = Some(Step::at(rate, start, self.config.settle, length));
+                self.step = Some(self.step_at(rate, start, confirming));
             }
             Next::Done(answer) => self.finish(answer, elapsed),
         }
+    }
+
+    /// A step at `rate` from `start` (whole seconds from the measured start), as long as a
+    /// step or a confirmation.
+    fn step_at(&self, rate: f64, start: u64, confirming: bool) -> Step {
+        let length = if confirming {
+            self.config.confirm
+        } else {
+            self.config.step
+        };
+        Step::at(rate, start, self.config.settle, length, confirming)
     }
 
     /// Whole seconds for the calls a step left queued (at most the concurrency) to finish
@@ -355,7 +387,7 @@ impl CapacityRun {
 }
 
 impl Step {
-    fn at(rate: f64, start: u64, settle: Duration, length: Duration) -> Self {
+    fn at(rate: f64, start: u64, settle: Duration, length: Duration, confirming: bool) -> Self {
         Self {
             rate,
             first: start + settle.as_secs(),
@@ -365,19 +397,30 @@ impl Step {
                 ..IntervalData::default()
             },
             cpu_at_first: None,
+            confirming,
+            repeat: false,
         }
     }
 }
 
-/// Whether a step at `rate` that achieved `achieved` over `secs` judged seconds fell behind
-/// beyond noise: short by more than 2% of the requests expected and at least 10 of them, or,
-/// with fewer than 200 expected, by more than 5% of them.
-fn saturated(rate: f64, achieved: f64, secs: f64) -> bool {
+/// How far a step at `rate` that achieved `achieved` over `secs` judged seconds fell behind,
+/// in multiples of noise (above 1: saturated). Noise is 2% of the requests expected and at
+/// least 10 of them, or, with fewer than 200 expected, 5% of them.
+fn shortfall(rate: f64, achieved: f64, secs: f64) -> f64 {
     let expected = rate * secs;
     let short = (rate - achieved) * secs;
     let tolerance = (SATURATED_SHORTFALL * expected)
         .max((SATURATED_SMALL_SHORTFALL * expected).min(SATURATED_MIN_REQUESTS));
-    short > tolerance
+    if tolerance > 0.0 {
+        short / tolerance
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+fn saturated(rate: f64, achieved: f64, secs: f64) -> bool {
+    shortfall(rate, achieved, secs) > 1.0
 }
 
 /// The last passing step at the found rate `rps` (steps hold their rates rounded as the
@@ -399,6 +442,7 @@ pub fn lock(run: &Mutex<CapacityRun>) -> std::sync::MutexGuard<'_, CapacityRun> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::IntervalSummary;
 
     #[test]
     fn a_shortfall_is_saturation_beyond_noise_only() {
@@ -414,6 +458,93 @@ mod tests {
         assert!(saturated(45_000.0, 44_000.0, 3.0));
     }
 
+    /// A search at 100/s (steps of 3 s judged after 1 s), fed whole intervals.
+    fn search_at_100() -> (Arc<Mutex<CapacityRun>>, Arc<LiveRate>) {
+        let scenario = crate::scenario::parse(&crate::vocabulary::Source::new(
+            std::path::Path::new("s.toml"),
+            "kind = \"unary\"\n[target]\naddress = \"embedded\"\n[call]\nmethod = \"a.B/C\"\n\
+             [load]\nconcurrency = 20\n[capacity]\nslo = [\"error_rate < 1%\"]\n\
+             start_rate = 100\nstep = \"3s\"\nsettle = \"1s\"\nconfirm = \"0s\"\n",
+        ))
+        .unwrap();
+        let config = scenario.capacity.clone().unwrap();
+        let live = Arc::new(LiveRate::new(config.start_rate, Duration::from_secs(60)));
+        let run = CapacityRun::new(config, Arc::new(scenario), String::new(), live.clone(), 1);
+        (run, live)
+    }
+
+    /// Second `t` of the measured part: `ok` calls of 1 ms completed.
+    fn second(run: &Mutex<CapacityRun>, t: u64, ok: u64) {
+        let mut h = new_histogram();
+        h.record_n(1000, ok).unwrap();
+        let hdr = crate::record::histogram::encode(&h);
+        let aggregate = Aggregate {
+            totals: IntervalData::default(),
+            intervals: vec![IntervalSummary {
+                status_codes: [("OK".to_string(), ok)].into(),
+                ..IntervalSummary::empty(t)
+            }],
+            histograms: vec![crate::record::aggregator::IntervalHistograms {
+                t_seconds: t,
+                corrected: hdr.clone(),
+                uncorrected: hdr,
+                corrected_max_us: 1000,
+                uncorrected_max_us: 1000,
+            }],
+        };
+        lock(run).on_intervals(&aggregate, Duration::from_secs(t + 1));
+    }
+
+    #[test]
+    fn a_step_short_by_little_is_run_again_and_the_repeat_counts() {
+        let (run, live) = search_at_100();
+        // 11 short of 200 (noise is 10): a pause of the machine looks the same.
+        second(&run, 0, 100);
+        second(&run, 1, 94);
+        second(&run, 2, 95);
+        let again = lock(&run)
+            .step
+            .as_ref()
+            .map(|s| (s.rate, s.repeat, s.first));
+        // The same rate, after a second's pause for the calls left queued to finish.
+        assert_eq!(again, Some((100.0, true, 5)));
+        assert_eq!(live.rate(), 100.0);
+        for t in 3..7 {
+            second(&run, t, 100);
+        }
+        let r = lock(&run);
+        let steps: Vec<(f64, bool, bool)> = r
+            .steps
+            .iter()
+            .map(|s| (s.rate, s.passed, s.repeated))
+            .collect();
+        assert_eq!(steps, vec![(100.0, false, true), (100.0, true, false)]);
+        // The repeat passed: the search grows.
+        assert_eq!(r.step.as_ref().map(|s| s.rate), Some(200.0));
+    }
+
+    #[test]
+    fn a_step_short_by_much_or_twice_counts_at_once() {
+        // Half the calls: a saturated service, not a pause.
+        let (run, _) = search_at_100();
+        for (t, ok) in [(0, 100), (1, 50), (2, 50)] {
+            second(&run, t, ok);
+        }
+        let r = lock(&run);
+        assert!(!r.steps[0].repeated);
+        assert_ne!(r.step.as_ref().map(|s| s.rate), Some(100.0));
+        drop(r);
+        // Short by little twice: the repeat counts, and it failed.
+        let (run, _) = search_at_100();
+        for (t, ok) in [(0, 100), (1, 94), (2, 95), (3, 0), (4, 0), (5, 94), (6, 95)] {
+            second(&run, t, ok);
+        }
+        let r = lock(&run);
+        let steps: Vec<(bool, bool)> = r.steps.iter().map(|s| (s.passed, s.repeated)).collect();
+        assert_eq!(steps, vec![(false, true), (false, false)]);
+        assert!(r.step.as_ref().is_none_or(|s| s.rate < 100.0));
+    }
+
     #[test]
     fn the_step_at_a_bisected_rate_is_found_though_the_report_rounds_it() {
         let step = |rate: f64, passed: bool, cores: f64| CapacityStep {
@@ -425,6 +556,7 @@ mod tests {
             late_ratio: 0.0,
             passed,
             failed: None,
+            repeated: false,
             server_cores: Some(cores),
         };
         // 32000 passed, 64000 failed, then bisection: 48000 failed, 40000 passed, …
