@@ -50,7 +50,7 @@ async fn over_lean(endpoint: &Endpoint, call: &UnaryCall, body: Bytes) -> (u8, S
     let mut conn = Connection::open(endpoint, Arc::new(RequestHeaders::for_call(call, false)))
         .await
         .expect("lean connection");
-    conn.start(0, body, None);
+    conn.start(0, 0, body, None);
     let mut done = Vec::new();
     let finished = std::future::poll_fn(|cx| {
         if let Err(lost) = conn.poll_io(cx, &mut done) {

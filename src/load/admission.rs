@@ -109,7 +109,7 @@ impl Shared {
                         }
                     }
                 }
-                let number = if self.plan.requests.varies() {
+                let number = if self.plan.numbers_requests() {
                     self.plan
                         .shard
                         .global(self.sequence.fetch_add(1, Ordering::Relaxed))

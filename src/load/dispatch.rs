@@ -123,6 +123,8 @@ const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(1);
 struct Call {
     serial: u64,
     number: u64,
+    /// The mix's entry it is (0 without a mix).
+    method: u16,
     attempts: u8,
     connection: u64,
     /// The backend's id, for its tally.
@@ -384,11 +386,23 @@ impl Dispatcher {
             return;
         };
         self.renderer.worker_id = self.worker_ids[token];
-        let body = self
-            .shared
-            .plan
-            .requests
-            .body(due.number, &mut self.renderer);
+        let plan = &self.shared.plan;
+        let (method, body, timeout) = match &plan.mix {
+            Some(mix) => {
+                let m = mix.pick(due.number);
+                let e = &mix.entries[m];
+                (
+                    m,
+                    e.requests.body(due.number, &mut self.renderer),
+                    e.call.timeout(),
+                )
+            }
+            None => (
+                0,
+                plan.requests.body(due.number, &mut self.renderer),
+                self.timeout,
+            ),
+        };
         let (sent, span, attempts) = match due.retry {
             Some(r) => (r.sent, r.span, r.attempts + 1),
             None => (
@@ -401,9 +415,9 @@ impl Dispatcher {
             .as_ref()
             .and_then(|s| s.traceparent.as_ref())
             .map(|t| t.as_bytes());
-        let stream = conn.start(token, body, trace);
+        let stream = conn.start(token, method, body, trace);
         self.serial += 1;
-        if let Some(t) = self.timeout {
+        if let Some(t) = timeout {
             // In sending order, except a retry, which keeps its first deadline.
             let deadline = sent + t;
             let at = self.deadlines.partition_point(|&(d, _, _)| d <= deadline);
@@ -412,6 +426,7 @@ impl Dispatcher {
         self.calls[token] = Some(Call {
             serial: self.serial,
             number: due.number,
+            method: method as u16,
             attempts,
             connection: *connection,
             backend,
@@ -628,6 +643,7 @@ impl Dispatcher {
                     message: outcome.message.as_deref(),
                     late: call.late,
                     backend: call.backend,
+                    method: call.method,
                 },
             );
         }
@@ -653,6 +669,12 @@ impl Dispatcher {
         }
         .map_or(0, |g| g.backend.id);
         self.next_group += 1;
+        let method = self
+            .shared
+            .plan
+            .mix
+            .as_ref()
+            .map_or(0, |m| m.pick(due.number) as u16);
         let corrected = due
             .intended
             .map(|at| micros(now.saturating_duration_since(at)));
@@ -665,6 +687,7 @@ impl Dispatcher {
                 message: Some(error),
                 late: due.late,
                 backend,
+                method,
             },
         );
     }

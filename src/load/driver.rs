@@ -7,6 +7,7 @@
 //! Shutdown is two-phase: on cancellation workers stop taking new requests at once, requests
 //! in flight get until their deadline to finish, then whatever is left is aborted.
 
+use crate::grpc::unary::UnaryCall;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -106,9 +107,16 @@ impl ThreadWork {
         // Handshake storms connect anew each iteration; unary calls go over the thread's
         // own lean connections; streams share pooled h2 connections. All are opened (and
         // proven) before the load starts.
-        let lean = match &self.shared.plan.call {
-            CallPlan::Unary(call) if call.lean() => Some(Arc::new(
-                crate::grpc::lean::RequestHeaders::for_call(call, self.endpoint.tls.is_some()),
+        let tls = self.endpoint.tls.is_some();
+        let lean = match (&self.shared.plan.call, &self.shared.plan.mix) {
+            (CallPlan::Unary(_), Some(mix)) => {
+                let calls: Vec<&UnaryCall> = mix.entries.iter().map(|e| &e.call).collect();
+                Some(Arc::new(crate::grpc::lean::RequestHeaders::for_mix(
+                    &calls, tls,
+                )))
+            }
+            (CallPlan::Unary(call), None) if call.lean() => Some(Arc::new(
+                crate::grpc::lean::RequestHeaders::for_call(call, tls),
             )),
             _ => None,
         };
@@ -168,7 +176,10 @@ impl ThreadWork {
         let recorder = std::rc::Rc::new(std::cell::RefCell::new(ThreadRecorder::new(
             clock.origin,
             self.flushes,
-            self.shared.plan.fleet.name().is_some(),
+            crate::record::Tallies {
+                by_backend: self.shared.plan.fleet.name().is_some(),
+                by_method: self.shared.plan.mix.is_some(),
+            },
         )));
         let local = tokio::task::LocalSet::new();
         local
@@ -302,7 +313,11 @@ pub async fn drive(
     };
     let measured_duration = plan.load.measured_duration();
     let start_at = plan.start_at;
-    let drain = plan.call.timeout().unwrap_or(DRAIN_WITHOUT_DEADLINE) + Duration::from_secs(1);
+    let deadline = match &plan.mix {
+        Some(mix) => mix.longest_timeout(),
+        None => plan.call.timeout(),
+    };
+    let drain = deadline.unwrap_or(DRAIN_WITHOUT_DEADLINE) + Duration::from_secs(1);
     let shared = Arc::new(Shared {
         plan,
         next: AtomicU64::new(0),

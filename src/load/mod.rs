@@ -5,6 +5,7 @@ mod admission;
 mod dispatch;
 pub mod driver;
 pub mod live_rate;
+pub mod mix;
 pub mod plan;
 pub mod schedule;
 pub mod storm;

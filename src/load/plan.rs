@@ -20,6 +20,9 @@ pub struct Plan {
     pub call: CallPlan,
     /// The request messages, encoded once.
     pub requests: Requests,
+    /// `[[calls]]`: a weighted mix of unary calls, each request one of its entries (`call`
+    /// and `requests` are then its first entry's).
+    pub mix: Option<super::mix::Mix>,
     /// `None` for the closed model.
     pub schedule: Option<Schedule>,
     /// Gives a sampled fraction of calls a span (when tracing is on).
@@ -49,6 +52,14 @@ pub enum CallPlan {
     Handshake(HandshakeCall),
     /// gRPC-Web (unary or a server stream), each worker on its own connection.
     Web(crate::grpc::web::WebCall),
+}
+
+impl Plan {
+    /// Whether requests must be numbered (lists, templates, a mix: what request n sends
+    /// depends on n).
+    pub fn numbers_requests(&self) -> bool {
+        self.requests.varies() || self.mix.is_some()
+    }
 }
 
 impl CallPlan {

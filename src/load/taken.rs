@@ -41,6 +41,7 @@ impl Taken {
                 message: outcome.message.as_deref(),
                 late: self.late,
                 backend,
+                method: 0,
             },
         );
     }

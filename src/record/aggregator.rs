@@ -350,8 +350,12 @@ mod tests {
                     message: None,
                     late: false,
                     backend: 0,
+                    method: 0,
                 },
-                true,
+                crate::record::Tallies {
+                    by_backend: true,
+                    by_method: false,
+                },
             );
         }
         Flush { interval, data }

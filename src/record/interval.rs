@@ -43,6 +43,8 @@ pub struct IntervalData {
     pub tls: Option<Box<super::tls::TlsData>>,
     /// Per backend, indexed by `discovery::Backend::id` (grown as backends are seen).
     pub backends: Vec<BackendTally>,
+    /// Per entry of a mix of calls (`[[calls]]`), indexed by entry; empty without a mix.
+    pub methods: Vec<BackendTally>,
 }
 
 /// One finished request, as it is recorded.
@@ -60,6 +62,8 @@ pub struct Finished<'m> {
     pub late: bool,
     /// The backend it was sent to (`discovery::Backend::id`).
     pub backend: u32,
+    /// The mix's entry it was (`[[calls]]`; 0 without a mix).
+    pub method: u16,
 }
 
 /// What one backend got: the same counts and latencies as the whole, for its calls.
@@ -83,10 +87,36 @@ impl Default for BackendTally {
     }
 }
 
+/// Which tallies a finished request is recorded in besides the totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tallies {
+    /// Per backend (a fleet's run).
+    pub by_backend: bool,
+    /// Per entry of a mix of calls.
+    pub by_method: bool,
+}
+
+/// The tally at `i`, the list grown to hold it.
+fn tally_at(list: &mut Vec<BackendTally>, i: usize) -> &mut BackendTally {
+    if list.len() <= i {
+        list.resize_with(i + 1, BackendTally::default);
+    }
+    &mut list[i]
+}
+
 impl BackendTally {
     /// Requests completed.
     pub fn requests(&self) -> u64 {
         self.status.iter().sum()
+    }
+
+    #[inline]
+    fn add(&mut self, corrected_us: Option<u64>, uncorrected_us: u64, slot: usize) {
+        if let Some(c) = corrected_us {
+            record(&mut self.corrected, c);
+        }
+        record(&mut self.uncorrected, uncorrected_us);
+        self.status[slot] += 1;
     }
 
     fn merge(&mut self, other: &BackendTally) {
@@ -115,6 +145,7 @@ impl Default for IntervalData {
             messages_sent_late: 0,
             tls: None,
             backends: Vec::new(),
+            methods: Vec::new(),
         }
     }
 }
@@ -135,10 +166,11 @@ impl IntervalData {
         self.requests() - self.ok()
     }
 
-    /// Records one finished request; in its backend's tally too when `by_backend` (a fleet:
-    /// a target of one fixed address has one backend, whose figures are the totals).
+    /// Records one finished request; in its backend's tally too when `tallies.by_backend`
+    /// (a fleet: a target of one fixed address has one backend, whose figures are the
+    /// totals), in its method's when `tallies.by_method` (a mix).
     #[inline]
-    pub fn record(&mut self, f: &Finished<'_>, by_backend: bool) {
+    pub fn record(&mut self, f: &Finished<'_>, tallies: Tallies) {
         let Finished {
             corrected_us,
             uncorrected_us,
@@ -146,15 +178,19 @@ impl IntervalData {
             message,
             late,
             backend,
+            method,
         } = *f;
         let slot = usize::from(code).min(CODE_COUNT - 1);
-        if by_backend {
-            let tally = self.backend(backend);
-            if let Some(c) = corrected_us {
-                record(&mut tally.corrected, c);
-            }
-            record(&mut tally.uncorrected, uncorrected_us);
-            tally.status[slot] += 1;
+        if tallies.by_backend {
+            self.backend(backend)
+                .add(corrected_us, uncorrected_us, slot);
+        }
+        if tallies.by_method {
+            tally_at(&mut self.methods, usize::from(method)).add(
+                corrected_us,
+                uncorrected_us,
+                slot,
+            );
         }
         if let Some(c) = corrected_us {
             record(&mut self.corrected, c);
@@ -168,11 +204,7 @@ impl IntervalData {
     }
 
     fn backend(&mut self, id: u32) -> &mut BackendTally {
-        let i = id as usize;
-        if self.backends.len() <= i {
-            self.backends.resize_with(i + 1, BackendTally::default);
-        }
-        &mut self.backends[i]
+        tally_at(&mut self.backends, id as usize)
     }
 
     fn count_error(&mut self, code: u8, message: &str, n: u64) {
@@ -225,6 +257,11 @@ impl IntervalData {
                     .merge(tally);
             }
         }
+        for (i, tally) in other.methods.iter().enumerate() {
+            if tally.requests() > 0 {
+                tally_at(&mut self.methods, i).merge(tally);
+            }
+        }
     }
 
     /// Nothing recorded at all (no finished call, no stream or message event).
@@ -240,6 +277,11 @@ impl IntervalData {
 mod tests {
     use super::*;
 
+    const BY_BACKEND: Tallies = Tallies {
+        by_backend: true,
+        by_method: false,
+    };
+
     #[test]
     fn counts_and_merges() {
         let mut a = IntervalData::default();
@@ -251,8 +293,9 @@ mod tests {
                 message: None,
                 late: false,
                 backend: 0,
+                method: 0,
             },
-            true,
+            BY_BACKEND,
         );
         a.record(
             &Finished {
@@ -262,8 +305,9 @@ mod tests {
                 message: Some("down"),
                 late: true,
                 backend: 2,
+                method: 0,
             },
-            true,
+            BY_BACKEND,
         );
         let mut b = IntervalData::default();
         b.record(
@@ -274,8 +318,9 @@ mod tests {
                 message: Some("down"),
                 late: false,
                 backend: 2,
+                method: 0,
             },
-            true,
+            BY_BACKEND,
         );
         b.record(
             &Finished {
@@ -285,8 +330,9 @@ mod tests {
                 message: Some("slow"),
                 late: false,
                 backend: 1,
+                method: 0,
             },
-            true,
+            BY_BACKEND,
         );
         a.merge(&b);
         // Per backend: the same counts, split, and their sum is the whole.
@@ -318,8 +364,9 @@ mod tests {
                     message: Some(&format!("request {i} failed")),
                     late: false,
                     backend: 0,
+                    method: 0,
                 },
-                false,
+                Tallies::default(),
             );
         }
         assert_eq!(a.errors.len(), MAX_DISTINCT_ERRORS + 1);

@@ -8,5 +8,5 @@ pub mod tls;
 
 pub use aggregator::{Aggregate, Aggregator, IntervalSummary, Progress};
 pub use histogram::LatencySummary;
-pub use interval::{BackendTally, Finished, IntervalData};
+pub use interval::{BackendTally, Finished, IntervalData, Tallies};
 pub use recorder::{Flush, SharedRecorder, ThreadRecorder, INTERVAL};

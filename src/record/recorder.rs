@@ -33,20 +33,21 @@ pub struct ThreadRecorder {
     interval: u64,
     data: IntervalData,
     tx: UnboundedSender<Flush>,
-    /// Keep a tally per backend (a fleet's run).
-    by_backend: bool,
+    /// Tallies per backend (a fleet's run) and per method (a mix).
+    tallies: super::Tallies,
 }
 
 impl ThreadRecorder {
-    /// `by_backend`: keep a tally per backend too (a fleet's run; a target of one fixed
-    /// address has one backend, whose figures are the totals, so it costs nothing there).
-    pub fn new(origin: Instant, tx: UnboundedSender<Flush>, by_backend: bool) -> Self {
+    /// `tallies`: keep a tally per backend too (a fleet's run; a target of one fixed
+    /// address has one backend, whose figures are the totals, so it costs nothing there),
+    /// and per method (a mix of calls).
+    pub fn new(origin: Instant, tx: UnboundedSender<Flush>, tallies: super::Tallies) -> Self {
         Self {
             origin,
             interval: 0,
             data: IntervalData::default(),
             tx,
-            by_backend,
+            tallies,
         }
     }
 
@@ -62,7 +63,7 @@ impl ThreadRecorder {
             self.flush();
             self.interval = idx;
         }
-        self.data.record(finished, self.by_backend);
+        self.data.record(finished, self.tallies);
     }
 
     fn at(&mut self, t: Instant) -> &mut IntervalData {

@@ -72,16 +72,33 @@ pub fn check(r: &Report) -> Result<(), String> {
             }
         }
     }
-    for (i, b) in r.backends.iter().enumerate() {
-        count(&format!("backends[{i}].requests"), b.requests)?;
-        if b.ok.checked_add(b.errors) != Some(b.requests) {
-            return Err(format!(
-                "`backends[{i}]`: ok {} and errors {} do not add up to requests {}",
-                b.ok, b.errors, b.requests
-            ));
-        }
+    let backends = r.backends.iter().map(|b| (b.requests, b.ok, b.errors));
+    parts_add_up("backends", backends)?;
+    let methods = r.methods.iter().map(|m| (m.requests, m.ok, m.errors));
+    let in_methods = parts_add_up("methods", methods)?;
+    if !r.methods.is_empty() && in_methods != r.totals.requests {
+        return Err(format!(
+            "`methods` add up to {in_methods} requests but `totals.requests` is {}",
+            r.totals.requests
+        ));
     }
     Ok(())
+}
+
+/// Each part's (requests, ok, errors) of `list` checked: ok and errors add up to requests.
+/// Their requests summed.
+fn parts_add_up(list: &str, parts: impl Iterator<Item = (u64, u64, u64)>) -> Result<u64, String> {
+    let mut sum = 0u64;
+    for (i, (requests, ok, errors)) in parts.enumerate() {
+        count(&format!("{list}[{i}].requests"), requests)?;
+        if ok.checked_add(errors) != Some(requests) {
+            return Err(format!(
+                "`{list}[{i}]`: ok {ok} and errors {errors} do not add up to requests {requests}"
+            ));
+        }
+        sum = sum.saturating_add(requests);
+    }
+    Ok(sum)
 }
 
 fn count(field: &str, n: u64) -> Result<(), String> {

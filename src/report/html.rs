@@ -160,6 +160,53 @@ fn table(o: &mut String, title: &str, rows: &[(&str, String)]) {
     o.push_str("</table>");
 }
 
+/// A mix of calls: each entry's weight, share of the requests, errors and latency.
+fn methods_table(o: &mut String, r: &Report) {
+    if r.methods.is_empty() {
+        return;
+    }
+    let which = if r.latency.corrected.is_some() {
+        "corrected"
+    } else {
+        "uncorrected"
+    };
+    let weights: f64 = r.methods.iter().map(|m| m.weight).sum();
+    let _ = write!(
+        o,
+        "<h2>Methods</h2><p class=\"note\">a mix of calls; latency {which}</p><table><tr><th>method</th><th>weight</th><th>share</th><th>requests</th><th>errors</th><th>status codes</th><th>p50</th><th>p99</th><th>p99.9</th></tr>"
+    );
+    for m in &r.methods {
+        let l = m
+            .latency
+            .corrected
+            .as_ref()
+            .unwrap_or(&m.latency.uncorrected);
+        let codes: Vec<String> = m
+            .status_codes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let share = if r.totals.requests > 0 {
+            100.0 * m.requests as f64 / r.totals.requests as f64
+        } else {
+            0.0
+        };
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{:.1}%</td><td>{share:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&m.method),
+            100.0 * m.weight / weights,
+            m.requests,
+            m.errors,
+            esc(&codes.join(", ")),
+            human_us(l.p50_us),
+            human_us(l.p99_us),
+            human_us(l.p999_us),
+        );
+    }
+    o.push_str("</table>");
+}
+
 /// A fleet's backends, every one (the JSON has the same), the slowest marked.
 fn backends_table(o: &mut String, r: &Report) {
     if r.backends.len() < 2 && r.resolution.is_none() {
@@ -446,6 +493,7 @@ pub fn render(r: &Report) -> String {
             ),
         ],
     );
+    methods_table(&mut o, r);
     backends_table(&mut o, r);
     if !r.errors.is_empty() {
         o.push_str("<h2>Errors</h2><table><tr><th>count</th><th>status</th><th>message</th></tr>");

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 pub use super::schema::MergedInput;
-use super::schema::{mark_slowest, BackendReport, BackendWorst, ErrorCount, Latency, Report};
+use super::schema::{
+    mark_slowest, BackendReport, BackendWorst, ErrorCount, Latency, MethodReport, Report,
+};
 use super::shards::{check as check_shards, ShardSetError};
 use super::thresholds::judge;
 use hdrhistogram::Histogram;
@@ -86,6 +88,65 @@ fn merge_latency(
         any = true;
     }
     Ok(any.then(|| LatencySummary::of(&merged)))
+}
+
+/// Every input's mix of calls, entry by entry (the same scenario has the same entries):
+/// counts and rates summed (as `rps` is), histograms added.
+fn merge_methods(inputs: &[(String, Report)]) -> Result<Vec<MethodReport>, MergeError> {
+    let read = |file: &str, which: &'static str, hdr: &str| {
+        decode(hdr).map_err(|why| MergeError::Histogram {
+            file: file.to_string(),
+            which,
+            why,
+        })
+    };
+    let mut out: Vec<(MethodReport, Option<Histogram<u64>>, Histogram<u64>)> = Vec::new();
+    for (file, r) in inputs {
+        for (i, m) in r.methods.iter().enumerate() {
+            let uncorrected = read(
+                file,
+                "methods.latency.uncorrected",
+                &m.latency.uncorrected.hdr,
+            )?;
+            let corrected = match &m.latency.corrected {
+                Some(c) => Some(read(file, "methods.latency.corrected", &c.hdr)?),
+                None => None,
+            };
+            match out.get_mut(i).filter(|(o, _, _)| o.method == m.method) {
+                None => out.push((m.clone(), corrected, uncorrected)),
+                Some((o, c, u)) => {
+                    o.requests += m.requests;
+                    o.ok += m.ok;
+                    o.errors += m.errors;
+                    o.rps += m.rps;
+                    for (k, v) in &m.status_codes {
+                        *o.status_codes.entry(k.clone()).or_default() += v;
+                    }
+                    let _ = u.add(&uncorrected);
+                    *c = match (c.take(), corrected) {
+                        (Some(mut a), Some(b)) => a.add(&b).ok().map(|_| a),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(mut m, c, u)| {
+            m.rps = (m.rps * 1000.0).round() / 1000.0;
+            m.error_rate = if m.requests > 0 {
+                m.errors as f64 / m.requests as f64
+            } else {
+                0.0
+            };
+            m.latency = Latency {
+                corrected: c.as_ref().map(LatencySummary::of),
+                uncorrected: LatencySummary::of(&u),
+            };
+            m
+        })
+        .collect())
 }
 
 /// Every input's backends, one entry per address: counts summed, histograms added, joined at
@@ -363,6 +424,7 @@ pub fn merge(
             .unwrap_or_else(|| LatencySummary::of(&new_histogram())),
     };
     out.backends = merge_backends(inputs, &starts, base)?;
+    out.methods = merge_methods(inputs)?;
     out.backend_worst = BackendWorst::of(&out.backends);
     if let Some(res) = out.resolution.as_mut() {
         res.resolutions = inputs

@@ -163,6 +163,10 @@ pub struct Report {
     /// first appearance: what each got. The totals are exactly their sum.
     #[serde(default)]
     pub backends: Vec<BackendReport>,
+    /// A mix of calls (`[[calls]]`): per entry, in the scenario's order, what it got. The
+    /// totals are exactly their sum. Thresholds name one by index: `methods.0.latency.p99`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<MethodReport>,
     /// The worst backend's figures, for thresholds (`backend_worst.p99_us`).
     #[serde(default)]
     pub backend_worst: BackendWorst,
@@ -297,6 +301,65 @@ pub struct BackendReport {
     /// The backend with the highest p99 (corrected in the open model) among those with calls.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub slowest: bool,
+}
+
+/// One entry of a mix of calls: what it got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodReport {
+    /// `method` as the scenario writes it.
+    pub method: String,
+    /// Its weight in the mix.
+    pub weight: f64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Of them, OK.
+    pub ok: u64,
+    /// Of them, not OK.
+    pub errors: u64,
+    /// errors / requests.
+    pub error_rate: f64,
+    /// Completed per second of the measured part.
+    pub rps: f64,
+    /// gRPC code name → count.
+    pub status_codes: BTreeMap<String, u64>,
+    /// Its latency.
+    pub latency: Latency,
+}
+
+impl MethodReport {
+    /// The figures of a tally over `secs` seconds.
+    pub(crate) fn of(
+        method: String,
+        weight: f64,
+        t: &BackendTally,
+        secs: f64,
+        model: Model,
+    ) -> Self {
+        let requests = t.requests();
+        let ok = t.status[usize::from(crate::grpc::status::OK)];
+        Self {
+            method,
+            weight,
+            requests,
+            ok,
+            errors: requests - ok,
+            error_rate: if requests > 0 {
+                (requests - ok) as f64 / requests as f64
+            } else {
+                0.0
+            },
+            rps: if secs > 0.0 {
+                round3(requests as f64 / secs)
+            } else {
+                0.0
+            },
+            status_codes: status_names(&t.status),
+            latency: Latency {
+                corrected: (model == Model::Open).then(|| LatencySummary::of(&t.corrected)),
+                uncorrected: LatencySummary::of(&t.uncorrected),
+            },
+        }
+    }
 }
 
 fn one_stint() -> u32 {
@@ -903,6 +966,18 @@ impl Report {
             shard: None,
             missing_shards: Vec::new(),
             merge_forced: false,
+            methods: {
+                let empty = BackendTally::default();
+                scenario
+                    .calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        let t = totals.methods.get(i).unwrap_or(&empty);
+                        MethodReport::of(w.name.clone(), w.weight, t, secs, model)
+                    })
+                    .collect()
+            },
             backend_worst: BackendWorst::of(&backends),
             backends,
             resolution: None,

@@ -46,6 +46,13 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
     }
     if r.method.is_empty() {
         writeln!(o, "  method    none: handshakes only")?;
+    } else if r.methods.len() > 1 {
+        writeln!(
+            o,
+            "  method    a mix of {} (below; the first's types from {})",
+            r.methods.len(),
+            r.schema_source
+        )?;
     } else {
         writeln!(
             o,
@@ -244,6 +251,7 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
     if r.latency.corrected.is_some() {
         writeln!(o, "            corrected: from each request's intended start (coordinated omission); uncorrected: from its send")?;
     }
+    write_methods(o, r)?;
     write_backends(o, r)?;
     if !r.thresholds.is_empty() {
         writeln!(o, "  thresholds")?;
@@ -293,6 +301,53 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         for e in &t.errors {
             writeln!(o, "            ({e})")?;
         }
+    }
+    Ok(())
+}
+
+/// A mix of calls: one row per entry, with its share of the requests beside its weight's.
+fn write_methods(o: &mut String, r: &Report) -> std::fmt::Result {
+    if r.methods.is_empty() {
+        return Ok(());
+    }
+    let which = if r.latency.corrected.is_some() {
+        "corrected"
+    } else {
+        "uncorrected"
+    };
+    let weights: f64 = r.methods.iter().map(|m| m.weight).sum();
+    writeln!(
+        o,
+        "  methods   a mix of {}; latency {which}",
+        r.methods.len()
+    )?;
+    writeln!(
+        o,
+        "    {:<40} {:>7} {:>7} {:>9} {:>7} {:>9} {:>9}",
+        "method", "weight", "share", "requests", "errors", "p50", "p99"
+    )?;
+    for m in &r.methods {
+        let l = m
+            .latency
+            .corrected
+            .as_ref()
+            .unwrap_or(&m.latency.uncorrected);
+        let share = if r.totals.requests > 0 {
+            100.0 * m.requests as f64 / r.totals.requests as f64
+        } else {
+            0.0
+        };
+        writeln!(
+            o,
+            "    {:<40} {:>6.1}% {:>6.1}% {:>9} {:>7} {:>9} {:>9}",
+            m.method,
+            100.0 * m.weight / weights,
+            share,
+            m.requests,
+            m.errors,
+            human_us(l.p50_us),
+            human_us(l.p99_us),
+        )?;
     }
     Ok(())
 }

@@ -36,13 +36,15 @@ fn expand(
             path = in_totals;
         }
     }
-    if path[0] == "latency" && path.len() == 2 {
+    // `latency.p99`, and a method's `methods.0.latency.p99`: the latency users wait.
+    let n = path.len();
+    if n >= 2 && path[n - 2] == "latency" {
         let which = if model == Model::Open {
             "corrected"
         } else {
             "uncorrected"
         };
-        path.insert(1, which.into());
+        path.insert(n - 1, which.into());
     }
     if let Some(last) = path.last_mut() {
         if LATENCY_STATS.contains(&last.as_str()) {
@@ -57,13 +59,13 @@ fn expand(
 pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>, String> {
     let path = expand(metric, model, |p| {
         p.iter()
-            .try_fold(probe, |cur, seg| cur.get(seg))
+            .try_fold(probe, |cur, seg| member(cur, seg))
             .is_some_and(Value::is_number)
     })?;
     let mut cur = probe;
     for (i, seg) in path.iter().enumerate() {
         cur =
-            match cur.get(seg) {
+            match member(cur, seg) {
                 Some(v) if v.is_null() && seg == "corrected" => return Err(
                     "the closed model has no corrected latency; name latency.uncorrected.… instead"
                         .into(),
@@ -98,6 +100,14 @@ pub fn resolve(metric: &str, probe: &Value, model: Model) -> Result<Vec<String>,
         ));
     }
     Ok(path)
+}
+
+/// `seg` of `v`: a key of an object, or an index of a list (`methods.0`).
+fn member<'v>(v: &'v Value, seg: &str) -> Option<&'v Value> {
+    match v {
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => v.get(seg),
+    }
 }
 
 fn is_latency(path: &[String]) -> bool {

@@ -31,6 +31,8 @@ struct Parts {
     pub schema_source: String,
     pub call: CallPlan,
     pub requests: Requests,
+    /// `[[calls]]`: the mix, each entry's method resolved and requests built.
+    pub mix: Option<crate::load::mix::Mix>,
     /// The client TLS configuration, when the scenario has `[target.tls]`.
     pub tls: Option<ClientTls>,
     /// Stops the embedded target, if one was started.
@@ -75,6 +77,7 @@ impl Parts {
             load,
             call: self.call,
             requests: self.requests,
+            mix: self.mix,
             schedule,
             shard: Shard::WHOLE,
             start_at: None,
@@ -260,6 +263,7 @@ async fn parts(scenario: Scenario) -> Result<Parts, RunError> {
             schema_source: "none (handshakes only)".into(),
             call,
             requests: Requests::none(),
+            mix: None,
             embedded,
             tls: Some(tls),
         });
@@ -285,16 +289,39 @@ async fn parts(scenario: Scenario) -> Result<Parts, RunError> {
                 None => address.to_string(),
             },
         });
-    let unary = UnaryCall::new(
-        &authority,
-        &call_spec.method.value.path(),
-        &call_spec.metadata,
-        call_spec.timeout,
-        call_spec.compression,
-    )
-    .map_err(|m| RunError::Invalid(format!("{}: {m}", path.display())))?
-    .with_max_receive(call_spec.max_receive_message_size)
-    .with_transport(call_spec.transport);
+    let unary = unary_call(&call_spec, &authority)
+        .map_err(|m| RunError::Invalid(format!("{}: {m}", path.display())))?;
+    let mix = if scenario.calls.is_empty() {
+        None
+    } else {
+        let mut entries = Vec::new();
+        for (i, w) in scenario.calls.iter().enumerate() {
+            // The first entry is `call_spec`, resolved above.
+            let requests = if i == 0 {
+                requests.clone()
+            } else {
+                let resolved = resolve(&scenario, &w.call, &address, tls.as_ref())
+                    .await
+                    .map_err(|e| match e {
+                        ResolveError::Invalid(p) => {
+                            RunError::Invalid(p.to_string().trim_end().to_string())
+                        }
+                        ResolveError::Unreachable(m) => RunError::Unreachable(m),
+                    })?;
+                Requests::build(&w.call, &resolved.descriptor)
+                    .map_err(|p| RunError::Invalid(p.to_string().trim_end().to_string()))?
+            };
+            entries.push(crate::load::mix::MixEntry {
+                name: w.name.clone(),
+                weight: w.weight,
+                call: unary_call(&w.call, &authority).map_err(|m| {
+                    RunError::Invalid(format!("{}: `calls[{i}]`: {m}", path.display()))
+                })?,
+                requests,
+            });
+        }
+        Some(crate::load::mix::Mix::new(entries))
+    };
     let protocol = scenario.target.protocol;
     let call = match (scenario.kind, &tls) {
         (kind, tls) if protocol.is_web() => {
@@ -323,7 +350,22 @@ async fn parts(scenario: Scenario) -> Result<Parts, RunError> {
         schema_source: resolved.schema_source,
         call,
         requests,
+        mix,
         embedded,
         tls,
     })
+}
+
+/// What is fixed about the calls `call` describes, sent with `authority`.
+fn unary_call(call: &crate::vocabulary::Call, authority: &str) -> Result<UnaryCall, String> {
+    Ok(UnaryCall::new(
+        authority,
+        &call.method.value.path(),
+        &call.metadata,
+        call.timeout,
+        call.compression,
+    )
+    .map_err(|e| e.to_string())?
+    .with_max_receive(call.max_receive_message_size)
+    .with_transport(call.transport))
 }

@@ -5,6 +5,7 @@ mod call;
 pub mod capacity;
 mod labels;
 mod load;
+pub mod mix;
 pub mod reader;
 pub mod schema;
 mod stream;
@@ -103,22 +104,29 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         "add a [target] table with `address = \"embedded\"` or \"host:port\"",
     )
     .and_then(|t| read_target(&t));
-    let call = if kind == Some(Kind::TlsHandshake) && !root.has("call") {
+    let calls = if root.has("calls") {
+        mix::read_calls(root, kind)
+    } else {
+        Some(Vec::new())
+    };
+    let call = if let Some(first) = calls.as_ref().and_then(|c| c.first()) {
+        Some(first.call.clone())
+    } else if root.has("calls") || (kind == Some(Kind::TlsHandshake) && !root.has("call")) {
         None
     } else {
         section(
             root,
             "call",
-            "add a [call] table with `method = \"package.Service/Method\"`",
+            "add a [call] table with `method = \"package.Service/Method\"` (or `[[calls]]` entries for a mix)",
         )
-    }
-    .and_then(|c| read_call(&c))
-    .map(|mut c| {
-        if matches!(kind, Some(Kind::Unary | Kind::TlsHandshake)) && c.timeout.is_none() {
-            c.timeout = Some(DEFAULT_CALL_TIMEOUT);
-        }
-        c
-    });
+        .and_then(|c| read_call(&c))
+        .map(|mut c| {
+            if matches!(kind, Some(Kind::Unary | Kind::TlsHandshake)) && c.timeout.is_none() {
+                c.timeout = Some(DEFAULT_CALL_TIMEOUT);
+            }
+            c
+        })
+    };
     let stream = read_stream(
         root,
         kind,
@@ -149,6 +157,13 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
     if let (Some(t), Some(kind)) = (&target, kind) {
         if t.protocol.is_web() {
             check_web(root, t.protocol, kind, call.as_ref());
+            if calls.as_ref().is_some_and(|c| !c.is_empty()) {
+                root.ctx().report_at(
+                    root.loc(),
+                    "calls",
+                    "a mix of calls goes over native gRPC for now; for gRPC-Web write one `[call]` per scenario",
+                );
+            }
         }
     }
     let name = name.unwrap_or_else(|| {
@@ -170,9 +185,10 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
             t
         },
         call: match (call, kind) {
-            (None, Some(Kind::TlsHandshake)) if !root.has("call") => None,
+            (None, Some(Kind::TlsHandshake)) if !root.has("call") && !root.has("calls") => None,
             (call, _) => Some(call?),
         },
+        calls: calls?,
         load: load?,
         thresholds,
         stream: stream?,

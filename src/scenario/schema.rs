@@ -44,6 +44,25 @@ fn secs(d: std::time::Duration) -> String {
     format!("`\"{}s\"`", d.as_secs())
 }
 
+/// `[call]`'s keys, which every `[[calls]]` entry takes too.
+fn call_keys() -> Vec<Key> {
+    vec![
+                key("method", "string", "required", "`package.Service/Method` (also `/pkg.Svc/M`, `pkg.Svc.M`)"),
+                key("proto", "list of paths", "none", "`.proto` files compiled at run time (protox)"),
+                key("import_paths", "list of paths", "each proto file's folder", "where imports are found"),
+                key("protoset", "path", "none", "a FileDescriptorSet (`protoc --include_imports -o`); without proto or protoset: server reflection"),
+                key("data", "table, or list of tables", "one empty message", "the request (protobuf JSON mapping, templates allowed); a list is sent round-robin"),
+                key("data_file", "path", "none", "one JSON request per line, round-robin (instead of `data`)"),
+                key("data_order", "`\"round_robin\"`, `\"random\"`", "`\"round_robin\"`", "which message of the list (or file) each request sends: in turn, or a pseudo-random pick per request number"),
+                key("seed", "integer", "drawn at the start of each run", "the random order's seed: the same seed sends the same sequence (`data_order = \"random\"` only)"),
+                key("metadata", "table of strings", "none", "request headers (`-bin` keys take base64)"),
+                key("timeout", "duration", format!("{} for unary calls and storms, none for streams", secs(DEFAULT_CALL_TIMEOUT)), "each call's gRPC deadline"),
+                key("compression", "`\"gzip\"`, `\"none\"`", "`\"none\"`", "request compression"),
+                key("max_receive_message_size", "integer (bytes)", format!("{DEFAULT_MAX_RECEIVE_BYTES} (4 MiB, gRPC's)"), "larger response messages fail as RESOURCE_EXHAUSTED; at most 1 GiB"),
+                key("transport", "`\"lean\"`, `\"h2\"`", "`\"lean\"`", "unary calls over the lean HTTP/2 client or the general h2 one"),
+    ]
+}
+
 /// Every table, in the order docs/scenarios.md shows them.
 pub fn tables() -> Vec<Table> {
     vec![
@@ -55,6 +74,7 @@ pub fn tables() -> Vec<Table> {
                 key("kind", "`\"unary\"`, `\"server_stream\"`, `\"client_stream\"`, `\"bidi_stream\"`, `\"tls_handshake\"`", "required", "what each iteration is"),
                 key("target", "table", "required", "where the load goes"),
                 key("call", "table", "required (optional for `tls_handshake`)", "the method and the request"),
+                key("calls", "list of tables", "none", "instead of `call`: a weighted mix of unary calls (below)"),
                 key("load", "table", "the defaults below", "how much load, for how long"),
                 key("stream", "table", "the defaults below", "streaming kinds: how each stream behaves"),
                 key("thresholds", "table", "none", "pass/fail checks on the report (exit 3)"),
@@ -100,21 +120,18 @@ pub fn tables() -> Vec<Table> {
         Table {
             header: "[call]",
             path: "call",
-            keys: vec![
-                key("method", "string", "required", "`package.Service/Method` (also `/pkg.Svc/M`, `pkg.Svc.M`)"),
-                key("proto", "list of paths", "none", "`.proto` files compiled at run time (protox)"),
-                key("import_paths", "list of paths", "each proto file's folder", "where imports are found"),
-                key("protoset", "path", "none", "a FileDescriptorSet (`protoc --include_imports -o`); without proto or protoset: server reflection"),
-                key("data", "table, or list of tables", "one empty message", "the request (protobuf JSON mapping, templates allowed); a list is sent round-robin"),
-                key("data_file", "path", "none", "one JSON request per line, round-robin (instead of `data`)"),
-                key("data_order", "`\"round_robin\"`, `\"random\"`", "`\"round_robin\"`", "which message of the list (or file) each request sends: in turn, or a pseudo-random pick per request number"),
-                key("seed", "integer", "drawn at the start of each run", "the random order's seed: the same seed sends the same sequence (`data_order = \"random\"` only)"),
-                key("metadata", "table of strings", "none", "request headers (`-bin` keys take base64)"),
-                key("timeout", "duration", format!("{} for unary calls and storms, none for streams", secs(DEFAULT_CALL_TIMEOUT)), "each call's gRPC deadline"),
-                key("compression", "`\"gzip\"`, `\"none\"`", "`\"none\"`", "request compression"),
-                key("max_receive_message_size", "integer (bytes)", format!("{DEFAULT_MAX_RECEIVE_BYTES} (4 MiB, gRPC's)"), "larger response messages fail as RESOURCE_EXHAUSTED; at most 1 GiB"),
-                key("transport", "`\"lean\"`, `\"h2\"`", "`\"lean\"`", "unary calls over the lean HTTP/2 client or the general h2 one"),
-            ],
+            keys: call_keys(),
+        },
+        Table {
+            header: "[[calls]]",
+            path: "calls",
+            keys: {
+                // Instead of `[call]`: a weighted mix for kind = "unary" over native gRPC
+                // (the lean client), each entry read as `[call]` is.
+                let mut keys = vec![key("weight", "number", "`1`", "instead of `[call]`, a weighted mix of unary calls (native gRPC, at most 64 entries), each entry with every `[call]` key: its share of the requests is its weight over the sum of the weights (above zero); which entry request n is depends on n only; `transport` and `max_receive_message_size` the same in every entry")];
+                keys.extend(call_keys());
+                keys
+            },
         },
         Table {
             header: "[load]",
@@ -261,6 +278,10 @@ mod tests {
             let source = crate::vocabulary::Source::new(std::path::Path::new("x.toml"), text);
             asked.extend(crate::scenario::asked_keys(&source));
         }
+        let mix = "kind = \"unary\"\n[target]\naddress = \"embedded\"\n[[calls]]\nmethod = \"a.B/C\"\nweight = 2\n";
+        let source =
+            crate::vocabulary::Source::new(std::path::Path::new("x.toml"), mix.to_string());
+        asked.extend(crate::scenario::asked_keys(&source));
         asked
     }
 

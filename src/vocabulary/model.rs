@@ -366,6 +366,17 @@ pub struct Call {
     pub data_order: DataOrder,
 }
 
+/// One entry of a mix (`[[calls]]`).
+#[derive(Debug, Clone)]
+pub struct WeightedCall {
+    /// `method` as written: the report's `methods[].method`.
+    pub name: String,
+    /// `weight`: its share of the requests is its weight over the sum of the weights.
+    pub weight: f64,
+    /// The call, read as `[call]` is.
+    pub call: Call,
+}
+
 /// `data_order`: which message of a `data` list (or `data_file`) a request sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DataOrder {
@@ -477,8 +488,11 @@ pub struct Scenario {
     pub kind: Kind,
     /// `[target]`.
     pub target: Target,
-    /// Absent only for handshake storms without a call.
+    /// Absent only for handshake storms without a call. With a mix (`[[calls]]`), its first
+    /// entry: what every entry shares (transport, largest response) is read from it.
     pub call: Option<Call>,
+    /// `[[calls]]`: a weighted mix of calls, each request one of them (empty: `[call]`).
+    pub calls: Vec<WeightedCall>,
     /// `[load]`.
     pub load: Load,
     /// `[thresholds]`.

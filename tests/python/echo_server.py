@@ -75,11 +75,14 @@ def main():
     sequence = []  # the first 10,000 messages' `message`, in the order they arrived
     ids = set()
     traceparents = {}
+    calls = {}  # calls received by method (every service: health checks too)
 
     class TraceparentRecorder(grpc.ServerInterceptor):
         """Keeps the W3C traceparent of every call, by method (health checks included)."""
 
         def intercept_service(self, continuation, details):
+            with lock:
+                calls[details.method] = calls.get(details.method, 0) + 1
             for key, value in details.invocation_metadata or ():
                 if key == "traceparent":
                     with lock:
@@ -215,6 +218,7 @@ def main():
         state["sequence"] = sequence
         state["distinct_ids"] = len(ids)
         state["traceparents"] = traceparents
+        state["calls"] = calls
         print(json.dumps(state), flush=True)
 
 

@@ -280,12 +280,25 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
 pub struct RequestHeaders {
     /// `:method POST` and the scheme, both in the static table.
     fixed: [u8; 2],
-    /// Every other header, in order: `:path`, `:authority`, then the regular ones.
+    /// Every other header every call sends, in order: `:path` (one method), `:authority`,
+    /// then the regular ones. Indexed in the server's table.
     headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A mix of calls: per call, the headers it does not share with every other (its
+    /// `:path`, metadata, `grpc-timeout`), sent as literals not indexed, so the table keeps
+    /// the shared ones and their indices stay fixed. Empty for one method.
+    own: Vec<OwnHeaders>,
     /// What indexing all of them costs in the server's dynamic table.
     table_size: usize,
     /// The largest response message a call accepts (`[call] max_receive_message_size`).
     pub max_receive: u32,
+}
+
+/// One call's headers of a mix that the others do not send.
+#[derive(Debug, Clone, Default)]
+struct OwnHeaders {
+    /// Pseudo-headers (`:path`): before every regular header.
+    pseudo: Vec<(Vec<u8>, Vec<u8>)>,
+    regular: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// How a connection's next header block is written.
@@ -311,8 +324,37 @@ impl RequestHeaders {
         Self {
             fixed: [0x83, if tls { 0x87 } else { 0x86 }],
             headers,
+            own: Vec::new(),
             table_size,
             max_receive: crate::grpc::frame::DEFAULT_MAX_RECEIVE_BYTES,
+        }
+    }
+
+    /// The headers of a mix of calls (each as `new` takes them): those every call sends
+    /// are indexed once, the rest sent per call.
+    pub fn mix(tls: bool, calls: Vec<Vec<(Vec<u8>, Vec<u8>)>>) -> Self {
+        let Some(first) = calls.first() else {
+            return Self::new(tls, Vec::new());
+        };
+        let shared: Vec<_> = first
+            .iter()
+            .filter(|h| calls.iter().all(|c| c.contains(h)))
+            .cloned()
+            .collect();
+        let own = calls
+            .iter()
+            .map(|c| {
+                let (pseudo, regular) = c
+                    .iter()
+                    .filter(|h| !shared.contains(h))
+                    .cloned()
+                    .partition(|(name, _)| name.starts_with(b":"));
+                OwnHeaders { pseudo, regular }
+            })
+            .collect();
+        Self {
+            own,
+            ..Self::new(tls, shared)
         }
     }
 
@@ -336,13 +378,31 @@ impl RequestHeaders {
         }
     }
 
-    /// Appends one request's header block to `out` (plus a never-indexed `traceparent`)
-    /// and returns how the next one is written.
-    pub fn encode(&self, how: Indexing, trace: Option<&[u8]>, out: &mut Vec<u8>) -> Indexing {
+    /// Appends the header block of a request of call `call` (0 for one method; a mix's
+    /// entry) to `out`, plus a never-indexed `traceparent`, and returns how the next one is
+    /// written.
+    pub fn encode(
+        &self,
+        how: Indexing,
+        call: usize,
+        trace: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Indexing {
         out.extend_from_slice(&self.fixed);
+        if how == Indexing::Shrunk {
+            // A size update must open the block (RFC 7541 §4.2): before the fixed headers
+            // just written (after any update the caller put first).
+            out.truncate(out.len() - self.fixed.len());
+            put_size_update(out, 0);
+            out.extend_from_slice(&self.fixed);
+        }
+        let own = self.own.get(call);
+        for (name, value) in own.map_or(&[][..], |o| &o.pseudo) {
+            put_literal(out, 0x00, 4, name, value);
+        }
         let next = match how {
             Indexing::Indexed => {
-                let newest = 62 + self.headers.len() - 1;
+                let newest = (62 + self.headers.len()).saturating_sub(1);
                 for i in 0..self.headers.len() {
                     // The first header added is the oldest: the highest index.
                     put_integer(out, 0x80, 7, newest - i);
@@ -356,19 +416,15 @@ impl RequestHeaders {
                 Indexing::Indexed
             }
             Indexing::Literal | Indexing::Shrunk => {
-                if how == Indexing::Shrunk {
-                    // A size update must open the block (RFC 7541 §4.2): before the fixed
-                    // headers just written (after any update the caller put first).
-                    out.truncate(out.len() - self.fixed.len());
-                    put_size_update(out, 0);
-                    out.extend_from_slice(&self.fixed);
-                }
                 for (name, value) in &self.headers {
                     put_literal(out, 0x00, 4, name, value);
                 }
                 Indexing::Literal
             }
         };
+        for (name, value) in own.map_or(&[][..], |o| &o.regular) {
+            put_literal(out, 0x00, 4, name, value);
+        }
         if let Some(t) = trace {
             out.push(0x10); // never indexed, new name: unique per call, it would evict ours
             put_string(out, b"traceparent");
@@ -479,7 +535,7 @@ mod tests {
         for round in 0..3 {
             let mut block = Vec::new();
             let trace = (round == 1).then_some(&b"00-abc-def-01"[..]);
-            how = headers.encode(how, trace, &mut block);
+            how = headers.encode(how, 0, trace, &mut block);
             let mut expected = want.clone();
             if trace.is_some() {
                 expected.push(("traceparent".into(), "00-abc-def-01".into()));
@@ -493,12 +549,53 @@ mod tests {
         how = headers.after_table_change(how, 64);
         assert_eq!(how, Indexing::Shrunk);
         let mut block = Vec::new();
-        how = headers.encode(how, None, &mut block);
+        how = headers.encode(how, 0, None, &mut block);
         assert_eq!(decoded(&mut server, &block), want);
         assert_eq!(server.size, 0);
         assert_eq!(how, Indexing::Literal);
         // A table too small from the start: literals only.
         assert_eq!(headers.first_indexing(100), Indexing::Literal);
+    }
+
+    #[test]
+    fn a_mix_indexes_what_every_call_sends_and_sends_the_rest_per_call() {
+        let h = |p: &[(&str, &str)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+            p.iter()
+                .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let say = [
+            (":path", "/p.S/Say"),
+            (":authority", "h:1"),
+            ("content-type", "application/grpc"),
+            ("x-who", "say"),
+            ("grpc-timeout", "5S"),
+        ];
+        let check = [
+            (":path", "/grpc.health.v1.Health/Check"),
+            (":authority", "h:1"),
+            ("content-type", "application/grpc"),
+            ("grpc-timeout", "1S"),
+        ];
+        let headers = RequestHeaders::mix(false, vec![h(&say), h(&check)]);
+        let mut server = Decoder::new(4096);
+        let mut how = headers.first_indexing(4096);
+        for (round, call) in [0, 1, 1, 0, 1].into_iter().enumerate() {
+            let mut block = Vec::new();
+            how = headers.encode(how, call, None, &mut block);
+            let mut got = decoded(&mut server, &block);
+            // Pseudo-headers first (RFC 9113 §8.3), then the regular ones in any order.
+            let pseudo = got.iter().take_while(|(n, _)| n.starts_with(':')).count();
+            assert_eq!(pseudo, 4, "round {round}: {got:?}");
+            assert!(got[pseudo..].iter().all(|(n, _)| !n.starts_with(':')));
+            got.sort();
+            let mut want = pairs(&[(":method", "POST"), (":scheme", "http")]);
+            want.extend(pairs(if call == 0 { &say } else { &check }));
+            want.sort();
+            assert_eq!(got, want, "round {round}");
+        }
+        // Only what both send is in the table.
+        assert_eq!(server.table.len(), 2);
     }
 
     #[test]

@@ -21,17 +21,30 @@ impl RequestHeaders {
     /// A unary call's request headers: the same ones `UnaryCall::request` sends through h2,
     /// in the same order. (Built here, so that `grpc::unary` does not depend on this client.)
     pub fn for_call(call: &UnaryCall, tls: bool) -> Self {
-        let uri = call.uri();
-        let authority = uri.authority().map_or("", |a| a.as_str());
-        let mut headers = vec![
-            (b":path".to_vec(), uri.path().as_bytes().to_vec()),
-            (b":authority".to_vec(), authority.as_bytes().to_vec()),
-        ];
-        for (name, value) in call.headers() {
-            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-        }
-        let mut lean = Self::new(tls, headers);
+        let mut lean = Self::new(tls, headers_of(call));
         lean.max_receive = call.max_receive();
         lean
     }
+
+    /// The request headers of a mix of calls (`[[calls]]`), call `i` sent as entry `i`.
+    /// They share the largest response accepted (the scenario refuses a mix that differs).
+    pub fn for_mix(calls: &[&UnaryCall], tls: bool) -> Self {
+        let mut lean = Self::mix(tls, calls.iter().map(|c| headers_of(c)).collect());
+        lean.max_receive = calls.first().map_or(lean.max_receive, |c| c.max_receive());
+        lean
+    }
+}
+
+/// `:path`, `:authority`, then the call's regular headers.
+fn headers_of(call: &UnaryCall) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let uri = call.uri();
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let mut headers = vec![
+        (b":path".to_vec(), uri.path().as_bytes().to_vec()),
+        (b":authority".to_vec(), authority.as_bytes().to_vec()),
+    ];
+    for (name, value) in call.headers() {
+        headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+    }
+    headers
 }

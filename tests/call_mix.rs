@@ -1,0 +1,247 @@
+//! A weighted mix of calls (`[[calls]]`) on the record of a Python grpcio server: each
+//! method's count in the report is the count the server kept, the mix as sent follows the
+//! weights within sampling error, each entry's own metadata and deadline reach the server
+//! (grpcio's HPACK decoder reads the headers the lean client shares and the ones it sends
+//! per entry), thresholds name a method, shards merge into the same mix, and bad mixes are
+//! refused naming the key.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const SAY: &str = "/testing.echo.v1.Echo/Say";
+const CHECK: &str = "/grpc.health.v1.Health/Check";
+
+/// Say with the metadata the server requires (weight 3), the health check (weight 1), and
+/// Say without the metadata (weight 1: the server refuses each as UNAUTHENTICATED).
+fn mix(address: &str, load: &str, extra: &str) -> String {
+    format!(
+        r#"
+name = "mix"
+kind = "unary"
+[target]
+address = "{address}"
+[[calls]]
+method = "testing.echo.v1.Echo/Say"
+weight = 3
+data = {{ message = "with" }}
+metadata = {{ x-who = "say" }}
+[[calls]]
+method = "grpc.health.v1.Health/Check"
+weight = 1
+timeout = "2s"
+metadata = {{ x-who = "check" }}
+[[calls]]
+method = "testing.echo.v1.Echo/Say"
+weight = 1.0
+data = {{ message = "without" }}
+[load]
+{load}
+{extra}
+"#
+    )
+}
+
+fn requests(m: &Value) -> u64 {
+    m["requests"].as_u64().unwrap()
+}
+
+/// The report's methods agree with the server's counts, and the shares with the weights.
+fn check_against_server(report: &Value, counts: &Value) {
+    let methods = report["methods"].as_array().expect("methods[]");
+    assert_eq!(methods.len(), 3, "{report}");
+    let names: Vec<&str> = methods
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "testing.echo.v1.Echo/Say",
+            "grpc.health.v1.Health/Check",
+            "testing.echo.v1.Echo/Say"
+        ]
+    );
+    let [with, check, without] = [&methods[0], &methods[1], &methods[2]];
+    let total = report["totals"]["requests"].as_u64().unwrap();
+    assert_eq!(
+        requests(with) + requests(check) + requests(without),
+        total,
+        "the methods add up to the totals"
+    );
+    // Every call the report counts, the server received, by method.
+    let calls = &counts["calls"];
+    assert_eq!(
+        calls[SAY].as_u64().unwrap(),
+        requests(with) + requests(without),
+        "{calls}"
+    );
+    assert_eq!(calls[CHECK].as_u64().unwrap(), requests(check), "{calls}");
+    // Each entry's own metadata: only the first entry's Say calls carried x-who=say.
+    assert_eq!(counts["metadata_ok"].as_u64().unwrap(), requests(with));
+    assert_eq!(with["ok"], with["requests"]);
+    assert_eq!(check["ok"], check["requests"]);
+    assert_eq!(without["errors"], without["requests"]);
+    assert_eq!(
+        without["status_codes"]["UNAUTHENTICATED"].as_u64(),
+        Some(requests(without))
+    );
+    // Shares within four standard deviations of the weights' (3:1:1).
+    for (m, share) in [(with, 0.6), (check, 0.2), (without, 0.2)] {
+        let want = total as f64 * share;
+        let sd = (total as f64 * share * (1.0 - share)).sqrt();
+        assert!(
+            (requests(m) as f64 - want).abs() <= 4.0 * sd,
+            "{} of {total} for weight share {share}: {report}",
+            requests(m)
+        );
+        assert!(m["latency"]["corrected"]["p99_us"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn a_mix_reaches_the_server_as_weighted_with_each_entrys_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&["--require-metadata", "x-who=say"]);
+    let s = scenario(
+        dir.path(),
+        "mix.toml",
+        &mix(
+            &server.address(),
+            "rate = 500\nduration = \"3s\"\nconcurrency = 32\nconnections = 2",
+            // A method's figures in a threshold: the failing third entry's error rate.
+            "[thresholds]\n\"methods.0.error_rate\" = \"< 0.01\"\n\"methods.2.error_rate\" = \"> 0.99\"\n\"methods.1.latency.p99\" = \"< 2s\"",
+        ),
+    );
+    let report = run_report(dir.path(), &s);
+    let counts = server.stop_with_counts();
+    assert_eq!(report["totals"]["requests"], 1500, "{report}");
+    check_against_server(&report, &counts);
+    let thresholds = report["thresholds"].as_array().unwrap();
+    assert_eq!(thresholds.len(), 3);
+    assert!(thresholds.iter().all(|t| t["passed"] == true), "{report}");
+    // The summary shows the mix as a table.
+    let out = loadagent(&["report", dir.path().join("report.json").to_str().unwrap()]);
+    let said = text(&out);
+    assert!(said.contains("methods   a mix of 3"), "{said}");
+    assert!(said.contains("grpc.health.v1.Health/Check"), "{said}");
+}
+
+#[test]
+fn shards_of_a_mix_merge_into_the_servers_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&["--require-metadata", "x-who=say"]);
+    let s = scenario(
+        dir.path(),
+        "mix.toml",
+        &mix(&server.address(), "concurrency = 4\nrequests = 800", ""),
+    );
+    let mut outs = Vec::new();
+    for i in 0..2 {
+        let out = dir.path().join(format!("shard-{i}.json"));
+        let run = loadagent(&[
+            "run",
+            "-q",
+            s.to_str().unwrap(),
+            "--shard",
+            &format!("{i}/2"),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+        outs.push(out);
+    }
+    let merged = dir.path().join("merged.json");
+    let out = loadagent(&[
+        "merge",
+        outs[0].to_str().unwrap(),
+        outs[1].to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    let counts = server.stop_with_counts();
+    assert_eq!(report["totals"]["requests"], 800, "{report}");
+    // The closed model has no corrected latency: the shares and counts are what matter.
+    let methods = report["methods"].as_array().unwrap();
+    let calls = &counts["calls"];
+    assert_eq!(
+        calls[SAY].as_u64().unwrap(),
+        requests(&methods[0]) + requests(&methods[2])
+    );
+    assert_eq!(calls[CHECK].as_u64().unwrap(), requests(&methods[1]));
+    assert_eq!(
+        counts["metadata_ok"].as_u64().unwrap(),
+        requests(&methods[0])
+    );
+}
+
+#[test]
+fn bad_mixes_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = mix("127.0.0.1:1", "requests = 1", "");
+    let with_call = format!("{base}\n[call]\nmethod = \"a.B/C\"\n");
+    for (name, text_of, want) in [
+        (
+            "zero",
+            base.replacen("weight = 3", "weight = 0", 1),
+            "`calls[0].weight`: 0 is not valid: it must be a finite number greater than zero",
+        ),
+        (
+            "negative",
+            base.replacen("weight = 3", "weight = -2", 1),
+            "`calls[0].weight`",
+        ),
+        (
+            "string",
+            base.replacen("weight = 3", "weight = \"heavy\"", 1),
+            "`calls[0].weight`: expected a number",
+        ),
+        (
+            "both",
+            with_call,
+            "give `[call]` (one method) or `[[calls]]` entries",
+        ),
+        (
+            "stream",
+            base.replacen("kind = \"unary\"", "kind = \"bidi_stream\"", 1),
+            "a mix of calls is for kind = \"unary\"",
+        ),
+        (
+            "transport",
+            base.replacen("weight = 1\n", "weight = 1\ntransport = \"h2\"\n", 1),
+            "`calls[1].transport`",
+        ),
+        (
+            "method",
+            base.replacen("grpc.health.v1.Health/Check", "Check", 1),
+            "`calls[1].method`",
+        ),
+    ] {
+        let s = scenario(dir.path(), &format!("{name}.toml"), &text_of);
+        let out = loadagent(&["validate", s.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(text(&out).contains(want), "{name}: {}", text(&out));
+    }
+    // A method the server does not have: refused before any load, naming the entry.
+    let server = Server::python(&[]);
+    let s = scenario(
+        dir.path(),
+        "missing.toml",
+        &mix(&server.address(), "requests = 10", "").replacen(
+            "grpc.health.v1.Health/Check",
+            "testing.echo.v1.Echo/Shout",
+            1,
+        ),
+    );
+    let out = loadagent(&["run", "-q", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("Shout"), "{}", text(&out));
+    let counts = server.stop_with_counts();
+    assert!(
+        counts["calls"].get(SAY).is_none(),
+        "no load was sent: {counts}"
+    );
+}
