@@ -1,6 +1,7 @@
 //! Request templates: `{{request_number}}`, `{{worker_id}}`, `{{uuid}}`,
-//! `{{random_int(1, 100)}}`, `{{random_string(16)}}`, `{{timestamp_unix_ms}}` inside the
-//! string values of a request. Parsed once, before the run; rendered per request.
+//! `{{random_int(1, 100)}}`, `{{random_string(16)}}`, `{{random_choice(a, b, c)}}`,
+//! `{{timestamp_unix_ms}}`, `{{timestamp_rfc3339}}` inside the string values of a request and
+//! its metadata values. Parsed once, before the run; rendered per request.
 
 use std::fmt::Write;
 
@@ -14,8 +15,16 @@ enum Part {
     Uuid,
     RandomInt(i64, i64),
     RandomString(usize),
+    RandomChoice(Vec<String>),
     TimestampUnixMs,
+    TimestampRfc3339,
 }
+
+/// `random_choice`: at most this many items, each at most `MAX_CHOICE_LEN` bytes.
+const MAX_CHOICES: usize = 256;
+const MAX_CHOICE_LEN: usize = 1024;
+/// `2026-12-06T18:40:01.123Z`: UTC, milliseconds.
+const RFC3339_LEN: usize = 24;
 
 /// A string with placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +43,7 @@ pub struct Context<'a, R: Rng> {
     pub rng: &'a mut R,
 }
 
-const FUNCTIONS: &str = "request_number, worker_id, uuid, random_int(min, max), random_string(length), timestamp_unix_ms";
+const FUNCTIONS: &str = "request_number, worker_id, uuid, random_int(min, max), random_string(length), random_choice(a, b, …), timestamp_unix_ms, timestamp_rfc3339";
 
 fn args(call: &str, name: &str) -> Option<Vec<String>> {
     let inner = call
@@ -77,6 +86,7 @@ impl Template {
             "worker_id" => Part::WorkerId,
             "uuid" => Part::Uuid,
             "timestamp_unix_ms" => Part::TimestampUnixMs,
+            "timestamp_rfc3339" => Part::TimestampRfc3339,
             _ => {
                 if let Some(a) = args(p, "random_int") {
                     let nums: Vec<i64> = a.iter().filter_map(|x| x.parse().ok()).collect();
@@ -100,6 +110,18 @@ impl Template {
                             ))
                         }
                     }
+                } else if let Some(items) = args(p, "random_choice") {
+                    if items.is_empty()
+                        || items.len() > MAX_CHOICES
+                        || items
+                            .iter()
+                            .any(|i| i.is_empty() || i.len() > MAX_CHOICE_LEN)
+                    {
+                        return Err(format!(
+                            "`{p}`: random_choice takes 1 to {MAX_CHOICES} items, each 1 to {MAX_CHOICE_LEN} bytes without commas, e.g. random_choice(red, green, blue)"
+                        ));
+                    }
+                    Part::RandomChoice(items)
                 } else {
                     return Err(bad());
                 }
@@ -117,6 +139,8 @@ impl Template {
                 Part::RandomInt(..) => 20,
                 Part::Uuid => 36,
                 Part::RandomString(n) => *n,
+                Part::RandomChoice(items) => items.iter().map(String::len).max().unwrap_or(0),
+                Part::TimestampRfc3339 => RFC3339_LEN,
             })
             .fold(0usize, usize::saturating_add)
     }
@@ -160,6 +184,23 @@ impl Template {
                         .map_or(0, |d| d.as_millis());
                     let _ = write!(out, "{ms}");
                 }
+                Part::RandomChoice(items) => {
+                    out.push_str(&items[ctx.rng.random_range(0..items.len())]);
+                }
+                Part::TimestampRfc3339 => {
+                    let t = time::OffsetDateTime::now_utc();
+                    let _ = write!(
+                        out,
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                        t.year().clamp(0, 9999),
+                        u8::from(t.month()),
+                        t.day(),
+                        t.hour(),
+                        t.minute(),
+                        t.second(),
+                        t.millisecond()
+                    );
+                }
             }
         }
     }
@@ -175,7 +216,7 @@ mod tests {
         /// A rendering never takes more than `max_len`, the bound validation counts on.
         #[test]
         fn a_rendering_fits_its_bound(
-            text in "([a-z ]{0,5}|\\{\\{(request_number|worker_id|uuid|timestamp_unix_ms|random_int\\(-9223372036854775808, 9223372036854775807\\)|random_int\\(-5, 5\\)|random_string\\([1-9][0-9]{0,2}\\))\\}\\}){0,6}",
+            text in "([a-z ]{0,5}|\\{\\{(request_number|worker_id|uuid|timestamp_unix_ms|random_int\\(-9223372036854775808, 9223372036854775807\\)|random_int\\(-5, 5\\)|random_string\\([1-9][0-9]{0,2}\\)|random_choice\\([a-z]{1,9}(, [a-z]{1,9}){0,3}\\)|timestamp_rfc3339)\\}\\}){0,6}",
             n in any::<u64>(),
             worker in any::<usize>(),
             seed in any::<u64>(),
@@ -217,6 +258,36 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4", "version 4: {u}");
         assert!(render("{{timestamp_unix_ms}}", 0).parse::<u128>().unwrap() > 1_600_000_000_000);
+        let picked: std::collections::BTreeSet<String> = (0..200)
+            .map(|n| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(n);
+                let mut out = String::new();
+                Template::parse("{{random_choice(red, green,blue)}}")
+                    .unwrap()
+                    .unwrap()
+                    .render(
+                        &mut Context {
+                            request_number: n,
+                            worker_id: 0,
+                            rng: &mut rng,
+                        },
+                        &mut out,
+                    );
+                out
+            })
+            .collect();
+        assert_eq!(
+            picked.into_iter().collect::<Vec<_>>(),
+            ["blue", "green", "red"],
+            "every item drawn, nothing else"
+        );
+        let t = render("{{timestamp_rfc3339}}", 0);
+        assert!(
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|d| d.year() >= 2026),
+            "{t}"
+        );
+        assert_eq!(t.len(), RFC3339_LEN, "{t}");
     }
 
     #[test]
@@ -232,5 +303,13 @@ mod tests {
             .unwrap_err()
             .contains("1 to 65536"));
         assert!(Template::parse("{{uuid").unwrap_err().contains("without"));
+        for bad in ["{{random_choice()}}", "{{random_choice(a,,b)}}"] {
+            assert!(
+                Template::parse(bad)
+                    .unwrap_err()
+                    .contains("random_choice takes"),
+                "{bad}"
+            );
+        }
     }
 }
