@@ -245,3 +245,102 @@ fn bad_mixes_are_refused_naming_the_key() {
         "no load was sent: {counts}"
     );
 }
+
+/// The values of `key` the server received.
+fn recorded(counts: &Value, key: &str) -> Vec<String> {
+    counts["recorded_metadata"][key]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn metadata_templates_are_rendered_per_call_on_every_client() {
+    let metadata = r#"metadata = { x-request-id = "req-{{request_number}}", x-uuid = "{{uuid}}", x-color = "{{random_choice(red, green)}}", x-fixed = "same" }"#;
+    for (what, kind, call_extra) in [
+        ("lean unary", "unary", ""),
+        ("h2 unary", "unary", "transport = \"h2\""),
+        ("bidi streams", "bidi_stream", ""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::python(&[
+            "--record-metadata",
+            "x-request-id",
+            "--record-metadata",
+            "x-uuid",
+            "--record-metadata",
+            "x-color",
+            "--record-metadata",
+            "x-fixed",
+        ]);
+        let method = if kind == "unary" { "Say" } else { "Chat" };
+        let s = scenario(
+            dir.path(),
+            "t.toml",
+            &format!(
+                r#"
+kind = "{kind}"
+[target]
+address = "{}"
+[call]
+method = "testing.echo.v1.Echo/{method}"
+{metadata}
+{call_extra}
+[load]
+concurrency = 2
+requests = 40
+"#,
+                server.address()
+            ),
+        );
+        run_report(dir.path(), &s);
+        let counts = server.stop_with_counts();
+        let mut ids = recorded(&counts, "x-request-id");
+        ids.sort();
+        let mut want: Vec<String> = (0..40).map(|n| format!("req-{n}")).collect();
+        want.sort();
+        assert_eq!(ids, want, "{what}: one id per request, each number once");
+        let uuids: std::collections::BTreeSet<String> =
+            recorded(&counts, "x-uuid").into_iter().collect();
+        assert_eq!(uuids.len(), 40, "{what}: a new uuid per request");
+        let colors: std::collections::BTreeSet<String> =
+            recorded(&counts, "x-color").into_iter().collect();
+        assert_eq!(
+            colors.into_iter().collect::<Vec<_>>(),
+            ["green", "red"],
+            "{what}"
+        );
+        assert_eq!(recorded(&counts, "x-fixed"), vec!["same"; 40], "{what}");
+    }
+}
+
+#[test]
+fn bad_metadata_templates_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, metadata, want) in [
+        (
+            "function",
+            r#"metadata = { x-id = "{{nope}}" }"#,
+            "`call.metadata.x-id`: `{{nope}}` is not a template function",
+        ),
+        (
+            "bin",
+            r#"metadata = { x-id-bin = "{{uuid}}" }"#,
+            "`call.metadata.x-id-bin`: a \"-bin\" value is base64",
+        ),
+        (
+            "choice",
+            r#"metadata = { x-id = "{{random_choice()}}" }"#,
+            "random_choice takes",
+        ),
+    ] {
+        let s = scenario(
+            dir.path(),
+            &format!("{name}.toml"),
+            &echo_scenario("127.0.0.1:1", metadata, ""),
+        );
+        let out = loadagent(&["validate", s.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(text(&out).contains(want), "{name}: {}", text(&out));
+    }
+}

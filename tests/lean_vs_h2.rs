@@ -50,7 +50,7 @@ async fn over_lean(endpoint: &Endpoint, call: &UnaryCall, body: Bytes) -> (u8, S
     let mut conn = Connection::open(endpoint, Arc::new(RequestHeaders::for_call(call, false)))
         .await
         .expect("lean connection");
-    conn.start(0, 0, body, None);
+    conn.start(0, 0, body, &[], None);
     let mut done = Vec::new();
     let finished = std::future::poll_fn(|cx| {
         if let Err(lost) = conn.poll_io(cx, &mut done) {
@@ -73,7 +73,9 @@ async fn over_h2(endpoint: &Endpoint, call: &UnaryCall, body: Bytes) -> (u8, Str
     let mut send = loadagent::grpc::channel::connect(endpoint)
         .await
         .expect("h2 connection");
-    let (o, _) = call.call_timed(&mut send, body, None).await;
+    let (o, _) = call
+        .call_timed(&mut send, body, &loadagent::grpc::unary::PerCall::default())
+        .await;
     (o.code, o.message.unwrap_or_default())
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::probe::expect::Check;
 use crate::probe::method::MethodProbe;
 use crate::scenario::reader::TableReader;
-use crate::scenario::{check_metadata, read_messages, read_schema, read_tls};
+use crate::scenario::{check_metadata, read_messages, read_schema, read_tls, Templates};
 use crate::vocabulary::{HttpVersion, MethodName, Protocol, RequestMessage, Schema, TlsOptions};
 
 /// How a target is probed.
@@ -79,7 +79,7 @@ pub(super) fn read_probe_keys(
         .string_map("metadata")
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(k, v)| check_metadata(t, k, v))
+        .filter_map(|(k, v)| check_metadata(t, k, v, Templates::Literal))
         .collect();
     let tls = t.table("tls").map(|tt| read_tls(&tt));
     let web = read_web(t);

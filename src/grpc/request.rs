@@ -77,6 +77,20 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// Renders `template` for request `number` into `out` (cleared first).
+    pub fn render(&mut self, template: &Template, number: u64, out: &mut String) {
+        template.render(
+            &mut Context {
+                request_number: number,
+                worker_id: self.worker_id,
+                rng: &mut self.rng,
+            },
+            out,
+        );
+    }
+}
+
 impl Requests {
     /// Builds the run's requests from the scenario, reporting every message that does not
     /// fit the method's input type, with where it was written.

@@ -20,6 +20,90 @@ pub struct UnaryCall {
     max_receive: u32,
     /// Unary load goes through the lean client unless `[call] transport = "h2"`.
     transport: crate::vocabulary::UnaryTransport,
+    /// Metadata whose values are templates: rendered per call, never in `headers`.
+    templated: TemplatedMetadata,
+}
+
+/// Metadata whose values are templates (`{{uuid}}`, …), rendered per call.
+#[derive(Debug, Clone, Default)]
+pub struct TemplatedMetadata(Vec<(http::HeaderName, super::template::Template)>);
+
+impl TemplatedMetadata {
+    /// No metadata is templated.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The names, in the order `render_into` renders them.
+    pub fn names(&self) -> impl Iterator<Item = &http::HeaderName> {
+        self.0.iter().map(|(name, _)| name)
+    }
+
+    /// Renders the values for request `number` into `values` (one per name, in order; the
+    /// strings are reused: the lean client's path, which allocates nothing per call).
+    pub fn render_into(
+        &self,
+        number: u64,
+        renderer: &mut super::request::Renderer,
+        values: &mut Vec<String>,
+    ) {
+        values.resize_with(self.0.len(), String::new);
+        for ((_, t), out) in self.0.iter().zip(values.iter_mut()) {
+            renderer.render(t, number, out);
+        }
+    }
+
+    /// The per-call headers of request `number`: these, rendered, and `trace`. Allocates
+    /// only when there is templated metadata (the h2 and gRPC-Web paths, which allocate per
+    /// call anyway).
+    pub fn per_call(
+        &self,
+        number: u64,
+        renderer: &mut super::request::Renderer,
+        trace: Option<HeaderValue>,
+    ) -> PerCall {
+        let mut per_call = PerCall::traced(trace);
+        let mut text = String::new();
+        for (name, t) in &self.0 {
+            renderer.render(t, number, &mut text);
+            // Every template function renders visible ASCII, and the reader checked the
+            // text around it: a value that still is not a header value is left out.
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                per_call.metadata.push((name.clone(), v));
+            }
+        }
+        per_call
+    }
+}
+
+/// The headers that differ per call: a sampled call's W3C `traceparent`, and the metadata
+/// whose values are templates, rendered for it.
+#[derive(Debug, Clone, Default)]
+pub struct PerCall {
+    /// The call's `traceparent`, when it is sampled.
+    pub trace: Option<HeaderValue>,
+    /// Templated metadata, rendered.
+    pub metadata: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+impl PerCall {
+    /// Only a `traceparent` (or nothing).
+    pub fn traced(trace: Option<HeaderValue>) -> Self {
+        Self {
+            trace,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// Adds them to a request's headers.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.metadata {
+            headers.append(name.clone(), value.clone());
+        }
+        if let Some(t) = &self.trace {
+            headers.insert("traceparent", t.clone());
+        }
+    }
 }
 
 /// How a call ended.
@@ -167,7 +251,28 @@ impl UnaryCall {
             timeout,
             max_receive: super::frame::DEFAULT_MAX_RECEIVE_BYTES,
             transport: crate::vocabulary::UnaryTransport::Lean,
+            templated: TemplatedMetadata::default(),
         })
+    }
+
+    /// Sends `metadata` too, each value a template rendered per call. Keys that are not
+    /// header names are left out (the scenario's reader refused them first).
+    pub fn with_templated_metadata(
+        mut self,
+        metadata: Vec<(String, super::template::Template)>,
+    ) -> Self {
+        self.templated = TemplatedMetadata(
+            metadata
+                .into_iter()
+                .filter_map(|(k, t)| Some((http::HeaderName::from_bytes(k.as_bytes()).ok()?, t)))
+                .collect(),
+        );
+        self
+    }
+
+    /// The metadata rendered per call.
+    pub fn templated(&self) -> &TemplatedMetadata {
+        &self.templated
     }
 
     /// Sets the client unary load goes through.
@@ -208,15 +313,13 @@ impl UnaryCall {
     }
 
     /// The request head: method, URI and headers, from the ones prepared once, plus the
-    /// `traceparent` of a sampled call.
-    pub(crate) fn request(&self, trace: Option<&HeaderValue>) -> Request<()> {
+    /// call's own (`traceparent`, templated metadata).
+    pub(crate) fn request(&self, per_call: &PerCall) -> Request<()> {
         let mut request = Request::new(());
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
-        if let Some(t) = trace {
-            request.headers_mut().insert("traceparent", t.clone());
-        }
+        per_call.apply(request.headers_mut());
         request
     }
 
@@ -226,10 +329,10 @@ impl UnaryCall {
         &self,
         send: &mut SendRequest<Bytes>,
         body: Bytes,
-        trace: Option<&HeaderValue>,
+        per_call: &PerCall,
     ) -> (Outcome, Option<tokio::time::Instant>) {
         let mut headers_at = None;
-        let exchange = self.exchange_timed(send, body, trace, &mut headers_at);
+        let exchange = self.exchange_timed(send, body, per_call, &mut headers_at);
         let outcome = match self.timeout {
             None => exchange.await,
             Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or_else(|_| {
@@ -243,13 +346,13 @@ impl UnaryCall {
         &self,
         send: &mut SendRequest<Bytes>,
         body: Bytes,
-        trace: Option<&HeaderValue>,
+        per_call: &PerCall,
         headers_at: &mut Option<tokio::time::Instant>,
     ) -> Outcome {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
-        let (response, mut stream) = match send.send_request(self.request(trace), false) {
+        let (response, mut stream) = match send.send_request(self.request(per_call), false) {
             Ok(pair) => pair,
             Err(e) => return Outcome::from_h2(&e),
         };

@@ -167,6 +167,8 @@ struct Dispatcher {
     endpoint: Endpoint,
     headers: Arc<RequestHeaders>,
     timeout: Option<Duration>,
+    /// The templated metadata of the call being sent, rendered (reused strings).
+    rendered: Vec<String>,
     /// Per backend, in the membership's order.
     groups: Vec<Group>,
     membership: tokio::sync::watch::Receiver<Arc<Membership>>,
@@ -238,6 +240,7 @@ impl Dispatcher {
         };
         Self {
             timeout,
+            rendered: Vec::new(),
             groups,
             membership: s.membership,
             per_backend: s.per_backend.max(1),
@@ -387,22 +390,20 @@ impl Dispatcher {
         };
         self.renderer.worker_id = self.worker_ids[token];
         let plan = &self.shared.plan;
-        let (method, body, timeout) = match &plan.mix {
-            Some(mix) => {
+        let (method, call, requests) = match (&plan.mix, &plan.call) {
+            (Some(mix), _) => {
                 let m = mix.pick(due.number);
-                let e = &mix.entries[m];
-                (
-                    m,
-                    e.requests.body(due.number, &mut self.renderer),
-                    e.call.timeout(),
-                )
+                (m, Some(&mix.entries[m].call), &mix.entries[m].requests)
             }
-            None => (
-                0,
-                plan.requests.body(due.number, &mut self.renderer),
-                self.timeout,
-            ),
+            (None, super::plan::CallPlan::Unary(call)) => (0, Some(call), &plan.requests),
+            (None, _) => (0, None, &plan.requests),
         };
+        let body = requests.body(due.number, &mut self.renderer);
+        let timeout = call.map_or(self.timeout, UnaryCall::timeout);
+        if let Some(call) = call {
+            call.templated()
+                .render_into(due.number, &mut self.renderer, &mut self.rendered);
+        }
         let (sent, span, attempts) = match due.retry {
             Some(r) => (r.sent, r.span, r.attempts + 1),
             None => (
@@ -415,7 +416,7 @@ impl Dispatcher {
             .as_ref()
             .and_then(|s| s.traceparent.as_ref())
             .map(|t| t.as_bytes());
-        let stream = conn.start(token, method, body, trace);
+        let stream = conn.start(token, method, body, &self.rendered, trace);
         self.serial += 1;
         if let Some(t) = timeout {
             // In sending order, except a retry, which keeps its first deadline.

@@ -58,7 +58,13 @@ impl Plan {
     /// Whether requests must be numbered (lists, templates, a mix: what request n sends
     /// depends on n).
     pub fn numbers_requests(&self) -> bool {
-        self.requests.varies() || self.mix.is_some()
+        let templated = match &self.call {
+            CallPlan::Unary(c) => !c.templated().is_empty(),
+            CallPlan::Stream(c) => !c.head().templated().is_empty(),
+            CallPlan::Web(c) => !c.templated().is_empty(),
+            CallPlan::Handshake(h) => h.call.as_ref().is_some_and(|c| !c.templated().is_empty()),
+        };
+        self.requests.varies() || self.mix.is_some() || templated
     }
 }
 

@@ -207,7 +207,8 @@ impl HandshakeCall {
                     let _ = connection.await;
                 });
                 let body = requests.body(number, renderer);
-                let (outcome, headers_at) = call.call_timed(&mut send, body, trace).await;
+                let per_call = call.templated().per_call(number, renderer, trace.cloned());
+                let (outcome, headers_at) = call.call_timed(&mut send, body, &per_call).await;
                 hs.first_response_us = headers_at.map(|t| micros(t - done));
                 drop(send);
                 driver.abort();

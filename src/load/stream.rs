@@ -307,6 +307,11 @@ impl StreamCall {
         self.head.timeout()
     }
 
+    /// The request head every stream opens with.
+    pub fn head(&self) -> &UnaryCall {
+        &self.head
+    }
+
     /// Runs one stream to its end and returns how it ended.
     pub async fn run(&self, send: &mut SendRequest<Bytes>, mut ctx: StreamContext<'_>) -> Outcome {
         let opened = Instant::now();
@@ -338,11 +343,14 @@ impl StreamCall {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
-        let (response, mut stream) =
-            match send.send_request(self.head.request(ctx.trace.as_ref()), false) {
-                Ok(pair) => pair,
-                Err(e) => return Outcome::from_h2(&e),
-            };
+        let per_call = self
+            .head
+            .templated()
+            .per_call(ctx.number, ctx.renderer, ctx.trace.clone());
+        let (response, mut stream) = match send.send_request(self.head.request(&per_call), false) {
+            Ok(pair) => pair,
+            Err(e) => return Outcome::from_h2(&e),
+        };
         let mut incoming = Incoming::new(response, self.head.max_receive());
         // The client's time is over at `stream_duration`, or when the run stops.
         let stop = ctx.stop.clone();

@@ -165,6 +165,7 @@ pub(super) async fn web_turn(
         .map(Box::new);
     let trace = span.as_ref().and_then(|s| s.traceparent.clone());
     let body = shared.plan.requests.body(t.number, renderer);
+    let per_call = call.templated().per_call(t.number, renderer, trace.clone());
     // A call the server never processed (its connection was closing) goes again on a new
     // connection, as clients do; a few times at most, then it counts as failed.
     let mut attempts = 0;
@@ -220,7 +221,7 @@ pub(super) async fn web_turn(
             call.call(
                 &mut handle.sender,
                 body.clone(),
-                trace.as_ref(),
+                &per_call,
                 Some(&shared.stop_token),
                 &mut on_message,
             )
@@ -229,7 +230,7 @@ pub(super) async fn web_turn(
             call.call(
                 &mut handle.sender,
                 body.clone(),
-                trace.as_ref(),
+                &per_call,
                 None,
                 &mut || {},
             )

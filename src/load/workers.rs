@@ -172,9 +172,10 @@ pub(super) async fn worker(
             // lean client has its own dispatcher).
             CallPlan::Unary(call) => {
                 let body = requests.body(number, &mut renderer);
+                let per_call = call.templated().per_call(number, &mut renderer, trace);
                 // Boxed: this path (`transport = "h2"`) allocates per call in h2 anyway,
                 // and its future inline would size every stream worker's task too.
-                Box::pin(call.call_timed(&mut current.send, body, trace.as_ref()))
+                Box::pin(call.call_timed(&mut current.send, body, &per_call))
                     .await
                     .0
             }

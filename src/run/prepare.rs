@@ -356,16 +356,27 @@ async fn parts(scenario: Scenario) -> Result<Parts, RunError> {
     })
 }
 
-/// What is fixed about the calls `call` describes, sent with `authority`.
+/// What is fixed about the calls `call` describes, sent with `authority`: metadata whose
+/// value is a template is rendered per call, the rest is sent as written.
 fn unary_call(call: &crate::vocabulary::Call, authority: &str) -> Result<UnaryCall, String> {
+    let mut plain = Vec::new();
+    let mut templated = Vec::new();
+    for (key, value) in &call.metadata {
+        match crate::grpc::template::Template::parse(value) {
+            Ok(Some(t)) => templated.push((key.clone(), t)),
+            Ok(None) => plain.push((key.clone(), value.clone())),
+            Err(why) => return Err(format!("`metadata.{key}`: {why}")),
+        }
+    }
     Ok(UnaryCall::new(
         authority,
         &call.method.value.path(),
-        &call.metadata,
+        &plain,
         call.timeout,
         call.compression,
     )
     .map_err(|e| e.to_string())?
     .with_max_receive(call.max_receive_message_size)
-    .with_transport(call.transport))
+    .with_transport(call.transport)
+    .with_templated_metadata(templated))
 }

@@ -32,7 +32,7 @@ pub(super) fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         .string_map("metadata")
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(k, v)| check_metadata(c, k, v))
+        .filter_map(|(k, v)| check_metadata(c, k, v, Templates::Rendered))
         .collect();
     // Unary calls (and a storm's calls) get DEFAULT_CALL_TIMEOUT when this is absent
     // (read_scenario); a stream has no deadline unless one is written.
@@ -290,15 +290,31 @@ pub(super) const RESERVED_HEADERS: &[&str] = &[
     "connection",
 ];
 
+/// Whether `{{…}}` in a metadata value is a template rendered per call (a scenario's calls)
+/// or text sent as written (probes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Templates {
+    Rendered,
+    Literal,
+}
+
 pub(crate) fn check_metadata(
     c: &TableReader<'_, '_, '_>,
     key: At<String>,
     value: String,
+    templates: Templates,
 ) -> Option<(String, String)> {
     let path = c.key_path(&format!("metadata.{}", key.value));
     let name = key.value.to_ascii_lowercase();
-    let problem = if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.starts_with(':')
-    {
+    let template = match templates {
+        Templates::Rendered => crate::grpc::template::Template::parse(&value),
+        Templates::Literal => Ok(None),
+    };
+    let problem = if let Err(why) = &template {
+        Some(why.clone())
+    } else if name.ends_with("-bin") && matches!(template, Ok(Some(_))) {
+        Some("a \"-bin\" value is base64 sent as written; templates fill text values (a key without \"-bin\")".into())
+    } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.starts_with(':') {
         Some(format!(
             "\"{}\" is not a valid header name: use letters, digits and '-'",
             key.value

@@ -22,7 +22,7 @@ use crate::vocabulary::*;
 use reader::{quoted_list, Ctx, TableReader};
 
 use call::read_call;
-pub(crate) use call::{check_metadata, read_messages, read_schema};
+pub(crate) use call::{check_metadata, read_messages, read_schema, Templates};
 use labels::read_labels;
 use load::{read_load, read_load_defaults, search_sets_the_load};
 use stream::read_stream;

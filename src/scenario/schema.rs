@@ -55,7 +55,7 @@ fn call_keys() -> Vec<Key> {
                 key("data_file", "path", "none", "one JSON request per line, round-robin (instead of `data`)"),
                 key("data_order", "`\"round_robin\"`, `\"random\"`", "`\"round_robin\"`", "which message of the list (or file) each request sends: in turn, or a pseudo-random pick per request number"),
                 key("seed", "integer", "drawn at the start of each run", "the random order's seed: the same seed sends the same sequence (`data_order = \"random\"` only)"),
-                key("metadata", "table of strings", "none", "request headers (`-bin` keys take base64)"),
+                key("metadata", "table of strings", "none", "request headers (`-bin` keys take base64); a value may hold templates, as `data` does (`\"req-{{uuid}}\"`), rendered per request"),
                 key("timeout", "duration", format!("{} for unary calls and storms, none for streams", secs(DEFAULT_CALL_TIMEOUT)), "each call's gRPC deadline"),
                 key("compression", "`\"gzip\"`, `\"none\"`", "`\"none\"`", "request compression"),
                 key("max_receive_message_size", "integer (bytes)", format!("{DEFAULT_MAX_RECEIVE_BYTES} (4 MiB, gRPC's)"), "larger response messages fail as RESOURCE_EXHAUSTED; at most 1 GiB"),

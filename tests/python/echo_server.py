@@ -50,6 +50,7 @@ def main():
     parser.add_argument("--workers", type=int, default=64, help="threads serving calls: with a fixed delay_ms S, the capacity is about workers / S")
     parser.add_argument("--stall-ms", type=int, default=0)
     parser.add_argument("--require-metadata", default="")
+    parser.add_argument("--record-metadata", action="append", default=[], help="keep the values of this metadata key (repeatable)")
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--max-concurrent-streams", type=int, default=0)
     parser.add_argument("--health", default="SERVING", help="the overall health status to report")
@@ -76,6 +77,7 @@ def main():
     ids = set()
     traceparents = {}
     calls = {}  # calls received by method (every service: health checks too)
+    recorded = {}  # --record-metadata KEY: the values received, in order
 
     class TraceparentRecorder(grpc.ServerInterceptor):
         """Keeps the W3C traceparent of every call, by method (health checks included)."""
@@ -84,6 +86,11 @@ def main():
             with lock:
                 calls[details.method] = calls.get(details.method, 0) + 1
             for key, value in details.invocation_metadata or ():
+                if key in args.record_metadata:
+                    with lock:
+                        seen = recorded.setdefault(key, [])
+                        if len(seen) < 10000:
+                            seen.append(value)
                 if key == "traceparent":
                     with lock:
                         seen = traceparents.setdefault(details.method, [])
@@ -219,6 +226,7 @@ def main():
         state["distinct_ids"] = len(ids)
         state["traceparents"] = traceparents
         state["calls"] = calls
+        state["recorded_metadata"] = recorded
         print(json.dumps(state), flush=True)
 
 

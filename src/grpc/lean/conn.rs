@@ -232,7 +232,14 @@ impl Connection {
 
     /// Starts a call: its header block (plus a `traceparent`) and as much of the framed
     /// request `body` as the windows allow go into the write buffer. Returns the stream id.
-    pub fn start(&mut self, token: usize, call: usize, body: Bytes, trace: Option<&[u8]>) -> u32 {
+    pub fn start(
+        &mut self,
+        token: usize,
+        call: usize,
+        body: Bytes,
+        rendered: &[String],
+        trace: Option<&[u8]>,
+    ) -> u32 {
         let id = self.next_id;
         self.next_id += 2;
         self.block.clear();
@@ -241,7 +248,7 @@ impl Connection {
         }
         self.indexing = self
             .headers
-            .encode(self.indexing, call, trace, &mut self.block);
+            .encode(self.indexing, call, rendered, trace, &mut self.block);
         let mut rest = &self.block[..];
         let mut kind = frame::HEADERS;
         loop {

@@ -299,6 +299,9 @@ struct OwnHeaders {
     /// Pseudo-headers (`:path`): before every regular header.
     pseudo: Vec<(Vec<u8>, Vec<u8>)>,
     regular: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Names of the metadata whose values are rendered per request (templates): the values
+    /// come with each request, in this order.
+    templated: Vec<Vec<u8>>,
 }
 
 /// How a connection's next header block is written.
@@ -349,13 +352,30 @@ impl RequestHeaders {
                     .filter(|h| !shared.contains(h))
                     .cloned()
                     .partition(|(name, _)| name.starts_with(b":"));
-                OwnHeaders { pseudo, regular }
+                OwnHeaders {
+                    pseudo,
+                    regular,
+                    templated: Vec::new(),
+                }
             })
             .collect();
         Self {
             own,
             ..Self::new(tls, shared)
         }
+    }
+
+    /// Call `call` also sends the metadata `names`, its values rendered per request (they
+    /// are never indexed: each request's differ).
+    pub fn with_templated(mut self, call: usize, names: Vec<Vec<u8>>) -> Self {
+        if names.is_empty() {
+            return self;
+        }
+        if self.own.len() <= call {
+            self.own.resize_with(call + 1, OwnHeaders::default);
+        }
+        self.own[call].templated = names;
+        self
     }
 
     /// How the first block is written when the server's table holds `server_table` bytes.
@@ -385,6 +405,7 @@ impl RequestHeaders {
         &self,
         how: Indexing,
         call: usize,
+        rendered: &[String],
         trace: Option<&[u8]>,
         out: &mut Vec<u8>,
     ) -> Indexing {
@@ -424,6 +445,11 @@ impl RequestHeaders {
         };
         for (name, value) in own.map_or(&[][..], |o| &o.regular) {
             put_literal(out, 0x00, 4, name, value);
+        }
+        for (name, value) in own.map_or(&[][..], |o| &o.templated).iter().zip(rendered) {
+            out.push(0x10); // never indexed: each request's value differs
+            put_string(out, name);
+            put_string(out, value.as_bytes());
         }
         if let Some(t) = trace {
             out.push(0x10); // never indexed, new name: unique per call, it would evict ours
@@ -535,7 +561,7 @@ mod tests {
         for round in 0..3 {
             let mut block = Vec::new();
             let trace = (round == 1).then_some(&b"00-abc-def-01"[..]);
-            how = headers.encode(how, 0, trace, &mut block);
+            how = headers.encode(how, 0, &[], trace, &mut block);
             let mut expected = want.clone();
             if trace.is_some() {
                 expected.push(("traceparent".into(), "00-abc-def-01".into()));
@@ -549,7 +575,7 @@ mod tests {
         how = headers.after_table_change(how, 64);
         assert_eq!(how, Indexing::Shrunk);
         let mut block = Vec::new();
-        how = headers.encode(how, 0, None, &mut block);
+        how = headers.encode(how, 0, &[], None, &mut block);
         assert_eq!(decoded(&mut server, &block), want);
         assert_eq!(server.size, 0);
         assert_eq!(how, Indexing::Literal);
@@ -577,12 +603,14 @@ mod tests {
             ("content-type", "application/grpc"),
             ("grpc-timeout", "1S"),
         ];
-        let headers = RequestHeaders::mix(false, vec![h(&say), h(&check)]);
+        let headers = RequestHeaders::mix(false, vec![h(&say), h(&check)])
+            .with_templated(1, vec![b"x-request-id".to_vec()]);
         let mut server = Decoder::new(4096);
         let mut how = headers.first_indexing(4096);
         for (round, call) in [0, 1, 1, 0, 1].into_iter().enumerate() {
             let mut block = Vec::new();
-            how = headers.encode(how, call, None, &mut block);
+            let rendered = [format!("req-{round}")];
+            how = headers.encode(how, call, &rendered, None, &mut block);
             let mut got = decoded(&mut server, &block);
             // Pseudo-headers first (RFC 9113 §8.3), then the regular ones in any order.
             let pseudo = got.iter().take_while(|(n, _)| n.starts_with(':')).count();
@@ -591,10 +619,13 @@ mod tests {
             got.sort();
             let mut want = pairs(&[(":method", "POST"), (":scheme", "http")]);
             want.extend(pairs(if call == 0 { &say } else { &check }));
+            if call == 1 {
+                want.push(("x-request-id".into(), format!("req-{round}")));
+            }
             want.sort();
             assert_eq!(got, want, "round {round}");
         }
-        // Only what both send is in the table.
+        // Only what both send is in the table (the rendered values never are).
         assert_eq!(server.table.len(), 2);
     }
 

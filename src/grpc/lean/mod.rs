@@ -21,7 +21,7 @@ impl RequestHeaders {
     /// A unary call's request headers: the same ones `UnaryCall::request` sends through h2,
     /// in the same order. (Built here, so that `grpc::unary` does not depend on this client.)
     pub fn for_call(call: &UnaryCall, tls: bool) -> Self {
-        let mut lean = Self::new(tls, headers_of(call));
+        let mut lean = Self::new(tls, headers_of(call)).with_templated(0, templated_of(call));
         lean.max_receive = call.max_receive();
         lean
     }
@@ -30,9 +30,20 @@ impl RequestHeaders {
     /// They share the largest response accepted (the scenario refuses a mix that differs).
     pub fn for_mix(calls: &[&UnaryCall], tls: bool) -> Self {
         let mut lean = Self::mix(tls, calls.iter().map(|c| headers_of(c)).collect());
+        for (i, c) in calls.iter().enumerate() {
+            lean = lean.with_templated(i, templated_of(c));
+        }
         lean.max_receive = calls.first().map_or(lean.max_receive, |c| c.max_receive());
         lean
     }
+}
+
+/// The names of the call's metadata rendered per request.
+fn templated_of(call: &UnaryCall) -> Vec<Vec<u8>> {
+    call.templated()
+        .names()
+        .map(|n| n.as_str().as_bytes().to_vec())
+        .collect()
 }
 
 /// `:path`, `:authority`, then the call's regular headers.

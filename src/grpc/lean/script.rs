@@ -121,7 +121,7 @@ impl Script {
 
     pub(super) fn call(&mut self, token: usize, body: &[u8]) -> u32 {
         self.conn
-            .start(token, 0, Bytes::copy_from_slice(body), None)
+            .start(token, 0, Bytes::copy_from_slice(body), &[], None)
     }
 
     /// Bytes from the server, as one read delivers them.

@@ -20,7 +20,7 @@ pub use body::WebBodyReader;
 
 use crate::grpc::channel::{open_transport_for, ConnectError, Endpoint};
 use crate::grpc::status::{self, NO_ANSWER, WRONG_PROTOCOL};
-use crate::grpc::unary::{Outcome, UnaryCall};
+use crate::grpc::unary::{Outcome, PerCall, TemplatedMetadata, UnaryCall};
 use crate::vocabulary::{HttpVersion, Protocol, Target};
 
 /// A gRPC-Web call, fixed before the load starts.
@@ -45,6 +45,8 @@ pub struct WebCall {
     /// `cors_origin`: calls carry this Origin, and each new connection first makes the CORS
     /// preflight a browser would make.
     cors: Option<Cors>,
+    /// Metadata rendered per call.
+    templated: TemplatedMetadata,
 }
 
 /// How gRPC-Web calls reach a target: a scenario's `[target]` keys, or a probe's.
@@ -91,7 +93,7 @@ impl std::fmt::Debug for WebCall {
 
 /// What a call is given besides its request, and where its messages go.
 struct CallIo<'a, F> {
-    trace: Option<&'a HeaderValue>,
+    per_call: &'a PerCall,
     stop: Option<&'a CancellationToken>,
     on_message: &'a mut F,
     /// Keep the first response message here (a probe decodes it).
@@ -357,7 +359,13 @@ impl WebCall {
             connect_timeout: target.connect_timeout,
             tls,
             cors,
+            templated: native.templated().clone(),
         }
+    }
+
+    /// The metadata rendered per call.
+    pub fn templated(&self) -> &TemplatedMetadata {
+        &self.templated
     }
 
     /// The same call as a server stream, ended after `messages` messages (0: by the server).
@@ -385,7 +393,7 @@ impl WebCall {
     ) -> (Outcome, Option<Bytes>, Afterwards) {
         let mut kept = None;
         let io = CallIo {
-            trace: None,
+            per_call: &PerCall::default(),
             stop: None,
             on_message: &mut || {},
             keep: Some(&mut kept),
@@ -483,12 +491,12 @@ impl WebCall {
         &self,
         sender: &mut WebSender,
         framed: Bytes,
-        trace: Option<&HeaderValue>,
+        per_call: &PerCall,
         stop: Option<&CancellationToken>,
         on_message: &mut F,
     ) -> (Outcome, Afterwards) {
         let io = CallIo {
-            trace,
+            per_call,
             stop,
             on_message,
             keep: None,
@@ -504,7 +512,7 @@ impl WebCall {
         io: CallIo<'_, F>,
     ) -> (Outcome, Afterwards) {
         let CallIo {
-            trace,
+            per_call,
             stop,
             on_message,
             keep,
@@ -519,9 +527,7 @@ impl WebCall {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
-        if let Some(t) = trace {
-            request.headers_mut().insert("traceparent", t.clone());
-        }
+        per_call.apply(request.headers_mut());
         // Unary calls have no stop of their own: no token made per call for them.
         let stopped = async {
             match stop {
