@@ -102,30 +102,91 @@ fn check_against_server(report: &Value, counts: &Value) {
 
 #[test]
 fn a_mix_reaches_the_server_as_weighted_with_each_entrys_metadata() {
+    // The lean client (the default), and h2's.
+    for transport in ["", "transport = \"h2\"\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::python(&["--require-metadata", "x-who=say"]);
+        let s = scenario(
+            dir.path(),
+            "mix.toml",
+            &mix(
+                &server.address(),
+                "rate = 500\nduration = \"3s\"\nconcurrency = 32\nconnections = 2",
+                // A method's figures in a threshold: the failing third entry's error rate.
+                "[thresholds]\n\"methods.0.error_rate\" = \"< 0.01\"\n\"methods.2.error_rate\" = \"> 0.99\"\n\"methods.1.latency.p99\" = \"< 2s\"",
+            )
+            .replace("[[calls]]\n", &format!("[[calls]]\n{transport}")),
+        );
+        let report = run_report(dir.path(), &s);
+        let counts = server.stop_with_counts();
+        assert_eq!(report["totals"]["requests"], 1500, "{transport}: {report}");
+        check_against_server(&report, &counts);
+        let thresholds = report["thresholds"].as_array().unwrap();
+        assert_eq!(thresholds.len(), 3);
+        assert!(thresholds.iter().all(|t| t["passed"] == true), "{report}");
+        // The summary shows the mix as a table.
+        let out = loadagent(&["report", dir.path().join("report.json").to_str().unwrap()]);
+        let said = text(&out);
+        assert!(said.contains("methods   a mix of 3"), "{said}");
+        assert!(said.contains("grpc.health.v1.Health/Check"), "{said}");
+    }
+}
+
+#[test]
+fn a_mix_over_grpc_web_sends_each_entrys_data() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::python(&["--require-metadata", "x-who=say"]);
+    let server = Server::python_web(&[]);
     let s = scenario(
         dir.path(),
-        "mix.toml",
-        &mix(
-            &server.address(),
-            "rate = 500\nduration = \"3s\"\nconcurrency = 32\nconnections = 2",
-            // A method's figures in a threshold: the failing third entry's error rate.
-            "[thresholds]\n\"methods.0.error_rate\" = \"< 0.01\"\n\"methods.2.error_rate\" = \"> 0.99\"\n\"methods.1.latency.p99\" = \"< 2s\"",
+        "web.toml",
+        &format!(
+            r#"
+kind = "unary"
+[target]
+address = "{}"
+protocol = "grpc-web"
+[[calls]]
+method = "testing.echo.v1.Echo/Say"
+proto = ["{proto}"]
+weight = 3
+data = {{ message = "kept" }}
+[[calls]]
+method = "testing.echo.v1.Echo/Say"
+proto = ["{proto}"]
+data = {{ message = "fail:UNAVAILABLE:asked" }}
+[load]
+concurrency = 4
+requests = 400
+"#,
+            server.address(),
+            proto = echo_proto()
         ),
     );
     let report = run_report(dir.path(), &s);
     let counts = server.stop_with_counts();
-    assert_eq!(report["totals"]["requests"], 1500, "{report}");
-    check_against_server(&report, &counts);
-    let thresholds = report["thresholds"].as_array().unwrap();
-    assert_eq!(thresholds.len(), 3);
-    assert!(thresholds.iter().all(|t| t["passed"] == true), "{report}");
-    // The summary shows the mix as a table.
-    let out = loadagent(&["report", dir.path().join("report.json").to_str().unwrap()]);
-    let said = text(&out);
-    assert!(said.contains("methods   a mix of 3"), "{said}");
-    assert!(said.contains("grpc.health.v1.Health/Check"), "{said}");
+    let methods = report["methods"].as_array().unwrap();
+    let messages = &counts["messages"];
+    assert_eq!(
+        messages["kept"].as_u64(),
+        Some(requests(&methods[0])),
+        "{counts}"
+    );
+    assert_eq!(
+        messages["fail:UNAVAILABLE:asked"].as_u64(),
+        Some(requests(&methods[1])),
+        "{counts}"
+    );
+    assert_eq!(requests(&methods[0]) + requests(&methods[1]), 400);
+    assert_eq!(methods[0]["ok"], methods[0]["requests"]);
+    assert_eq!(
+        methods[1]["status_codes"]["UNAVAILABLE"].as_u64(),
+        Some(requests(&methods[1]))
+    );
+    // 3:1 within four standard deviations (sd of 400 draws at 1/4: 8.7).
+    assert!(
+        (requests(&methods[1]) as f64 - 100.0).abs() <= 35.0,
+        "{report}"
+    );
 }
 
 #[test]

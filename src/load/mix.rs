@@ -19,6 +19,8 @@ pub struct MixEntry {
     pub call: UnaryCall,
     /// Its request messages.
     pub requests: Requests,
+    /// Its gRPC-Web form, when the target speaks gRPC-Web.
+    pub web: Option<crate::grpc::web::WebCall>,
 }
 
 /// The mix: its entries and, per entry, the top of its share of the 64-bit range.
@@ -73,6 +75,7 @@ mod tests {
             weight,
             call,
             requests: Requests::none(),
+            web: None,
         }
     }
 

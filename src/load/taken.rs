@@ -15,6 +15,8 @@ pub(super) struct Taken {
     pub(super) intended: Option<Instant>,
     pub(super) measured: bool,
     pub(super) late: bool,
+    /// The mix's entry it is (0 without a mix).
+    pub(super) method: u16,
 }
 
 impl Taken {
@@ -41,7 +43,7 @@ impl Taken {
                 message: outcome.message.as_deref(),
                 late: self.late,
                 backend,
-                method: 0,
+                method: self.method,
             },
         );
     }

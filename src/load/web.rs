@@ -152,6 +152,7 @@ async fn connection(
 /// One gRPC-Web call. Returns false when the run has no backend left.
 pub(super) async fn web_turn(
     call: &WebCall,
+    requests: &crate::grpc::request::Requests,
     web: &mut Option<WebHandle>,
     renderer: &mut Renderer,
     t: WebTurn<'_>,
@@ -164,7 +165,7 @@ pub(super) async fn web_turn(
         .and_then(|s| s.sample())
         .map(Box::new);
     let trace = span.as_ref().and_then(|s| s.traceparent.clone());
-    let body = shared.plan.requests.body(t.number, renderer);
+    let body = requests.body(t.number, renderer);
     let per_call = call.templated().per_call(t.number, renderer, trace.clone());
     // A call the server never processed (its connection was closing) goes again on a new
     // connection, as clients do; a few times at most, then it counts as failed.
@@ -197,7 +198,7 @@ pub(super) async fn web_turn(
         let sent = Instant::now();
         let (outcome, after) = if call.streaming {
             let ctx = StreamContext {
-                requests: &shared.plan.requests,
+                requests,
                 number: t.number,
                 renderer,
                 recorder: t.rec,

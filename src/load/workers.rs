@@ -59,6 +59,11 @@ pub(super) async fn worker(
             intended,
             measured,
             late: ticket.late,
+            method: shared
+                .plan
+                .mix
+                .as_ref()
+                .map_or(0, |m| m.pick(number) as u16),
         };
         if let Some(at) = intended {
             if !wait_until(at.checked_sub(HALF_TICK).unwrap_or(at), &rec, &shared).await {
@@ -104,6 +109,14 @@ pub(super) async fn worker(
             continue;
         }
         if let CallPlan::Web(call) = &shared.plan.call {
+            // A mix: the entry's own gRPC-Web call and requests.
+            let (call, requests) = match &shared.plan.mix {
+                Some(mix) => {
+                    let e = &mix.entries[usize::from(taken.method)];
+                    (e.web.as_ref().unwrap_or(call), &e.requests)
+                }
+                None => (call, requests),
+            };
             let ctx = WebTurn {
                 shared: &shared,
                 clock: &clock,
@@ -114,7 +127,7 @@ pub(super) async fn worker(
                 slots: web_slots.as_deref(),
                 slot,
             };
-            if !Box::pin(web_turn(call, &mut web, &mut renderer, ctx)).await {
+            if !Box::pin(web_turn(call, requests, &mut web, &mut renderer, ctx)).await {
                 break;
             }
             continue;
@@ -171,6 +184,14 @@ pub(super) async fn worker(
             // `[call] transport = "h2"`: unary calls over the pooled h2 connections (the
             // lean client has its own dispatcher).
             CallPlan::Unary(call) => {
+                // A mix: the entry's own call and requests.
+                let (call, requests) = match &shared.plan.mix {
+                    Some(mix) => {
+                        let e = &mix.entries[usize::from(taken.method)];
+                        (&e.call, &e.requests)
+                    }
+                    None => (call, requests),
+                };
                 let body = requests.body(number, &mut renderer);
                 let per_call = call.templated().per_call(number, &mut renderer, trace);
                 // Boxed: this path (`transport = "h2"`) allocates per call in h2 anyway,

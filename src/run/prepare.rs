@@ -311,13 +311,18 @@ async fn parts(scenario: Scenario) -> Result<Parts, RunError> {
                 Requests::build(&w.call, &resolved.descriptor)
                     .map_err(|p| RunError::Invalid(p.to_string().trim_end().to_string()))?
             };
+            let call = unary_call(&w.call, &authority)
+                .map_err(|m| RunError::Invalid(format!("{}: `calls[{i}]`: {m}", path.display())))?;
+            let web = scenario.target.protocol.is_web().then(|| {
+                let options = crate::grpc::web::WebOptions::of(&scenario.target);
+                crate::grpc::web::WebCall::new(&call, &options, tls.as_ref())
+            });
             entries.push(crate::load::mix::MixEntry {
                 name: w.name.clone(),
                 weight: w.weight,
-                call: unary_call(&w.call, &authority).map_err(|m| {
-                    RunError::Invalid(format!("{}: `calls[{i}]`: {m}", path.display()))
-                })?,
+                call,
                 requests,
+                web,
             });
         }
         Some(crate::load::mix::Mix::new(entries))

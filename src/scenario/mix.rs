@@ -81,14 +81,7 @@ pub(super) fn read_calls(
     }
     // What travels per connection is the first entry's: the others must agree.
     let first = &mix[0].1.call;
-    if first.transport == UnaryTransport::H2 {
-        ctx.report_at(
-            mix[0].0.loc(),
-            &mix[0].0.key_path("transport"),
-            "a mix of calls goes over the lean client; remove `transport = \"h2\"`",
-        );
-        valid = false;
-    }
+
     for (t, w) in &mix[1..] {
         if w.call.transport != first.transport {
             ctx.report_at(

@@ -156,13 +156,22 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
     });
     if let (Some(t), Some(kind)) = (&target, kind) {
         if t.protocol.is_web() {
-            check_web(root, t.protocol, kind, call.as_ref());
-            if calls.as_ref().is_some_and(|c| !c.is_empty()) {
-                root.ctx().report_at(
-                    root.loc(),
-                    "calls",
-                    "a mix of calls goes over native gRPC for now; for gRPC-Web write one `[call]` per scenario",
-                );
+            let mix = calls.as_deref().unwrap_or_default();
+            // A mix's compression is checked entry by entry, below.
+            check_web(
+                root,
+                t.protocol,
+                kind,
+                call.as_ref().filter(|_| mix.is_empty()),
+            );
+            for (i, w) in mix.iter().enumerate() {
+                if w.call.compression.is_some() {
+                    root.ctx().report_at(
+                        root.loc(),
+                        &format!("calls[{i}].compression"),
+                        "gRPC-Web requests are sent uncompressed; remove `compression`",
+                    );
+                }
             }
         }
     }

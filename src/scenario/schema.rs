@@ -128,7 +128,7 @@ pub fn tables() -> Vec<Table> {
             keys: {
                 // Instead of `[call]`: a weighted mix for kind = "unary" over native gRPC
                 // (the lean client), each entry read as `[call]` is.
-                let mut keys = vec![key("weight", "number", "`1`", "instead of `[call]`, a weighted mix of unary calls (native gRPC, at most 64 entries), each entry with every `[call]` key: its share of the requests is its weight over the sum of the weights (above zero); which entry request n is depends on n only; `transport` and `max_receive_message_size` the same in every entry")];
+                let mut keys = vec![key("weight", "number", "`1`", "instead of `[call]`, a weighted mix of unary calls (native gRPC or gRPC-Web, at most 64 entries), each entry with every `[call]` key: its share of the requests is its weight over the sum of the weights (above zero); which entry request n is depends on n only; `transport` and `max_receive_message_size` the same in every entry")];
                 keys.extend(call_keys());
                 keys
             },
