@@ -28,6 +28,8 @@ pub(super) struct Shared {
     /// Streams open now, whenever they were opened (warm-up included): read when the
     /// measured part begins and when the run stops, for the report.
     pub open_streams: AtomicU64,
+    /// What the lean client's connections did (every thread counts here).
+    pub connections: super::connections::ConnectionStats,
 }
 
 /// The run's time line, fixed once every generator thread is connected.

@@ -20,10 +20,11 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::admission::{Clock, Shared};
+use super::connections::ConnectionEvent;
 use super::timing::{micros, release_time, MAX_NAP};
 use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
-use crate::grpc::lean::{Completion, Connection, RequestHeaders};
+use crate::grpc::lean::{Completion, Connection, KeepaliveTimes, RequestHeaders};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
@@ -59,6 +60,13 @@ impl Slot {
     /// Up, or being made.
     fn alive(&self) -> bool {
         self.conn.is_some() || self.connecting.is_some()
+    }
+
+    /// Up, being made, or to be made this turn: a connection the server closed with GOAWAY
+    /// (its MAX_CONNECTION_AGE) or that aged out is replaced at once, and the requests due
+    /// meanwhile wait for it, as gRPC queues picks while a subchannel connects.
+    fn alive_or_due(&self, now: Instant) -> bool {
+        self.alive() || self.reconnect.may_try(now)
     }
 }
 
@@ -169,6 +177,10 @@ struct Dispatcher {
     timeout: Option<Duration>,
     /// The templated metadata of the call being sent, rendered (reused strings).
     rendered: Vec<String>,
+    /// `[load] keepalive`; its time doubles when a server says `too_many_pings`.
+    keepalive: Option<KeepaliveTimes>,
+    /// `[load] connection_max_age`.
+    max_age: Option<Duration>,
     /// Per backend, in the membership's order.
     groups: Vec<Group>,
     membership: tokio::sync::watch::Receiver<Arc<Membership>>,
@@ -238,9 +250,21 @@ impl Dispatcher {
             super::plan::CallPlan::Unary(call) => UnaryCall::timeout(call),
             _ => None,
         };
+        for _ in 0..ids {
+            s.shared.connections.count(ConnectionEvent::Opened);
+        }
+        let load = &s.shared.plan.load;
+        let keepalive = load.keepalive.map(|k| KeepaliveTimes {
+            time: k.time,
+            timeout: k.timeout,
+            without_calls: k.without_calls,
+        });
+        let max_age = load.connection_max_age;
         Self {
             timeout,
             rendered: Vec::new(),
+            keepalive,
+            max_age,
             groups,
             membership: s.membership,
             per_backend: s.per_backend.max(1),
@@ -358,7 +382,11 @@ impl Dispatcher {
                 return;
             }
             let Some((group, slot)) = self.pick() else {
-                let waiting = self.groups.iter().flat_map(|g| &g.slots).any(Slot::alive);
+                let waiting = self
+                    .groups
+                    .iter()
+                    .flat_map(|g| &g.slots)
+                    .any(|s| s.alive_or_due(now));
                 if waiting || self.shared.plan.schedule.is_none() {
                     // Wait for a stream slot or the connection being made; in the closed
                     // model the next attempt's failure fails the requests (`connect`).
@@ -551,16 +579,43 @@ impl Dispatcher {
     /// any did (slots were freed) or a connection was lost.
     fn poll_connections(&mut self, cx: &mut Context<'_>) -> bool {
         let mut lost = Vec::new();
+        let clock = std::time::Instant::now();
+        let stats = &self.shared.connections;
         for group in &mut self.groups {
             for slot in &mut group.slots {
-                let Some((_, conn)) = slot.conn.as_mut() else {
+                let Some((id, conn)) = slot.conn.as_mut() else {
                     continue;
                 };
-                if let Err(why) = conn.poll_io(cx, &mut self.completions) {
+                let alive = match &self.keepalive {
+                    Some(k) => conn.keepalive(clock, k).inspect_err(|_| {
+                        stats.count(ConnectionEvent::KeepaliveFailed);
+                    }),
+                    None => Ok(()),
+                };
+                if let Err(why) = alive.and_then(|()| conn.poll_io(cx, &mut self.completions)) {
                     lost.push((conn.abandon(), why.0));
                     slot.conn = None;
                 } else if !conn.accepting() {
                     // GOAWAY, or stream ids used up: finish its calls aside, open a new one.
+                    if conn.went_away() {
+                        stats.count(ConnectionEvent::ClosedByServer);
+                    }
+                    if conn.told_too_many_pings() {
+                        stats.count(ConnectionEvent::TooManyPings);
+                        // As gRPC clients do (gRFC A8): ping half as often from now on.
+                        if let Some(k) = self.keepalive.as_mut() {
+                            k.time = k.time.saturating_mul(2);
+                        }
+                    }
+                    if let Some((id, c)) = slot.conn.take() {
+                        self.draining.push((id, group.backend.id, c));
+                    }
+                } else if self
+                    .max_age
+                    .is_some_and(|age| conn.age(clock) >= jittered(age, *id))
+                {
+                    // Aged out: no new calls; those in flight finish; a new one is opened.
+                    stats.count(ConnectionEvent::ClosedByAge);
                     if let Some((id, c)) = slot.conn.take() {
                         self.draining.push((id, group.backend.id, c));
                     }
@@ -570,7 +625,13 @@ impl Dispatcher {
         let mut i = 0;
         while i < self.draining.len() {
             let conn = &mut self.draining[i].2;
-            let result = conn.poll_io(cx, &mut self.completions);
+            let result = match &self.keepalive {
+                Some(k) => conn.keepalive(clock, k).inspect_err(|_| {
+                    stats.count(ConnectionEvent::KeepaliveFailed);
+                }),
+                None => Ok(()),
+            }
+            .and_then(|()| conn.poll_io(cx, &mut self.completions));
             if let Err(why) = result {
                 lost.push((conn.abandon(), why.0));
                 self.draining.swap_remove(i);
@@ -716,7 +777,10 @@ impl Dispatcher {
                     continue;
                 }
                 if slot.connecting.is_none() {
-                    if self.finished || !slot.reconnect.may_try(now) {
+                    // Once the schedule is done, only requests still due need a connection
+                    // (one the server closed with GOAWAY at the very end, say).
+                    let needed = !self.finished || !self.due.is_empty();
+                    if !needed || !slot.reconnect.may_try(now) {
                         continue;
                     }
                     let (endpoint, headers) = (group.endpoint.clone(), self.headers.clone());
@@ -730,6 +794,7 @@ impl Dispatcher {
                 match connecting.as_mut().poll(cx) {
                     Poll::Pending => {}
                     Poll::Ready(Ok(conn)) => {
+                        self.shared.connections.count(ConnectionEvent::Opened);
                         self.connection_ids += 1;
                         slot.conn = Some((self.connection_ids, conn));
                         slot.connecting = None;
@@ -820,4 +885,11 @@ impl Dispatcher {
         }
         wake
     }
+}
+
+/// A connection's maximum age, `age` ±10% by its id (gRPC servers jitter
+/// MAX_CONNECTION_AGE so that connections made together do not all go at once).
+fn jittered(age: Duration, id: u64) -> Duration {
+    let unit = crate::grpc::request::mix(id) as f64 / u64::MAX as f64;
+    age.mul_f64(0.9 + 0.2 * unit)
 }

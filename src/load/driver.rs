@@ -325,6 +325,7 @@ pub async fn drive(
         stop: AtomicBool::new(false),
         stop_token: CancellationToken::new(),
         open_streams: AtomicU64::new(0),
+        connections: Default::default(),
     });
 
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
@@ -443,6 +444,12 @@ pub async fn drive(
     // Re-resolution ends before its figures are read: one still waiting is counted failed.
     drop(stop_resolving);
     let _ = resolver.await;
+    let connections = match &shared.plan.call {
+        CallPlan::Unary(call) if call.lean() => {
+            Some(shared.connections.report(aggregate.totals.requests()))
+        }
+        _ => None,
+    };
     Ok(RunOutcome {
         aggregate,
         started_at: zero_at + warmup,
@@ -452,6 +459,7 @@ pub async fn drive(
         process,
         threads,
         generator_panics,
+        connections,
         backends: shared.plan.fleet.history(),
         resolution: shared.plan.fleet.name().map(|_| shared.plan.fleet.stats()),
         streams_open_at_start,

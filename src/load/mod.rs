@@ -2,6 +2,7 @@
 //! by one dispatcher per generator thread.
 
 mod admission;
+pub mod connections;
 mod dispatch;
 pub mod driver;
 pub mod live_rate;

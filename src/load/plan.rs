@@ -113,4 +113,6 @@ pub struct RunOutcome {
     pub streams_open_at_start: u64,
     /// Streams still open when the run stopped.
     pub streams_open_at_end: u64,
+    /// Unary load over the lean client: what its connections did.
+    pub connections: Option<crate::report::schema::ConnectionsReport>,
 }

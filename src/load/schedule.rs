@@ -283,6 +283,8 @@ mod tests {
                 requests: None,
                 warmup: Duration::from_millis(warm_ms),
                 threads: None,
+                keepalive: None,
+                connection_max_age: None,
             };
             let s = Schedule::for_load(&load).unwrap();
             let w = s.warmup_requests();

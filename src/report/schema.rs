@@ -176,6 +176,10 @@ pub struct Report {
     /// A capacity search (`[capacity]`): the rate found and how, step by step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityReport>,
+    /// Unary load over the lean client: what its connections did (ageing, GOAWAY,
+    /// keepalive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionsReport>,
 }
 
 /// What a capacity search found.
@@ -301,6 +305,23 @@ pub struct BackendReport {
     /// The backend with the highest p99 (corrected in the open model) among those with calls.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub slowest: bool,
+}
+
+/// What the lean client's connections did (unary load over native gRPC).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionsReport {
+    /// Connections made: the first ones and every replacement.
+    pub opened: u64,
+    /// Replaced because they reached `[load] connection_max_age`.
+    pub closed_by_age: u64,
+    /// Closed by the server with GOAWAY (its MAX_CONNECTION_AGE, a restart, …).
+    pub closed_by_server: u64,
+    /// Closed because a keepalive PING went unanswered.
+    pub keepalive_failures: u64,
+    /// GOAWAYs that said ENHANCE_YOUR_CALM `too_many_pings` (the keepalive time then doubles).
+    pub too_many_pings: u64,
+    /// Measured requests over connections opened.
+    pub requests_per_connection: f64,
 }
 
 /// One entry of a mix of calls: what it got.
@@ -982,6 +1003,7 @@ impl Report {
             backends,
             resolution: None,
             capacity: None,
+            connections: None,
         }
     }
 

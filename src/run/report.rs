@@ -36,6 +36,7 @@ pub(super) fn build(
         s.open_at_start = outcome.streams_open_at_start;
         s.open_at_end = outcome.streams_open_at_end;
     }
+    report.connections = outcome.connections.clone();
     report.interrupted = outcome.interrupted;
     report.generator_panics = outcome.generator_panics;
     report.intervals = outcome.aggregate.intervals.clone();

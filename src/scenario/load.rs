@@ -118,6 +118,18 @@ pub(super) fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
     };
     let concurrency = bound(concurrency, "concurrency");
     let connections = bound(connections, "connections");
+    let keepalive = l.table("keepalive").map(|k| read_keepalive(&k));
+    let connection_max_age = l.duration("connection_max_age", true).and_then(|a| {
+        if a.value < Duration::from_secs(1) {
+            ctx.report_at(
+                a.loc,
+                &l.key_path("connection_max_age"),
+                "below 1s a connection would be replaced before it carried much; write at least \"1s\" (gRPC servers use minutes)",
+            );
+            return None;
+        }
+        Some(a.value)
+    });
     l.finish();
     let duration = duration.map(|d| d.value);
     let duration = if duration.is_none() && requests.is_none() && stages.is_empty() {
@@ -134,6 +146,41 @@ pub(super) fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         requests,
         warmup: warmup.unwrap_or(Duration::ZERO),
         threads,
+        keepalive: keepalive.flatten(),
+        connection_max_age,
+    })
+}
+
+/// gRPC's defaults: no keepalive unless asked; a PING's answer awaited 20 s.
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `keepalive = { time, timeout, without_calls }`.
+fn read_keepalive(k: &TableReader<'_, '_, '_>) -> Option<Keepalive> {
+    let ctx = k.ctx();
+    let time = k.duration("time", true);
+    if !k.has("time") {
+        ctx.report_at(
+            k.loc(),
+            &k.key_path("time"),
+            "missing; write how long a connection may be quiet before a PING, e.g. time = \"10s\"",
+        );
+    }
+    let timeout = k.duration("timeout", true);
+    let without_calls = k.boolean("without_calls").unwrap_or(false);
+    k.finish();
+    let time = time?;
+    if time.value < Duration::from_secs(1) {
+        ctx.report_at(
+            time.loc,
+            &k.key_path("time"),
+            "below 1s; gRPC clients ping at most every 10s (servers answer more with GOAWAY too_many_pings): write at least \"1s\"",
+        );
+        return None;
+    }
+    Some(Keepalive {
+        time: time.value,
+        timeout: timeout.map_or(DEFAULT_KEEPALIVE_TIMEOUT, |t| t.value),
+        without_calls,
     })
 }
 
@@ -147,5 +194,7 @@ pub(super) fn read_load_defaults() -> Option<Load> {
         requests: None,
         warmup: Duration::ZERO,
         threads: None,
+        keepalive: None,
+        connection_max_age: None,
     })
 }

@@ -145,6 +145,17 @@ pub fn tables() -> Vec<Table> {
                 key("warmup", "duration", "`\"0s\"`", "runs first, excluded from every figure"),
                 key("threads", "integer", "one per 25,000 asked req/s (open) or per core (closed)", "generator threads; at most one per core and per connection"),
                 key("stages", "list of tables", "none", "open-model ramps (below)"),
+                key("keepalive", "table", "none (no PINGs)", "HTTP/2 keepalive PINGs as gRPC clients send them (below); unary calls over the lean client"),
+                key("connection_max_age", "duration", "none (connections live as long as the run)", "a connection this old (±10%) takes no new calls, finishes its own and is replaced, as gRPC servers' MAX_CONNECTION_AGE forces; at least 1s; unary calls over the lean client"),
+            ],
+        },
+        Table {
+            header: "[load.keepalive]",
+            path: "load.keepalive",
+            keys: vec![
+                key("time", "duration", "required", "a PING after the server has been quiet this long (at least 1s; gRPC clients use at least 10s, and servers answer eager pings with GOAWAY `too_many_pings`, after which the time doubles)"),
+                key("timeout", "duration", "`\"20s\"`", "a PING unanswered this long closes the connection (counted in `connections.keepalive_failures`; its calls fail UNAVAILABLE)"),
+                key("without_calls", "bool", "`false`", "ping connections with no call in flight too"),
             ],
         },
         Table {
@@ -267,7 +278,7 @@ mod tests {
         let tls = "[target.tls]\n";
         let mut asked = BTreeSet::new();
         for (kind, extra) in [
-            ("unary", "[load]\nrate = 1\n[[load.stages]]\nduration = \"1s\"\nrate = 2\n[thresholds]\n\"rps\" = \"> 1\"\n[tracing]\n"),
+            ("unary", "[load]\nrate = 1\n[load.keepalive]\ntime = \"10s\"\n[[load.stages]]\nduration = \"1s\"\nrate = 2\n[thresholds]\n\"rps\" = \"> 1\"\n[tracing]\n"),
             ("bidi_stream", "[stream]\n"),
             ("tls_handshake", ""),
             ("server_stream", "[capacity]\nslo = [\"rps > 1\"]\n"),

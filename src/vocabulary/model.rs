@@ -435,6 +435,22 @@ pub struct Load {
     pub warmup: Duration,
     /// Generator threads; `None` = chosen from the rate, the cores and the connections.
     pub threads: Option<u32>,
+    /// `keepalive`: HTTP/2 PINGs on quiet connections, as gRPC clients send them.
+    pub keepalive: Option<Keepalive>,
+    /// `connection_max_age`: a connection older than this (±10%, as gRPC servers jitter
+    /// MAX_CONNECTION_AGE) takes no new calls, finishes its own and is replaced.
+    pub connection_max_age: Option<Duration>,
+}
+
+/// `[load] keepalive`: gRPC's client keepalive (gRFC A8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// `time`: a PING after this long without hearing from the server.
+    pub time: Duration,
+    /// `timeout`: a PING not answered within this closes the connection.
+    pub timeout: Duration,
+    /// `without_calls`: ping connections with no call in flight too.
+    pub without_calls: bool,
 }
 
 /// Open model: arrivals on a schedule. Closed model: each worker sends when the last is done.

@@ -50,6 +50,7 @@ def main():
     parser.add_argument("--workers", type=int, default=64, help="threads serving calls: with a fixed delay_ms S, the capacity is about workers / S")
     parser.add_argument("--stall-ms", type=int, default=0)
     parser.add_argument("--require-metadata", default="")
+    parser.add_argument("--grpc-option", action="append", default=[], help="NAME=INT, a grpcio server channel option (e.g. grpc.max_connection_age_ms=1000); repeatable")
     parser.add_argument("--record-metadata", action="append", default=[], help="keep the values of this metadata key (repeatable)")
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--max-concurrent-streams", type=int, default=0)
@@ -164,6 +165,9 @@ def main():
     options = []
     if args.max_concurrent_streams:
         options.append(("grpc.max_concurrent_streams", args.max_concurrent_streams))
+    for option in args.grpc_option:
+        name, value = option.split("=", 1)
+        options.append((name, int(value)))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.workers),
         interceptors=[TraceparentRecorder()],

@@ -127,7 +127,29 @@ pub struct Connection {
     heard_from_peer: bool,
     /// GOAWAY received: no new streams; those at or below this id may still finish.
     goaway: Option<u32>,
+    /// The GOAWAY said ENHANCE_YOUR_CALM with `too_many_pings` (our keepalive was too eager).
+    told_too_many_pings: bool,
+    /// When the connection was made (for `connection_max_age`).
+    opened_at: std::time::Instant,
+    /// When the server was last heard from (keepalive pings a quiet connection).
+    last_heard: std::time::Instant,
+    /// A keepalive PING sent and not yet answered: when.
+    ping_out: Option<std::time::Instant>,
 }
+
+/// What keepalive needs to know (`[load] keepalive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepaliveTimes {
+    /// A PING after this long without hearing from the server.
+    pub time: std::time::Duration,
+    /// Unanswered this long: the connection is dead.
+    pub timeout: std::time::Duration,
+    /// Ping with no call in flight too.
+    pub without_calls: bool,
+}
+
+/// A keepalive PING's payload (the connection's first PING carries `loadagnt`).
+const KEEPALIVE_PING: &[u8; 8] = b"keepaliv";
 
 impl Connection {
     /// Connects, exchanges SETTINGS and proves the peer answers HTTP/2 (a PING), within the
@@ -208,6 +230,10 @@ impl Connection {
             ping_acked: false,
             heard_from_peer: false,
             goaway: None,
+            told_too_many_pings: false,
+            opened_at: std::time::Instant::now(),
+            last_heard: std::time::Instant::now(),
+            ping_out: None,
             peer_table_size: 4096,
             table_size_update: None,
         }
@@ -228,6 +254,48 @@ impl Connection {
     /// Calls in flight.
     pub fn in_flight(&self) -> usize {
         self.streams.len()
+    }
+
+    /// How long ago the connection was made.
+    pub fn age(&self, now: std::time::Instant) -> std::time::Duration {
+        now.saturating_duration_since(self.opened_at)
+    }
+
+    /// Whether the server sent GOAWAY.
+    pub fn went_away(&self) -> bool {
+        self.goaway.is_some()
+    }
+
+    /// Whether its GOAWAY said our pings were too many (gRPC clients then double their
+    /// keepalive time).
+    pub fn told_too_many_pings(&self) -> bool {
+        self.told_too_many_pings
+    }
+
+    /// Keepalive at `now`: a PING when the server has been quiet for `time` (with calls in
+    /// flight, or always with `without_calls`); an error when one went unanswered for
+    /// `timeout`. The PING goes out with the next `poll_io`.
+    pub fn keepalive(
+        &mut self,
+        now: std::time::Instant,
+        k: &KeepaliveTimes,
+    ) -> Result<(), ConnectionLost> {
+        if let Some(sent) = self.ping_out {
+            if now.saturating_duration_since(sent) >= k.timeout {
+                return Err(ConnectionLost(format!(
+                    "keepalive: the server did not answer a PING within {:?}",
+                    k.timeout
+                )));
+            }
+            return Ok(());
+        }
+        let quiet = now.saturating_duration_since(self.last_heard);
+        if quiet >= k.time && (k.without_calls || !self.streams.is_empty()) {
+            frame::put_head(&mut self.write, 8, frame::PING, 0, 0);
+            self.write.extend_from_slice(KEEPALIVE_PING);
+            self.ping_out = Some(now);
+        }
+        Ok(())
     }
 
     /// Starts a call: its header block (plus a `traceparent`) and as much of the framed
@@ -324,6 +392,7 @@ impl Connection {
                     }
                     self.read_len += n;
                     self.heard_from_peer = true;
+                    self.last_heard = std::time::Instant::now();
                     self.process(done)?;
                 }
             }
@@ -455,6 +524,9 @@ impl Connection {
                 }
                 if head.flags & frame::ACK != 0 {
                     self.ping_acked = true;
+                    if payload == KEEPALIVE_PING {
+                        self.ping_out = None;
+                    }
                 } else {
                     frame::put_head(&mut self.write, 8, frame::PING, frame::ACK, 0);
                     self.write.extend_from_slice(payload);
@@ -466,6 +538,9 @@ impl Connection {
                     be_u32(payload).ok_or_else(|| protocol_error("short GOAWAY"))? & 0x7fff_ffff;
                 let reason = payload.get(4..8).and_then(be_u32).unwrap_or(0);
                 self.goaway = Some(last);
+                // gRPC servers say why in the debug data (gRFC A8).
+                self.told_too_many_pings |= reason == frame::ENHANCE_YOUR_CALM
+                    && payload.get(8..) == Some(b"too_many_pings".as_slice());
                 let refused: Vec<u32> = self
                     .streams
                     .keys()
@@ -966,6 +1041,73 @@ mod state_machine {
                 &0x7fff_ffffu32.to_be_bytes()
             ))
             .is_err());
+    }
+
+    #[test]
+    fn keepalive_pings_a_quiet_connection_and_gives_up_on_an_unanswered_ping() {
+        use std::time::Duration;
+        let mut s = Script::ready();
+        let k = KeepaliveTimes {
+            time: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            without_calls: false,
+        };
+        let t0 = std::time::Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        // Quiet, but no call in flight: no PING unless `without_calls`.
+        s.conn.keepalive(at(11), &k).unwrap();
+        assert!(s.sent().is_empty());
+        s.conn
+            .keepalive(
+                at(11),
+                &KeepaliveTimes {
+                    without_calls: true,
+                    ..k
+                },
+            )
+            .unwrap();
+        let sent = s.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!((sent[0].0.kind, sent[0].0.flags), (frame::PING, 0));
+        assert_eq!(sent[0].1, KEEPALIVE_PING);
+        // One PING out at a time; answered, the next may go.
+        s.conn.keepalive(at(12), &k).unwrap();
+        assert!(s.sent().is_empty());
+        s.server(&frame_bytes(frame::PING, frame::ACK, 0, KEEPALIVE_PING))
+            .unwrap();
+        s.call(1, &[0, 0, 0, 0, 0]);
+        s.sent();
+        s.conn.keepalive(at(20), &k).unwrap();
+        assert_eq!(
+            s.sent().len(),
+            1,
+            "a call in flight on a quiet connection: a PING"
+        );
+        // Unanswered within the timeout: the connection is given up.
+        s.conn.keepalive(at(24), &k).unwrap();
+        let lost = s.conn.keepalive(at(25), &k).unwrap_err();
+        assert!(lost.0.contains("did not answer a PING"), "{lost:?}");
+    }
+
+    #[test]
+    fn a_goaway_for_too_many_pings_is_told_apart() {
+        let mut s = Script::ready();
+        let mut payload = vec![0, 0, 0, 0];
+        payload.extend_from_slice(&frame::ENHANCE_YOUR_CALM.to_be_bytes());
+        payload.extend_from_slice(b"too_many_pings");
+        s.server(&frame_bytes(frame::GOAWAY, 0, 0, &payload))
+            .unwrap();
+        assert!(s.conn.went_away() && s.conn.told_too_many_pings());
+        // Another reason, or another debug text, is a plain GOAWAY.
+        let mut s = Script::ready();
+        s.server(&frame_bytes(
+            frame::GOAWAY,
+            0,
+            0,
+            &[0, 0, 0, 0, 0, 0, 0, 0xb],
+        ))
+        .unwrap();
+        assert!(s.conn.went_away() && !s.conn.told_too_many_pings());
     }
 
     #[test]

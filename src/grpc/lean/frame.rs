@@ -27,6 +27,7 @@ pub(super) const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
 pub(super) const REFUSED_STREAM: u32 = 0x7;
 pub(super) const CANCEL: u32 = 0x8;
+pub(super) const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
