@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::admission::{Clock, Shared};
-use super::connections::ConnectionEvent;
+use super::connections::{ConnectionEvent, ConnectionStats};
 use super::timing::{micros, release_time, MAX_NAP};
 use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
@@ -593,20 +593,13 @@ impl Dispatcher {
                     None => Ok(()),
                 };
                 if let Err(why) = alive.and_then(|()| conn.poll_io(cx, &mut self.completions)) {
+                    // A GOAWAY read just before the socket closed still counts as one.
+                    count_goaway(conn, stats, &mut self.keepalive);
                     lost.push((conn.abandon(), why.0));
                     slot.conn = None;
                 } else if !conn.accepting() {
                     // GOAWAY, or stream ids used up: finish its calls aside, open a new one.
-                    if conn.went_away() {
-                        stats.count(ConnectionEvent::ClosedByServer);
-                    }
-                    if conn.told_too_many_pings() {
-                        stats.count(ConnectionEvent::TooManyPings);
-                        // As gRPC clients do (gRFC A8): ping half as often from now on.
-                        if let Some(k) = self.keepalive.as_mut() {
-                            k.time = k.time.saturating_mul(2);
-                        }
-                    }
+                    count_goaway(conn, stats, &mut self.keepalive);
                     if let Some((id, c)) = slot.conn.take() {
                         self.draining.push((id, group.backend.id, c));
                     }
@@ -892,4 +885,22 @@ impl Dispatcher {
 fn jittered(age: Duration, id: u64) -> Duration {
     let unit = crate::grpc::request::mix(id) as f64 / u64::MAX as f64;
     age.mul_f64(0.9 + 0.2 * unit)
+}
+
+/// Counts a connection the server sent GOAWAY on; after `too_many_pings`, pings half as
+/// often from then on, as gRPC clients do (gRFC A8).
+fn count_goaway(
+    conn: &Connection,
+    stats: &ConnectionStats,
+    keepalive: &mut Option<KeepaliveTimes>,
+) {
+    if conn.went_away() {
+        stats.count(ConnectionEvent::ClosedByServer);
+    }
+    if conn.told_too_many_pings() {
+        stats.count(ConnectionEvent::TooManyPings);
+        if let Some(k) = keepalive.as_mut() {
+            k.time = k.time.saturating_mul(2);
+        }
+    }
 }

@@ -446,7 +446,7 @@ pub async fn drive(
     let _ = resolver.await;
     let connections = match &shared.plan.call {
         CallPlan::Unary(call) if call.lean() => {
-            Some(shared.connections.report(aggregate.totals.requests()))
+            Some(shared.connections.counts(aggregate.totals.requests()))
         }
         _ => None,
     };

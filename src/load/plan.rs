@@ -114,5 +114,5 @@ pub struct RunOutcome {
     /// Streams still open when the run stopped.
     pub streams_open_at_end: u64,
     /// Unary load over the lean client: what its connections did.
-    pub connections: Option<crate::report::schema::ConnectionsReport>,
+    pub connections: Option<crate::load::connections::ConnectionCounts>,
 }
