@@ -213,16 +213,7 @@ fn shards_of_a_mix_merge_into_the_servers_counts() {
         assert_eq!(run.status.code(), Some(0), "{}", text(&run));
         outs.push(out);
     }
-    let merged = dir.path().join("merged.json");
-    let out = loadagent(&[
-        "merge",
-        outs[0].to_str().unwrap(),
-        outs[1].to_str().unwrap(),
-        "--out",
-        merged.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&merged).unwrap()).unwrap();
+    let report = merge_reports(&outs, &dir.path().join("merged.json"));
     let counts = server.stop_with_counts();
     assert_eq!(report["totals"]["requests"], 800, "{report}");
     // The closed model has no corrected latency: the shares and counts are what matter.

@@ -22,6 +22,8 @@ pub struct UnaryCall {
     transport: crate::vocabulary::UnaryTransport,
     /// Metadata whose values are templates: rendered per call, never in `headers`.
     templated: TemplatedMetadata,
+    /// `[call.retry]`: how a failed call is tried again (the lean client's load).
+    retry: Option<crate::vocabulary::RetryPolicy>,
 }
 
 /// Metadata whose values are templates (`{{uuid}}`, …), rendered per call.
@@ -252,6 +254,7 @@ impl UnaryCall {
             max_receive: super::frame::DEFAULT_MAX_RECEIVE_BYTES,
             transport: crate::vocabulary::UnaryTransport::Lean,
             templated: TemplatedMetadata::default(),
+            retry: None,
         })
     }
 
@@ -273,6 +276,17 @@ impl UnaryCall {
     /// The metadata rendered per call.
     pub fn templated(&self) -> &TemplatedMetadata {
         &self.templated
+    }
+
+    /// Tries failed calls again by `policy` (`[call.retry]`).
+    pub fn with_retry(mut self, policy: Option<crate::vocabulary::RetryPolicy>) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The retry policy, when there is one.
+    pub fn retry(&self) -> Option<&crate::vocabulary::RetryPolicy> {
+        self.retry.as_ref()
     }
 
     /// Sets the client unary load goes through.

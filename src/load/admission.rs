@@ -30,6 +30,8 @@ pub(super) struct Shared {
     pub open_streams: AtomicU64,
     /// What the lean client's connections did (every thread counts here).
     pub connections: super::connections::ConnectionStats,
+    /// What retry policies did, and the run's throttling bucket.
+    pub retries: super::retry::RetryStats,
 }
 
 /// The run's time line, fixed once every generator thread is connected.

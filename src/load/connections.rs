@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::record::clients::ConnectionsReport;
+
 /// The run's connection counters.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
@@ -12,33 +14,6 @@ pub struct ConnectionStats {
     closed_by_server: AtomicU64,
     keepalive_failures: AtomicU64,
     too_many_pings: AtomicU64,
-}
-
-/// The counters as read at the end of a run (the report's `connections` is made of them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ConnectionCounts {
-    /// Connections made: the first ones and every replacement.
-    pub opened: u64,
-    /// Replaced at `connection_max_age`.
-    pub closed_by_age: u64,
-    /// Closed by a GOAWAY from the server.
-    pub closed_by_server: u64,
-    /// Closed because a keepalive PING went unanswered.
-    pub keepalive_failures: u64,
-    /// GOAWAYs with ENHANCE_YOUR_CALM `too_many_pings`.
-    pub too_many_pings: u64,
-    /// Measured requests made over these connections.
-    pub requests: u64,
-}
-
-impl ConnectionCounts {
-    /// Measured requests over connections opened, to one decimal (0 when none opened).
-    pub fn requests_per_connection(&self) -> f64 {
-        if self.opened == 0 {
-            return 0.0;
-        }
-        (self.requests as f64 / self.opened as f64 * 10.0).round() / 10.0
-    }
 }
 
 /// One thing that happened to a connection.
@@ -69,15 +44,20 @@ impl ConnectionStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters now, `requests` having been made over them.
-    pub fn counts(&self, requests: u64) -> ConnectionCounts {
-        ConnectionCounts {
-            opened: self.opened.load(Ordering::Relaxed),
+    /// The report's `connections`, `requests` (measured) having been made over them.
+    pub fn report(&self, requests: u64) -> ConnectionsReport {
+        let opened = self.opened.load(Ordering::Relaxed);
+        ConnectionsReport {
+            opened,
             closed_by_age: self.closed_by_age.load(Ordering::Relaxed),
             closed_by_server: self.closed_by_server.load(Ordering::Relaxed),
             keepalive_failures: self.keepalive_failures.load(Ordering::Relaxed),
             too_many_pings: self.too_many_pings.load(Ordering::Relaxed),
-            requests,
+            requests_per_connection: if opened > 0 {
+                (requests as f64 / opened as f64 * 10.0).round() / 10.0
+            } else {
+                0.0
+            },
         }
     }
 }

@@ -21,10 +21,11 @@ use tokio::time::{Instant, Sleep};
 
 use super::admission::{Clock, Shared};
 use super::connections::{ConnectionEvent, ConnectionStats};
+use super::retry::{Attempt, Verdict};
 use super::timing::{micros, release_time, MAX_NAP};
 use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
-use crate::grpc::lean::{Completion, Connection, KeepaliveTimes, RequestHeaders};
+use crate::grpc::lean::{Completion, Connection, KeepaliveTimes, Pushback, RequestHeaders};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
@@ -111,13 +112,27 @@ struct Due {
     retry: Option<Retry>,
 }
 
-/// What a call retried after a refusal keeps: its latency and span run from the first send.
+/// What a call sent again keeps: its latency and span run from the first send.
 struct Retry {
     attempts: u8,
+    /// The attempt this send is, by the retry policy's count (1: the first). A stream the
+    /// server refused unprocessed is sent again as the same attempt.
+    tried: u8,
+    /// Sent by the retry policy: a new attempt, counted as one.
+    new_attempt: bool,
     sent: Instant,
     span: Option<CallSpan>,
     /// Backoff: not sent again before this.
     not_before: Instant,
+}
+
+/// A call waiting out its retry policy's backoff (or the server's pushback): it keeps its
+/// place among the calls (closed model: its worker waits), not a stream.
+struct BackingOff {
+    call: Call,
+    /// The failure it ends with if it is not sent again (the run stops, its deadline).
+    last: Outcome,
+    until: Instant,
 }
 
 /// Attempts a call gets when the server refuses its stream before processing it. gRPC
@@ -134,6 +149,10 @@ struct Call {
     /// The mix's entry it is (0 without a mix).
     method: u16,
     attempts: u8,
+    /// The retry policy's attempt number (1: the first).
+    tried: u8,
+    /// This attempt's send (`sent` is the first's).
+    attempt_sent: Instant,
     connection: u64,
     /// The backend's id, for its tally.
     backend: u32,
@@ -213,6 +232,12 @@ struct Dispatcher {
     release_at: Option<Instant>,
     /// A live schedule's next request may not be taken before this (`Shared::not_before`).
     take_again_at: Option<Instant>,
+    /// Some call has a retry policy (`[call.retry]`).
+    retrying: bool,
+    /// Calls between a failed attempt and the next.
+    backing_off: Vec<BackingOff>,
+    /// The backoff's jitter.
+    rng: rand::rngs::StdRng,
 }
 
 impl Dispatcher {
@@ -260,7 +285,16 @@ impl Dispatcher {
             without_calls: k.without_calls,
         });
         let max_age = load.connection_max_age;
+        let retrying = s
+            .shared
+            .plan
+            .unary_calls()
+            .iter()
+            .any(|c| c.retry().is_some());
         Self {
+            retrying,
+            backing_off: Vec::new(),
+            rng: rand::SeedableRng::from_os_rng(),
             timeout,
             rendered: Vec::new(),
             keepalive,
@@ -310,14 +344,20 @@ impl Dispatcher {
                 // Stop sending at once; calls in flight may finish (the driver bounds the wait).
                 self.finished = true;
                 self.due.clear();
+                self.give_up_backing_off(now);
             }
             self.take(now);
+            self.resume_backed_off(now);
             let mut progress = self.connect(cx, now);
             self.dispatch(now);
             self.expire(now);
             progress |= self.poll_connections(cx);
             self.recorder.borrow_mut().flush_if_due(now);
-            if self.finished && self.due.is_empty() && self.in_flight() == 0 {
+            if self.finished
+                && self.due.is_empty()
+                && self.in_flight() == 0
+                && self.backing_off.is_empty()
+            {
                 return Poll::Ready(());
             }
             if progress {
@@ -343,7 +383,9 @@ impl Dispatcher {
     /// for a slot: it is sent late.
     fn take(&mut self, now: Instant) {
         self.take_again_at = None;
-        while !self.finished && self.in_flight() + self.due.len() < self.calls.len() {
+        while !self.finished
+            && self.in_flight() + self.due.len() + self.backing_off.len() < self.calls.len()
+        {
             if let Some(at) = self.shared.not_before(&self.clock, now) {
                 self.take_again_at = Some(at);
                 break;
@@ -432,14 +474,19 @@ impl Dispatcher {
             call.templated()
                 .render_into(due.number, &mut self.renderer, &mut self.rendered);
         }
-        let (sent, span, attempts) = match due.retry {
-            Some(r) => (r.sent, r.span, r.attempts + 1),
+        let (sent, span, attempts, tried, new_attempt) = match due.retry {
+            Some(r) => (r.sent, r.span, r.attempts + 1, r.tried, r.new_attempt),
             None => (
                 now,
                 self.shared.plan.trace.as_ref().and_then(|t| t.sample()),
                 1,
+                1,
+                true,
             ),
         };
+        if self.retrying && new_attempt {
+            self.shared.retries.attempt_sent(due.measured, tried);
+        }
         let trace = span
             .as_ref()
             .and_then(|s| s.traceparent.as_ref())
@@ -457,6 +504,8 @@ impl Dispatcher {
             number: due.number,
             method: method as u16,
             attempts,
+            tried,
+            attempt_sent: now,
             connection: *connection,
             backend,
             stream,
@@ -639,7 +688,7 @@ impl Dispatcher {
         let mut completions = std::mem::take(&mut self.completions);
         for c in completions.drain(..) {
             if !(c.refused && self.retry(c.token)) {
-                self.complete(c.token, c.outcome, now);
+                self.end_attempt(c.token, c.outcome, c.pushback, now);
             }
         }
         self.completions = completions;
@@ -647,7 +696,7 @@ impl Dispatcher {
             for token in tokens {
                 let mut outcome = Outcome::failed(status::UNAVAILABLE, why.clone());
                 outcome.connection_failed = true;
-                self.complete(token, outcome, now);
+                self.end_attempt(token, outcome, None, now);
             }
         }
         progress
@@ -673,6 +722,8 @@ impl Dispatcher {
             late: call.late,
             retry: Some(Retry {
                 attempts: call.attempts,
+                tried: call.tried,
+                new_attempt: false,
                 sent: call.sent,
                 span: call.span,
                 not_before: Instant::now() + FIRST_RETRY_BACKOFF * (1 << (call.attempts - 1)),
@@ -681,12 +732,125 @@ impl Dispatcher {
         true
     }
 
+    /// An attempt of call `token` was answered with `outcome` (or its connection lost): by
+    /// the call's retry policy, it waits to be tried again, or the call ends.
+    fn end_attempt(
+        &mut self,
+        token: usize,
+        outcome: Outcome,
+        pushback: Option<Pushback>,
+        now: Instant,
+    ) {
+        if !self.retrying {
+            return self.complete(token, outcome, now);
+        }
+        let shared = self.shared.clone();
+        let Some(call) = self.calls.get(token).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(policy) = shared
+            .plan
+            .unary_call(call.method)
+            .and_then(UnaryCall::retry)
+        else {
+            return self.complete(token, outcome, now);
+        };
+        let retries = &shared.retries;
+        retries.attempt_answered(call.measured, micros(now - call.attempt_sent));
+        let attempt = Attempt {
+            code: outcome.code,
+            pushback,
+            tried: call.tried,
+        };
+        let stopping = shared.stop.load(Ordering::Relaxed);
+        let verdict = if stopping {
+            Verdict::End
+        } else {
+            retries.decide(policy, attempt, call.measured, &mut self.rng)
+        };
+        match verdict {
+            Verdict::RetryAfter(delay) => {
+                let Some(call) = self.calls[token].take() else {
+                    return;
+                };
+                self.free.push(token);
+                self.backing_off.push(BackingOff {
+                    call,
+                    last: outcome,
+                    until: now + delay,
+                });
+            }
+            Verdict::End => {
+                retries.call_ended(outcome.code, call.tried, call.measured);
+                self.complete(token, outcome, now);
+            }
+        }
+    }
+
+    /// Calls whose backoff is over go to the head of the queue, as their next attempt; one
+    /// whose deadline passed meanwhile ends with DEADLINE_EXCEEDED, unsent.
+    fn resume_backed_off(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.backing_off.len() {
+            if self.backing_off[i].until > now {
+                i += 1;
+                continue;
+            }
+            let b = self.backing_off.swap_remove(i);
+            let timeout = self
+                .shared
+                .plan
+                .unary_call(b.call.method)
+                .and_then(UnaryCall::timeout)
+                .or(self.timeout);
+            if timeout.is_some_and(|t| b.call.sent + t <= now) {
+                let outcome =
+                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)");
+                self.shared
+                    .retries
+                    .call_ended(outcome.code, b.call.tried, b.call.measured);
+                self.record_end(b.call, outcome, now);
+                continue;
+            }
+            let c = b.call;
+            self.due.push_front(Due {
+                number: c.number,
+                intended: c.intended,
+                measured: c.measured,
+                late: c.late,
+                retry: Some(Retry {
+                    attempts: c.attempts,
+                    tried: c.tried.saturating_add(1),
+                    new_attempt: true,
+                    sent: c.sent,
+                    span: c.span,
+                    not_before: now,
+                }),
+            });
+        }
+    }
+
+    /// The run stops: calls waiting to be tried again end with their last failure.
+    fn give_up_backing_off(&mut self, now: Instant) {
+        for b in std::mem::take(&mut self.backing_off) {
+            self.shared
+                .retries
+                .call_ended(b.last.code, b.call.tried, b.call.measured);
+            self.record_end(b.call, b.last, now);
+        }
+    }
+
     /// Ends call `token` at `now` with `outcome`: records it and ends its span.
     fn complete(&mut self, token: usize, outcome: Outcome, now: Instant) {
         let Some(call) = self.calls.get_mut(token).and_then(Option::take) else {
             return;
         };
         self.free.push(token);
+        self.record_end(call, outcome, now);
+    }
+
+    /// Records `call`, ended at `now` with `outcome`, and ends its span.
+    fn record_end(&mut self, call: Call, outcome: Outcome, now: Instant) {
         if call.measured {
             let corrected = call.intended.map(|at| micros(now - at.min(call.sent)));
             self.recorder.borrow_mut().record(
@@ -862,6 +1026,9 @@ impl Dispatcher {
         }
         if let Some(retry) = self.due.front().and_then(|d| d.retry.as_ref()) {
             consider(retry.not_before);
+        }
+        for b in &self.backing_off {
+            consider(b.until);
         }
         if let Some(at) = self.take_again_at {
             consider(at);

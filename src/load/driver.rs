@@ -318,6 +318,11 @@ pub async fn drive(
         None => plan.call.timeout(),
     };
     let drain = deadline.unwrap_or(DRAIN_WITHOUT_DEADLINE) + Duration::from_secs(1);
+    // One throttling bucket for the run (gRPC keeps one per channel): the first policy's.
+    let throttling = plan
+        .unary_calls()
+        .iter()
+        .find_map(|c| c.retry().and_then(|r| r.throttling));
     let shared = Arc::new(Shared {
         plan,
         next: AtomicU64::new(0),
@@ -326,6 +331,7 @@ pub async fn drive(
         stop_token: CancellationToken::new(),
         open_streams: AtomicU64::new(0),
         connections: Default::default(),
+        retries: super::retry::RetryStats::new(throttling),
     });
 
     let (flush_tx, flush_rx) = mpsc::unbounded_channel();
@@ -446,11 +452,18 @@ pub async fn drive(
     let _ = resolver.await;
     let connections = match &shared.plan.call {
         CallPlan::Unary(call) if call.lean() => {
-            Some(shared.connections.counts(aggregate.totals.requests()))
+            Some(shared.connections.report(aggregate.totals.requests()))
         }
         _ => None,
     };
+    let retries = shared
+        .plan
+        .unary_calls()
+        .iter()
+        .any(|c| c.retry().is_some())
+        .then(|| shared.retries.report());
     Ok(RunOutcome {
+        retries,
         aggregate,
         started_at: zero_at + warmup,
         zero_at,

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod live_rate;
 pub mod mix;
 pub mod plan;
+pub mod retry;
 pub mod schedule;
 pub mod storm;
 pub mod stream;

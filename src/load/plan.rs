@@ -55,6 +55,24 @@ pub enum CallPlan {
 }
 
 impl Plan {
+    /// The unary calls this plan sends (a mix's entries, or its one call).
+    pub fn unary_calls(&self) -> Vec<&UnaryCall> {
+        match (&self.mix, &self.call) {
+            (Some(mix), _) => mix.entries.iter().map(|e| &e.call).collect(),
+            (None, CallPlan::Unary(call)) => vec![call],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The call request `method` (a mix's entry; 0 without a mix) is.
+    pub fn unary_call(&self, method: u16) -> Option<&UnaryCall> {
+        match (&self.mix, &self.call) {
+            (Some(mix), _) => mix.entries.get(usize::from(method)).map(|e| &e.call),
+            (None, CallPlan::Unary(call)) => Some(call),
+            _ => None,
+        }
+    }
+
     /// Whether requests must be numbered (lists, templates, a mix: what request n sends
     /// depends on n).
     pub fn numbers_requests(&self) -> bool {
@@ -114,5 +132,7 @@ pub struct RunOutcome {
     /// Streams still open when the run stopped.
     pub streams_open_at_end: u64,
     /// Unary load over the lean client: what its connections did.
-    pub connections: Option<crate::load::connections::ConnectionCounts>,
+    pub connections: Option<crate::record::clients::ConnectionsReport>,
+    /// A retry policy's work (`[call.retry]`).
+    pub retries: Option<crate::record::clients::RetriesReport>,
 }

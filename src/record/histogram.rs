@@ -141,15 +141,35 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
             "declares {declared} bytes of counts but holds {present}"
         ));
     }
-    hdrhistogram::serialization::Deserializer::new()
+    let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
         .deserialize(&mut plain.as_slice())
-        .map_err(|e| format!("not an HdrHistogram: {e:?}"))
+        .map_err(|e| format!("not an HdrHistogram: {e:?}"))?;
+    // A decoded histogram covers only the values it holds; merges add others into it, and
+    // one that cannot grow refuses them (a merge lost an input's latencies that way).
+    h.auto(true);
+    Ok(h)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_decoded_histogram_takes_values_beyond_its_own() {
+        let encoded = |values: &[u64]| {
+            let mut h = new_histogram();
+            for &v in values {
+                record(&mut h, v);
+            }
+            LatencySummary::of(&h).hdr
+        };
+        let mut small = decode(&encoded(&[1_000, 2_000])).unwrap();
+        let large = decode(&encoded(&[5_000_000, 900_000_000])).unwrap();
+        small.add(&large).expect("a decoded histogram grows");
+        assert_eq!(small.len(), 4);
+        assert!(small.max() >= 899_000_000);
+    }
 
     #[test]
     fn declared_lengths_beyond_the_bytes_are_refused_before_allocating() {

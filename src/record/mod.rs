@@ -1,6 +1,7 @@
 //! Latency recording: per-thread HDR histograms, handed over once per interval and merged.
 
 pub mod aggregator;
+pub mod clients;
 pub mod histogram;
 pub mod interval;
 pub mod recorder;

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 pub use super::schema::MergedInput;
 use super::schema::{
-    mark_slowest, BackendReport, BackendWorst, ErrorCount, Latency, MethodReport, Report,
+    mark_slowest, BackendReport, BackendWorst, ConnectionsReport, ErrorCount, Latency,
+    MethodReport, Report, RetriesReport,
 };
 use super::shards::{check as check_shards, ShardSetError};
 use super::thresholds::judge;
@@ -88,6 +89,58 @@ fn merge_latency(
         any = true;
     }
     Ok(any.then(|| LatencySummary::of(&merged)))
+}
+
+/// The inputs' `connections` added up (absent when none has them).
+fn merge_connections(inputs: &[(String, Report)]) -> Option<ConnectionsReport> {
+    let all = || inputs.iter().filter_map(|(_, r)| r.connections.as_ref());
+    all().next()?;
+    let opened: u64 = all().map(|c| c.opened).sum();
+    // Requests over these connections: each input's figure times its own connections.
+    let requests: f64 = all()
+        .map(|c| c.requests_per_connection * c.opened as f64)
+        .sum();
+    Some(ConnectionsReport {
+        opened,
+        closed_by_age: all().map(|c| c.closed_by_age).sum(),
+        closed_by_server: all().map(|c| c.closed_by_server).sum(),
+        keepalive_failures: all().map(|c| c.keepalive_failures).sum(),
+        too_many_pings: all().map(|c| c.too_many_pings).sum(),
+        requests_per_connection: if opened > 0 {
+            (requests / opened as f64 * 10.0).round() / 10.0
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The inputs' `retries` added up, attempt latencies merged (absent when none has them).
+fn merge_retries(inputs: &[(String, Report)]) -> Result<Option<RetriesReport>, MergeError> {
+    let mut merged: Option<(RetriesReport, Histogram<u64>)> = None;
+    for (file, r) in inputs {
+        let Some(x) = &r.retries else { continue };
+        let h = decode(&x.attempt_latency.hdr).map_err(|why| MergeError::Histogram {
+            file: file.clone(),
+            which: "retries.attempt_latency",
+            why,
+        })?;
+        match merged.as_mut() {
+            None => merged = Some((x.clone(), h)),
+            Some((m, hist)) => {
+                m.attempts += x.attempts;
+                m.retries += x.retries;
+                m.succeeded_on_retry += x.succeeded_on_retry;
+                m.stopped_by_throttling += x.stopped_by_throttling;
+                m.stopped_by_pushback += x.stopped_by_pushback;
+                m.exhausted += x.exhausted;
+                let _ = hist.add(&h);
+            }
+        }
+    }
+    Ok(merged.map(|(mut m, h)| {
+        m.attempt_latency = LatencySummary::of(&h);
+        m
+    }))
 }
 
 /// Every input's mix of calls, entry by entry (the same scenario has the same entries):
@@ -425,6 +478,9 @@ pub fn merge(
     };
     out.backends = merge_backends(inputs, &starts, base)?;
     out.methods = merge_methods(inputs)?;
+    out.connections = merge_connections(inputs);
+    out.retries = merge_retries(inputs)?;
+    out.totals.attempts = out.retries.as_ref().map(|r| r.attempts);
     out.backend_worst = BackendWorst::of(&out.backends);
     if let Some(res) = out.resolution.as_mut() {
         res.resolutions = inputs

@@ -9,6 +9,7 @@ use crate::discovery::BackendHistory;
 use crate::grpc::status::code_name;
 use crate::host::platform::Platform;
 use crate::host::process::ProcessUsage;
+pub use crate::record::clients::{ConnectionsReport, RetriesReport};
 use crate::record::{Aggregate, BackendTally, IntervalData, IntervalSummary, LatencySummary};
 use crate::vocabulary::{Kind, Model, Scenario, Stage};
 
@@ -180,6 +181,9 @@ pub struct Report {
     /// keepalive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionsReport>,
+    /// A retry policy's work (`[call.retry]`): the measured part's calls, like `totals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetriesReport>,
 }
 
 /// What a capacity search found.
@@ -305,23 +309,6 @@ pub struct BackendReport {
     /// The backend with the highest p99 (corrected in the open model) among those with calls.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub slowest: bool,
-}
-
-/// What the lean client's connections did (unary load over native gRPC).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ConnectionsReport {
-    /// Connections made: the first ones and every replacement.
-    pub opened: u64,
-    /// Replaced because they reached `[load] connection_max_age`.
-    pub closed_by_age: u64,
-    /// Closed by the server with GOAWAY (its MAX_CONNECTION_AGE, a restart, …).
-    pub closed_by_server: u64,
-    /// Closed because a keepalive PING went unanswered.
-    pub keepalive_failures: u64,
-    /// GOAWAYs that said ENHANCE_YOUR_CALM `too_many_pings` (the keepalive time then doubles).
-    pub too_many_pings: u64,
-    /// Measured requests over connections opened.
-    pub requests_per_connection: f64,
 }
 
 /// One entry of a mix of calls: what it got.
@@ -498,6 +485,10 @@ pub struct Totals {
     /// Handshake storms: completed handshakes per second of the measured part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshakes_per_second: Option<f64>,
+    /// With a retry policy: attempts sent, retries included (each call is one request
+    /// however many attempts it took).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -889,6 +880,7 @@ impl Report {
                         0.0
                     }
                 }),
+                attempts: None,
                 error_rate: if totals.requests() > 0 {
                     totals.errors_count() as f64 / totals.requests() as f64
                 } else {
@@ -1004,6 +996,7 @@ impl Report {
             resolution: None,
             capacity: None,
             connections: None,
+            retries: None,
         }
     }
 

@@ -248,9 +248,13 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
         latency_row(o, "msg corr", m)?;
         writeln!(o, "            msg corr: each message from its intended send time on the stream's schedule (message_rate)")?;
     }
+    if let Some(x) = &r.retries {
+        latency_row(o, "attempt", &x.attempt_latency)?;
+    }
     if r.latency.corrected.is_some() {
         writeln!(o, "            corrected: from each request's intended start (coordinated omission); uncorrected: from its send")?;
     }
+    write_clients(o, r)?;
     write_methods(o, r)?;
     write_backends(o, r)?;
     if !r.thresholds.is_empty() {
@@ -306,6 +310,40 @@ fn write_summary(o: &mut String, r: &Report) -> std::fmt::Result {
 }
 
 /// A mix of calls: one row per entry, with its share of the requests beside its weight's.
+/// What the connections and the retry policy did, when the run has them.
+fn write_clients(o: &mut String, r: &Report) -> std::fmt::Result {
+    if let Some(x) = &r.retries {
+        writeln!(
+            o,
+            "  retries   {} attempts for {} calls: {} retries, {} succeeded on a retry, {} exhausted, {} throttled, {} stopped by pushback",
+            x.attempts,
+            r.totals.requests,
+            x.retries,
+            x.succeeded_on_retry,
+            x.exhausted,
+            x.stopped_by_throttling,
+            x.stopped_by_pushback
+        )?;
+    }
+    let replaced = |c: &&super::schema::ConnectionsReport| {
+        c.closed_by_age + c.closed_by_server + c.keepalive_failures > 0
+    };
+    if let Some(c) = r.connections.as_ref().filter(replaced) {
+        // Only when a connection was replaced: otherwise `load.connections` says it all.
+        writeln!(
+            o,
+            "  connections {} opened ({} requests each): {} aged out, {} closed by the server ({} too_many_pings), {} keepalive failures",
+            c.opened,
+            c.requests_per_connection,
+            c.closed_by_age,
+            c.closed_by_server,
+            c.too_many_pings,
+            c.keepalive_failures
+        )?;
+    }
+    Ok(())
+}
+
 fn write_methods(o: &mut String, r: &Report) -> std::fmt::Result {
     if r.methods.is_empty() {
         return Ok(());

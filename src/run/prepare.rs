@@ -383,5 +383,6 @@ fn unary_call(call: &crate::vocabulary::Call, authority: &str) -> Result<UnaryCa
     .map_err(|e| e.to_string())?
     .with_max_receive(call.max_receive_message_size)
     .with_transport(call.transport)
-    .with_templated_metadata(templated))
+    .with_templated_metadata(templated)
+    .with_retry(call.retry.clone()))
 }

@@ -2,7 +2,7 @@
 //! `report/` stays data (schema, outputs, merge, compare) and imports nothing from `load/`.
 
 use crate::load::RunOutcome;
-use crate::report::schema::{ConnectionsReport, ResolutionInfo};
+use crate::report::schema::ResolutionInfo;
 use crate::report::Report;
 use crate::vocabulary::Scenario;
 
@@ -36,14 +36,11 @@ pub(super) fn build(
         s.open_at_start = outcome.streams_open_at_start;
         s.open_at_end = outcome.streams_open_at_end;
     }
-    report.connections = outcome.connections.map(|c| ConnectionsReport {
-        opened: c.opened,
-        closed_by_age: c.closed_by_age,
-        closed_by_server: c.closed_by_server,
-        keepalive_failures: c.keepalive_failures,
-        too_many_pings: c.too_many_pings,
-        requests_per_connection: c.requests_per_connection(),
-    });
+    report.connections = outcome.connections.clone();
+    report.retries = outcome.retries.clone();
+    if let Some(r) = &outcome.retries {
+        report.totals.attempts = Some(r.attempts);
+    }
     report.interrupted = outcome.interrupted;
     report.generator_panics = outcome.generator_panics;
     report.intervals = outcome.aggregate.intervals.clone();

@@ -66,6 +66,14 @@ pub(super) fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
             }
         });
     let data_order = read_data_order(c);
+    let retry = c.table("retry").and_then(|r| read_retry(&r));
+    if retry.is_some() && transport == UnaryTransport::H2 {
+        c.ctx().report_at(
+            c.loc(),
+            &c.key_path("retry"),
+            "retries are the lean client's: remove `transport = \"h2\"` or the retry table",
+        );
+    }
     c.finish();
     Some(Call {
         method: method?,
@@ -77,6 +85,127 @@ pub(super) fn read_call(c: &TableReader<'_, '_, '_>) -> Option<Call> {
         max_receive_message_size: max_receive_message_size.unwrap_or(DEFAULT_MAX_RECEIVE_BYTES),
         transport,
         data_order,
+        retry,
+    })
+}
+
+/// `[call.retry]`: gRPC's retry policy (gRFC A6), checked as gRPC checks a service config.
+fn read_retry(r: &TableReader<'_, '_, '_>) -> Option<RetryPolicy> {
+    let ctx = r.ctx();
+    let attempts = r.integer("max_attempts", 0);
+    let initial = r.duration("initial_backoff", true);
+    let max = r.duration("max_backoff", true);
+    let multiplier = r.number("backoff_multiplier", true);
+    let codes = r.string_list("retryable_status_codes");
+    let throttling = r.table("throttling").and_then(|t| {
+        let max_tokens = t.number("max_tokens", true);
+        let ratio = t.number("token_ratio", true);
+        for (key, present) in [
+            ("max_tokens", max_tokens.is_some()),
+            ("token_ratio", ratio.is_some()),
+        ] {
+            if !present && !t.has(key) {
+                ctx.report_at(
+                    t.loc(),
+                    &t.key_path(key),
+                    "missing; throttling needs `max_tokens` (e.g. 10) and `token_ratio` (e.g. 0.1)",
+                );
+            }
+        }
+        t.finish();
+        let (max_tokens, ratio) = (max_tokens?, ratio?);
+        if max_tokens.value > 1000.0 {
+            ctx.report_at(
+                max_tokens.loc,
+                &t.key_path("max_tokens"),
+                "at most 1000 (gRPC's bound)",
+            );
+            return None;
+        }
+        Some(RetryThrottling {
+            max_tokens: max_tokens.value,
+            token_ratio: ratio.value,
+        })
+    });
+    r.finish();
+    for key in [
+        "max_attempts",
+        "initial_backoff",
+        "max_backoff",
+        "backoff_multiplier",
+        "retryable_status_codes",
+    ] {
+        if !r.has(key) {
+            ctx.report_at(
+                r.loc(),
+                &r.key_path(key),
+                "missing; a retry policy names all five: max_attempts, initial_backoff, max_backoff, backoff_multiplier, retryable_status_codes",
+            );
+        }
+    }
+    let attempts = attempts?;
+    let max_attempts = match attempts.value {
+        0 | 1 => {
+            ctx.report_at(
+                attempts.loc,
+                &r.key_path("max_attempts"),
+                "must be at least 2 (the first attempt and a retry); gRPC refuses less",
+            );
+            return None;
+        }
+        // gRPC clamps higher values to 5: so does this, and says so in the docs.
+        n => n.min(5) as u8,
+    };
+    let mut retryable_codes = Vec::new();
+    let mut bad = false;
+    for c in codes? {
+        let name = c.value.to_ascii_uppercase();
+        match crate::grpc::status::CODE_NAMES
+            .iter()
+            .position(|n| *n == name)
+        {
+            Some(0) => {
+                ctx.report_at(
+                    c.loc,
+                    &r.key_path("retryable_status_codes"),
+                    "OK is not a failure: list failure codes such as \"UNAVAILABLE\"",
+                );
+                bad = true;
+            }
+            Some(code) => retryable_codes.push(code as u8),
+            None => {
+                ctx.report_at(
+                    c.loc,
+                    &r.key_path("retryable_status_codes"),
+                    format!(
+                        "\"{}\" is not a gRPC code name; valid: {}",
+                        c.value,
+                        crate::grpc::status::CODE_NAMES[1..].join(", ")
+                    ),
+                );
+                bad = true;
+            }
+        }
+    }
+    if retryable_codes.is_empty() && !bad {
+        ctx.report_at(
+            r.loc(),
+            &r.key_path("retryable_status_codes"),
+            "an empty list retries nothing; list codes such as [\"UNAVAILABLE\"]",
+        );
+        bad = true;
+    }
+    let (initial, max, multiplier) = (initial?, max?, multiplier?);
+    if bad {
+        return None;
+    }
+    Some(RetryPolicy {
+        max_attempts,
+        initial_backoff: initial.value,
+        max_backoff: max.value,
+        backoff_multiplier: multiplier.value,
+        retryable_codes,
+        throttling,
     })
 }
 

@@ -175,6 +175,15 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
             }
         }
     }
+    if let (Some(t), Some(kind)) = (&target, kind) {
+        check_retry(
+            root,
+            kind,
+            t.protocol.is_web(),
+            call.as_ref(),
+            calls.as_deref(),
+        );
+    }
     let name = name.unwrap_or_else(|| {
         source
             .path
@@ -205,6 +214,41 @@ fn read_scenario(root: &TableReader<'_, '_, '_>) -> Option<Scenario> {
         labels,
         capacity,
     })
+}
+
+/// `[call.retry]` is the lean client's: unary calls over native gRPC. Anywhere else it would
+/// be ignored, and a run that seems to retry but does not is refused instead.
+fn check_retry(
+    root: &TableReader<'_, '_, '_>,
+    kind: Kind,
+    web: bool,
+    call: Option<&Call>,
+    calls: Option<&[crate::vocabulary::WeightedCall]>,
+) {
+    let why = if kind != Kind::Unary {
+        "retries are for kind = \"unary\""
+    } else if web {
+        "retries are for native gRPC targets, not gRPC-Web"
+    } else {
+        return;
+    };
+    let mix = calls.unwrap_or_default();
+    let with_retry: Vec<String> = if mix.is_empty() {
+        call.filter(|c| c.retry.is_some())
+            .map(|_| "call.retry".to_string())
+            .into_iter()
+            .collect()
+    } else {
+        mix.iter()
+            .enumerate()
+            .filter(|(_, w)| w.call.retry.is_some())
+            .map(|(i, _)| format!("calls[{i}].retry"))
+            .collect()
+    };
+    for key in with_retry {
+        root.ctx()
+            .report_at(root.loc(), &key, format!("{why}; remove the table"));
+    }
 }
 
 /// A required table; a missing one is a problem, and so are its contents' problems.

@@ -60,6 +60,7 @@ fn call_keys() -> Vec<Key> {
                 key("compression", "`\"gzip\"`, `\"none\"`", "`\"none\"`", "request compression"),
                 key("max_receive_message_size", "integer (bytes)", format!("{DEFAULT_MAX_RECEIVE_BYTES} (4 MiB, gRPC's)"), "larger response messages fail as RESOURCE_EXHAUSTED; at most 1 GiB"),
                 key("transport", "`\"lean\"`, `\"h2\"`", "`\"lean\"`", "unary calls over the lean HTTP/2 client or the general h2 one"),
+                key("retry", "table", "none (no retries)", "gRPC's retry policy (below); unary calls over native gRPC and the lean client"),
     ]
 }
 
@@ -121,6 +122,26 @@ pub fn tables() -> Vec<Table> {
             header: "[call]",
             path: "call",
             keys: call_keys(),
+        },
+        Table {
+            header: "[call.retry]",
+            path: "call.retry",
+            keys: vec![
+                key("max_attempts", "integer", "required", "attempts in all, the first included: 2 to 5 (more is taken as 5, as gRPC does)"),
+                key("initial_backoff", "duration", "required", "the first retry waits a random time below this"),
+                key("max_backoff", "duration", "required", "the bound, which grows by `backoff_multiplier` per retry, stops here"),
+                key("backoff_multiplier", "number", "required", "above 0"),
+                key("retryable_status_codes", "list of strings", "required", "gRPC code names retried (`[\"UNAVAILABLE\"]`); others end the call; a server's `grpc-retry-pushback-ms` sets the delay, a negative or malformed one stops the retries"),
+                key("throttling", "table", "none", "retry throttling: a token bucket for the run (below)"),
+            ],
+        },
+        Table {
+            header: "[call.retry.throttling]",
+            path: "call.retry.throttling",
+            keys: vec![
+                key("max_tokens", "number", "required", "the bucket's size (at most 1000); a retryable failure takes a token, and retries stop while half or less is left"),
+                key("token_ratio", "number", "required", "tokens each success gives back"),
+            ],
         },
         Table {
             header: "[[calls]]",
@@ -278,7 +299,7 @@ mod tests {
         let tls = "[target.tls]\n";
         let mut asked = BTreeSet::new();
         for (kind, extra) in [
-            ("unary", "[load]\nrate = 1\n[load.keepalive]\ntime = \"10s\"\n[[load.stages]]\nduration = \"1s\"\nrate = 2\n[thresholds]\n\"rps\" = \"> 1\"\n[tracing]\n"),
+            ("unary", "[load]\nrate = 1\n[load.keepalive]\ntime = \"10s\"\n[[load.stages]]\nduration = \"1s\"\nrate = 2\n[thresholds]\n\"rps\" = \"> 1\"\n[tracing]\n[call.retry]\nmax_attempts = 2\n[call.retry.throttling]\n"),
             ("bidi_stream", "[stream]\n"),
             ("tls_handshake", ""),
             ("server_stream", "[capacity]\nslo = [\"rps > 1\"]\n"),

@@ -364,6 +364,35 @@ pub struct Call {
     pub transport: UnaryTransport,
     /// `data_order` (and `seed`): how each request's message is picked from the list.
     pub data_order: DataOrder,
+    /// `[call.retry]`: gRPC's retry policy (gRFC A6), for unary calls over the lean client.
+    pub retry: Option<RetryPolicy>,
+}
+
+/// `[call.retry]`: how a failed call is tried again, as gRPC's retry policy (gRFC A6) says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (2 to 5: gRPC clamps more to 5).
+    pub max_attempts: u8,
+    /// The first backoff's bound; each retry waits a random time below the bound.
+    pub initial_backoff: Duration,
+    /// The bound's ceiling.
+    pub max_backoff: Duration,
+    /// The bound grows by this factor per retry.
+    pub backoff_multiplier: f64,
+    /// The gRPC codes that are retried (others end the call).
+    pub retryable_codes: Vec<u8>,
+    /// Retry throttling: a token bucket of `max_tokens`, refilled by `token_ratio` per
+    /// success; retries only while more than half is left.
+    pub throttling: Option<RetryThrottling>,
+}
+
+/// gRPC's retry throttling (gRFC A6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryThrottling {
+    /// The bucket's size (1 to 1000).
+    pub max_tokens: f64,
+    /// Tokens a success gives back (above 0).
+    pub token_ratio: f64,
 }
 
 /// One entry of a mix (`[[calls]]`).

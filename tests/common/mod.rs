@@ -408,6 +408,16 @@ pub fn finish_run(run: Child, out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
 }
 
+/// `loadagent merge INPUTS… --out OUT`, asserted to exit 0; the merged report.
+pub fn merge_reports(inputs: &[PathBuf], out: &Path) -> serde_json::Value {
+    let mut args = vec!["merge"];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["--out", out.to_str().unwrap()]);
+    let done = loadagent(&args);
+    assert_eq!(done.status.code(), Some(0), "{}", text(&done));
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
 impl Server {
     /// Starts `loadagent target` on `port` again, retrying briefly while the old one
     /// releases it.

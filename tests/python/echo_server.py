@@ -14,6 +14,10 @@ Options:
   --metrics-port-file PATH       serve prometheus_client's default metrics on a loopback port
                                  and write the port there
   --fail-every N                 every Nth request ends with UNAVAILABLE "planned failure"
+  --fail-attempts N              the first N requests carrying each distinct `message` end
+                                 with UNAVAILABLE (a client's retries then get through)
+  --pushback-ms VALUE            failures carry the trailer grpc-retry-pushback-ms: VALUE
+                                 (any text: "-1" and "soon" ask a client not to retry)
   --max-concurrent-streams N     the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS to announce
 
 A line on stdin changes it while it runs (it prints "OK <line>" once done): SERVING or
@@ -53,6 +57,8 @@ def main():
     parser.add_argument("--grpc-option", action="append", default=[], help="NAME=INT, a grpcio server channel option (e.g. grpc.max_connection_age_ms=1000); repeatable")
     parser.add_argument("--record-metadata", action="append", default=[], help="keep the values of this metadata key (repeatable)")
     parser.add_argument("--fail-every", type=int, default=0)
+    parser.add_argument("--fail-attempts", type=int, default=0)
+    parser.add_argument("--pushback-ms", default=None)
     parser.add_argument("--max-concurrent-streams", type=int, default=0)
     parser.add_argument("--health", default="SERVING", help="the overall health status to report")
     parser.add_argument("--tls-cert", default="")
@@ -72,8 +78,9 @@ def main():
 
     lock = threading.Lock()
     stall = threading.Lock()
-    state = {"requests": 0, "metadata_ok": 0, "broken": False}
+    state = {"requests": 0, "metadata_ok": 0, "broken": False, "failed": 0}
     messages = {}
+    attempts = {}  # --fail-attempts: requests seen per message (the first 100,000 messages)
     sequence = []  # the first 10,000 messages' `message`, in the order they arrived
     ids = set()
     traceparents = {}
@@ -127,7 +134,18 @@ def main():
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, f"missing {required[0]}")
                 with lock:
                     state["metadata_ok"] += 1
-            if args.fail_every and n % args.fail_every == 0:
+            fail = args.fail_every and n % args.fail_every == 0
+            if args.fail_attempts:
+                with lock:
+                    seen = attempts.get(request.message, 0) + 1
+                    if len(attempts) < 100000:
+                        attempts[request.message] = seen
+                fail = fail or seen <= args.fail_attempts
+            if fail:
+                with lock:
+                    state["failed"] += 1
+                if args.pushback_ms is not None:
+                    context.set_trailing_metadata((("grpc-retry-pushback-ms", args.pushback_ms),))
                 context.abort(grpc.StatusCode.UNAVAILABLE, "planned failure")
             if state["broken"]:
                 return echo_pb2.SayReply(message="")

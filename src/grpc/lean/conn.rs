@@ -44,6 +44,30 @@ pub struct Completion {
     /// The server refused the stream before processing it (REFUSED_STREAM, or above a
     /// GOAWAY's last stream id): the call may be retried transparently, as gRPC does.
     pub refused: bool,
+    /// The server's `grpc-retry-pushback-ms`, when its trailers carried one.
+    pub pushback: Option<Pushback>,
+}
+
+/// A server's retry pushback (gRFC A6): retry after this long, or not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushback {
+    /// A whole number of milliseconds, 0 or more.
+    After(std::time::Duration),
+    /// Negative or not a number: the server asks for no retry.
+    Stop,
+}
+
+impl Pushback {
+    /// The header's value read as gRPC's clients read it.
+    pub fn parse(value: &[u8]) -> Self {
+        match std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            Some(ms) if ms >= 0 => Self::After(std::time::Duration::from_millis(ms as u64)),
+            _ => Self::Stop,
+        }
+    }
 }
 
 /// Why the connection cannot go on; every call still on it has failed.
@@ -71,6 +95,8 @@ struct Heads {
     content_type: Option<Vec<u8>>,
     /// A `grpc-encoding` other than identity: compressed messages are allowed.
     encoded: bool,
+    /// `grpc-retry-pushback-ms`.
+    pushback: Option<Pushback>,
 }
 
 /// Stream ids are odd and increasing: a multiplicative hash spreads them.
@@ -512,6 +538,7 @@ impl Connection {
                         token: s.token,
                         outcome: reset_outcome(reason),
                         refused: reason == frame::REFUSED_STREAM,
+                        pushback: None,
                     });
                 }
                 Ok(())
@@ -561,6 +588,7 @@ impl Connection {
                             token: s.token,
                             outcome,
                             refused: true,
+                            pushback: None,
                         });
                     }
                 }
@@ -655,6 +683,7 @@ impl Connection {
                 b"grpc-message" => heads.message = Some(value.to_vec()),
                 b"content-type" => heads.content_type = Some(value.to_vec()),
                 b"grpc-encoding" => heads.encoded = value != b"identity",
+                b"grpc-retry-pushback-ms" => heads.pushback = Some(Pushback::parse(value)),
                 _ => {}
             })
             .map_err(|e| ConnectionLost(e.to_string()))?;
@@ -699,6 +728,10 @@ impl Connection {
             }
         };
         self.finish(id, end, outcome, done);
+        // The call just ended carries the server's pushback, if it sent one.
+        if let Some(c) = done.last_mut().filter(|_| heads.pushback.is_some()) {
+            c.pushback = heads.pushback;
+        }
         Ok(())
     }
 
@@ -718,6 +751,7 @@ impl Connection {
                 token: s.token,
                 outcome,
                 refused: false,
+                pushback: None,
             });
         }
     }
