@@ -55,7 +55,7 @@ fn unknown_key_lists_the_valid_ones() {
         &GOOD_SCENARIO.replace("rate = 100", "rate = 100\nbogus = 1"),
         10,
         "load.bogus",
-        "valid keys here: concurrency, connection_max_age, connections, duration, keepalive, rate, requests, stages, threads, warmup",
+        "valid keys here: concurrency, connection_churn, connection_max_age, connections, duration, keepalive, rate, requests, stages, threads, warmup",
     );
 }
 

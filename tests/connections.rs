@@ -148,3 +148,56 @@ fn bad_keepalive_and_age_are_refused_naming_the_key() {
         assert!(text(&out).contains(want), "{name}: {}", text(&out));
     }
 }
+
+#[test]
+fn churned_connections_each_carry_one_call_and_the_server_sees_each() {
+    // 20 of the 100 requests a second each go on a connection of their own; grpcio tells
+    // connections apart by the client's port.
+    let server = Server::python(&[]);
+    let report = run(
+        &server,
+        "rate = 100\nduration = \"3s\"\nconnections = 1\nconnection_churn = 20",
+    );
+    let counts = server.stop_with_counts();
+    let c = &report["connections"];
+    assert_eq!(count(&report, "totals.errors"), 0, "{report}");
+    assert_eq!(
+        counts["requests"].as_u64(),
+        Some(300),
+        "no call lost or sent twice"
+    );
+    let churned = count(&report, "connections.churned");
+    assert!(
+        (50..=62).contains(&churned),
+        "about 20 a second for 3 s: {c}"
+    );
+    assert_eq!(count(&report, "connections.churn_failures"), 0, "{c}");
+    assert_eq!(
+        counts["connections"].as_u64(),
+        Some(count(&report, "connections.opened")),
+        "every connection the report counts, the server saw: {c}"
+    );
+    assert_eq!(count(&report, "connections.opened"), churned + 1, "{c}");
+}
+
+#[test]
+fn churn_above_the_rate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario(
+        dir.path(),
+        "c.toml",
+        &echo_scenario("127.0.0.1:1", "", "rate = 10\nconnection_churn = 20"),
+    );
+    let out = loadagent(&["validate", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("load.connection_churn"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("write at most the rate"),
+        "{}",
+        text(&out)
+    );
+}

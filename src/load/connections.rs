@@ -10,6 +10,8 @@ use crate::record::clients::ConnectionsReport;
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
     opened: AtomicU64,
+    churned: AtomicU64,
+    churn_failures: AtomicU64,
     closed_by_age: AtomicU64,
     closed_by_server: AtomicU64,
     keepalive_failures: AtomicU64,
@@ -21,6 +23,10 @@ pub struct ConnectionStats {
 pub enum ConnectionEvent {
     /// Made (the first ones and every replacement).
     Opened,
+    /// Made by `connection_churn` for one request (also counted as opened).
+    Churned,
+    /// A `connection_churn` connection that could not be made.
+    ChurnFailed,
     /// Older than `connection_max_age`: drained and replaced.
     ClosedByAge,
     /// The server sent GOAWAY.
@@ -36,6 +42,8 @@ impl ConnectionStats {
     pub fn count(&self, event: ConnectionEvent) {
         let counter = match event {
             ConnectionEvent::Opened => &self.opened,
+            ConnectionEvent::Churned => &self.churned,
+            ConnectionEvent::ChurnFailed => &self.churn_failures,
             ConnectionEvent::ClosedByAge => &self.closed_by_age,
             ConnectionEvent::ClosedByServer => &self.closed_by_server,
             ConnectionEvent::KeepaliveFailed => &self.keepalive_failures,
@@ -53,6 +61,8 @@ impl ConnectionStats {
             closed_by_server: self.closed_by_server.load(Ordering::Relaxed),
             keepalive_failures: self.keepalive_failures.load(Ordering::Relaxed),
             too_many_pings: self.too_many_pings.load(Ordering::Relaxed),
+            churned: self.churned.load(Ordering::Relaxed),
+            churn_failures: self.churn_failures.load(Ordering::Relaxed),
             requests_per_connection: if opened > 0 {
                 (requests as f64 / opened as f64 * 10.0).round() / 10.0
             } else {

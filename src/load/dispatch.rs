@@ -181,6 +181,19 @@ pub(super) struct DispatchSetup {
     /// `{{worker_id}}` of a call is the id of the slot it occupies).
     pub worker_ids: Vec<usize>,
     pub recorder: SharedRecorder,
+    /// Generator threads: each takes its share of `connection_churn`.
+    pub threads: usize,
+}
+
+/// `[load] connection_churn`: every `every`, a new connection is made and the next request
+/// due goes on it alone; the connection is closed once that call has ended.
+struct Churn {
+    every: Duration,
+    next_at: Instant,
+    connecting: Option<(Arc<Backend>, Connecting)>,
+    ready: Option<(Arc<Backend>, Connection)>,
+    /// Round robin over the backends, apart from the pooled requests' turn.
+    next_group: usize,
 }
 
 pub(super) async fn run(setup: DispatchSetup) {
@@ -238,6 +251,7 @@ struct Dispatcher {
     backing_off: Vec<BackingOff>,
     /// The backoff's jitter.
     rng: rand::rngs::StdRng,
+    churn: Option<Churn>,
 }
 
 impl Dispatcher {
@@ -291,7 +305,15 @@ impl Dispatcher {
             .unary_calls()
             .iter()
             .any(|c| c.retry().is_some());
+        let churn = load.connection_churn.map(|per_second| Churn {
+            every: Duration::from_secs_f64(s.threads.max(1) as f64 / per_second),
+            next_at: now,
+            connecting: None,
+            ready: None,
+            next_group: 0,
+        });
         Self {
+            churn,
             retrying,
             backing_off: Vec::new(),
             rng: rand::SeedableRng::from_os_rng(),
@@ -349,6 +371,7 @@ impl Dispatcher {
             self.take(now);
             self.resume_backed_off(now);
             let mut progress = self.connect(cx, now);
+            progress |= self.churn(cx, now);
             self.dispatch(now);
             self.expire(now);
             progress |= self.poll_connections(cx);
@@ -422,6 +445,12 @@ impl Dispatcher {
                 || front.retry.as_ref().is_some_and(|r| r.not_before > now)
             {
                 return;
+            }
+            if self.churn.as_ref().is_some_and(|c| c.ready.is_some()) {
+                if let Some(due) = self.due.pop_front() {
+                    self.send_churned(due, now);
+                }
+                continue;
             }
             let Some((group, slot)) = self.pick() else {
                 let waiting = self
@@ -992,6 +1021,78 @@ impl Dispatcher {
         progress
     }
 
+    /// `connection_churn`: starts the next new connection when its time has come, and
+    /// makes it ready for the next request due. True when one became ready.
+    fn churn(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let Some(c) = self.churn.as_mut() else {
+            return false;
+        };
+        let idle = c.connecting.is_none() && c.ready.is_none();
+        // Requests are taken ahead of their time: the schedule can be done while some are
+        // still due, and their share of the churn with them.
+        let wanted = !self.finished || !self.due.is_empty();
+        if idle && wanted && now >= c.next_at && !self.groups.is_empty() {
+            // One at a time per thread; a slow connect delays the next rather than piling up.
+            c.next_at = (c.next_at + c.every).max(now);
+            let group = &self.groups[c.next_group % self.groups.len()];
+            c.next_group += 1;
+            let (endpoint, headers) = (group.endpoint.clone(), self.headers.clone());
+            c.connecting = Some((
+                group.backend.clone(),
+                Box::pin(async move { Connection::open(&endpoint, headers).await }),
+            ));
+        }
+        let Some((_, connecting)) = c.connecting.as_mut() else {
+            return false;
+        };
+        let stats = &self.shared.connections;
+        match connecting.as_mut().poll(cx) {
+            Poll::Pending => false,
+            Poll::Ready(result) => {
+                let Some((backend, _)) = c.connecting.take() else {
+                    return false;
+                };
+                match result {
+                    Ok(conn) => {
+                        stats.count(ConnectionEvent::Opened);
+                        stats.count(ConnectionEvent::Churned);
+                        backend.connections.fetch_add(1, Ordering::Relaxed);
+                        c.ready = Some((backend, conn));
+                        true
+                    }
+                    Err(_) => {
+                        // The request it was for goes on a pooled connection meanwhile.
+                        stats.count(ConnectionEvent::ChurnFailed);
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `due` alone on the churned connection, which then only finishes that call.
+    fn send_churned(&mut self, due: Due, now: Instant) {
+        let Some((backend, conn)) = self.churn.as_mut().and_then(|c| c.ready.take()) else {
+            return self.due.push_front(due);
+        };
+        let Some(group) = self
+            .groups
+            .iter()
+            .position(|g| Arc::ptr_eq(&g.backend, &backend))
+        else {
+            // Its backend left meanwhile: the request takes the usual way.
+            return self.due.push_front(due);
+        };
+        self.connection_ids += 1;
+        let slots = &mut self.groups[group].slots;
+        slots.push(Slot::new(Some((self.connection_ids, conn))));
+        let slot = slots.len() - 1;
+        self.send(group, slot, due, now);
+        if let Some((id, conn)) = self.groups[group].slots.pop().and_then(|s| s.conn) {
+            self.draining.push((id, backend.id, conn));
+        }
+    }
+
     /// Whether requests may be released now (open model). Only on the release timer's
     /// firing, which tokio does on its 1 ms ticks: responses wake the dispatcher between
     /// ticks, and releasing on those wakes would send each tick's requests a few at a time,
@@ -1029,6 +1130,11 @@ impl Dispatcher {
         }
         for b in &self.backing_off {
             consider(b.until);
+        }
+        if let Some(c) = self.churn.as_ref().filter(|c| c.connecting.is_none()) {
+            if (!self.finished || !self.due.is_empty()) && c.ready.is_none() {
+                consider(c.next_at);
+            }
         }
         if let Some(at) = self.take_again_at {
             consider(at);

@@ -204,6 +204,7 @@ impl ThreadWork {
                         balance: self.shared.plan.balance,
                         worker_ids,
                         recorder: recorder.clone(),
+                        threads: self.threads,
                     }));
                     Vec::new()
                 } else {

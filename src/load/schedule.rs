@@ -285,6 +285,7 @@ mod tests {
                 threads: None,
                 keepalive: None,
                 connection_max_age: None,
+                connection_churn: None,
             };
             let s = Schedule::for_load(&load).unwrap();
             let w = s.warmup_requests();

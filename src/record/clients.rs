@@ -21,6 +21,13 @@ pub struct ConnectionsReport {
     pub too_many_pings: u64,
     /// Measured requests over connections opened.
     pub requests_per_connection: f64,
+    /// Of `opened`: made by `connection_churn` for one request each, closed after it.
+    #[serde(default)]
+    pub churned: u64,
+    /// `connection_churn` connections that could not be made (no request was lost: the
+    /// request it was for went on a pooled connection).
+    #[serde(default)]
+    pub churn_failures: u64,
 }
 
 /// What a retry policy (`[call.retry]`) did: attempts kept apart from calls.

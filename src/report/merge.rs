@@ -106,6 +106,8 @@ fn merge_connections(inputs: &[(String, Report)]) -> Option<ConnectionsReport> {
         closed_by_server: all().map(|c| c.closed_by_server).sum(),
         keepalive_failures: all().map(|c| c.keepalive_failures).sum(),
         too_many_pings: all().map(|c| c.too_many_pings).sum(),
+        churned: all().map(|c| c.churned).sum(),
+        churn_failures: all().map(|c| c.churn_failures).sum(),
         requests_per_connection: if opened > 0 {
             (requests / opened as f64 * 10.0).round() / 10.0
         } else {

@@ -326,15 +326,16 @@ fn write_clients(o: &mut String, r: &Report) -> std::fmt::Result {
         )?;
     }
     let replaced = |c: &&super::schema::ConnectionsReport| {
-        c.closed_by_age + c.closed_by_server + c.keepalive_failures > 0
+        c.closed_by_age + c.closed_by_server + c.keepalive_failures + c.churned > 0
     };
     if let Some(c) = r.connections.as_ref().filter(replaced) {
         // Only when a connection was replaced: otherwise `load.connections` says it all.
         writeln!(
             o,
-            "  connections {} opened ({} requests each): {} aged out, {} closed by the server ({} too_many_pings), {} keepalive failures",
+            "  connections {} opened ({} requests each, {} churned for one): {} aged out, {} closed by the server ({} too_many_pings), {} keepalive failures",
             c.opened,
             c.requests_per_connection,
+            c.churned,
             c.closed_by_age,
             c.closed_by_server,
             c.too_many_pings,

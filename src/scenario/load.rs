@@ -130,6 +130,25 @@ pub(super) fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         }
         Some(a.value)
     });
+    let connection_churn = l.number("connection_churn", true).and_then(|c| {
+        if c.value > MAX_CHURN {
+            ctx.report_at(
+                c.loc,
+                &l.key_path("connection_churn"),
+                format!("at most {MAX_CHURN} new connections a second (each leaves a socket in TIME_WAIT for a minute); spread more over shards"),
+            );
+            return None;
+        }
+        if rate.is_some_and(|r| c.value > r) {
+            ctx.report_at(
+                c.loc,
+                &l.key_path("connection_churn"),
+                "more than `rate`: churned connections carry a share of the requests, not more of them; write at most the rate",
+            );
+            return None;
+        }
+        Some(c.value)
+    });
     l.finish();
     let duration = duration.map(|d| d.value);
     let duration = if duration.is_none() && requests.is_none() && stages.is_empty() {
@@ -148,8 +167,13 @@ pub(super) fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         threads,
         keepalive: keepalive.flatten(),
         connection_max_age,
+        connection_churn,
     })
 }
+
+/// New connections a second `connection_churn` may ask: each closed one waits a minute in
+/// TIME_WAIT, and loopback's ephemeral ports (about 28,000) are shared by every run.
+const MAX_CHURN: f64 = 200.0;
 
 /// gRPC's defaults: no keepalive unless asked; a PING's answer awaited 20 s.
 const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -196,5 +220,6 @@ pub(super) fn read_load_defaults() -> Option<Load> {
         threads: None,
         keepalive: None,
         connection_max_age: None,
+        connection_churn: None,
     })
 }

@@ -469,6 +469,9 @@ pub struct Load {
     /// `connection_max_age`: a connection older than this (±10%, as gRPC servers jitter
     /// MAX_CONNECTION_AGE) takes no new calls, finishes its own and is replaced.
     pub connection_max_age: Option<Duration>,
+    /// `connection_churn`: this many requests a second each go on a new connection of
+    /// their own, closed after it (short-lived clients beside the long-lived ones).
+    pub connection_churn: Option<f64>,
 }
 
 /// `[load] keepalive`: gRPC's client keepalive (gRFC A8).

@@ -83,6 +83,7 @@ def main():
     attempts = {}  # --fail-attempts: requests seen per message (the first 100,000 messages)
     sequence = []  # the first 10,000 messages' `message`, in the order they arrived
     ids = set()
+    peers = set()  # the client address:port of each connection Say was called on
     traceparents = {}
     calls = {}  # calls received by method (every service: health checks too)
     recorded = {}  # --record-metadata KEY: the values received, in order
@@ -118,6 +119,8 @@ def main():
                 if len(sequence) < 10000:
                     sequence.append(request.message)
                 ids.add(request.inner.id)
+                if len(peers) < 100000:
+                    peers.add(context.peer())
             if n == 1:
                 print("FIRST", flush=True)
             if args.stall_after and n == args.stall_after:
@@ -246,6 +249,7 @@ def main():
         state["messages"] = messages
         state["sequence"] = sequence
         state["distinct_ids"] = len(ids)
+        state["connections"] = len(peers)
         state["traceparents"] = traceparents
         state["calls"] = calls
         state["recorded_metadata"] = recorded
