@@ -111,6 +111,7 @@ fn keepalive_against_grpcios_enforcement_policy() {
     assert_eq!(count(&report, "connections.too_many_pings"), 0, "{c}");
     assert_eq!(count(&report, "connections.closed_by_server"), 0, "{c}");
     assert_eq!(count(&report, "connections.opened"), 1, "{c}");
+    assert!(count(&report, "connections.keepalive_pings") >= 4, "{c}");
 }
 
 #[test]
@@ -200,4 +201,53 @@ fn churn_above_the_rate_is_refused() {
         "{}",
         text(&out)
     );
+}
+
+/// A unary scenario against grpc-js's interop `EmptyCall`.
+fn run_grpc_js(server: &Server, load: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let proto = repo().join("tests/interop/test_service.proto");
+    let s = scenario(
+        dir.path(),
+        "js.toml",
+        &format!(
+            "name = \"js\"\nkind = \"unary\"\n[target]\naddress = \"{}\"\n[call]\nmethod = \"grpc.testing.TestService/EmptyCall\"\nproto = [\"{}\"]\n[load]\n{load}\n",
+            server.address(),
+            proto.display()
+        ),
+    );
+    run_report(dir.path(), &s)
+}
+
+#[test]
+fn grpc_js_ages_connections_and_answers_keepalive() {
+    // grpc-js's MAX_CONNECTION_AGE: a GOAWAY every second, no call lost or sent twice.
+    let server = Server::node_interop_with(&[
+        ("grpc.max_connection_age_ms", 1000),
+        ("grpc.max_connection_age_grace_ms", 2000),
+    ]);
+    let report = run_grpc_js(&server, "rate = 200\nduration = \"4s\"\nconnections = 2");
+    let counts = server.stop_with_counts();
+    assert_eq!(count(&report, "totals.errors"), 0, "{report}");
+    assert_eq!(counts["EmptyCall"]["calls"].as_u64(), Some(800), "{counts}");
+    assert!(
+        count(&report, "connections.closed_by_server") >= 2,
+        "{}",
+        report["connections"]
+    );
+    // grpc-js (1.14) keeps no ping policy: pings a second apart are answered, never refused.
+    let server = Server::node_interop();
+    let report = run_grpc_js(
+        &server,
+        "rate = 0.15\nduration = \"7s\"\nconnections = 1\nkeepalive = { time = \"1s\", timeout = \"2s\", without_calls = true }",
+    );
+    let counts = server.stop_with_counts();
+    let c = &report["connections"];
+    assert_eq!(count(&report, "totals.errors"), 0, "{report}");
+    assert_eq!(counts["EmptyCall"]["calls"].as_u64(), Some(2), "{counts}");
+    assert_eq!(count(&report, "connections.keepalive_failures"), 0, "{c}");
+    assert_eq!(count(&report, "connections.too_many_pings"), 0, "{c}");
+    assert_eq!(count(&report, "connections.opened"), 1, "{c}");
+    // Seven seconds with calls 6.7 s apart: a PING after each quiet second, each answered.
+    assert!(count(&report, "connections.keepalive_pings") >= 4, "{c}");
 }

@@ -191,6 +191,10 @@ fn a_retry_policy_is_refused_where_it_would_be_ignored() {
             "[call.retry]\nmax_attempts = 2\n",
             "call.retry.initial_backoff`: missing",
         ),
+        (
+            "[call.retry]\nmax_attempts = 8\ninitial_backoff = \"1s\"\nmax_backoff = \"1s\"\nbackoff_multiplier = 2\nretryable_status_codes = [\"UNAVAILABLE\"]\n",
+            "it takes any value above 5 as 5; write 5 at most",
+        ),
     ] {
         let s = scenario(
             dir.path(),

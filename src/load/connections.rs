@@ -11,6 +11,7 @@ use crate::record::clients::ConnectionsReport;
 pub struct ConnectionStats {
     opened: AtomicU64,
     churned: AtomicU64,
+    keepalive_pings: AtomicU64,
     churn_failures: AtomicU64,
     closed_by_age: AtomicU64,
     closed_by_server: AtomicU64,
@@ -23,6 +24,8 @@ pub struct ConnectionStats {
 pub enum ConnectionEvent {
     /// Made (the first ones and every replacement).
     Opened,
+    /// A keepalive PING was sent.
+    KeepalivePing,
     /// Made by `connection_churn` for one request (also counted as opened).
     Churned,
     /// A `connection_churn` connection that could not be made.
@@ -43,6 +46,7 @@ impl ConnectionStats {
         let counter = match event {
             ConnectionEvent::Opened => &self.opened,
             ConnectionEvent::Churned => &self.churned,
+            ConnectionEvent::KeepalivePing => &self.keepalive_pings,
             ConnectionEvent::ChurnFailed => &self.churn_failures,
             ConnectionEvent::ClosedByAge => &self.closed_by_age,
             ConnectionEvent::ClosedByServer => &self.closed_by_server,
@@ -62,6 +66,7 @@ impl ConnectionStats {
             keepalive_failures: self.keepalive_failures.load(Ordering::Relaxed),
             too_many_pings: self.too_many_pings.load(Ordering::Relaxed),
             churned: self.churned.load(Ordering::Relaxed),
+            keepalive_pings: self.keepalive_pings.load(Ordering::Relaxed),
             churn_failures: self.churn_failures.load(Ordering::Relaxed),
             requests_per_connection: if opened > 0 {
                 (requests as f64 / opened as f64 * 10.0).round() / 10.0

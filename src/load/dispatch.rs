@@ -25,7 +25,9 @@ use super::retry::{Attempt, Verdict};
 use super::timing::{micros, release_time, MAX_NAP};
 use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
-use crate::grpc::lean::{Completion, Connection, KeepaliveTimes, Pushback, RequestHeaders};
+use crate::grpc::lean::{
+    Completion, Connection, ConnectionLost, KeepaliveTimes, Pushback, RequestHeaders,
+};
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
 use crate::grpc::unary::{Outcome, UnaryCall};
@@ -664,12 +666,7 @@ impl Dispatcher {
                 let Some((id, conn)) = slot.conn.as_mut() else {
                     continue;
                 };
-                let alive = match &self.keepalive {
-                    Some(k) => conn.keepalive(clock, k).inspect_err(|_| {
-                        stats.count(ConnectionEvent::KeepaliveFailed);
-                    }),
-                    None => Ok(()),
-                };
+                let alive = keep_alive(conn, self.keepalive.as_ref(), stats, clock);
                 if let Err(why) = alive.and_then(|()| conn.poll_io(cx, &mut self.completions)) {
                     // A GOAWAY read just before the socket closed still counts as one.
                     count_goaway(conn, stats, &mut self.keepalive);
@@ -696,13 +693,8 @@ impl Dispatcher {
         let mut i = 0;
         while i < self.draining.len() {
             let conn = &mut self.draining[i].2;
-            let result = match &self.keepalive {
-                Some(k) => conn.keepalive(clock, k).inspect_err(|_| {
-                    stats.count(ConnectionEvent::KeepaliveFailed);
-                }),
-                None => Ok(()),
-            }
-            .and_then(|()| conn.poll_io(cx, &mut self.completions));
+            let result = keep_alive(conn, self.keepalive.as_ref(), stats, clock)
+                .and_then(|()| conn.poll_io(cx, &mut self.completions));
             if let Err(why) = result {
                 lost.push((conn.abandon(), why.0));
                 self.draining.swap_remove(i);
@@ -1158,6 +1150,30 @@ impl Dispatcher {
 fn jittered(age: Duration, id: u64) -> Duration {
     let unit = crate::grpc::request::mix(id) as f64 / u64::MAX as f64;
     age.mul_f64(0.9 + 0.2 * unit)
+}
+
+/// Keepalive on `conn` (when asked), counting the PINGs sent and those unanswered.
+fn keep_alive(
+    conn: &mut Connection,
+    keepalive: Option<&KeepaliveTimes>,
+    stats: &ConnectionStats,
+    clock: std::time::Instant,
+) -> Result<(), ConnectionLost> {
+    let Some(k) = keepalive else {
+        return Ok(());
+    };
+    match conn.keepalive(clock, k) {
+        Ok(sent) => {
+            if sent {
+                stats.count(ConnectionEvent::KeepalivePing);
+            }
+            Ok(())
+        }
+        Err(lost) => {
+            stats.count(ConnectionEvent::KeepaliveFailed);
+            Err(lost)
+        }
+    }
 }
 
 /// Counts a connection the server sent GOAWAY on; after `too_many_pings`, pings half as

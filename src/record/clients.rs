@@ -17,6 +17,9 @@ pub struct ConnectionsReport {
     pub closed_by_server: u64,
     /// Closed because a keepalive PING went unanswered.
     pub keepalive_failures: u64,
+    /// Keepalive PINGs sent.
+    #[serde(default)]
+    pub keepalive_pings: u64,
     /// GOAWAYs that said ENHANCE_YOUR_CALM `too_many_pings` (the keepalive time then doubles).
     pub too_many_pings: u64,
     /// Measured requests over connections opened.

@@ -107,6 +107,7 @@ fn merge_connections(inputs: &[(String, Report)]) -> Option<ConnectionsReport> {
         keepalive_failures: all().map(|c| c.keepalive_failures).sum(),
         too_many_pings: all().map(|c| c.too_many_pings).sum(),
         churned: all().map(|c| c.churned).sum(),
+        keepalive_pings: all().map(|c| c.keepalive_pings).sum(),
         churn_failures: all().map(|c| c.churn_failures).sum(),
         requests_per_connection: if opened > 0 {
             (requests / opened as f64 * 10.0).round() / 10.0

@@ -153,8 +153,16 @@ fn read_retry(r: &TableReader<'_, '_, '_>) -> Option<RetryPolicy> {
             );
             return None;
         }
-        // gRPC clamps higher values to 5: so does this, and says so in the docs.
-        n => n.min(5) as u8,
+        // gRPC takes more than 5 as 5: a scenario asking for more would silently get less.
+        n if n > 5 => {
+            ctx.report_at(
+                attempts.loc,
+                &r.key_path("max_attempts"),
+                format!("{n} is more than gRPC allows: it takes any value above 5 as 5; write 5 at most"),
+            );
+            return None;
+        }
+        n => n as u8,
     };
     let mut retryable_codes = Vec::new();
     let mut bad = false;

@@ -127,7 +127,7 @@ pub fn tables() -> Vec<Table> {
             header: "[call.retry]",
             path: "call.retry",
             keys: vec![
-                key("max_attempts", "integer", "required", "attempts in all, the first included: 2 to 5 (more is taken as 5, as gRPC does)"),
+                key("max_attempts", "integer", "required", "attempts in all, the first included: 2 to 5 (gRPC takes more as 5, so more is refused)"),
                 key("initial_backoff", "duration", "required", "the first retry waits a random time below this"),
                 key("max_backoff", "duration", "required", "the bound, which grows by `backoff_multiplier` per retry, stops here"),
                 key("backoff_multiplier", "number", "required", "above 0"),

@@ -371,7 +371,7 @@ pub struct Call {
 /// `[call.retry]`: how a failed call is tried again, as gRPC's retry policy (gRFC A6) says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included (2 to 5: gRPC clamps more to 5).
+    /// Attempts in all, the first included (2 to 5: gRPC takes more as 5).
     pub max_attempts: u8,
     /// The first backoff's bound; each retry waits a random time below the bound.
     pub initial_backoff: Duration,

@@ -182,8 +182,16 @@ impl Server {
 
     /// gRPC's interop TestService on Node's @grpc/grpc-js (tests/node/interop_server.js).
     pub fn node_interop() -> Self {
+        Self::node_interop_with(&[])
+    }
+
+    /// The same with server channel options: `("grpc.max_connection_age_ms", 1000)`.
+    pub fn node_interop_with(options: &[(&str, u64)]) -> Self {
         let mut cmd = Command::new("node");
         cmd.arg(repo().join("tests/node/interop_server.js"));
+        for (name, value) in options {
+            cmd.arg("--option").arg(format!("{name}={value}"));
+        }
         Self::start(cmd, "PORT ")
     }
 

@@ -3,6 +3,8 @@
 // answers as the interop spec describes (HalfDuplexCall only after the client half-closes),
 // prints `PORT <n>` once listening, and on SIGTERM prints one JSON line of what it counted
 // per method: calls, messages received and sent, and the status each call ended with.
+// `--option NAME=INT` (repeatable) passes a server channel option, such as
+// grpc.max_connection_age_ms.
 "use strict";
 
 const path = require("path");
@@ -107,7 +109,13 @@ const service = {
   },
 };
 
-const server = new grpc.Server();
+const options = {};
+process.argv.slice(2).forEach((arg, i, args) => {
+  if (arg !== "--option") return;
+  const [name, value] = (args[i + 1] || "").split("=");
+  options[name] = Number(value);
+});
+const server = new grpc.Server(options);
 server.addService(pkg.TestService.service, service);
 server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) {

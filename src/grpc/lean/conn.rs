@@ -300,12 +300,12 @@ impl Connection {
 
     /// Keepalive at `now`: a PING when the server has been quiet for `time` (with calls in
     /// flight, or always with `without_calls`); an error when one went unanswered for
-    /// `timeout`. The PING goes out with the next `poll_io`.
+    /// `timeout`. The PING goes out with the next `poll_io`; true when one was queued.
     pub fn keepalive(
         &mut self,
         now: std::time::Instant,
         k: &KeepaliveTimes,
-    ) -> Result<(), ConnectionLost> {
+    ) -> Result<bool, ConnectionLost> {
         if let Some(sent) = self.ping_out {
             if now.saturating_duration_since(sent) >= k.timeout {
                 return Err(ConnectionLost(format!(
@@ -313,15 +313,16 @@ impl Connection {
                     k.timeout
                 )));
             }
-            return Ok(());
+            return Ok(false);
         }
         let quiet = now.saturating_duration_since(self.last_heard);
         if quiet >= k.time && (k.without_calls || !self.streams.is_empty()) {
             frame::put_head(&mut self.write, 8, frame::PING, 0, 0);
             self.write.extend_from_slice(KEEPALIVE_PING);
             self.ping_out = Some(now);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Starts a call: its header block (plus a `traceparent`) and as much of the framed
@@ -1089,17 +1090,13 @@ mod state_machine {
         let t0 = std::time::Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
         // Quiet, but no call in flight: no PING unless `without_calls`.
-        s.conn.keepalive(at(11), &k).unwrap();
+        assert!(!s.conn.keepalive(at(11), &k).unwrap());
         assert!(s.sent().is_empty());
-        s.conn
-            .keepalive(
-                at(11),
-                &KeepaliveTimes {
-                    without_calls: true,
-                    ..k
-                },
-            )
-            .unwrap();
+        let with = KeepaliveTimes {
+            without_calls: true,
+            ..k
+        };
+        assert!(s.conn.keepalive(at(11), &with).unwrap(), "a PING queued");
         let sent = s.sent();
         assert_eq!(sent.len(), 1);
         assert_eq!((sent[0].0.kind, sent[0].0.flags), (frame::PING, 0));
