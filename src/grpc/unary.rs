@@ -446,14 +446,20 @@ pub(crate) fn judge_response_head(
             "response without :status",
         ));
     };
-    let shown = content_type.map_or_else(
-        || "none".to_string(),
-        |c| String::from_utf8_lossy(c).into_owned(),
-    );
+    // Only the failures show it: an answered call allocates nothing here.
+    let shown = || {
+        content_type.map_or_else(
+            || "none".to_string(),
+            |c| String::from_utf8_lossy(c).into_owned(),
+        )
+    };
     if http_status != 200 {
         return Some(Outcome::failed(
             status::from_http_status(http_status),
-            format!("HTTP status {http_status} from the server (content-type {shown})"),
+            format!(
+                "HTTP status {http_status} from the server (content-type {})",
+                shown()
+            ),
         ));
     }
     let is_grpc = content_type.is_some_and(|c| {
@@ -473,15 +479,17 @@ pub(crate) fn judge_response_head(
         return Some(Outcome::failed(
             status::UNKNOWN,
             format!(
-                "{}the server answered with content-type {shown}: it speaks gRPC-Web, not native gRPC; set `protocol = \"grpc-web\"` in [target]",
-                status::WRONG_PROTOCOL
+                "{}the server answered with content-type {}: it speaks gRPC-Web, not native gRPC; set `protocol = \"grpc-web\"` in [target]",
+                status::WRONG_PROTOCOL,
+                shown()
             ),
         ));
     }
     Some(Outcome::failed(
         status::UNKNOWN,
         format!(
-            "the server answered HTTP 200 with content-type {shown}, not gRPC (application/grpc)"
+            "the server answered HTTP 200 with content-type {}, not gRPC (application/grpc)",
+            shown()
         ),
     ))
 }

@@ -86,17 +86,50 @@ struct Stream {
     reader: Option<MessageReader>,
 }
 
-/// The headers a response's HEADERS frame carried that decide its outcome.
-#[derive(Default)]
+/// The headers a response's HEADERS frame carried that decide its outcome. One per
+/// connection, cleared for each block: its buffers are reused, so judging a response
+/// allocates nothing (tests/allocations.rs counts).
+#[derive(Debug, Default)]
 struct Heads {
     http_status: Option<u16>,
-    grpc_status: Option<Vec<u8>>,
-    message: Option<Vec<u8>>,
-    content_type: Option<Vec<u8>>,
+    grpc_status: Scratch,
+    message: Scratch,
+    content_type: Scratch,
     /// A `grpc-encoding` other than identity: compressed messages are allowed.
     encoded: bool,
     /// `grpc-retry-pushback-ms`.
     pushback: Option<Pushback>,
+}
+
+impl Heads {
+    fn clear(&mut self) {
+        self.http_status = None;
+        self.grpc_status.present = false;
+        self.message.present = false;
+        self.content_type.present = false;
+        self.encoded = false;
+        self.pushback = None;
+    }
+}
+
+/// A header value, kept in a buffer reused from block to block (its capacity is bounded by
+/// the header list size the decoder accepts).
+#[derive(Debug, Default)]
+struct Scratch {
+    value: Vec<u8>,
+    present: bool,
+}
+
+impl Scratch {
+    fn set(&mut self, value: &[u8]) {
+        self.value.clear();
+        self.value.extend_from_slice(value);
+        self.present = true;
+    }
+
+    fn get(&self) -> Option<&[u8]> {
+        self.present.then_some(&self.value[..])
+    }
 }
 
 /// Stream ids are odd and increasing: a multiplicative hash spreads them.
@@ -155,6 +188,8 @@ pub struct Connection {
     goaway: Option<u32>,
     /// The GOAWAY said ENHANCE_YOUR_CALM with `too_many_pings` (our keepalive was too eager).
     told_too_many_pings: bool,
+    /// The response headers being judged (buffers reused).
+    heads: Heads,
     /// When the connection was made (for `connection_max_age`).
     opened_at: std::time::Instant,
     /// When the server was last heard from (keepalive pings a quiet connection).
@@ -257,6 +292,7 @@ impl Connection {
             heard_from_peer: false,
             goaway: None,
             told_too_many_pings: false,
+            heads: Heads::default(),
             opened_at: std::time::Instant::now(),
             last_heard: std::time::Instant::now(),
             ping_out: None,
@@ -673,16 +709,30 @@ impl Connection {
         block: &[u8],
         done: &mut Vec<Completion>,
     ) -> Result<(), ConnectionLost> {
+        let mut heads = std::mem::take(&mut self.heads);
+        heads.clear();
+        let result = self.judge_block(&mut heads, id, flags, block, done);
+        self.heads = heads;
+        result
+    }
+
+    fn judge_block(
+        &mut self,
+        heads: &mut Heads,
+        id: u32,
+        flags: u8,
+        block: &[u8],
+        done: &mut Vec<Completion>,
+    ) -> Result<(), ConnectionLost> {
         // Every block is decoded, even for streams given up on: HPACK state is shared.
-        let mut heads = Heads::default();
         self.decoder
             .decode(block, |name, value| match name {
                 b":status" => {
                     heads.http_status = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
                 }
-                b"grpc-status" => heads.grpc_status = Some(value.to_vec()),
-                b"grpc-message" => heads.message = Some(value.to_vec()),
-                b"content-type" => heads.content_type = Some(value.to_vec()),
+                b"grpc-status" => heads.grpc_status.set(value),
+                b"grpc-message" => heads.message.set(value),
+                b"content-type" => heads.content_type.set(value),
                 b"grpc-encoding" => heads.encoded = value != b"identity",
                 b"grpc-retry-pushback-ms" => heads.pushback = Some(Pushback::parse(value)),
                 _ => {}
@@ -694,10 +744,10 @@ impl Connection {
             return Ok(());
         };
         let outcome = if stream.response_started {
-            match heads.grpc_status {
+            match heads.grpc_status.get() {
                 Some(code) => {
                     let outcome =
-                        Outcome::from_status(status::parse_code(&code), heads.message.as_deref());
+                        Outcome::from_status(status::parse_code(code), heads.message.get());
                     // An OK unary call carries exactly one whole message.
                     match stream.reader.as_ref().map(MessageReader::unary_end) {
                         Some(Err(e)) if outcome.code == status::OK => {
@@ -712,9 +762,9 @@ impl Connection {
             stream.response_started = true;
             match judge_response_head(
                 heads.http_status,
-                heads.content_type.as_deref(),
-                heads.grpc_status.as_deref(),
-                heads.message.as_deref(),
+                heads.content_type.get(),
+                heads.grpc_status.get(),
+                heads.message.get(),
             ) {
                 Some(outcome) => outcome,
                 None if end => Outcome::failed(
