@@ -160,6 +160,55 @@ fn table(o: &mut String, title: &str, rows: &[(&str, String)]) {
     o.push_str("</table>");
 }
 
+/// What the retry policy and the connections did, when the run has them.
+fn clients_tables(o: &mut String, r: &Report) {
+    if let Some(x) = &r.retries {
+        table(
+            o,
+            "Retries",
+            &[
+                ("calls", r.totals.requests.to_string()),
+                ("attempts", x.attempts.to_string()),
+                ("retries sent", x.retries.to_string()),
+                ("succeeded on a retry", x.succeeded_on_retry.to_string()),
+                ("failed on their last attempt", x.exhausted.to_string()),
+                (
+                    "not retried: throttled",
+                    x.stopped_by_throttling.to_string(),
+                ),
+                (
+                    "not retried: the server's pushback",
+                    x.stopped_by_pushback.to_string(),
+                ),
+                ("attempt latency p50", human_us(x.attempt_latency.p50_us)),
+                ("attempt latency p99", human_us(x.attempt_latency.p99_us)),
+            ],
+        );
+    }
+    if let Some(c) = &r.connections {
+        table(
+            o,
+            "Connections",
+            &[
+                ("opened", c.opened.to_string()),
+                (
+                    "requests per connection",
+                    c.requests_per_connection.to_string(),
+                ),
+                ("churned (one request each)", c.churned.to_string()),
+                ("closed by age", c.closed_by_age.to_string()),
+                (
+                    "closed by the server (GOAWAY)",
+                    c.closed_by_server.to_string(),
+                ),
+                ("keepalive PINGs sent", c.keepalive_pings.to_string()),
+                ("keepalive failures", c.keepalive_failures.to_string()),
+                ("too_many_pings", c.too_many_pings.to_string()),
+            ],
+        );
+    }
+}
+
 /// A mix of calls: each entry's weight, share of the requests, errors and latency.
 fn methods_table(o: &mut String, r: &Report) {
     if r.methods.is_empty() {
@@ -494,6 +543,7 @@ pub fn render(r: &Report) -> String {
         ],
     );
     methods_table(&mut o, r);
+    clients_tables(&mut o, r);
     backends_table(&mut o, r);
     if !r.errors.is_empty() {
         o.push_str("<h2>Errors</h2><table><tr><th>count</th><th>status</th><th>message</th></tr>");
