@@ -297,3 +297,67 @@ fn a_stop_ends_calls_waiting_for_their_retry_with_the_failure_they_had() {
         "the server's count"
     );
 }
+
+#[test]
+fn in_a_mix_each_entry_keeps_its_own_policy() {
+    // Two entries call Say; only the first retries. The server fails the first attempt of
+    // each message: the first entry's calls all succeed on their retry, the second's fail.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&["--fail-attempts", "1"]);
+    let s = scenario(
+        dir.path(),
+        "mix.toml",
+        &format!(
+            r#"name = "mix"
+kind = "unary"
+[target]
+address = "{}"
+[[calls]]
+method = "testing.echo.v1.Echo/Say"
+weight = 1
+data = {{ message = "a{{{{request_number}}}}" }}
+[calls.retry]
+{POLICY}
+[[calls]]
+method = "testing.echo.v1.Echo/Say"
+weight = 1
+data = {{ message = "b{{{{request_number}}}}" }}
+[load]
+rate = 50
+requests = 100
+duration = "30s"
+"#,
+            server.address()
+        ),
+    );
+    let out_path = dir.path().join("report.json");
+    let out = loadagent(&[
+        "run",
+        "-q",
+        s.to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap())
+        .unwrap_or_else(|_| panic!("{}", text(&out)));
+    let counts = server.stop_with_counts();
+    let methods = report["methods"].as_array().unwrap();
+    let (with, without) = (&methods[0], &methods[1]);
+    let with_calls = with["requests"].as_u64().unwrap();
+    let without_calls = without["requests"].as_u64().unwrap();
+    assert_eq!(with_calls + without_calls, 100);
+    assert!(with_calls > 20 && without_calls > 20, "{methods:?}");
+    assert_eq!(with["errors"], 0, "{with}");
+    assert_eq!(without["errors"].as_u64(), Some(without_calls), "{without}");
+    assert_eq!(count(&report, "retries.succeeded_on_retry"), with_calls);
+    assert_eq!(count(&report, "retries.retries"), with_calls);
+    assert_eq!(
+        counts["requests"].as_u64(),
+        Some(2 * with_calls + without_calls),
+        "the server's count"
+    );
+    assert_eq!(
+        count(&report, "totals.attempts"),
+        2 * with_calls + without_calls
+    );
+}
