@@ -111,19 +111,37 @@ impl StreamContext<'_> {
     }
 }
 
-/// A stream's message schedule (`message_rate`): message i is due at the opening + i / rate,
-/// whatever the replies do, so a stalled reply delays no intended time and the corrected
-/// latency of the messages behind it shows the stall.
+/// A stream's message schedule (`message_rate`): the first message at the opening, message
+/// i ≥ 1 at the opening + (i + phase) / rate, whatever the replies do, so a stalled reply
+/// delays no intended time and the corrected latency of the messages behind it shows the
+/// stall. The phase (0 to 1, by the stream's number) spreads streams opened together — the
+/// closed model opens all of them at once — over the period instead of making all their
+/// messages due in the same millisecond, a burst the generator and the server then queue.
 #[derive(Debug, Clone, Copy)]
 struct MessageSchedule {
     opened: Instant,
     rate: f64,
+    phase: f64,
 }
 
 impl MessageSchedule {
+    fn new(opened: Instant, rate: f64, stream: u64) -> Self {
+        // The golden ratio's fractional multiples: any run of consecutive stream numbers
+        // lands evenly over [0, 1).
+        const GOLDEN: f64 = 0.618_033_988_749_895;
+        Self {
+            opened,
+            rate,
+            phase: (stream as f64 * GOLDEN).fract(),
+        }
+    }
+
     /// When message `i` is due; `None` past any representable instant (never due).
     fn due(&self, i: u64) -> Option<Instant> {
-        let offset = Duration::try_from_secs_f64(i as f64 / self.rate).ok()?;
+        if i == 0 {
+            return Some(self.opened);
+        }
+        let offset = Duration::try_from_secs_f64((i as f64 + self.phase) / self.rate).ok()?;
         self.opened.checked_add(offset)
     }
 }
@@ -451,7 +469,7 @@ impl StreamCall {
         opened: Instant,
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
-        let schedule = self.schedule(opened);
+        let schedule = self.schedule(opened, ctx.number);
         for i in 0..self.options.messages {
             let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
                 break;
@@ -480,7 +498,7 @@ impl StreamCall {
         opened: Instant,
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
-        let schedule = self.schedule(opened);
+        let schedule = self.schedule(opened, ctx.number);
         for i in 0..self.options.messages {
             let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
                 break;
@@ -519,7 +537,7 @@ impl StreamCall {
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
         let total = self.options.messages;
-        let schedule = self.schedule(opened);
+        let schedule = self.schedule(opened, ctx.number);
         // (intended time on a schedule, actual send) of the messages awaiting replies.
         let mut in_flight: VecDeque<(Option<Instant>, Instant)> = VecDeque::new();
         let (mut sent, mut received) = (0u64, 0u64);
@@ -598,11 +616,11 @@ impl StreamCall {
         }
     }
 
-    /// The stream's message schedule, when `message_rate` is set.
-    fn schedule(&self, opened: Instant) -> Option<MessageSchedule> {
+    /// Stream `number`'s message schedule, when `message_rate` is set.
+    fn schedule(&self, opened: Instant, number: u64) -> Option<MessageSchedule> {
         self.options
             .message_rate
-            .map(|rate| MessageSchedule { opened, rate })
+            .map(|rate| MessageSchedule::new(opened, rate, number))
     }
 
     /// Waits `message_interval`; false when the client's time ran out meanwhile.
@@ -614,5 +632,39 @@ impl StreamCall {
             _ = tokio::time::sleep(self.options.message_interval) => true,
             _ = over => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_opened_together_fall_due_spread_over_the_period() {
+        let opened = Instant::now();
+        let period = Duration::from_secs(1);
+        let mut seconds: Vec<f64> = (0..1000)
+            .map(|n| {
+                let s = MessageSchedule::new(opened, 1.0, n);
+                assert_eq!(s.due(0), Some(opened), "the first message at the opening");
+                let second = s.due(1).unwrap() - opened;
+                assert!(second >= period && second < 2 * period, "{second:?}");
+                // After the first, one period apart.
+                assert_eq!(s.due(5).unwrap() - s.due(4).unwrap(), period);
+                second.as_secs_f64() - 1.0
+            })
+            .collect();
+        seconds.sort_by(f64::total_cmp);
+        // 1,000 streams over 1 s: no millisecond holds more than a few of them.
+        let most_in_a_ms = seconds
+            .chunk_by(|a, b| (a * 1000.0) as u64 == (b * 1000.0) as u64)
+            .map(<[f64]>::len)
+            .max()
+            .unwrap();
+        assert!(
+            most_in_a_ms <= 3,
+            "{most_in_a_ms} streams due in one millisecond"
+        );
+        assert_eq!(MessageSchedule::new(opened, 1.0, 0).phase, 0.0);
     }
 }
