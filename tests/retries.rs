@@ -361,3 +361,54 @@ duration = "30s"
         2 * with_calls + without_calls
     );
 }
+
+#[test]
+fn a_pushback_past_the_deadline_ends_the_call_at_its_deadline() {
+    // A server asking for 292 million years: the call ends DEADLINE_EXCEEDED when its
+    // deadline (1 s) passes, unsent again; nothing overflows.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::python(&[
+        "--fail-attempts",
+        "1",
+        "--pushback-ms",
+        "9223372036854775807",
+    ]);
+    let s = scenario(
+        dir.path(),
+        "far.toml",
+        &echo_scenario(
+            &server.address(),
+            "data = { message = \"m{{request_number}}\" }\ntimeout = \"1s\"",
+            &format!("rate = 20\nrequests = 5\nduration = \"30s\"\n\n[call.retry]\n{POLICY}"),
+        ),
+    );
+    let out_path = dir.path().join("report.json");
+    let started = std::time::Instant::now();
+    let out = loadagent(&[
+        "run",
+        "-q",
+        s.to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{}",
+        text(&out)
+    );
+    assert_ne!(out.status.code(), Some(101), "{}", text(&out));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap())
+        .unwrap_or_else(|_| panic!("{}", text(&out)));
+    let counts = server.stop_with_counts();
+    assert_eq!(
+        count(&report, "status_codes.DEADLINE_EXCEEDED"),
+        5,
+        "{report}"
+    );
+    assert_eq!(counts["requests"].as_u64(), Some(5), "no retry was sent");
+    let p50 = report["latency"]["uncorrected"]["p50_us"].as_u64().unwrap();
+    assert!(
+        (900_000..3_000_000).contains(&p50),
+        "ended at the deadline: {p50} us"
+    );
+}

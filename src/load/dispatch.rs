@@ -144,6 +144,10 @@ struct BackingOff {
 const MAX_ATTEMPTS: u8 = 10;
 const FIRST_RETRY_BACKOFF: Duration = Duration::from_millis(1);
 
+/// The longest a call waits for its retry, whatever a server's pushback asks (a day: longer
+/// than any run worth having; a stop ends the wait anyway).
+const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
+
 /// A call in flight.
 struct Call {
     serial: u64,
@@ -769,11 +773,10 @@ impl Dispatcher {
         let Some(call) = self.calls.get(token).and_then(Option::as_ref) else {
             return;
         };
-        let Some(policy) = shared
-            .plan
-            .unary_call(call.method)
-            .and_then(UnaryCall::retry)
-        else {
+        let Some(policy_call) = shared.plan.unary_call(call.method) else {
+            return self.complete(token, outcome, now);
+        };
+        let Some(policy) = policy_call.retry() else {
             return self.complete(token, outcome, now);
         };
         let retries = &shared.retries;
@@ -784,6 +787,9 @@ impl Dispatcher {
             tried: call.tried,
         };
         let stopping = shared.stop.load(Ordering::Relaxed);
+        // The call's deadline covers every attempt: no wait goes past it.
+        let deadline = UnaryCall::timeout(policy_call).or(self.timeout);
+        let deadline = deadline.and_then(|t| call.sent.checked_add(t));
         let verdict = if stopping {
             Verdict::End
         } else {
@@ -798,7 +804,13 @@ impl Dispatcher {
                 self.backing_off.push(BackingOff {
                     call,
                     last: outcome,
-                    until: now + delay,
+                    // The server's pushback may ask for any number of milliseconds.
+                    until: now
+                        .checked_add(delay)
+                        .map_or(deadline.unwrap_or(now + MAX_BACKOFF), |at| {
+                            deadline.map_or(at, |d| at.min(d))
+                        })
+                        .min(now + MAX_BACKOFF),
                 });
             }
             Verdict::End => {
@@ -824,7 +836,7 @@ impl Dispatcher {
                 .unary_call(b.call.method)
                 .and_then(UnaryCall::timeout)
                 .or(self.timeout);
-            if timeout.is_some_and(|t| b.call.sent + t <= now) {
+            if timeout.is_some_and(|t| b.call.sent.checked_add(t).is_some_and(|d| d <= now)) {
                 let outcome =
                     Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)");
                 self.shared
