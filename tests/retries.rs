@@ -35,21 +35,29 @@ fn run_in(
         ),
     );
     let out_path = dir.join(format!("report{}.json", args.join("").replace('/', "of")));
+    let (out, report) = run_file(&s, &out_path, args);
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// `loadagent run -q SCENARIO --out OUT ARGS…`, whatever its exit code: its output and report.
+fn run_file(
+    scenario: &std::path::Path,
+    out_path: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Output, Value) {
     let mut all = vec![
         "run",
         "-q",
-        s.to_str().unwrap(),
+        scenario.to_str().unwrap(),
         "--out",
         out_path.to_str().unwrap(),
     ];
     all.extend_from_slice(args);
     let out = loadagent(&all);
     let json =
-        std::fs::read_to_string(&out_path).unwrap_or_else(|_| panic!("no report:\n{}", text(&out)));
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(&json).expect("report is JSON"),
-    )
+        std::fs::read_to_string(out_path).unwrap_or_else(|_| panic!("no report:\n{}", text(&out)));
+    let report = serde_json::from_str(&json).expect("report is JSON");
+    (out, report)
 }
 
 fn count(v: &Value, path: &str) -> u64 {
@@ -330,16 +338,7 @@ duration = "30s"
             server.address()
         ),
     );
-    let out_path = dir.path().join("report.json");
-    let out = loadagent(&[
-        "run",
-        "-q",
-        s.to_str().unwrap(),
-        "--out",
-        out_path.to_str().unwrap(),
-    ]);
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap())
-        .unwrap_or_else(|_| panic!("{}", text(&out)));
+    let (_, report) = run_file(&s, &dir.path().join("report.json"), &[]);
     let counts = server.stop_with_counts();
     let methods = report["methods"].as_array().unwrap();
     let (with, without) = (&methods[0], &methods[1]);
@@ -382,23 +381,14 @@ fn a_pushback_past_the_deadline_ends_the_call_at_its_deadline() {
             &format!("rate = 20\nrequests = 5\nduration = \"30s\"\n\n[call.retry]\n{POLICY}"),
         ),
     );
-    let out_path = dir.path().join("report.json");
     let started = std::time::Instant::now();
-    let out = loadagent(&[
-        "run",
-        "-q",
-        s.to_str().unwrap(),
-        "--out",
-        out_path.to_str().unwrap(),
-    ]);
+    let (out, report) = run_file(&s, &dir.path().join("report.json"), &[]);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(15),
         "{}",
         text(&out)
     );
     assert_ne!(out.status.code(), Some(101), "{}", text(&out));
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap())
-        .unwrap_or_else(|_| panic!("{}", text(&out)));
     let counts = server.stop_with_counts();
     assert_eq!(
         count(&report, "status_codes.DEADLINE_EXCEEDED"),
