@@ -200,6 +200,18 @@ fn churn_above_the_rate_is_refused() {
         text(&out).contains("write at most the rate"),
         "{}",
         text(&out)
+    ); // A rate so small its period overflows a Duration: refused, not a crash.
+    let s = scenario(
+        dir.path(),
+        "tiny.toml",
+        &echo_scenario("127.0.0.1:1", "", "rate = 10\nconnection_churn = 1e-300"),
+    );
+    let out = loadagent(&["validate", s.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("at least 0.01 new connections"),
+        "{}",
+        text(&out)
     );
 }
 

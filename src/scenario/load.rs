@@ -131,6 +131,14 @@ pub(super) fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
         Some(a.value)
     });
     let connection_churn = l.number("connection_churn", true).and_then(|c| {
+        if c.value < MIN_CHURN {
+            ctx.report_at(
+                c.loc,
+                &l.key_path("connection_churn"),
+                format!("at least {MIN_CHURN} new connections a second (less would wait past any run for its first); remove the key for none"),
+            );
+            return None;
+        }
         if c.value > MAX_CHURN {
             ctx.report_at(
                 c.loc,
@@ -174,6 +182,9 @@ pub(super) fn read_load(l: &TableReader<'_, '_, '_>) -> Option<Load> {
 /// New connections a second `connection_churn` may ask: each closed one waits a minute in
 /// TIME_WAIT, and loopback's ephemeral ports (about 28,000) are shared by every run.
 const MAX_CHURN: f64 = 200.0;
+
+/// The fewest: one a hundred seconds (a smaller rate's period does not fit a `Duration`).
+const MIN_CHURN: f64 = 0.01;
 
 /// gRPC's defaults: no keepalive unless asked; a PING's answer awaited 20 s.
 const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);

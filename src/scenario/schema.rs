@@ -167,7 +167,7 @@ pub fn tables() -> Vec<Table> {
                 key("threads", "integer", "one per 25,000 asked req/s (open) or per core (closed)", "generator threads; at most one per core and per connection"),
                 key("stages", "list of tables", "none", "open-model ramps (below)"),
                 key("keepalive", "table", "none (no PINGs)", "HTTP/2 keepalive PINGs as gRPC clients send them (below); unary calls over the lean client"),
-                key("connection_churn", "number", "none", "this many requests a second each go on a new plain connection of their own, closed once its call ended (short-lived clients beside the long-lived ones; counted in `connections.churned`); at most the rate and 200; unary calls over the lean client"),
+                key("connection_churn", "number", "none", "this many requests a second each go on a new plain connection of their own, closed once its call ended (short-lived clients beside the long-lived ones; counted in `connections.churned`); 0.01 to 200 and at most the rate; unary calls over the lean client"),
                 key("connection_max_age", "duration", "none (connections live as long as the run)", "a connection this old (±10%) takes no new calls, finishes its own and is replaced, as gRPC servers' MAX_CONNECTION_AGE forces; at least 1s; unary calls over the lean client"),
             ],
         },
