@@ -3,6 +3,9 @@
 //! thread into one set of atomics, read once at the end for the report's `connections`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::grpc::lean::IoTally;
 
 use crate::record::clients::ConnectionsReport;
 
@@ -17,6 +20,7 @@ pub struct ConnectionStats {
     closed_by_server: AtomicU64,
     keepalive_failures: AtomicU64,
     too_many_pings: AtomicU64,
+    io: Arc<IoTally>,
 }
 
 /// One thing that happened to a connection.
@@ -56,6 +60,11 @@ impl ConnectionStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Where the lean connections count their socket writes and reads.
+    pub fn io_tally(&self) -> Arc<IoTally> {
+        self.io.clone()
+    }
+
     /// The report's `connections`, `requests` (measured) having been made over them.
     pub fn report(&self, requests: u64) -> ConnectionsReport {
         let opened = self.opened.load(Ordering::Relaxed);
@@ -68,6 +77,8 @@ impl ConnectionStats {
             churned: self.churned.load(Ordering::Relaxed),
             keepalive_pings: self.keepalive_pings.load(Ordering::Relaxed),
             churn_failures: self.churn_failures.load(Ordering::Relaxed),
+            socket_writes: self.io.writes.load(Ordering::Relaxed),
+            socket_reads: self.io.reads.load(Ordering::Relaxed),
             requests_per_connection: if opened > 0 {
                 (requests as f64 / opened as f64 * 10.0).round() / 10.0
             } else {

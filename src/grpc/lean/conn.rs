@@ -196,6 +196,37 @@ pub struct Connection {
     last_heard: std::time::Instant,
     /// A keepalive PING sent and not yet answered: when.
     ping_out: Option<std::time::Instant>,
+    /// Writes and reads made on the transport so far, handed to `tally` when dropped.
+    io_calls: IoCalls,
+    tally: Option<Arc<IoTally>>,
+}
+
+/// Socket writes and reads (successful ones: for plain TCP each is one system call; over
+/// TLS, one per batch of records) of the connections counted into it, added as each
+/// connection is dropped. Batching is what the lean client is for — a wake-up's requests in
+/// one write — so the count is what guards it (tests/socket_writes.rs).
+#[derive(Debug, Default)]
+pub struct IoTally {
+    /// Writes that moved bytes.
+    pub writes: std::sync::atomic::AtomicU64,
+    /// Reads that brought bytes (or the end of the stream).
+    pub reads: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct IoCalls {
+    writes: u64,
+    reads: u64,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(tally) = &self.tally {
+            use std::sync::atomic::Ordering::Relaxed;
+            tally.writes.fetch_add(self.io_calls.writes, Relaxed);
+            tally.reads.fetch_add(self.io_calls.reads, Relaxed);
+        }
+    }
 }
 
 /// What keepalive needs to know (`[load] keepalive`).
@@ -296,9 +327,18 @@ impl Connection {
             opened_at: std::time::Instant::now(),
             last_heard: std::time::Instant::now(),
             ping_out: None,
+            io_calls: IoCalls::default(),
+            tally: None,
             peer_table_size: 4096,
             table_size_update: None,
         }
+    }
+
+    /// Counts this connection's socket writes and reads into `tally` (when it is dropped,
+    /// those before included).
+    pub fn counting_io(mut self, tally: Arc<IoTally>) -> Self {
+        self.tally = Some(tally);
+        self
     }
 
     /// Whether a new call may start here now.
@@ -446,6 +486,7 @@ impl Connection {
                 Poll::Pending => return self.poll_flush(cx),
                 Poll::Ready(Err(e)) => return Err(ConnectionLost(format!("connection lost: {e}"))),
                 Poll::Ready(Ok(())) => {
+                    self.io_calls.reads += 1;
                     let n = buf.filled().len();
                     if n == 0 {
                         return Err(ConnectionLost(match self.goaway {
@@ -473,7 +514,10 @@ impl Connection {
                 Poll::Ready(Ok(0)) => {
                     return Err(ConnectionLost("connection lost: wrote zero bytes".into()))
                 }
-                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    self.io_calls.writes += 1;
+                }
             }
         }
         self.write.clear();

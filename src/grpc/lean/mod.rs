@@ -12,7 +12,7 @@ mod huffman;
 #[cfg(test)]
 pub(crate) mod script;
 
-pub use conn::{Completion, Connection, ConnectionLost, KeepaliveTimes, Pushback};
+pub use conn::{Completion, Connection, ConnectionLost, IoTally, KeepaliveTimes, Pushback};
 pub use hpack::RequestHeaders;
 
 use super::unary::UnaryCall;
