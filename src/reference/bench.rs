@@ -11,9 +11,16 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pb::{bench_server::Bench, BenchRequest, BenchResponse};
 
-/// Largest response payload the target sends; the static buffer it slices from.
+/// Largest response payload the target sends.
 const MAX_PAYLOAD: usize = 4 << 20;
-static ZEROS: [u8; MAX_PAYLOAD] = [0; MAX_PAYLOAD];
+
+/// The zeros every payload is a slice of (a reference count, no copy). Made at the first
+/// call, not a `static` array: an immutable array is stored in the binary itself — 4 MiB of
+/// the stripped 26 (issue 28) — whereas this is zero pages the kernel maps on demand.
+fn zeros() -> &'static Bytes {
+    static ZEROS: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    ZEROS.get_or_init(|| Bytes::from(vec![0u8; MAX_PAYLOAD]))
+}
 
 /// Stateless: everything a call needs is in its request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,7 +48,7 @@ impl Answer {
             )
         });
         Ok(Self {
-            payload: Bytes::from_static(&ZEROS[..size]),
+            payload: zeros().slice(..size),
             delay: Duration::from_millis(u64::from(req.delay_ms)),
             error,
         })
