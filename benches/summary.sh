@@ -13,6 +13,7 @@
 #
 #   benches/summary.sh                 # about 15 minutes on a 2-vCPU VM
 #   SKIP_DIST=1 benches/summary.sh     # without the dist build (fat LTO: ~10 minutes more)
+#   TABLE_ONLY=1 benches/summary.sh    # the table again from the outputs kept last time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench-summary
@@ -25,6 +26,7 @@ run() {  # $1 name, rest: command → its output in $out/NAME.txt
   "$@" > "$out/$name.txt" 2>&1 || { echo "$name failed (see $out/$name.txt)" >&2; tail -20 "$out/$name.txt" >&2; exit 1; }
 }
 
+if [ -z "${TABLE_ONLY:-}" ]; then
 run peer_unary env ROUNDS="${ROUNDS:-5}" benches/peer_unary.sh
 run grpc_web env ROUNDS="${WEB_ROUNDS:-3}" benches/grpc_web.sh
 run agent env SECS="${AGENT_SECS:-30}" benches/agent.sh
@@ -36,6 +38,7 @@ strip -o "$out/loadagent.release" target/release/loadagent
 if [ -z "${SKIP_DIST:-}" ]; then
   cargo build --profile dist --quiet
   strip -o "$out/loadagent.dist" target/dist/loadagent
+fi
 fi
 
 python3 - "$out" <<'PY'
@@ -94,7 +97,7 @@ if m and streams:
     row(f"{n:,} bidi streams × 1 msg/s: peak RSS", f"**{m.group(2)} MiB**", "", "", "≤ 32 MiB")
     row(f"{n:,} bidi streams × 1 msg/s: received of asked", f"{float(m.group(3)) / n * 100:.1f}%", "", "", "≥ 99.9%")
 
-per_call = find("allocations", r"allocations: .* calls: ([0-9.]+) per call")
+per_call = find("allocations", r"([0-9.]+) per call")
 per_msg = find("allocations", r"([0-9.]+) per message")
 per_probe = find("allocations", r"([0-9.]+) per probe")
 row("Allocations per unary call (tests/allocations.rs)", f"{per_call}", "", "", "budget 0.1")
@@ -103,7 +106,7 @@ row("Allocations per health-check probe", f"{per_probe}", "", "", "budget 37")
 m = re.search(r"([0-9.]+) socket writes and [0-9.]+ reads for ([0-9]+) calls in ([0-9]+) ms", text["socket_writes"])
 if m:
     row("Socket writes per ms tick, open model (tests/socket_writes.rs)",
-        f"{float(m.group(1)) / float(m.group(3)):.2f}", "", "", "≤ 1.25")
+        f"{float(m.group(1)) / float(m.group(3)):.2f}", "", "", "≤ 1.5")
 
 for profile in ["release", "dist"]:
     path = os.path.join(out, "loadagent." + profile)
