@@ -811,7 +811,11 @@ impl Metrics {
         {
             return false;
         }
-        let text = encode(&self.probe_registry);
+        // Sized from the last render: a String grown by doubling holds up to twice its
+        // text, and two renders are alive while one replaces the other (2.5 MB each with
+        // 1,000 targets).
+        let last = self.probe_text.lock().map_or(0, |p| p.text.len());
+        let text = encode_sized(&self.probe_registry, last + last / 8 + 4096);
         if let Ok(mut p) = self.probe_text.lock() {
             *p = ProbeText {
                 text: std::sync::Arc::new(text),
@@ -946,6 +950,19 @@ fn encode(registry: &Registry) -> String {
     prometheus::TextEncoder::new()
         .encode_to_string(&registry.gather())
         .unwrap_or_default()
+}
+
+/// `encode` into a buffer of `capacity` bytes to start with (it grows if the text is longer).
+fn encode_sized(registry: &Registry, capacity: usize) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::with_capacity(capacity);
+    if prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .is_err()
+    {
+        return String::new();
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `to_openmetrics` without the closing `# EOF` (parts are joined, then closed once).

@@ -40,7 +40,7 @@ impl Prober {
         true
     }
 
-    pub(super) async fn run_check(mut self) {
+    pub(super) async fn run_check(mut self: Box<Self>) {
         let (first, steady) = self.phases();
         let start = tokio::time::Instant::now();
         let mut next = start + steady;
@@ -61,7 +61,7 @@ impl Prober {
         }
     }
 
-    pub(super) async fn run_watch(mut self) {
+    pub(super) async fn run_watch(mut self: Box<Self>) {
         let min = Duration::from_millis(100);
         let max = self.target.interval.max(min);
         let mut backoff = min;

@@ -96,7 +96,7 @@ fn now_unix() -> f64 {
 }
 
 struct Prober {
-    target: ProbeTarget,
+    target: Arc<ProbeTarget>,
     /// Where this prober connects: the address, or one backend of the name.
     address: HostPort,
     /// The `backend` label.
@@ -121,5 +121,5 @@ struct Prober {
     renderer: crate::grpc::request::Renderer,
     calls: u64,
     /// A gRPC-Web target: its call (made once the method is known) and its connection.
-    web: Option<(WebCall, Option<WebSender>)>,
+    web: Option<Box<(WebCall, Option<WebSender>)>>,
 }

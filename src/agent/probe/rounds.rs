@@ -176,11 +176,11 @@ impl Prober {
                 &options,
                 self.tls.as_ref(),
             ) {
-                Ok(call) => self.web = Some((call, None)),
+                Ok(call) => self.web = Some(Box::new((call, None))),
                 Err(e) => return self.failed_round(&e.to_string()),
             }
         }
-        let Some((call, sender)) = self.web.as_mut() else {
+        let Some((call, sender)) = self.web.as_deref_mut() else {
             return self.failed_round("no gRPC-Web call");
         };
         if sender.as_ref().is_some_and(WebSender::is_closed) {
@@ -202,14 +202,14 @@ impl Prober {
                 .with_label_values(&self.labels_and("connect"))
                 .set(t.elapsed().as_secs_f64());
         }
-        let Some((call, Some(sender))) = self.web.as_mut() else {
+        let Some((call, Some(sender))) = self.web.as_deref_mut() else {
             return self.failed_round("no gRPC-Web connection");
         };
         let n = self.calls;
         self.calls += 1;
         let verdict = probe.call_web(call, sender, n, &mut self.renderer).await;
         if !verdict.reusable {
-            if let Some((_, s)) = self.web.as_mut() {
+            if let Some((_, s)) = self.web.as_deref_mut() {
                 *s = None;
             }
         }
