@@ -36,7 +36,15 @@ pub fn spawn(
                 first,
                 log: LogLimit::default(),
             };
-            spawn_instance(Arc::new(target), address, backend, stop, tls, ctx, shared)
+            spawn_instance(ProberSeed {
+                target: Arc::new(target),
+                address,
+                backend,
+                stop,
+                tls,
+                ctx,
+                shared,
+            })
         }
         ProbeAddress::Fleet(name) => tokio::spawn(follow(target, name, tls, ctx, first)),
     }
@@ -45,26 +53,17 @@ pub fn spawn(
 /// One prober for `address` (labelled `backend`), supervised: a prober that panics (a bug)
 /// is counted (`loadagent_errors_total{component="probe",kind="panic"}`), logged and started
 /// again a second later, so one target's bug never silences its probes for good.
-fn spawn_instance(
-    target: Arc<ProbeTarget>,
-    address: HostPort,
-    backend: String,
-    stop: CancellationToken,
-    tls: Option<ClientTls>,
-    ctx: ProbeContext,
-    shared: PerTarget,
-) -> tokio::task::JoinHandle<()> {
+fn spawn_instance(seed: ProberSeed) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let ProberSeed {
+            target,
+            backend,
+            stop,
+            ctx,
+            ..
+        } = &seed;
         loop {
-            let prober = Prober::boxed(
-                target.clone(),
-                address.clone(),
-                backend.clone(),
-                stop.clone(),
-                tls.clone(),
-                ctx.clone(),
-                &shared,
-            );
+            let prober = seed.prober();
             if prober.checks_health() {
                 prober.set_status(None);
             }
@@ -90,30 +89,32 @@ fn spawn_instance(
     })
 }
 
-impl Prober {
+/// What a prober is made of: its supervisor keeps it to make the prober again after a panic.
+struct ProberSeed {
+    target: Arc<ProbeTarget>,
+    address: HostPort,
+    backend: String,
+    stop: CancellationToken,
+    tls: Option<ClientTls>,
+    ctx: ProbeContext,
+    shared: PerTarget,
+}
+
+impl ProberSeed {
     /// A new prober, on the heap: its task then holds a pointer between probes, not the
     /// prober (2 KB) laid out in the task's state — once more in the supervising task's —
-    /// which is most of an idle target's memory (issue 28: measured 8 KB of task state per
-    /// target before).
-    fn boxed(
-        target: Arc<ProbeTarget>,
-        address: HostPort,
-        backend: String,
-        stop: CancellationToken,
-        tls: Option<ClientTls>,
-        ctx: ProbeContext,
-        shared: &PerTarget,
-    ) -> Box<Self> {
+    /// which was most of an idle target's memory (issue 28: 8 KB of task state per target).
+    fn prober(&self) -> Box<Prober> {
         Box::new(Prober {
-            target,
-            address,
-            backend,
-            first: shared.first.clone(),
-            stop,
-            tls,
-            ctx,
+            target: self.target.clone(),
+            address: self.address.clone(),
+            backend: self.backend.clone(),
+            first: self.shared.first.clone(),
+            stop: self.stop.clone(),
+            tls: self.tls.clone(),
+            ctx: self.ctx.clone(),
             channel: None,
-            log: shared.log.clone(),
+            log: self.shared.log.clone(),
             span: None,
             method: None,
             renderer: crate::grpc::request::Renderer::new(0),
@@ -269,18 +270,18 @@ async fn follow(
                 continue;
             }
             let stop = ctx.stop.child_token();
-            let task = spawn_instance(
-                shared_target.clone(),
-                address.clone(),
-                backend.clone(),
-                stop.clone(),
-                tls.clone(),
-                ctx.clone(),
-                PerTarget {
+            let task = spawn_instance(ProberSeed {
+                target: shared_target.clone(),
+                address: address.clone(),
+                backend: backend.clone(),
+                stop: stop.clone(),
+                tls: tls.clone(),
+                ctx: ctx.clone(),
+                shared: PerTarget {
                     first: first.clone(),
                     log: log.clone(),
                 },
-            );
+            });
             running.insert(
                 backend,
                 Instance {
