@@ -26,7 +26,7 @@ use super::timing::{micros, release_time, MAX_NAP};
 use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};
 use crate::grpc::lean::{
-    Completion, Connection, ConnectionLost, KeepaliveTimes, Pushback, RequestHeaders,
+    Completion, Connection, ConnectionLost, IoTally, KeepaliveTimes, Pushback, RequestHeaders,
 };
 use crate::grpc::request::Renderer;
 use crate::grpc::status;
@@ -400,6 +400,8 @@ impl Dispatcher {
                 }
             }
             let wake = self.timer_wanted(now);
+            // Unchanged, it stays registered as it is (a reset is a lock and two wheel
+            // operations, thousands of times a second).
             if wake != self.timer.deadline() || self.timer.is_elapsed() {
                 self.timer.as_mut().reset(wake);
             }
@@ -977,10 +979,7 @@ impl Dispatcher {
                     }
                     let (endpoint, headers) = (group.endpoint.clone(), self.headers.clone());
                     let tally = self.shared.connections.io_tally();
-                    slot.connecting = Some(Box::pin(async move {
-                        let made = Connection::open(&endpoint, headers).await;
-                        made.map(|c| c.counting_io(tally))
-                    }));
+                    slot.connecting = Some(Box::pin(open_counted(endpoint, headers, tally)));
                 }
                 let Some(connecting) = slot.connecting.as_mut() else {
                     continue;
@@ -1048,10 +1047,7 @@ impl Dispatcher {
             let tally = self.shared.connections.io_tally();
             c.connecting = Some((
                 group.backend.clone(),
-                Box::pin(async move {
-                    let made = Connection::open(&endpoint, headers).await;
-                    made.map(|c| c.counting_io(tally))
-                }),
+                Box::pin(open_counted(endpoint, headers, tally)),
             ));
         }
         let Some((_, connecting)) = c.connecting.as_mut() else {
@@ -1130,7 +1126,7 @@ impl Dispatcher {
     /// of when it last fired timers — always so for the release timer set anew as it fires,
     /// a thousand times a second. With `timer` standing one tick behind it, the release
     /// timer's next tick is never the earliest, and the two leap-frog without a wake-up
-    /// (measured: ~870 eventfd writes a second at 10,000 req/s before, ~0 after).
+    /// (measured at 10,000 req/s: 871 eventfd writes a second before, 187 after).
     fn timer_wanted(&self, now: Instant) -> Instant {
         let wake = self.next_wake(now);
         match self.release_at {
@@ -1178,6 +1174,16 @@ impl Dispatcher {
         }
         wake
     }
+}
+
+/// A new lean connection whose socket writes and reads count into the run's `connections`.
+async fn open_counted(
+    endpoint: Endpoint,
+    headers: Arc<RequestHeaders>,
+    tally: Arc<IoTally>,
+) -> Result<Connection, ConnectError> {
+    let made = Connection::open(&endpoint, headers).await;
+    made.map(|c| c.counting_io(tally))
 }
 
 /// A connection's maximum age, `age` ±10% by its id (gRPC servers jitter
