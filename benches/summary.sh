@@ -115,8 +115,10 @@ for profile in ["release", "dist"]:
 
 cpu = open("/proc/cpuinfo").read()
 model = re.search(r"model name\s*:\s*(.*)", cpu)
+import datetime
 print(f"Measured by benches/summary.sh on {os.cpu_count()} vCPUs ({model.group(1) if model else 'unknown CPU'}), "
-      f"generator and target sharing the machine; ratios are what carry over between machines.\n")
+      f"{datetime.date.today().isoformat()}, generator and target sharing the machine; ratios are what carry "
+      f"over between machines.\n")
 print("| figure | loadagent | peer | ratio | bar |")
 print("|---|---|---|---|---|")
 for r in rows:
