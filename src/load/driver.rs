@@ -249,6 +249,22 @@ async fn prove_web(
         tls: call.tls.clone(),
         ..endpoint.clone()
     };
+    if call.version == crate::vocabulary::HttpVersion::Http2 {
+        // hyper's HTTP/2 handshake returns once our preface is written, so an HTTP/1.1-only
+        // server's answer came as the first call's failure — and when the server closed
+        // before answering, as a broken pipe, a run that failed its thresholds rather than
+        // one told what to change. The h2 proof waits for the server's PING answer.
+        return crate::grpc::channel::connect(&endpoint)
+            .await
+            .map(drop)
+            .map_err(|e| match e.first_contact() {
+                ConnectError::Handshake(addr, why) => ConnectError::Handshake(
+                    addr,
+                    format!("{why}: it may speak HTTP/1.1 only; set `http_version = \"1.1\"`"),
+                ),
+                other => other,
+            });
+    }
     crate::grpc::web::connect(&endpoint, call.version)
         .await
         .map(drop)
