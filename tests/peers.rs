@@ -316,27 +316,56 @@ fn malformed_grpc_answers_get_the_status_a_grpc_client_sees() {
     }
 }
 
+/// Whether an HTTP/1 server answers at `a` (its status line begins "HTTP/").
+fn answers_http(a: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(a) else {
+        return false;
+    };
+    let mut head = [0u8; 5];
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .is_ok()
+        && s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && &head == b"HTTP/"
+}
+
 #[test]
 fn a_target_that_is_not_http2_fails_alike_with_reflection_and_with_proto_files() {
-    let port = free_port();
-    let mut http = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let a = format!("127.0.0.1:{port}");
-    eventually(10, || {
-        std::net::TcpStream::connect(&a)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    });
+    // A free port may be taken before the server binds it — by a socket the kernel connects
+    // to itself when it picks that port as the source of a connect to it, which also makes a
+    // bare connect look like a server — so the server is ready when it answers HTTP, and a
+    // server that could not bind is started again on another port.
+    let (mut http, a) = (0..5)
+        .find_map(|_| {
+            let port = free_port();
+            let mut http = Command::new("python3")
+                .args([
+                    "-m",
+                    "http.server",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let a = format!("127.0.0.1:{port}");
+            for _ in 0..100 {
+                if answers_http(&a) {
+                    return Some((http, a));
+                }
+                if http.try_wait().unwrap().is_some() {
+                    return None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = http.kill();
+            let _ = http.wait();
+            None
+        })
+        .expect("python3 -m http.server answers on a free port");
     let dir = tempfile::tempdir().unwrap();
     let with_proto = interop(
         &a,
