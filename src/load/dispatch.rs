@@ -291,10 +291,8 @@ impl Dispatcher {
             })
             .collect();
         let cap = s.worker_ids.len();
-        let timeout = match &s.shared.plan.call {
-            super::plan::CallPlan::Unary(call) => UnaryCall::timeout(call),
-            _ => None,
-        };
+        // Unary calls, native or gRPC-Web (a mix's entries carry their own).
+        let timeout = s.shared.plan.call.timeout();
         for _ in 0..ids {
             s.shared.connections.count(ConnectionEvent::Opened);
         }
@@ -509,9 +507,13 @@ impl Dispatcher {
         };
         let body = requests.body(due.number, &mut self.renderer);
         let timeout = call.map_or(self.timeout, UnaryCall::timeout);
-        if let Some(call) = call {
-            call.templated()
-                .render_into(due.number, &mut self.renderer, &mut self.rendered);
+        let templated = match (call, &plan.call) {
+            (Some(call), _) => Some(call.templated()),
+            (None, super::plan::CallPlan::Web(web)) => Some(web.templated()),
+            (None, _) => None,
+        };
+        if let Some(templated) = templated {
+            templated.render_into(due.number, &mut self.renderer, &mut self.rendered);
         }
         let (sent, span, attempts, tried, new_attempt) = match due.retry {
             Some(r) => (r.sent, r.span, r.attempts + 1, r.tried, r.new_attempt),

@@ -24,6 +24,7 @@ use super::workers;
 use crate::discovery::Backend;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
 use crate::grpc::lean::Connection;
+use crate::grpc::web::WebCall;
 use crate::host::process::ProcessSampler;
 use crate::record::{Aggregate, Aggregator, Flush, Progress, ThreadRecorder};
 use crate::vocabulary::{Balance, Load, Model};
@@ -118,6 +119,21 @@ impl ThreadWork {
             (CallPlan::Unary(call), None) if call.lean() => Some(Arc::new(
                 crate::grpc::lean::RequestHeaders::for_call(call, tls),
             )),
+            (CallPlan::Web(call), mix) => {
+                let calls: Vec<&WebCall> = match mix {
+                    Some(mix) => mix.entries.iter().filter_map(|e| e.web.as_ref()).collect(),
+                    None => vec![call],
+                };
+                let all = mix.as_ref().map_or(1, |m| m.entries.len());
+                (calls.len() == all && calls.iter().all(|c| c.goes_lean())).then(|| {
+                    // The calls' own TLS: it offers HTTP/2's ALPN protocol.
+                    self.endpoint.tls = call.tls.clone();
+                    Arc::new(crate::grpc::lean::RequestHeaders::for_web(
+                        &calls,
+                        call.tls.is_some(),
+                    ))
+                })
+            }
             _ => None,
         };
         let plan = &self.shared.plan;
@@ -125,13 +141,17 @@ impl ThreadWork {
         if let Some(headers) = &lean {
             match open_lean(&self.endpoint, headers, plan, my_slots.max(1)).await {
                 Ok(c) => lean_connections = c,
+                Err(e) if headers.web.is_some() => {
+                    let _ = self.ready.send(Err(suggest_http1(e)));
+                    return;
+                }
                 Err(e) => {
                     let _ = self.ready.send(Err(e));
                     return;
                 }
             }
         }
-        if let CallPlan::Web(call) = &plan.call {
+        if let (CallPlan::Web(call), None) = (&plan.call, &lean) {
             // Each worker connects on its own; one connection now proves the target is
             // there and speaks the protocol's HTTP, so a wrong address fails the run at once.
             if let Err(e) = prove_web(call, &self.endpoint).await {
@@ -257,17 +277,22 @@ async fn prove_web(
         return crate::grpc::channel::connect(&endpoint)
             .await
             .map(drop)
-            .map_err(|e| match e.first_contact() {
-                ConnectError::Handshake(addr, why) => ConnectError::Handshake(
-                    addr,
-                    format!("{why}: it may speak HTTP/1.1 only; set `http_version = \"1.1\"`"),
-                ),
-                other => other,
-            });
+            .map_err(suggest_http1);
     }
     crate::grpc::web::connect(&endpoint, call.version)
         .await
         .map(drop)
+}
+
+/// gRPC-Web over HTTP/2 at a server that does not speak HTTP/2: say what to change.
+fn suggest_http1(e: ConnectError) -> ConnectError {
+    match e.first_contact() {
+        ConnectError::Handshake(addr, why) => ConnectError::Handshake(
+            addr,
+            format!("{why}: it may speak HTTP/1.1 only; set `http_version = \"1.1\"`"),
+        ),
+        other => other,
+    }
 }
 
 /// This thread's lean connections to each backend of the fleet now: `per_backend` each

@@ -18,6 +18,7 @@ use crate::grpc::channel::{open_transport, ConnectError, Endpoint, Transport};
 use crate::grpc::frame::MessageReader;
 use crate::grpc::status;
 use crate::grpc::unary::{code_of_reset, judge_response_head, Outcome};
+use crate::grpc::web::judge_web_head;
 
 /// What we let the server send before it must wait for a WINDOW_UPDATE, per stream and per
 /// connection: a load generator should not be flow-controlled by its own defaults.
@@ -83,7 +84,18 @@ struct Stream {
     response_started: bool,
     received_unacked: u32,
     /// The response's message framing, read as DATA arrives (from its first HEADERS on).
-    reader: Option<MessageReader>,
+    reader: Body,
+}
+
+/// How a response's body is read.
+#[derive(Debug)]
+enum Body {
+    /// No body expected yet (before the response headers).
+    NotYet,
+    /// Native gRPC: messages, then the status in the trailers.
+    Native(MessageReader),
+    /// gRPC-Web: messages, then the status in a trailer frame.
+    Web(crate::grpc::web::WebBodyReader),
 }
 
 /// The headers a response's HEADERS frame carried that decide its outcome. One per
@@ -242,6 +254,8 @@ pub struct KeepaliveTimes {
 
 /// A keepalive PING's payload (the connection's first PING carries `loadagnt`).
 const KEEPALIVE_PING: &[u8; 8] = b"keepaliv";
+/// The PING sent when a GOAWAY leaves calls on the connection.
+const DRAINING_PING: &[u8; 8] = b"draining";
 
 impl Connection {
     /// Connects, exchanges SETTINGS and proves the peer answers HTTP/2 (a PING), within the
@@ -413,6 +427,13 @@ impl Connection {
     ) -> u32 {
         let id = self.next_id;
         self.next_id += 2;
+        let body = match &self.headers.web {
+            Some(web) if web.text => {
+                use base64::Engine;
+                Bytes::from(base64::engine::general_purpose::STANDARD.encode(&body))
+            }
+            _ => body,
+        };
         self.block.clear();
         if let Some(size) = self.table_size_update.take() {
             super::hpack::put_size_update(&mut self.block, size);
@@ -444,7 +465,7 @@ impl Connection {
                 send_window: self.peer_initial_window,
                 pending: body,
                 response_started: false,
-                reader: None,
+                reader: Body::NotYet,
                 received_unacked: 0,
             },
         );
@@ -615,9 +636,13 @@ impl Connection {
             frame::RST_STREAM => {
                 let reason = be_u32(payload).ok_or_else(|| protocol_error("short RST_STREAM"))?;
                 if let Some(s) = self.streams.remove(&head.stream) {
+                    let answered = s.response_started;
                     done.push(Completion {
                         token: s.token,
-                        outcome: reset_outcome(reason),
+                        outcome: match &self.headers.web {
+                            Some(_) if !answered => crate::grpc::web::reset_outcome(reason),
+                            _ => reset_outcome(reason),
+                        },
                         refused: reason == frame::REFUSED_STREAM,
                         pushback: None,
                     });
@@ -645,6 +670,7 @@ impl Connection {
                 let last =
                     be_u32(payload).ok_or_else(|| protocol_error("short GOAWAY"))? & 0x7fff_ffff;
                 let reason = payload.get(4..8).and_then(be_u32).unwrap_or(0);
+                let first = self.goaway.is_none();
                 self.goaway = Some(last);
                 // gRPC servers say why in the debug data (gRFC A8).
                 self.told_too_many_pings |= reason == frame::ENHANCE_YOUR_CALM
@@ -672,6 +698,15 @@ impl Connection {
                             pushback: None,
                         });
                     }
+                }
+                // A server draining a connection still answers PINGs (RFC 9113 §6.8: it
+                // processes frames until it closes). One that stopped at its GOAWAY and
+                // kept the calls at or below `last` unanswered (hypercorn) closes the
+                // connection on this one, so those calls fail now rather than at their
+                // deadlines; its answer is ignored.
+                if first && !self.streams.is_empty() {
+                    frame::put_head(&mut self.write, 8, frame::PING, 0, 0);
+                    self.write.extend_from_slice(DRAINING_PING);
                 }
                 Ok(())
             }
@@ -717,24 +752,25 @@ impl Connection {
         if !stream.response_started {
             return Err(protocol_error("DATA before the response headers"));
         }
-        let framing = match stream.reader.as_mut() {
-            Some(r) => r.feed(data),
-            None => Ok(()),
+        let framing = match &mut stream.reader {
+            Body::Native(r) => r.feed(data).map_err(|e| Outcome::failed(e.code, e.message)),
+            Body::Web(r) => r.feed(data).map(drop),
+            Body::NotYet => Ok(()),
         };
-        if let Err(e) = framing {
-            self.finish(head.stream, end, Outcome::failed(e.code, e.message), done);
+        if let Err(outcome) = framing {
+            self.finish(head.stream, end, outcome, done);
             return Ok(());
         }
         if end {
-            self.finish(
-                head.stream,
-                true,
-                Outcome::failed(
+            // gRPC-Web's status came in the body; native gRPC's must come in trailers.
+            let outcome = match &stream.reader {
+                Body::Web(r) => r.finish_with(None, true),
+                _ => Outcome::failed(
                     status::INTERNAL,
                     "response ended without trailers (no grpc-status)",
                 ),
-                done,
-            );
+            };
+            self.finish(head.stream, true, outcome, done);
             return Ok(());
         }
         stream.received_unacked = stream.received_unacked.saturating_add(len);
@@ -787,16 +823,25 @@ impl Connection {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
-        let outcome = if stream.response_started {
+        let outcome = if let (true, Body::Web(r)) = (stream.response_started, &stream.reader) {
+            // HTTP trailers after a gRPC-Web body (some servers send those instead of, or
+            // besides, the trailer frame, which wins).
+            r.finish_with(
+                heads.grpc_status.get().map(|c| (c, heads.message.get())),
+                true,
+            )
+        } else if stream.response_started {
             match heads.grpc_status.get() {
                 Some(code) => {
                     let outcome =
                         Outcome::from_status(status::parse_code(code), heads.message.get());
                     // An OK unary call carries exactly one whole message.
-                    match stream.reader.as_ref().map(MessageReader::unary_end) {
-                        Some(Err(e)) if outcome.code == status::OK => {
-                            Outcome::failed(e.code, e.message)
-                        }
+                    let framing = match &stream.reader {
+                        Body::Native(r) => r.unary_end(),
+                        _ => Ok(()),
+                    };
+                    match framing {
+                        Err(e) if outcome.code == status::OK => Outcome::failed(e.code, e.message),
                         _ => outcome,
                     }
                 }
@@ -804,12 +849,22 @@ impl Connection {
             }
         } else {
             stream.response_started = true;
-            match judge_response_head(
-                heads.http_status,
-                heads.content_type.get(),
-                heads.grpc_status.get(),
-                heads.message.get(),
-            ) {
+            let judged = match &self.headers.web {
+                None => judge_response_head(
+                    heads.http_status,
+                    heads.content_type.get(),
+                    heads.grpc_status.get(),
+                    heads.message.get(),
+                ),
+                Some(web) => judge_web_head(
+                    heads.http_status.unwrap_or(0),
+                    heads.content_type.get(),
+                    heads.grpc_status.get(),
+                    heads.message.get(),
+                    &web.content_type,
+                ),
+            };
+            match judged {
                 Some(outcome) => outcome,
                 None if end => Outcome::failed(
                     status::INTERNAL,
@@ -817,7 +872,12 @@ impl Connection {
                 ),
                 None => {
                     // The message and trailers follow.
-                    stream.reader = Some(MessageReader::new(max_receive, heads.encoded));
+                    stream.reader = match &self.headers.web {
+                        None => Body::Native(MessageReader::new(max_receive, heads.encoded)),
+                        Some(web) => {
+                            Body::Web(crate::grpc::web::WebBodyReader::new(web.text, max_receive))
+                        }
+                    };
                     return Ok(());
                 }
             }
@@ -994,6 +1054,135 @@ mod state_machine {
         assert!(s.ended().is_empty(), "not before the trailers");
         s.server(&trailers(id, "0", "")).unwrap();
         assert_eq!(s.ended(), vec![(7, status::OK, String::new(), false)]);
+    }
+
+    /// A gRPC-Web response head (`content-type`), its body's frames, and trailer frames.
+    fn web_head(stream: u32, content_type: &str) -> Vec<u8> {
+        frame_bytes(
+            frame::HEADERS,
+            frame::END_HEADERS,
+            stream,
+            &literal_block(&[(":status", "200"), ("content-type", content_type)]),
+        )
+    }
+
+    fn web_frame(flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![flags];
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn web_data(stream: u32, body: &[u8], end: bool) -> Vec<u8> {
+        let flags = if end { frame::END_STREAM } else { 0 };
+        frame_bytes(frame::DATA, flags, stream, body)
+    }
+
+    #[test]
+    fn grpc_web_calls_end_at_the_trailer_frame_or_the_http_trailers() {
+        const BINARY: &str = "application/grpc-web+proto";
+        let ok_body = [web_frame(0, b"hi"), web_frame(0x80, b"grpc-status: 0\r\n")].concat();
+        // A message and the trailer frame, split over two DATA frames at any byte.
+        let mut s = Script::web(false);
+        let id = s.call(1, &[0, 0, 0, 0, 0]);
+        s.server(&web_head(id, BINARY)).unwrap();
+        s.server(&web_data(id, &ok_body[..4], false)).unwrap();
+        assert!(s.ended().is_empty());
+        s.server(&web_data(id, &ok_body[4..], true)).unwrap();
+        assert_eq!(s.ended(), vec![(1, status::OK, String::new(), false)]);
+        // A status and message in the trailer frame.
+        let id = s.call(2, &[0, 0, 0, 0, 0]);
+        s.server(&web_head(id, BINARY)).unwrap();
+        let failed = web_frame(0x80, b"grpc-status: 5\r\ngrpc-message: gone\r\n");
+        s.server(&web_data(id, &failed, true)).unwrap();
+        assert_eq!(s.ended(), vec![(2, 5, "gone".into(), false)]);
+        // HTTP trailers instead of a trailer frame (some servers send those).
+        let id = s.call(3, &[0, 0, 0, 0, 0]);
+        s.server(&web_head(id, BINARY)).unwrap();
+        s.server(&web_data(id, &web_frame(0, b"hi"), false))
+            .unwrap();
+        s.server(&trailers(id, "0", "")).unwrap();
+        assert_eq!(s.ended(), vec![(3, status::OK, String::new(), false)]);
+        // No status at all; two messages for a unary call; a native server's answer.
+        let id = s.call(4, &[0, 0, 0, 0, 0]);
+        s.server(&web_head(id, BINARY)).unwrap();
+        s.server(&web_data(id, &web_frame(0, b"hi"), true)).unwrap();
+        let id = s.call(5, &[0, 0, 0, 0, 0]);
+        s.server(&web_head(id, BINARY)).unwrap();
+        let twice = [web_frame(0, b"a"), ok_body.clone()].concat();
+        s.server(&web_data(id, &twice, true)).unwrap();
+        let id = s.call(6, &[0, 0, 0, 0, 0]);
+        s.server(&web_head(id, "application/grpc")).unwrap();
+        let ended = s.ended();
+        assert_eq!(ended.len(), 3, "{ended:?}");
+        assert!(ended[0].2.contains("without a trailer frame"), "{ended:?}");
+        assert!(ended[1].2.contains("2 response messages"), "{ended:?}");
+        assert!(
+            ended[2].2.contains("set `protocol = \"grpc\"`"),
+            "{ended:?}"
+        );
+        assert!(ended.iter().all(|e| e.1 != status::OK));
+        // A stream reset before any answer: what grpcio does to gRPC-Web's content type.
+        let id = s.call(7, &[0, 0, 0, 0, 0]);
+        s.server(&frame_bytes(frame::RST_STREAM, 0, id, &1u32.to_be_bytes()))
+            .unwrap();
+        let ended = s.ended();
+        assert!(
+            ended[0].2.contains("native gRPC servers (grpcio) refuse"),
+            "{ended:?}"
+        );
+    }
+
+    #[test]
+    fn grpc_web_text_bodies_are_base64_both_ways() {
+        use base64::Engine;
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let mut s = Script::web(true);
+        let request = [0, 0, 0, 0, 2, 8, 1];
+        let id = s.call(1, &request);
+        let sent = s.sent();
+        let body: Vec<u8> = sent
+            .iter()
+            .filter(|(h, _)| h.kind == frame::DATA)
+            .flat_map(|(_, p)| p.clone())
+            .collect();
+        assert_eq!(body, b64.encode(request).into_bytes());
+        s.server(&web_head(id, "application/grpc-web-text+proto"))
+            .unwrap();
+        // Each frame encoded apart, padding and all, as servers do.
+        let encoded = [
+            b64.encode(web_frame(0, b"hi")),
+            b64.encode(web_frame(0x80, b"grpc-status: 0\r\n")),
+        ]
+        .concat();
+        s.server(&web_data(id, encoded.as_bytes(), true)).unwrap();
+        assert_eq!(s.ended(), vec![(1, status::OK, String::new(), false)]);
+    }
+
+    #[test]
+    fn a_goaway_that_leaves_calls_is_followed_by_a_ping() {
+        let goaway = |last: u32| {
+            let mut p = last.to_be_bytes().to_vec();
+            p.extend_from_slice(&0u32.to_be_bytes());
+            frame_bytes(frame::GOAWAY, 0, 0, &p)
+        };
+        let pings = |sent: &[(Head, Vec<u8>)]| {
+            sent.iter()
+                .filter(|(h, p)| h.kind == frame::PING && p == DRAINING_PING)
+                .count()
+        };
+        // Nothing in flight: nothing to check.
+        let mut s = Script::ready();
+        s.server(&goaway(0)).unwrap();
+        assert_eq!(pings(&s.sent()), 0);
+        // A call the server kept: one PING, however many GOAWAYs follow.
+        let mut s = Script::ready();
+        let id = s.call(1, &[0, 0, 0, 0, 0]);
+        s.sent();
+        s.server(&goaway(id)).unwrap();
+        s.server(&goaway(id)).unwrap();
+        assert_eq!(pings(&s.sent()), 1);
+        assert!(s.ended().is_empty(), "the call may still be answered");
     }
 
     #[test]
@@ -1557,13 +1746,37 @@ mod fuzz {
                 ("grpc-message", "x%20y"),
             ]),
         ));
-        vec![whole, split, trailers_only]
+        // gRPC-Web (the input's length picks the framing): a message and the trailer
+        // frame in the body, as binary and as text.
+        let web_head =
+            literal_block(&[(":status", "200"), ("content-type", "application/grpc-web")]);
+        let web_body = b"\x00\x00\x00\x00\x02\x08\x01\x80\x00\x00\x00\x10grpc-status: 0\r\n";
+        let mut web = frame_bytes(frame::HEADERS, frame::END_HEADERS, 1, &web_head);
+        web.extend(frame_bytes(frame::DATA, frame::END_STREAM, 1, web_body));
+        let mut web_text = frame_bytes(frame::HEADERS, frame::END_HEADERS, 1, &web_head);
+        web_text.extend(frame_bytes(
+            frame::DATA,
+            frame::END_STREAM,
+            1,
+            b"AAAAAAIIAQ==gAAAABBncnBjLXN0YXR1czogMA0K",
+        ));
+        while web.len() % 3 != 1 {
+            web.extend(frame_bytes(frame::PING, frame::ACK, 0, b"loadagnt"));
+        }
+        while web_text.len() % 3 != 2 {
+            web_text.extend(frame_bytes(frame::PING, frame::ACK, 0, b"loadagnt"));
+        }
+        vec![whole, split, trailers_only, web, web_text]
     }
 
     #[test]
     fn fuzz_frame_reader() {
         let check = |input: &[u8]| {
-            let mut script = Script::new();
+            // The input's length picks native gRPC, gRPC-Web or gRPC-Web text.
+            let mut script = match input.len() % 3 {
+                0 => Script::new(),
+                web => Script::web(web == 2),
+            };
             for token in 0..3 {
                 script.call(token, &[0, 0, 0, 0, 1, 7]);
             }

@@ -291,6 +291,18 @@ pub struct RequestHeaders {
     table_size: usize,
     /// The largest response message a call accepts (`[call] max_receive_message_size`).
     pub max_receive: u32,
+    /// The calls are gRPC-Web's: their bodies (and the status, in a trailer frame) are read
+    /// as gRPC-Web frames them.
+    pub web: Option<WebFraming>,
+}
+
+/// How a gRPC-Web call's bodies are framed, and what the server is told it is sent.
+#[derive(Debug, Clone)]
+pub struct WebFraming {
+    /// `grpc-web-text`: bodies are base64, both ways.
+    pub text: bool,
+    /// The content type sent (named when a server refuses it).
+    pub content_type: String,
 }
 
 /// One call's headers of a mix that the others do not send.
@@ -330,6 +342,7 @@ impl RequestHeaders {
             own: Vec::new(),
             table_size,
             max_receive: crate::grpc::frame::DEFAULT_MAX_RECEIVE_BYTES,
+            web: None,
         }
     }
 

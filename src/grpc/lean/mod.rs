@@ -13,9 +13,10 @@ mod huffman;
 pub(crate) mod script;
 
 pub use conn::{Completion, Connection, ConnectionLost, IoTally, KeepaliveTimes, Pushback};
-pub use hpack::RequestHeaders;
+pub use hpack::{RequestHeaders, WebFraming};
 
 use super::unary::UnaryCall;
+use super::web::WebCall;
 
 impl RequestHeaders {
     /// A unary call's request headers: the same ones `UnaryCall::request` sends through h2,
@@ -38,9 +39,35 @@ impl RequestHeaders {
     }
 }
 
+impl RequestHeaders {
+    /// The request headers of a gRPC-Web call (`WebCall::goes_lean`), or of a mix of them;
+    /// they share the largest response accepted and the framing.
+    pub fn for_web(calls: &[&WebCall], tls: bool) -> Self {
+        let mut lean = match calls {
+            [one] => Self::new(tls, one.header_list()),
+            _ => Self::mix(tls, calls.iter().map(|c| c.header_list()).collect()),
+        };
+        for (i, c) in calls.iter().enumerate() {
+            lean = lean.with_templated(i, names_of(c.templated()));
+        }
+        if let Some(first) = calls.first() {
+            lean.max_receive = first.max_receive();
+            lean.web = Some(WebFraming {
+                text: first.text(),
+                content_type: first.content_type_sent(),
+            });
+        }
+        lean
+    }
+}
+
 /// The names of the call's metadata rendered per request.
 fn templated_of(call: &UnaryCall) -> Vec<Vec<u8>> {
-    call.templated()
+    names_of(call.templated())
+}
+
+fn names_of(templated: &super::unary::TemplatedMetadata) -> Vec<Vec<u8>> {
+    templated
         .names()
         .map(|n| n.as_str().as_bytes().to_vec())
         .collect()

@@ -93,6 +93,35 @@ impl Script {
 
     /// The same, for a call with these request headers (`:path`, `:authority`, others).
     pub(super) fn with_headers(headers: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        Self::with_request_headers(RequestHeaders::new(false, headers))
+    }
+
+    /// The same, for gRPC-Web calls (`text`: `grpc-web-text`), after the server's SETTINGS.
+    pub(super) fn web(text: bool) -> Self {
+        let content_type = if text {
+            "application/grpc-web-text"
+        } else {
+            "application/grpc-web+proto"
+        };
+        let mut headers = RequestHeaders::new(
+            false,
+            vec![
+                (b":path".to_vec(), b"/a.B/C".to_vec()),
+                (b":authority".to_vec(), b"x".to_vec()),
+                (b"content-type".to_vec(), content_type.as_bytes().to_vec()),
+            ],
+        );
+        headers.web = Some(super::hpack::WebFraming {
+            text,
+            content_type: content_type.to_string(),
+        });
+        let mut s = Self::with_request_headers(headers);
+        s.server(&settings(&[])).unwrap();
+        s.sent();
+        s
+    }
+
+    fn with_request_headers(headers: RequestHeaders) -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -102,7 +131,7 @@ impl Script {
         let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         tcp.set_nonblocking(true).unwrap();
         let io = Transport::Tcp(tokio::net::TcpStream::from_std(tcp).unwrap());
-        let mut conn = Connection::new(io, Arc::new(RequestHeaders::new(false, headers)));
+        let mut conn = Connection::new(io, Arc::new(headers));
         conn.write.clear(); // the preface and our SETTINGS
         Self {
             conn,

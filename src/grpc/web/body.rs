@@ -166,18 +166,27 @@ impl WebBodyReader {
     /// The call's end: the trailer frame's status (or the HTTP trailers' when a server
     /// sends those instead). A unary call must have had exactly one message.
     pub fn finish(&self, http_trailers: Option<&HeaderMap>, unary: bool) -> Outcome {
+        let header = |name| {
+            http_trailers
+                .and_then(|t| t.get(name))
+                .map(|v| v.as_bytes())
+        };
+        self.finish_with(
+            header("grpc-status").map(|code| (code, header("grpc-message"))),
+            unary,
+        )
+    }
+
+    /// `finish`, given the HTTP trailers' `grpc-status` and `grpc-message` when they came.
+    pub fn finish_with(&self, trailers: Option<(&[u8], Option<&[u8]>)>, unary: bool) -> Outcome {
         if self.in_frame || self.header_len > 0 || !self.pending.is_empty() {
             return Outcome::failed(status::INTERNAL, "the response ended inside a frame");
         }
-        let outcome = match (
-            &self.status,
-            http_trailers.and_then(|t| t.get("grpc-status")),
-        ) {
+        let outcome = match (&self.status, trailers) {
             (Some(o), _) => o.clone(),
-            (None, Some(code)) => crate::grpc::unary::status_of(
-                code.as_bytes(),
-                http_trailers.and_then(|t| t.get("grpc-message")),
-            ),
+            (None, Some((code, message))) => {
+                Outcome::from_status(status::parse_code(code), message)
+            }
             (None, None) => {
                 return Outcome::failed(
                     status::INTERNAL,

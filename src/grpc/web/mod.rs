@@ -47,6 +47,8 @@ pub struct WebCall {
     cors: Option<Cors>,
     /// Metadata rendered per call.
     templated: TemplatedMetadata,
+    /// `[call] transport = "lean"`: under load, unary calls over HTTP/2 go on the lean client.
+    lean: bool,
 }
 
 /// How gRPC-Web calls reach a target: a scenario's `[target]` keys, or a probe's.
@@ -360,7 +362,45 @@ impl WebCall {
             tls,
             cors,
             templated: native.templated().clone(),
+            lean: native.lean(),
         }
+    }
+
+    /// Whether the load's calls go over the lean HTTP/2 client (the dispatcher's), as native
+    /// unary calls do: unary, over HTTP/2, with no CORS preflight per connection, and the
+    /// call's `transport` lean. Otherwise each goes through hyper's client.
+    pub fn goes_lean(&self) -> bool {
+        self.lean && self.version == HttpVersion::Http2 && !self.streaming && self.cors.is_none()
+    }
+
+    /// `:path`, `:authority`, then every regular header a call sends, as the lean client
+    /// takes them.
+    pub fn header_list(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        let authority = self.uri.authority().map_or("", |a| a.as_str());
+        let mut list = vec![
+            (b":path".to_vec(), path.as_bytes().to_vec()),
+            (b":authority".to_vec(), authority.as_bytes().to_vec()),
+        ];
+        for (name, value) in &self.headers {
+            list.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+        list
+    }
+
+    /// `grpc-web-text`: bodies are base64.
+    pub fn text(&self) -> bool {
+        self.text
+    }
+
+    /// The largest response message taken.
+    pub fn max_receive(&self) -> u32 {
+        self.max_receive
+    }
+
+    /// The content type the calls send (named when a server refuses it).
+    pub fn content_type_sent(&self) -> String {
+        content_type_sent(&self.headers)
     }
 
     /// The metadata rendered per call.
@@ -629,11 +669,7 @@ fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
         .filter(|h| h.is_reset() && h.is_remote())
         .and_then(h2::Error::reason);
     if let Some(reason) = reset {
-        // The call's stream alone was refused; the connection goes on.
-        return Outcome::failed(
-            crate::grpc::unary::code_of_reset(u32::from(reason)).unwrap_or(status::INTERNAL),
-            format!("{WRONG_PROTOCOL}the server reset the call's stream ({reason:?}) without answering: native gRPC servers (grpcio) refuse gRPC-Web's content type so; if this one speaks native gRPC, set `protocol = \"grpc\"`"),
-        );
+        return reset_outcome(u32::from(reason));
     }
     let mut chain = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -678,6 +714,15 @@ fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
     o
 }
 
+/// A gRPC-Web call's stream reset by the server before any answer. The call's stream alone
+/// was refused; the connection goes on.
+pub(crate) fn reset_outcome(reason: u32) -> Outcome {
+    Outcome::failed(
+        crate::grpc::unary::code_of_reset(reason).unwrap_or(status::INTERNAL),
+        format!("{WRONG_PROTOCOL}the server reset the call's stream ({:?}) without answering: native gRPC servers (grpcio) refuse gRPC-Web's content type so; if this one speaks native gRPC, set `protocol = \"grpc\"`", h2::Reason::from(reason)),
+    )
+}
+
 /// What a gRPC-Web response's headers say: `Some` when they end the call (an HTTP error, a
 /// body that is not gRPC-Web, a trailers-only status), `None` when frames follow.
 pub(crate) fn judge_web_head(
@@ -687,10 +732,13 @@ pub(crate) fn judge_web_head(
     message: Option<&[u8]>,
     sent: &str,
 ) -> Option<Outcome> {
-    let shown = content_type.map_or_else(
-        || "none".to_string(),
-        |c| String::from_utf8_lossy(c).into_owned(),
-    );
+    // Only the failures show it: an answered call allocates nothing here.
+    let shown = || {
+        content_type.map_or_else(
+            || "none".to_string(),
+            |c| String::from_utf8_lossy(c).into_owned(),
+        )
+    };
     let native = content_type.is_some_and(|c| {
         c == b"application/grpc"
             || c.starts_with(b"application/grpc+")
@@ -715,7 +763,8 @@ pub(crate) fn judge_web_head(
         return Some(Outcome::failed(
             status::from_http_status(http_status),
             format!(
-                "{prefix}HTTP status {http_status} from the server (content-type {shown}){hint}"
+                "{prefix}HTTP status {http_status} from the server (content-type {}){hint}",
+                shown()
             ),
         ));
     }
@@ -729,12 +778,12 @@ pub(crate) fn judge_web_head(
     if native {
         return Some(Outcome::failed(
             status::UNKNOWN,
-            format!("{WRONG_PROTOCOL}the server answered with content-type {shown}: it speaks native gRPC, not gRPC-Web; set `protocol = \"grpc\"` in [target]"),
+            format!("{WRONG_PROTOCOL}the server answered with content-type {}: it speaks native gRPC, not gRPC-Web; set `protocol = \"grpc\"` in [target]", shown()),
         ));
     }
     Some(Outcome::failed(
         status::UNKNOWN,
-        format!("the server answered HTTP 200 with content-type {shown}, not gRPC-Web (application/grpc-web)"),
+        format!("the server answered HTTP 200 with content-type {}, not gRPC-Web (application/grpc-web)", shown()),
     ))
 }
 
