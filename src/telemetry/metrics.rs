@@ -947,9 +947,7 @@ pub fn to_openmetrics(text: &str) -> String {
 
 /// The text format of one registry, rendered.
 fn encode(registry: &Registry) -> String {
-    prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap_or_default()
+    encode_sized(registry, 0)
 }
 
 /// `encode` into a buffer of `capacity` bytes to start with (it grows if the text is longer).

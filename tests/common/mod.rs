@@ -490,7 +490,24 @@ impl Pki {
     }
 }
 
+/// A loopback TCP port nothing listens on, for a server a test starts. It is taken below the
+/// kernel's ephemeral range (`ip_local_port_range`) when there is room: a port from that range
+/// can be the source port the kernel picks for a client's connect to it, and a socket connected
+/// to itself makes a readiness check "succeed" with no server there (and keeps the server from
+/// binding) — CI read that as "refused" once.
 pub fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    if low > 12_000 {
+        for _ in 0..200 {
+            let port = rand::random_range(10_000..low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
