@@ -120,6 +120,13 @@ fn a_mix_reaches_the_server_as_weighted_with_each_entrys_metadata() {
         let report = run_report(dir.path(), &s);
         let counts = server.stop_with_counts();
         assert_eq!(report["totals"]["requests"], 1500, "{transport}: {report}");
+        // Each entry says `transport = "h2"`: the mix goes on h2, not the lean client (whose
+        // connections the report counts).
+        assert_eq!(
+            report["connections"].is_null(),
+            !transport.is_empty(),
+            "{transport}: {report}"
+        );
         check_against_server(&report, &counts);
         let thresholds = report["thresholds"].as_array().unwrap();
         assert_eq!(thresholds.len(), 3);

@@ -68,6 +68,13 @@ fn every_protocol_and_http_version_counts_what_the_server_served() {
             format!("{protocol} over HTTP/{http}"),
             "{report}"
         );
+        // Over HTTP/2 the calls go on the lean client, which reports its connections.
+        if http == "2" {
+            assert_eq!(num(&report, "connections.opened"), 1.0, "{report}");
+            assert!(num(&report, "connections.socket_writes") >= 1.0, "{report}");
+        } else {
+            assert!(report["connections"].is_null(), "{report}");
+        }
         total += n;
     }
     let counts = server.stop_with_counts();

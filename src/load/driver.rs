@@ -109,14 +109,16 @@ impl ThreadWork {
         // own lean connections; streams share pooled h2 connections. All are opened (and
         // proven) before the load starts.
         let tls = self.endpoint.tls.is_some();
+        let on_lean = self.shared.plan.on_lean_client();
         let lean = match (&self.shared.plan.call, &self.shared.plan.mix) {
+            _ if !on_lean => None,
             (CallPlan::Unary(_), Some(mix)) => {
                 let calls: Vec<&UnaryCall> = mix.entries.iter().map(|e| &e.call).collect();
                 Some(Arc::new(crate::grpc::lean::RequestHeaders::for_mix(
                     &calls, tls,
                 )))
             }
-            (CallPlan::Unary(call), None) if call.lean() => Some(Arc::new(
+            (CallPlan::Unary(call), None) => Some(Arc::new(
                 crate::grpc::lean::RequestHeaders::for_call(call, tls),
             )),
             (CallPlan::Web(call), mix) => {
@@ -124,15 +126,12 @@ impl ThreadWork {
                     Some(mix) => mix.entries.iter().filter_map(|e| e.web.as_ref()).collect(),
                     None => vec![call],
                 };
-                let all = mix.as_ref().map_or(1, |m| m.entries.len());
-                (calls.len() == all && calls.iter().all(|c| c.goes_lean())).then(|| {
-                    // The calls' own TLS: it offers HTTP/2's ALPN protocol.
-                    self.endpoint.tls = call.tls.clone();
-                    Arc::new(crate::grpc::lean::RequestHeaders::for_web(
-                        &calls,
-                        call.tls.is_some(),
-                    ))
-                })
+                // The calls' own TLS: it offers HTTP/2's ALPN protocol.
+                self.endpoint.tls = call.tls.clone();
+                Some(Arc::new(crate::grpc::lean::RequestHeaders::for_web(
+                    &calls,
+                    call.tls.is_some(),
+                )))
             }
             _ => None,
         };
@@ -492,12 +491,10 @@ pub async fn drive(
     // Re-resolution ends before its figures are read: one still waiting is counted failed.
     drop(stop_resolving);
     let _ = resolver.await;
-    let connections = match &shared.plan.call {
-        CallPlan::Unary(call) if call.lean() => {
-            Some(shared.connections.report(aggregate.totals.requests()))
-        }
-        _ => None,
-    };
+    let connections = shared
+        .plan
+        .on_lean_client()
+        .then(|| shared.connections.report(aggregate.totals.requests()));
     let retries = shared
         .plan
         .unary_calls()

@@ -73,6 +73,22 @@ impl Plan {
         }
     }
 
+    /// Whether the unary calls go on the lean client (the dispatcher's connections): native
+    /// calls with `transport = "lean"` (a mix's entries all say the same), gRPC-Web calls that
+    /// `WebCall::goes_lean`.
+    pub fn on_lean_client(&self) -> bool {
+        let web_lean = |w: Option<&crate::grpc::web::WebCall>| {
+            w.is_some_and(crate::grpc::web::WebCall::goes_lean)
+        };
+        match (&self.call, &self.mix) {
+            (CallPlan::Unary(_), Some(mix)) => mix.entries.iter().all(|e| e.call.lean()),
+            (CallPlan::Unary(call), None) => call.lean(),
+            (CallPlan::Web(_), Some(mix)) => mix.entries.iter().all(|e| web_lean(e.web.as_ref())),
+            (CallPlan::Web(call), None) => call.goes_lean(),
+            _ => false,
+        }
+    }
+
     /// Whether requests must be numbered (lists, templates, a mix: what request n sends
     /// depends on n).
     pub fn numbers_requests(&self) -> bool {
