@@ -3,7 +3,9 @@
 //! sending the same call thousands of times a second needs little of it. Here a call is a
 //! pre-encoded header block and a pre-framed request appended to a buffer, and its end is
 //! the status read back; the load's dispatcher owns the connections and polls them itself.
-//! Streams and handshake storms still use `h2`.
+//! gRPC-Web unary calls over HTTP/2 go the same way (`RequestHeaders::for_web`: another
+//! content type, and the status read from the body's trailer frame). Streams and handshake
+//! storms still use `h2`.
 
 mod conn;
 mod frame;
