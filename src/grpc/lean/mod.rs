@@ -46,8 +46,14 @@ impl RequestHeaders {
     /// they share the largest response accepted and the framing.
     pub fn for_web(calls: &[&WebCall], tls: bool) -> Self {
         let mut lean = match calls {
-            [one] => Self::new(tls, one.header_list()),
-            _ => Self::mix(tls, calls.iter().map(|c| c.header_list()).collect()),
+            [one] => Self::new(tls, header_list(one.uri(), one.headers())),
+            _ => Self::mix(
+                tls,
+                calls
+                    .iter()
+                    .map(|c| header_list(c.uri(), c.headers()))
+                    .collect(),
+            ),
         };
         for (i, c) in calls.iter().enumerate() {
             lean = lean.with_templated(i, names_of(c.templated()));
@@ -77,14 +83,18 @@ fn names_of(templated: &super::unary::TemplatedMetadata) -> Vec<Vec<u8>> {
 
 /// `:path`, `:authority`, then the call's regular headers.
 fn headers_of(call: &UnaryCall) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let uri = call.uri();
+    header_list(call.uri(), call.headers())
+}
+
+/// `:path` and `:authority` from `uri`, then `headers`, as `RequestHeaders::new` takes them.
+fn header_list(uri: &http::Uri, headers: &http::HeaderMap) -> Vec<(Vec<u8>, Vec<u8>)> {
     let authority = uri.authority().map_or("", |a| a.as_str());
-    let mut headers = vec![
+    let mut list = vec![
         (b":path".to_vec(), uri.path().as_bytes().to_vec()),
         (b":authority".to_vec(), authority.as_bytes().to_vec()),
     ];
-    for (name, value) in call.headers() {
-        headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+    for (name, value) in headers {
+        list.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
     }
-    headers
+    list
 }

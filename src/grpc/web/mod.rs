@@ -373,19 +373,14 @@ impl WebCall {
         self.lean && self.version == HttpVersion::Http2 && !self.streaming && self.cors.is_none()
     }
 
-    /// `:path`, `:authority`, then every regular header a call sends, as the lean client
-    /// takes them.
-    pub fn header_list(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
-        let authority = self.uri.authority().map_or("", |a| a.as_str());
-        let mut list = vec![
-            (b":path".to_vec(), path.as_bytes().to_vec()),
-            (b":authority".to_vec(), authority.as_bytes().to_vec()),
-        ];
-        for (name, value) in &self.headers {
-            list.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-        }
-        list
+    /// The request's URI (absolute over HTTP/2, the path alone over HTTP/1.1).
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The headers every call sends (content type, deadline, metadata, …).
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
     }
 
     /// `grpc-web-text`: bodies are base64.
