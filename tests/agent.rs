@@ -258,14 +258,11 @@ fn sighup_reloads_a_good_config_and_rejects_a_bad_one() {
     );
 
     // OpenMetrics when asked.
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&a).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
+    let accept = ("Accept", "application/openmetrics-text; version=1.0.0");
+    let (_, head, body) = http_request(&a, "/metrics", &[accept]).unwrap();
     assert!(
-        body.contains("application/openmetrics-text") && body.trim_end().ends_with("# EOF"),
-        "{body}"
+        head.contains("application/openmetrics-text") && body.trim_end().ends_with("# EOF"),
+        "{head}\n{body}"
     );
 }
 

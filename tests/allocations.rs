@@ -18,10 +18,27 @@ struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// This thread's allocations, for work done on the test's own thread: the harness's
+    /// other threads (reporting another test's result) allocate meanwhile.
+    static THREAD_ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count() {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    // Not during the thread's teardown, when its locals are gone.
+    let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+/// Allocations made on this thread so far.
+fn thread_allocations() -> u64 {
+    THREAD_ALLOCATIONS.with(std::cell::Cell::get)
+}
+
 // SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.alloc(layout) }
     }
@@ -32,13 +49,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: as above.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: as above.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -206,4 +223,99 @@ fn a_probe_allocates_within_its_budget() {
         "{per_probe:.2} allocations per probe, above the budget of {PROBE_BUDGET}: \
          something on the probe path allocates more (src/probe/)"
     );
+}
+
+/// Allocations while a prober publishes `rounds` rounds of its series, as
+/// `agent/probe/{publish,connection,rounds}.rs` do: every family a round touches.
+fn publishing_allocations(
+    series: &loadagent::telemetry::probe_series::ProbeSeries,
+    rounds: u32,
+) -> u64 {
+    use loadagent::telemetry::probe_series::Phase;
+    let before = thread_allocations();
+    for i in 0..rounds {
+        let took = std::time::Duration::from_micros(u64::from(200 + i % 700));
+        series.backend("checkout", "10.0.0.7:8443", |s| {
+            s.set_phase(Phase::Resolve, took);
+            s.set_phase(Phase::Connect, took);
+            s.set_phase(Phase::Check, took);
+            s.set_success(i % 5 != 0);
+            s.set_grpc_status(if i % 5 == 0 { 14 } else { 0 });
+            s.count_result(i % 5 != 0);
+            s.set_serving(Some(if i % 5 == 0 { "NOT_SERVING" } else { "SERVING" }));
+            s.set_check_failed("status == OK", i % 5 == 0);
+        });
+        series.observe_latency("checkout", "10.0.0.7:8443", took.as_secs_f64());
+    }
+    thread_allocations() - before
+}
+
+/// A probe round's series are plain numbers made at the first round: publishing the next
+/// ones allocates nothing (the prometheus crate's vectors hashed and looked up label values
+/// per series, and kept ~750 bytes a series).
+#[test]
+fn publishing_a_probe_round_allocates_nothing_once_its_series_exist() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let series = loadagent::telemetry::probe_series::ProbeSeries::new(
+        &loadagent::telemetry::metrics::probe_latency_buckets(&[0.3]),
+    );
+    publishing_allocations(&series, 1);
+    let allocations = publishing_allocations(&series, 1_000);
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations publishing 1,000 probe rounds: something in \
+         src/telemetry/probe_series.rs allocates per update"
+    );
+}
+
+/// A scrape of 1,000 targets writes its 2.5 MB in chunks as they are sent: a few allocations
+/// a chunk (the chunk, the cursor's position), not one a sample, and never the whole text.
+#[test]
+fn a_scrape_allocates_per_chunk_not_per_sample() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let metrics = loadagent::telemetry::Metrics::new().unwrap();
+    for t in 0..1_000 {
+        let target = format!("target-{t}");
+        metrics.probes.set_backends(&target, 1);
+        publishing_allocations_of(&metrics.probes, &target);
+    }
+    let before = thread_allocations();
+    let mut bytes = 0;
+    let mut chunks = 0;
+    let mut largest = 0;
+    for chunk in loadagent::telemetry::Metrics::exposition(&metrics, true) {
+        bytes += chunk.len();
+        largest = largest.max(chunk.capacity());
+        chunks += 1;
+    }
+    let allocations = thread_allocations() - before;
+    eprintln!("a scrape: {bytes} bytes in {chunks} chunks, {allocations} allocations, the largest chunk {largest} bytes");
+    assert!(bytes > 2_000_000, "1,000 targets' series: {bytes} bytes");
+    // The probe families' chunks (two allocations each: the buffer, the cursor's key) and
+    // the rest of the registry, gathered by the prometheus crate (~40 series).
+    assert!(
+        allocations <= 3 * chunks + 300,
+        "{allocations} allocations for a scrape of {chunks} chunks"
+    );
+    assert!(
+        largest <= 128 * 1024,
+        "a chunk of {largest} bytes: the text is not held whole"
+    );
+}
+
+fn publishing_allocations_of(
+    series: &loadagent::telemetry::probe_series::ProbeSeries,
+    target: &str,
+) {
+    use loadagent::telemetry::probe_series::Phase;
+    series.backend(target, "127.0.0.1:50051", |s| {
+        s.set_phase(Phase::Resolve, std::time::Duration::from_micros(12));
+        s.set_phase(Phase::Connect, std::time::Duration::from_micros(345));
+        s.set_phase(Phase::Check, std::time::Duration::from_micros(678));
+        s.set_success(true);
+        s.set_grpc_status(0);
+        s.count_result(true);
+        s.set_serving(Some("SERVING"));
+    });
+    series.observe_latency(target, "127.0.0.1:50051", 0.000678);
 }

@@ -106,17 +106,6 @@ fn port_free_on(hosts: &[&str]) -> u16 {
     panic!("no port free on {hosts:?}");
 }
 
-/// A GET in HTTP/1.0, so that the body comes whole rather than chunked (Prometheus chunks
-/// large answers to HTTP/1.1).
-fn get_unchunked(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut all = String::new();
-    s.read_to_string(&mut all).unwrap();
-    all.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
 fn value(result: &Value) -> f64 {
     result["value"][1].as_str().unwrap().parse().unwrap()
 }
@@ -242,7 +231,7 @@ fn prometheus_discovers_pods_and_each_is_probed_by_the_agent_on_its_node() {
     );
 
     // Prometheus' own view: each pod scraped through the agent its node label names.
-    let body = get_unchunked(&prometheus.api, "/api/v1/targets?state=active");
+    let body = http_get(&prometheus.api, "/api/v1/targets?state=active").1;
     let body: Value = serde_json::from_str(&body).unwrap();
     let active = body["data"]["activeTargets"].as_array().unwrap();
     let probes: Vec<&Value> = active

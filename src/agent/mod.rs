@@ -99,22 +99,6 @@ fn latencies_fit(config: &AgentConfig, buckets: &[f64]) -> Result<(), String> {
     }
 }
 
-/// How often the probe families' exposition is rendered again when probes changed it: off
-/// the scrape path, on a blocking thread (with 1,000 targets a render takes tens of ms, which
-/// on a runtime worker would make the probes scheduled there late).
-const PROBE_RENDER_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-
-async fn render_probe_families(metrics: Arc<Metrics>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(PROBE_RENDER_EVERY) => {}
-            _ = stop.cancelled() => return,
-        }
-        let m = metrics.clone();
-        let _ = tokio::task::spawn_blocking(move || m.refresh_probe_text()).await;
-    }
-}
-
 /// The probers of one configuration; replaced whole on reload.
 struct Generation {
     stop: CancellationToken,
@@ -203,7 +187,6 @@ pub async fn run(
     };
     let targets = Arc::new(AtomicUsize::new(0));
     let mut generation = Generation::start(&config, &ctx, &targets)?;
-    tokio::spawn(render_probe_families(metrics.clone(), stop.clone()));
     let runs: schedule::Runs = Default::default();
     let pusher = config
         .remote_write
@@ -269,7 +252,7 @@ pub async fn run(
                 };
                 match config::reload(path).map_err(|e| e.to_string()).and_then(|c| {
                     c.targets.iter().try_for_each(|t| build_tls(t).map(|_| ())).map_err(|e| e.to_string()).map(|()| c)
-                }).and_then(|c| latencies_fit(&c, &metrics.probe_buckets).map(|()| c)) {
+                }).and_then(|c| latencies_fit(&c, metrics.probes.buckets()).map(|()| c)) {
                     Ok(new) => {
                         generation.stop().await;
                         // Series of targets that no longer exist must not linger; counters of

@@ -2,6 +2,8 @@
 
 use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use super::probe_series::ProbeSeries;
+
 /// What kind of metric a definition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -444,12 +446,6 @@ pub const DEFINITIONS: &[Definition] = &[
     NODE_CPUS,
 ];
 
-/// The per-target (per-backend) probe families — the ones labelled by `target` first: most
-/// of the exposition with many targets.
-fn per_target(d: &Definition) -> bool {
-    d.labels.first() == Some(&"target")
-}
-
 /// `phase` values of `loadagent_probe_duration_seconds`.
 pub const PROBE_PHASES: [&str; 5] = ["resolve", "connect", "tls", "check", "method"];
 /// `serving_status` values of `loadagent_probe_healthcheck_status`.
@@ -469,40 +465,13 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     /// The registry every metric but the per-target probe families is in.
     pub registry: Registry,
-    /// The per-target probe families, rendered apart (`probe_text`): with 1,000 targets they
-    /// are almost all of the exposition, and rendering them per scrape made scrapes slow.
-    probe_registry: Registry,
-    probe_text: std::sync::Mutex<ProbeText>,
-    /// Set when a probe series changed since `probe_text` was rendered.
-    probes_changed: std::sync::atomic::AtomicBool,
+    /// The per-target probe families (`loadagent_probe_*` labelled by `target`): plain
+    /// numbers per backend, written to the exposition straight from them (`probe_series`).
+    pub probes: ProbeSeries,
     /// Exact probe lateness over the last minute or two (the histogram's buckets only bound it).
     lateness: std::sync::Mutex<LatenessWindow>,
     /// `loadagent_probe_lateness_percentile_seconds`.
     pub probe_lateness_percentile: GaugeVec,
-    /// `loadagent_probe_success`.
-    pub probe_success: GaugeVec,
-    /// `loadagent_probe_duration_seconds`.
-    pub probe_duration: GaugeVec,
-    /// `loadagent_probe_healthcheck_status`.
-    pub probe_health_status: GaugeVec,
-    /// `loadagent_probe_grpc_status_code`.
-    pub probe_grpc_status: GaugeVec,
-    /// `loadagent_probe_ssl_earliest_cert_expiry`.
-    pub probe_cert_expiry: GaugeVec,
-    /// `loadagent_probe_tls_version_info`.
-    pub probe_tls_version: GaugeVec,
-    /// `loadagent_probe_latency_seconds`.
-    pub probe_latency: HistogramVec,
-    /// Its buckets (fixed for the agent's life: a reload cannot add one).
-    pub probe_buckets: Vec<f64>,
-    /// `loadagent_probes_total`.
-    pub probes_total: IntCounterVec,
-    /// `loadagent_probe_check_failed`.
-    pub probe_check_failed: GaugeVec,
-    /// `loadagent_probe_backends`.
-    pub probe_backends: GaugeVec,
-    /// `loadagent_probe_resolutions_total`.
-    pub probe_resolutions: IntCounterVec,
     /// `loadagent_probe_endpoint_probes_total`.
     pub probe_endpoint_probes: IntCounterVec,
     /// `loadagent_probe_endpoint_refused_total`.
@@ -582,19 +551,6 @@ pub struct Metrics {
 fn opts(d: &Definition) -> Opts {
     Opts::new(d.name, d.help)
 }
-
-/// The probe families' exposition (text format) and when it was rendered. The OpenMetrics
-/// form is made from it per scrape (a line scan of a few ms) rather than kept beside it:
-/// with 1,000 targets each copy is 2.5 MB.
-#[derive(Debug, Default)]
-struct ProbeText {
-    text: std::sync::Arc<String>,
-    rendered: Option<std::time::Instant>,
-}
-
-/// How stale the probe families' exposition may be before a scrape renders it itself (the
-/// agent re-renders it in the background more often than this).
-const PROBE_TEXT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Probe lateness in an HDR histogram, rotated each minute: quantiles over the last one to
 /// two minutes, exact to 0.1%.
@@ -678,18 +634,9 @@ impl Metrics {
     /// Every metric, the probe latency histogram with these buckets (`probe_latency_buckets`).
     pub fn with_probe_buckets(probe_buckets: &[f64]) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let probe_registry = Registry::new();
-        // The per-target probe families go to their own registry (see `probe_text`).
-        let registry_of = |d: &Definition| {
-            if per_target(d) {
-                &probe_registry
-            } else {
-                &registry
-            }
-        };
         let gauge_vec = |d: &Definition| -> Result<GaugeVec, prometheus::Error> {
             let m = GaugeVec::new(opts(d), d.labels)?;
-            registry_of(d).register(Box::new(m.clone()))?;
+            registry.register(Box::new(m.clone()))?;
             Ok(m)
         };
         let gauge = |d: &Definition| -> Result<Gauge, prometheus::Error> {
@@ -699,15 +646,9 @@ impl Metrics {
         };
         let int_counter_vec = |d: &Definition| -> Result<IntCounterVec, prometheus::Error> {
             let m = IntCounterVec::new(opts(d), d.labels)?;
-            registry_of(d).register(Box::new(m.clone()))?;
+            registry.register(Box::new(m.clone()))?;
             Ok(m)
         };
-        let probe_latency = HistogramVec::new(
-            HistogramOpts::new(PROBE_LATENCY.name, PROBE_LATENCY.help)
-                .buckets(probe_buckets.to_vec()),
-            PROBE_LATENCY.labels,
-        )?;
-        probe_registry.register(Box::new(probe_latency.clone()))?;
         let run_latency = HistogramVec::new(
             HistogramOpts::new(RUN_LATENCY.name, RUN_LATENCY.help)
                 .buckets(LATENCY_BUCKETS.to_vec()),
@@ -723,18 +664,7 @@ impl Metrics {
         let process_cpu = prometheus::CounterVec::new(opts(&PROCESS_CPU), PROCESS_CPU.labels)?;
         registry.register(Box::new(process_cpu.clone()))?;
         Ok(Self {
-            probe_buckets: probe_buckets.to_vec(),
-            probe_success: gauge_vec(&PROBE_SUCCESS)?,
-            probe_duration: gauge_vec(&PROBE_DURATION)?,
-            probe_health_status: gauge_vec(&PROBE_HEALTH_STATUS)?,
-            probe_grpc_status: gauge_vec(&PROBE_GRPC_STATUS)?,
-            probe_cert_expiry: gauge_vec(&PROBE_CERT_EXPIRY)?,
-            probe_tls_version: gauge_vec(&PROBE_TLS_VERSION)?,
-            probe_latency,
-            probes_total: int_counter_vec(&PROBES_TOTAL)?,
-            probe_check_failed: gauge_vec(&PROBE_CHECK_FAILED)?,
-            probe_backends: gauge_vec(&PROBE_BACKENDS)?,
-            probe_resolutions: int_counter_vec(&PROBE_RESOLUTIONS)?,
+            probes: ProbeSeries::new(probe_buckets),
             probe_endpoint_probes: int_counter_vec(&PROBE_ENDPOINT_PROBES)?,
             probe_endpoint_refused: {
                 let refused = int_counter_vec(&PROBE_ENDPOINT_REFUSED)?;
@@ -781,17 +711,8 @@ impl Metrics {
             node_cpus: gauge(&NODE_CPUS)?,
             probe_lateness_percentile: gauge_vec(&PROBE_LATENESS_PERCENTILE)?,
             registry,
-            probe_registry,
-            probe_text: Default::default(),
-            probes_changed: std::sync::atomic::AtomicBool::new(true),
             lateness: std::sync::Mutex::new(LatenessWindow::new()),
         })
-    }
-
-    /// A probe series changed: the probe families' exposition is due for a render.
-    pub fn probes_changed(&self) {
-        self.probes_changed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Records how late a probe started, in the histogram and the exact window.
@@ -800,46 +721,6 @@ impl Metrics {
         if let Ok(mut w) = self.lateness.lock() {
             w.record(late);
         }
-    }
-
-    /// Renders the probe families when they changed since the last render (the agent calls
-    /// it every half second, off the scrape path). True when it rendered.
-    pub fn refresh_probe_text(&self) -> bool {
-        if !self
-            .probes_changed
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            return false;
-        }
-        // Sized from the last render: a String grown by doubling holds up to twice its
-        // text, and two renders are alive while one replaces the other (2.5 MB each with
-        // 1,000 targets).
-        let last = self.probe_text.lock().map_or(0, |p| p.text.len());
-        let text = encode_sized(&self.probe_registry, last + last / 8 + 4096);
-        if let Ok(mut p) = self.probe_text.lock() {
-            *p = ProbeText {
-                text: std::sync::Arc::new(text),
-                rendered: Some(std::time::Instant::now()),
-            };
-        }
-        true
-    }
-
-    /// The probe families' exposition: the cached render, or a new one when it is older than
-    /// `PROBE_TEXT_MAX_AGE` and stale (no background refresher).
-    fn probe_text(&self) -> std::sync::Arc<String> {
-        let stale = self
-            .probe_text
-            .lock()
-            .map(|p| p.rendered.is_none_or(|t| t.elapsed() > PROBE_TEXT_MAX_AGE))
-            .unwrap_or(true);
-        if stale {
-            self.refresh_probe_text();
-        }
-        self.probe_text
-            .lock()
-            .map(|p| p.text.clone())
-            .unwrap_or_default()
     }
 
     /// Sets the lateness percentile gauges from the exact window.
@@ -856,86 +737,56 @@ impl Metrics {
         }
     }
 
-    /// The text exposition of every metric.
+    /// The text exposition of every metric, whole (tests; `/metrics` streams `exposition`).
     pub fn render(&self) -> String {
-        self.update_lateness_percentiles();
-        let probes = self.probe_text();
-        let rest = encode(&self.registry);
-        let mut out = String::with_capacity(probes.len() + rest.len());
-        out.push_str(&probes);
-        out.push_str(&rest);
-        out
+        Self::exposition(self, false).collect()
+    }
+
+    /// The OpenMetrics exposition, whole (for scrapers that ask for it; Prometheus does).
+    pub fn render_openmetrics(&self) -> String {
+        Self::exposition(self, true).collect()
+    }
+
+    /// The exposition in chunks of about `EXPOSITION_CHUNK` bytes, each written when it is
+    /// asked for: the per-target probe families (from the numbers, a lock held per chunk),
+    /// then the rest of the registry, then OpenMetrics' `# EOF`. A scrape of 1,000 targets
+    /// holds a chunk, not the 2.5 MB text.
+    pub fn exposition<M: std::ops::Deref<Target = Metrics>>(
+        metrics: M,
+        openmetrics: bool,
+    ) -> impl Iterator<Item = String> {
+        metrics.update_lateness_percentiles();
+        let mut cursor = crate::telemetry::probe_series::Cursor::default();
+        let mut rest_written = false;
+        std::iter::from_fn(move || {
+            while !cursor.done() {
+                let mut chunk = String::with_capacity(EXPOSITION_CHUNK + EXPOSITION_CHUNK / 4);
+                metrics
+                    .probes
+                    .write_chunk(&mut cursor, openmetrics, &mut chunk, EXPOSITION_CHUNK);
+                if !chunk.is_empty() {
+                    return Some(chunk);
+                }
+            }
+            if std::mem::replace(&mut rest_written, true) {
+                return None;
+            }
+            let rest = encode(&metrics.registry);
+            Some(match openmetrics {
+                true => to_openmetrics(&rest),
+                false => rest,
+            })
+        })
     }
 
     /// Drops every per-target series (on a config reload).
     pub fn reset_probe_series(&self) {
-        for vec in [
-            &self.probe_success,
-            &self.probe_duration,
-            &self.probe_health_status,
-            &self.probe_grpc_status,
-            &self.probe_cert_expiry,
-            &self.probe_tls_version,
-            &self.probe_check_failed,
-        ] {
-            vec.reset();
-        }
-        self.probe_latency.reset();
-        self.probes_total.reset();
-        self.probe_backends.reset();
-        self.probe_resolutions.reset();
-        self.probes_changed();
-    }
-
-    /// Drops the series of one backend of a target (it left the target's DNS name): every
-    /// label value the probers set is named here.
-    pub fn remove_backend_series(&self, target: &str, backend: &str, checks: &[&str]) {
-        for check in checks {
-            let _ = self
-                .probe_check_failed
-                .remove_label_values(&[target, backend, check]);
-        }
-        let pair = [target, backend];
-        for vec in [
-            &self.probe_success,
-            &self.probe_grpc_status,
-            &self.probe_cert_expiry,
-        ] {
-            let _ = vec.remove_label_values(&pair);
-        }
-        let _ = self.probe_latency.remove_label_values(&pair);
-        for phase in PROBE_PHASES {
-            let _ = self
-                .probe_duration
-                .remove_label_values(&[target, backend, phase]);
-        }
-        for status in SERVING_STATUSES {
-            let _ = self
-                .probe_health_status
-                .remove_label_values(&[target, backend, status]);
-        }
-        for version in TLS_VERSIONS {
-            let _ = self
-                .probe_tls_version
-                .remove_label_values(&[target, backend, version]);
-        }
-        for result in ["success", "failure"] {
-            let _ = self
-                .probes_total
-                .remove_label_values(&[target, backend, result]);
-        }
-        self.probes_changed();
-    }
-
-    /// The OpenMetrics exposition (for scrapers that ask for it; Prometheus does).
-    pub fn render_openmetrics(&self) -> String {
-        self.update_lateness_percentiles();
-        let mut out = openmetrics_body(&self.probe_text());
-        out.push_str(&openmetrics_body(&encode(&self.registry)));
-        out.push_str("# EOF\n");
-        out
+        self.probes.clear();
     }
 }
+
+/// About how many bytes of the exposition are written at a time (`Metrics::exposition`).
+const EXPOSITION_CHUNK: usize = 64 * 1024;
 
 /// Converts the Prometheus text format to OpenMetrics 1.0: a counter family is named without
 /// its `_total` suffix (its samples keep it), and the exposition ends with `# EOF`.
@@ -947,13 +798,8 @@ pub fn to_openmetrics(text: &str) -> String {
 
 /// The text format of one registry, rendered.
 fn encode(registry: &Registry) -> String {
-    encode_sized(registry, 0)
-}
-
-/// `encode` into a buffer of `capacity` bytes to start with (it grows if the text is longer).
-fn encode_sized(registry: &Registry, capacity: usize) -> String {
     use prometheus::Encoder;
-    let mut out = Vec::with_capacity(capacity);
+    let mut out = Vec::new();
     if prometheus::TextEncoder::new()
         .encode(&registry.gather(), &mut out)
         .is_err()
@@ -1017,43 +863,29 @@ mod tests {
     }
 
     #[test]
-    fn the_per_target_families_are_the_probe_families() {
-        let per: Vec<&str> = DEFINITIONS
-            .iter()
-            .filter(|d| per_target(d))
-            .map(|d| d.name)
-            .collect();
-        assert_eq!(per.len(), 11, "{per:?}");
-        assert!(per
-            .iter()
-            .all(|n| n.starts_with("loadagent_probe_") || *n == "loadagent_probes_total"));
-    }
-
-    #[test]
-    fn probe_families_render_apart_and_join_the_rest() {
+    fn probe_families_come_first_then_the_rest_and_a_change_shows_at_once() {
         let m = Metrics::new().unwrap();
-        m.probe_success
-            .with_label_values(&["t", "10.0.0.1:1"])
-            .set(1.0);
+        m.probes.backend("t", "10.0.0.1:1", |s| s.set_success(true));
         m.build_info.with_label_values(&["v", "a", "r"]).set(1.0);
         let text = m.render();
-        assert!(text.contains("loadagent_probe_success{backend=\"10.0.0.1:1\",target=\"t\"} 1"));
-        assert!(text.contains("loadagent_build_info{"));
-        // Cached: a change shows once rendered again (the agent does it every 0.5 s).
-        m.probe_success
-            .with_label_values(&["t", "10.0.0.1:1"])
-            .set(0.0);
-        m.probes_total
-            .with_label_values(&["t", "10.0.0.1:1", "success"])
-            .inc();
-        m.probes_changed();
-        assert!(m.refresh_probe_text());
-        assert!(!m.refresh_probe_text(), "nothing changed since");
-        assert!(m.render().contains("target=\"t\"} 0"));
+        let probe = text
+            .find("loadagent_probe_success{backend=\"10.0.0.1:1\",target=\"t\"} 1\n")
+            .expect("the probe series");
+        assert!(probe < text.find("loadagent_build_info{").expect("the rest"));
+        // Nothing is cached: the next scrape shows a change.
+        m.probes.backend("t", "10.0.0.1:1", |s| {
+            s.set_success(false);
+            s.count_result(true);
+        });
+        assert!(m.render().contains("target=\"t\"} 0\n"));
         let om = m.render_openmetrics();
         assert!(om.ends_with("# EOF\n") && om.matches("# EOF").count() == 1);
         assert!(om.contains("# TYPE loadagent_probes counter"), "{om}");
         assert!(om.contains("loadagent_probes_total{"), "{om}");
+        // In chunks, the same text.
+        let chunks: Vec<String> = Metrics::exposition(&m, false).collect();
+        assert!(chunks.iter().all(|c| !c.is_empty()));
+        assert_eq!(chunks.concat(), m.render());
     }
 
     #[test]

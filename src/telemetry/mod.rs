@@ -4,6 +4,7 @@
 pub mod live;
 pub mod metrics;
 pub mod node;
+pub mod probe_series;
 pub mod remote_write;
 pub mod traces;
 

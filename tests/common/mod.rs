@@ -348,13 +348,27 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 /// `http_get`, with a failed connection or read as an error (a server still starting or
 /// already stopping, polled by `eventually`).
 pub fn try_http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    http_request(addr, path, &[]).map(|(status, _, body)| (status, body))
+}
+
+/// An HTTP/1.1 GET with these extra headers: (status code, response head, body — decoded
+/// when it came chunked).
+pub fn http_request(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String, String), String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .map_err(|e| format!("write: {e}"))?;
     let mut buf = String::new();
@@ -365,10 +379,39 @@ pub fn try_http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    Ok((status, body))
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((buf.as_str(), ""));
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = match chunked {
+        true => dechunk(body)?,
+        false => body.to_string(),
+    };
+    Ok((status, head.to_string(), body))
+}
+
+/// An HTTP/1.1 chunked body, decoded (a streamed answer such as `/metrics`).
+fn dechunk(mut rest: &str) -> Result<String, String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest
+            .split_once("\r\n")
+            .ok_or_else(|| format!("a chunk without its size line: {rest:.40}"))?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| format!("chunk size {size:?}: {e}"))?;
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = after
+            .get(..size)
+            .ok_or_else(|| format!("a chunk of {size} bytes cut short"))?;
+        body.push_str(chunk);
+        rest = after[size..]
+            .strip_prefix("\r\n")
+            .ok_or("a chunk not followed by CRLF")?;
+    }
 }
 
 /// Polls `check` every 100 ms until it holds or `secs` pass; the check's last text on failure.

@@ -7,6 +7,7 @@ use tonic::transport::Channel;
 
 use super::super::channels::{Channels, SharedChannel};
 use super::Prober;
+use crate::telemetry::probe_series::Phase;
 
 impl Prober {
     /// Which shared connection this prober uses (`Channels`).
@@ -31,32 +32,21 @@ impl Prober {
         let shared = channels
             .get_or_connect(&key, |generation| self.connect(generation))
             .await?;
-        let m = &self.ctx.metrics;
-        m.probe_duration
-            .with_label_values(&self.labels_and("resolve"))
-            .set(shared.resolve.as_secs_f64());
-        let mut connect = shared.connect;
         let facts = shared.tls.lock().ok().and_then(|g| g.clone());
-        if let Some(f) = facts {
-            // `connect` is TCP alone; the handshake is its own phase.
-            connect = connect.saturating_sub(f.handshake);
-            m.probe_duration
-                .with_label_values(&self.labels_and("tls"))
-                .set(f.handshake.as_secs_f64());
-            if let Some(expiry) = f.earliest_expiry {
-                m.probe_cert_expiry
-                    .with_label_values(&self.labels())
-                    .set(expiry as f64);
+        self.series(|s| {
+            s.set_phase(Phase::Resolve, shared.resolve);
+            let mut connect = shared.connect;
+            if let Some(f) = &facts {
+                // `connect` is TCP alone; the handshake is its own phase.
+                connect = connect.saturating_sub(f.handshake);
+                s.set_phase(Phase::Tls, f.handshake);
+                if let Some(expiry) = f.earliest_expiry {
+                    s.set_cert_expiry(expiry as f64);
+                }
+                s.set_tls_version(&f.version);
             }
-            for v in crate::telemetry::metrics::TLS_VERSIONS {
-                m.probe_tls_version
-                    .with_label_values(&self.labels_and(v))
-                    .set(if v == f.version { 1.0 } else { 0.0 });
-            }
-        }
-        m.probe_duration
-            .with_label_values(&self.labels_and("connect"))
-            .set(connect.as_secs_f64());
+            s.set_phase(Phase::Connect, connect);
+        });
         self.channel = Some((shared.channel.clone(), shared.generation));
         Ok(shared.channel)
     }

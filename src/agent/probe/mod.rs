@@ -38,9 +38,6 @@ mod supervise;
 pub use supervise::spawn;
 pub(crate) use supervise::LogLimit;
 
-/// The statuses a target can be in, as `serving_status` labels.
-const STATUSES: [&str; 4] = crate::telemetry::metrics::SERVING_STATUSES;
-
 /// A target's last probe, for `/api/v1/targets`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeResult {

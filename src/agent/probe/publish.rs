@@ -5,33 +5,33 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::super::config::ProbeMode;
-use super::{now_unix, ProbeResult, Prober, STATUSES};
+use super::{now_unix, ProbeResult, Prober};
 use crate::probe::verdict::MethodVerdict;
+use crate::telemetry::probe_series::BackendSeries;
 use crate::telemetry::traces::end_span;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 
 impl Prober {
-    /// The `target` and `backend` labels.
-    pub(super) fn labels(&self) -> [&str; 2] {
-        [&self.target.name, &self.backend]
+    /// Changes this prober's series (`loadagent_probe_*{target, backend}`).
+    pub(super) fn series(&self, f: impl FnOnce(&mut BackendSeries)) {
+        self.ctx
+            .metrics
+            .probes
+            .backend(&self.target.name, &self.backend, f);
     }
 
-    /// The labels with a third (`phase`, `serving_status`, `version`, `result`).
-    pub(super) fn labels_and<'a>(&'a self, third: &'a str) -> [&'a str; 3] {
-        [&self.target.name, &self.backend, third]
+    /// One observation of `loadagent_probe_latency_seconds`.
+    pub(super) fn observe_latency(&self, took: Duration) {
+        self.ctx.metrics.probes.observe_latency(
+            &self.target.name,
+            &self.backend,
+            took.as_secs_f64(),
+        );
     }
 
     pub(super) fn set_status(&self, status: Option<&str>) {
-        self.ctx.metrics.probes_changed();
-        for s in STATUSES {
-            let v = if Some(s) == status { 1.0 } else { 0.0 };
-            self.ctx
-                .metrics
-                .probe_health_status
-                .with_label_values(&self.labels_and(s))
-                .set(v);
-        }
+        self.series(|s| s.set_serving(status));
     }
 
     pub(super) fn log_failure(&mut self, message: &str) {
@@ -128,29 +128,25 @@ impl Prober {
         };
         let status = if health { status } else { None };
         self.close_span(success, status.as_deref(), code, error.as_deref());
-        let m = &self.ctx.metrics;
-        m.probes_changed();
         let name = self.target.name.clone();
-        m.probe_success
-            .with_label_values(&self.labels())
-            .set(if success { 1.0 } else { 0.0 });
-        m.probe_grpc_status
-            .with_label_values(&self.labels())
-            .set(f64::from(code.unwrap_or(14)));
-        m.probes_total
-            .with_label_values(&self.labels_and(if success { "success" } else { "failure" }))
-            .inc();
-        if health {
-            self.set_status(status.as_deref());
-        }
         let checks = method.map(|r| r.checks).unwrap_or_default();
-        for c in &checks {
-            m.probe_check_failed
-                .with_label_values(&[&self.target.name, &self.backend, &c.check])
-                .set(if c.passed { 0.0 } else { 1.0 });
-        }
+        self.series(|s| {
+            s.set_success(success);
+            s.set_grpc_status(code.unwrap_or(14));
+            s.count_result(success);
+            if health {
+                s.set_serving(status.as_deref());
+            }
+            for c in &checks {
+                s.set_check_failed(&c.check, !c.passed);
+            }
+        });
         if let Some(e) = &error {
-            m.errors_total.with_label_values(&["probe", "failed"]).inc();
+            self.ctx
+                .metrics
+                .errors_total
+                .with_label_values(&["probe", "failed"])
+                .inc();
             self.log_failure(e);
         }
         let result = ProbeResult {

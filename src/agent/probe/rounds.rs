@@ -12,6 +12,7 @@ use crate::grpc::web::{WebOptions, WebSender};
 use crate::probe::health::{self, HealthAnswer};
 use crate::probe::method::{MethodProbe, PrepareError, Verdict};
 use crate::probe::verdict::{Failure, MethodVerdict};
+use crate::telemetry::probe_series::Phase;
 use crate::telemetry::traces::traceparent;
 use opentelemetry::trace::TraceContextExt;
 
@@ -82,18 +83,10 @@ impl Prober {
         let t = Instant::now();
         let answer = health::check(channel, self.request(), self.target.probe.timeout).await;
         let took = t.elapsed();
-        self.ctx
-            .metrics
-            .probe_duration
-            .with_label_values(&self.labels_and("check"))
-            .set(took.as_secs_f64());
+        self.series(|s| s.set_phase(Phase::Check, took));
         if let HealthAnswer::Status(_) = answer {
             if self.target.probe.method.is_none() {
-                self.ctx
-                    .metrics
-                    .probe_latency
-                    .with_label_values(&self.labels())
-                    .observe(took.as_secs_f64());
+                self.observe_latency(took);
             }
         }
         // A connection the server no longer serves on (or that answers nothing) is made
@@ -196,11 +189,8 @@ impl Prober {
                     return self.failed_round(&why);
                 }
             }
-            self.ctx
-                .metrics
-                .probe_duration
-                .with_label_values(&self.labels_and("connect"))
-                .set(t.elapsed().as_secs_f64());
+            let took = t.elapsed();
+            self.series(|s| s.set_phase(Phase::Connect, took));
         }
         let Some((call, Some(sender))) = self.web.as_deref_mut() else {
             return self.failed_round("no gRPC-Web connection");
@@ -264,14 +254,9 @@ impl Prober {
 
     /// Exports a method probe's call and makes its round.
     pub(super) fn judged_round(&mut self, probe: &MethodProbe, verdict: Verdict) -> MethodVerdict {
-        let m = &self.ctx.metrics;
-        m.probe_duration
-            .with_label_values(&self.labels_and("method"))
-            .set(verdict.took.as_secs_f64());
+        self.series(|s| s.set_phase(Phase::Method, verdict.took));
         if verdict.response.is_some() || verdict.code != crate::grpc::status::UNAVAILABLE {
-            m.probe_latency
-                .with_label_values(&self.labels())
-                .observe(verdict.took.as_secs_f64());
+            self.observe_latency(verdict.took);
         }
         MethodVerdict::of(probe.descriptor.full_name(), &verdict)
     }
@@ -308,11 +293,7 @@ impl Prober {
             match msg {
                 Ok(Some(resp)) => {
                     if first {
-                        self.ctx
-                            .metrics
-                            .probe_latency
-                            .with_label_values(&self.labels())
-                            .observe(started.elapsed().as_secs_f64());
+                        self.observe_latency(started.elapsed());
                         first = false;
                     }
                     self.publish_answer(HealthAnswer::Status(resp.status), started.elapsed());

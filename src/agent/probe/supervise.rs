@@ -26,10 +26,7 @@ pub fn spawn(
     let first = Arc::new(AtomicBool::new(false));
     match target.address.clone() {
         ProbeAddress::Fixed(address) => {
-            ctx.metrics
-                .probe_backends
-                .with_label_values(&[target.name.as_str()])
-                .set(1.0);
+            ctx.metrics.probes.set_backends(&target.name, 1);
             let backend = address.to_string();
             let stop = ctx.stop.clone();
             let shared = PerTarget {
@@ -180,9 +177,7 @@ async fn follow(
     let label = target.name.clone();
     // One copy of the target for all its backends' probers.
     let shared_target = Arc::new(target.clone());
-    m.probe_backends
-        .with_label_values(&[label.as_str()])
-        .set(0.0);
+    m.probes.set_backends(&label, 0);
     let fleet = match Fleet::unresolved(&name, target.resolve_every, target.probe.timeout) {
         Ok(f) => f,
         Err(e) => {
@@ -202,9 +197,7 @@ async fn follow(
         };
         match refreshed {
             Ok(left_out) => {
-                m.probe_resolutions
-                    .with_label_values(&[label.as_str(), "success"])
-                    .inc();
+                m.probes.count_resolution(&label, true);
                 if !left_out.is_empty() {
                     if let Some(since) = log.allow() {
                         tracing::warn!(target = %label, "resolving {name}: left out {} (the other records are probed; logged at most once a minute per target{since})", crate::discovery::resolver::summarize(&left_out));
@@ -212,9 +205,7 @@ async fn follow(
                 }
             }
             Err(e) => {
-                m.probe_resolutions
-                    .with_label_values(&[label.as_str(), "failure"])
-                    .inc();
+                m.probes.count_resolution(&label, false);
                 m.errors_total
                     .with_label_values(&["probe", "resolve"])
                     .inc();
@@ -226,11 +217,8 @@ async fn follow(
                 }
             }
         }
-        m.probes_changed();
         let now = fleet.current();
-        m.probe_backends
-            .with_label_values(&[label.as_str()])
-            .set(now.backends.len() as f64);
+        m.probes.set_backends(&label, now.backends.len());
         let wanted: HashMap<String, HostPort> = now
             .backends
             .iter()
@@ -247,14 +235,7 @@ async fn follow(
                 let _ = i.task.await;
                 ctx.channels.forget(&i.address);
             }
-            let checks = target
-                .probe
-                .method
-                .as_ref()
-                .map(|m| m.check_labels())
-                .unwrap_or_default();
-            let checks: Vec<&str> = checks.iter().map(String::as_str).collect();
-            m.remove_backend_series(&label, &backend, &checks);
+            m.probes.remove_backend(&label, &backend);
             if let Ok(mut r) = ctx.results.lock() {
                 r.remove(&(label.clone(), backend));
             }
