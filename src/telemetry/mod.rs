@@ -1,6 +1,7 @@
 //! Metric definitions: every metric the agent exports is defined once here (name, help,
 //! labels), so dashboards and alert rules can be generated from the same list.
 
+pub mod definitions;
 pub mod live;
 pub mod metrics;
 pub mod node;

@@ -20,7 +20,7 @@ use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::metrics::{
+use super::definitions::{
     Definition, Kind, PROBES_TOTAL, PROBE_BACKENDS, PROBE_CERT_EXPIRY, PROBE_CHECK_FAILED,
     PROBE_DURATION, PROBE_GRPC_STATUS, PROBE_HEALTH_STATUS, PROBE_LATENCY, PROBE_PHASES,
     PROBE_RESOLUTIONS, PROBE_SUCCESS, PROBE_TLS_VERSION, SERVING_STATUSES, TLS_VERSIONS,
