@@ -105,6 +105,8 @@ per_probe = find("allocations", r"([0-9.]+) per probe")
 row("Allocations per unary call (tests/allocations.rs)", f"{per_call}", "", "", "budget 0.1")
 row("Allocations per streamed message", f"{per_msg}", "", "", "budget 0.1")
 row("Allocations per health-check probe", f"{per_probe}", "", "", "budget 37")
+per_round = find("allocations", r"([0-9.]+) per published probe round")
+row("Allocations per published probe round (the agent's series)", f"{per_round}", "", "", "budget 0")
 m = re.search(r"([0-9.]+) socket writes and [0-9.]+ reads for ([0-9]+) calls in ([0-9]+) ms", text["socket_writes"])
 if m:
     row("Socket writes per ms tick, open model (tests/socket_writes.rs)",

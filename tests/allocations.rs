@@ -261,6 +261,10 @@ fn publishing_a_probe_round_allocates_nothing_once_its_series_exist() {
     );
     publishing_allocations(&series, 1);
     let allocations = publishing_allocations(&series, 1_000);
+    eprintln!(
+        "{:.2} per published probe round",
+        allocations as f64 / 1_000.0
+    );
     assert_eq!(
         allocations, 0,
         "{allocations} allocations publishing 1,000 probe rounds: something in \
