@@ -6,6 +6,7 @@
 # - unary CPU per 1,000 requests at the same message rate, measured in the same run;
 # - maximum messages/s on one bidi stream and on 100 (pipelined, as fast as flow control allows).
 #   benches/streams.sh            # STREAMS=10000 SECS=30 by default
+#   STREAMS=50000 SECS=20 benches/streams.sh   # with the 10,000 run: the cost of one more stream
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/lib.sh
@@ -39,7 +40,8 @@ n = m["sent"] if m else r["totals"]["ok"]
 what = "messages" if m else "requests"
 extra = f", {m['received_per_second']:.0f} msg/s received" if m else f", {r['totals']['rps']:.0f} req/s"
 s = r.get("streams")
-extra += f", streams {s['opened']} opened / {s['failed']} failed" if s else ""
+# Streams opened in the warm-up are `open_at_start`; `opened` counts the measured part only.
+extra += f", streams {s['open_at_start'] + s['opened']} open / {s['failed']} failed" if s else ""
 # The per-second figures divide by the report's duration, which includes the wind-down after
 # the measured part (streams closing: ~0.1 s at 10,000): received of asked is the exact ratio.
 if m and sys.argv[4]:
