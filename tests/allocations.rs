@@ -225,27 +225,39 @@ fn a_probe_allocates_within_its_budget() {
     );
 }
 
-/// Allocations while a prober publishes `rounds` rounds of its series, as
-/// `agent/probe/{publish,connection,rounds}.rs` do: every family a round touches.
+/// Publishes round `i` of a prober's series (`target`, `backend`), as
+/// `agent/probe/{publish,connection,rounds}.rs` do: every family a round touches; one round
+/// in five fails.
+fn publish_round(
+    series: &loadagent::telemetry::probe_series::ProbeSeries,
+    target: &str,
+    backend: &str,
+    i: u32,
+) {
+    use loadagent::telemetry::probe_series::Phase;
+    let took = std::time::Duration::from_micros(u64::from(200 + i % 700));
+    let ok = i % 5 != 0;
+    series.backend(target, backend, |s| {
+        s.set_phase(Phase::Resolve, took);
+        s.set_phase(Phase::Connect, took);
+        s.set_phase(Phase::Check, took);
+        s.set_success(ok);
+        s.set_grpc_status(if ok { 0 } else { 14 });
+        s.count_result(ok);
+        s.set_serving(Some(if ok { "SERVING" } else { "NOT_SERVING" }));
+        s.set_check_failed("status == OK", !ok);
+    });
+    series.observe_latency(target, backend, took.as_secs_f64());
+}
+
+/// Allocations on this thread while one prober publishes `rounds` rounds.
 fn publishing_allocations(
     series: &loadagent::telemetry::probe_series::ProbeSeries,
     rounds: u32,
 ) -> u64 {
-    use loadagent::telemetry::probe_series::Phase;
     let before = thread_allocations();
     for i in 0..rounds {
-        let took = std::time::Duration::from_micros(u64::from(200 + i % 700));
-        series.backend("checkout", "10.0.0.7:8443", |s| {
-            s.set_phase(Phase::Resolve, took);
-            s.set_phase(Phase::Connect, took);
-            s.set_phase(Phase::Check, took);
-            s.set_success(i % 5 != 0);
-            s.set_grpc_status(if i % 5 == 0 { 14 } else { 0 });
-            s.count_result(i % 5 != 0);
-            s.set_serving(Some(if i % 5 == 0 { "NOT_SERVING" } else { "SERVING" }));
-            s.set_check_failed("status == OK", i % 5 == 0);
-        });
-        series.observe_latency("checkout", "10.0.0.7:8443", took.as_secs_f64());
+        publish_round(series, "checkout", "10.0.0.7:8443", i);
     }
     thread_allocations() - before
 }
@@ -281,7 +293,7 @@ fn a_scrape_allocates_per_chunk_not_per_sample() {
     for t in 0..1_000 {
         let target = format!("target-{t}");
         metrics.probes.set_backends(&target, 1);
-        publishing_allocations_of(&metrics.probes, &target);
+        publish_round(&metrics.probes, &target, "127.0.0.1:50051", 1);
     }
     let before = thread_allocations();
     let mut bytes = 0;
@@ -305,21 +317,4 @@ fn a_scrape_allocates_per_chunk_not_per_sample() {
         largest <= 128 * 1024,
         "a chunk of {largest} bytes: the text is not held whole"
     );
-}
-
-fn publishing_allocations_of(
-    series: &loadagent::telemetry::probe_series::ProbeSeries,
-    target: &str,
-) {
-    use loadagent::telemetry::probe_series::Phase;
-    series.backend(target, "127.0.0.1:50051", |s| {
-        s.set_phase(Phase::Resolve, std::time::Duration::from_micros(12));
-        s.set_phase(Phase::Connect, std::time::Duration::from_micros(345));
-        s.set_phase(Phase::Check, std::time::Duration::from_micros(678));
-        s.set_success(true);
-        s.set_grpc_status(0);
-        s.count_result(true);
-        s.set_serving(Some("SERVING"));
-    });
-    series.observe_latency(target, "127.0.0.1:50051", 0.000678);
 }

@@ -186,20 +186,60 @@ impl Cursor {
     }
 }
 
+/// One of the per-target probe families: which fields of the series it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Backends,
+    CheckFailed,
+    Duration,
+    GrpcStatus,
+    HealthStatus,
+    Latency,
+    Resolutions,
+    CertExpiry,
+    Success,
+    TlsVersion,
+    Totals,
+}
+
 /// The families, in name order (as the prometheus crate's registry writes them).
-const FAMILIES: [Definition; 11] = [
-    PROBE_BACKENDS,
-    PROBE_CHECK_FAILED,
-    PROBE_DURATION,
-    PROBE_GRPC_STATUS,
-    PROBE_HEALTH_STATUS,
-    PROBE_LATENCY,
-    PROBE_RESOLUTIONS,
-    PROBE_CERT_EXPIRY,
-    PROBE_SUCCESS,
-    PROBE_TLS_VERSION,
-    PROBES_TOTAL,
+const FAMILIES: [Family; 11] = [
+    Family::Backends,
+    Family::CheckFailed,
+    Family::Duration,
+    Family::GrpcStatus,
+    Family::HealthStatus,
+    Family::Latency,
+    Family::Resolutions,
+    Family::CertExpiry,
+    Family::Success,
+    Family::TlsVersion,
+    Family::Totals,
 ];
+
+impl Family {
+    /// Its name, help text, kind and labels.
+    fn definition(self) -> &'static Definition {
+        match self {
+            Self::Backends => &PROBE_BACKENDS,
+            Self::CheckFailed => &PROBE_CHECK_FAILED,
+            Self::Duration => &PROBE_DURATION,
+            Self::GrpcStatus => &PROBE_GRPC_STATUS,
+            Self::HealthStatus => &PROBE_HEALTH_STATUS,
+            Self::Latency => &PROBE_LATENCY,
+            Self::Resolutions => &PROBE_RESOLUTIONS,
+            Self::CertExpiry => &PROBE_CERT_EXPIRY,
+            Self::Success => &PROBE_SUCCESS,
+            Self::TlsVersion => &PROBE_TLS_VERSION,
+            Self::Totals => &PROBES_TOTAL,
+        }
+    }
+
+    /// Whether its series are a backend's (else a target's own).
+    fn per_backend(self) -> bool {
+        !matches!(self, Self::Backends | Self::Resolutions)
+    }
+}
 
 /// Every per-target probe series, under one lock (a prober holds it for one update; a scrape
 /// for one chunk).
@@ -311,8 +351,8 @@ impl ProbeSeries {
         budget: usize,
     ) {
         let targets = self.lock();
-        while let Some(family) = FAMILIES.get(cursor.family) {
-            let per_backend = family.labels.get(1) == Some(&"backend");
+        while let Some(&family) = FAMILIES.get(cursor.family) {
+            let per_backend = family.per_backend();
             let (from_target, from_backend) = match &cursor.after {
                 Some((t, b)) if per_backend => (Bound::Included(t.as_str()), Some(b.as_str())),
                 Some((t, _)) => (Bound::Excluded(t.as_str()), None),
@@ -371,24 +411,32 @@ impl ProbeSeries {
 }
 
 /// A target's own series of `family`.
-fn write_target(lines: &mut Lines<'_>, family: &Definition, name: &str, t: &TargetSeries) {
-    if family.name == PROBE_BACKENDS.name {
-        if let Some(v) = t.backends_now {
-            lines.sample("", &[("target", name)], v);
-        }
-    } else if family.name == PROBE_RESOLUTIONS.name {
-        for (result, n) in ["success", "failure"].iter().zip(t.resolutions) {
-            if let Some(n) = n {
-                lines.sample("", &[("result", result), ("target", name)], n as f64);
+fn write_target(lines: &mut Lines<'_>, family: Family, name: &str, t: &TargetSeries) {
+    match family {
+        Family::Backends => {
+            if let Some(v) = t.backends_now {
+                lines.sample("", &[("target", name)], v);
             }
         }
+        Family::Resolutions => {
+            for (result, n) in RESULTS.iter().zip(t.resolutions) {
+                if let Some(n) = n {
+                    lines.sample("", &[("result", result), ("target", name)], n as f64);
+                }
+            }
+        }
+        _ => {}
     }
 }
+
+/// `result` values, in the order the counters are kept.
+const RESULTS: [&str; 2] = ["success", "failure"];
 
 /// Writes the samples of one family, its `# HELP` and `# TYPE` lines before the first.
 struct Lines<'a> {
     out: &'a mut String,
-    family: &'a Definition,
+    family: Family,
+    def: &'static Definition,
     openmetrics: bool,
     header_written: &'a mut bool,
 }
@@ -396,13 +444,14 @@ struct Lines<'a> {
 impl<'a> Lines<'a> {
     fn new(
         out: &'a mut String,
-        family: &'a Definition,
+        family: Family,
         openmetrics: bool,
         header_written: &'a mut bool,
     ) -> Self {
         Self {
             out,
             family,
+            def: family.definition(),
             openmetrics,
             header_written,
         }
@@ -412,15 +461,15 @@ impl<'a> Lines<'a> {
         if std::mem::replace(self.header_written, true) {
             return;
         }
-        let name = match (self.openmetrics, self.family.kind) {
+        let name = match (self.openmetrics, self.def.kind) {
             (true, Kind::Counter) => self
-                .family
+                .def
                 .name
                 .strip_suffix("_total")
-                .unwrap_or(self.family.name),
-            _ => self.family.name,
+                .unwrap_or(self.def.name),
+            _ => self.def.name,
         };
-        let kind = match self.family.kind {
+        let kind = match self.def.kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
             Kind::Histogram => "histogram",
@@ -428,7 +477,7 @@ impl<'a> Lines<'a> {
         self.out.push_str("# HELP ");
         self.out.push_str(name);
         self.out.push(' ');
-        escape_into(self.out, self.family.help, false);
+        escape_into(self.out, self.def.help, false);
         self.out.push_str("\n# TYPE ");
         self.out.push_str(name);
         self.out.push(' ');
@@ -439,7 +488,7 @@ impl<'a> Lines<'a> {
     /// One sample: `labels` in name order (as the text encoder sorts them).
     fn sample(&mut self, suffix: &str, labels: &[(&str, &str)], value: f64) {
         self.header();
-        self.out.push_str(self.family.name);
+        self.out.push_str(self.def.name);
         self.out.push_str(suffix);
         for (i, (name, v)) in labels.iter().enumerate() {
             self.out.push(if i == 0 { '{' } else { ',' });
@@ -459,65 +508,82 @@ impl<'a> Lines<'a> {
     /// `family`'s series of one backend.
     fn write_backend(&mut self, le: &[Box<str>], target: &str, backend: &str, b: &BackendSeries) {
         let pair = [("backend", backend), ("target", target)];
-        let name = self.family.name;
         let bit = |on: bool| if on { 1.0 } else { 0.0 };
-        if name == PROBE_SUCCESS.name {
-            if let Some(s) = b.success {
-                self.sample("", &pair, bit(s));
-            }
-        } else if name == PROBE_GRPC_STATUS.name {
-            if let Some(c) = b.grpc_status {
-                self.sample("", &pair, f64::from(c));
-            }
-        } else if name == PROBE_CERT_EXPIRY.name {
-            if let Some(e) = b.cert_expiry {
-                self.sample("", &pair, e);
-            }
-        } else if name == PROBE_DURATION.name {
-            for (phase, v) in PROBE_PHASES.iter().zip(b.phases) {
-                if let Some(v) = v {
-                    let labels = [("backend", backend), ("phase", phase), ("target", target)];
-                    self.sample("", &labels, v);
+        match self.family {
+            Family::Success => {
+                if let Some(s) = b.success {
+                    self.sample("", &pair, bit(s));
                 }
             }
-        } else if name == PROBE_HEALTH_STATUS.name {
-            if let Some(on) = b.serving {
-                for (i, status) in SERVING_STATUSES.iter().enumerate() {
-                    let labels = [
-                        ("backend", backend),
-                        ("serving_status", status),
-                        ("target", target),
-                    ];
-                    self.sample("", &labels, bit(on.map(usize::from) == Some(i)));
+            Family::GrpcStatus => {
+                if let Some(c) = b.grpc_status {
+                    self.sample("", &pair, f64::from(c));
                 }
             }
-        } else if name == PROBE_TLS_VERSION.name {
-            if let Some(on) = b.tls_version {
-                for (i, version) in TLS_VERSIONS.iter().enumerate() {
-                    let labels = [
-                        ("backend", backend),
-                        ("target", target),
-                        ("version", version),
-                    ];
-                    self.sample("", &labels, bit(on.map(usize::from) == Some(i)));
+            Family::CertExpiry => {
+                if let Some(e) = b.cert_expiry {
+                    self.sample("", &pair, e);
                 }
             }
-        } else if name == PROBES_TOTAL.name {
-            for (result, n) in ["success", "failure"].iter().zip(b.results) {
-                if let Some(n) = n {
-                    let labels = [("backend", backend), ("result", result), ("target", target)];
-                    self.sample("", &labels, n as f64);
+            Family::Duration => {
+                for (phase, v) in PROBE_PHASES.iter().zip(b.phases) {
+                    if let Some(v) = v {
+                        let labels = [("backend", backend), ("phase", phase), ("target", target)];
+                        self.sample("", &labels, v);
+                    }
                 }
             }
-        } else if name == PROBE_CHECK_FAILED.name {
-            for (check, failed) in &b.checks {
-                let labels = [("backend", backend), ("check", check), ("target", target)];
-                self.sample("", &labels, bit(*failed));
+            Family::HealthStatus => self.one_hot(b.serving, &SERVING_STATUSES, |status| {
+                [
+                    ("backend", backend),
+                    ("serving_status", status),
+                    ("target", target),
+                ]
+            }),
+            Family::TlsVersion => self.one_hot(b.tls_version, &TLS_VERSIONS, |version| {
+                [
+                    ("backend", backend),
+                    ("target", target),
+                    ("version", version),
+                ]
+            }),
+            Family::Totals => {
+                for (result, n) in RESULTS.iter().zip(b.results) {
+                    if let Some(n) = n {
+                        let labels = [("backend", backend), ("result", result), ("target", target)];
+                        self.sample("", &labels, n as f64);
+                    }
+                }
             }
-        } else if name == PROBE_LATENCY.name {
-            if let Some(l) = &b.latency {
-                self.histogram(le, &pair, l);
+            Family::CheckFailed => {
+                for (check, failed) in &b.checks {
+                    let labels = [("backend", backend), ("check", check), ("target", target)];
+                    self.sample("", &labels, bit(*failed));
+                }
             }
+            Family::Latency => {
+                if let Some(l) = &b.latency {
+                    self.histogram(le, &pair, l);
+                }
+            }
+            Family::Backends | Family::Resolutions => {}
+        }
+    }
+
+    /// A one-hot family's series (when set): 1 for value `on` of `values`, 0 for the others;
+    /// `labels` names a value's series, its labels in name order.
+    fn one_hot<'l>(
+        &mut self,
+        on: Option<Option<u8>>,
+        values: &[&'l str],
+        labels: impl Fn(&'l str) -> [(&'l str, &'l str); 3],
+    ) {
+        let Some(on) = on else {
+            return;
+        };
+        for (i, value) in values.iter().enumerate() {
+            let one = on.map(usize::from) == Some(i);
+            self.sample("", &labels(value), if one { 1.0 } else { 0.0 });
         }
     }
 
@@ -832,7 +898,7 @@ mod tests {
 
     #[test]
     fn the_families_are_the_per_target_definitions_in_name_order() {
-        let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.definition().name).collect();
         let per_target: Vec<&str> = crate::telemetry::DEFINITIONS
             .iter()
             .filter(|d| d.labels.first() == Some(&"target"))
@@ -843,12 +909,16 @@ mod tests {
         let mut expected = per_target.clone();
         expected.sort_unstable();
         assert_eq!(names, expected);
-        // `write_chunk` writes a family labelled (target, backend, ...) per backend, and
-        // these two per target.
+        // `write_chunk` writes a family per backend, or per target for these two: the
+        // labels say which.
+        for f in FAMILIES {
+            let labelled_by_backend = f.definition().labels.get(1) == Some(&"backend");
+            assert_eq!(f.per_backend(), labelled_by_backend, "{f:?}");
+        }
         let per_target_only: Vec<&str> = FAMILIES
             .iter()
-            .filter(|f| f.labels.get(1) != Some(&"backend"))
-            .map(|f| f.name)
+            .filter(|f| !f.per_backend())
+            .map(|f| f.definition().name)
             .collect();
         assert_eq!(
             per_target_only,
