@@ -546,6 +546,69 @@ fn pipelined_streams_on_a_message_schedule_send_what_was_asked() {
     );
 }
 
+/// Long-lived streams on a message schedule in a time-bounded run (the closed model, streams
+/// opened in the warm-up): the report counts the messages due in the measured part — streams
+/// × rate × seconds, exactly — and each reply with its message. Pinned because it was not so:
+/// every closed-model stream had number 0, so all fell due in the same millisecond (half
+/// counted late); the last messages, due at the end, went out after it and counted, their
+/// replies too, with no latency; and with the end as a stream's schedule bound, streams
+/// with nothing more due closed and their workers opened thousands more.
+#[test]
+fn a_time_bounded_run_counts_the_messages_due_in_its_measured_part() {
+    let server = Server::python(&[]);
+    for mode in ["ping_pong", "pipelined"] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = scenario(
+            dir.path(),
+            "scheduled.toml",
+            &stream_scenario(
+                &server.address(),
+                "bidi_stream",
+                "testing.echo.v1.Echo/Chat",
+                r#"{ message = "hi" }"#,
+                "concurrency = 8\nwarmup = \"1s\"\nduration = \"2s\"",
+                &format!("messages = 100000\nmessage_rate = 10\nmode = \"{mode}\""),
+            ),
+        );
+        let r = run_report(dir.path(), &s);
+        let context = format!("{mode}: {} {}", r["messages"], r["streams"]);
+        // 8 streams × 10 a second × 2 seconds.
+        assert_eq!(num(&r, "messages.sent"), 160.0, "{context}");
+        assert_eq!(num(&r, "messages.received"), 160.0, "{context}");
+        assert_eq!(num(&r, "latency_message.count"), 160.0, "{context}");
+        assert_eq!(
+            num(&r, "latency_message_corrected.count"),
+            160.0,
+            "{context}"
+        );
+        let per_interval: Vec<f64> = r["intervals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["messages_sent"].as_f64().unwrap_or(0.0))
+            .collect();
+        assert_eq!(per_interval.iter().sum::<f64>(), 160.0, "{per_interval:?}");
+        // The streams opened in the warm-up ran to the end: none closed, none opened.
+        assert_eq!(
+            (
+                num(&r, "streams.open_at_start"),
+                num(&r, "streams.opened"),
+                num(&r, "streams.open_at_end"),
+                num(&r, "streams.failed"),
+            ),
+            (8.0, 0.0, 8.0, 0.0),
+            "{context}"
+        );
+    }
+    // The server answered every message it was sent, warm-up and wind-down included.
+    let counts = server.stop_with_counts();
+    let (received, sent) = (
+        counts["stream_received"].as_f64().unwrap(),
+        counts["stream_sent"].as_f64().unwrap(),
+    );
+    assert!(received >= 2.0 * 160.0 && received == sent, "{counts}");
+}
+
 #[test]
 fn message_rate_is_refused_with_message_interval_and_on_server_streams() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,6 +43,9 @@ pub(super) struct Clock {
     pub origin: Instant,
     /// Closed model: when to stop sending.
     pub end: Option<Instant>,
+    /// End of the measured part, when the run is time-bounded (either model): stream
+    /// messages count inside [origin, measured_end), and streams stop sending there.
+    pub measured_end: Option<Instant>,
 }
 
 /// A request taken, not yet sent.

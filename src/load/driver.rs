@@ -430,6 +430,7 @@ pub async fn drive(
         start,
         origin,
         end: closed_duration.map(|d| origin + d),
+        measured_end: measured_duration.map(|d| origin + d),
     };
     let _ = go_tx.send(Some(clock));
     let resolving = CancellationToken::new();
@@ -448,7 +449,7 @@ pub async fn drive(
     // A time-bounded run ends at its scheduled end: workers stop, streams end gracefully,
     // and requests still in flight get until their deadline (a target that stopped
     // answering is abandoned rather than waited for).
-    let natural_end = measured_duration.map(|d| origin + d);
+    let natural_end = clock.measured_end;
     let at_end = async move {
         match natural_end {
             Some(end) => tokio::time::sleep_until(end).await,

@@ -48,6 +48,13 @@ pub struct StreamContext<'a> {
     /// Start of the measured part: a message event counts when it happens after it, even on
     /// a stream opened during the warm-up (long-lived streams outlast any warm-up).
     pub origin: Instant,
+    /// End of the measured part of a time-bounded run: message events count before it, and
+    /// a message schedule sends nothing due after it (the run's stop, which ends the
+    /// stream, comes a timer tick or so later).
+    pub end: Option<Instant>,
+    /// The stream's place among the streams open together, for its message schedule's
+    /// phase: consecutive places spread evenly over the period.
+    pub place: u64,
     /// Fires when the run ends: streams end gracefully (half-close, or cancel a server stream).
     pub stop: &'a CancellationToken,
     /// The W3C `traceparent` of a sampled stream.
@@ -78,37 +85,95 @@ impl Drop for OpenStream<'_> {
 }
 
 impl StreamContext<'_> {
-    /// A message went out now; `due` is its intended time on a message schedule.
-    pub(crate) fn sent(&self, due: Option<Instant>) {
+    /// Whether `t` is in the measured part.
+    fn measures(&self, t: Instant) -> bool {
+        t >= self.origin && self.end.is_none_or(|end| t < end)
+    }
+
+    /// A message went out now; `due`, its turn on a message schedule. It counts when its
+    /// intended time (or, off a schedule, its send) is in the measured part, so a window of
+    /// s seconds on a schedule of r a second counts s·r messages a stream, wherever the
+    /// timer put the sends. Returns whether it counted: its reply counts with it.
+    pub(crate) fn sent(&self, due: Option<Due>) -> bool {
         let now = Instant::now();
-        if now >= self.origin {
-            let late = due.is_some_and(|at| now > at + LATE_AFTER);
-            self.recorder.borrow_mut().message_sent(now, late);
+        if !self.measures(due.map_or(now, |d| d.at)) {
+            return false;
+        }
+        let late = due.is_some_and(|d| d.late);
+        self.recorder.borrow_mut().message_sent(now, late);
+        true
+    }
+
+    /// A message arrived now that answers none of ours (a server stream's): it counts in
+    /// the measured part.
+    pub(crate) fn received(&self, latency: Option<Duration>, first: Option<Duration>) {
+        if self.measures(Instant::now()) {
+            self.record_received(latency, None, first);
         }
     }
 
-    pub(crate) fn received(&self, latency: Option<Duration>, first: Option<Duration>) {
-        self.received_on_schedule(latency, None, first);
+    /// The reply to `message` arrived now: it counts when the message did, whenever it
+    /// arrives (a reply to a message of the measured part may come in the wind-down), so a
+    /// report's received never exceeds its sent. `first`: the stream's time to it, when it
+    /// is the stream's first message.
+    fn replied(&self, message: Sent, first: Option<Duration>) {
+        if message.counted {
+            let now = Instant::now();
+            self.record_received(
+                Some(now - message.at),
+                message.due.map(|due| now - due.min(message.at)),
+                first,
+            );
+        }
     }
 
-    /// A reply arrived now: `latency` from its message's send, `corrected` from the
-    /// message's intended time (on a message schedule).
-    fn received_on_schedule(
+    /// `latency` from a message's send, `corrected` from its intended time (on a message
+    /// schedule).
+    fn record_received(
         &self,
         latency: Option<Duration>,
         corrected: Option<Duration>,
         first: Option<Duration>,
     ) {
-        let now = Instant::now();
-        if now >= self.origin {
-            self.recorder.borrow_mut().message_received(
-                now,
-                latency.map(micros),
-                corrected.map(micros),
-                first.map(micros),
-            );
+        self.recorder.borrow_mut().message_received(
+            Instant::now(),
+            latency.map(micros),
+            corrected.map(micros),
+            first.map(micros),
+        );
+    }
+}
+
+/// A message's turn on a message schedule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    /// Its intended time.
+    at: Instant,
+    /// Its turn came more than `LATE_AFTER` after that time: the stream was behind (a
+    /// reply came late, or the generator was busy). Judged when the turn comes, like a
+    /// request's when it is taken: a timer's tick is not lateness.
+    late: bool,
+}
+
+impl Due {
+    /// Message due `at`, its turn come `now`.
+    fn judged(at: Instant, now: Instant) -> Self {
+        Self {
+            at,
+            late: now > at + LATE_AFTER,
         }
     }
+}
+
+/// A message sent and not yet answered.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// Its intended time, on a message schedule.
+    due: Option<Instant>,
+    /// When it went out.
+    at: Instant,
+    /// Whether it counted in the report (`StreamContext::sent`).
+    counted: bool,
 }
 
 /// A stream's message schedule (`message_rate`): the first message at the opening, message
@@ -122,46 +187,64 @@ struct MessageSchedule {
     opened: Instant,
     rate: f64,
     phase: f64,
+    /// The measured part's end: a message due then or later is never sent.
+    until: Option<Instant>,
 }
 
 impl MessageSchedule {
-    fn new(opened: Instant, rate: f64, stream: u64) -> Self {
-        // The golden ratio's fractional multiples: any run of consecutive stream numbers
-        // lands evenly over [0, 1).
+    fn new(opened: Instant, rate: f64, place: u64, until: Option<Instant>) -> Self {
+        // The golden ratio's fractional multiples: any run of consecutive places lands
+        // evenly over [0, 1).
         const GOLDEN: f64 = 0.618_033_988_749_895;
         Self {
             opened,
             rate,
-            phase: (stream as f64 * GOLDEN).fract(),
+            phase: (place as f64 * GOLDEN).fract(),
+            until,
         }
     }
 
-    /// When message `i` is due; `None` past any representable instant (never due).
+    /// When message `i` is due; `None` when it never is (past the measured part, or past
+    /// any representable instant).
     fn due(&self, i: u64) -> Option<Instant> {
-        if i == 0 {
-            return Some(self.opened);
+        let at = if i == 0 {
+            self.opened
+        } else {
+            let offset = Duration::try_from_secs_f64((i as f64 + self.phase) / self.rate).ok()?;
+            self.opened.checked_add(offset)?
+        };
+        match self.until {
+            Some(end) if at >= end => None,
+            _ => Some(at),
         }
-        let offset = Duration::try_from_secs_f64((i as f64 + self.phase) / self.rate).ok()?;
-        self.opened.checked_add(offset)
     }
 }
 
 /// Waits for message `i` of a schedule (released half a timer tick early, as requests are);
-/// returns its intended time, or `None` when the client's time ran out first or it is never
-/// due. A message already due is not waited for: a stream behind its schedule sends at once
-/// and the message counts as late, never skipped.
+/// returns its intended time, or `None` when the client's time ran out first. A message
+/// already due is not waited for: a stream behind its schedule sends at once and the
+/// message counts as late, never skipped. A message never due waits for the time to run
+/// out: the stream stays open with nothing to send (ending it would have its worker open
+/// another at once, whose first message is due at its opening).
 async fn wait_due(
     schedule: MessageSchedule,
     i: u64,
     over: std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Option<Instant> {
-    let at = schedule.due(i)?;
+) -> Option<Due> {
+    let Some(at) = schedule.due(i) else {
+        over.await;
+        return None;
+    };
     let release = release_time(at);
-    if release <= Instant::now() {
-        return Some(at);
+    let now = Instant::now();
+    if release <= now {
+        return Some(Due::judged(at, now));
     }
+    // Biased to the message: one due before the end whose timer fires with the run's stop
+    // (a tick after the end) is asked for, and goes.
     tokio::select! {
-        _ = tokio::time::sleep_until(release) => Some(at),
+        biased;
+        _ = tokio::time::sleep_until(release) => Some(Due { at, late: false }),
         _ = over => None,
     }
 }
@@ -370,7 +453,9 @@ impl StreamCall {
             Err(e) => return Outcome::from_h2(&e),
         };
         let mut incoming = Incoming::new(response, self.head.max_receive());
-        // The client's time is over at `stream_duration`, or when the run stops.
+        // The client's time is over at `stream_duration`, or when the run stops. (Not at
+        // the end of the measured part: a stream open then is open at the end, in the
+        // report; what it sends after it does not count, and a schedule sends nothing.)
         let stop = ctx.stop.clone();
         let until = self.options.stream_duration.map(|d| opened + d);
         let mut over = pin!(async move {
@@ -469,7 +554,7 @@ impl StreamCall {
         opened: Instant,
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
-        let schedule = self.schedule(opened, ctx.number);
+        let schedule = self.schedule(opened, ctx);
         for i in 0..self.options.messages {
             let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
                 break;
@@ -480,7 +565,12 @@ impl StreamCall {
         }
         send(stream, Bytes::new(), true)?;
         match incoming.next().await {
-            Ok(true) => ctx.received(None, Some(opened.elapsed())),
+            // The stream's one answer, measured from its opening: it counts whenever it
+            // comes after the warm-up, like a unary call finishing in the wind-down.
+            Ok(true) if Instant::now() >= ctx.origin => {
+                ctx.record_received(None, None, Some(opened.elapsed()))
+            }
+            Ok(true) => {}
             Ok(false) => {}
             Err(o) => return Err(o),
         }
@@ -498,31 +588,38 @@ impl StreamCall {
         opened: Instant,
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
-        let schedule = self.schedule(opened, ctx.number);
+        let schedule = self.schedule(opened, ctx);
+        // The message whose reply the time ran out waiting for: it may still come.
+        let mut unanswered = None;
         for i in 0..self.options.messages {
             let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
                 break;
             };
             let body = self.body(ctx, i);
-            let sent_at = Instant::now();
+            let at = Instant::now();
             send(stream, body, false)?;
-            ctx.sent(due);
+            let message = Sent {
+                due: due.map(|d| d.at),
+                at,
+                counted: ctx.sent(due),
+            };
             match wait_message(incoming, over.as_mut()).await {
-                Wake::Message => {
-                    let now = Instant::now();
-                    ctx.received_on_schedule(
-                        Some(now - sent_at),
-                        due.map(|at| now - at.min(sent_at)),
-                        (i == 0).then(|| now - opened),
-                    );
-                }
+                Wake::Message => ctx.replied(message, (i == 0).then(|| opened.elapsed())),
                 Wake::End => return Ok(incoming.finish(|| ctx.received(None, None)).await),
                 Wake::Failed(o) => return Err(o),
-                Wake::Over => break,
+                Wake::Over => {
+                    unanswered = Some(message);
+                    break;
+                }
             }
         }
         send(stream, Bytes::new(), true)?;
-        Ok(incoming.finish(|| ctx.received(None, None)).await)
+        Ok(incoming
+            .finish(|| match unanswered.take() {
+                Some(message) => ctx.replied(message, None),
+                None => ctx.received(None, None),
+            })
+            .await)
     }
 
     /// Send on schedule while receiving; the k-th reply is matched to the k-th message. On a
@@ -537,9 +634,14 @@ impl StreamCall {
         mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<Outcome, Outcome> {
         let total = self.options.messages;
-        let schedule = self.schedule(opened, ctx.number);
-        // (intended time on a schedule, actual send) of the messages awaiting replies.
-        let mut in_flight: VecDeque<(Option<Instant>, Instant)> = VecDeque::new();
+        let schedule = self.schedule(opened, ctx);
+        // The messages awaiting replies, oldest first.
+        let mut in_flight: VecDeque<Sent> = VecDeque::new();
+        // The k-th reply answers the k-th message; a reply beyond them answers none.
+        let answer = |ctx: &StreamContext<'_>, message: Option<Sent>, first| match message {
+            Some(m) => ctx.replied(m, first),
+            None => ctx.received(None, first),
+        };
         let (mut sent, mut received) = (0u64, 0u64);
         let mut next_send = Some(opened);
         let mut sending = true;
@@ -549,17 +651,14 @@ impl StreamCall {
             let may_send = sent < total
                 && next_send.is_some()
                 && (!by_replies || sent - received < PIPELINE_DEPTH);
+            // Whether the next message is already late, judged before waiting for its timer.
+            let now = Instant::now();
+            let next_due = schedule.and(next_send).map(|at| Due::judged(at, now));
             tokio::select! {
                 biased;
                 r = incoming.next() => match r {
                     Ok(true) => {
-                        let now = Instant::now();
-                        let pair = in_flight.pop_front();
-                        ctx.received_on_schedule(
-                            pair.map(|(_, s)| now - s),
-                            pair.and_then(|(due, s)| due.map(|at| now - at.min(s))),
-                            (received == 0).then(|| now - opened),
-                        );
+                        answer(ctx, in_flight.pop_front(), (received == 0).then(|| opened.elapsed()));
                         received += 1;
                     }
                     Ok(false) => return Ok(incoming.finish(|| ctx.received(None, None)).await),
@@ -573,16 +672,18 @@ impl StreamCall {
                         tokio::time::sleep_until(release_time(at)).await;
                     }
                 }, if may_send => {
-                    let due = schedule.and(next_send);
                     let body = self.body(ctx, sent);
-                    let now = Instant::now();
+                    let at = Instant::now();
                     send(stream, body, false)?;
-                    ctx.sent(due);
-                    in_flight.push_back((due, now));
+                    in_flight.push_back(Sent {
+                        due: next_due.map(|d| d.at),
+                        at,
+                        counted: ctx.sent(next_due),
+                    });
                     sent += 1;
                     next_send = match schedule {
                         Some(s) => s.due(sent),
-                        None => Some(now + self.options.message_interval),
+                        None => Some(at + self.options.message_interval),
                     };
                     // Half-close right after the last message, as gRPC clients do: a
                     // half-duplex server answers only once the client has closed.
@@ -597,7 +698,9 @@ impl StreamCall {
         if !half_closed {
             send(stream, Bytes::new(), true)?;
         }
-        Ok(incoming.finish(|| ctx.received(None, None)).await)
+        Ok(incoming
+            .finish(|| answer(ctx, in_flight.pop_front(), None))
+            .await)
     }
 
     /// Waits for message `i`'s turn: its time on the schedule, or `message_interval` after
@@ -608,7 +711,7 @@ impl StreamCall {
         schedule: Option<MessageSchedule>,
         i: u64,
         over: std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Option<Option<Instant>> {
+    ) -> Option<Option<Due>> {
         match schedule {
             Some(s) => wait_due(s, i, over).await.map(Some),
             None if i > 0 && !self.pause(over).await => None,
@@ -616,11 +719,11 @@ impl StreamCall {
         }
     }
 
-    /// Stream `number`'s message schedule, when `message_rate` is set.
-    fn schedule(&self, opened: Instant, number: u64) -> Option<MessageSchedule> {
+    /// The stream's message schedule, when `message_rate` is set.
+    fn schedule(&self, opened: Instant, ctx: &StreamContext<'_>) -> Option<MessageSchedule> {
         self.options
             .message_rate
-            .map(|rate| MessageSchedule::new(opened, rate, number))
+            .map(|rate| MessageSchedule::new(opened, rate, ctx.place, ctx.end))
     }
 
     /// Waits `message_interval`; false when the client's time ran out meanwhile.
@@ -645,7 +748,7 @@ mod tests {
         let period = Duration::from_secs(1);
         let mut seconds: Vec<f64> = (0..1000)
             .map(|n| {
-                let s = MessageSchedule::new(opened, 1.0, n);
+                let s = MessageSchedule::new(opened, 1.0, n, None);
                 assert_eq!(s.due(0), Some(opened), "the first message at the opening");
                 let second = s.due(1).unwrap() - opened;
                 assert!(second >= period && second < 2 * period, "{second:?}");
@@ -665,6 +768,26 @@ mod tests {
             most_in_a_ms <= 3,
             "{most_in_a_ms} streams due in one millisecond"
         );
-        assert_eq!(MessageSchedule::new(opened, 1.0, 0).phase, 0.0);
+        assert_eq!(MessageSchedule::new(opened, 1.0, 0, None).phase, 0.0);
+    }
+
+    #[test]
+    fn no_message_is_due_at_or_after_the_end_of_the_measured_part() {
+        let opened = Instant::now();
+        let until = opened + Duration::from_secs(4);
+        for place in 0..100 {
+            let s = MessageSchedule::new(opened, 2.0, place, Some(until));
+            let due: Vec<Instant> = (0..20).map_while(|i| s.due(i)).collect();
+            // Two a second for four seconds: eight, every one before the end.
+            assert_eq!(due.len(), 8, "place {place}");
+            assert!(due.iter().all(|&at| at < until));
+            assert_eq!(s.due(100), None, "nor any later one");
+        }
+        let at_the_end = MessageSchedule::new(until, 1.0, 0, Some(until));
+        assert_eq!(
+            at_the_end.due(0),
+            None,
+            "a stream opened at the end sends nothing"
+        );
     }
 }

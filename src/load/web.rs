@@ -204,6 +204,8 @@ pub(super) async fn web_turn(
                 recorder: t.rec,
                 measured: t.taken.measured,
                 origin: t.clock.origin,
+                end: t.clock.measured_end,
+                place: t.number,
                 stop: &shared.stop_token,
                 trace: trace.clone(),
                 open: &shared.open_streams,

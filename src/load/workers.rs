@@ -175,6 +175,14 @@ pub(super) async fn worker(
                     recorder: &rec,
                     measured,
                     origin: clock.origin,
+                    end: clock.measured_end,
+                    // Closed-model streams are not numbered (all 0): the worker, one
+                    // stream at a time, is the stream's place among those open together.
+                    place: if intended.is_some() {
+                        number
+                    } else {
+                        worker_id as u64
+                    },
                     stop: &shared.stop_token,
                     trace,
                     open: &shared.open_streams,
