@@ -220,35 +220,6 @@ impl MessageSchedule {
     }
 }
 
-/// Waits for message `i` of a schedule (released half a timer tick early, as requests are);
-/// returns its intended time, or `None` when the client's time ran out first. A message
-/// already due is not waited for: a stream behind its schedule sends at once and the
-/// message counts as late, never skipped. A message never due waits for the time to run
-/// out: the stream stays open with nothing to send (ending it would have its worker open
-/// another at once, whose first message is due at its opening).
-async fn wait_due(
-    schedule: MessageSchedule,
-    i: u64,
-    over: std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Option<Due> {
-    let Some(at) = schedule.due(i) else {
-        over.await;
-        return None;
-    };
-    let release = release_time(at);
-    let now = Instant::now();
-    if release <= now {
-        return Some(Due::judged(at, now));
-    }
-    // Biased to the message: one due before the end whose timer fires with the run's stop
-    // (a tick after the end) is asked for, and goes.
-    tokio::select! {
-        biased;
-        _ = tokio::time::sleep_until(release) => Some(Due { at, late: false }),
-        _ = over => None,
-    }
-}
-
 /// Why a stream stopped waiting.
 enum Wake {
     Message,
@@ -413,19 +384,17 @@ impl StreamCall {
         &self.head
     }
 
-    /// Runs one stream to its end and returns how it ended.
-    pub async fn run(&self, send: &mut SendRequest<Bytes>, mut ctx: StreamContext<'_>) -> Outcome {
+    /// Runs one stream to its end and returns how it ended. (`ctx` by reference: an async
+    /// fn's argument taken by value is kept twice in its state, for every open stream.)
+    pub async fn run(&self, send: &mut SendRequest<Bytes>, ctx: &mut StreamContext<'_>) -> Outcome {
         let opened = Instant::now();
         let _open = ctx.opened(opened);
         match self.timeout() {
-            None => self.exchange(send, &mut ctx, opened).await,
+            None => self.exchange(send, ctx, opened).await,
             // Boxed (once per stream): the deadline's timer inline would size every
             // stream worker's task, deadline or not.
-            Some(t) => match Box::pin(tokio::time::timeout(
-                t,
-                self.exchange(send, &mut ctx, opened),
-            ))
-            .await
+            Some(t) => match Box::pin(tokio::time::timeout(t, self.exchange(send, ctx, opened)))
+                .await
             {
                 Ok(o) => o,
                 Err(_) => {
@@ -444,11 +413,7 @@ impl StreamCall {
         if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
             return Outcome::from_h2(&e);
         }
-        let per_call = self
-            .head
-            .templated()
-            .per_call(ctx.number, ctx.renderer, ctx.trace.clone());
-        let (response, mut stream) = match send.send_request(self.head.request(&per_call), false) {
+        let (response, mut stream) = match self.open(send, ctx) {
             Ok(pair) => pair,
             Err(e) => return Outcome::from_h2(&e),
         };
@@ -456,12 +421,17 @@ impl StreamCall {
         // The client's time is over at `stream_duration`, or when the run stops. (Not at
         // the end of the measured part: a stream open then is open at the end, in the
         // report; what it sends after it does not count, and a schedule sends nothing.)
-        let stop = ctx.stop.clone();
+        let stop: &CancellationToken = ctx.stop;
         let until = self.options.stream_duration.map(|d| opened + d);
         let mut over = pin!(async move {
             match until {
+                // Boxed: a timer inline would size every open stream's state, with a
+                // `stream_duration` or without.
                 Some(t) => {
-                    tokio::select! { _ = tokio::time::sleep_until(t) => {}, _ = stop.cancelled() => {} }
+                    Box::pin(async {
+                        tokio::select! { _ = tokio::time::sleep_until(t) => {}, _ = stop.cancelled() => {} }
+                    })
+                    .await
                 }
                 None => stop.cancelled().await,
             }
@@ -491,6 +461,20 @@ impl StreamCall {
         match result {
             Ok(o) | Err(o) => o,
         }
+    }
+
+    /// Sends the stream's request head. Not async, so the per-call head is not kept in the
+    /// state of every open stream.
+    fn open(
+        &self,
+        send: &mut SendRequest<Bytes>,
+        ctx: &mut StreamContext<'_>,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), h2::Error> {
+        let per_call = self
+            .head
+            .templated()
+            .per_call(ctx.number, ctx.renderer, ctx.trace.clone());
+        send.send_request(self.head.request(&per_call), false)
     }
 
     fn body(&self, ctx: &mut StreamContext<'_>, index: u64) -> Bytes {
@@ -556,7 +540,7 @@ impl StreamCall {
     ) -> Result<Outcome, Outcome> {
         let schedule = self.schedule(opened, ctx);
         for i in 0..self.options.messages {
-            let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
+            let Some(due) = self.turn(schedule.as_ref(), i, over.as_mut()).await else {
                 break;
             };
             let body = self.body(ctx, i);
@@ -592,7 +576,7 @@ impl StreamCall {
         // The message whose reply the time ran out waiting for: it may still come.
         let mut unanswered = None;
         for i in 0..self.options.messages {
-            let Some(due) = self.turn(schedule, i, over.as_mut()).await else {
+            let Some(due) = self.turn(schedule.as_ref(), i, over.as_mut()).await else {
                 break;
             };
             let body = self.body(ctx, i);
@@ -703,19 +687,47 @@ impl StreamCall {
             .await)
     }
 
-    /// Waits for message `i`'s turn: its time on the schedule, or `message_interval` after
-    /// the one before. `None` when the client's time ran out first; otherwise the message's
-    /// intended time, if it has one.
+    /// Waits for message `i`'s turn: its time on the schedule (released half a timer tick
+    /// early, as requests are), or `message_interval` after the one before. `None` when the
+    /// client's time ran out first; otherwise the message's turn on the schedule, if it has
+    /// one. A message already due is not waited for: a stream behind its schedule sends at
+    /// once and the message counts as late, never skipped. A message never due (past the
+    /// measured part) waits for the time to run out: the stream stays open with nothing to
+    /// send (ending it would have its worker open another at once, whose first message is
+    /// due at its opening). One timer, inline: this state is kept for every open stream.
     async fn turn(
         &self,
-        schedule: Option<MessageSchedule>,
+        schedule: Option<&MessageSchedule>,
         i: u64,
         over: std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Option<Option<Due>> {
-        match schedule {
-            Some(s) => wait_due(s, i, over).await.map(Some),
-            None if i > 0 && !self.pause(over).await => None,
-            None => Some(None),
+        let (release, due) = match schedule {
+            Some(s) => {
+                let Some(at) = s.due(i) else {
+                    over.await;
+                    return None;
+                };
+                let (release, now) = (release_time(at), Instant::now());
+                if release <= now {
+                    return Some(Some(Due::judged(at, now)));
+                }
+                (release, Some(at))
+            }
+            None if i == 0 || self.options.message_interval.is_zero() => return Some(None),
+            None => match Instant::now().checked_add(self.options.message_interval) {
+                Some(release) => (release, None),
+                None => {
+                    over.await;
+                    return None;
+                }
+            },
+        };
+        // Biased to the message: one due before the end whose timer fires with the run's
+        // stop (a tick after the end) is asked for, and goes.
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(release) => Some(due.map(|at| Due { at, late: false })),
+            _ = over => None,
         }
     }
 
@@ -724,17 +736,6 @@ impl StreamCall {
         self.options
             .message_rate
             .map(|rate| MessageSchedule::new(opened, rate, ctx.place, ctx.end))
-    }
-
-    /// Waits `message_interval`; false when the client's time ran out meanwhile.
-    async fn pause(&self, over: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
-        if self.options.message_interval.is_zero() {
-            return true;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(self.options.message_interval) => true,
-            _ = over => false,
-        }
     }
 }
 
