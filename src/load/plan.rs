@@ -55,6 +55,13 @@ pub enum CallPlan {
 }
 
 impl Plan {
+    /// A span for this call when it is in the trace sample. Boxed: a span is large and rare
+    /// (1% of calls by default), and held across a call inline it would size every worker's
+    /// task.
+    pub(super) fn sampled_span(&self) -> Option<Box<crate::telemetry::traces::CallSpan>> {
+        self.trace.as_ref().and_then(|t| t.sample()).map(Box::new)
+    }
+
     /// The unary calls this plan sends (a mix's entries, or its one call).
     pub fn unary_calls(&self) -> Vec<&UnaryCall> {
         match (&self.mix, &self.call) {

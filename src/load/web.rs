@@ -158,12 +158,7 @@ pub(super) async fn web_turn(
     t: WebTurn<'_>,
 ) -> bool {
     let shared = t.shared;
-    let span = shared
-        .plan
-        .trace
-        .as_ref()
-        .and_then(|s| s.sample())
-        .map(Box::new);
+    let span = shared.plan.sampled_span();
     let trace = span.as_ref().and_then(|s| s.traceparent.clone());
     let body = requests.body(t.number, renderer);
     let per_call = call.templated().per_call(t.number, renderer, trace.clone());

@@ -82,12 +82,7 @@ pub(super) fn worker(
 
             // A handshake storm makes its own connection each iteration: no pool.
             if let CallPlan::Handshake(call) = &shared.plan.call {
-                let mut span = shared
-                    .plan
-                    .trace
-                    .as_ref()
-                    .and_then(|t| t.sample())
-                    .map(Box::new);
+                let mut span = shared.plan.sampled_span();
                 let Some(backend) = shared
                     .plan
                     .fleet
@@ -173,14 +168,7 @@ pub(super) fn worker(
             let Some(current) = lease.as_mut() else {
                 continue;
             };
-            // Boxed: a span is large and rare (1% of calls by default), and held across the
-            // call it would size every worker's task.
-            let span = shared
-                .plan
-                .trace
-                .as_ref()
-                .and_then(|t| t.sample())
-                .map(Box::new);
+            let span = shared.plan.sampled_span();
             let trace = span.as_ref().and_then(|s| s.traceparent.clone());
             let sent = Instant::now();
             let outcome = match &shared.plan.call {
