@@ -232,11 +232,13 @@ impl ThreadWork {
                 // gRPC-Web over HTTP/2: the workers of a slot share its connection.
                 let web_slots = matches!(self.shared.plan.call, CallPlan::Web(_))
                     .then(|| std::rc::Rc::new(super::web::WebSlots::new(my_slots)));
+                // Shared: a copy in each worker would size every stream's task.
+                let worker_clock = std::rc::Rc::new(clock);
                 for id in workers {
                     let local_slot = (id % connections) / self.threads;
                     set.spawn_local(workers::worker(
                         self.shared.clone(),
-                        clock,
+                        worker_clock.clone(),
                         pool.clone(),
                         web_slots.clone(),
                         local_slot,

@@ -153,7 +153,7 @@ async fn connection(
 pub(super) async fn web_turn(
     call: &WebCall,
     requests: &crate::grpc::request::Requests,
-    web: &mut Option<WebHandle>,
+    web: &mut Option<Box<WebHandle>>,
     renderer: &mut Renderer,
     t: WebTurn<'_>,
 ) -> bool {
@@ -174,7 +174,7 @@ pub(super) async fn web_turn(
         if web.is_none() {
             match connection(call, shared, t.slots, t.slot).await {
                 None => return false,
-                Some(Ok(h)) => *web = Some(h),
+                Some(Ok(h)) => *web = Some(Box::new(h)),
                 Some(Err((failed, backend))) => {
                     t.taken.record(t.rec, t.picked, &failed, backend);
                     t.taken.end_span(span.map(|s| *s), &failed);

@@ -32,7 +32,7 @@ use crate::vocabulary::Balance;
 )]
 pub(super) fn worker(
     shared: Arc<Shared>,
-    clock: Clock,
+    clock: std::rc::Rc<Clock>,
     pool: Option<Arc<Pool>>,
     web_slots: Option<std::rc::Rc<WebSlots>>,
     slot: usize,
@@ -48,7 +48,9 @@ pub(super) fn worker(
         };
         let mut broken: Option<Lease> = None;
         // gRPC-Web: the connection this worker calls on.
-        let mut web: Option<WebHandle> = None;
+        // Boxed (made once per connection): inline it would size every worker's task,
+        // every stream's included.
+        let mut web: Option<Box<WebHandle>> = None;
         loop {
             if shared.stop.load(Ordering::Relaxed) {
                 break;
