@@ -636,8 +636,10 @@ impl StreamCall {
                 && next_send.is_some()
                 && (!by_replies || sent - received < PIPELINE_DEPTH);
             // Whether the next message is already late, judged before waiting for its timer.
-            let now = Instant::now();
-            let next_due = schedule.and(next_send).map(|at| Due::judged(at, now));
+            // (The clock is read only on a schedule: off one this loop runs per message.)
+            let next_due = schedule
+                .and(next_send)
+                .map(|at| Due::judged(at, Instant::now()));
             tokio::select! {
                 biased;
                 r = incoming.next() => match r {
