@@ -392,6 +392,8 @@ fn fuzz_grpc_message_framing_and_durations() {
     let check = |input: &[u8]| {
         let mut reader =
             loadagent::grpc::frame::MessageReader::new(1 << 20, input.first() == Some(&1));
+        // A probe's reader keeps the first message.
+        reader.keep_first = input.get(1).is_some_and(|b| b & 1 == 1);
         // Fed in chunks the input itself picks, as DATA frames split a body.
         let mut rest = input;
         while !rest.is_empty() {
@@ -402,6 +404,9 @@ fn fuzz_grpc_message_framing_and_durations() {
             rest = &rest[n..];
         }
         let _ = reader.unary_end();
+        if let Some(first) = reader.take_first() {
+            assert!(first.len() <= 1 << 20, "a kept message within the limit");
+        }
         let _ = loadagent::vocabulary::duration::parse_duration(&String::from_utf8_lossy(input));
     };
     fuzz(Target {

@@ -1,24 +1,23 @@
 //! Connections shared by the probers that reach one address the same way (address, TLS name
 //! and options, timeout): health checks multiplex over one HTTP/2 connection, as a gRPC
 //! client's channel would. A thousand targets on a few servers (health per service name,
-//! or one port serving many) hold a few connections, not a thousand (each tonic channel with
-//! its connection is about 40 KB). The first prober to need a connection makes it while the
+//! or one port serving many) hold a few connections, not a thousand. Checks and method
+//! probes share lean connections (`SharedConnection`, a few KB each); Watch streams, tonic
+//! channels (about 40 KB each). The first prober to need a connection makes it while the
 //! others wait for it; a prober that sees it fail drops it, and the next one reconnects.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tonic::transport::Channel;
-
 use crate::grpc::control::TlsFactsSlot;
 use crate::vocabulary::HostPort;
 
-/// A connection and what making it measured (every prober sharing it exports these).
+/// A connection `C` and what making it measured (every prober sharing it exports these).
 #[derive(Debug, Clone)]
-pub struct SharedChannel {
-    /// The connection (a tonic channel).
-    pub channel: Channel,
+pub struct SharedChannel<C> {
+    /// The connection.
+    pub channel: C,
     /// Tells this connection from its replacement.
     pub generation: u64,
     /// How long resolving the address took.
@@ -29,23 +28,32 @@ pub struct SharedChannel {
     pub tls: TlsFactsSlot,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<SharedChannel>>>;
+/// What must be the same for two probers to share a connection.
+pub fn key(address: &HostPort, tls_name: &str, timeout: Duration, tls: &str) -> String {
+    format!("{address}|{tls_name}|{timeout:?}|{tls}")
+}
 
-#[derive(Debug, Default)]
+type Slot<C> = Arc<tokio::sync::Mutex<Option<SharedChannel<C>>>>;
+
+#[derive(Debug)]
 /// The connections probers share, one per (address, server name, timeout, TLS), made
 /// once and made again after a failure.
-pub struct Channels {
-    slots: Mutex<HashMap<String, Slot>>,
+pub struct Channels<C> {
+    slots: Mutex<HashMap<String, Slot<C>>>,
     generations: std::sync::atomic::AtomicU64,
 }
 
-impl Channels {
-    /// What must be the same for two probers to share a connection.
-    pub fn key(address: &HostPort, tls_name: &str, timeout: Duration, tls: &str) -> String {
-        format!("{address}|{tls_name}|{timeout:?}|{tls}")
+impl<C> Default for Channels<C> {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+            generations: Default::default(),
+        }
     }
+}
 
-    fn slot(&self, key: &str) -> Slot {
+impl<C: Clone> Channels<C> {
+    fn slot(&self, key: &str) -> Slot<C> {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -56,10 +64,14 @@ impl Channels {
 
     /// The connection for `key`, made by `connect` (given the new generation) when there is
     /// none; probers asking meanwhile wait for that attempt.
-    pub async fn get_or_connect<F, Fut, E>(&self, key: &str, connect: F) -> Result<SharedChannel, E>
+    pub async fn get_or_connect<F, Fut, E>(
+        &self,
+        key: &str,
+        connect: F,
+    ) -> Result<SharedChannel<C>, E>
     where
         F: FnOnce(u64) -> Fut,
-        Fut: std::future::Future<Output = Result<SharedChannel, E>>,
+        Fut: std::future::Future<Output = Result<SharedChannel<C>, E>>,
     {
         let slot = self.slot(key);
         let mut held = slot.lock().await;
@@ -115,10 +127,10 @@ impl Channels {
 mod tests {
     use super::*;
 
-    fn made(generation: u64) -> SharedChannel {
+    fn made(generation: u64) -> SharedChannel<()> {
         SharedChannel {
-            // A channel that never connects: only its identity matters here.
-            channel: tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
+            // Only the connection's identity (its generation) matters here.
+            channel: (),
             generation,
             resolve: Duration::ZERO,
             connect: Duration::ZERO,
@@ -130,8 +142,8 @@ mod tests {
     async fn probers_share_one_connection_until_it_fails() {
         let channels = Channels::default();
         let a = HostPort::parse("127.0.0.1:9").unwrap();
-        let key = Channels::key(&a, "127.0.0.1", Duration::from_secs(1), "None");
-        let other = Channels::key(&a, "api.internal", Duration::from_secs(1), "None");
+        let key = key(&a, "127.0.0.1", Duration::from_secs(1), "None");
+        let other = super::key(&a, "api.internal", Duration::from_secs(1), "None");
         let connects = std::sync::atomic::AtomicU32::new(0);
         let connect = |g| {
             connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -160,14 +172,14 @@ mod tests {
         // A failed attempt leaves nothing behind: the next prober tries again.
         let failed = channels
             .get_or_connect(&key, |_| async {
-                Err::<SharedChannel, _>("down".to_string())
+                Err::<SharedChannel<()>, _>("down".to_string())
             })
             .await;
         assert!(failed.is_ok(), "the slot still holds the replacement");
         channels.forget(&a);
         assert!(channels
             .get_or_connect(&key, |_| async {
-                Err::<SharedChannel, _>("down".to_string())
+                Err::<SharedChannel<()>, _>("down".to_string())
             })
             .await
             .is_err());

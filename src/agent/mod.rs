@@ -183,7 +183,8 @@ pub async fn run(
         results: Arc::new(Mutex::new(BTreeMap::new())),
         first_round: Arc::new(AtomicUsize::new(0)),
         stop: stop.clone(),
-        channels: Default::default(),
+        connections: Default::default(),
+        watch_channels: Default::default(),
     };
     let targets = Arc::new(AtomicUsize::new(0));
     let mut generation = Generation::start(&config, &ctx, &targets)?;
@@ -258,7 +259,8 @@ pub async fn run(
                         // Series of targets that no longer exist must not linger; counters of
                         // the ones that remain restart, which Prometheus reads as a reset.
                         metrics.reset_probe_series();
-                        ctx.channels.clear();
+                        ctx.connections.clear();
+                        ctx.watch_channels.clear();
                         if let Ok(mut r) = ctx.results.lock() {
                             r.clear();
                         }

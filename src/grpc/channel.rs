@@ -134,6 +134,26 @@ pub async fn open_transport_for(
     endpoint: &Endpoint,
     alpn: &[u8],
 ) -> Result<Transport, ConnectError> {
+    connect_transport(endpoint, alpn, false)
+        .await
+        .map(|(transport, _)| transport)
+}
+
+/// `open_transport_for`, and what the TLS handshake negotiated (when the endpoint has TLS).
+pub async fn open_transport_with_facts(
+    endpoint: &Endpoint,
+    alpn: &[u8],
+) -> Result<(Transport, Option<super::control::TlsFacts>), ConnectError> {
+    connect_transport(endpoint, alpn, true).await
+}
+
+/// Connects; `facts`: and reads what the handshake negotiated (certificates parsed: not for
+/// the load's connections).
+async fn connect_transport(
+    endpoint: &Endpoint,
+    alpn: &[u8],
+    facts: bool,
+) -> Result<(Transport, Option<super::control::TlsFacts>), ConnectError> {
     let addr = endpoint.address.to_string();
     let dial = TcpStream::connect(endpoint.address.dial());
     let tcp = match tokio::time::timeout(endpoint.connect_timeout, dial).await {
@@ -151,8 +171,9 @@ pub async fn open_transport_for(
     };
     let _ = tcp.set_nodelay(true);
     let Some(tls) = &endpoint.tls else {
-        return Ok(Transport::Tcp(tcp));
+        return Ok((Transport::Tcp(tcp), None));
     };
+    let started = std::time::Instant::now();
     let handshake = tls.connector().connect(tls.server_name.clone(), tcp);
     let stream = match tokio::time::timeout(endpoint.connect_timeout, handshake).await {
         Err(_) => {
@@ -187,7 +208,8 @@ pub async fn open_transport_for(
         };
         return Err(ConnectError::Tls(addr.clone(), why));
     }
-    Ok(Transport::Tls(Box::new(stream)))
+    let facts = facts.then(|| super::control::TlsFacts::of(stream.get_ref().1, started.elapsed()));
+    Ok((Transport::Tls(Box::new(stream)), facts))
 }
 
 /// Opens one HTTP/2 connection; its driver runs as a task until the connection ends.

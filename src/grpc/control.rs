@@ -47,6 +47,25 @@ pub struct TlsFacts {
     pub earliest_expiry: Option<i64>,
 }
 
+impl TlsFacts {
+    /// What `conn`'s handshake, which took `handshake`, negotiated.
+    pub fn of(conn: &rustls::ClientConnection, handshake: Duration) -> Self {
+        Self {
+            handshake,
+            version: conn
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            earliest_expiry: conn
+                .peer_certificates()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| crate::tls::diagnose::not_after_unix(c))
+                .min(),
+        }
+    }
+}
+
 /// Where a channel writes what its last handshake negotiated.
 pub type TlsFactsSlot = std::sync::Arc<std::sync::Mutex<Option<TlsFacts>>>;
 
@@ -86,20 +105,7 @@ pub async fn channel_with_facts(
                         let started = std::time::Instant::now();
                         let stream = t.connector().connect(t.server_name.clone(), s).await?;
                         if let Some(slot) = &facts {
-                            let conn = stream.get_ref().1;
-                            let f = TlsFacts {
-                                handshake: started.elapsed(),
-                                version: conn
-                                    .protocol_version()
-                                    .map(|v| format!("{v:?}"))
-                                    .unwrap_or_default(),
-                                earliest_expiry: conn
-                                    .peer_certificates()
-                                    .unwrap_or_default()
-                                    .iter()
-                                    .filter_map(|c| crate::tls::diagnose::not_after_unix(c))
-                                    .min(),
-                            };
+                            let f = TlsFacts::of(stream.get_ref().1, started.elapsed());
                             if let Ok(mut g) = slot.lock() {
                                 *g = Some(f);
                             }

@@ -40,6 +40,9 @@ pub struct MessageReader {
     pub messages: u64,
     max: u32,
     encoded: bool,
+    /// Keep the first message (a probe decodes it; the load never sets this).
+    pub keep_first: bool,
+    first: Option<Vec<u8>>,
 }
 
 /// A framing violation: the gRPC code a client reports it with, and why.
@@ -61,7 +64,20 @@ impl MessageReader {
             messages: 0,
             max,
             encoded,
+            keep_first: false,
+            first: None,
         }
+    }
+
+    /// The first message, when `keep_first` asked for it and it arrived whole.
+    pub fn take_first(&mut self) -> Option<Vec<u8>> {
+        // While the first is still arriving, `first` holds a part of it.
+        (self.messages > 0).then(|| self.first.take()).flatten()
+    }
+
+    /// Whether the message being read is the first and is kept.
+    fn keeping(&self) -> bool {
+        self.keep_first && self.messages == 0
     }
 
     /// Feeds the next bytes of the body.
@@ -69,6 +85,11 @@ impl MessageReader {
         while !data.is_empty() {
             if self.remaining > 0 {
                 let take = self.remaining.min(data.len() as u64) as usize;
+                if self.keeping() {
+                    if let Some(first) = &mut self.first {
+                        first.extend_from_slice(&data[..take]);
+                    }
+                }
                 self.remaining -= take as u64;
                 data = &data[take..];
                 if self.remaining == 0 {
@@ -92,6 +113,13 @@ impl MessageReader {
             ]);
             match self.prefix[0] {
                 0 => {}
+                // A kept message is decoded as it is: the caller asked for no compression.
+                1 if self.encoded && self.keeping() => {
+                    return Err(FramingError {
+                        code: super::status::INTERNAL,
+                        message: "a compressed message, although this call accepts none (no grpc-accept-encoding sent)".into(),
+                    })
+                }
                 1 if self.encoded => {}
                 1 => {
                     return Err(FramingError {
@@ -111,6 +139,11 @@ impl MessageReader {
                     code: super::status::RESOURCE_EXHAUSTED,
                     message: format!("received message larger than max ({len} vs. {})", self.max),
                 });
+            }
+            if self.keeping() {
+                // Grown as the bytes come (at most `max`), not reserved for what the prefix
+                // claims.
+                self.first = Some(Vec::new());
             }
             if len == 0 {
                 self.messages += 1;
@@ -195,6 +228,38 @@ mod tests {
         assert!(r.unary_end().is_err(), "no message");
         r.feed(&one[..3]).unwrap();
         assert!(r.unary_end().unwrap_err().message.contains("inside"));
+    }
+
+    #[test]
+    fn keeps_the_first_message_whole_wherever_it_is_split() {
+        let mut body = frame(b"first message", None).unwrap().to_vec();
+        body.extend_from_slice(&frame(b"second", None).unwrap());
+        for chunk in [1, 3, 5, 6, body.len()] {
+            let mut r = MessageReader::new(1 << 20, false);
+            r.keep_first = true;
+            for part in body.chunks(chunk) {
+                r.feed(part).unwrap();
+            }
+            assert_eq!(r.take_first().as_deref(), Some(&b"first message"[..]));
+        }
+        // An empty message is kept as empty; a half one is not kept.
+        let mut r = MessageReader::new(10, false);
+        r.keep_first = true;
+        r.feed(&frame(b"", None).unwrap()).unwrap();
+        assert_eq!(r.take_first(), Some(Vec::new()));
+        let mut r = MessageReader::new(10, false);
+        r.keep_first = true;
+        r.feed(&frame(b"abc", None).unwrap()[..6]).unwrap();
+        assert!(r.inside_message());
+        assert_eq!(r.take_first(), None);
+        // Compressed, although the caller asked for none: INTERNAL.
+        let gz = frame(b"hello", Some(Compression::Gzip)).unwrap();
+        let mut r = MessageReader::new(1 << 20, true);
+        r.keep_first = true;
+        assert_eq!(
+            r.feed(&gz).unwrap_err().code,
+            super::super::status::INTERNAL
+        );
     }
 
     #[test]

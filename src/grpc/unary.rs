@@ -306,6 +306,13 @@ impl UnaryCall {
         self
     }
 
+    /// Asks for uncompressed answers (no `grpc-accept-encoding`): a probe decodes the
+    /// response message as it comes.
+    pub fn without_compressed_answers(mut self) -> Self {
+        self.headers.remove("grpc-accept-encoding");
+        self
+    }
+
     /// The largest response message taken.
     pub fn max_receive(&self) -> u32 {
         self.max_receive

@@ -1,8 +1,12 @@
-//! grpc.health.v1: one Check, or the first status a Watch sends, within a timeout — the
-//! status as the server gave it, or why there is none, in the words a gRPC client uses.
+//! grpc.health.v1: one Check (on a lean connection, `Check`), or the first status a Watch
+//! sends (a tonic stream), within a timeout — the status as the server gave it, or why there
+//! is none, in the words a gRPC client uses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use prost::Message;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -48,17 +52,73 @@ pub fn request<'a>(
     req
 }
 
-/// One Check within `timeout`.
-pub async fn check(
-    channel: Channel,
-    mut request: tonic::Request<HealthCheckRequest>,
-    timeout: Duration,
-) -> HealthAnswer {
-    request.set_timeout(timeout);
-    match tokio::time::timeout(timeout, HealthClient::new(channel).check(request)).await {
-        Ok(Ok(answer)) => HealthAnswer::Status(answer.into_inner().status),
-        Ok(Err(s)) => HealthAnswer::Failed(crate::grpc::status::as_clients_report(s)),
-        Err(_) => HealthAnswer::NoAnswer(timeout),
+/// The path of grpc.health.v1's Check.
+const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
+
+/// A Check of one service, made once and sent on a lean connection every probe: its request
+/// headers (authority, metadata, deadline) and its framed request.
+#[derive(Debug, Clone)]
+pub struct Check {
+    headers: Arc<crate::grpc::lean::RequestHeaders>,
+    body: Bytes,
+}
+
+impl Check {
+    /// A Check of `service` ("" is the server as a whole) at `authority` with `metadata` and
+    /// a deadline of `timeout`; `Err` when the metadata cannot be sent as headers.
+    pub fn new(
+        authority: &str,
+        service: &str,
+        metadata: &[(String, String)],
+        timeout: Duration,
+        tls: bool,
+    ) -> Result<Self, String> {
+        let headers = super::lean_headers(authority, CHECK_PATH, metadata, timeout, tls)
+            .map_err(|e| e.to_string())?;
+        let message = HealthCheckRequest {
+            service: service.to_string(),
+        }
+        .encode_to_vec();
+        let body = crate::grpc::frame::frame(&message, None).map_err(|e| e.to_string())?;
+        Ok(Self { headers, body })
+    }
+
+    /// One Check on `conn` (with a `traceparent`) within `timeout`.
+    pub async fn on(
+        &self,
+        conn: &crate::grpc::lean::SharedConnection,
+        trace: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<HealthAnswer, super::NotProcessed> {
+        let answer = conn
+            .call(&self.headers, self.body.clone(), trace, timeout)
+            .await;
+        if answer.not_processed {
+            return Err(super::NotProcessed(
+                answer.outcome.message.unwrap_or_default(),
+            ));
+        }
+        if answer.timed_out {
+            return Ok(HealthAnswer::NoAnswer(timeout));
+        }
+        let failed = |code: u8, message: String| {
+            HealthAnswer::Failed(tonic::Status::new(
+                tonic::Code::from_i32(i32::from(code)),
+                message,
+            ))
+        };
+        let outcome = answer.outcome;
+        if outcome.code != crate::grpc::status::OK {
+            return Ok(failed(outcome.code, outcome.message.unwrap_or_default()));
+        }
+        let message = answer.message.unwrap_or_default();
+        Ok(match HealthCheckResponse::decode(&message[..]) {
+            Ok(r) => HealthAnswer::Status(r.status),
+            Err(e) => failed(
+                crate::grpc::status::INTERNAL,
+                format!("the response does not decode as grpc.health.v1.HealthCheckResponse: {e}"),
+            ),
+        })
     }
 }
 

@@ -6,12 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes};
+use std::sync::Arc;
+
+use bytes::Bytes;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::Channel;
 
 use super::expect::Check;
+use crate::grpc::lean::{RequestHeaders, SharedConnection};
 use crate::grpc::request::{Renderer, Requests};
 use crate::grpc::status;
 use crate::grpc::unary::UnaryCall;
@@ -178,48 +179,45 @@ impl MethodProbe {
         self.checks.iter().map(|c| c.text.as_str())
     }
 
-    /// Calls the method once (request `n`, its templates rendered by `renderer`) and judges
-    /// the answer.
+    /// The request headers of this probe's call at `authority` on a lean connection, with
+    /// `metadata` and a deadline of `timeout`.
+    pub fn lean_headers(
+        &self,
+        authority: &str,
+        metadata: &[(String, String)],
+        timeout: Duration,
+        tls: bool,
+    ) -> Result<Arc<RequestHeaders>, crate::grpc::unary::HeadError> {
+        super::lean_headers(authority, self.path.as_str(), metadata, timeout, tls)
+    }
+
+    /// Calls the method once on `conn` (request `n`, its templates rendered by `renderer`;
+    /// `headers` from `lean_headers`, plus a `traceparent`) and judges the answer.
     pub async fn call(
         &self,
-        channel: Channel,
+        conn: &SharedConnection,
+        headers: &Arc<RequestHeaders>,
         n: u64,
         renderer: &mut Renderer,
-        metadata: &tonic::metadata::MetadataMap,
+        trace: Option<&[u8]>,
         timeout: Duration,
     ) -> Verdict {
         let started = Instant::now();
-        let body = self.requests.unframed(n, renderer).unwrap_or_default();
-        let mut request = tonic::Request::new(body);
-        *request.metadata_mut() = metadata.clone();
-        request.set_timeout(timeout);
-        let mut grpc = tonic::client::Grpc::new(channel);
-        let answer = tokio::time::timeout(timeout, async {
-            grpc.ready()
-                .await
-                .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
-            grpc.unary(request, self.path.clone(), RawCodec).await
-        })
-        .await;
+        let body = self.requests.body(n, renderer);
+        let answer = conn.call(headers, body, trace, timeout).await;
         let took = started.elapsed();
-        let (code, status_message, body) = match answer {
-            Ok(Ok(r)) => (status::OK, String::new(), Some(r.into_inner())),
-            Ok(Err(s)) if status::is_tonic_deadline(&s) => (
-                status::DEADLINE_EXCEEDED,
-                format!("no answer within {timeout:?}"),
-                None,
-            ),
-            Ok(Err(s)) => {
-                let s = status::as_clients_report(s);
-                (s.code() as i32 as u8, s.message().to_string(), None)
-            }
-            Err(_) => (
-                status::DEADLINE_EXCEEDED,
-                format!("no answer within {timeout:?}"),
-                None,
-            ),
-        };
-        self.judge(code, status_message, body, took, true)
+        let outcome = answer.outcome;
+        let body =
+            (outcome.code == status::OK).then(|| Bytes::from(answer.message.unwrap_or_default()));
+        let mut verdict = self.judge(
+            outcome.code,
+            outcome.message.unwrap_or_default(),
+            body,
+            took,
+            !outcome.connection_failed,
+        );
+        verdict.not_processed = answer.not_processed;
+        verdict
     }
 
     /// The gRPC-Web form of this probe's call to `authority`, with `metadata` and a deadline.
@@ -304,44 +302,5 @@ impl MethodProbe {
             reusable,
             not_processed: false,
         }
-    }
-}
-
-/// Passes encoded messages through tonic untouched: the probe encodes and decodes them with
-/// types known only at run time.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }

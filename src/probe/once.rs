@@ -1,6 +1,6 @@
 //! One probe from nothing: connect, ask, judge, close — what `loadagent probe` does and what a
 //! Prometheus-driven `/probe` does per scrape. (The agent's own targets keep their
-//! connections between rounds and call the same pieces — `health::check`,
+//! connections between rounds and call the same pieces — `health::Check`,
 //! `MethodProbe::call`, the verdicts — on them.)
 
 use std::time::{Duration, Instant};
@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use super::health::{self, HealthAnswer};
 use super::method::{MethodProbe, Verdict};
 use super::verdict::{Failure, HealthVerdict, MethodVerdict, Phases};
+use super::NotProcessed;
 use crate::grpc::control::TlsFacts;
+use crate::grpc::lean::SharedConnection;
 use crate::grpc::web::{WebCall, WebOptions};
 use crate::tls::ClientTls;
 use crate::vocabulary::HostPort;
@@ -132,9 +134,77 @@ pub async fn once(target: &Target, module: &Module) -> ProbeVerdict {
         phases.push(("method", answer.took));
         return ProbeVerdict::of_call(probe, answer, phases, None);
     }
-    // One HTTP/2 connection proven first (our preface, the server's PING answer): a server
-    // that does not speak HTTP/2 is a failed connection (as `run` says it and as
+    if let Module::Health {
+        service,
+        watch: true,
+    } = module
+    {
+        return watch_once(target, service, phases).await;
+    }
+    // The connection proves the server speaks HTTP/2 (our preface, the server's PING
+    // answer): one that does not is a failed connection (as `run` says it and as
     // grpc-health-probe counts it), not an RPC whose status changes from run to run.
+    let t = Instant::now();
+    let endpoint = crate::grpc::channel::Endpoint {
+        address: target.address.clone(),
+        connect_timeout: target.timeout,
+        tls: target.tls.clone(),
+    };
+    let (conn, tls) = match SharedConnection::open(&endpoint).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            return ProbeVerdict::unreachable(cannot_connect(target, e.first_contact()), phases)
+        }
+    };
+    phases.push(("connect", t.elapsed()));
+    if let Some(f) = &tls {
+        phases.push(("tls", f.handshake));
+    }
+    let authority = target.address.to_string();
+    let tls_on = target.tls.is_some();
+    match module {
+        Module::Health { service, .. } => {
+            let check = match health::Check::new(
+                &authority,
+                service,
+                &target.metadata,
+                target.timeout,
+                tls_on,
+            ) {
+                Ok(c) => c,
+                Err(e) => return ProbeVerdict::unreachable(e, phases),
+            };
+            let t = Instant::now();
+            let answer =
+                check
+                    .on(&conn, None, target.timeout)
+                    .await
+                    .unwrap_or_else(|NotProcessed(why)| {
+                        HealthAnswer::Failed(tonic::Status::unavailable(why))
+                    });
+            phases.push(("check", t.elapsed()));
+            health_verdict(&answer, phases, tls)
+        }
+        // (A gRPC-Web module returned above.)
+        Module::Method(probe) | Module::Web(probe, _) => {
+            let headers =
+                match probe.lean_headers(&authority, &target.metadata, target.timeout, tls_on) {
+                    Ok(h) => h,
+                    Err(e) => return ProbeVerdict::unreachable(e.to_string(), phases),
+                };
+            let mut renderer = crate::grpc::request::Renderer::new(0);
+            let answer = probe
+                .call(&conn, &headers, 0, &mut renderer, None, target.timeout)
+                .await;
+            phases.push(("method", answer.took));
+            ProbeVerdict::of_call(probe, answer, phases, tls)
+        }
+    }
+}
+
+/// The first status of a Watch, on a tonic channel (a stream: not the lean client's).
+async fn watch_once(target: &Target, service: &str, mut phases: Phases) -> ProbeVerdict {
+    // One HTTP/2 connection proven first, as above.
     let t = Instant::now();
     let proof = crate::grpc::channel::Endpoint {
         address: target.address.clone(),
@@ -162,44 +232,26 @@ pub async fn once(target: &Target, module: &Module) -> ProbeVerdict {
     if let Some(f) = &tls {
         phases.push(("tls", f.handshake));
     }
-    match module {
-        Module::Health { service, watch } => {
-            let pairs = target
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()));
-            let request = health::request(service, pairs);
-            let t = Instant::now();
-            let answer: HealthAnswer = if *watch {
-                health::watch_first(channel, request, target.timeout).await
-            } else {
-                health::check(channel, request, target.timeout).await
-            };
-            phases.push(("check", t.elapsed()));
-            let judged = answer.verdict();
-            ProbeVerdict {
-                failure: judged.failure.clone(),
-                health: Some(judged),
-                call: None,
-                method: None,
-                phases,
-                tls,
-            }
-        }
-        // (A gRPC-Web module returned above.)
-        Module::Method(probe) | Module::Web(probe, _) => {
-            let pairs = target
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()));
-            let metadata = super::metadata(pairs);
-            let mut renderer = crate::grpc::request::Renderer::new(0);
-            let answer = probe
-                .call(channel, 0, &mut renderer, &metadata, target.timeout)
-                .await;
-            phases.push(("method", answer.took));
-            ProbeVerdict::of_call(probe, answer, phases, tls)
-        }
+    let pairs = target
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let request = health::request(service, pairs);
+    let t = Instant::now();
+    let answer = health::watch_first(channel, request, target.timeout).await;
+    phases.push(("check", t.elapsed()));
+    health_verdict(&answer, phases, tls)
+}
+
+fn health_verdict(answer: &HealthAnswer, phases: Phases, tls: Option<TlsFacts>) -> ProbeVerdict {
+    let judged = answer.verdict();
+    ProbeVerdict {
+        failure: judged.failure.clone(),
+        health: Some(judged),
+        call: None,
+        method: None,
+        phases,
+        tls,
     }
 }
 

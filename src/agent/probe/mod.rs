@@ -82,8 +82,11 @@ pub struct ProbeContext {
     pub stop: CancellationToken,
     /// A span per probe when tracing is on.
     pub traces: Option<Arc<Traces>>,
-    /// Connections shared by probers that reach one address the same way.
-    pub channels: Arc<Channels>,
+    /// Lean connections shared by probers that reach one address the same way (checks and
+    /// method probes).
+    pub connections: Arc<Channels<crate::grpc::lean::SharedConnection>>,
+    /// Tonic channels shared the same way (Watch streams).
+    pub watch_channels: Arc<Channels<Channel>>,
 }
 
 fn now_unix() -> f64 {
@@ -104,8 +107,14 @@ struct Prober {
     stop: CancellationToken,
     tls: Option<ClientTls>,
     ctx: ProbeContext,
-    /// The shared connection in use, and its generation.
-    channel: Option<(Channel, u64)>,
+    /// The shared lean connection in use, and its generation.
+    connection: Option<(crate::grpc::lean::SharedConnection, u64)>,
+    /// The shared tonic channel in use (Watch), and its generation.
+    watch_channel: Option<(Channel, u64)>,
+    /// The target's Check, made at its first probe.
+    check: Option<crate::probe::health::Check>,
+    /// The method probe's request headers, made at its first call.
+    method_headers: Option<Arc<crate::grpc::lean::RequestHeaders>>,
     /// The target's log limit, shared by every backend's prober: a name whose 1,024
     /// backends all fail logs one line a minute, not 1,024.
     log: LogLimit,

@@ -4,19 +4,21 @@
 
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 
 use super::Prober;
+use crate::grpc::lean::SharedConnection;
 use crate::grpc::web::{WebOptions, WebSender};
 use crate::probe::health::{self, HealthAnswer};
 use crate::probe::method::{MethodProbe, PrepareError, Verdict};
 use crate::probe::verdict::{Failure, MethodVerdict};
+use crate::probe::NotProcessed;
 use crate::telemetry::probe_series::Phase;
 use crate::telemetry::traces::traceparent;
 use opentelemetry::trace::TraceContextExt;
 
 impl Prober {
+    /// A Watch request (tonic's), with the target's metadata and a `traceparent`.
     pub(super) fn request(&self) -> tonic::Request<HealthCheckRequest> {
         let metadata = self
             .target
@@ -25,17 +27,43 @@ impl Prober {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()));
         let mut req = crate::probe::health::request(&self.target.probe.service, metadata);
-        // The target's own span of this call joins the probe's trace.
-        let parent = self
-            .span
-            .as_ref()
-            .map(|cx| cx.span().span_context().clone());
-        if let Some(tp) = parent.as_ref().and_then(traceparent) {
+        if let Some(tp) = self.trace_header() {
             if let Ok(v) = tonic::metadata::MetadataValue::try_from(tp.as_bytes()) {
                 req.metadata_mut().insert("traceparent", v);
             }
         }
         req
+    }
+
+    /// The `traceparent` that makes the target's own span of this call join the probe's
+    /// trace (tracing on).
+    fn trace_header(&self) -> Option<http::HeaderValue> {
+        let parent = self
+            .span
+            .as_ref()
+            .map(|cx| cx.span().span_context().clone());
+        parent.as_ref().and_then(traceparent)
+    }
+
+    /// The authority the target's calls name: the address dialled (a fleet's backend).
+    fn authority(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// The target's Check, made at its first probe.
+    fn health_call(&mut self) -> Result<health::Check, String> {
+        if let Some(c) = &self.check {
+            return Ok(c.clone());
+        }
+        let check = health::Check::new(
+            &self.authority(),
+            &self.target.probe.service,
+            &self.target.probe.metadata,
+            self.target.probe.timeout,
+            self.tls.is_some(),
+        )?;
+        self.check = Some(check.clone());
+        Ok(check)
     }
 
     /// Whether this target's health service is checked (all but method probes with
@@ -51,7 +79,7 @@ impl Prober {
             let round = self.web_round().await;
             return self.publish_round(None, None, started.elapsed(), None, Some(round));
         }
-        let channel = match self.channel().await {
+        let conn = match self.connection().await {
             Ok(c) => c,
             Err(e) => {
                 let method = self
@@ -64,24 +92,55 @@ impl Prober {
             }
         };
         let (status, code, error) = if self.checks_health() {
-            self.health_check(channel.clone()).await
+            self.health_check(conn.clone()).await
         } else {
             (None, None, None)
         };
         let method = match self.target.probe.method.is_some() {
-            true => Some(self.method_round(channel).await),
+            true => Some(self.method_round(conn).await),
             false => None,
         };
         self.publish_round(status, code, started.elapsed(), error, method);
     }
 
-    /// One grpc.health.v1 Check: the status, the gRPC code and what went wrong.
+    /// One grpc.health.v1 Check: the status, the gRPC code and what went wrong. A Check the
+    /// server did not process (its connection was closing) is sent once more on a new one.
     pub(super) async fn health_check(
         &mut self,
-        channel: Channel,
+        conn: SharedConnection,
     ) -> (Option<String>, Option<i32>, Option<String>) {
-        let t = Instant::now();
-        let answer = health::check(channel, self.request(), self.target.probe.timeout).await;
+        let check = match self.health_call() {
+            Ok(c) => c,
+            Err(e) => return (None, None, Some(e)),
+        };
+        let trace = self.trace_header();
+        let timeout = self.target.probe.timeout;
+        let mut t = Instant::now();
+        let mut answer = check
+            .on(
+                &conn,
+                trace.as_ref().map(http::HeaderValue::as_bytes),
+                timeout,
+            )
+            .await;
+        if answer.is_err() {
+            self.drop_channel();
+            let conn = match self.connection().await {
+                Ok(c) => c,
+                Err(e) => return (None, None, Some(e)),
+            };
+            t = Instant::now();
+            answer = check
+                .on(
+                    &conn,
+                    trace.as_ref().map(http::HeaderValue::as_bytes),
+                    timeout,
+                )
+                .await;
+        }
+        let answer = answer.unwrap_or_else(|NotProcessed(why)| {
+            HealthAnswer::Failed(tonic::Status::unavailable(why))
+        });
         let took = t.elapsed();
         self.series(|s| s.set_phase(Phase::Check, took));
         if let HealthAnswer::Status(_) = answer {
@@ -228,24 +287,46 @@ impl Prober {
         )
     }
 
-    /// Calls the target's method once and judges the answer.
-    pub(super) async fn method_round(&mut self, channel: Channel) -> MethodVerdict {
+    /// Calls the target's method once and judges the answer (once more on a new connection
+    /// when the server did not process it).
+    pub(super) async fn method_round(&mut self, conn: SharedConnection) -> MethodVerdict {
         let probe = match self.method_probe().await {
             Ok(p) => p,
             Err(e) => return self.failed_round(&e),
         };
-        let metadata = self.request().metadata().clone();
+        let headers = match &self.method_headers {
+            Some(h) => h.clone(),
+            None => match probe.lean_headers(
+                &self.authority(),
+                &self.target.probe.metadata,
+                self.target.probe.timeout,
+                self.tls.is_some(),
+            ) {
+                Ok(h) => self.method_headers.insert(h).clone(),
+                Err(e) => return self.failed_round(&e.to_string()),
+            },
+        };
+        let trace = self.trace_header();
+        let trace = trace.as_ref().map(http::HeaderValue::as_bytes);
+        let timeout = self.target.probe.timeout;
         let n = self.calls;
         self.calls += 1;
-        let verdict = probe
-            .call(
-                channel,
-                n,
-                &mut self.renderer,
-                &metadata,
-                self.target.probe.timeout,
-            )
-            .await;
+        let mut conn = conn;
+        let mut retried = false;
+        let verdict = loop {
+            let verdict = probe
+                .call(&conn, &headers, n, &mut self.renderer, trace, timeout)
+                .await;
+            if !verdict.not_processed || retried {
+                break verdict;
+            }
+            retried = true;
+            self.drop_channel();
+            conn = match self.connection().await {
+                Ok(c) => c,
+                Err(e) => return self.failed_round(&e),
+            };
+        };
         if verdict.code == crate::grpc::status::UNAVAILABLE {
             self.drop_channel();
         }
@@ -265,7 +346,7 @@ impl Prober {
     pub(super) async fn watch_once(&mut self) -> Option<Duration> {
         self.open_span("Watch");
         let started = Instant::now();
-        let channel = match self.channel().await {
+        let channel = match self.watch_channel().await {
             Ok(c) => c,
             Err(e) => {
                 self.publish(None, None, started.elapsed(), Some(e));

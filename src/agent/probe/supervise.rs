@@ -110,7 +110,10 @@ impl ProberSeed {
             stop: self.stop.clone(),
             tls: self.tls.clone(),
             ctx: self.ctx.clone(),
-            channel: None,
+            connection: None,
+            watch_channel: None,
+            check: None,
+            method_headers: None,
             log: self.shared.log.clone(),
             span: None,
             method: None,
@@ -233,7 +236,8 @@ async fn follow(
             if let Some(i) = running.remove(&backend) {
                 i.stop.cancel();
                 let _ = i.task.await;
-                ctx.channels.forget(&i.address);
+                ctx.connections.forget(&i.address);
+                ctx.watch_channels.forget(&i.address);
             }
             m.probes.remove_backend(&label, &backend);
             if let Ok(mut r) = ctx.results.lock() {

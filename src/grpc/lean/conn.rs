@@ -31,7 +31,11 @@ const DECODER_TABLE: usize = 4096;
 const MAX_ACCEPTED_FRAME: usize = 16_384;
 /// Reads per poll before yielding, so one busy connection cannot starve the others.
 const READS_PER_POLL: usize = 16;
-const READ_CHUNK: usize = 64 * 1024;
+pub(super) const READ_CHUNK: usize = 64 * 1024;
+/// A shared connection's buffers (`open_shared`): its calls are rare and small (probes), and
+/// a thousand of them sit idle between calls, so it reads in small chunks (a larger frame
+/// grows the buffer) and gives back what a call grew once the call is done.
+pub(super) const SHARED_READ_CHUNK: usize = 1024;
 /// The last client stream id (odd, below 2^31).
 const LAST_STREAM_ID: u32 = (1 << 31) - 1;
 
@@ -47,6 +51,9 @@ pub struct Completion {
     pub refused: bool,
     /// The server's `grpc-retry-pushback-ms`, when its trailers carried one.
     pub pushback: Option<Pushback>,
+    /// The response's message, for a call started with its own headers (`start_own`: a
+    /// probe decodes it); the load's calls never keep theirs.
+    pub message: Option<Vec<u8>>,
 }
 
 /// A server's retry pushback (gRFC A6): retry after this long, or not at all.
@@ -85,6 +92,9 @@ struct Stream {
     received_unacked: u32,
     /// The response's message framing, read as DATA arrives (from its first HEADERS on).
     reader: Body,
+    /// A call with headers of its own (`start_own`), whose response message is kept; `None`
+    /// for the connection's calls.
+    own: Option<Arc<RequestHeaders>>,
 }
 
 /// How a response's body is read.
@@ -170,6 +180,8 @@ type StreamMap = HashMap<u32, Stream, BuildHasherDefault<StreamIdHasher>>;
 pub struct Connection {
     io: Transport,
     pub(super) read: Vec<u8>,
+    /// What the read buffer grows by, and (`shrink_idle`) goes back to.
+    read_chunk: usize,
     pub(super) read_start: usize,
     pub(super) read_len: usize,
     pub(super) write: Vec<u8>,
@@ -264,9 +276,25 @@ impl Connection {
         endpoint: &Endpoint,
         headers: Arc<RequestHeaders>,
     ) -> Result<Self, ConnectError> {
-        let addr = endpoint.address.to_string();
         let io = open_transport(endpoint).await?;
-        let mut conn = Self::new(io, headers);
+        Self::handshake(endpoint, Self::new(io, headers, READ_CHUNK)).await
+    }
+
+    /// `open` for calls that each bring their own headers (`start_own`), with small buffers
+    /// given back when idle (`shrink_idle`); also what the TLS handshake negotiated.
+    pub(super) async fn open_shared(
+        endpoint: &Endpoint,
+    ) -> Result<(Self, Option<crate::grpc::control::TlsFacts>), ConnectError> {
+        let (io, facts) = crate::grpc::channel::open_transport_with_facts(endpoint, b"h2").await?;
+        let none = Arc::new(RequestHeaders::new(endpoint.tls.is_some(), Vec::new()));
+        let conn = Self::handshake(endpoint, Self::new(io, none, SHARED_READ_CHUNK)).await?;
+        Ok((conn, facts))
+    }
+
+    /// Exchanges SETTINGS and proves the peer answers HTTP/2 (a PING), within the endpoint's
+    /// connect timeout.
+    async fn handshake(endpoint: &Endpoint, mut conn: Self) -> Result<Self, ConnectError> {
+        let addr = endpoint.address.to_string();
         let mut ignored = Vec::new();
         let handshake = std::future::poll_fn(|cx| {
             if let Err(ConnectionLost(why)) = conn.poll_io(cx, &mut ignored) {
@@ -297,8 +325,8 @@ impl Connection {
         }
     }
 
-    pub(super) fn new(io: Transport, headers: Arc<RequestHeaders>) -> Self {
-        let mut write = Vec::with_capacity(READ_CHUNK);
+    pub(super) fn new(io: Transport, headers: Arc<RequestHeaders>, read_chunk: usize) -> Self {
+        let mut write = Vec::with_capacity(read_chunk);
         write.extend_from_slice(frame::PREFACE);
         let settings = [
             (frame::SETTINGS_ENABLE_PUSH, 0),
@@ -314,7 +342,8 @@ impl Connection {
         write.extend_from_slice(b"loadagnt");
         Self {
             io,
-            read: vec![0; READ_CHUNK],
+            read: vec![0; read_chunk],
+            read_chunk,
             read_start: 0,
             read_len: 0,
             write,
@@ -425,15 +454,6 @@ impl Connection {
         rendered: &[String],
         trace: Option<&[u8]>,
     ) -> u32 {
-        let id = self.next_id;
-        self.next_id += 2;
-        let body = match &self.headers.web {
-            Some(web) if web.text => {
-                use base64::Engine;
-                Bytes::from(base64::engine::general_purpose::STANDARD.encode(&body))
-            }
-            _ => body,
-        };
         self.block.clear();
         if let Some(size) = self.table_size_update.take() {
             super::hpack::put_size_update(&mut self.block, size);
@@ -441,6 +461,46 @@ impl Connection {
         self.indexing = self
             .headers
             .encode(self.indexing, call, rendered, trace, &mut self.block);
+        self.open_stream(token, None, body)
+    }
+
+    /// Starts a call with headers of its own, not the connection's (callers sharing one
+    /// connection for different calls: the agent's probers). Its headers are sent as
+    /// literals, never indexed, and its response message is kept (`Completion::message`).
+    pub fn start_own(
+        &mut self,
+        token: usize,
+        headers: Arc<RequestHeaders>,
+        body: Bytes,
+        trace: Option<&[u8]>,
+    ) -> u32 {
+        self.block.clear();
+        if let Some(size) = self.table_size_update.take() {
+            super::hpack::put_size_update(&mut self.block, size);
+        }
+        headers.encode(Indexing::Literal, 0, &[], trace, &mut self.block);
+        self.open_stream(token, Some(headers), body)
+    }
+
+    /// Sends the header block in `self.block` on a new stream, then what the windows allow
+    /// of its request.
+    fn open_stream(&mut self, token: usize, own: Option<Arc<RequestHeaders>>, body: Bytes) -> u32 {
+        let id = self.next_id;
+        self.next_id += 2;
+        let web = own.as_deref().unwrap_or(&self.headers).web.as_ref();
+        let body = match web {
+            Some(web) if web.text => {
+                use base64::Engine;
+                Bytes::from(base64::engine::general_purpose::STANDARD.encode(&body))
+            }
+            _ => body,
+        };
+        // One growth for the whole call (a shared connection's buffer is empty when idle);
+        // for the load's connections, already there.
+        // Frames are at least 16 KiB (the protocol's smallest maximum): at most this many.
+        let frames = (self.block.len() >> 14) + (body.len() >> 14) + 2;
+        self.write
+            .reserve(self.block.len() + body.len() + frames * frame::HEADER_LEN);
         let mut rest = &self.block[..];
         let mut kind = frame::HEADERS;
         loop {
@@ -467,12 +527,30 @@ impl Connection {
                 response_started: false,
                 reader: Body::NotYet,
                 received_unacked: 0,
+                own,
             },
         );
         if !self.send_data(id) {
             self.blocked.push_back(id);
         }
         id
+    }
+
+    /// With no call in flight and nothing buffered, gives back what the buffers grew to
+    /// beyond one read chunk (a shared connection between its rare calls).
+    pub fn shrink_idle(&mut self) {
+        if !self.streams.is_empty() || self.read_len > 0 || !self.write.is_empty() {
+            return;
+        }
+        if self.read.len() > self.read_chunk {
+            self.read = vec![0; self.read_chunk];
+        }
+        // Nothing is written between calls but a PING's answer: the next call allocates.
+        self.write = Vec::new();
+        // The stream map matters too (a few hundred bytes; the header block's scratch is
+        // kept: smaller, and reused by every call).
+        self.streams.shrink_to_fit();
+        self.blocked.shrink_to_fit();
     }
 
     /// Abandons a call (its deadline passed): the server is told with RST_STREAM CANCEL.
@@ -499,7 +577,7 @@ impl Connection {
         self.poll_flush(cx)?;
         for _ in 0..READS_PER_POLL {
             if self.read_len == self.read.len() {
-                let grown = (self.read.len() * 2).max(READ_CHUNK);
+                let grown = (self.read.len() * 2).max(self.read_chunk);
                 self.read.resize(grown, 0);
             }
             let mut buf = ReadBuf::new(&mut self.read[self.read_len..]);
@@ -637,14 +715,16 @@ impl Connection {
                 let reason = be_u32(payload).ok_or_else(|| protocol_error("short RST_STREAM"))?;
                 if let Some(s) = self.streams.remove(&head.stream) {
                     let answered = s.response_started;
+                    let headers = s.own.as_deref().unwrap_or(&self.headers);
                     done.push(Completion {
                         token: s.token,
-                        outcome: match &self.headers.web {
+                        outcome: match &headers.web {
                             Some(_) if !answered => crate::grpc::web::reset_outcome(reason),
                             _ => reset_outcome(reason),
                         },
                         refused: reason == frame::REFUSED_STREAM,
                         pushback: None,
+                        message: None,
                     });
                 }
                 Ok(())
@@ -696,6 +776,7 @@ impl Connection {
                             outcome,
                             refused: true,
                             pushback: None,
+                            message: None,
                         });
                     }
                 }
@@ -819,10 +900,10 @@ impl Connection {
             })
             .map_err(|e| ConnectionLost(e.to_string()))?;
         let end = flags & frame::END_STREAM != 0;
-        let max_receive = self.headers.max_receive;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
+        let headers = stream.own.as_deref().unwrap_or(&self.headers);
         let outcome = if let (true, Body::Web(r)) = (stream.response_started, &stream.reader) {
             // HTTP trailers after a gRPC-Web body (some servers send those instead of, or
             // besides, the trailer frame, which wins).
@@ -849,7 +930,7 @@ impl Connection {
             }
         } else {
             stream.response_started = true;
-            let judged = match &self.headers.web {
+            let judged = match &headers.web {
                 None => judge_response_head(
                     heads.http_status,
                     heads.content_type.get(),
@@ -872,10 +953,18 @@ impl Connection {
                 ),
                 None => {
                     // The message and trailers follow.
-                    stream.reader = match &self.headers.web {
-                        None => Body::Native(MessageReader::new(max_receive, heads.encoded)),
+                    let max_receive = headers.max_receive;
+                    let keep = stream.own.is_some();
+                    stream.reader = match &headers.web {
+                        None => {
+                            let mut r = MessageReader::new(max_receive, heads.encoded);
+                            r.keep_first = keep;
+                            Body::Native(r)
+                        }
                         Some(web) => {
-                            Body::Web(crate::grpc::web::WebBodyReader::new(web.text, max_receive))
+                            let mut r = crate::grpc::web::WebBodyReader::new(web.text, max_receive);
+                            r.keep_first = keep;
+                            Body::Web(r)
                         }
                     };
                     return Ok(());
@@ -898,15 +987,22 @@ impl Connection {
         outcome: Outcome,
         done: &mut Vec<Completion>,
     ) {
-        if let Some(s) = self.streams.remove(&id) {
+        if let Some(mut s) = self.streams.remove(&id) {
             if !server_ended || !s.pending.is_empty() {
                 frame::put_rst_stream(&mut self.write, id, frame::CANCEL);
             }
+            let message = match &mut s.reader {
+                _ if outcome.code != status::OK => None,
+                Body::Native(r) => r.take_first(),
+                Body::Web(r) => r.take_first(),
+                Body::NotYet => None,
+            };
             done.push(Completion {
                 token: s.token,
                 outcome,
                 refused: false,
                 pushback: None,
+                message,
             });
         }
     }
@@ -1054,6 +1150,68 @@ mod state_machine {
         assert!(s.ended().is_empty(), "not before the trailers");
         s.server(&trailers(id, "0", "")).unwrap();
         assert_eq!(s.ended(), vec![(7, status::OK, String::new(), false)]);
+    }
+
+    #[test]
+    fn a_call_with_its_own_headers_keeps_its_message_and_an_idle_connection_gives_back_its_buffers()
+    {
+        let mut s = Script::shared();
+        let own = Arc::new(RequestHeaders::new(
+            false,
+            vec![
+                (b":path".to_vec(), b"/grpc.health.v1.Health/Check".to_vec()),
+                (b":authority".to_vec(), b"x".to_vec()),
+                (b"content-type".to_vec(), b"application/grpc".to_vec()),
+            ],
+        ));
+        let first = s
+            .conn
+            .start_own(3, own.clone(), Bytes::from_static(&[0, 0, 0, 0, 0]), None);
+        let second = s
+            .conn
+            .start_own(4, own, Bytes::from_static(&[0, 0, 0, 0, 0]), None);
+        // Never indexed: every call's block is the same literals, whoever shares the
+        // connection and whatever the server's table holds.
+        let blocks: Vec<Vec<u8>> = s
+            .sent()
+            .into_iter()
+            .filter(|(h, _)| h.kind == frame::HEADERS)
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[0], blocks[1]);
+        // A response larger than any read chunk: 40,000 bytes over three DATA frames.
+        let mut body = vec![0];
+        body.extend_from_slice(&40_000u32.to_be_bytes());
+        body.extend((0..40_000u32).map(|i| i as u8));
+        s.server(&ok_head(first)).unwrap();
+        for part in body.chunks(16_000) {
+            s.server(&frame_bytes(frame::DATA, 0, first, part)).unwrap();
+        }
+        s.server(&trailers(first, "0", "")).unwrap();
+        let done: Vec<Completion> = s.done.drain(..).collect();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].token, 3);
+        assert_eq!(done[0].message.as_deref(), Some(&body[5..]));
+        // A failed call's message is not kept.
+        s.server(&ok_head(second)).unwrap();
+        s.server(&message(second, 2)).unwrap();
+        s.server(&trailers(second, "13", "broken")).unwrap();
+        let done: Vec<Completion> = s.done.drain(..).collect();
+        assert_eq!(
+            (done[0].outcome.code, done[0].message.is_none()),
+            (13, true)
+        );
+        // Idle, the connection gives back what the large response grew.
+        s.sent();
+        assert!(s.conn.read.len() > 16_000, "grown for the large frames");
+        s.conn.shrink_idle();
+        assert_eq!(
+            s.conn.read.len(),
+            SHARED_READ_CHUNK,
+            "back to one read chunk"
+        );
+        assert_eq!(s.conn.in_flight(), 0);
     }
 
     /// A gRPC-Web response head (`content-type`), its body's frames, and trailer frames.
@@ -1777,9 +1935,16 @@ mod fuzz {
                 0 => Script::new(),
                 web => Script::web(web == 2),
             };
-            for token in 0..3 {
-                script.call(token, &[0, 0, 0, 0, 1, 7]);
-            }
+            // Stream 3 is a call with headers of its own, its message kept (a probe's).
+            script.call(0, &[0, 0, 0, 0, 1, 7]);
+            let own = Arc::new(RequestHeaders::new(
+                false,
+                vec![(b":path".to_vec(), b"/a".to_vec())],
+            ));
+            script
+                .conn
+                .start_own(1, own, Bytes::from_static(&[0, 0, 0, 0, 1, 7]), None);
+            script.call(2, &[0, 0, 0, 0, 1, 7]);
             let mut rest = input;
             while !rest.is_empty() {
                 // The input picks how reads cut it.
@@ -1790,6 +1955,15 @@ mod fuzz {
                 rest = &rest[n..];
                 script.conn.write.clear();
             }
+            for c in &script.done {
+                let max = crate::grpc::frame::DEFAULT_MAX_RECEIVE_BYTES as usize;
+                assert!(c.message.as_ref().is_none_or(|m| m.len() <= max));
+                assert!(
+                    c.message.is_none() || c.token == 1,
+                    "only the own call keeps"
+                );
+            }
+            script.conn.shrink_idle();
         };
         let target = crate::fuzzing::Target {
             name: "http2_frame_reader",

@@ -5,7 +5,8 @@
 //! the status read back; the load's dispatcher owns the connections and polls them itself.
 //! gRPC-Web unary calls over HTTP/2 go the same way (`RequestHeaders::for_web`: another
 //! content type, and the status read from the body's trailer frame). Streams and handshake
-//! storms still use `h2`.
+//! storms still use `h2`. Probes share one such connection per address (`SharedConnection`),
+//! each call with headers of its own.
 
 mod conn;
 mod frame;
@@ -13,9 +14,11 @@ mod hpack;
 mod huffman;
 #[cfg(test)]
 pub(crate) mod script;
+mod shared;
 
 pub use conn::{Completion, Connection, ConnectionLost, IoTally, KeepaliveTimes, Pushback};
 pub use hpack::{RequestHeaders, WebFraming};
+pub use shared::{Answer, SharedConnection};
 
 use super::unary::UnaryCall;
 use super::web::WebCall;

@@ -93,7 +93,7 @@ impl Script {
 
     /// The same, for a call with these request headers (`:path`, `:authority`, others).
     pub(super) fn with_headers(headers: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
-        Self::with_request_headers(RequestHeaders::new(false, headers))
+        Self::with_request_headers(RequestHeaders::new(false, headers), super::conn::READ_CHUNK)
     }
 
     /// The same, for gRPC-Web calls (`text`: `grpc-web-text`), after the server's SETTINGS.
@@ -115,13 +115,24 @@ impl Script {
             text,
             content_type: content_type.to_string(),
         });
-        let mut s = Self::with_request_headers(headers);
+        let mut s = Self::with_request_headers(headers, super::conn::READ_CHUNK);
         s.server(&settings(&[])).unwrap();
         s.sent();
         s
     }
 
-    fn with_request_headers(headers: RequestHeaders) -> Self {
+    /// A connection as `open_shared` leaves it (small buffers), after the server's SETTINGS.
+    pub(super) fn shared() -> Self {
+        let mut s = Self::with_request_headers(
+            RequestHeaders::new(false, Vec::new()),
+            super::conn::SHARED_READ_CHUNK,
+        );
+        s.server(&settings(&[])).unwrap();
+        s.sent();
+        s
+    }
+
+    fn with_request_headers(headers: RequestHeaders, read_chunk: usize) -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -131,7 +142,7 @@ impl Script {
         let tcp = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         tcp.set_nonblocking(true).unwrap();
         let io = Transport::Tcp(tokio::net::TcpStream::from_std(tcp).unwrap());
-        let mut conn = Connection::new(io, Arc::new(headers));
+        let mut conn = Connection::new(io, Arc::new(headers), read_chunk);
         conn.write.clear(); // the preface and our SETTINGS
         Self {
             conn,
