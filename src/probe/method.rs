@@ -209,12 +209,14 @@ impl MethodProbe {
         let outcome = answer.outcome;
         let body =
             (outcome.code == status::OK).then(|| Bytes::from(answer.message.unwrap_or_default()));
+        // A connection that did not answer in time is not trusted with the next call (a
+        // server that stopped reading would otherwise collect every probe's request).
         let mut verdict = self.judge(
             outcome.code,
             outcome.message.unwrap_or_default(),
             body,
             took,
-            !outcome.connection_failed,
+            !outcome.connection_failed && !answer.timed_out,
         );
         verdict.not_processed = answer.not_processed;
         verdict

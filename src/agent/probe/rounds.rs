@@ -327,7 +327,7 @@ impl Prober {
                 Err(e) => return self.failed_round(&e),
             };
         };
-        if verdict.code == crate::grpc::status::UNAVAILABLE {
+        if verdict.code == crate::grpc::status::UNAVAILABLE || !verdict.reusable {
             self.drop_channel();
         }
         self.judged_round(&probe, verdict)
