@@ -196,3 +196,49 @@ fn a_connection_the_server_ages_out_is_given_up_and_the_next_caller_told() {
         assert!(answer.is_serving(), "{answer:?}");
     });
 }
+
+#[test]
+fn a_call_waiting_for_a_stream_starts_when_one_is_free() {
+    // One stream at a time: a slow call holds it while a Check waits. When the slow call
+    // ends nothing else arrives on the connection, so the Check must be started in the same
+    // turn that freed the stream, or it waits out its deadline.
+    let server = Server::python(&["--max-concurrent-streams", "1"]);
+    let address = server.address();
+    runtime().block_on(async {
+        let conn = open(&address).await;
+        let probe = say(
+            &address,
+            serde_json::json!({"message": "slow", "delay_ms": 300}),
+        )
+        .await;
+        let headers = probe
+            .lean_headers(&address, &[], Duration::from_secs(10), false)
+            .unwrap();
+        let slow = async {
+            let mut renderer = loadagent::grpc::request::Renderer::new(0);
+            probe
+                .call(
+                    &conn,
+                    &headers,
+                    0,
+                    &mut renderer,
+                    None,
+                    Duration::from_secs(10),
+                )
+                .await
+        };
+        let waiting = async {
+            // Handed over after the slow call has the stream.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            check(&address)
+                .on(&conn, None, Duration::from_secs(10))
+                .await
+        };
+        let (slow, waiting) = tokio::join!(slow, waiting);
+        assert_eq!(slow.code, 0, "{slow:?}");
+        assert!(
+            matches!(&waiting, Ok(a) if a.is_serving()),
+            "the waiting Check: {waiting:?}"
+        );
+    });
+}

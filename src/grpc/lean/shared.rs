@@ -10,6 +10,7 @@
 //! tells the callers to open another.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -43,9 +44,10 @@ struct Ask {
 }
 
 /// A stream refused this many times (REFUSED_STREAM: never processed) is answered as not
-/// processed; before that it is sent again on the same connection, as gRPC clients retry
-/// transparently (grpcio refuses new streams for a moment at its stream limit).
-const MAX_REFUSALS: u8 = 3;
+/// processed; before that it is sent again on the same connection after a backoff (1 ms,
+/// doubling: 63 ms in all), as gRPC clients retry transparently (grpcio refuses new streams
+/// for a moment at its stream limit, counting finished ones as open).
+const MAX_REFUSALS: u8 = 6;
 
 /// How a call on a shared connection ended.
 #[derive(Debug)]
@@ -144,7 +146,15 @@ async fn drive(mut conn: Connection, mut asked: mpsc::UnboundedReceiver<Box<Ask>
     let mut waiting: VecDeque<Box<Ask>> = VecDeque::new();
     let mut done: Vec<Completion> = Vec::new();
     let mut handles_gone = false;
+    // After a refusal, no call starts until this fires: the server is at its limit.
+    let mut backoff: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let lost = std::future::poll_fn(|cx| {
+        if backoff
+            .as_mut()
+            .is_some_and(|b| b.as_mut().poll(cx).is_ready())
+        {
+            backoff = None;
+        }
         while !handles_gone {
             match asked.poll_recv(cx) {
                 Poll::Ready(Some(ask)) => waiting.push_back(ask),
@@ -155,7 +165,10 @@ async fn drive(mut conn: Connection, mut asked: mpsc::UnboundedReceiver<Box<Ask>
         // Until the calls that ended leave no room for a waiting one: a call that waited for
         // a stream starts as soon as one is free, not at the connection's next wake-up.
         loop {
-            while !waiting.is_empty() && (conn.can_start() || !conn.accepting()) {
+            while !waiting.is_empty()
+                && backoff.is_none()
+                && (conn.can_start() || !conn.accepting())
+            {
                 if let Some(ask) = waiting.pop_front() {
                     start(&mut conn, &mut in_flight, *ask);
                 }
@@ -178,8 +191,14 @@ async fn drive(mut conn: Connection, mut asked: mpsc::UnboundedReceiver<Box<Ask>
             for c in done.drain(..) {
                 if let Some(mut call) = in_flight.get_mut(c.token).and_then(Option::take) {
                     if c.refused && conn.accepting() && call.ask.refusals < MAX_REFUSALS {
+                        let wait = Duration::from_millis(1 << call.ask.refusals);
                         call.ask.refusals += 1;
                         waiting.push_front(Box::new(call.ask));
+                        let mut sleep = Box::pin(tokio::time::sleep(wait));
+                        // Registers the wake-up that ends the backoff.
+                        if sleep.as_mut().poll(cx).is_pending() {
+                            backoff = Some(sleep);
+                        }
                         continue;
                     }
                     let _ = call.ask.answer.send(Answer {
@@ -190,7 +209,7 @@ async fn drive(mut conn: Connection, mut asked: mpsc::UnboundedReceiver<Box<Ask>
                     });
                 }
             }
-            if waiting.is_empty() || !conn.can_start() {
+            if waiting.is_empty() || !conn.can_start() || backoff.is_some() {
                 break;
             }
         }
