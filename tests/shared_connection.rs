@@ -34,7 +34,29 @@ fn check(address: &str) -> Check {
 }
 
 /// The echo service's Say, its types by reflection, asking for `json`.
-async fn say(address: &str, json: serde_json::Value) -> loadagent::probe::method::MethodProbe {
+/// The echo service's Say asking for one request, ready to call on a shared connection
+/// (the server's deadline 10 s).
+struct Say {
+    probe: loadagent::probe::method::MethodProbe,
+    headers: Arc<loadagent::grpc::lean::RequestHeaders>,
+}
+
+impl Say {
+    /// Call `n`, its caller waiting at most `waiting`.
+    async fn call(
+        &self,
+        conn: &SharedConnection,
+        n: u64,
+        waiting: Duration,
+    ) -> loadagent::probe::method::Verdict {
+        let mut renderer = loadagent::grpc::request::Renderer::new(0);
+        self.probe
+            .call(conn, &self.headers, n, &mut renderer, None, waiting)
+            .await
+    }
+}
+
+async fn say(address: &str, json: serde_json::Value) -> Say {
     let name = loadagent::vocabulary::model::MethodName::parse("testing.echo.v1.Echo/Say").unwrap();
     let message = loadagent::vocabulary::model::RequestMessage {
         json,
@@ -43,7 +65,7 @@ async fn say(address: &str, json: serde_json::Value) -> loadagent::probe::method
         locs: Vec::new(),
         from_data_file: false,
     };
-    loadagent::probe::method::by_reflection(
+    let probe = loadagent::probe::method::by_reflection(
         &loadagent::vocabulary::address::HostPort::parse(address).unwrap(),
         &name,
         &[message],
@@ -52,7 +74,11 @@ async fn say(address: &str, json: serde_json::Value) -> loadagent::probe::method
         None,
     )
     .await
-    .unwrap()
+    .unwrap();
+    let headers = probe
+        .lean_headers(address, &[], Duration::from_secs(10), false)
+        .unwrap();
+    Say { probe, headers }
 }
 
 #[test]
@@ -65,11 +91,7 @@ fn callers_share_one_connection_within_the_servers_stream_limit() {
     let (answers, verdicts) = runtime().block_on(async {
         let conn = open(&address).await;
         let check = Arc::new(check(&address));
-        let probe =
-            Arc::new(say(&address, serde_json::json!({"message": "m", "delay_ms": 2})).await);
-        let headers = probe
-            .lean_headers(&address, &[], Duration::from_secs(10), false)
-            .unwrap();
+        let say = Arc::new(say(&address, serde_json::json!({"message": "m", "delay_ms": 2})).await);
         let checks: Vec<_> = (0..40)
             .map(|_| {
                 let (conn, check) = (conn.clone(), check.clone());
@@ -78,20 +100,8 @@ fn callers_share_one_connection_within_the_servers_stream_limit() {
             .collect();
         let says: Vec<_> = (0..40)
             .map(|n| {
-                let (conn, probe, headers) = (conn.clone(), probe.clone(), headers.clone());
-                async move {
-                    let mut renderer = loadagent::grpc::request::Renderer::new(0);
-                    probe
-                        .call(
-                            &conn,
-                            &headers,
-                            n,
-                            &mut renderer,
-                            None,
-                            Duration::from_secs(10),
-                        )
-                        .await
-                }
+                let (conn, say) = (conn.clone(), say.clone());
+                async move { say.call(&conn, n, Duration::from_secs(10)).await }
             })
             .collect();
         futures_util::future::join(
@@ -124,27 +134,14 @@ fn a_caller_that_stops_waiting_leaves_the_connection_serving_the_others() {
     let address = server.address();
     runtime().block_on(async {
         let conn = open(&address).await;
-        let probe = say(
+        let say = say(
             &address,
             serde_json::json!({"message": "slow", "delay_ms": 2000}),
         )
         .await;
         // The server's deadline is 10 s; this caller waits 200 ms.
-        let headers = probe
-            .lean_headers(&address, &[], Duration::from_secs(10), false)
-            .unwrap();
-        let mut renderer = loadagent::grpc::request::Renderer::new(0);
         let started = Instant::now();
-        let verdict = probe
-            .call(
-                &conn,
-                &headers,
-                0,
-                &mut renderer,
-                None,
-                Duration::from_millis(200),
-            )
-            .await;
+        let verdict = say.call(&conn, 0, Duration::from_millis(200)).await;
         assert_eq!(verdict.code, 4, "DEADLINE_EXCEEDED: {verdict:?}");
         assert!(started.elapsed() < Duration::from_secs(1));
         // The connection serves the next call at once, while the slow one is reset.
@@ -206,27 +203,12 @@ fn a_call_waiting_for_a_stream_starts_when_one_is_free() {
     let address = server.address();
     runtime().block_on(async {
         let conn = open(&address).await;
-        let probe = say(
+        let say = say(
             &address,
             serde_json::json!({"message": "slow", "delay_ms": 300}),
         )
         .await;
-        let headers = probe
-            .lean_headers(&address, &[], Duration::from_secs(10), false)
-            .unwrap();
-        let slow = async {
-            let mut renderer = loadagent::grpc::request::Renderer::new(0);
-            probe
-                .call(
-                    &conn,
-                    &headers,
-                    0,
-                    &mut renderer,
-                    None,
-                    Duration::from_secs(10),
-                )
-                .await
-        };
+        let slow = say.call(&conn, 0, Duration::from_secs(10));
         let waiting = async {
             // Handed over after the slow call has the stream.
             tokio::time::sleep(Duration::from_millis(100)).await;
