@@ -3,7 +3,14 @@
 # against the same target (`loadagent target` of this tree, its own process):
 # - CPU per 1,000 unary requests at a fixed rate, rounds alternating which goes first; the
 #   median round's ratio is the figure (this VM shares its host: absolute times drift);
-# - peak RSS and messages received of 10,000 bidi streams at 1 message/s.
+# - peak RSS and messages received of 10,000 bidi streams at 1 message/s;
+# - instructions per unary request and per streamed message, counted by valgrind's callgrind
+#   (instructions, not seconds: whatever else the machine does, two identical binaries
+#   read within 2% — 0.995× and 0.996× a unary request, 0.999× and 0.983× a streamed
+#   message, HEAD against itself — where the CPU times above move by ±20% a round on a
+#   shared VM; what is left is the closed model's batching, which timing still moves).
+#   As fast as the generator goes under valgrind; two run lengths, so start-up cancels
+#   out: (I(long) − I(short)) / (n(long) − n(short)). INSTRUCTIONS=0 skips it.
 #   benches/before_after.sh REV            # ROUNDS=5 SECS=10 RATE=10000 STREAMS=10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +20,11 @@ ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-10}
 RATE=${RATE:-10000}
 STREAMS=${STREAMS:-10000}
+INSTRUCTIONS=${INSTRUCTIONS:-1}
+if [ "$INSTRUCTIONS" = 1 ] && ! command -v valgrind > /dev/null; then
+  echo "valgrind is not installed (apt-get install valgrind), or set INSTRUCTIONS=0" >&2
+  exit 1
+fi
 cargo build --release --quiet
 NEW=$PWD/target/release/loadagent
 work=$(mktemp -d)
@@ -78,4 +90,60 @@ for which in before after; do
   bin=$OLD; [ $which = after ] && bin=$NEW
   read -r cpu rss rate <<< "$(once "$bin" "$work/streams.toml")"
   echo "$which: $cpu ms CPU / 1,000 messages, peak RSS $rss MiB, $rate msg/s received"
+done
+
+[ "$INSTRUCTIONS" = 1 ] || exit 0
+# A closed-model run of $2 requests (unary) or of 100 streams of $2 messages each.
+counted_scenario() {  # $1 file, $2 unary|stream, $3 count
+  if [ "$2" = unary ]; then
+    bench_scenario "$1" instructions-unary unary Unary "$addr" "[load]
+concurrency = 64
+connections = 4
+requests = $3"
+  else
+    bench_scenario "$1" instructions-stream bidi_stream BidiStream "$addr" "[load]
+concurrency = 100
+connections = 4
+requests = 100
+[stream]
+messages = $3"
+  fi
+}
+# instructions BIN SCENARIO: prints "instructions done" (requests, or messages received)
+instructions() {
+  rm -f "$work"/cg.out.*
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out.%p" "$1" run -q "$2" --out "$work/cg.json" \
+    > /dev/null 2> "$work/cg.err" || { cat "$work/cg.err" >&2; return 1; }
+  python3 - "$work/cg.json" "$work"/cg.out.* <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = r.get("messages")
+done = m["received"] if m else r["totals"]["ok"]
+total = 0
+for f in sys.argv[2:]:
+    for line in open(f):
+        if line.startswith("totals:"):
+            total += int(line.split()[1])
+print(total, done)
+PY
+}
+echo
+echo "== instructions (callgrind), closed model: per unary request (64 in flight) and per streamed message (100 ping-pong streams)"
+echo "| what | round | before | after | after / before |"
+echo "|---|---|---|---|---|"
+counted_scenario "$work/u-short.toml" unary 2000
+counted_scenario "$work/u-long.toml" unary 12000
+counted_scenario "$work/s-short.toml" stream 20
+counted_scenario "$work/s-long.toml" stream 120
+per_unit() {  # BIN short long → instructions per request (message)
+  read -r i1 n1 <<< "$(instructions "$1" "$2")"
+  read -r i2 n2 <<< "$(instructions "$1" "$3")"
+  python3 -c "print(f'{($i2 - $i1) / ($n2 - $n1):.0f}')"
+}
+for what in unary stream; do
+  short="$work/${what:0:1}-short.toml" long="$work/${what:0:1}-long.toml"
+  for round in 1 2; do
+    b=$(per_unit "$OLD" "$short" "$long"); a=$(per_unit "$NEW" "$short" "$long")
+    echo "| $what | $round | $b | $a | $(python3 -c "print(f'{$a / $b:.3f}')")x |"
+  done
 done
