@@ -471,14 +471,10 @@ impl Pool {
         m.version != lease.version || (self.balance == Balance::RoundRobin && m.backends.len() > 1)
     }
 
-    /// A connection for the next call from worker slot `slot`; `broken` is the lease whose
-    /// connection failed (its backend's slot reconnects, at most once per generation and
-    /// with backoff while it is down).
-    pub async fn lease(&self, slot: usize, broken: Option<&Lease>) -> Result<Lease, LeaseError> {
+    /// A connection for the next call from worker slot `slot` (a slot whose connection
+    /// was `forget`-ed reconnects, with backoff while its backend is down).
+    pub async fn lease(&self, slot: usize) -> Result<Lease, LeaseError> {
         let membership = self.fleet.current();
-        if let Some(b) = broken {
-            self.forget(b, slot);
-        }
         let Some(backend) = self.pick(&membership, slot) else {
             return Err(LeaseError {
                 error: ConnectError::Other(
@@ -492,8 +488,9 @@ impl Pool {
             .await
     }
 
-    /// Marks `broken`'s connection as gone, so the next lease reconnects it.
-    fn forget(&self, broken: &Lease, slot: usize) {
+    /// Marks `broken`'s connection as gone, so the next lease reconnects it (at most once
+    /// per generation: a lease of an older one changes nothing).
+    pub fn forget(&self, broken: &Lease, slot: usize) {
         if let Some(state) = self.slot_of(broken.backend, slot) {
             if let Ok(mut s) = state.try_lock() {
                 if s.current

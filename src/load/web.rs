@@ -202,7 +202,7 @@ pub(super) async fn web_turn(
                 end: t.clock.measured_end,
                 place: t.number,
                 stop: &shared.stop_token,
-                trace: trace.clone(),
+                trace: trace.as_ref(),
                 open: &shared.open_streams,
             };
             let _open = ctx.opened(sent);
