@@ -274,8 +274,8 @@ mod tests {
     /// makes it larger; lower the budget when one makes it smaller.
     #[test]
     fn a_stream_workers_state_stays_within_its_budget() {
-        // 1,384 bytes in debug and release builds alike (`-Zprint-type-sizes`): a 1,536-byte
-        // task; 1,360 bytes would leave it there with room, 1,488 was a 1,664-byte one.
+        // 1,384 bytes in debug and release builds alike (`-Zprint-type-sizes`), in a
+        // 1,536-byte task cell; 1,488 bytes was a 1,664-byte one.
         let budget = 1_384;
         let size = future_size(worker);
         assert!(
