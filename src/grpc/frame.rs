@@ -69,6 +69,11 @@ impl MessageReader {
         }
     }
 
+    /// The largest message it accepts.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
     /// The first message, when `keep_first` asked for it and it arrived whole.
     pub fn take_first(&mut self) -> Option<Vec<u8>> {
         // While the first is still arriving, `first` holds a part of it.

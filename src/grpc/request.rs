@@ -54,14 +54,14 @@ pub(crate) fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Per-worker state for rendering requests (reused buffers and a random generator).
+/// Per-worker state for rendering requests: the worker's id and random generator. (Its
+/// scratch buffers are the thread's, `SCRATCH`: a worker's state is kept for every open
+/// stream, and two buffers in each were 48 bytes of it, and their capacity, per stream.)
 #[derive(Debug)]
 pub struct Renderer {
     /// The worker it renders for (`{{worker_id}}`).
     pub worker_id: usize,
     rng: LazyRng,
-    text: String,
-    buf: Vec<u8>,
 }
 
 impl Renderer {
@@ -70,10 +70,20 @@ impl Renderer {
         Self {
             worker_id,
             rng: LazyRng(None),
-            text: String::new(),
-            buf: Vec::new(),
         }
     }
+}
+
+/// Where a templated message is rendered (a field's text) and encoded: reused by every
+/// worker of the thread, one render at a time (rendering never awaits).
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    buf: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// A random generator seeded from the OS at its first draw. `StdRng` (ChaCha12 and its
@@ -207,32 +217,34 @@ impl Requests {
             return frame.clone();
         }
         let mut m = msg.base.clone();
-        for f in &msg.fields {
-            let mut ctx = Context {
-                request_number: n,
-                worker_id: r.worker_id,
-                rng: &mut r.rng,
-            };
-            f.template.render(&mut ctx, &mut r.text);
-            if let Ok(v) = convert(&r.text, &f.kind) {
-                set(&mut m, &f.steps, v);
+        SCRATCH.with_borrow_mut(|Scratch { text, buf }| {
+            for f in &msg.fields {
+                let mut ctx = Context {
+                    request_number: n,
+                    worker_id: r.worker_id,
+                    rng: &mut r.rng,
+                };
+                f.template.render(&mut ctx, text);
+                if let Ok(v) = convert(text, &f.kind) {
+                    set(&mut m, &f.steps, v);
+                }
             }
-        }
-        r.buf.clear();
-        if self.compression.is_some() {
-            // Encoding into a Vec cannot fail; framing only fails past 4 GiB.
-            let _ = m.encode(&mut r.buf);
-            return frame(&r.buf, self.compression).unwrap_or_default();
-        }
-        // Uncompressed: encode after a 5-byte prefix and fill its length in, so the request
-        // is copied once (into the returned Bytes) instead of three times.
-        r.buf.extend_from_slice(&[0; 5]);
-        let _ = m.encode(&mut r.buf);
-        let Ok(len) = u32::try_from(r.buf.len() - 5) else {
-            return Bytes::new();
-        };
-        r.buf[1..5].copy_from_slice(&len.to_be_bytes());
-        Bytes::copy_from_slice(&r.buf)
+            buf.clear();
+            if self.compression.is_some() {
+                // Encoding into a Vec cannot fail; framing only fails past 4 GiB.
+                let _ = m.encode(buf);
+                return frame(buf, self.compression).unwrap_or_default();
+            }
+            // Uncompressed: encode after a 5-byte prefix and fill its length in, so the
+            // request is copied once (into the returned Bytes) instead of three times.
+            buf.extend_from_slice(&[0; 5]);
+            let _ = m.encode(buf);
+            let Ok(len) = u32::try_from(buf.len() - 5) else {
+                return Bytes::new();
+            };
+            buf[1..5].copy_from_slice(&len.to_be_bytes());
+            Bytes::copy_from_slice(buf)
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use h2::{RecvStream, SendStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{Clock, Shared};
 use super::timing::{micros, release_time, LATE_AFTER};
 use crate::grpc::frame::MessageReader;
 use crate::grpc::request::{Renderer, Requests};
@@ -32,36 +33,33 @@ pub struct StreamCall {
     options: StreamOptions,
 }
 
-/// What one stream needs from its worker.
-#[derive(Debug)]
-pub struct StreamContext<'a> {
+/// What one stream needs from its worker. Borrowed, not copied, where it can be: it is
+/// kept in every open stream's state.
+pub(super) struct StreamContext<'a> {
     /// The stream's request messages.
-    pub requests: &'a Requests,
+    pub(super) requests: &'a Requests,
     /// The stream's number (what its templates see as `request_number`).
-    pub number: u64,
+    pub(super) number: u64,
     /// Renders the messages' templates.
-    pub renderer: &'a mut Renderer,
+    pub(super) renderer: &'a mut Renderer,
     /// Where the stream's figures go.
-    pub recorder: &'a SharedRecorder,
+    pub(super) recorder: &'a SharedRecorder,
     /// The stream opened after the warm-up: its end (status, whole-stream latency) counts.
-    pub measured: bool,
-    /// Start of the measured part: a message event counts when it happens after it, even on
-    /// a stream opened during the warm-up (long-lived streams outlast any warm-up).
-    pub origin: Instant,
-    /// End of the measured part of a time-bounded run: message events count before it, and
-    /// a message schedule sends nothing due after it (the run's stop, which ends the
-    /// stream, comes a timer tick or so later).
-    pub end: Option<Instant>,
+    pub(super) measured: bool,
+    /// The run's time line. A message event counts after its `origin`, even on a stream
+    /// opened during the warm-up (long-lived streams outlast any warm-up), and before its
+    /// `measured_end` in a time-bounded run, where a message schedule sends nothing due
+    /// after it (the run's stop, which ends the stream, comes a timer tick or so later).
+    pub(super) clock: &'a Clock,
     /// The stream's place among the streams open together, for its message schedule's
     /// phase: consecutive places spread evenly over the period.
-    pub place: u64,
-    /// Fires when the run ends: streams end gracefully (half-close, or cancel a server stream).
-    pub stop: &'a CancellationToken,
+    pub(super) place: u64,
+    /// The run's stop (streams end gracefully when it fires: half-close, or cancel a
+    /// server stream) and its count of streams open now.
+    pub(super) shared: &'a Shared,
     /// The W3C `traceparent` of a sampled stream (borrowed from its span: a copy would
     /// take 40 bytes in every open stream's state).
-    pub trace: Option<&'a http::HeaderValue>,
-    /// The run's count of streams open now.
-    pub open: &'a std::sync::atomic::AtomicU64,
+    pub(super) trace: Option<&'a http::HeaderValue>,
 }
 
 impl<'a> StreamContext<'a> {
@@ -71,8 +69,9 @@ impl<'a> StreamContext<'a> {
         if self.measured {
             self.recorder.borrow_mut().stream_opened(at);
         }
-        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        OpenStream(self.open)
+        let open = &self.shared.open_streams;
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenStream(open)
     }
 }
 
@@ -88,7 +87,7 @@ impl Drop for OpenStream<'_> {
 impl StreamContext<'_> {
     /// Whether `t` is in the measured part.
     fn measures(&self, t: Instant) -> bool {
-        t >= self.origin && self.end.is_none_or(|end| t < end)
+        t >= self.clock.origin && self.clock.measured_end.is_none_or(|end| t < end)
     }
 
     /// A message went out now; `due`, its turn on a message schedule. It counts when its
@@ -230,29 +229,51 @@ enum Wake {
     Over,
 }
 
+/// One open stream, what its mode's loop works on: kept together so each step of the
+/// stream takes one reference, not six (each kept in every open stream's state).
+struct Live<'a, 'c, O> {
+    stream: SendStream<Bytes>,
+    incoming: Incoming,
+    ctx: &'a mut StreamContext<'c>,
+    opened: Instant,
+    /// The client's time is over: `stream_duration` passed, or the run is stopping.
+    over: std::pin::Pin<&'a mut O>,
+}
+
 /// The response side of a stream: headers first, then messages counted as DATA arrives
 /// (their framing checked, their bytes not kept).
 struct Incoming {
-    response: Option<ResponseFuture>,
-    body: Option<RecvStream>,
+    phase: Phase,
     reader: MessageReader,
-    max_receive: u32,
     /// Messages read whole but not yet returned by `next`.
     ready: u64,
-    /// Set when the status came in the response headers (trailers-only response).
-    early: Option<Outcome>,
+}
+
+/// Where a stream's response is. One field, not three side by side: this state is kept for
+/// every open stream.
+enum Phase {
+    /// Waiting for the response head.
+    Head(ResponseFuture),
+    /// Reading the response's messages.
+    Body(RecvStream),
+    /// The status came in the response head (a trailers-only response).
+    Early(Outcome),
+    /// The status was taken by `finish`, or the head never came.
+    Done,
 }
 
 impl Incoming {
     fn new(response: ResponseFuture, max_receive: u32) -> Self {
         Self {
-            response: Some(response),
-            body: None,
+            phase: Phase::Head(response),
             reader: MessageReader::new(max_receive, false),
-            max_receive,
             ready: 0,
-            early: None,
         }
+    }
+
+    /// Still waiting for the response head.
+    fn awaits_head(&self) -> bool {
+        matches!(self.phase, Phase::Head(_))
     }
 
     /// The next complete message; `Ok(false)` at the end of the stream. Cancel-safe: a
@@ -263,35 +284,35 @@ impl Incoming {
                 self.ready -= 1;
                 return Ok(true);
             }
-            if self.early.is_some() {
-                return Ok(false);
-            }
-            if self.body.is_none() {
-                let Some(response) = self.response.as_mut() else {
-                    return Ok(false);
-                };
-                let response = response.await.map_err(|e| Outcome::from_h2(&e))?;
-                self.response = None;
-                let (head, body) = response.into_parts();
-                let header = |name: &str| head.headers.get(name).map(http::HeaderValue::as_bytes);
-                if let Some(outcome) = judge_response_head(
-                    Some(head.status.as_u16()),
-                    header("content-type"),
-                    header("grpc-status"),
-                    header("grpc-message"),
-                ) {
-                    if outcome.code == status::OK || head.headers.contains_key("grpc-status") {
-                        self.early = Some(outcome);
-                        return Ok(false);
+            let body = match &mut self.phase {
+                Phase::Early(_) | Phase::Done => return Ok(false),
+                Phase::Head(response) => {
+                    let response = response.await.map_err(|e| {
+                        self.phase = Phase::Done;
+                        Outcome::from_h2(&e)
+                    });
+                    let (head, body) = response?.into_parts();
+                    let header =
+                        |name: &str| head.headers.get(name).map(http::HeaderValue::as_bytes);
+                    if let Some(outcome) = judge_response_head(
+                        Some(head.status.as_u16()),
+                        header("content-type"),
+                        header("grpc-status"),
+                        header("grpc-message"),
+                    ) {
+                        if outcome.code == status::OK || head.headers.contains_key("grpc-status") {
+                            self.phase = Phase::Early(outcome);
+                            return Ok(false);
+                        }
+                        self.phase = Phase::Done;
+                        return Err(outcome);
                     }
-                    return Err(outcome);
+                    let encoded = header("grpc-encoding").is_some_and(|e| e != b"identity");
+                    self.reader = MessageReader::new(self.reader.max(), encoded);
+                    self.phase = Phase::Body(body);
+                    continue;
                 }
-                let encoded = header("grpc-encoding").is_some_and(|e| e != b"identity");
-                self.reader = MessageReader::new(self.max_receive, encoded);
-                self.body = Some(body);
-            }
-            let Some(body) = self.body.as_mut() else {
-                return Ok(false);
+                Phase::Body(body) => body,
             };
             match body.data().await {
                 Some(Ok(chunk)) => {
@@ -326,12 +347,14 @@ impl Incoming {
                 Err(o) => return o,
             }
         }
-        if let Some(o) = self.early.take() {
-            return o;
-        }
-        let Some(body) = self.body.as_mut() else {
-            return Outcome::failed(status::INTERNAL, "stream ended without a response");
+        let body = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Early(o) => return o,
+            Phase::Body(body) => body,
+            Phase::Head(_) | Phase::Done => {
+                return Outcome::failed(status::INTERNAL, "stream ended without a response")
+            }
         };
+        let mut body = body;
         match body.trailers().await {
             Ok(Some(t)) => match t.get("grpc-status") {
                 Some(code) => status_of(code.as_bytes(), t.get("grpc-message")),
@@ -365,6 +388,10 @@ fn send(stream: &mut SendStream<Bytes>, body: Bytes, end: bool) -> Result<(), Ou
         .map_err(|e| Outcome::from_h2(&e))
 }
 
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn keeps its arguments twice in its state, kept for every open stream"
+)]
 impl StreamCall {
     /// A streaming call of `kind` with `options`, over the request head `head`.
     pub fn new(head: UnaryCall, kind: Kind, options: StreamOptions) -> Self {
@@ -385,82 +412,89 @@ impl StreamCall {
         &self.head
     }
 
-    /// Runs one stream to its end and returns how it ended. (`ctx` by reference: an async
-    /// fn's argument taken by value is kept twice in its state, for every open stream.)
-    pub async fn run(&self, send: &mut SendRequest<Bytes>, ctx: &mut StreamContext<'_>) -> Outcome {
-        let opened = Instant::now();
-        let _open = ctx.opened(opened);
-        match self.timeout() {
-            None => self.exchange(send, ctx, opened).await,
-            // Boxed (once per stream): the deadline's timer inline would size every
-            // stream worker's task, deadline or not.
-            Some(t) => match Box::pin(tokio::time::timeout(t, self.exchange(send, ctx, opened)))
-                .await
-            {
-                Ok(o) => o,
-                Err(_) => {
-                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)")
+    /// Runs one stream to its end and returns how it ended.
+    ///
+    /// This and the stream's other steps are plain fns returning an async block, not async
+    /// fns: an async fn keeps each argument twice in its state (as passed, and moved into
+    /// its body), and this state is kept for every open stream.
+    pub(super) fn run<'a, 'c>(
+        &'a self,
+        send: &'a mut SendRequest<Bytes>,
+        ctx: &'a mut StreamContext<'c>,
+    ) -> impl Future<Output = Outcome> + use<'a, 'c> {
+        async move {
+            let opened = Instant::now();
+            let _open = ctx.opened(opened);
+            match self.timeout() {
+                None => self.exchange(send, ctx, opened).await,
+                // Boxed (once per stream): the deadline's timer inline would size every
+                // stream worker's task, deadline or not.
+                Some(t) => {
+                    match Box::pin(tokio::time::timeout(t, self.exchange(send, ctx, opened))).await
+                    {
+                        Ok(o) => o,
+                        Err(_) => Outcome::failed(
+                            status::DEADLINE_EXCEEDED,
+                            "deadline exceeded (client side)",
+                        ),
+                    }
                 }
-            },
+            }
         }
     }
 
-    async fn exchange(
-        &self,
-        send: &mut SendRequest<Bytes>,
-        ctx: &mut StreamContext<'_>,
+    fn exchange<'a, 'c>(
+        &'a self,
+        send: &'a mut SendRequest<Bytes>,
+        ctx: &'a mut StreamContext<'c>,
         opened: Instant,
-    ) -> Outcome {
-        if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
-            return Outcome::from_h2(&e);
-        }
-        let (response, mut stream) = match self.open(send, ctx) {
-            Ok(pair) => pair,
-            Err(e) => return Outcome::from_h2(&e),
-        };
-        let mut incoming = Incoming::new(response, self.head.max_receive());
-        // The client's time is over at `stream_duration`, or when the run stops. (Not at
-        // the end of the measured part: a stream open then is open at the end, in the
-        // report; what it sends after it does not count, and a schedule sends nothing.)
-        let stop: &CancellationToken = ctx.stop;
-        let until = self.options.stream_duration.map(|d| opened + d);
-        let mut over = pin!(async move {
-            match until {
-                // Boxed: a timer inline would size every open stream's state, with a
-                // `stream_duration` or without.
-                Some(t) => {
-                    Box::pin(async {
-                        tokio::select! { _ = tokio::time::sleep_until(t) => {}, _ = stop.cancelled() => {} }
-                    })
-                    .await
+    ) -> impl Future<Output = Outcome> + use<'a, 'c> {
+        async move {
+            if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
+                return Outcome::from_h2(&e);
+            }
+            let (response, stream) = match self.open(send, ctx) {
+                Ok(pair) => pair,
+                Err(e) => return Outcome::from_h2(&e),
+            };
+            // The client's time is over at `stream_duration`, or when the run stops. (Not at
+            // the end of the measured part: a stream open then is open at the end, in the
+            // report; what it sends after it does not count, and a schedule sends nothing.)
+            let stop: &CancellationToken = &ctx.shared.stop_token;
+            let until = self.options.stream_duration.map(|d| opened + d);
+            let over = pin!(async move {
+                match until {
+                    // Boxed: a timer inline would size every open stream's state, with a
+                    // `stream_duration` or without.
+                    Some(t) => {
+                        Box::pin(async {
+                            tokio::select! { _ = tokio::time::sleep_until(t) => {}, _ = stop.cancelled() => {} }
+                        })
+                        .await
+                    }
+                    None => stop.cancelled().await,
                 }
-                None => stop.cancelled().await,
+            });
+            let mut live = Live {
+                incoming: Incoming::new(response, self.head.max_receive()),
+                stream,
+                ctx,
+                opened,
+                over,
+            };
+            let result = match (self.kind, self.options.mode) {
+                (Kind::ServerStream, _) => self.server_stream(&mut live).await,
+                (Kind::ClientStream, _) => self.client_stream(&mut live).await,
+                (Kind::BidiStream, BidiMode::PingPong) => self.ping_pong(&mut live).await,
+                (Kind::BidiStream, BidiMode::Pipelined) => self.pipelined(&mut live).await,
+                (Kind::Unary | Kind::TlsHandshake, _) => Err(Outcome::failed(
+                    status::INTERNAL,
+                    "a non-stream call was given to the stream runner",
+                )),
+            };
+            match result {
+                Ok(o) | Err(o) => o,
             }
-        });
-        let result = match (self.kind, self.options.mode) {
-            (Kind::ServerStream, _) => {
-                self.server_stream(&mut stream, &mut incoming, ctx, opened, over.as_mut())
-                    .await
-            }
-            (Kind::ClientStream, _) => {
-                self.client_stream(&mut stream, &mut incoming, ctx, opened, over.as_mut())
-                    .await
-            }
-            (Kind::BidiStream, BidiMode::PingPong) => {
-                self.ping_pong(&mut stream, &mut incoming, ctx, opened, over.as_mut())
-                    .await
-            }
-            (Kind::BidiStream, BidiMode::Pipelined) => {
-                self.pipelined(&mut stream, &mut incoming, ctx, opened, over.as_mut())
-                    .await
-            }
-            (Kind::Unary | Kind::TlsHandshake, _) => Err(Outcome::failed(
-                status::INTERNAL,
-                "a non-stream call was given to the stream runner",
-            )),
-        };
-        match result {
-            Ok(o) | Err(o) => o,
         }
     }
 
@@ -485,45 +519,46 @@ impl StreamCall {
     /// One request; responses until the server closes, `messages` arrive, or time is over.
     /// Ending the stream early is the client's choice, not an error: it resets the stream
     /// (CANCEL) and counts it OK.
-    async fn server_stream(
-        &self,
-        stream: &mut SendStream<Bytes>,
-        incoming: &mut Incoming,
-        ctx: &mut StreamContext<'_>,
-        opened: Instant,
-        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<Outcome, Outcome> {
-        let body = self.body(ctx, 0);
-        send(stream, body, true)?;
-        ctx.sent(None);
-        let (mut got, mut last) = (0u64, opened);
-        loop {
-            if self.options.messages > 0 && got >= self.options.messages {
-                stream.send_reset(h2::Reason::CANCEL);
-                return Ok(Outcome::OK);
-            }
-            match wait_message(incoming, over.as_mut()).await {
-                Wake::Message => {
-                    let now = Instant::now();
-                    let first = (got == 0).then(|| now - opened);
-                    let gap = (got > 0).then(|| now - last);
-                    ctx.received(gap, first);
-                    last = now;
-                    got += 1;
-                }
-                Wake::End => return Ok(incoming.finish(|| ctx.received(None, None)).await),
-                Wake::Failed(o) => return Err(o),
-                Wake::Over => {
-                    stream.send_reset(h2::Reason::CANCEL);
-                    if incoming.response.is_some() {
-                        // Still waiting for the server's first answer: nothing was
-                        // measured; a failure with the reason, never a pass.
-                        return Err(Outcome::failed(
-                            status::CANCELLED,
-                            format!("{}the run ended before the server answered the stream (no response head)", status::NO_ANSWER),
-                        ));
-                    }
+    fn server_stream<'x, 'a, 'c, O: Future<Output = ()>>(
+        &'x self,
+        x: &'x mut Live<'a, 'c, O>,
+    ) -> impl Future<Output = Result<Outcome, Outcome>> + use<'x, 'a, 'c, O> {
+        async move {
+            let body = self.body(x.ctx, 0);
+            send(&mut x.stream, body, true)?;
+            x.ctx.sent(None);
+            let (mut got, mut last) = (0u64, x.opened);
+            loop {
+                if self.options.messages > 0 && got >= self.options.messages {
+                    x.stream.send_reset(h2::Reason::CANCEL);
                     return Ok(Outcome::OK);
+                }
+                match wait_message(&mut x.incoming, x.over.as_mut()).await {
+                    Wake::Message => {
+                        let now = Instant::now();
+                        let first = (got == 0).then(|| now - x.opened);
+                        let gap = (got > 0).then(|| now - last);
+                        x.ctx.received(gap, first);
+                        last = now;
+                        got += 1;
+                    }
+                    Wake::End => {
+                        let ctx = &x.ctx;
+                        return Ok(x.incoming.finish(|| ctx.received(None, None)).await);
+                    }
+                    Wake::Failed(o) => return Err(o),
+                    Wake::Over => {
+                        x.stream.send_reset(h2::Reason::CANCEL);
+                        if x.incoming.awaits_head() {
+                            // Still waiting for the server's first answer: nothing was
+                            // measured; a failure with the reason, never a pass.
+                            return Err(Outcome::failed(
+                                status::CANCELLED,
+                                format!("{}the run ended before the server answered the stream (no response head)", status::NO_ANSWER),
+                            ));
+                        }
+                        return Ok(Outcome::OK);
+                    }
                 }
             }
         }
@@ -531,163 +566,171 @@ impl StreamCall {
 
     /// `messages` requests (on the message schedule, or paced by `message_interval`), then
     /// half-close; one response.
-    async fn client_stream(
-        &self,
-        stream: &mut SendStream<Bytes>,
-        incoming: &mut Incoming,
-        ctx: &mut StreamContext<'_>,
-        opened: Instant,
-        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<Outcome, Outcome> {
-        let schedule = self.schedule(opened, ctx);
-        for i in 0..self.options.messages {
-            let Some(due) = self.turn(schedule.as_ref(), i, over.as_mut()).await else {
-                break;
-            };
-            let body = self.body(ctx, i);
-            send(stream, body, false)?;
-            ctx.sent(due);
-        }
-        send(stream, Bytes::new(), true)?;
-        match incoming.next().await {
-            // The stream's one answer, measured from its opening: it counts whenever it
-            // comes after the warm-up, like a unary call finishing in the wind-down.
-            Ok(true) if Instant::now() >= ctx.origin => {
-                ctx.record_received(None, None, Some(opened.elapsed()))
+    fn client_stream<'x, 'a, 'c, O: Future<Output = ()>>(
+        &'x self,
+        x: &'x mut Live<'a, 'c, O>,
+    ) -> impl Future<Output = Result<Outcome, Outcome>> + use<'x, 'a, 'c, O> {
+        async move {
+            let schedule = self.schedule(x.opened, x.ctx);
+            for i in 0..self.options.messages {
+                let Some(due) = self.turn(schedule.as_ref(), i, x.over.as_mut()).await else {
+                    break;
+                };
+                let body = self.body(x.ctx, i);
+                send(&mut x.stream, body, false)?;
+                x.ctx.sent(due);
             }
-            Ok(true) => {}
-            Ok(false) => {}
-            Err(o) => return Err(o),
+            send(&mut x.stream, Bytes::new(), true)?;
+            match x.incoming.next().await {
+                // The stream's one answer, measured from its opening: it counts whenever it
+                // comes after the warm-up, like a unary call finishing in the wind-down.
+                Ok(true) if Instant::now() >= x.ctx.clock.origin => {
+                    x.ctx.record_received(None, None, Some(x.opened.elapsed()))
+                }
+                Ok(true) => {}
+                Ok(false) => {}
+                Err(o) => return Err(o),
+            }
+            let ctx = &x.ctx;
+            Ok(x.incoming.finish(|| ctx.received(None, None)).await)
         }
-        Ok(incoming.finish(|| ctx.received(None, None)).await)
     }
 
     /// Send one message, wait for one reply: the round trip is the message latency. On a
     /// message schedule each message waits for its time (or goes at once when the reply to
     /// the one before came too late), and the corrected latency runs from its time.
-    async fn ping_pong(
-        &self,
-        stream: &mut SendStream<Bytes>,
-        incoming: &mut Incoming,
-        ctx: &mut StreamContext<'_>,
-        opened: Instant,
-        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<Outcome, Outcome> {
-        let schedule = self.schedule(opened, ctx);
-        // The message whose reply the time ran out waiting for: it may still come.
-        let mut unanswered = None;
-        for i in 0..self.options.messages {
-            let Some(due) = self.turn(schedule.as_ref(), i, over.as_mut()).await else {
-                break;
-            };
-            let body = self.body(ctx, i);
-            let at = Instant::now();
-            send(stream, body, false)?;
-            let message = Sent {
-                due: due.map(|d| d.at),
-                at,
-                counted: ctx.sent(due),
-            };
-            match wait_message(incoming, over.as_mut()).await {
-                Wake::Message => ctx.replied(message, (i == 0).then(|| opened.elapsed())),
-                Wake::End => return Ok(incoming.finish(|| ctx.received(None, None)).await),
-                Wake::Failed(o) => return Err(o),
-                Wake::Over => {
-                    unanswered = Some(message);
+    fn ping_pong<'x, 'a, 'c, O: Future<Output = ()>>(
+        &'x self,
+        x: &'x mut Live<'a, 'c, O>,
+    ) -> impl Future<Output = Result<Outcome, Outcome>> + use<'x, 'a, 'c, O> {
+        async move {
+            let schedule = self.schedule(x.opened, x.ctx);
+            // The message whose reply the time ran out waiting for: it may still come.
+            let mut unanswered = None;
+            for i in 0..self.options.messages {
+                let Some(due) = self.turn(schedule.as_ref(), i, x.over.as_mut()).await else {
                     break;
+                };
+                let body = self.body(x.ctx, i);
+                let at = Instant::now();
+                send(&mut x.stream, body, false)?;
+                let message = Sent {
+                    due: due.map(|d| d.at),
+                    at,
+                    counted: x.ctx.sent(due),
+                };
+                match wait_message(&mut x.incoming, x.over.as_mut()).await {
+                    Wake::Message => x.ctx.replied(message, (i == 0).then(|| x.opened.elapsed())),
+                    Wake::End => {
+                        let ctx = &x.ctx;
+                        return Ok(x.incoming.finish(|| ctx.received(None, None)).await);
+                    }
+                    Wake::Failed(o) => return Err(o),
+                    Wake::Over => {
+                        unanswered = Some(message);
+                        break;
+                    }
                 }
             }
+            send(&mut x.stream, Bytes::new(), true)?;
+            let ctx = &x.ctx;
+            Ok(x.incoming
+                .finish(|| match unanswered.take() {
+                    Some(message) => ctx.replied(message, None),
+                    None => ctx.received(None, None),
+                })
+                .await)
         }
-        send(stream, Bytes::new(), true)?;
-        Ok(incoming
-            .finish(|| match unanswered.take() {
-                Some(message) => ctx.replied(message, None),
-                None => ctx.received(None, None),
-            })
-            .await)
     }
 
     /// Send on schedule while receiving; the k-th reply is matched to the k-th message. On a
     /// message schedule message k is sent at its time whatever the replies do (at once when
     /// behind, counted late), and the corrected latency runs from its time.
-    async fn pipelined(
-        &self,
-        stream: &mut SendStream<Bytes>,
-        incoming: &mut Incoming,
-        ctx: &mut StreamContext<'_>,
-        opened: Instant,
-        mut over: std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<Outcome, Outcome> {
-        let total = self.options.messages;
-        let schedule = self.schedule(opened, ctx);
-        // The messages awaiting replies, oldest first.
-        let mut in_flight: VecDeque<Sent> = VecDeque::new();
-        // The k-th reply answers the k-th message; a reply beyond them answers none.
-        let answer = |ctx: &StreamContext<'_>, message: Option<Sent>, first| match message {
-            Some(m) => ctx.replied(m, first),
-            None => ctx.received(None, first),
-        };
-        let (mut sent, mut received) = (0u64, 0u64);
-        let mut next_send = Some(opened);
-        let mut sending = true;
-        let mut half_closed = false;
-        let by_replies = self.options.message_interval.is_zero() && schedule.is_none();
-        while sending && (sent < total || received < sent) {
-            let may_send = sent < total
-                && next_send.is_some()
-                && (!by_replies || sent - received < PIPELINE_DEPTH);
-            // Whether the next message is already late, judged before waiting for its timer.
-            // (The clock is read only on a schedule: off one this loop runs per message.)
-            let next_due = schedule
-                .and(next_send)
-                .map(|at| Due::judged(at, Instant::now()));
-            tokio::select! {
-                biased;
-                r = incoming.next() => match r {
-                    Ok(true) => {
-                        answer(ctx, in_flight.pop_front(), (received == 0).then(|| opened.elapsed()));
-                        received += 1;
+    fn pipelined<'x, 'a, 'c, O: Future<Output = ()>>(
+        &'x self,
+        x: &'x mut Live<'a, 'c, O>,
+    ) -> impl Future<Output = Result<Outcome, Outcome>> + use<'x, 'a, 'c, O> {
+        async move {
+            let total = self.options.messages;
+            let opened = x.opened;
+            let schedule = self.schedule(opened, x.ctx);
+            // The messages awaiting replies, oldest first.
+            let mut in_flight: VecDeque<Sent> = VecDeque::new();
+            // The k-th reply answers the k-th message; a reply beyond them answers none.
+            let answer = |ctx: &StreamContext<'_>, message: Option<Sent>, first| match message {
+                Some(m) => ctx.replied(m, first),
+                None => ctx.received(None, first),
+            };
+            let (mut sent, mut received) = (0u64, 0u64);
+            let mut next_send = Some(opened);
+            let mut sending = true;
+            let mut half_closed = false;
+            let by_replies = self.options.message_interval.is_zero() && schedule.is_none();
+            let Live {
+                stream,
+                incoming,
+                ctx,
+                over,
+                ..
+            } = x;
+            while sending && (sent < total || received < sent) {
+                let may_send = sent < total
+                    && next_send.is_some()
+                    && (!by_replies || sent - received < PIPELINE_DEPTH);
+                // Whether the next message is already late, judged before waiting for its
+                // timer. (The clock is read only on a schedule: off one this loop runs per
+                // message.)
+                let next_due = schedule
+                    .and(next_send)
+                    .map(|at| Due::judged(at, Instant::now()));
+                tokio::select! {
+                    biased;
+                    r = incoming.next() => match r {
+                        Ok(true) => {
+                            answer(ctx, in_flight.pop_front(), (received == 0).then(|| opened.elapsed()));
+                            received += 1;
+                        }
+                        Ok(false) => return Ok(incoming.finish(|| ctx.received(None, None)).await),
+                        Err(o) => return Err(o),
+                    },
+                    // With no interval and no rate, no timer either (a 1 ms tick per message
+                    // would cap a stream near 1,000 messages/s): send while fewer than the
+                    // depth are in flight.
+                    _ = async {
+                        if let (false, Some(at)) = (by_replies, next_send) {
+                            tokio::time::sleep_until(release_time(at)).await;
+                        }
+                    }, if may_send => {
+                        let body = self.body(ctx, sent);
+                        let at = Instant::now();
+                        send(stream, body, false)?;
+                        in_flight.push_back(Sent {
+                            due: next_due.map(|d| d.at),
+                            at,
+                            counted: ctx.sent(next_due),
+                        });
+                        sent += 1;
+                        next_send = match schedule {
+                            Some(s) => s.due(sent),
+                            None => Some(at + self.options.message_interval),
+                        };
+                        // Half-close right after the last message, as gRPC clients do: a
+                        // half-duplex server answers only once the client has closed.
+                        if sent == total {
+                            send(stream, Bytes::new(), true)?;
+                            half_closed = true;
+                        }
                     }
-                    Ok(false) => return Ok(incoming.finish(|| ctx.received(None, None)).await),
-                    Err(o) => return Err(o),
-                },
-                // With no interval and no rate, no timer either (a 1 ms tick per message
-                // would cap a stream near 1,000 messages/s): send while fewer than the depth
-                // are in flight.
-                _ = async {
-                    if let (false, Some(at)) = (by_replies, next_send) {
-                        tokio::time::sleep_until(release_time(at)).await;
-                    }
-                }, if may_send => {
-                    let body = self.body(ctx, sent);
-                    let at = Instant::now();
-                    send(stream, body, false)?;
-                    in_flight.push_back(Sent {
-                        due: next_due.map(|d| d.at),
-                        at,
-                        counted: ctx.sent(next_due),
-                    });
-                    sent += 1;
-                    next_send = match schedule {
-                        Some(s) => s.due(sent),
-                        None => Some(at + self.options.message_interval),
-                    };
-                    // Half-close right after the last message, as gRPC clients do: a
-                    // half-duplex server answers only once the client has closed.
-                    if sent == total {
-                        send(stream, Bytes::new(), true)?;
-                        half_closed = true;
-                    }
+                    _ = over.as_mut() => sending = false,
                 }
-                _ = over.as_mut() => sending = false,
             }
+            if !half_closed {
+                send(stream, Bytes::new(), true)?;
+            }
+            Ok(incoming
+                .finish(|| answer(ctx, in_flight.pop_front(), None))
+                .await)
         }
-        if !half_closed {
-            send(stream, Bytes::new(), true)?;
-        }
-        Ok(incoming
-            .finish(|| answer(ctx, in_flight.pop_front(), None))
-            .await)
     }
 
     /// Waits for message `i`'s turn: its time on the schedule (released half a timer tick
@@ -698,39 +741,41 @@ impl StreamCall {
     /// measured part) waits for the time to run out: the stream stays open with nothing to
     /// send (ending it would have its worker open another at once, whose first message is
     /// due at its opening). One timer, inline: this state is kept for every open stream.
-    async fn turn(
-        &self,
-        schedule: Option<&MessageSchedule>,
+    fn turn<'x, O: Future<Output = ()>>(
+        &'x self,
+        schedule: Option<&'x MessageSchedule>,
         i: u64,
-        over: std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> Option<Option<Due>> {
-        let (release, due) = match schedule {
-            Some(s) => {
-                let Some(at) = s.due(i) else {
-                    over.await;
-                    return None;
-                };
-                let (release, now) = (release_time(at), Instant::now());
-                if release <= now {
-                    return Some(Some(Due::judged(at, now)));
+        over: std::pin::Pin<&'x mut O>,
+    ) -> impl Future<Output = Option<Option<Due>>> + use<'x, O> {
+        async move {
+            let (release, due) = match schedule {
+                Some(s) => {
+                    let Some(at) = s.due(i) else {
+                        over.await;
+                        return None;
+                    };
+                    let (release, now) = (release_time(at), Instant::now());
+                    if release <= now {
+                        return Some(Some(Due::judged(at, now)));
+                    }
+                    (release, Some(at))
                 }
-                (release, Some(at))
+                None if i == 0 || self.options.message_interval.is_zero() => return Some(None),
+                None => match Instant::now().checked_add(self.options.message_interval) {
+                    Some(release) => (release, None),
+                    None => {
+                        over.await;
+                        return None;
+                    }
+                },
+            };
+            // Biased to the message: one due before the end whose timer fires with the run's
+            // stop (a tick after the end) is asked for, and goes.
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(release) => Some(due.map(|at| Due { at, late: false })),
+                _ = over => None,
             }
-            None if i == 0 || self.options.message_interval.is_zero() => return Some(None),
-            None => match Instant::now().checked_add(self.options.message_interval) {
-                Some(release) => (release, None),
-                None => {
-                    over.await;
-                    return None;
-                }
-            },
-        };
-        // Biased to the message: one due before the end whose timer fires with the run's
-        // stop (a tick after the end) is asked for, and goes.
-        tokio::select! {
-            biased;
-            _ = tokio::time::sleep_until(release) => Some(due.map(|at| Due { at, late: false })),
-            _ = over => None,
         }
     }
 
@@ -738,7 +783,7 @@ impl StreamCall {
     fn schedule(&self, opened: Instant, ctx: &StreamContext<'_>) -> Option<MessageSchedule> {
         self.options
             .message_rate
-            .map(|rate| MessageSchedule::new(opened, rate, ctx.place, ctx.end))
+            .map(|rate| MessageSchedule::new(opened, rate, ctx.place, ctx.clock.measured_end))
     }
 }
 

@@ -198,12 +198,10 @@ pub(super) async fn web_turn(
                 renderer,
                 recorder: t.rec,
                 measured: t.taken.measured,
-                origin: t.clock.origin,
-                end: t.clock.measured_end,
+                clock: t.clock,
                 place: t.number,
-                stop: &shared.stop_token,
+                shared,
                 trace: trace.as_ref(),
-                open: &shared.open_streams,
             };
             let _open = ctx.opened(sent);
             ctx.sent(None);
