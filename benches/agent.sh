@@ -28,7 +28,11 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 # On every loopback address (127.0.0.0/8), so 1,000 targets can each have their own.
 port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-"$BIN" target --listen "0.0.0.0:$port" > "$work/target.out" & pids+=($!)
+# The target runs from a copy of the binary: a node's agent shares its code pages with no
+# other process, and the kernel leaves pages another process maps where they are (the
+# agent gives back its start-up code once started: src/main.rs).
+cp "$BIN" "$work/target-bin"
+"$work/target-bin" target --listen "0.0.0.0:$port" > "$work/target.out" & pids+=($!)
 listening_on "$work/target.out" > /dev/null
 
 agent() {  # $1 targets, $2 interval, $3 "one" or "many" addresses → starts the agent, sets $apid $aaddr

@@ -33,6 +33,72 @@ fn tune_allocator_for_a_daemon() {
     }
 }
 
+/// How long after start the agent gives back its start-up code (`give_back_startup_code`):
+/// by then its configuration is read, its protos compiled, its first probes sent and its
+/// first scrapes served.
+const STARTUP_OVER_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The agent's code pages that only its start-up ran stay in its RSS for as long as it
+/// runs: the binary is mapped from disk, and the kernel maps 64 KB around every page first
+/// run. Once start-up is over, a thread asks the kernel to reclaim the binary's read-only
+/// mappings (`MADV_PAGEOUT`), marked for page-at-a-time reads first (`MADV_RANDOM`: no
+/// read-ahead, so the fault-around maps no more than was read back); what the agent runs
+/// from then on is read back on its first use. 10 targets, side by side with the build
+/// before: 11.6 → 8.5 MiB RSS (file-backed 10.2 → 7.1; docs/benchmarks.md). Pages another
+/// process maps too are left alone by the kernel; before Linux 5.4 the call does nothing.
+fn give_back_startup_code() {
+    #[cfg(target_os = "linux")]
+    let _ = std::thread::Builder::new()
+        .name("page-out".into())
+        .spawn(|| {
+            std::thread::sleep(STARTUP_OVER_AFTER);
+            page_out_own_code();
+        });
+}
+
+/// `MADV_PAGEOUT` over this binary's read-only mappings, found in /proc/self/maps.
+#[cfg(target_os = "linux")]
+fn page_out_own_code() {
+    use std::io::Read;
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let mut maps = String::new();
+    // The process's own mappings (a few hundred lines); bounded all the same.
+    let read = std::fs::File::open("/proc/self/maps")
+        .and_then(|f| f.take(4 << 20).read_to_string(&mut maps));
+    if read.is_err() {
+        return;
+    }
+    for line in maps.lines() {
+        // start-end perms offset dev inode path
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [range, perms, _, _, _, path] = fields[..] else {
+            continue;
+        };
+        if perms.contains('w') || std::path::Path::new(path) != exe {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: MADV_PAGEOUT only asks the kernel to reclaim these pages; they are the
+        // binary's read-only file pages, read back from it on their next use. No memory
+        // is unmapped or changed.
+        unsafe {
+            let (addr, len) = (start as *mut libc::c_void, end.saturating_sub(start));
+            libc::madvise(addr, len, libc::MADV_RANDOM);
+            libc::madvise(addr, len, libc::MADV_PAGEOUT);
+        }
+    }
+}
+
 /// Set by the panic hook: some thread or task panicked.
 static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// The exit code of an internal error (a panic): EX_SOFTWARE, never 101.
@@ -68,6 +134,7 @@ fn main() -> ExitCode {
     let agent = matches!(cli.command, loadagent::cli::Command::Agent { .. });
     if agent {
         tune_allocator_for_a_daemon();
+        give_back_startup_code();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
