@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::Plan;
-use super::timing::LATE_AFTER;
+use super::timing::{Clock, LATE_AFTER};
 
 /// State shared by all workers of one run. Only atomics are written on the hot path.
 pub(super) struct Shared {
@@ -32,20 +32,6 @@ pub(super) struct Shared {
     pub connections: super::connections::ConnectionStats,
     /// What retry policies did, and the run's throttling bucket.
     pub retries: super::retry::RetryStats,
-}
-
-/// The run's time line, fixed once every generator thread is connected.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Clock {
-    /// Time 0 of the schedule, start of the warm-up.
-    pub start: Instant,
-    /// Start of the measured part (start + warm-up).
-    pub origin: Instant,
-    /// Closed model: when to stop sending.
-    pub end: Option<Instant>,
-    /// End of the measured part, when the run is time-bounded (either model): stream
-    /// messages count inside [origin, measured_end), and streams stop sending there.
-    pub measured_end: Option<Instant>,
 }
 
 /// A request taken, not yet sent.

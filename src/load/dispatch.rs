@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use super::admission::{Clock, Shared};
+use super::admission::Shared;
 use super::connections::{ConnectionEvent, ConnectionStats};
 use super::retry::{Attempt, Verdict};
+use super::timing::Clock;
 use super::timing::{micros, release_time, MAX_NAP};
 use crate::discovery::{Backend, Membership};
 use crate::grpc::channel::{ConnectError, Endpoint, Reconnect};

@@ -17,9 +17,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::admission::{Clock, Shared};
+use super::admission::Shared;
 use super::dispatch::{self, DispatchSetup};
 use super::plan::{CallPlan, Plan, RunOutcome};
+use super::stop::{StopSignal, ThreadShared};
+use super::timing::Clock;
 use super::workers;
 use crate::discovery::Backend;
 use crate::grpc::channel::{ConnectError, Endpoint, Pool};
@@ -233,12 +235,20 @@ impl ThreadWork {
                 let web_slots = matches!(self.shared.plan.call, CallPlan::Web(_))
                     .then(|| std::rc::Rc::new(super::web::WebSlots::new(my_slots)));
                 // Shared: a copy in each worker would size every stream's task.
-                let worker_clock = std::rc::Rc::new(clock);
+                let thread = std::rc::Rc::new(ThreadShared {
+                    clock,
+                    stop: StopSignal::new(self.shared.stop_token.clone()),
+                });
+                if matches!(self.shared.plan.call, CallPlan::Stream(_)) {
+                    // Not in the join set: it ends with the run's stop, which a run that
+                    // ends by its count never sends.
+                    tokio::task::spawn_local(thread.clone().wake_streams_on_stop());
+                }
                 for id in workers {
                     let local_slot = (id % connections) / self.threads;
                     set.spawn_local(workers::worker(
                         self.shared.clone(),
-                        worker_clock.clone(),
+                        thread.clone(),
                         pool.clone(),
                         web_slots.clone(),
                         local_slot,

@@ -10,6 +10,7 @@ pub mod mix;
 pub mod plan;
 pub mod retry;
 pub mod schedule;
+mod stop;
 pub mod storm;
 pub mod stream;
 mod taken;

@@ -7,12 +7,12 @@ use std::pin::pin;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::OptionFuture;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::admission::{Clock, Shared};
+use super::stop::ThreadShared;
 use super::timing::{micros, release_time, LATE_AFTER};
 use crate::grpc::frame::MessageReader;
 use crate::grpc::request::{Renderer, Requests};
@@ -46,17 +46,18 @@ pub(super) struct StreamContext<'a> {
     pub(super) recorder: &'a SharedRecorder,
     /// The stream opened after the warm-up: its end (status, whole-stream latency) counts.
     pub(super) measured: bool,
-    /// The run's time line. A message event counts after its `origin`, even on a stream
-    /// opened during the warm-up (long-lived streams outlast any warm-up), and before its
-    /// `measured_end` in a time-bounded run, where a message schedule sends nothing due
-    /// after it (the run's stop, which ends the stream, comes a timer tick or so later).
-    pub(super) clock: &'a Clock,
+    /// The run's time line and stop, as the thread has them. A message event counts after
+    /// the clock's `origin`, even on a stream opened during the warm-up (long-lived streams
+    /// outlast any warm-up), and before its `measured_end` in a time-bounded run, where a
+    /// message schedule sends nothing due after it (the run's stop, which ends the stream,
+    /// comes a timer tick or so later). Streams end gracefully when the stop comes:
+    /// half-close, or cancel a server stream.
+    pub(super) thread: &'a ThreadShared,
     /// The stream's place among the streams open together, for its message schedule's
     /// phase: consecutive places spread evenly over the period.
     pub(super) place: u64,
-    /// The run's stop (streams end gracefully when it fires: half-close, or cancel a
-    /// server stream) and its count of streams open now.
-    pub(super) shared: &'a Shared,
+    /// The run's count of streams open now.
+    pub(super) open: &'a std::sync::atomic::AtomicU64,
     /// The W3C `traceparent` of a sampled stream (borrowed from its span: a copy would
     /// take 40 bytes in every open stream's state).
     pub(super) trace: Option<&'a http::HeaderValue>,
@@ -69,9 +70,8 @@ impl<'a> StreamContext<'a> {
         if self.measured {
             self.recorder.borrow_mut().stream_opened(at);
         }
-        let open = &self.shared.open_streams;
-        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        OpenStream(open)
+        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenStream(self.open)
     }
 }
 
@@ -87,7 +87,8 @@ impl Drop for OpenStream<'_> {
 impl StreamContext<'_> {
     /// Whether `t` is in the measured part.
     fn measures(&self, t: Instant) -> bool {
-        t >= self.clock.origin && self.clock.measured_end.is_none_or(|end| t < end)
+        let clock = &self.thread.clock;
+        t >= clock.origin && clock.measured_end.is_none_or(|end| t < end)
     }
 
     /// A message went out now; `due`, its turn on a message schedule. It counts when its
@@ -422,24 +423,19 @@ impl StreamCall {
         send: &'a mut SendRequest<Bytes>,
         ctx: &'a mut StreamContext<'c>,
     ) -> impl Future<Output = Outcome> + use<'a, 'c> {
-        async move {
-            let opened = Instant::now();
-            let _open = ctx.opened(opened);
-            match self.timeout() {
-                None => self.exchange(send, ctx, opened).await,
-                // Boxed (once per stream): the deadline's timer inline would size every
-                // stream worker's task, deadline or not.
-                Some(t) => {
-                    match Box::pin(tokio::time::timeout(t, self.exchange(send, ctx, opened))).await
-                    {
-                        Ok(o) => o,
-                        Err(_) => Outcome::failed(
-                            status::DEADLINE_EXCEEDED,
-                            "deadline exceeded (client side)",
-                        ),
-                    }
-                }
-            }
+        use futures_util::future::{Either, FutureExt};
+        let exchange = self.exchange(send, ctx);
+        match self.timeout() {
+            // Not an async block around the exchange: it would keep this fn's arguments
+            // beside the exchange's own copies.
+            None => Either::Left(exchange),
+            // Boxed (once per stream): the deadline's timer inline would size every
+            // stream worker's task, deadline or not.
+            Some(t) => Either::Right(Box::pin(tokio::time::timeout(t, exchange)).map(|r| {
+                r.unwrap_or_else(|_| {
+                    Outcome::failed(status::DEADLINE_EXCEEDED, "deadline exceeded (client side)")
+                })
+            })),
         }
     }
 
@@ -447,9 +443,10 @@ impl StreamCall {
         &'a self,
         send: &'a mut SendRequest<Bytes>,
         ctx: &'a mut StreamContext<'c>,
-        opened: Instant,
     ) -> impl Future<Output = Outcome> + use<'a, 'c> {
         async move {
+            let opened = Instant::now();
+            let _open = ctx.opened(opened);
             if let Err(e) = std::future::poll_fn(|cx| send.poll_ready(cx)).await {
                 return Outcome::from_h2(&e);
             }
@@ -460,7 +457,7 @@ impl StreamCall {
             // The client's time is over at `stream_duration`, or when the run stops. (Not at
             // the end of the measured part: a stream open then is open at the end, in the
             // report; what it sends after it does not count, and a schedule sends nothing.)
-            let stop: &CancellationToken = &ctx.shared.stop_token;
+            let stop = &ctx.thread.stop;
             let until = self.options.stream_duration.map(|d| opened + d);
             let over = pin!(async move {
                 match until {
@@ -468,11 +465,11 @@ impl StreamCall {
                     // `stream_duration` or without.
                     Some(t) => {
                         Box::pin(async {
-                            tokio::select! { _ = tokio::time::sleep_until(t) => {}, _ = stop.cancelled() => {} }
+                            tokio::select! { _ = tokio::time::sleep_until(t) => {}, _ = stop.wait() => {} }
                         })
                         .await
                     }
-                    None => stop.cancelled().await,
+                    None => stop.wait().await,
                 }
             });
             let mut live = Live {
@@ -584,7 +581,7 @@ impl StreamCall {
             match x.incoming.next().await {
                 // The stream's one answer, measured from its opening: it counts whenever it
                 // comes after the warm-up, like a unary call finishing in the wind-down.
-                Ok(true) if Instant::now() >= x.ctx.clock.origin => {
+                Ok(true) if Instant::now() >= x.ctx.thread.clock.origin => {
                     x.ctx.record_received(None, None, Some(x.opened.elapsed()))
                 }
                 Ok(true) => {}
@@ -651,9 +648,9 @@ impl StreamCall {
         x: &'x mut Live<'a, 'c, O>,
     ) -> impl Future<Output = Result<Outcome, Outcome>> + use<'x, 'a, 'c, O> {
         async move {
-            let total = self.options.messages;
-            let opened = x.opened;
-            let schedule = self.schedule(opened, x.ctx);
+            // `self` and `x` read where used, not copied into locals: each local held
+            // across the loop's wait is kept in every open stream's state.
+            let schedule = self.schedule(x.opened, x.ctx);
             // The messages awaiting replies, oldest first.
             let mut in_flight: VecDeque<Sent> = VecDeque::new();
             // The k-th reply answers the k-th message; a reply beyond them answers none.
@@ -662,19 +659,12 @@ impl StreamCall {
                 None => ctx.received(None, first),
             };
             let (mut sent, mut received) = (0u64, 0u64);
-            let mut next_send = Some(opened);
+            let mut next_send = Some(x.opened);
             let mut sending = true;
             let mut half_closed = false;
             let by_replies = self.options.message_interval.is_zero() && schedule.is_none();
-            let Live {
-                stream,
-                incoming,
-                ctx,
-                over,
-                ..
-            } = x;
-            while sending && (sent < total || received < sent) {
-                let may_send = sent < total
+            while sending && (sent < self.options.messages || received < sent) {
+                let may_send = sent < self.options.messages
                     && next_send.is_some()
                     && (!by_replies || sent - received < PIPELINE_DEPTH);
                 // Whether the next message is already late, judged before waiting for its
@@ -685,29 +675,34 @@ impl StreamCall {
                     .map(|at| Due::judged(at, Instant::now()));
                 tokio::select! {
                     biased;
-                    r = incoming.next() => match r {
+                    r = x.incoming.next() => match r {
                         Ok(true) => {
-                            answer(ctx, in_flight.pop_front(), (received == 0).then(|| opened.elapsed()));
+                            answer(x.ctx, in_flight.pop_front(), (received == 0).then(|| x.opened.elapsed()));
                             received += 1;
                         }
-                        Ok(false) => return Ok(incoming.finish(|| ctx.received(None, None)).await),
+                        Ok(false) => {
+                            let ctx = &x.ctx;
+                            return Ok(x.incoming.finish(|| ctx.received(None, None)).await);
+                        }
                         Err(o) => return Err(o),
                     },
                     // With no interval and no rate, no timer either (a 1 ms tick per message
                     // would cap a stream near 1,000 messages/s): send while fewer than the
                     // depth are in flight.
-                    _ = async {
-                        if let (false, Some(at)) = (by_replies, next_send) {
-                            tokio::time::sleep_until(release_time(at)).await;
-                        }
-                    }, if may_send => {
-                        let body = self.body(ctx, sent);
+                    // (No timer: ready at once. An `Option` of one, not an async block
+                    // holding one: this state is kept for every open stream.)
+                    _ = OptionFuture::from(
+                        next_send
+                            .filter(|_| !by_replies)
+                            .map(|at| tokio::time::sleep_until(release_time(at))),
+                    ), if may_send => {
+                        let body = self.body(x.ctx, sent);
                         let at = Instant::now();
-                        send(stream, body, false)?;
+                        send(&mut x.stream, body, false)?;
                         in_flight.push_back(Sent {
                             due: next_due.map(|d| d.at),
                             at,
-                            counted: ctx.sent(next_due),
+                            counted: x.ctx.sent(next_due),
                         });
                         sent += 1;
                         next_send = match schedule {
@@ -716,18 +711,19 @@ impl StreamCall {
                         };
                         // Half-close right after the last message, as gRPC clients do: a
                         // half-duplex server answers only once the client has closed.
-                        if sent == total {
-                            send(stream, Bytes::new(), true)?;
+                        if sent == self.options.messages {
+                            send(&mut x.stream, Bytes::new(), true)?;
                             half_closed = true;
                         }
                     }
-                    _ = over.as_mut() => sending = false,
+                    _ = x.over.as_mut() => sending = false,
                 }
             }
             if !half_closed {
-                send(stream, Bytes::new(), true)?;
+                send(&mut x.stream, Bytes::new(), true)?;
             }
-            Ok(incoming
+            let ctx = &x.ctx;
+            Ok(x.incoming
                 .finish(|| answer(ctx, in_flight.pop_front(), None))
                 .await)
         }
@@ -781,9 +777,9 @@ impl StreamCall {
 
     /// The stream's message schedule, when `message_rate` is set.
     fn schedule(&self, opened: Instant, ctx: &StreamContext<'_>) -> Option<MessageSchedule> {
-        self.options
-            .message_rate
-            .map(|rate| MessageSchedule::new(opened, rate, ctx.place, ctx.clock.measured_end))
+        self.options.message_rate.map(|rate| {
+            MessageSchedule::new(opened, rate, ctx.place, ctx.thread.clock.measured_end)
+        })
     }
 }
 

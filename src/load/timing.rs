@@ -27,3 +27,17 @@ pub(super) fn micros(d: Duration) -> u64 {
 pub(super) fn release_time(at: Instant) -> Instant {
     at.checked_sub(HALF_TICK).unwrap_or(at)
 }
+
+/// The run's time line, fixed once every generator thread is connected.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Clock {
+    /// Time 0 of the schedule, start of the warm-up.
+    pub start: Instant,
+    /// Start of the measured part (start + warm-up).
+    pub origin: Instant,
+    /// Closed model: when to stop sending.
+    pub end: Option<Instant>,
+    /// End of the measured part, when the run is time-bounded (either model): stream
+    /// messages count inside [origin, measured_end), and streams stop sending there.
+    pub measured_end: Option<Instant>,
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::admission::{Clock, Shared};
+use super::admission::Shared;
+use super::stop::ThreadShared;
 use super::stream::StreamContext;
 use super::taken::Taken;
 use crate::grpc::request::Renderer;
@@ -63,7 +64,7 @@ impl WebSlots {
 /// What one gRPC-Web call needs from its worker.
 pub(super) struct WebTurn<'a> {
     pub shared: &'a Shared,
-    pub clock: &'a Clock,
+    pub thread: &'a ThreadShared,
     pub rec: &'a SharedRecorder,
     pub taken: &'a Taken,
     pub number: u64,
@@ -198,9 +199,9 @@ pub(super) async fn web_turn(
                 renderer,
                 recorder: t.rec,
                 measured: t.taken.measured,
-                clock: t.clock,
+                thread: t.thread,
                 place: t.number,
-                shared,
+                open: &shared.open_streams,
                 trace: trace.as_ref(),
             };
             let _open = ctx.opened(sent);

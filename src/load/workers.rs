@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::admission::{Clock, Shared};
+use super::admission::Shared;
 use super::plan::CallPlan;
+use super::stop::ThreadShared;
 use super::taken::Taken;
 use super::timing::{HALF_TICK, MAX_NAP};
 use super::web::{web_turn, WebHandle, WebSlots, WebTurn};
@@ -32,7 +33,7 @@ use crate::vocabulary::Balance;
 )]
 pub(super) fn worker(
     shared: Arc<Shared>,
-    clock: std::rc::Rc<Clock>,
+    thread: std::rc::Rc<ThreadShared>,
     pool: Option<Arc<Pool>>,
     web_slots: Option<std::rc::Rc<WebSlots>>,
     slot: usize,
@@ -54,13 +55,13 @@ pub(super) fn worker(
                 break;
             }
             let picked = Instant::now();
-            if let Some(at) = shared.not_before(&clock, picked) {
+            if let Some(at) = shared.not_before(&thread.clock, picked) {
                 if !wait_until(at, &rec, &shared).await {
                     break;
                 }
                 continue;
             }
-            let Some(ticket) = shared.take(&clock, picked) else {
+            let Some(ticket) = shared.take(&thread.clock, picked) else {
                 break;
             };
             // The intended start stays in `taken` only: a copy beside it would take room in
@@ -125,7 +126,7 @@ pub(super) fn worker(
                 };
                 let ctx = WebTurn {
                     shared: &shared,
-                    clock: &clock,
+                    thread: &thread,
                     rec: &rec,
                     taken: &taken,
                     number,
@@ -188,7 +189,7 @@ pub(super) fn worker(
                         renderer: &mut renderer,
                         recorder: &rec,
                         measured,
-                        clock: &clock,
+                        thread: &thread,
                         // Closed-model streams are not numbered (all 0): the worker, one
                         // stream at a time, is the stream's place among those open together.
                         place: if taken.intended.is_some() {
@@ -196,7 +197,7 @@ pub(super) fn worker(
                         } else {
                             worker_id as u64
                         },
-                        shared: &shared,
+                        open: &shared.open_streams,
                         trace,
                     };
                     call.run(&mut current.send, &mut ctx).await
@@ -282,10 +283,10 @@ mod tests {
     /// makes it larger; lower the budget when one makes it smaller.
     #[test]
     fn a_stream_workers_state_stays_within_its_budget() {
-        // 1,176 bytes in debug and release builds alike (`-Zprint-type-sizes`): tokio's task
-        // cell adds 104 bytes and rounds up to 128, so this is a 1,280-byte cell, and one
-        // byte more a 1,408-byte one (1,384 bytes was a 1,536-byte cell).
-        let budget = 1_176;
+        // 1,048 bytes in debug and release builds alike (`-Zprint-type-sizes`): tokio's task
+        // cell adds 104 bytes and rounds up to 128, so this is a 1,152-byte cell, and one
+        // byte more a 1,280-byte one (1,176 bytes was a 1,280-byte cell, 1,384 a 1,536).
+        let budget = 1_048;
         let size = future_size(worker);
         assert!(
             size <= budget,
