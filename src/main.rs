@@ -70,33 +70,38 @@ fn page_out_own_code() {
     if read.is_err() {
         return;
     }
-    for line in maps.lines() {
-        // start-end perms offset dev inode path
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let [range, perms, _, _, _, path] = fields[..] else {
-            continue;
-        };
-        if perms.contains('w') || std::path::Path::new(path) != exe {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
+    for (start, end) in read_only_ranges_of(&maps, &exe) {
         // SAFETY: MADV_PAGEOUT only asks the kernel to reclaim these pages; they are the
         // binary's read-only file pages, read back from it on their next use. No memory
         // is unmapped or changed.
         unsafe {
-            let (addr, len) = (start as *mut libc::c_void, end.saturating_sub(start));
+            let (addr, len) = (start as *mut libc::c_void, end - start);
             libc::madvise(addr, len, libc::MADV_RANDOM);
             libc::madvise(addr, len, libc::MADV_PAGEOUT);
         }
     }
+}
+
+/// The address ranges of `exe`'s read-only mappings in a `/proc/self/maps` text
+/// (`start-end perms offset dev inode path` a line). A line it cannot read — cut short, a
+/// path with spaces, an empty or reversed range — is skipped: nothing is paged out for it.
+fn read_only_ranges_of<'m>(
+    maps: &'m str,
+    exe: &'m std::path::Path,
+) -> impl Iterator<Item = (usize, usize)> + 'm {
+    maps.lines().filter_map(move |line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [range, perms, _, _, _, path] = fields[..] else {
+            return None;
+        };
+        if perms.contains('w') || std::path::Path::new(path) != exe {
+            return None;
+        }
+        let (start, end) = range.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (start < end).then_some((start, end))
+    })
 }
 
 /// Set by the panic hook: some thread or task panicked.
@@ -166,5 +171,37 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(e.code.number())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_only_ranges_of;
+    use std::path::Path;
+
+    #[test]
+    fn only_the_binarys_read_only_mappings_are_paged_out() {
+        let maps = "\
+55d0a0000000-55d0a0400000 r--p 00000000 08:01 1234 /usr/bin/loadagent
+55d0a0400000-55d0a1000000 r-xp 00400000 08:01 1234 /usr/bin/loadagent
+55d0a1000000-55d0a1100000 rw-p 01000000 08:01 1234 /usr/bin/loadagent
+7f0000000000-7f0000200000 r-xp 00000000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000300000-7f0000400000 rw-p 00000000 00:00 0
+7f0000500000-7f0000400000 r-xp 00000000 08:01 1234 /usr/bin/loadagent
+zzzz-7f0000600000 r-xp 00000000 08:01 1234 /usr/bin/loadagent
+7f0000600000-7f0000700000 r-xp 00000000 08:01 1234 /usr/bin/load agent
+7f0000700000-7f00007
+";
+        let ranges: Vec<_> = read_only_ranges_of(maps, Path::new("/usr/bin/loadagent")).collect();
+        assert_eq!(
+            ranges,
+            [
+                (0x55d0_a000_0000, 0x55d0_a040_0000),
+                (0x55d0_a040_0000, 0x55d0_a100_0000)
+            ],
+            "its r--p and r-xp mappings; not its data, another file, an anonymous mapping, a \
+             reversed or unreadable range, another path or a line cut short"
+        );
+        assert_eq!(read_only_ranges_of("", Path::new("/x")).count(), 0);
     }
 }
