@@ -75,12 +75,23 @@ if not m:
 row("Requests per generator CPU-second at the maximum rate", m.group(2),
     f"h2load {m.group(3)}", f"**{m.group(1)}×**", "≥ 1.0×")
 
-native = find("grpc_web", r"^native gRPC \(HTTP/2\)\s+([0-9.]+)")
-for form, label in [("grpc-web, HTTP/2", "HTTP/2"), ("grpc-web, HTTP/1.1", "HTTP/1.1")]:
-    m = re.search(re.escape(form) + r"\s+([0-9.]+)\s+([0-9.]+)x", text["grpc_web"])
-    if m:
-        row(f"gRPC-Web CPU per 1,000 requests over {label}", f"{m.group(1)} ms",
-            f"native {native:.1f} ms", f"**{m.group(2)}×**", "≤ 1.2×")
+web = text["grpc_web"]
+same, pair = web.split("-- two servers", 1)
+pair, peer = pair.split("-- h2load", 1)
+h1_ratio = re.search(r"^h2load --h1, grpc-web\s+[0-9.]+\s+([0-9.]+)x", peer, re.M)
+for part, server in [(same, "same server: reference target, tonic-web"), (pair, "grpcio vs sonora")]:
+    m = re.search(r"^native gRPC \(HTTP/2\)\s+([0-9.]+)", part, re.M)
+    if not m:
+        sys.exit("summary: no native row in grpc_web.txt")
+    native = float(m.group(1))
+    for form, label in [("grpc-web, HTTP/2", "HTTP/2"), ("grpc-web, HTTP/1.1", "HTTP/1.1")]:
+        m = re.search(re.escape(form) + r"\s+([0-9.]+)\s+([0-9.]+)x", part)
+        if m:
+            peer_cell = f"native {native:.1f} ms"
+            if label == "HTTP/1.1" and h1_ratio and part is same:
+                peer_cell += f"; h2load --h1 / h2load {h1_ratio.group(1)}×"
+            row(f"gRPC-Web CPU per 1,000 requests over {label} ({server})", f"{m.group(1)} ms",
+                peer_cell, f"**{m.group(2)}×**", "≤ 1.2×")
 
 rss = findall("agent", r"agent RSS with 1,000 targets: ([0-9.]+) MiB")
 scrape = findall("agent", r"OpenMetrics \(as Prometheus asks\): scrape p50 [0-9.]+ ms, p99 ([0-9.]+) ms")

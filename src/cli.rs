@@ -125,7 +125,7 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: String,
-        /// Serve TLS (h2 by ALPN) with a certificate generated now for localhost and 127.0.0.1.
+        /// Serve TLS (h2 by ALPN, or HTTP/1.1 for gRPC-Web) with a certificate generated now for localhost and 127.0.0.1.
         #[arg(long)]
         tls: bool,
         /// With --tls: write the generated certificate (PEM) here, for clients to trust.

@@ -26,6 +26,14 @@ fn web_scenario(
     )
 }
 
+/// Every gRPC-Web form: (protocol, HTTP version).
+const EVERY_FORM: [(&str, &str); 4] = [
+    ("grpc-web", "1.1"),
+    ("grpc-web", "2"),
+    ("grpc-web-text", "1.1"),
+    ("grpc-web-text", "2"),
+];
+
 fn report_of(dir: &std::path::Path, name: &str, text: &str) -> serde_json::Value {
     let path = scenario(dir, name, text);
     run_report(dir, &path)
@@ -36,15 +44,7 @@ fn every_protocol_and_http_version_counts_what_the_server_served() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::python_web(&[]);
     let mut total = 0;
-    for (i, (protocol, http)) in [
-        ("grpc-web", "1.1"),
-        ("grpc-web", "2"),
-        ("grpc-web-text", "1.1"),
-        ("grpc-web-text", "2"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, (protocol, http)) in EVERY_FORM.into_iter().enumerate() {
         let n = 150 + i as u64;
         let report = report_of(
             dir.path(),
@@ -634,4 +634,173 @@ fn calls_on_a_connection_the_server_recycles_are_sent_again_never_twice() {
         counts["connections"].as_u64().unwrap() >= 300 / 40,
         "the server did recycle: {counts}"
     );
+}
+
+/// A `[target]` for the reference target (`loadagent target`) in `protocol` over `http`.
+fn bench_web_scenario(
+    address: &str,
+    kind: &str,
+    target_extra: &str,
+    data: &str,
+    load: &str,
+) -> String {
+    let method = if kind == "server_stream" {
+        "ServerStream"
+    } else {
+        "Unary"
+    };
+    format!(
+        r#"
+name = "tonic-web"
+kind = "{kind}"
+[target]
+address = "{address}"
+{target_extra}
+[call]
+method = "loadagent.bench.v1.Bench/{method}"
+data = {data}
+timeout = "10s"
+[load]
+{load}
+"#
+    )
+}
+
+/// The second gRPC-Web implementation: the reference target answers gRPC-Web through
+/// tonic-web (hyper's HTTP/1.1 and HTTP/2, not sonora's ASGI). Every form counts every call
+/// and message the request asked for, and a failing call's status and message are the ones
+/// the same server gives a native gRPC client (whose statuses grpcio and grpc-js confirm in
+/// tests/peers.rs).
+#[test]
+fn tonic_web_counts_every_call_and_message_and_fails_as_native_grpc_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::reference_target();
+    let failing = r#"{ error_code = 8, error_message = "quota 100% used, ünï" }"#;
+    let native = report_of(
+        dir.path(),
+        "native.toml",
+        &bench_web_scenario(
+            &server.address(),
+            "unary",
+            "",
+            failing,
+            "requests = 3\nconcurrency = 1",
+        ),
+    );
+    assert_eq!(native["status_codes"]["RESOURCE_EXHAUSTED"], 3, "{native}");
+    for (i, (protocol, http)) in EVERY_FORM.into_iter().enumerate() {
+        let form = format!("protocol = \"{protocol}\"\nhttp_version = \"{http}\"");
+        let n = 200 + i as u64;
+        let report = report_of(
+            dir.path(),
+            &format!("unary{i}.toml"),
+            &bench_web_scenario(
+                &server.address(),
+                "unary",
+                &form,
+                "{ payload_size = 100 }",
+                &format!("requests = {n}\nconcurrency = 4"),
+            ),
+        );
+        assert_eq!(
+            num(&report, "totals.requests") as u64,
+            n,
+            "{protocol} {http}: {report}"
+        );
+        assert_eq!(
+            num(&report, "totals.ok") as u64,
+            n,
+            "{protocol} {http}: {report}"
+        );
+
+        let report = report_of(
+            dir.path(),
+            &format!("fail{i}.toml"),
+            &bench_web_scenario(
+                &server.address(),
+                "unary",
+                &form,
+                failing,
+                "requests = 3\nconcurrency = 1",
+            ),
+        );
+        assert_eq!(
+            report["status_codes"], native["status_codes"],
+            "{protocol} {http}: {report}"
+        );
+        assert_eq!(
+            report["errors"][0]["message"], native["errors"][0]["message"],
+            "{protocol} {http}: {report}"
+        );
+
+        let report = report_of(
+            dir.path(),
+            &format!("stream{i}.toml"),
+            &bench_web_scenario(
+                &server.address(),
+                "server_stream",
+                &form,
+                "{ payload_size = 10, response_count = 9 }",
+                "requests = 20\nconcurrency = 2\nwarmup = \"0s\"",
+            ),
+        );
+        assert_eq!(
+            num(&report, "totals.ok"),
+            20.0,
+            "{protocol} {http}: {report}"
+        );
+        assert_eq!(
+            num(&report, "messages.received"),
+            180.0,
+            "{protocol} {http}: {report}"
+        );
+        assert_eq!(
+            num(&report, "streams.completed"),
+            20.0,
+            "{}",
+            report["streams"]
+        );
+    }
+}
+
+/// tonic-web over TLS: the reference target offers h2 then HTTP/1.1 by ALPN, so both
+/// gRPC-Web forms reach it through the certificate it wrote, and every call is counted.
+#[test]
+fn tonic_web_over_tls_in_both_http_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("target.pem");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["target", "--listen", "127.0.0.1:0", "--tls", "--cert-out"])
+        .arg(&cert);
+    let server = Server::try_start(cmd, "listening on ").expect("the TLS target starts");
+    for (i, (protocol, http)) in [("grpc-web", "1.1"), ("grpc-web-text", "2")]
+        .into_iter()
+        .enumerate()
+    {
+        let form = format!(
+            "protocol = \"{protocol}\"\nhttp_version = \"{http}\"\ntls = {{ ca = {:?}, server_name = \"localhost\" }}",
+            cert.display().to_string()
+        );
+        let report = report_of(
+            dir.path(),
+            &format!("tls{i}.toml"),
+            &bench_web_scenario(
+                &server.address(),
+                "unary",
+                &form,
+                "{ payload_size = 100 }",
+                "requests = 50\nconcurrency = 2",
+            ),
+        );
+        assert_eq!(
+            num(&report, "totals.ok"),
+            50.0,
+            "{protocol} {http}: {report}"
+        );
+        assert_eq!(
+            report["protocol"],
+            format!("{protocol} over HTTP/{http}"),
+            "{report}"
+        );
+    }
 }

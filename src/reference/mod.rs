@@ -94,6 +94,11 @@ pub async fn serve(
 
     let served = tokio::spawn(async move {
         let router = tonic::transport::Server::builder()
+            // gRPC-Web too (tonic-web, over HTTP/1.1 and HTTP/2): native calls pass the
+            // layer untouched, so one server answers both forms and a comparison of the two
+            // measures the client, not two different servers.
+            .accept_http1(true)
+            .layer(tonic_web::GrpcWebLayer::new())
             // Streams are cheap here, and load tests open many: do not let the server's
             // default concurrency limit be what a test measures.
             .max_concurrent_streams(None)

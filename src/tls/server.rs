@@ -48,7 +48,7 @@ pub fn generate() -> Result<Generated, CertError> {
     })
 }
 
-/// A server configuration offering h2, with session tickets and session ids for resumption.
+/// A server configuration offering h2 (then HTTP/1.1), with session tickets and session ids for resumption.
 pub fn server_config(g: &Generated) -> Result<Arc<ServerConfig>, CertError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -57,7 +57,8 @@ pub fn server_config(g: &Generated) -> Result<Arc<ServerConfig>, CertError> {
         .with_no_client_auth()
         .with_single_cert(vec![g.cert.clone()], g.key.clone_key())
         .map_err(|e| CertError::Unusable(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // h2 first; HTTP/1.1 for gRPC-Web clients that speak it (tonic-web serves both).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer =
         rustls::crypto::ring::Ticketer::new().map_err(|e| CertError::Unusable(e.to_string()))?;
     Ok(Arc::new(config))
