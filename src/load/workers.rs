@@ -50,6 +50,11 @@ pub(super) fn worker(
         // Boxed (made once per connection): inline it would size every worker's task,
         // every stream's included.
         let mut web: Option<Box<WebHandle>> = None;
+        if let Some(at) = first_stream_at(&shared, &thread.clock, worker_id) {
+            if !wait_until(at, &rec, &shared).await {
+                return;
+            }
+        }
         loop {
             if shared.stop.load(Ordering::Relaxed) {
                 break;
@@ -249,6 +254,33 @@ pub(super) fn worker(
     }
 }
 
+/// Closed-model streams opened in one go open this many a millisecond instead.
+const STREAM_OPENINGS_PER_MS: u64 = 50;
+
+/// When a closed-model stream worker opens its first stream: the run's streams open
+/// `STREAM_OPENINGS_PER_MS` a millisecond in the order of their workers (10,000 streams over
+/// 200 ms), not all in the same millisecond. Thousands opened at once have the server's
+/// first answers arrive together, and h2 buffers them until each stream's task reads its
+/// own: buffers it keeps for the rest of the run (10,000 streams: 2 MB more, `benches/streams.sh`).
+/// `None` for anything else (the open model's schedule already spreads them).
+fn first_stream_at(
+    shared: &Shared,
+    clock: &super::timing::Clock,
+    worker_id: usize,
+) -> Option<Instant> {
+    let closed_streams =
+        matches!(shared.plan.call, CallPlan::Stream(_)) && shared.plan.schedule.is_none();
+    closed_streams.then(|| clock.start + opening_offset(worker_id, shared.plan.shard.count))
+}
+
+/// How long after the start worker `worker_id` (numbered across a distributed run's
+/// `shards`) opens its first stream: this process's own workers, numbered from 0, open
+/// `STREAM_OPENINGS_PER_MS` a millisecond.
+fn opening_offset(worker_id: usize, shards: u32) -> Duration {
+    let local = worker_id as u64 / u64::from(shards.max(1));
+    Duration::from_micros(local.saturating_mul(1_000) / STREAM_OPENINGS_PER_MS)
+}
+
 /// Sleeps until `at`, waking at interval ends to hand over recorded data and every
 /// `MAX_NAP` to notice a stop. Returns false when the run is stopping.
 async fn wait_until(at: Instant, rec: &SharedRecorder, shared: &Shared) -> bool {
@@ -281,6 +313,22 @@ mod tests {
     /// A worker's state is kept for every open stream (tokio allocates it with a header, in
     /// 128-byte steps): 10,000 streams cost 1.28 MB for each step. This fails when a change
     /// makes it larger; lower the budget when one makes it smaller.
+    #[test]
+    fn closed_model_streams_open_fifty_a_millisecond_per_process() {
+        // The first 50 open in the first millisecond, the next 50 in the second…
+        assert_eq!(opening_offset(0, 1), Duration::ZERO);
+        assert!(opening_offset(49, 1) < Duration::from_millis(1));
+        assert_eq!(opening_offset(50, 1), Duration::from_millis(1));
+        assert_eq!(opening_offset(10_000, 1), Duration::from_millis(200));
+        // A shard's workers are numbered n·count + index: each process spreads its own.
+        assert_eq!(opening_offset(2 * 50 + 1, 2), Duration::from_millis(1));
+        assert_eq!(opening_offset(3, 4), Duration::ZERO);
+        assert_eq!(
+            opening_offset(usize::MAX, 1),
+            Duration::from_micros(u64::MAX / 50)
+        );
+    }
+
     #[test]
     fn a_stream_workers_state_stays_within_its_budget() {
         // 1,048 bytes in debug and release builds alike (`-Zprint-type-sizes`): tokio's task
