@@ -270,7 +270,9 @@ fn first_stream_at(
 ) -> Option<Instant> {
     let closed_streams =
         matches!(shared.plan.call, CallPlan::Stream(_)) && shared.plan.schedule.is_none();
-    closed_streams.then(|| clock.start + opening_offset(worker_id, shared.plan.shard.count))
+    let offset = opening_offset(worker_id, shared.plan.shard.count);
+    // An offset past the end of time (no worker id makes one) opens at once.
+    closed_streams.then(|| clock.start.checked_add(offset).unwrap_or(clock.start))
 }
 
 /// How long after the start worker `worker_id` (numbered across a distributed run's
