@@ -261,7 +261,8 @@ const STREAM_OPENINGS_PER_MS: u64 = 50;
 /// `STREAM_OPENINGS_PER_MS` a millisecond in the order of their workers (10,000 streams over
 /// 200 ms), not all in the same millisecond. Thousands opened at once have the server's
 /// first answers arrive together, and h2 buffers them until each stream's task reads its
-/// own: buffers it keeps for the rest of the run (10,000 streams: 2 MB more, `benches/streams.sh`).
+/// own: buffers it keeps for the rest of the run (10,000 streams: 0.7–1.5 MiB more,
+/// docs/benchmarks.md).
 /// `None` for anything else (the open model's schedule already spreads them).
 fn first_stream_at(
     shared: &Shared,
@@ -312,9 +313,6 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    /// A worker's state is kept for every open stream (tokio allocates it with a header, in
-    /// 128-byte steps): 10,000 streams cost 1.28 MB for each step. This fails when a change
-    /// makes it larger; lower the budget when one makes it smaller.
     #[test]
     fn closed_model_streams_open_fifty_a_millisecond_per_process() {
         // The first 50 open in the first millisecond, the next 50 in the second…
@@ -331,6 +329,9 @@ mod tests {
         );
     }
 
+    /// A worker's state is kept for every open stream (tokio allocates it with a header, in
+    /// 128-byte steps): 10,000 streams cost 1.28 MB for each step. This fails when a change
+    /// makes it larger; lower the budget when one makes it smaller.
     #[test]
     fn a_stream_workers_state_stays_within_its_budget() {
         // 1,048 bytes in debug and release builds alike (`-Zprint-type-sizes`): tokio's task
