@@ -2,7 +2,9 @@
 //! (tests/python/web_server.py), binary and text, over HTTP/1.1 and HTTP/2, with and without
 //! TLS (mutual TLS included), unary calls and server streams. Counts equal what the server
 //! kept; statuses and messages equal what sonora's own client sees; a protocol mismatch
-//! either way says which protocol the server speaks.
+//! either way says which protocol the server speaks. The second implementation is tonic-web
+//! (hyper's HTTP/1.1 and HTTP/2) in the reference target: counts, statuses as native gRPC
+//! sees them, server streams and TLS.
 
 mod common;
 
@@ -636,7 +638,8 @@ fn calls_on_a_connection_the_server_recycles_are_sent_again_never_twice() {
     );
 }
 
-/// A `[target]` for the reference target (`loadagent target`) in `protocol` over `http`.
+/// A scenario calling the reference target's `Bench/Unary` (or `ServerStream` for a server
+/// stream) with `data`; `target_extra` goes in [target] (the protocol, HTTP version, TLS).
 fn bench_web_scenario(
     address: &str,
     kind: &str,
