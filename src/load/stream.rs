@@ -181,7 +181,7 @@ struct Sent {
 /// i ≥ 1 at the opening + (i + phase) / rate, whatever the replies do, so a stalled reply
 /// delays no intended time and the corrected latency of the messages behind it shows the
 /// stall. The phase (0 to 1, by the stream's number) spreads streams opened together — the
-/// closed model opens all of them at once — over the period instead of making all their
+/// closed model opens its first 50 a millisecond — over the period instead of making all their
 /// messages due in the same millisecond, a burst the generator and the server then queue.
 #[derive(Debug, Clone, Copy)]
 struct MessageSchedule {
