@@ -82,7 +82,7 @@ async fn open(call: &WebCall, shared: &Shared) -> Option<Result<(WebSender, u32)
         .fleet
         .next_backend(shared.plan.balance == Balance::RoundRobin)?;
     let endpoint = call.endpoint(backend.address.clone());
-    let connected = match crate::grpc::web::connect(&endpoint, call.version).await {
+    let connected = match call.connect(&endpoint).await {
         Ok(mut s) => match call.preflight(&mut s).await {
             Ok(()) => Ok((s, backend.id)),
             Err(refused) => Err((refused, backend.id)),

@@ -121,13 +121,10 @@ pub async fn once(target: &Target, module: &Module) -> ProbeVerdict {
     let mut phases = Phases::new();
     if let Module::Web(probe, call) = module {
         let t = Instant::now();
-        let mut sender =
-            match crate::grpc::web::connect(&call.endpoint(target.address.clone()), call.version)
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => return ProbeVerdict::unreachable(cannot_connect(target, e), phases),
-            };
+        let mut sender = match call.connect(&call.endpoint(target.address.clone())).await {
+            Ok(s) => s,
+            Err(e) => return ProbeVerdict::unreachable(cannot_connect(target, e), phases),
+        };
         phases.push(("connect", t.elapsed()));
         let mut renderer = crate::grpc::request::Renderer::new(0);
         let answer = probe.call_web(call, &mut sender, 0, &mut renderer).await;

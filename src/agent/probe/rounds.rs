@@ -241,7 +241,7 @@ impl Prober {
         if sender.is_none() {
             let t = Instant::now();
             let endpoint = call.endpoint(self.address.clone());
-            match crate::grpc::web::connect(&endpoint, call.version).await {
+            match call.connect(&endpoint).await {
                 Ok(s) => *sender = Some(s),
                 Err(e) => {
                     let why = format!("cannot connect to {}: {e}", self.address);

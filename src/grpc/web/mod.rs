@@ -2,7 +2,9 @@
 //! server that serves it itself (sonora, …). The request is a gRPC message framed as in
 //! native gRPC (base64 for `grpc-web-text`) in an HTTP/1.1 or HTTP/2 POST; the status comes
 //! in a last frame of the body (flag 0x80) holding the trailers as HTTP/1 header lines, or —
-//! trailers-only — in the response headers. The transport is hyper's client.
+//! trailers-only — in the response headers. Unary calls over HTTP/1.1 go on a lean
+//! connection of their own ([`http1`]), over HTTP/2 on the lean HTTP/2 client under load;
+//! server streams, CORS preflights and `transport = "h2"` go through hyper's client.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 mod body;
+mod http1;
 
 pub use body::WebBodyReader;
 
@@ -47,8 +50,14 @@ pub struct WebCall {
     cors: Option<Cors>,
     /// Metadata rendered per call.
     templated: TemplatedMetadata,
-    /// `[call] transport = "lean"`: under load, unary calls over HTTP/2 go on the lean client.
+    /// `[call] transport = "lean"`: unary calls over HTTP/2 go on the lean client under
+    /// load, over HTTP/1.1 on a lean connection (`http1`).
     lean: bool,
+    /// HTTP/1.1's request line and the headers every call sends but `traceparent`
+    /// (prepared once; each call adds its own headers, its length and its body).
+    http1_head: Bytes,
+    /// The `traceparent` among the call's metadata: sent unless the call has one of its own.
+    static_trace: Vec<HeaderValue>,
 }
 
 /// How gRPC-Web calls reach a target: a scenario's `[target]` keys, or a probe's.
@@ -115,6 +124,8 @@ pub struct WebSender {
 enum Sender {
     Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+    /// The lean HTTP/1.1 connection (unary calls without CORS).
+    Lean1(Box<http1::Http1Connection>),
 }
 
 /// What a call leaves of its connection.
@@ -149,32 +160,45 @@ fn refused_by_goaway(e: &hyper::Error) -> bool {
 }
 
 impl WebSender {
-    /// Sends the request; the error says whether the call surely never reached the server.
+    /// Sends the request through hyper; the error is the call's failure, and whether the
+    /// call surely never reached the server.
     async fn send(
         &mut self,
         request: Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, (hyper::Error, bool)> {
-        match &mut self.send {
-            Sender::Http1(s) => {
-                s.ready().await.map_err(|e| (e, true))?;
-                s.send_request(request).await.map_err(|e| (e, false))
-            }
-            Sender::Http2(s) => {
-                s.ready().await.map_err(|e| (e, true))?;
-                s.send_request(request).await.map_err(|e| {
-                    // Canceled: the connection closed while the request still waited to go.
-                    let unsent = refused_by_goaway(&e) || e.is_canceled();
-                    (e, unsent)
-                })
-            }
-        }
+        version: HttpVersion,
+    ) -> Result<http::Response<Incoming>, (Outcome, bool)> {
+        let sent =
+            match &mut self.send {
+                Sender::Http1(s) => match s.ready().await {
+                    Err(e) => Err((e, true)),
+                    Ok(()) => s.send_request(request).await.map_err(|e| (e, false)),
+                },
+                Sender::Http2(s) => match s.ready().await {
+                    Err(e) => Err((e, true)),
+                    Ok(()) => s.send_request(request).await.map_err(|e| {
+                        // Canceled: the connection closed while the request still waited to go.
+                        let unsent = refused_by_goaway(&e) || e.is_canceled();
+                        (e, unsent)
+                    }),
+                },
+                // Its calls go through `WebCall::exchange_http1`; a request built for hyper is
+                // not sent on it.
+                Sender::Lean1(_) => return Err((
+                    Outcome::failed(
+                        status::INTERNAL,
+                        "a request built for hyper's client was given a lean HTTP/1.1 connection",
+                    ),
+                    true,
+                )),
+            };
+        sent.map_err(|(e, unsent)| (self.failure(&e, version), unsent))
     }
 
     /// A second handle on an HTTP/2 connection (it multiplexes calls); `None` for HTTP/1.1,
     /// which carries one call at a time.
     pub fn try_clone(&self) -> Option<Self> {
         match &self.send {
-            Sender::Http1(_) => None,
+            Sender::Http1(_) | Sender::Lean1(_) => None,
             Sender::Http2(s) => Some(Self {
                 send: Sender::Http2(s.clone()),
                 ended: self.ended.clone(),
@@ -187,6 +211,7 @@ impl WebSender {
         match &self.send {
             Sender::Http1(s) => s.is_closed(),
             Sender::Http2(s) => s.is_closed(),
+            Sender::Lean1(c) => c.is_closed(),
         }
     }
 
@@ -349,6 +374,11 @@ impl WebCall {
                 HttpVersion::Http2 => "h2",
             }])
         });
+        let (http1_head, static_trace) = if version == HttpVersion::Http1 {
+            http1_head(&path, &headers)
+        } else {
+            (Bytes::new(), Vec::new())
+        };
         Self {
             uri,
             headers,
@@ -363,6 +393,60 @@ impl WebCall {
             cors,
             templated: native.templated().clone(),
             lean: native.lean(),
+            http1_head,
+            static_trace,
+        }
+    }
+
+    /// Opens a connection for this call to `endpoint`: a lean one for unary calls over
+    /// HTTP/1.1 (`transport = "lean"`), hyper's client otherwise.
+    pub async fn connect(&self, endpoint: &Endpoint) -> Result<WebSender, ConnectError> {
+        if !(self.lean && self.version == HttpVersion::Http1 && !self.streaming) {
+            return connect(endpoint, self.version).await;
+        }
+        let transport = open_transport_for(endpoint, b"http/1.1").await?;
+        Ok(WebSender {
+            send: Sender::Lean1(Box::new(http1::Http1Connection::new(transport))),
+            ended: Arc::default(),
+        })
+    }
+
+    /// Appends the whole HTTP/1.1 request of one call to `out`: the prepared head, the
+    /// call's own headers, its length and its body (base64 for `grpc-web-text`).
+    fn write_http1_request(&self, out: &mut Vec<u8>, per_call: &PerCall, framed: &[u8]) {
+        use std::io::Write;
+        out.extend_from_slice(&self.http1_head);
+        let line = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        match &per_call.trace {
+            Some(t) => line(out, b"traceparent", t.as_bytes()),
+            None => {
+                for t in &self.static_trace {
+                    line(out, b"traceparent", t.as_bytes());
+                }
+            }
+        }
+        for (name, value) in &per_call.metadata {
+            line(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let length = if self.text {
+            base64::encoded_len(framed.len(), true).unwrap_or(usize::MAX)
+        } else {
+            framed.len()
+        };
+        let _ = write!(out, "content-length: {length}\r\n\r\n");
+        if self.text {
+            let at = out.len();
+            out.resize(at + length, 0);
+            let written = engine.encode_slice(framed, &mut out[at..]).unwrap_or(0);
+            out.truncate(at + written);
+        } else {
+            out.extend_from_slice(framed);
         }
     }
 
@@ -476,39 +560,63 @@ impl WebCall {
     }
 
     async fn preflight_exchange(&self, sender: &mut WebSender, cors: &Cors) -> Result<(), Outcome> {
+        if let Sender::Lean1(conn) = &mut sender.send {
+            return self.preflight_http1(conn, cors).await;
+        }
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = Method::OPTIONS;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = cors.preflight.clone();
-        let refused = |why: String| {
-            Outcome::failed(
-                status::UNAVAILABLE,
-                format!("CORS preflight: {why}; a browser at this origin would not make the call"),
-            )
-        };
-        let response = match sender.send(request).await {
+        let response = match sender.send(request, self.version).await {
             Ok(r) => r,
-            Err((e, _)) => return Err(sender.failure(&e, self.version)),
+            Err((o, _)) => return Err(o),
         };
         let (head, body) = response.into_parts();
         // Read the (empty) body so an HTTP/1.1 connection can carry the call; bounded.
         let _ = http_body_util::Limited::new(body, 64 * 1024)
             .collect()
             .await;
-        if !head.status.is_success() {
-            return Err(refused(format!("HTTP status {}", head.status.as_u16())));
-        }
-        let allowed = head.headers.get("access-control-allow-origin");
-        match allowed {
-            Some(a) if a == "*" || *a == cors.origin => Ok(()),
-            Some(a) => Err(refused(format!(
-                "the server allows origin {}, not {}",
-                String::from_utf8_lossy(a.as_bytes()),
-                String::from_utf8_lossy(cors.origin.as_bytes())
-            ))),
-            None => Err(refused(
-                "no Access-Control-Allow-Origin in the answer".into(),
-            )),
+        judge_preflight(
+            head.status.as_u16(),
+            head.headers
+                .get("access-control-allow-origin")
+                .map(HeaderValue::as_bytes),
+            &cors.origin,
+        )
+    }
+
+    /// The preflight on a lean HTTP/1.1 connection.
+    async fn preflight_http1(
+        &self,
+        conn: &mut http1::Http1Connection,
+        cors: &Cors,
+    ) -> Result<(), Outcome> {
+        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        let write = |out: &mut Vec<u8>| {
+            out.extend_from_slice(b"OPTIONS ");
+            out.extend_from_slice(path.as_bytes());
+            out.extend_from_slice(b" HTTP/1.1\r\n");
+            for (name, value) in &cors.preflight {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+        };
+        let judge = |status: u16, fields: &[httparse::Header<'_>]| {
+            let allowed = http1::response::header(fields, "access-control-allow-origin");
+            judge_preflight(status, allowed, &cors.origin).err()
+        };
+        // The answer's body (there should be none) is read and dropped, so that the
+        // connection can carry the call; the preflight's deadline bounds it.
+        match conn.exchange(write, &judge, &mut |_| Ok(())).await {
+            Ok(http1::Answer {
+                verdict: Some(refused),
+                ..
+            }) => Err(refused),
+            Ok(_) => Ok(()),
+            Err(failure) => Err(failure.outcome),
         }
     }
 
@@ -546,6 +654,9 @@ impl WebCall {
         framed: Bytes,
         io: CallIo<'_, F>,
     ) -> (Outcome, Afterwards) {
+        if let Sender::Lean1(conn) = &mut sender.send {
+            return self.exchange_http1(conn, framed, io).await;
+        }
         let CallIo {
             per_call,
             stop,
@@ -572,7 +683,7 @@ impl WebCall {
         };
         tokio::pin!(stopped);
         let answered = tokio::select! {
-            r = sender.send(request) => r,
+            r = sender.send(request, self.version) => r,
             // A server stream the server never answered: the run's end cancels it, and it
             // counts as failed with the reason (it measured nothing).
             _ = &mut stopped => return (
@@ -585,8 +696,7 @@ impl WebCall {
         };
         let response = match answered {
             Ok(r) => r,
-            Err((e, unsent)) => {
-                let o = sender.failure(&e, self.version);
+            Err((o, unsent)) => {
                 let after = if unsent {
                     Afterwards::NotProcessed
                 } else {
@@ -657,6 +767,124 @@ impl WebCall {
     }
 }
 
+/// Whether a browser would make the call after this CORS preflight answer: `Err` says why not.
+fn judge_preflight(
+    http_status: u16,
+    allowed: Option<&[u8]>,
+    origin: &HeaderValue,
+) -> Result<(), Outcome> {
+    let refused = |why: String| {
+        Outcome::failed(
+            status::UNAVAILABLE,
+            format!("CORS preflight: {why}; a browser at this origin would not make the call"),
+        )
+    };
+    if !(200..300).contains(&http_status) {
+        return Err(refused(format!("HTTP status {http_status}")));
+    }
+    match allowed {
+        Some(a) if a == b"*" || a == origin.as_bytes() => Ok(()),
+        Some(a) => Err(refused(format!(
+            "the server allows origin {}, not {}",
+            String::from_utf8_lossy(a),
+            String::from_utf8_lossy(origin.as_bytes())
+        ))),
+        None => Err(refused(
+            "no Access-Control-Allow-Origin in the answer".into(),
+        )),
+    }
+}
+
+/// HTTP/1.1's request line and the headers every call sends, `traceparent` apart (a call's
+/// own replaces it).
+fn http1_head(path: &str, headers: &HeaderMap) -> (Bytes, Vec<HeaderValue>) {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"POST ");
+    head.extend_from_slice(path.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut trace = Vec::new();
+    for (name, value) in headers {
+        if name == "traceparent" {
+            trace.push(value.clone());
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    (Bytes::from(head), trace)
+}
+
+/// What to say of a server that does not speak HTTP/1.1 (`why`: what showed it).
+pub(crate) fn not_http1_message(why: &str) -> String {
+    format!("{WRONG_PROTOCOL}the server does not speak HTTP/1.1 ({why}): it may speak HTTP/2 only, as native gRPC servers do; set `http_version = \"2\"`, or `protocol = \"grpc\"` for native gRPC")
+}
+
+impl WebCall {
+    /// A unary call on a lean HTTP/1.1 connection.
+    async fn exchange_http1<F: FnMut()>(
+        &self,
+        conn: &mut http1::Http1Connection,
+        framed: Bytes,
+        io: CallIo<'_, F>,
+    ) -> (Outcome, Afterwards) {
+        let CallIo {
+            per_call,
+            on_message,
+            keep,
+            ..
+        } = io;
+        let mut reader = WebBodyReader::new(self.text, self.max_receive);
+        reader.keep_first = keep.is_some();
+        let judge = |http_status: u16, fields: &[httparse::Header<'_>]| {
+            let header = |name| http1::response::header(fields, name);
+            // Named only when refused: no copy per call.
+            let sent = if http_status == 200 {
+                String::new()
+            } else {
+                self.content_type_sent()
+            };
+            judge_web_head(
+                http_status,
+                header("content-type"),
+                header("grpc-status"),
+                header("grpc-message"),
+                &sent,
+            )
+        };
+        let answer = {
+            let mut sink = |data: &[u8]| {
+                for _ in 0..reader.feed(data)? {
+                    on_message();
+                }
+                Ok(())
+            };
+            conn.exchange(
+                |out| self.write_http1_request(out, per_call, &framed),
+                &judge,
+                &mut sink,
+            )
+            .await
+        };
+        match answer {
+            Err(failure) if failure.unsent => (failure.outcome, Afterwards::NotProcessed),
+            Err(failure) => (failure.outcome, Afterwards::Spent),
+            Ok(http1::Answer {
+                verdict: Some(ended),
+                ..
+            }) => (ended, Afterwards::Spent),
+            Ok(http1::Answer { framing, .. }) => {
+                let outcome = framing.with_trailers(|t| reader.finish_with(t, !self.streaming));
+                if let Some(slot) = keep {
+                    *slot = reader.take_first().map(Bytes::from);
+                }
+                (outcome, Afterwards::reusable_if(!conn.is_closed()))
+            }
+        }
+    }
+}
+
 /// What a hyper error means for the call, in words that say what to change.
 fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
     let reset = std::error::Error::source(e)
@@ -696,10 +924,7 @@ fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
     // request (hyper: "unexpected message") or as the answer (a parse error).
     let not_http1 = e.is_parse() || chain.contains("unexpected message");
     let mut o = if not_http1 && version == HttpVersion::Http1 {
-        Outcome::failed(
-            status::UNAVAILABLE,
-            format!("{WRONG_PROTOCOL}the server does not speak HTTP/1.1 ({chain}): it may speak HTTP/2 only, as native gRPC servers do; set `http_version = \"2\"`, or `protocol = \"grpc\"` for native gRPC"),
-        )
+        Outcome::failed(status::UNAVAILABLE, not_http1_message(&chain))
     } else if e.is_timeout() {
         Outcome::failed(status::DEADLINE_EXCEEDED, chain)
     } else {
