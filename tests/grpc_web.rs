@@ -46,7 +46,13 @@ fn every_protocol_and_http_version_counts_what_the_server_served() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::python_web(&[]);
     let mut total = 0;
-    for (i, (protocol, http)) in EVERY_FORM.into_iter().enumerate() {
+    // Every form on the default transport (HTTP/1.1 on the lean connection, HTTP/2 on the
+    // lean client), then HTTP/1.1 through hyper's client (`transport = "h2"`).
+    let forms = EVERY_FORM
+        .into_iter()
+        .map(|(protocol, http)| (protocol, http, "lean"))
+        .chain([("grpc-web", "1.1", "h2"), ("grpc-web-text", "1.1", "h2")]);
+    for (i, (protocol, http, transport)) in forms.enumerate() {
         let n = 150 + i as u64;
         let report = report_of(
             dir.path(),
@@ -55,7 +61,7 @@ fn every_protocol_and_http_version_counts_what_the_server_served() {
                 &server.address(),
                 "unary",
                 &format!("protocol = \"{protocol}\"\nhttp_version = \"{http}\""),
-                &format!("data = {{ message = \"{protocol} {http} {{{{request_number}}}}\" }}"),
+                &format!("data = {{ message = \"{protocol} {http} {transport} {{{{request_number}}}}\" }}\ntransport = \"{transport}\""),
                 &format!("requests = {n}\nconcurrency = 4"),
             ),
         );
@@ -71,7 +77,7 @@ fn every_protocol_and_http_version_counts_what_the_server_served() {
             "{report}"
         );
         // Over HTTP/2 the calls go on the lean client, which reports its connections.
-        if http == "2" {
+        if http == "2" && transport == "lean" {
             assert_eq!(num(&report, "connections.opened"), 1.0, "{report}");
             assert!(num(&report, "connections.socket_writes") >= 1.0, "{report}");
         } else {
@@ -81,9 +87,9 @@ fn every_protocol_and_http_version_counts_what_the_server_served() {
     }
     let counts = server.stop_with_counts();
     assert_eq!(counts["unary"].as_u64(), Some(total), "{counts}");
-    // Connections: HTTP/1.1 one per worker (4 per run, two runs), HTTP/2 the one
+    // Connections: HTTP/1.1 one per worker (4 per run, four runs), HTTP/2 the one
     // `[load] connections` (the default, 1) shared by the workers (two runs).
-    assert_eq!(counts["connections"].as_u64(), Some(2 * 4 + 2), "{counts}");
+    assert_eq!(counts["connections"].as_u64(), Some(4 * 4 + 2), "{counts}");
     assert_eq!(
         counts["messages"].as_object().unwrap().len() as u64,
         total,

@@ -133,7 +133,12 @@ impl WebBodyReader {
                 self.remaining = len;
             } else {
                 let take = (self.remaining as usize).min(data.len());
-                if self.trailer_frame {
+                if self.trailer_frame && self.trailer.is_empty() && take == self.remaining as usize
+                {
+                    // The whole frame in this piece (the usual case): read where it lies,
+                    // not copied.
+                    self.status = Some(parse_trailers(&data[..take]));
+                } else if self.trailer_frame {
                     self.trailer.extend_from_slice(&data[..take]);
                 } else if self.keep_first && self.first.is_none() {
                     self.keeping.extend_from_slice(&data[..take]);
@@ -145,7 +150,9 @@ impl WebBodyReader {
                 self.in_frame = false;
                 self.header_len = 0;
                 if self.trailer_frame {
-                    self.status = Some(parse_trailers(&self.trailer));
+                    if self.status.is_none() {
+                        self.status = Some(parse_trailers(&self.trailer));
+                    }
                 } else {
                     if self.keep_first && self.first.is_none() {
                         self.first = Some(std::mem::take(&mut self.keeping));

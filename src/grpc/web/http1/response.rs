@@ -335,10 +335,16 @@ impl Chunked {
                         at = input.len();
                         continue;
                     };
-                    self.keep_line(&rest[..=end], MAX_CHUNK_LINE, "chunk-size line")?;
                     at += end + 1;
-                    let size = chunk_size(&self.line)?;
-                    self.line.clear();
+                    let size = if self.line.is_empty() && end < MAX_CHUNK_LINE {
+                        // The whole line in this piece (the usual case): read where it lies.
+                        chunk_size(&rest[..=end])?
+                    } else {
+                        self.keep_line(&rest[..=end], MAX_CHUNK_LINE, "chunk-size line")?;
+                        let size = chunk_size(&self.line)?;
+                        self.line.clear();
+                        size
+                    };
                     if size == 0 {
                         self.state = ChunkState::Trailer;
                     } else {
@@ -368,6 +374,11 @@ impl Chunked {
                     } else {
                         ChunkState::SizeLine
                     };
+                }
+                ChunkState::Trailer if self.line.is_empty() && rest.starts_with(b"\r\n") => {
+                    // No trailer section (the usual case).
+                    at += 2;
+                    self.state = ChunkState::Done;
                 }
                 ChunkState::Trailer => {
                     // The trailer section ends with an empty line: at once ("\r\n"), or
@@ -634,5 +645,105 @@ mod tests {
         assert_eq!((got.as_slice(), done), (&b"abcdef"[..], false));
         assert!(Framing::UntilClose.ends_at_close());
         assert!(!Framing::Length(1).ends_at_close());
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! The response reader under the stable fuzz loop (`crate::fuzzing`): heads, interim
+    //! answers and bodies in every framing, cut into reads anywhere, judged as a gRPC-Web
+    //! call's and read by the gRPC-Web body reader, as a call on the connection reads them.
+
+    use super::*;
+    use crate::grpc::web::WebBodyReader;
+
+    /// Reads `input` as the connection does, reads cut by the input's own bytes.
+    fn read_as_a_call(input: &[u8]) {
+        let mut reader = WebBodyReader::new(input.len() % 2 == 1, 1024);
+        let mut body_bytes = 0usize;
+        let mut sink = |data: &[u8]| {
+            body_bytes += data.len();
+            reader.feed(data).map(drop)
+        };
+        let judge = |status: u16, fields: &[httparse::Header<'_>]| {
+            crate::grpc::web::judge_web_head(
+                status,
+                header(fields, "content-type"),
+                header(fields, "grpc-status"),
+                header(fields, "grpc-message"),
+                "application/grpc-web+proto",
+            )
+        };
+        let (mut buf, mut at, mut fed) = (Vec::new(), 0usize, 0usize);
+        let mut framing = None;
+        while fed < input.len() {
+            // A read: as many bytes as the next input byte says.
+            let n = (usize::from(input[fed]) * 13 % 251 + 1).min(input.len() - fed);
+            buf.extend_from_slice(&input[fed..fed + n]);
+            fed += n;
+            loop {
+                let Some(body) = framing.as_mut() else {
+                    match parse_head(&buf[at..], judge) {
+                        Ok(Parsed::Final(len, head)) => {
+                            at += len;
+                            if head.verdict.is_some() {
+                                return;
+                            }
+                            framing = Some(head.framing);
+                            continue;
+                        }
+                        Ok(Parsed::Interim(len)) => {
+                            at += len;
+                            continue;
+                        }
+                        Ok(Parsed::Incomplete) => break,
+                        Err(_) => return,
+                    }
+                };
+                match body.decode(&buf[at..], &mut sink) {
+                    Ok(d) => {
+                        assert!(d.used <= buf.len() - at);
+                        at += d.used;
+                        if d.done {
+                            body.with_trailers(|t| {
+                                let kept = t.map_or(0, |(c, m)| c.len() + m.map_or(0, <[u8]>::len));
+                                assert!(kept <= MAX_TRAILER_SECTION);
+                            });
+                            return;
+                        }
+                        break;
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+        assert!(body_bytes <= input.len());
+    }
+
+    #[test]
+    fn fuzz_http1_response_reader() {
+        let seeds = vec![
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web+proto\r\ntransfer-encoding: chunked\r\n\r\n7\r\n\0\0\0\0\x02\x0a\0\r\n14\r\n\x80\0\0\0\x0fgrpc-status: 0\r\n\r\n0\r\n\r\n".to_vec(),
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-type: application/grpc-web\r\ncontent-length: 7\r\n\r\n\0\0\0\0\x02\x0a\0".to_vec(),
+            b"HTTP/1.0 200 OK\r\ncontent-type: application/grpc-web-text\r\n\r\nAAAAAAIKAA==".to_vec(),
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc-web\r\ntransfer-encoding: chunked\r\n\r\n0\r\ngrpc-status: 5\r\ngrpc-message: gone\r\n\r\n".to_vec(),
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec(),
+        ];
+        let target = crate::fuzzing::Target {
+            name: "http1_response_reader",
+            seeds,
+            dictionary: vec![
+                b"\r\n",
+                b"transfer-encoding: chunked\r\n",
+                b"content-length: ",
+                b"ffffffffffffffff\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                b";ext=1",
+                b"\x80\0\0\0",
+            ],
+            check: &read_as_a_call,
+        };
+        let ran = crate::fuzzing::run(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &target);
+        assert!(ran.cases > 0);
     }
 }
