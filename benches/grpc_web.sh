@@ -13,6 +13,9 @@
 # same rate over HTTP/2 (native gRPC) and over HTTP/1.1 (`--h1`, gRPC-Web): what one
 # call per connection costs a client with no per-call overhead of its own.
 #
+# gRPC-Web over HTTP/1.1 runs twice: on the lean HTTP/1.1 connection (the default) and
+# through hyper's client (`transport = "h2"`), what the lean connection replaced.
+#
 # Rounds alternate the forms, so a shared machine's drift moves them alike; the median round
 # is printed, with each form's ratio to native against the same pair.
 #
@@ -59,13 +62,16 @@ concurrency = $CONC
 duration = "${SECS}s"
 TOML
 }
-forms=(native web11 web2 text11)
-extras=("" 'protocol = "grpc-web"' $'protocol = "grpc-web"\nhttp_version = "2"' 'protocol = "grpc-web-text"')
+# web11hyper: HTTP/1.1 through hyper's client (`transport = "h2"`), what the lean HTTP/1.1
+# connection replaced for unary calls, measured beside it.
+forms=(native web11 web11hyper web2 text11)
+extras=("" 'protocol = "grpc-web"' 'protocol = "grpc-web"' $'protocol = "grpc-web"\nhttp_version = "2"' 'protocol = "grpc-web-text"')
+calls=("" "" 'transport = "h2"' "" "")
 for i in "${!forms[@]}"; do
   scenario "$work/py-${forms[$i]}.toml" "$([ $i = 0 ] && echo "$native" || echo "$web")" "${extras[$i]}" "$RATE" \
-    testing.echo.v1.Echo/Say $'proto = ["'"$PWD"$'/tests/python/echo.proto"]\ndata = { message = "hello" }'
+    testing.echo.v1.Echo/Say $'proto = ["'"$PWD"$'/tests/python/echo.proto"]\ndata = { message = "hello" }\n'"${calls[$i]}"
   scenario "$work/ref-${forms[$i]}.toml" "$ref" "${extras[$i]}" "$REF_RATE" \
-    loadagent.bench.v1.Bench/Unary 'data = { payload_size = 5 }'
+    loadagent.bench.v1.Bench/Unary $'data = { payload_size = 5 }\n'"${calls[$i]}"
 done
 
 # BenchRequest { payload_size: 5 } = 08 05, in a gRPC frame (flag 0, length 2): the body
@@ -115,7 +121,7 @@ for line in open(sys.argv[1]):
         sys.exit(f"{pair} {form} round {rnd}: {done - ok} of {done} requests failed: {report['errors'][:3]}")
     per_1k = (cpu["user"] + cpu["system"]) / done * 1000 * 1000  # ms of CPU per 1,000 requests
     rows.setdefault(pair, {}).setdefault(form, []).append((per_1k, done, report["latency"]["corrected"]["p50_us"]))
-names = {"native": "native gRPC (HTTP/2)", "web11": "grpc-web, HTTP/1.1", "web2": "grpc-web, HTTP/2", "text11": "grpc-web-text, HTTP/1.1"}
+names = {"native": "native gRPC (HTTP/2)", "web11": "grpc-web, HTTP/1.1", "web11hyper": "grpc-web, HTTP/1.1 (hyper)", "web2": "grpc-web, HTTP/2", "text11": "grpc-web-text, HTTP/1.1"}
 titles = {"ref": "same server (reference target, tonic + tonic-web)", "py": "two servers (grpcio native, sonora gRPC-Web)"}
 for pair in ["ref", "py"]:
     print(f"\n-- {titles[pair]}")

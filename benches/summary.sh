@@ -88,6 +88,9 @@ for part, server in [(same, "same server: reference target, tonic-web"), (pair, 
         m = re.search(re.escape(form) + r"\s+([0-9.]+)\s+([0-9.]+)x", part)
         if m:
             peer_cell = f"native {native:.1f} ms"
+            hyper = re.search(r"grpc-web, HTTP/1\.1 \(hyper\)\s+([0-9.]+)\s+([0-9.]+)x", part)
+            if label == "HTTP/1.1" and hyper:
+                peer_cell += f"; hyper's client {hyper.group(2)}×"
             if label == "HTTP/1.1" and h1_ratio and part is same:
                 peer_cell += f"; h2load --h1 / h2load {h1_ratio.group(1)}×"
             row(f"gRPC-Web CPU per 1,000 requests over {label} ({server})", f"{m.group(1)} ms",
@@ -115,10 +118,12 @@ if m and streams:
     share = int(asked.group(1)) / int(asked.group(2)) if asked else float(m.group(3)) / n
     row(f"{n:,} bidi streams × 1 msg/s: received of asked", f"{share * 100:.1f}%", "", "", "≥ 99.9%")
 
-per_call = find("allocations", r"([0-9.]+) per call")
+per_call = find("allocations", r"allocations, unary: .* ([0-9.]+) per call")
+per_web = find("allocations", r"allocations, grpc-web over HTTP/1.1: .* ([0-9.]+) per call")
 per_msg = find("allocations", r"([0-9.]+) per message")
 per_probe = find("allocations", r"([0-9.]+) per probe")
 row("Allocations per unary call (tests/allocations.rs)", f"{per_call}", "", "", "budget 0.1")
+row("Allocations per gRPC-Web call over HTTP/1.1", f"{per_web}", "", "", "budget 1.1")
 row("Allocations per streamed message", f"{per_msg}", "", "", "budget 0.1")
 row("Allocations per health-check probe", f"{per_probe}", "", "", "budget 5.5")
 per_round = find("allocations", r"([0-9.]+) per published probe round")

@@ -91,8 +91,9 @@ fn allocations_of(dir: &std::path::Path, address: &str, target_extra: &str, requ
     allocations
 }
 
-/// Allocations per call of `requests` and twice as many, the first runs' warm-up apart.
-fn allocations_per_call(target_extra: &str, n: u64) -> f64 {
+/// Allocations per call of `n` calls and twice as many, the first runs' warm-up apart;
+/// printed with `label` (benches/summary.sh reads it).
+fn allocations_per_call(label: &str, target_extra: &str, n: u64) -> f64 {
     let target = Server::reference_target();
     let dir = tempfile::tempdir().unwrap();
     // The first run warms what is made once per process (descriptor pools, TLS roots).
@@ -101,7 +102,7 @@ fn allocations_per_call(target_extra: &str, n: u64) -> f64 {
     let twice = allocations_of(dir.path(), &target.address(), target_extra, 2 * n);
     let per_call = twice.saturating_sub(once) as f64 / n as f64;
     eprintln!(
-        "allocations ({target_extra}): {once} for {n} calls, {twice} for {}: {per_call:.2} per call",
+        "allocations, {label}: {once} for {n} calls, {twice} for {}: {per_call:.2} per call",
         2 * n
     );
     per_call
@@ -131,7 +132,7 @@ fn allocations_running(path: &std::path::Path) -> (u64, loadagent::report::Repor
 #[test]
 fn a_unary_call_allocates_within_its_budget() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let per_call = allocations_per_call("", 4_000);
+    let per_call = allocations_per_call("unary", "", 4_000);
     assert!(
         per_call <= UNARY_BUDGET,
         "{per_call:.2} allocations per unary call, above the budget of {UNARY_BUDGET}: \
@@ -149,7 +150,11 @@ const WEB_HTTP1_BUDGET: f64 = 1.1;
 #[test]
 fn a_grpc_web_call_over_http1_allocates_within_its_budget() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let per_call = allocations_per_call("protocol = \"grpc-web\"\nhttp_version = \"1.1\"", 2_000);
+    let per_call = allocations_per_call(
+        "grpc-web over HTTP/1.1",
+        "protocol = \"grpc-web\"\nhttp_version = \"1.1\"",
+        2_000,
+    );
     assert!(
         per_call <= WEB_HTTP1_BUDGET,
         "{per_call:.2} allocations per gRPC-Web call over HTTP/1.1, above the budget of \

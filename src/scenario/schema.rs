@@ -59,7 +59,7 @@ fn call_keys() -> Vec<Key> {
                 key("timeout", "duration", format!("{} for unary calls and storms, none for streams", secs(DEFAULT_CALL_TIMEOUT)), "each call's gRPC deadline"),
                 key("compression", "`\"gzip\"`, `\"none\"`", "`\"none\"`", "request compression"),
                 key("max_receive_message_size", "integer (bytes)", format!("{DEFAULT_MAX_RECEIVE_BYTES} (4 MiB, gRPC's)"), "larger response messages fail as RESOURCE_EXHAUSTED; at most 1 GiB"),
-                key("transport", "`\"lean\"`, `\"h2\"`", "`\"lean\"`", "unary calls (native, and gRPC-Web over HTTP/2) over the lean HTTP/2 client or the general one (h2; hyper for gRPC-Web)"),
+                key("transport", "`\"lean\"`, `\"h2\"`", "`\"lean\"`", "unary calls over the lean clients (native and gRPC-Web over HTTP/2: the lean HTTP/2 client; gRPC-Web over HTTP/1.1: the lean HTTP/1.1 connection) or the general ones (h2; hyper for gRPC-Web)"),
                 key("retry", "table", "none (no retries)", "gRPC's retry policy (below); unary calls over native gRPC and the lean client"),
     ]
 }

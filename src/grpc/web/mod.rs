@@ -517,10 +517,25 @@ impl WebCall {
             on_message: &mut || {},
             keep: Some(&mut kept),
         };
-        let (outcome, reusable) = self
-            .within_deadline(self.exchange(sender, framed, io))
-            .await;
+        let (outcome, reusable) = self.run(sender, framed, io).await;
         (outcome, kept, reusable)
+    }
+
+    /// A call under its deadline: on a lean HTTP/1.1 connection in place; through hyper's
+    /// client boxed — its futures are large, and a lean call's state (moved a few times a
+    /// call, and boxed by its worker) should not carry their room.
+    async fn run<F: FnMut()>(
+        &self,
+        sender: &mut WebSender,
+        framed: Bytes,
+        io: CallIo<'_, F>,
+    ) -> (Outcome, Afterwards) {
+        if let Sender::Lean1(conn) = &mut sender.send {
+            return self
+                .within_deadline(self.exchange_http1(conn, framed, io))
+                .await;
+        }
+        Box::pin(self.within_deadline(self.exchange(sender, framed, io))).await
     }
 
     /// A call under the call's deadline (`[call] timeout`), when it has one.
@@ -644,8 +659,7 @@ impl WebCall {
             on_message,
             keep: None,
         };
-        self.within_deadline(self.exchange(sender, framed, io))
-            .await
+        self.run(sender, framed, io).await
     }
 
     async fn exchange<F: FnMut()>(
@@ -654,9 +668,6 @@ impl WebCall {
         framed: Bytes,
         io: CallIo<'_, F>,
     ) -> (Outcome, Afterwards) {
-        if let Sender::Lean1(conn) = &mut sender.send {
-            return self.exchange_http1(conn, framed, io).await;
-        }
         let CallIo {
             per_call,
             stop,

@@ -75,9 +75,16 @@ pub(crate) fn parse_head(
     buf: &[u8],
     judge: impl FnOnce(u16, &[httparse::Header<'_>]) -> Option<Outcome>,
 ) -> Result<Parsed, Malformed> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
+    // Left uninitialised: httparse writes only the lines it finds (no 3 KB cleared a call).
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(Malformed::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(Parsed::Incomplete),
