@@ -55,6 +55,11 @@ pub const WRONG_PROTOCOL: &str = "wrong protocol: ";
 /// call was left fails (exit 1) — the target never answered, nothing was measured.
 pub const NO_ANSWER: &str = "no answer: ";
 
+/// What to say of a gRPC-Web server that does not speak HTTP/1.1 (`why`: what showed it).
+pub fn not_http1(why: &str) -> String {
+    format!("{WRONG_PROTOCOL}the server does not speak HTTP/1.1 ({why}): it may speak HTTP/2 only, as native gRPC servers do; set `http_version = \"2\"`, or `protocol = \"grpc\"` for native gRPC")
+}
+
 /// A tonic status as gRPC clients report it: tonic's channel reports its own deadline
 /// (`Endpoint::timeout`) as CANCELLED "Timeout expired", where a gRPC client reports a
 /// passed deadline as DEADLINE_EXCEEDED; so does everything here (probes, the agent).

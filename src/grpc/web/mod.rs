@@ -827,11 +827,6 @@ fn http1_head(path: &str, headers: &HeaderMap) -> (Bytes, Vec<HeaderValue>) {
     (Bytes::from(head), trace)
 }
 
-/// What to say of a server that does not speak HTTP/1.1 (`why`: what showed it).
-pub(crate) fn not_http1_message(why: &str) -> String {
-    format!("{WRONG_PROTOCOL}the server does not speak HTTP/1.1 ({why}): it may speak HTTP/2 only, as native gRPC servers do; set `http_version = \"2\"`, or `protocol = \"grpc\"` for native gRPC")
-}
-
 impl WebCall {
     /// A unary call on a lean HTTP/1.1 connection.
     async fn exchange_http1<F: FnMut()>(
@@ -935,7 +930,7 @@ fn outcome_of(e: &hyper::Error, version: HttpVersion) -> Outcome {
     // request (hyper: "unexpected message") or as the answer (a parse error).
     let not_http1 = e.is_parse() || chain.contains("unexpected message");
     let mut o = if not_http1 && version == HttpVersion::Http1 {
-        Outcome::failed(status::UNAVAILABLE, not_http1_message(&chain))
+        Outcome::failed(status::UNAVAILABLE, status::not_http1(&chain))
     } else if e.is_timeout() {
         Outcome::failed(status::DEADLINE_EXCEEDED, chain)
     } else {

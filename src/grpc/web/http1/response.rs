@@ -35,7 +35,7 @@ impl Malformed {
             ),
             Self::NotHttp1(why) => Outcome::failed(
                 status::UNAVAILABLE,
-                super::super::not_http1_message(&format!("the answer is not an HTTP/1.1 response: {why}")),
+                status::not_http1(&format!("the answer is not an HTTP/1.1 response: {why}")),
             ),
             Self::Framing(why) => Outcome::failed(
                 status::UNAVAILABLE,
