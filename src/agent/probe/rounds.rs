@@ -257,6 +257,8 @@ impl Prober {
         let n = self.calls;
         self.calls += 1;
         let verdict = probe.call_web(call, sender, n, &mut self.renderer).await;
+        // Idle until the next round: its buffers are given back meanwhile.
+        sender.shrink_idle();
         if !verdict.reusable {
             if let Some((_, s)) = self.web.as_deref_mut() {
                 *s = None;

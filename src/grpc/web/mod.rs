@@ -206,6 +206,14 @@ impl WebSender {
         }
     }
 
+    /// Gives back what a lean HTTP/1.1 connection holds between calls (a probe's, idle
+    /// until its next round); hyper's connections keep theirs.
+    pub fn shrink_idle(&mut self) {
+        if let Sender::Lean1(conn) = &mut self.send {
+            conn.shrink_idle();
+        }
+    }
+
     /// Whether the connection can take no more calls.
     pub fn is_closed(&self) -> bool {
         match &self.send {

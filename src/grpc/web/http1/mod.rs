@@ -19,8 +19,9 @@ use crate::grpc::channel::Transport;
 use crate::grpc::status;
 use crate::grpc::unary::Outcome;
 
-/// The read buffer's size: a unary answer's head and body fit in one read.
-const READ_BUFFER: usize = 16 * 1024;
+/// The read buffer's size (hyper's first is the same): a unary answer's head and body
+/// usually fit in one read; a body is read through it, not kept.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// One HTTP/1.1 connection, one call at a time.
 pub(crate) struct Http1Connection {
@@ -85,6 +86,17 @@ impl Http1Connection {
     /// Whether it can carry no more calls.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Gives back its buffers between calls (a probe's connection, idle for seconds); the
+    /// next call allocates them again.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.start == self.end {
+            self.buf = Vec::new();
+            self.out = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
     }
 
     /// Whether the server closed (or wrote to) the connection while it was idle. No system
@@ -215,6 +227,10 @@ impl Http1Connection {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+        }
+        if self.buf.len() < READ_BUFFER {
+            // Given back while idle (`shrink_idle`).
+            self.buf.resize(READ_BUFFER, 0);
         }
         if self.end == self.buf.len() {
             if self.start > 0 {

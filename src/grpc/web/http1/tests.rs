@@ -70,7 +70,7 @@ const CHUNKED: &[u8] =
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nxyz\r\n2\r\n!!\r\n0\r\n\r\n";
 
 #[tokio::test]
-async fn calls_follow_each_other_on_one_connection_with_their_bytes_exact() {
+async fn calls_follow_each_other_on_one_connection_with_their_bytes_exact_and_buffers_given_back() {
     let (mut conn, server) = connected(|mut s| async move {
         for answer in [
             CHUNKED,
@@ -90,7 +90,10 @@ async fn calls_follow_each_other_on_one_connection_with_their_bytes_exact() {
     assert!(answer.is_ok());
     assert_eq!(body, b"wxyz");
     assert!(!conn.is_closed());
-    // An empty body is whole as soon as its head is.
+    // Buffers given back while idle (a probe's connection) come back for the next call;
+    // an empty body is whole as soon as its head is.
+    conn.shrink_idle();
+    assert!(conn.buf.is_empty() && conn.out.capacity() == 0);
     let (answer, body) = call(&mut conn, REQUEST).await;
     assert!(answer.is_ok() && body.is_empty());
     assert!(!conn.is_closed());
