@@ -2,9 +2,10 @@
 //! server that serves it itself (sonora, …). The request is a gRPC message framed as in
 //! native gRPC (base64 for `grpc-web-text`) in an HTTP/1.1 or HTTP/2 POST; the status comes
 //! in a last frame of the body (flag 0x80) holding the trailers as HTTP/1 header lines, or —
-//! trailers-only — in the response headers. Unary calls over HTTP/1.1 go on a lean
-//! connection of their own ([`http1`]), over HTTP/2 on the lean HTTP/2 client under load;
-//! server streams, CORS preflights and `transport = "h2"` go through hyper's client.
+//! trailers-only — in the response headers. Unary calls over HTTP/1.1, and their CORS
+//! preflights, go on a lean connection of their own ([`http1`]); unary calls over HTTP/2 on
+//! the lean HTTP/2 client under load; server streams, `transport = "h2"` and HTTP/2 calls
+//! with a CORS origin go through hyper's client.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -124,7 +125,7 @@ pub struct WebSender {
 enum Sender {
     Http1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
-    /// The lean HTTP/1.1 connection (unary calls without CORS).
+    /// The lean HTTP/1.1 connection (unary calls, `transport = "lean"`).
     Lean1(Box<http1::Http1Connection>),
 }
 
@@ -424,26 +425,22 @@ impl WebCall {
     fn write_http1_request(&self, out: &mut Vec<u8>, per_call: &PerCall, framed: &[u8]) {
         use std::io::Write;
         out.extend_from_slice(&self.http1_head);
-        let line = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        };
         match &per_call.trace {
-            Some(t) => line(out, b"traceparent", t.as_bytes()),
+            Some(t) => http1::put_header(out, b"traceparent", t.as_bytes()),
             None => {
                 for t in &self.static_trace {
-                    line(out, b"traceparent", t.as_bytes());
+                    http1::put_header(out, b"traceparent", t.as_bytes());
                 }
             }
         }
         for (name, value) in &per_call.metadata {
-            line(out, name.as_str().as_bytes(), value.as_bytes());
+            http1::put_header(out, name.as_str().as_bytes(), value.as_bytes());
         }
         let engine = &base64::engine::general_purpose::STANDARD;
         let length = if self.text {
-            base64::encoded_len(framed.len(), true).unwrap_or(usize::MAX)
+            // No slice is long enough to overflow it; were one, the body would be empty
+            // (and refused by the server), not a panic.
+            base64::encoded_len(framed.len(), true).unwrap_or(0)
         } else {
             framed.len()
         };
@@ -620,10 +617,7 @@ impl WebCall {
             out.extend_from_slice(path.as_bytes());
             out.extend_from_slice(b" HTTP/1.1\r\n");
             for (name, value) in &cors.preflight {
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                http1::put_header(out, name.as_str().as_bytes(), value.as_bytes());
             }
             out.extend_from_slice(b"\r\n");
         };
@@ -827,10 +821,7 @@ fn http1_head(path: &str, headers: &HeaderMap) -> (Bytes, Vec<HeaderValue>) {
             trace.push(value.clone());
             continue;
         }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        http1::put_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
     (Bytes::from(head), trace)
 }

@@ -4,8 +4,8 @@
 //! that machinery was most of the user-space cost, four times native gRPC's per call. Here
 //! the request head is prepared once, each call appends its own headers and body to one
 //! buffer written at once, and the answer is read and parsed in the calling task
-//! (`httparse` for the head, [`response`] for the body's framing). Server streams and CORS
-//! preflights still use hyper's client.
+//! (`httparse` for the head, [`response`] for the body's framing); a CORS preflight goes
+//! on it too. Server streams and `transport = "h2"` still use hyper's client.
 
 pub(crate) mod response;
 
@@ -248,6 +248,14 @@ impl Http1Connection {
         self.end += n;
         Ok(n)
     }
+}
+
+/// Appends one header line of a request.
+pub(crate) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A failure of the connection, before the request was processed.
