@@ -11,6 +11,7 @@
 #   shared VM; what is left is the closed model's batching, which timing still moves).
 #   As fast as the generator goes under valgrind; two run lengths, so start-up cancels
 #   out: (I(long) − I(short)) / (n(long) − n(short)). INSTRUCTIONS=0 skips it.
+#   gRPC-Web over HTTP/1.1 is counted the same way (a connection per worker, 16 workers).
 #   benches/before_after.sh REV            # ROUNDS=5 SECS=10 RATE=10000 STREAMS=10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,13 +94,19 @@ for which in before after; do
 done
 
 [ "$INSTRUCTIONS" = 1 ] || exit 0
-# A closed-model run of $2 requests (unary) or of 100 streams of $2 messages each.
-counted_scenario() {  # $1 file, $2 unary|stream, $3 count
+# A closed-model run of $2 requests (unary; web: gRPC-Web over HTTP/1.1, a connection per
+# worker) or of 100 streams of $2 messages each.
+counted_scenario() {  # $1 file, $2 unary|stream|web, $3 count
   if [ "$2" = unary ]; then
     bench_scenario "$1" instructions-unary unary Unary "$addr" "[load]
 concurrency = 64
 connections = 4
 requests = $3"
+  elif [ "$2" = web ]; then
+    bench_scenario "$1" instructions-web unary Unary "$addr" "[load]
+concurrency = 16
+requests = $3"
+    sed -i 's/^\[call\]$/protocol = "grpc-web"\n[call]/' "$1"
   else
     bench_scenario "$1" instructions-stream bidi_stream BidiStream "$addr" "[load]
 concurrency = 100
@@ -128,19 +135,21 @@ print(total, done)
 PY
 }
 echo
-echo "== instructions (callgrind), closed model: per unary request (64 in flight) and per streamed message (100 ping-pong streams)"
+echo "== instructions (callgrind), closed model: per unary request (64 in flight), per streamed message (100 ping-pong streams), per gRPC-Web call over HTTP/1.1 (16 connections)"
 echo "| what | round | before | after | after / before |"
 echo "|---|---|---|---|---|"
 counted_scenario "$work/u-short.toml" unary 2000
 counted_scenario "$work/u-long.toml" unary 12000
 counted_scenario "$work/s-short.toml" stream 20
 counted_scenario "$work/s-long.toml" stream 120
+counted_scenario "$work/w-short.toml" web 1000
+counted_scenario "$work/w-long.toml" web 5000
 per_unit() {  # BIN short long → instructions per request (message)
   read -r i1 n1 <<< "$(instructions "$1" "$2")"
   read -r i2 n2 <<< "$(instructions "$1" "$3")"
   python3 -c "print(f'{($i2 - $i1) / ($n2 - $n1):.0f}')"
 }
-for what in unary stream; do
+for what in unary stream web; do
   short="$work/${what:0:1}-short.toml" long="$work/${what:0:1}-long.toml"
   for round in 1 2; do
     b=$(per_unit "$OLD" "$short" "$long"); a=$(per_unit "$NEW" "$short" "$long")
