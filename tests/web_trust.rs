@@ -21,37 +21,65 @@ fn web(address: &str, kind: &str, target_extra: &str, load: &str) -> String {
     )
 }
 
-/// A loopback server thread: each connection's request head is read (up to its blank line),
-/// then `answer` is written, or nothing at all when it is empty; it stops by itself.
+/// A loopback server thread: on each connection, each request is read (its head up to the
+/// blank line, then its `content-length` body) and answered with `answer`, as a keep-alive
+/// HTTP/1.1 server answers every request; when `answer` is empty nothing is written and the
+/// connection is held, never answered. It stops by itself.
 fn responder(answer: Vec<u8>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     listener.set_nonblocking(true).unwrap();
+    let answer = std::sync::Arc::new(answer);
     std::thread::spawn(move || {
         let until = Instant::now() + Duration::from_secs(40);
-        let mut held = Vec::new();
         while Instant::now() < until {
-            let Ok((mut s, _)) = listener.accept() else {
+            let Ok((s, _)) = listener.accept() else {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             };
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-                match s.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => break,
-                }
-            }
-            if !answer.is_empty() {
-                let _ = s.write_all(&answer);
-            }
-            held.push(s); // open until the thread ends: never answered, never closed
+            let answer = answer.clone();
+            std::thread::spawn(move || answer_each_request(s, &answer, until));
         }
     });
     address
+}
+
+/// Answers each request on `s` with `answer` until the client closes, or holds it
+/// unanswered (`answer` empty) until `until`.
+fn answer_each_request(mut s: std::net::TcpStream, answer: &[u8], until: Instant) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    loop {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => break,
+            }
+        }
+        if answer.is_empty() {
+            // Never answered, never closed.
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            return;
+        }
+        if !head.ends_with(b"\r\n\r\n") {
+            return;
+        }
+        let length = String::from_utf8_lossy(&head)
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<u64>().ok())?
+            })
+            .unwrap_or(0);
+        if std::io::copy(&mut (&mut s).take(length), &mut std::io::sink()).is_err()
+            || s.write_all(answer).is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// Python's own HTTP/1.1 server (written by others), on a loopback port; stops when dropped.

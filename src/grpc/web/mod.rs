@@ -878,7 +878,7 @@ impl WebCall {
             Ok(http1::Answer {
                 verdict: Some(ended),
                 ..
-            }) => (ended, Afterwards::Spent),
+            }) => (ended, Afterwards::reusable_if(!conn.is_closed())),
             Ok(http1::Answer { framing, .. }) => {
                 let outcome = framing.with_trailers(|t| reader.finish_with(t, !self.streaming));
                 if let Some(slot) = keep {

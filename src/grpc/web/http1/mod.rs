@@ -63,7 +63,8 @@ pub(crate) struct Failure {
 /// A call's answer.
 #[derive(Debug)]
 pub(crate) struct Answer {
-    /// The head ended the call (an HTTP error, a trailers-only status): the body was not read.
+    /// The head ended the call (an HTTP error, a trailers-only status): the body was not
+    /// waited for (dropped when it had come whole with the head).
     pub(crate) verdict: Option<Outcome>,
     /// The body's framing as it ended (a chunked body's trailer section is in it).
     pub(crate) framing: Framing,
@@ -176,14 +177,28 @@ impl Http1Connection {
                 Err(malformed) => return Err(sent(malformed.outcome())),
             }
         };
+        let mut framing = head.framing;
         if head.verdict.is_some() {
-            // The body is not read: the connection stays closed.
+            // The head ended the call (an HTTP error, a trailers-only status): its body is
+            // not waited for. When it is already here whole (a short error answer comes with
+            // its head), it is dropped and the connection carries the next call, as a
+            // browser's would; otherwise the connection stays closed.
+            let whole = !framing.ends_at_close()
+                && framing
+                    .decode(&self.buf[self.start..self.end], &mut |_| Ok(()))
+                    .is_ok_and(|d| {
+                        self.start += d.used;
+                        d.done
+                    });
+            if whole && head.keep_alive && self.start == self.end {
+                self.closed = false;
+                self.reused = true;
+            }
             return Ok(Answer {
                 verdict: head.verdict,
-                framing: head.framing,
+                framing,
             });
         }
-        let mut framing = head.framing;
         loop {
             // Also with nothing read: an empty body is whole at once.
             let decoded = framing

@@ -165,6 +165,26 @@ async fn an_idle_close_is_seen_before_sending_and_a_reused_close_before_any_answ
 }
 
 #[tokio::test]
+async fn an_error_answer_that_came_whole_leaves_the_connection_to_the_next_call() {
+    let (mut conn, server) = connected(|mut s| async move {
+        read_request(&mut s).await;
+        s.write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 4\r\n\r\nbusy")
+            .await
+            .unwrap();
+        read_request(&mut s).await;
+        s.write_all(CHUNKED).await.unwrap();
+    })
+    .await;
+    let (answer, body) = call(&mut conn, REQUEST).await;
+    assert!(answer.unwrap().verdict.is_some() && body.is_empty());
+    assert!(!conn.is_closed());
+    let (answer, body) = call(&mut conn, REQUEST).await;
+    assert!(answer.unwrap().verdict.is_none());
+    assert_eq!(body, b"xyz!!");
+    server.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_connection_is_not_trusted_after_close_bytes_nobody_asked_for_or_a_judged_head() {
     for (answer, ended_by_head) in [
         (
@@ -176,7 +196,13 @@ async fn a_connection_is_not_trusted_after_close_bytes_nobody_asked_for_or_a_jud
             false,
         ),
         (b"HTTP/1.1 200 OK\r\n\r\nuntil the close", false),
-        (b"HTTP/1.1 503 Busy\r\ncontent-length: 4\r\n\r\nbusy", true),
+        // Errors whose body has not all come (not waited for), or that end the connection.
+        (b"HTTP/1.1 503 Busy\r\ncontent-length: 10\r\n\r\nbus", true),
+        (
+            b"HTTP/1.1 503 Busy\r\nconnection: close\r\ncontent-length: 4\r\n\r\nbusy",
+            true,
+        ),
+        (b"HTTP/1.1 503 Busy\r\n\r\nuntil the close", true),
     ] {
         let (mut conn, server) = connected(move |mut s| async move {
             read_request(&mut s).await;
