@@ -256,6 +256,13 @@ impl Http1Connection {
                 // Only a head can fill it (a body is used as it comes): room for one byte
                 // past the bound, so the head parser says "too large".
                 let grown = (self.buf.len() * 2).min(response::MAX_HEAD + READ_BUFFER);
+                if grown == self.buf.len() {
+                    // Not reached (the head parser refuses a head this long first); were it,
+                    // a read into no room would look like the server's close.
+                    return Err(std::io::Error::other(
+                        "the response head fills the whole buffer",
+                    ));
+                }
                 self.buf.resize(grown, 0);
             }
         }
